@@ -1,0 +1,70 @@
+// Command moetrain trains, evaluates and compares DeepSeekMoE language models
+// and their baselines from YAML configs. Each subcommand lives in its own file
+// and only parses flags before calling into the packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError marks a mistake in the command line or config: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error (exit code 2).
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// asUsage marks err (e.g. a config validation error) as a usage error.
+func asUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
+
+var rootCmd = &cobra.Command{
+	Use:           "moetrain",
+	Short:         "Train and compare DeepSeekMoE language models and their baselines",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+func init() {
+	rootCmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+}
+
+// exitCode maps an error to moetrain's exit codes: 0 ok, 2 usage or config
+// mistakes, 1 run-time failures.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+func main() {
+	cmd, err := rootCmd.ExecuteC()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "moetrain: %v\n", err)
+		if exitCode(err) == 2 && cmd != nil {
+			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	}
+	os.Exit(exitCode(err))
+}
+
+// argsUsage wraps a cobra positional-argument validator so that its errors
+// are usage errors (exit code 2).
+func argsUsage(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error { return asUsage(v(cmd, args)) }
+}

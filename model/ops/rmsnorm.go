@@ -1,0 +1,159 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// RMSNorm returns y[n,:] = w ⊙ x[n,:] / sqrt(mean_j x[n,j]² + eps) for
+// x [N, D] and w [D] (SPEC §1).
+func RMSNorm(x, w *G.Node, eps float64) (*G.Node, error) {
+	return G.ApplyOp(newRMSNormOp(eps), x, w)
+}
+
+type rmsNormOp struct {
+	base
+	eps float64
+}
+
+func newRMSNormOp(eps float64) *rmsNormOp {
+	return &rmsNormOp{base: base{name: "RMSNorm", arity: 2, key: fmt.Sprintf("eps=%g", eps)}, eps: eps}
+}
+
+func (op *rmsNormOp) Type() hm.Type { return fnType(2, 1, 2) }
+
+func (op *rmsNormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s[0].Dims() != 2 || s[1].Dims() != 1 || s[0][1] != s[1][0] {
+		return nil, fmt.Errorf("RMSNorm: x %v and w %v: want [N, D] and [D]", s[0], s[1])
+	}
+	return s[0].Clone(), nil
+}
+
+func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	x, w := in[0], in[1]
+	n, d := x.Shape()[0], x.Shape()[1]
+	y := newOf(x.Dtype(), n, d)
+	switch x.Dtype() {
+	case tensor.Float32:
+		rmsNormForward(slice[float32](y), slice[float32](x), slice[float32](w), n, d, op.eps)
+	case tensor.Float64:
+		rmsNormForward(slice[float64](y), slice[float64](x), slice[float64](w), n, d, op.eps)
+	default:
+		return nil, fmt.Errorf("RMSNorm: dtype %v", x.Dtype())
+	}
+	return y, nil
+}
+
+func (op *rmsNormOp) DiffWRT(int) []bool { return []bool{true, true} }
+
+func (op *rmsNormOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd := &rmsNormBackward{base: base{name: "RMSNormBackward", arity: 3, key: op.key}, eps: op.eps}
+	return packedGrads(bwd, G.Nodes{in[0], in[1], grad}, in, []bool{true, true})
+}
+
+// rmsNormBackward packs [dx (N·D) | dw (D)] from (x, w, dy).
+type rmsNormBackward struct {
+	base
+	eps float64
+}
+
+func (op *rmsNormBackward) Type() hm.Type { return fnType(2, 1, 2, 1) }
+
+func (op *rmsNormBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.Shape{s[0].TotalSize() + s[1].TotalSize()}, nil
+}
+
+func (op *rmsNormBackward) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	x, w, dy := in[0], in[1], in[2]
+	n, d := x.Shape()[0], x.Shape()[1]
+	p := newOf(x.Dtype(), n*d+d)
+	switch x.Dtype() {
+	case tensor.Float32:
+		pk := slice[float32](p)
+		rmsNormBackwardKernel(pk[:n*d], pk[n*d:], slice[float32](x), slice[float32](w), slice[float32](dy), n, d, op.eps)
+	case tensor.Float64:
+		pk := slice[float64](p)
+		rmsNormBackwardKernel(pk[:n*d], pk[n*d:], slice[float64](x), slice[float64](w), slice[float64](dy), n, d, op.eps)
+	default:
+		return nil, fmt.Errorf("RMSNormBackward: dtype %v", x.Dtype())
+	}
+	return p, nil
+}
+
+// rowBlock is the fixed number of rows whose partial weight gradients are
+// summed together. Fixing it (rather than deriving it from the worker count)
+// keeps reductions in the same order on any number of cores.
+const rowBlock = 64
+
+func rmsInv[F Float](x []F, eps float64) float64 {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	return 1 / math.Sqrt(ss/float64(len(x))+eps)
+}
+
+func rmsNormForward[F Float](y, x, w []F, n, d int, eps float64) {
+	parallel.For(n, 16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xr, yr := x[i*d:(i+1)*d], y[i*d:(i+1)*d]
+			r := F(rmsInv(xr, eps))
+			for j := range xr {
+				yr[j] = w[j] * (xr[j] * r)
+			}
+		}
+	})
+}
+
+// rmsNormBackwardKernel: with r = rms⁻¹ and y = w⊙x·r,
+// dw_j = Σ_n dy_nj x_nj r_n, dx_nj = r_n w_j dy_nj − x_nj r_n³/D · Σ_k w_k dy_nk x_nk.
+func rmsNormBackwardKernel[F Float](dx, dw, x, w, dy []F, n, d int, eps float64) {
+	blocks := (n + rowBlock - 1) / rowBlock
+	partial := make([]F, blocks*d)
+	parallel.For(blocks, 1, func(blo, bhi int) {
+		for b := blo; b < bhi; b++ {
+			pw := partial[b*d : (b+1)*d]
+			for i := b * rowBlock; i < min(n, (b+1)*rowBlock); i++ {
+				xr, gr, dxr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d]
+				r := rmsInv(xr, eps)
+				var dot float64
+				for j := range xr {
+					dot += float64(w[j]) * float64(gr[j]) * float64(xr[j])
+				}
+				c := F(r * r * r * dot / float64(d))
+				rf := F(r)
+				for j := range xr {
+					dxr[j] = rf*w[j]*gr[j] - xr[j]*c
+					pw[j] += gr[j] * xr[j] * rf
+				}
+			}
+		}
+	})
+	for b := 0; b < blocks; b++ {
+		for j, v := range partial[b*d : (b+1)*d] {
+			dw[j] += v
+		}
+	}
+}
