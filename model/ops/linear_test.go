@@ -1,0 +1,170 @@
+package ops
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// float32Tol compares a float32 run of an op with its float64 run on inputs
+// of scale ~1 and tiny inner sizes (rounding ~1e-7 per operation).
+var float32Tol = tol.Tol{Abs: 1e-5, Rel: 1e-4}
+
+// runGraph builds the graph on ins converted to dt, runs forward and backward
+// of sum(weights ⊙ out) (or of out itself when it is a scalar) and returns the
+// output and the gradient of every input with Diff set, widened to float64.
+func runGraph(t *testing.T, dt tensor.Dtype, ins []gradcheck.Input, build gradcheck.Builder) ([]float64, map[string][]float64) {
+	t.Helper()
+	g := G.NewGraph()
+	nodes := make([]*G.Node, len(ins))
+	for i, in := range ins {
+		v := in.Value
+		if v.Dtype() == tensor.Float64 {
+			v = convert(v, dt)
+		} else {
+			v = v.Clone().(*tensor.Dense)
+		}
+		nodes[i] = G.NewTensor(g, v.Dtype(), v.Shape().Dims(), G.WithShape(v.Shape()...), G.WithName(in.Name), G.WithValue(v))
+	}
+	out, err := build(g, nodes)
+	if err != nil {
+		t.Fatalf("build %v: %v", dt, err)
+	}
+	cost := out
+	if !out.IsScalar() {
+		w := convert(gradcheck.Rand(rand.New(rand.NewPCG(7, 8)), 1, out.Shape()...), dt)
+		wn := G.NewTensor(g, dt, out.Shape().Dims(), G.WithShape(out.Shape()...), G.WithName("weights"), G.WithValue(w))
+		cost = G.Must(G.Sum(G.Must(G.HadamardProd(out, wn))))
+	}
+	var wrt []*G.Node
+	for i, in := range ins {
+		if in.Diff {
+			wrt = append(wrt, nodes[i])
+		}
+	}
+	if _, err := G.Grad(cost, wrt...); err != nil {
+		t.Fatalf("grad %v: %v", dt, err)
+	}
+	var outVal G.Value
+	G.Read(out, &outVal)
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatalf("run %v: %v", dt, err)
+	}
+	got := widen(outVal.Data())
+	grads := map[string][]float64{}
+	for i, in := range ins {
+		if in.Diff {
+			gv, err := nodes[i].Grad()
+			if err != nil {
+				t.Fatalf("%s: no gradient: %v", in.Name, err)
+			}
+			grads[in.Name] = widen(gv.Data())
+		}
+	}
+	return got, grads
+}
+
+// checkFloat32 runs the graph in float64 and float32 and checks that the
+// output and every gradient agree within float32Tol.
+func checkFloat32(t *testing.T, ins []gradcheck.Input, build gradcheck.Builder) {
+	t.Helper()
+	want, wantG := runGraph(t, tensor.Float64, ins, build)
+	got, gotG := runGraph(t, tensor.Float32, ins, build)
+	if err := float32Tol.CheckSlice("output", got, want); err != nil {
+		t.Error(err)
+	}
+	for name, w := range wantG {
+		if err := float32Tol.CheckSlice("d/d"+name, gotG[name], w); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// convert returns a copy of the float64 tensor v in dtype dt.
+func convert(v *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
+	src := v.Data().([]float64)
+	if dt == tensor.Float64 {
+		return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(append([]float64(nil), src...)))
+	}
+	d := make([]float32, len(src))
+	for i, x := range src {
+		d[i] = float32(x)
+	}
+	return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(d))
+}
+
+// widen copies float data (a slice or a scalar) into a new []float64.
+func widen(data any) []float64 {
+	switch d := data.(type) {
+	case []float64:
+		return append([]float64(nil), d...)
+	case []float32:
+		out := make([]float64, len(d))
+		for i, x := range d {
+			out[i] = float64(x)
+		}
+		return out
+	case float64:
+		return []float64{d}
+	case float32:
+		return []float64{float64(d)}
+	}
+	panic("widen: not float data")
+}
+
+func intTensor(ids ...int) *tensor.Dense {
+	return tensor.New(tensor.WithShape(len(ids)), tensor.WithBacking(ids))
+}
+
+func buildLinear(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1]) }
+
+func linearInputs(seed uint64) []gradcheck.Input {
+	r := rand.New(rand.NewPCG(seed, 3))
+	return []gradcheck.Input{
+		{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true},
+		{Name: "w", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
+	}
+}
+
+func TestLinearGradient(t *testing.T) {
+	gradcheck.Check(t, 11, linearInputs(1), buildLinear, gradcheck.Default)
+}
+
+func TestLinearFloat32(t *testing.T) {
+	checkFloat32(t, linearInputs(2), buildLinear)
+}
+
+// TestLinearForward checks y = x·wᵀ against a direct triple loop, so a
+// transpose mix-up that the gradient check would pass consistently still shows.
+func TestLinearForward(t *testing.T) {
+	ins := linearInputs(3)
+	x, w := ins[0].Value.Data().([]float64), ins[1].Value.Data().([]float64)
+	got, _ := runGraph(t, tensor.Float64, ins, buildLinear)
+	want := make([]float64, 5*4)
+	for i := 0; i < 5; i++ {
+		for o := 0; o < 4; o++ {
+			for k := 0; k < 6; k++ {
+				want[i*4+o] += x[i*6+k] * w[o*6+k]
+			}
+		}
+	}
+	if err := tol.Float64.CheckSlice("y", got, want); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestLinearShapeError(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewMatrix(g, tensor.Float64, G.WithShape(5, 6), G.WithName("x"))
+	w := G.NewMatrix(g, tensor.Float64, G.WithShape(4, 5), G.WithName("w"))
+	if _, err := Linear(x, w); err == nil {
+		t.Error("Linear accepted x [5 6] with w [4 5]")
+	}
+}
