@@ -1,0 +1,157 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// Softmax returns the softmax of each row of x [N, E] (the MoE router
+// scores s = softmax(u·Wᵀ), SPEC §2). Each row is shifted by its own max, so
+// any finite logits give finite probabilities (tensor's SoftMax shifts by
+// the first element of the whole tensor: FACTS.md).
+func Softmax(x *G.Node) (*G.Node, error) {
+	return G.ApplyOp(newSoftmaxOp(), x)
+}
+
+type softmaxOp struct{ base }
+
+func newSoftmaxOp() *softmaxOp { return &softmaxOp{base{name: "Softmax", arity: 1}} }
+
+func (op *softmaxOp) Type() hm.Type { return fnType(2, 2) }
+
+func (op *softmaxOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s[0].Dims() != 2 {
+		return nil, fmt.Errorf("Softmax: x %v: want [N, E]", s[0])
+	}
+	return s[0].Clone(), nil
+}
+
+func (op *softmaxOp) Do(vs ...G.Value) (G.Value, error) {
+	in, err := floatInputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	x := in[0]
+	n, e := x.Shape()[0], x.Shape()[1]
+	y := newOf(x.Dtype(), n, e)
+	switch x.Dtype() {
+	case tensor.Float32:
+		softmaxRows(slice[float32](y), slice[float32](x), n, e)
+	case tensor.Float64:
+		softmaxRows(slice[float64](y), slice[float64](x), n, e)
+	}
+	return y, nil
+}
+
+func (op *softmaxOp) DiffWRT(int) []bool { return []bool{true} }
+
+// SymDiff reads the forward output s rather than recomputing it from x.
+func (op *softmaxOp) SymDiff(_ G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	dx, err := G.ApplyOp(&softmaxBackward{base{name: "SoftmaxBackward", arity: 2}}, out, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{dx}, nil
+}
+
+// softmaxBackward computes dx = s ⊙ (dy − Σ_j dy_j s_j) row by row from
+// (s, dy).
+type softmaxBackward struct{ base }
+
+func (op *softmaxBackward) Type() hm.Type { return fnType(2, 2, 2) }
+
+func (op *softmaxBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
+func (op *softmaxBackward) Do(vs ...G.Value) (G.Value, error) {
+	in, err := floatInputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	s, dy := in[0], in[1]
+	n, e := s.Shape()[0], s.Shape()[1]
+	dx := newOf(s.Dtype(), n, e)
+	switch s.Dtype() {
+	case tensor.Float32:
+		softmaxBackwardRows(slice[float32](dx), slice[float32](s), slice[float32](dy), n, e)
+	case tensor.Float64:
+		softmaxBackwardRows(slice[float64](dx), slice[float64](s), slice[float64](dy), n, e)
+	}
+	return dx, nil
+}
+
+// denseRowGrain is how many elements a parallel.For chunk of rows should hold at
+// least before splitting across cores is worth a goroutine.
+const denseRowGrain = 1 << 13
+
+// denseRowsGrain converts denseRowGrain to a number of rows of width w.
+func denseRowsGrain(w int) int { return max(1, denseRowGrain/max(w, 1)) }
+
+func softmaxRows[F Float](y, x []F, n, e int) {
+	if e == 0 {
+		return
+	}
+	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			rowSoftmaxInto(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
+		}
+	})
+}
+
+// rowSoftmaxInto writes softmax(x) into y (which may alias x). The sum is kept in
+// float64 and every exponent is ≤ 0, so nothing overflows.
+func rowSoftmaxInto[F Float](y, x []F) {
+	m := maxOfRow(x)
+	var sum float64
+	for j, v := range x {
+		ev := math.Exp(float64(v - m))
+		y[j] = F(ev)
+		sum += ev
+	}
+	inv := F(1 / sum)
+	for j := range y {
+		y[j] *= inv
+	}
+}
+
+// maxOfRow returns the largest element of a non-empty row.
+func maxOfRow[F Float](x []F) F {
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+func softmaxBackwardRows[F Float](dx, s, dy []F, n, e int) {
+	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			sr, gr, dr := s[i*e:(i+1)*e], dy[i*e:(i+1)*e], dx[i*e:(i+1)*e]
+			var dot float64
+			for j := range sr {
+				dot += float64(gr[j]) * float64(sr[j])
+			}
+			d := F(dot)
+			for j := range sr {
+				dr[j] = sr[j] * (gr[j] - d)
+			}
+		}
+	})
+}
