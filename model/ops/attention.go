@@ -1,0 +1,392 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// Shape legend: B batch, T sequence length, H heads, dh head width, W = H·dh.
+// q, k, v and the output are [B·T, W]: row b·T+t, head h in columns
+// h·dh..(h+1)·dh.
+
+// Attention returns causal multi-head attention with RoPE (SPEC §1):
+// per sequence b and head h, q' = RoPE(q), k' = RoPE(k) at positions
+// t = 0..T−1, P = softmax(q'k'ᵀ/sqrt(dh)) with position t seeing 0..t, and
+// output P·v, laid out [B·T, W] like the inputs. q, k and v are the outputs
+// of separate projections; dh = W/heads must be even.
+func Attention(q, k, v *G.Node, batch, seq, heads int, theta float64) (*G.Node, error) {
+	if batch < 1 || seq < 1 || heads < 1 {
+		return nil, fmt.Errorf("attention: batch %d, seq %d, heads %d: want all ≥ 1", batch, seq, heads)
+	}
+	if !(theta > 0) || math.IsInf(theta, 1) {
+		return nil, fmt.Errorf("attention: rope theta %g: want a finite value > 0", theta)
+	}
+	qs := q.Shape()
+	if qs.Dims() != 2 || qs[1]%heads != 0 {
+		return nil, fmt.Errorf("attention: q %v: want [B·T, W] with heads %d dividing W", qs, heads)
+	}
+	op := newAttentionOp(batch, seq, heads, qs[1]/heads, theta)
+	if _, err := op.InferShape(q.Shape(), k.Shape(), v.Shape()); err != nil {
+		return nil, err
+	}
+	return G.ApplyOp(op, q, k, v)
+}
+
+// attnDims are the sizes every attention kernel needs.
+type attnDims struct {
+	b, t, h, dh int
+	scale       float64 // 1/sqrt(dh)
+}
+
+func (d attnDims) w() int { return d.h * d.dh }
+
+type attentionOp struct {
+	base
+	attnDims
+	theta float64
+	rope  *ropeTable // shared with the backward op
+}
+
+func newAttentionOp(batch, seq, heads, dh int, theta float64) *attentionOp {
+	return &attentionOp{
+		base:     base{name: "Attention", arity: 3, key: fmt.Sprintf("B=%d,T=%d,H=%d,dh=%d,theta=%g", batch, seq, heads, dh, theta)},
+		attnDims: attnDims{b: batch, t: seq, h: heads, dh: dh, scale: 1 / math.Sqrt(float64(dh))},
+		theta:    theta,
+		rope:     newRopeTable(seq, dh, theta),
+	}
+}
+
+func (op *attentionOp) Type() hm.Type { return fnType(2, 2, 2, 2) }
+
+// checkShapes validates q, k, v against the op's sizes.
+func (d attnDims) checkShapes(name string, s []tensor.Shape) error {
+	want := tensor.Shape{d.b * d.t, d.w()}
+	if d.dh%2 != 0 || d.dh < 2 {
+		return fmt.Errorf("%s: head width %d must be even", name, d.dh)
+	}
+	for i, n := range []string{"q", "k", "v"} {
+		if !s[i].Eq(want) {
+			return fmt.Errorf("%s: %s %v: want [B·T, H·dh] = %v (B=%d, T=%d, H=%d, dh=%d)", name, n, s[i], want, d.b, d.t, d.h, d.dh)
+		}
+	}
+	return nil
+}
+
+func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) != 3 {
+		return nil, fmt.Errorf("attention: %d inputs, want 3", len(s))
+	}
+	if err := op.checkShapes("attention", s); err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
+func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.checkShapes("attention", []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape()}); err != nil {
+		return nil, err
+	}
+	dt := in[0].Dtype()
+	if in[1].Dtype() != dt || in[2].Dtype() != dt {
+		return nil, fmt.Errorf("attention: dtypes %v, %v, %v differ", dt, in[1].Dtype(), in[2].Dtype())
+	}
+	y := newOf(dt, op.b*op.t, op.w())
+	switch dt {
+	case tensor.Float32:
+		attentionForward(slice[float32](y), slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), op.attnDims, op.rope)
+	case tensor.Float64:
+		attentionForward(slice[float64](y), slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), op.attnDims, op.rope)
+	default:
+		return nil, fmt.Errorf("attention: dtype %v", dt)
+	}
+	return y, nil
+}
+
+func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+
+// SymDiff: the backward recomputes P from q and k (flash-style) instead of
+// caching it in the op. The recompute costs one extra T×T×dh product per
+// head (1/7 of the attention GEMM work of a training step) and P·exp, but
+// needs no hidden state that could go stale between runs (Reset reallocates
+// every register, gradient checks rewrite inputs in place) and no B·H·T²
+// buffer kept alive between forward and backward.
+func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope}
+	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], grad}, in, []bool{true, true, true})
+}
+
+// attentionBackward packs [dq | dk | dv] (each B·T·W) from (q, k, v, dy).
+type attentionBackward struct {
+	base
+	attnDims
+	rope *ropeTable
+}
+
+func (op *attentionBackward) Type() hm.Type { return fnType(2, 2, 2, 2, 1) }
+
+func (op *attentionBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.checkShapes("attention backward", s); err != nil {
+		return nil, err
+	}
+	return tensor.Shape{3 * s[0].TotalSize()}, nil
+}
+
+func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	shapes := []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape()}
+	if err := op.checkShapes("attention backward", shapes); err != nil {
+		return nil, err
+	}
+	if !in[3].Shape().Eq(shapes[0]) {
+		return nil, fmt.Errorf("attention backward: dy %v, want %v", in[3].Shape(), shapes[0])
+	}
+	n := op.b * op.t * op.w()
+	p := newOf(in[0].Dtype(), 3*n)
+	switch in[0].Dtype() {
+	case tensor.Float32:
+		pk := slice[float32](p)
+		attentionBackwardKernel(pk[:n], pk[n:2*n], pk[2*n:], slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), op.attnDims, op.rope)
+	case tensor.Float64:
+		pk := slice[float64](p)
+		attentionBackwardKernel(pk[:n], pk[n:2*n], pk[2*n:], slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), op.attnDims, op.rope)
+	default:
+		return nil, fmt.Errorf("attention backward: dtype %v", in[0].Dtype())
+	}
+	return p, nil
+}
+
+// ---------------------------------------------------------------------------
+// Kernels. Every (b, h) pair is independent: parallel.For hands contiguous
+// ranges of pairs to the workers, each with its own scratch, and every pair
+// writes only its own columns of its own rows, so results do not depend on
+// goroutine timing. Within a pair the T rows are processed in blocks of
+// attnBlock query rows against only the keys 0..end of the block, which skips
+// most of the masked upper triangle while keeping every product a GEMM.
+
+const attnBlock = 64
+
+// headScratch is one worker's contiguous copies of a head: q', k' (rotated),
+// v, out/dy, and the T×T probabilities (and their gradient).
+type headScratch[F Float] struct {
+	q, k, v, o, dq, dk, dv []F // [T, dh]
+	p, dp                  []F // [T, T]; only the causal blocks are valid
+}
+
+func newHeadScratch[F Float](d attnDims, backward bool) *headScratch[F] {
+	td, tt := d.t*d.dh, d.t*d.t
+	s := &headScratch[F]{q: make([]F, td), k: make([]F, td), v: make([]F, td), o: make([]F, td), p: make([]F, tt)}
+	if backward {
+		s.dq, s.dk, s.dv, s.dp = make([]F, td), make([]F, td), make([]F, td), make([]F, tt)
+	}
+	return s
+}
+
+// gatherRotated copies head h of sequence b from x ([B·T, W]) into dst
+// ([T, dh]) and rotates each row by its position.
+func gatherRotated[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
+	w := d.w()
+	for t := 0; t < d.t; t++ {
+		off := (b*d.t+t)*w + h*d.dh
+		cos, sin := rope.at(t)
+		rotate(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh], cos, sin)
+	}
+}
+
+// gather copies head h of sequence b from x into dst ([T, dh]).
+func gather[F Float](dst, x []F, b, h int, d attnDims) {
+	w := d.w()
+	for t := 0; t < d.t; t++ {
+		off := (b*d.t+t)*w + h*d.dh
+		copy(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh])
+	}
+}
+
+// scatter copies src ([T, dh]) into head h of sequence b of x.
+func scatter[F Float](x, src []F, b, h int, d attnDims) {
+	w := d.w()
+	for t := 0; t < d.t; t++ {
+		off := (b*d.t+t)*w + h*d.dh
+		copy(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh])
+	}
+}
+
+// scatterUnrotated writes the RoPE backward of src ([T, dh]) into head h of
+// sequence b of x.
+func scatterUnrotated[F Float](x, src []F, b, h int, d attnDims, rope *ropeTable) {
+	w := d.w()
+	for t := 0; t < d.t; t++ {
+		off := (b*d.t+t)*w + h*d.dh
+		cos, sin := rope.at(t)
+		unrotate(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh], cos, sin)
+	}
+}
+
+// blocks calls fn for each block [r0, r1) of query rows.
+func blocks(t int, fn func(r0, r1 int)) {
+	for r0 := 0; r0 < t; r0 += attnBlock {
+		fn(r0, min(t, r0+attnBlock))
+	}
+}
+
+// probabilities fills s.p with the causal softmax of q'k'ᵀ·scale from s.q and
+// s.k. Row i of block [r0, r1) is valid in columns 0..r1−1 (zero beyond i).
+func probabilities[F Float](s *headScratch[F], d attnDims) {
+	T, dh := d.t, d.dh
+	blocks(T, func(r0, r1 int) {
+		blas.Gemm(false, true, r1-r0, r1, dh, F(d.scale), s.q[r0*dh:], dh, s.k, dh, 0, s.p[r0*T:], T)
+	})
+	for i := 0; i < T; i++ {
+		row := s.p[i*T : i*T+i+1]
+		softmaxRow(row)
+		clear(s.p[i*T+i+1 : i*T+min(T, (i/attnBlock+1)*attnBlock)])
+	}
+}
+
+// softmaxRow replaces x with softmax(x), subtracting the max first and
+// summing in float64 so that scores of any size stay finite.
+func softmaxRow[F Float](x []F) {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var sum float64
+	for j, v := range x {
+		e := math.Exp(float64(v) - float64(m))
+		x[j] = F(e)
+		sum += e
+	}
+	inv := F(1 / sum)
+	for j := range x {
+		x[j] *= inv
+	}
+}
+
+func attentionForward[F Float](y, q, k, v []F, d attnDims, rope *ropeTable) {
+	T, dh := d.t, d.dh
+	parallel.For(d.b*d.h, 1, func(lo, hi int) {
+		s := newHeadScratch[F](d, false)
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/d.h, bh%d.h
+			gatherRotated(s.q, q, b, h, d, rope)
+			gatherRotated(s.k, k, b, h, d, rope)
+			gather(s.v, v, b, h, d)
+			probabilities(s, d)
+			blocks(T, func(r0, r1 int) {
+				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, s.v, dh, 0, s.o[r0*dh:], dh)
+			})
+			scatter(y, s.o, b, h, d)
+		}
+	})
+}
+
+// attentionBackwardKernel: with O = P·V, P = softmax(S), S = q'k'ᵀ·scale,
+// dV = Pᵀ·dO, dP = dO·Vᵀ, dS_ij = P_ij (dP_ij − Σ_l P_il dP_il),
+// dq' = scale·dS·k', dk' = scale·dSᵀ·q', and dq, dk are dq', dk' rotated
+// back. Sums over query blocks are added in block order.
+func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, rope *ropeTable) {
+	T, dh := d.t, d.dh
+	sc := F(d.scale)
+	parallel.For(d.b*d.h, 1, func(lo, hi int) {
+		s := newHeadScratch[F](d, true)
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/d.h, bh%d.h
+			gatherRotated(s.q, q, b, h, d, rope)
+			gatherRotated(s.k, k, b, h, d, rope)
+			gather(s.v, v, b, h, d)
+			gather(s.o, dy, b, h, d) // s.o holds dO here
+			probabilities(s, d)
+			clear(s.dv)
+			clear(s.dk)
+			blocks(T, func(r0, r1 int) {
+				m := r1 - r0
+				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, s.o[r0*dh:], dh, 1, s.dv, dh)
+				blas.Gemm(false, true, m, r1, dh, 1, s.o[r0*dh:], dh, s.v, dh, 0, s.dp[r0*T:], T)
+				for i := r0; i < r1; i++ {
+					pr, gr := s.p[i*T:i*T+i+1], s.dp[i*T:i*T+i+1]
+					var dot float64
+					for j, p := range pr {
+						dot += float64(p) * float64(gr[j])
+					}
+					c := F(dot)
+					for j, p := range pr {
+						gr[j] = p * (gr[j] - c)
+					}
+					clear(s.dp[i*T+i+1 : i*T+r1])
+				}
+				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, s.k, dh, 0, s.dq[r0*dh:], dh)
+				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, s.q[r0*dh:], dh, 1, s.dk, dh)
+			})
+			scatterUnrotated(dq, s.dq, b, h, d, rope)
+			scatterUnrotated(dk, s.dk, b, h, d, rope)
+			scatter(dv, s.dv, b, h, d)
+		}
+	})
+}
+
+// AttendOne computes one decoding step of causal attention for incremental
+// generation with a KV cache: q is the current token's [heads·dh] query,
+// already rotated with ApplyRoPE at its position; kCache and vCache hold the
+// n cached tokens' rotated keys and values, laid out [n, heads·dh], the last
+// of which is the current token. out ([heads·dh]) receives softmax(q·kᵀ/sqrt(dh))·v
+// per head, equal (up to summation order) to the Attention op's row for that
+// position. It panics if the slices are shorter than these sizes or n < 1.
+func AttendOne[F Float](out, q, kCache, vCache []F, n, heads, dh int) {
+	w := heads * dh
+	if n < 1 || len(out) < w || len(q) < w || len(kCache) < n*w || len(vCache) < n*w {
+		panic(fmt.Sprintf("ops: AttendOne: n %d, heads %d, dh %d, len(out) %d, len(q) %d, len(kCache) %d, len(vCache) %d",
+			n, heads, dh, len(out), len(q), len(kCache), len(vCache)))
+	}
+	scale := 1 / math.Sqrt(float64(dh))
+	p := make([]float64, n)
+	acc := make([]float64, dh)
+	for h := range heads {
+		qh := q[h*dh : (h+1)*dh]
+		m := math.Inf(-1)
+		for j := range n {
+			kj := kCache[j*w+h*dh : j*w+(h+1)*dh]
+			var dot float64
+			for i, x := range qh {
+				dot += float64(x) * float64(kj[i])
+			}
+			p[j] = dot * scale
+			m = max(m, p[j])
+		}
+		var sum float64
+		for j := range p {
+			p[j] = math.Exp(p[j] - m)
+			sum += p[j]
+		}
+		clear(acc)
+		for j, pj := range p {
+			vj := vCache[j*w+h*dh : j*w+(h+1)*dh]
+			for i, x := range vj {
+				acc[i] += pj * float64(x)
+			}
+		}
+		for i, a := range acc {
+			out[h*dh+i] = F(a / sum)
+		}
+	}
+}

@@ -1,0 +1,351 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// attnCase is one set of sizes; T above attnBlock exercises the blocked
+// causal products.
+type attnCase struct {
+	name         string
+	b, t, h, dh  int
+	theta, scale float64
+}
+
+var attnCases = []attnCase{
+	{"tiny", 2, 4, 2, 4, 10000, 1},
+	{"blocks", 2, 70, 3, 6, 500, 1},
+	{"exact-block", 1, 128, 2, 8, 10000, 0.5},
+}
+
+func attnInputs(seed uint64, c attnCase) (q, k, v *tensor.Dense) {
+	r := rand.New(rand.NewPCG(seed, 7))
+	n := c.b * c.t
+	return gradcheck.Rand(r, c.scale, n, c.h*c.dh), gradcheck.Rand(r, c.scale, n, c.h*c.dh), gradcheck.Rand(r, c.scale, n, c.h*c.dh)
+}
+
+// runForward applies the op directly (no graph) to q, k, v.
+func runForward(t testing.TB, c attnCase, q, k, v *tensor.Dense) *tensor.Dense {
+	t.Helper()
+	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+	y, err := op.Do(q, k, v)
+	if err != nil {
+		t.Fatalf("forward: %v", err)
+	}
+	return y.(*tensor.Dense)
+}
+
+// runBackward returns the packed [dq | dk | dv] for upstream gradient dy.
+func runBackward(t testing.TB, c attnCase, q, k, v, dy *tensor.Dense) *tensor.Dense {
+	t.Helper()
+	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope}
+	p, err := bwd.Do(q, k, v, dy)
+	if err != nil {
+		t.Fatalf("backward: %v", err)
+	}
+	return p.(*tensor.Dense)
+}
+
+func toF32(d *tensor.Dense) *tensor.Dense {
+	src := d.Data().([]float64)
+	out := make([]float32, len(src))
+	for i, x := range src {
+		out[i] = float32(x)
+	}
+	return tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(out))
+}
+
+func asF64(d *tensor.Dense) []float64 {
+	switch x := d.Data().(type) {
+	case []float64:
+		return x
+	case []float32:
+		out := make([]float64, len(x))
+		for i, v := range x {
+			out[i] = float64(v)
+		}
+		return out
+	}
+	panic("asF64: dtype")
+}
+
+// naiveAttention is the reference written straight from SPEC §1 with
+// explicit loops: build C = [cos, cos], S = [sin, sin], rotate_half, scores,
+// masked softmax and P·v per sequence and head.
+func naiveAttention(q, k, v []float64, B, T, H, dh int, theta float64) []float64 {
+	W := H * dh
+	out := make([]float64, B*T*W)
+	rope := func(x []float64, p int) []float64 {
+		C, S := make([]float64, dh), make([]float64, dh)
+		for j := 0; j < dh/2; j++ {
+			inv := 1 / math.Pow(theta, float64(2*j)/float64(dh))
+			C[j], C[j+dh/2] = math.Cos(float64(p)*inv), math.Cos(float64(p)*inv)
+			S[j], S[j+dh/2] = math.Sin(float64(p)*inv), math.Sin(float64(p)*inv)
+		}
+		rot := make([]float64, dh)
+		for j := 0; j < dh/2; j++ {
+			rot[j] = -x[dh/2+j]
+			rot[dh/2+j] = x[j]
+		}
+		y := make([]float64, dh)
+		for j := range y {
+			y[j] = x[j]*C[j] + rot[j]*S[j]
+		}
+		return y
+	}
+	head := func(x []float64, b, t, h int) []float64 {
+		off := (b*T+t)*W + h*dh
+		return x[off : off+dh]
+	}
+	for b := 0; b < B; b++ {
+		for h := 0; h < H; h++ {
+			for i := 0; i < T; i++ {
+				qi := rope(head(q, b, i, h), i)
+				scores := make([]float64, i+1)
+				m := math.Inf(-1)
+				for j := 0; j <= i; j++ {
+					kj := rope(head(k, b, j, h), j)
+					for d := 0; d < dh; d++ {
+						scores[j] += qi[d] * kj[d]
+					}
+					scores[j] /= math.Sqrt(float64(dh))
+					m = math.Max(m, scores[j])
+				}
+				var z float64
+				for j := range scores {
+					scores[j] = math.Exp(scores[j] - m)
+					z += scores[j]
+				}
+				o := head(out, b, i, h)
+				for j := 0; j <= i; j++ {
+					vj := head(v, b, j, h)
+					for d := 0; d < dh; d++ {
+						o[d] += scores[j] / z * vj[d]
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestAttentionMatchesNaive(t *testing.T) {
+	for i, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			q, k, v := attnInputs(uint64(i), c)
+			got := asF64(runForward(t, c, q, k, v))
+			want := naiveAttention(asF64(q), asF64(k), asF64(v), c.b, c.t, c.h, c.dh, c.theta)
+			if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("attention", got, want); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestAttentionGradient(t *testing.T) {
+	cases := []attnCase{
+		attnCases[0],
+		// T = 66 spans two query blocks; one head of width 2 keeps the
+		// finite-difference loop short.
+		{"blocks", 1, 66, 1, 2, 100, 1},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q, k, v := attnInputs(uint64(10+i), c)
+			gradcheck.Check(t, 5, []gradcheck.Input{
+				{Name: "q", Value: q, Diff: true},
+				{Name: "k", Value: k, Diff: true},
+				{Name: "v", Value: v, Diff: true},
+			}, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				return Attention(in[0], in[1], in[2], c.b, c.t, c.h, c.theta)
+			}, gradcheck.Default)
+		})
+	}
+}
+
+// TestAttentionFloat32 checks the float32 forward and backward against float64
+// on the same inputs.
+func TestAttentionFloat32(t *testing.T) {
+	c := attnCase{"f32", 2, 80, 2, 8, 10000, 1}
+	q, k, v := attnInputs(3, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(4, 4)), 1, c.b*c.t, c.h*c.dh)
+	y64 := asF64(runForward(t, c, q, k, v))
+	y32 := asF64(runForward(t, c, toF32(q), toF32(k), toF32(v)))
+	if err := tol.CheckScaled("forward", y32, y64, 1e-5); err != nil {
+		t.Error(err)
+	}
+	g64 := asF64(runBackward(t, c, q, k, v, dy))
+	g32 := asF64(runBackward(t, c, toF32(q), toF32(k), toF32(v), toF32(dy)))
+	n := len(g64) / 3
+	for i, name := range []string{"dq", "dk", "dv"} {
+		if err := tol.CheckScaled(name, g32[i*n:(i+1)*n], g64[i*n:(i+1)*n], 1e-5); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestAttentionCausal changes the tokens after position t0 of one sequence:
+// outputs up to t0 (and the other sequence) must not move, and the output
+// just after t0 must.
+func TestAttentionCausal(t *testing.T) {
+	c := attnCase{"causal", 2, 70, 2, 4, 10000, 1}
+	const t0 = 40
+	q, k, v := attnInputs(5, c)
+	y0 := asF64(runForward(t, c, q, k, v))
+	w := c.h * c.dh
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, x := range []*tensor.Dense{q, k, v} {
+		d := x.Data().([]float64)
+		for i := (t0 + 1) * w; i < c.t*w; i++ { // sequence 0, rows t0+1..T-1
+			d[i] = 3 * (2*r.Float64() - 1)
+		}
+	}
+	y1 := asF64(runForward(t, c, q, k, v))
+	exact := tol.Tol{}
+	if err := exact.CheckSlice("seq 0 up to t0", y1[:(t0+1)*w], y0[:(t0+1)*w]); err != nil {
+		t.Error(err)
+	}
+	if err := exact.CheckSlice("seq 1", y1[c.t*w:], y0[c.t*w:]); err != nil {
+		t.Error(err)
+	}
+	if exact.CheckSlice("seq 0 at t0+1", y1[(t0+1)*w:(t0+2)*w], y0[(t0+1)*w:(t0+2)*w]) == nil {
+		t.Error("output at t0+1 did not change when its own token changed")
+	}
+}
+
+// TestAttentionLargeScores uses entries of ±100 (scores ~1e4): the output
+// must stay finite and, being a convex combination of visible values, inside
+// their range; the gradients must stay finite.
+func TestAttentionLargeScores(t *testing.T) {
+	c := attnCase{"large", 2, 70, 2, 8, 10000, 100}
+	q, k, v := attnInputs(7, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(8, 8)), 1, c.b*c.t, c.h*c.dh)
+	for _, f32 := range []bool{false, true} {
+		qq, kk, vv, gg := q, k, v, dy
+		if f32 {
+			qq, kk, vv, gg = toF32(q), toF32(k), toF32(v), toF32(dy)
+		}
+		y := asF64(runForward(t, c, qq, kk, vv))
+		vs := asF64(v)
+		w := c.h * c.dh
+		for b := 0; b < c.b; b++ {
+			for col := 0; col < w; col++ {
+				lo, hi := math.Inf(1), math.Inf(-1)
+				for i := 0; i < c.t; i++ {
+					row := (b*c.t + i) * w
+					lo, hi = math.Min(lo, vs[row+col]), math.Max(hi, vs[row+col])
+					// slack: float32 rounding of values of size 100
+					if got := y[row+col]; !(got >= lo-1e-2 && got <= hi+1e-2) {
+						t.Fatalf("f32=%v: y[b=%d,t=%d,col=%d] = %g outside visible v range [%g, %g]", f32, b, i, col, got, lo, hi)
+					}
+				}
+			}
+		}
+		for i, g := range asF64(runBackward(t, c, qq, kk, vv, gg)) {
+			if math.IsNaN(g) || math.IsInf(g, 0) {
+				t.Fatalf("f32=%v: packed gradient [%d] = %g", f32, i, g)
+			}
+		}
+	}
+}
+
+// TestAttendOneMatchesOp decodes every sequence token by token with
+// ApplyRoPE and a growing KV cache and compares with the op's rows.
+func TestAttendOneMatchesOp(t *testing.T) {
+	c := attnCases[1]
+	q, k, v := attnInputs(9, c)
+	want := asF64(runForward(t, c, q, k, v))
+	w := c.h * c.dh
+	qs, ks, vs := asF64(q), asF64(k), asF64(v)
+	got := make([]float64, len(want))
+	for b := 0; b < c.b; b++ {
+		var kCache, vCache []float64
+		for p := 0; p < c.t; p++ {
+			row := (b*c.t + p) * w
+			qt := append([]float64(nil), qs[row:row+w]...)
+			kt := append([]float64(nil), ks[row:row+w]...)
+			ApplyRoPE(qt, p, c.h, c.dh, c.theta)
+			ApplyRoPE(kt, p, c.h, c.dh, c.theta)
+			kCache = append(kCache, kt...)
+			vCache = append(vCache, vs[row:row+w]...)
+			AttendOne(got[row:row+w], qt, kCache, vCache, p+1, c.h, c.dh)
+		}
+	}
+	if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("decode", got, want); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAttentionShapeErrors(t *testing.T) {
+	tests := []struct {
+		name              string
+		q, k, v           []int
+		batch, seq, heads int
+	}{
+		{"heads do not divide width", []int{8, 6}, []int{8, 6}, []int{8, 6}, 2, 4, 4},
+		{"odd head width", []int{8, 6}, []int{8, 6}, []int{8, 6}, 2, 4, 2},
+		{"rows not batch·seq", []int{8, 8}, []int{8, 8}, []int{8, 8}, 3, 4, 2},
+		{"k differs", []int{8, 8}, []int{8, 4}, []int{8, 8}, 2, 4, 2},
+		{"v differs", []int{8, 8}, []int{8, 8}, []int{4, 8}, 2, 4, 2},
+		{"zero heads", []int{8, 8}, []int{8, 8}, []int{8, 8}, 2, 4, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := G.NewGraph()
+			mk := func(name string, s []int) *G.Node {
+				return G.NewMatrix(g, tensor.Float64, G.WithShape(s...), G.WithName(name))
+			}
+			if _, err := Attention(mk("q", tc.q), mk("k", tc.k), mk("v", tc.v), tc.batch, tc.seq, tc.heads, 10000); err == nil {
+				t.Error("got nil error, want a shape error")
+			}
+		})
+	}
+}
+
+// Benchmarks at a d=256 model's attention: B=8, T=256, H=4, dh=64, float32.
+// GFLOP/s counts the causal half of each T×T×dh product (T²·dh·2/2 per
+// product per head): 2 products forward, 4 more backward; the backward's
+// recompute of q'k'ᵀ is overhead and not counted.
+func benchmarkAttention(b *testing.B, backward bool) {
+	c := attnCase{"bench", 8, 256, 4, 64, 10000, 1}
+	q, k, v := attnInputs(11, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(12, 12)), 1, c.b*c.t, c.h*c.dh)
+	q32, k32, v32, dy32 := toF32(q), toF32(k), toF32(v), toF32(dy)
+	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope}
+	products := 2.0
+	if backward {
+		products = 6
+	}
+	flops := products * float64(c.b*c.h) * float64(c.t*c.t*c.dh)
+	b.Logf("sgemm kernel: %s", blas.Kernel())
+	run := func() {
+		if _, err := op.Do(q32, k32, v32); err != nil {
+			b.Fatal(err)
+		}
+		if backward {
+			if _, err := bwd.Do(q32, k32, v32, dy32); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	run() // warm up
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkAttentionForward(b *testing.B)         { benchmarkAttention(b, false) }
+func BenchmarkAttentionForwardBackward(b *testing.B) { benchmarkAttention(b, true) }

@@ -1,0 +1,94 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+)
+
+// Rotary position embedding in the rotate-half (GPT-NeoX / HF LLaMA)
+// convention (SPEC §1): dimension j of a head is paired with j+dh/2, and with
+// c = cos(p·inv_freq[j]), s = sin(p·inv_freq[j]) at position p
+//
+//	x'[j]      = x[j]·c − x[j+dh/2]·s
+//	x'[j+dh/2] = x[j+dh/2]·c + x[j]·s
+//
+// which is x⊙C + rotate_half(x)⊙S with C = [cos, cos], S = [sin, sin].
+// Angles and their cos/sin are computed in float64 whatever the element type,
+// so the tables of the training op and of ApplyRoPE (decoding) agree bit for
+// bit. (torchref.py builds them in float32; the difference is ~1e-7·p rad.)
+
+// invFreq is theta^(−2j/dh).
+func invFreq(j, dh int, theta float64) float64 {
+	return math.Pow(theta, -2*float64(j)/float64(dh))
+}
+
+// ropeTable holds cos and sin of p·inv_freq[j] for p < seq, j < dh/2, laid
+// out [seq, dh/2]. It depends only on (seq, dh, theta), so each op builds it
+// once and shares it with its backward op.
+type ropeTable struct {
+	half     int
+	cos, sin []float64
+}
+
+func newRopeTable(seq, dh int, theta float64) *ropeTable {
+	half := dh / 2
+	t := &ropeTable{half: half, cos: make([]float64, seq*half), sin: make([]float64, seq*half)}
+	inv := make([]float64, half)
+	for j := range inv {
+		inv[j] = invFreq(j, dh, theta)
+	}
+	for p := 0; p < seq; p++ {
+		for j, f := range inv {
+			t.sin[p*half+j], t.cos[p*half+j] = math.Sincos(float64(p) * f)
+		}
+	}
+	return t
+}
+
+// at returns the cos and sin rows of position p.
+func (t *ropeTable) at(p int) (cos, sin []float64) {
+	return t.cos[p*t.half : (p+1)*t.half], t.sin[p*t.half : (p+1)*t.half]
+}
+
+// rotate writes the rotation of one head vector src (dh long) into dst; dst
+// and src may be the same slice.
+func rotate[F Float](dst, src []F, cos, sin []float64) {
+	half := len(cos)
+	for j := range half {
+		c, s := F(cos[j]), F(sin[j])
+		x1, x2 := src[j], src[j+half]
+		dst[j] = x1*c - x2*s
+		dst[j+half] = x2*c + x1*s
+	}
+}
+
+// unrotate applies the transposed (= inverse) rotation: the RoPE backward
+// dx = dx'⊙C + rotate_halfᵀ(dx'⊙S) with rotate_halfᵀ(y) = concat(y[dh/2:], −y[:dh/2]).
+func unrotate[F Float](dst, src []F, cos, sin []float64) {
+	half := len(cos)
+	for j := range half {
+		c, s := F(cos[j]), F(sin[j])
+		g1, g2 := src[j], src[j+half]
+		dst[j] = g1*c + g2*s
+		dst[j+half] = g2*c - g1*s
+	}
+}
+
+// ApplyRoPE rotates one token's [heads·dh] vector x in place as position pos
+// (0-based), for incremental decoding with a KV cache; it gives the same
+// values as the Attention op applies to row pos of a sequence. It panics if
+// len(x) != heads·dh or dh is odd.
+func ApplyRoPE[F Float](x []F, pos, heads, dh int, theta float64) {
+	if dh%2 != 0 || len(x) != heads*dh {
+		panic(fmt.Sprintf("ops: ApplyRoPE: len(x) %d, heads %d, dh %d", len(x), heads, dh))
+	}
+	half := dh / 2
+	cos, sin := make([]float64, half), make([]float64, half)
+	for j := range half {
+		sin[j], cos[j] = math.Sincos(float64(pos) * invFreq(j, dh, theta))
+	}
+	for h := range heads {
+		v := x[h*dh : (h+1)*dh]
+		rotate(v, v, cos, sin)
+	}
+}
