@@ -1,0 +1,515 @@
+package configs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// FFN kinds.
+const (
+	FFNDense       = "dense"
+	FFNDeepSeekMoE = "deepseekmoe"
+	FFNGShard      = "gshard"
+	FFNSwitch      = "switch"
+	FFNHash        = "hash"
+)
+
+// Config is the whole configuration of a run.
+type Config struct {
+	Model      Model      `mapstructure:"model" yaml:"model" json:"model"`
+	Data       Data       `mapstructure:"data" yaml:"data" json:"data"`
+	Optim      Optim      `mapstructure:"optim" yaml:"optim" json:"optim"`
+	Schedule   Schedule   `mapstructure:"schedule" yaml:"schedule" json:"schedule"`
+	Train      Train      `mapstructure:"train" yaml:"train" json:"train"`
+	Checkpoint Checkpoint `mapstructure:"checkpoint" yaml:"checkpoint" json:"checkpoint"`
+	Eval       Eval       `mapstructure:"eval" yaml:"eval" json:"eval"`
+	Log        Log        `mapstructure:"log" yaml:"log" json:"log"`
+}
+
+// Model is the architecture. Layer i is an MoE layer iff ffn is not dense,
+// i >= first_dense_layers and i % moe_layer_freq == 0; other layers are dense
+// SwiGLU FFNs of width dense_width.
+type Model struct {
+	VocabSize        int     `mapstructure:"vocab_size" yaml:"vocab_size" json:"vocab_size"`
+	Hidden           int     `mapstructure:"hidden" yaml:"hidden" json:"hidden"`
+	Layers           int     `mapstructure:"layers" yaml:"layers" json:"layers"`
+	Heads            int     `mapstructure:"heads" yaml:"heads" json:"heads"`
+	DenseWidth       int     `mapstructure:"dense_width" yaml:"dense_width" json:"dense_width"`
+	FFN              string  `mapstructure:"ffn" yaml:"ffn" json:"ffn"`
+	SharedExperts    int     `mapstructure:"shared_experts" yaml:"shared_experts" json:"shared_experts"`
+	RoutedExperts    int     `mapstructure:"routed_experts" yaml:"routed_experts" json:"routed_experts"`
+	ActiveRouted     int     `mapstructure:"active_routed" yaml:"active_routed" json:"active_routed"`
+	ExpertWidth      int     `mapstructure:"expert_width" yaml:"expert_width" json:"expert_width"`
+	FirstDenseLayers int     `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
+	MoELayerFreq     int     `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
+	Balance          Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
+	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
+	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
+	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
+	InitSeed         uint64  `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
+}
+
+// Balance holds the balance-loss coefficients (SPEC §3). A coefficient of 0
+// builds no loss nodes.
+type Balance struct {
+	ExpertAlpha  float64 `mapstructure:"expert_alpha" yaml:"expert_alpha" json:"expert_alpha"`
+	DeviceAlpha  float64 `mapstructure:"device_alpha" yaml:"device_alpha" json:"device_alpha"`
+	DeviceGroups int     `mapstructure:"device_groups" yaml:"device_groups" json:"device_groups"`
+	PerSequence  bool    `mapstructure:"per_sequence" yaml:"per_sequence" json:"per_sequence"`
+}
+
+// Data selects the prepared dataset and the order it is read in.
+type Data struct {
+	Path    string             `mapstructure:"path" yaml:"path" json:"path"`
+	Seed    uint64             `mapstructure:"seed" yaml:"seed" json:"seed"`
+	Weights map[string]float64 `mapstructure:"weights" yaml:"weights" json:"weights"`
+}
+
+// Optim is AdamW with global-norm clipping.
+type Optim struct {
+	Beta1       float64 `mapstructure:"beta1" yaml:"beta1" json:"beta1"`
+	Beta2       float64 `mapstructure:"beta2" yaml:"beta2" json:"beta2"`
+	Eps         float64 `mapstructure:"eps" yaml:"eps" json:"eps"`
+	WeightDecay float64 `mapstructure:"weight_decay" yaml:"weight_decay" json:"weight_decay"`
+	Clip        float64 `mapstructure:"clip" yaml:"clip" json:"clip"`
+}
+
+// Schedule is the learning rate as a function of training tokens.
+type Schedule struct {
+	Kind         string  `mapstructure:"kind" yaml:"kind" json:"kind"`
+	MaxLR        float64 `mapstructure:"max_lr" yaml:"max_lr" json:"max_lr"`
+	WarmupTokens int64   `mapstructure:"warmup_tokens" yaml:"warmup_tokens" json:"warmup_tokens"`
+	TotalTokens  int64   `mapstructure:"total_tokens" yaml:"total_tokens" json:"total_tokens"`
+	MinLRRatio   float64 `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio" json:"min_lr_ratio"`
+}
+
+// Train is the token budget and batch geometry.
+type Train struct {
+	Tokens         int64  `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
+	BatchSize      int    `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
+	MicroBatchSize int    `mapstructure:"micro_batch_size" yaml:"micro_batch_size" json:"micro_batch_size"`
+	SeqLen         int    `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
+	NonFinite      string `mapstructure:"non_finite" yaml:"non_finite" json:"non_finite"`
+}
+
+// Checkpoint sets how often checkpoints are written and which are kept.
+type Checkpoint struct {
+	EveryTokens     int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
+	KeepLast        int   `mapstructure:"keep_last" yaml:"keep_last" json:"keep_last"`
+	KeepEveryTokens int64 `mapstructure:"keep_every_tokens" yaml:"keep_every_tokens" json:"keep_every_tokens"`
+}
+
+// Eval sets evaluation during training.
+type Eval struct {
+	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
+	Tokens      int64 `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
+}
+
+// Log sets how often metrics are written.
+type Log struct {
+	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
+}
+
+// Default returns the defaults of every key (docs/CONFIG.md lists them).
+func Default() Config {
+	return Config{
+		Model: Model{
+			VocabSize: 8192, Hidden: 256, Layers: 4, Heads: 4, DenseWidth: 1024, FFN: FFNDense,
+			MoELayerFreq: 1, Balance: Balance{DeviceGroups: 1, PerSequence: true},
+			RopeTheta: 10000, NormEps: 1e-6, InitStd: 0.006, InitSeed: 1,
+		},
+		Data:       Data{Path: "datasets/kjv", Seed: 1234},
+		Optim:      Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1.0},
+		Schedule:   Schedule{Kind: "step", MaxLR: 1.08e-3, MinLRRatio: 0.1},
+		Train:      Train{Tokens: 1 << 20, BatchSize: 8, SeqLen: 256, NonFinite: "stop"},
+		Checkpoint: Checkpoint{EveryTokens: 1 << 18, KeepLast: 2},
+		Eval:       Eval{EveryTokens: 1 << 18, Tokens: 1 << 16},
+		Log:        Log{EveryTokens: 1 << 14},
+	}
+}
+
+// Error lists every invalid field of a config, one per line, by YAML key.
+type Error struct {
+	Source string
+	Fields []string
+}
+
+func (e *Error) Error() string {
+	src := ""
+	if e.Source != "" {
+		src = e.Source + ": "
+	}
+	return fmt.Sprintf("%sinvalid config:\n  %s", src, strings.Join(e.Fields, "\n  "))
+}
+
+// Load reads the YAML file at path, applies overrides ("key=value", values
+// parsed as YAML scalars), decodes strictly and validates. Config mistakes are
+// returned as *Error.
+func Load(path string, overrides []string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(raw, overrides)
+	var ce *Error
+	if errors.As(err, &ce) {
+		ce.Source = path
+	}
+	return cfg, err
+}
+
+// Parse is Load on YAML bytes.
+func Parse(raw []byte, overrides []string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	setDefaults(v, "", Default())
+	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+	}
+	// An empty section ("data:" with nothing under it) is null in YAML;
+	// viper would otherwise report it as a type error.
+	var bad []string
+	for _, o := range overrides {
+		key, val, ok := strings.Cut(o, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			bad = append(bad, fmt.Sprintf("--set %q: want key=value", o))
+			continue
+		}
+		var x any
+		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: --set value %q is not a YAML scalar: %v", key, val, err))
+			continue
+		}
+		if !knownKey(key) {
+			bad = append(bad, fmt.Sprintf("%s: unknown key (from --set)", key))
+			continue
+		}
+		v.Set(key, x)
+	}
+	if len(bad) > 0 {
+		return Config{}, &Error{Fields: bad}
+	}
+	var cfg Config
+	err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.WeaklyTypedInput = false
+		dc.ErrorUnused = true
+		dc.DecodeHook = nil
+	})
+	if err != nil {
+		return Config{}, &Error{Fields: decodeErrors(err)}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decodeErrors splits mapstructure's joined error into one line per field.
+func decodeErrors(err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasPrefix(line, "decoding failed") || strings.HasSuffix(line, "error(s):") || strings.HasSuffix(line, "error(s) decoding:") {
+			continue
+		}
+		if prefix, keys, ok := strings.Cut(line, "has invalid keys: "); ok {
+			prefix = strings.Trim(strings.TrimSpace(prefix), "':")
+			for _, k := range strings.Split(keys, ",") {
+				k = strings.TrimSpace(k)
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				out = append(out, k+": unknown key")
+			}
+			continue
+		}
+		if strings.HasPrefix(line, "'") {
+			// "'model.heads' expected type 'int', got ..." → "model.heads: expected ..."
+			if k, rest, ok := strings.Cut(line[1:], "'"); ok {
+				line = k + ":" + rest
+			}
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		out = []string{err.Error()}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// setDefaults registers every leaf of cfg as a viper default, so that all
+// keys are known and --set can address them.
+func setDefaults(v *viper.Viper, prefix string, cfg Config) {
+	for k, val := range flatten(cfg) {
+		v.SetDefault(prefix+k, val)
+	}
+}
+
+// flatten returns cfg as dotted-key → value, through its YAML encoding.
+func flatten(cfg Config) map[string]any {
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		panic(fmt.Sprintf("configs: marshal defaults: %v", err))
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		panic(fmt.Sprintf("configs: unmarshal defaults: %v", err))
+	}
+	out := map[string]any{}
+	var walk func(string, map[string]any)
+	walk = func(p string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok && p+k != "data.weights" {
+				walk(p+k+".", sub)
+				continue
+			}
+			out[p+k] = v
+		}
+	}
+	walk("", m)
+	return out
+}
+
+// Keys returns every known dotted key, sorted.
+func Keys() []string {
+	var ks []string
+	for k := range flatten(Default()) {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func knownKey(key string) bool {
+	if strings.HasPrefix(key, "data.weights.") && len(key) > len("data.weights.") {
+		return true
+	}
+	for _, k := range Keys() {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// Flat returns the config as dotted-key → value (used to diff configs on resume).
+func (c Config) Flat() map[string]any {
+	out := flatten(c)
+	if w, ok := out["data.weights"].(map[string]any); ok {
+		delete(out, "data.weights")
+		for k, v := range w {
+			out["data.weights."+k] = v
+		}
+	}
+	return out
+}
+
+// YAML returns the resolved config as YAML.
+func (c Config) YAML() string {
+	raw, err := yaml.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("configs: marshal: %v", err))
+	}
+	return string(raw)
+}
+
+// IsMoELayer reports whether layer i has an MoE FFN.
+func (m Model) IsMoELayer(i int) bool {
+	return m.FFN != FFNDense && m.RoutedExperts > 0 && i >= m.FirstDenseLayers && i%m.MoELayerFreq == 0
+}
+
+// HeadDim is hidden / heads.
+func (m Model) HeadDim() int { return m.Hidden / m.Heads }
+
+// Validate reports every invalid model field by its YAML key.
+func (m Model) Validate() []string {
+	var bad []string
+	add := func(key, format string, args ...any) {
+		bad = append(bad, "model."+key+": "+fmt.Sprintf(format, args...))
+	}
+	positive := map[string]int{"vocab_size": m.VocabSize, "hidden": m.Hidden, "layers": m.Layers, "heads": m.Heads, "moe_layer_freq": m.MoELayerFreq}
+	for _, k := range []string{"vocab_size", "hidden", "layers", "heads", "moe_layer_freq"} {
+		if positive[k] <= 0 {
+			add(k, "must be positive, got %d", positive[k])
+		}
+	}
+	if m.Heads > 0 && m.Hidden > 0 {
+		if m.Hidden%m.Heads != 0 {
+			add("heads", "%d does not divide hidden %d", m.Heads, m.Hidden)
+		} else if (m.Hidden/m.Heads)%2 != 0 {
+			add("heads", "head dim hidden/heads = %d must be even (RoPE rotates pairs)", m.Hidden/m.Heads)
+		}
+	}
+	if m.FirstDenseLayers < 0 {
+		add("first_dense_layers", "must be >= 0, got %d", m.FirstDenseLayers)
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"rope_theta", m.RopeTheta}, {"norm_eps", m.NormEps}, {"init_std", m.InitStd}} {
+		if !(f.v > 0) || math.IsInf(f.v, 0) {
+			add(f.key, "must be positive and finite, got %g", f.v)
+		}
+	}
+	if m.Balance.ExpertAlpha < 0 || math.IsNaN(m.Balance.ExpertAlpha) || math.IsInf(m.Balance.ExpertAlpha, 0) {
+		add("balance.expert_alpha", "must be >= 0 and finite, got %g", m.Balance.ExpertAlpha)
+	}
+	if m.Balance.DeviceAlpha < 0 || math.IsNaN(m.Balance.DeviceAlpha) || math.IsInf(m.Balance.DeviceAlpha, 0) {
+		add("balance.device_alpha", "must be >= 0 and finite, got %g", m.Balance.DeviceAlpha)
+	}
+	needDense := m.FFN == FFNDense || m.FirstDenseLayers > 0 || m.MoELayerFreq > 1
+	if needDense && m.DenseWidth <= 0 {
+		add("dense_width", "must be positive for dense layers, got %d", m.DenseWidth)
+	}
+	switch m.FFN {
+	case FFNDense:
+		if m.RoutedExperts != 0 || m.SharedExperts != 0 {
+			add("ffn", "dense takes no experts (routed_experts %d, shared_experts %d); use deepseekmoe, gshard, switch or hash", m.RoutedExperts, m.SharedExperts)
+		}
+	case FFNDeepSeekMoE, FFNGShard, FFNSwitch, FFNHash:
+		if m.RoutedExperts <= 0 {
+			add("routed_experts", "must be positive for ffn %s, got %d", m.FFN, m.RoutedExperts)
+		}
+		if m.ExpertWidth <= 0 {
+			add("expert_width", "must be positive for ffn %s, got %d", m.FFN, m.ExpertWidth)
+		}
+		if m.SharedExperts < 0 {
+			add("shared_experts", "must be >= 0, got %d", m.SharedExperts)
+		}
+		want := map[string]int{FFNGShard: 2, FFNSwitch: 1, FFNHash: 1}
+		if k, ok := want[m.FFN]; ok && m.ActiveRouted != k {
+			add("active_routed", "%s routes to exactly %d expert(s), got %d", m.FFN, k, m.ActiveRouted)
+		}
+		if m.FFN != FFNDeepSeekMoE && m.SharedExperts != 0 {
+			add("shared_experts", "%s has no shared experts (got %d); use ffn deepseekmoe", m.FFN, m.SharedExperts)
+		}
+		if m.ActiveRouted <= 0 {
+			add("active_routed", "must be positive, got %d", m.ActiveRouted)
+		} else if m.RoutedExperts > 0 && m.ActiveRouted > m.RoutedExperts {
+			add("active_routed", "top-k %d exceeds routed_experts %d", m.ActiveRouted, m.RoutedExperts)
+		}
+		if m.Balance.DeviceAlpha > 0 {
+			if m.Balance.DeviceGroups <= 0 {
+				add("balance.device_groups", "must be positive, got %d", m.Balance.DeviceGroups)
+			} else if m.RoutedExperts > 0 && m.RoutedExperts%m.Balance.DeviceGroups != 0 {
+				add("balance.device_groups", "%d does not divide routed_experts %d", m.Balance.DeviceGroups, m.RoutedExperts)
+			}
+		}
+		if m.FFN == FFNHash && (m.Balance.ExpertAlpha != 0 || m.Balance.DeviceAlpha != 0) {
+			add("balance", "hash routing has no router and no balance loss; set expert_alpha and device_alpha to 0")
+		}
+	default:
+		add("ffn", "unknown kind %q (want dense, deepseekmoe, gshard, switch or hash)", m.FFN)
+	}
+	return bad
+}
+
+// Validate reports every invalid field of the whole config as one *Error.
+func (c Config) Validate() error {
+	bad := c.Model.Validate()
+	add := func(key, format string, args ...any) { bad = append(bad, key+": "+fmt.Sprintf(format, args...)) }
+	if c.Optim.Beta1 < 0 || c.Optim.Beta1 >= 1 {
+		add("optim.beta1", "must be in [0, 1), got %g", c.Optim.Beta1)
+	}
+	if c.Optim.Beta2 < 0 || c.Optim.Beta2 >= 1 {
+		add("optim.beta2", "must be in [0, 1), got %g", c.Optim.Beta2)
+	}
+	if !(c.Optim.Eps > 0) {
+		add("optim.eps", "must be positive, got %g", c.Optim.Eps)
+	}
+	if c.Optim.WeightDecay < 0 {
+		add("optim.weight_decay", "must be >= 0, got %g", c.Optim.WeightDecay)
+	}
+	if c.Optim.Clip < 0 {
+		add("optim.clip", "must be >= 0 (0 disables clipping), got %g", c.Optim.Clip)
+	}
+	switch c.Schedule.Kind {
+	case "step", "cosine", "constant":
+	default:
+		add("schedule.kind", "unknown kind %q (want step, cosine or constant)", c.Schedule.Kind)
+	}
+	if !(c.Schedule.MaxLR > 0) {
+		add("schedule.max_lr", "must be positive, got %g", c.Schedule.MaxLR)
+	}
+	if c.Schedule.WarmupTokens < 0 {
+		add("schedule.warmup_tokens", "must be >= 0, got %d", c.Schedule.WarmupTokens)
+	}
+	if c.Schedule.TotalTokens < 0 {
+		add("schedule.total_tokens", "must be >= 0 (0 means train.tokens), got %d", c.Schedule.TotalTokens)
+	}
+	if c.Schedule.MinLRRatio < 0 || c.Schedule.MinLRRatio > 1 {
+		add("schedule.min_lr_ratio", "must be in [0, 1], got %g", c.Schedule.MinLRRatio)
+	}
+	if c.Train.Tokens <= 0 {
+		add("train.tokens", "must be positive, got %d", c.Train.Tokens)
+	}
+	if c.Train.BatchSize <= 0 {
+		add("train.batch_size", "must be positive, got %d", c.Train.BatchSize)
+	}
+	if c.Train.MicroBatchSize < 0 {
+		add("train.micro_batch_size", "must be >= 0 (0 means batch_size), got %d", c.Train.MicroBatchSize)
+	} else if c.Train.MicroBatchSize > 0 && c.Train.BatchSize > 0 && c.Train.BatchSize%c.Train.MicroBatchSize != 0 {
+		add("train.micro_batch_size", "%d does not divide batch_size %d", c.Train.MicroBatchSize, c.Train.BatchSize)
+	}
+	if c.Train.SeqLen <= 0 {
+		add("train.seq_len", "must be positive, got %d", c.Train.SeqLen)
+	}
+	if c.Train.NonFinite != "stop" && c.Train.NonFinite != "skip" {
+		add("train.non_finite", "want stop or skip, got %q", c.Train.NonFinite)
+	}
+	if c.Checkpoint.EveryTokens < 0 {
+		add("checkpoint.every_tokens", "must be >= 0 (0: only at the end), got %d", c.Checkpoint.EveryTokens)
+	}
+	if c.Checkpoint.KeepLast < 1 {
+		add("checkpoint.keep_last", "must be >= 1, got %d", c.Checkpoint.KeepLast)
+	}
+	if c.Checkpoint.KeepEveryTokens < 0 {
+		add("checkpoint.keep_every_tokens", "must be >= 0, got %d", c.Checkpoint.KeepEveryTokens)
+	}
+	if c.Eval.EveryTokens < 0 {
+		add("eval.every_tokens", "must be >= 0 (0 disables), got %d", c.Eval.EveryTokens)
+	}
+	if c.Eval.Tokens < 0 {
+		add("eval.tokens", "must be >= 0, got %d", c.Eval.Tokens)
+	}
+	if c.Log.EveryTokens <= 0 {
+		add("log.every_tokens", "must be positive, got %d", c.Log.EveryTokens)
+	}
+	for k, w := range c.Data.Weights {
+		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+			add("data.weights."+k, "must be >= 0 and finite, got %g", w)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return &Error{Fields: bad}
+}
+
+// MicroBatch returns the micro-batch size (batch_size when unset).
+func (t Train) MicroBatch() int {
+	if t.MicroBatchSize == 0 {
+		return t.BatchSize
+	}
+	return t.MicroBatchSize
+}
+
+// ScheduleTotal returns schedule.total_tokens, or train.tokens when unset.
+func (c Config) ScheduleTotal() int64 {
+	if c.Schedule.TotalTokens > 0 {
+		return c.Schedule.TotalTokens
+	}
+	return c.Train.Tokens
+}
