@@ -1,0 +1,396 @@
+package blas
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// Tests here swap the package-wide kernel, so none of them calls t.Parallel.
+
+type gemmCase struct {
+	tA, tB           bool
+	m, n, k          int
+	padA, padB, padC int // extra columns beyond the packed leading dimension
+	alpha, beta      float64
+}
+
+func gemmCases() []gemmCase {
+	var cs []gemmCase
+	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 1, 9}, {1, 23, 4}, {33, 47, 65}, {64, 16, 1}, {5, 6, 0}}
+	for _, s := range shapes {
+		for ti := range 4 {
+			cs = append(cs,
+				gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: s[0], n: s[1], k: s[2], alpha: 1, beta: 0},
+				gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: s[0], n: s[1], k: s[2], padA: 3, padB: 1, padC: 2, alpha: -0.75, beta: 0.5},
+			)
+		}
+	}
+	return cs
+}
+
+func (c gemmCase) String() string {
+	return fmt.Sprintf("tA=%v,tB=%v,%dx%dx%d,pad=%d/%d/%d,alpha=%g,beta=%g", c.tA, c.tB, c.m, c.n, c.k, c.padA, c.padB, c.padC, c.alpha, c.beta)
+}
+
+// naiveGemm is the reference: a float64 triple loop over the definition.
+func naiveGemm[F Float](tA, tB bool, m, n, k int, alpha float64, a []F, lda int, b []F, ldb int, beta float64, c []F, ldc int) []float64 {
+	out := make([]float64, 0, m*n)
+	for i := range m {
+		for j := range n {
+			var s float64
+			for p := range k {
+				var av, bv F
+				if tA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if tB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += float64(av) * float64(bv)
+			}
+			out = append(out, alpha*s+beta*float64(c[i*ldc+j]))
+		}
+	}
+	return out
+}
+
+// runCase checks Gemm on one case against the naive loop. rel bounds
+// max|got-want| relative to max|want|. It also checks that the padding
+// columns of C are left untouched.
+func runCase[F Float](t *testing.T, c gemmCase, rel float64) {
+	t.Helper()
+	rowsA, colsA := c.m, c.k
+	if c.tA {
+		rowsA, colsA = c.k, c.m
+	}
+	rowsB, colsB := c.k, c.n
+	if c.tB {
+		rowsB, colsB = c.n, c.k
+	}
+	lda, ldb, ldc := max(1, colsA+c.padA), max(1, colsB+c.padB), c.n+c.padC
+	a, b, cc := convert[F](lcg(11, rowsA*lda)), convert[F](lcg(12, rowsB*ldb)), convert[F](lcg(13, c.m*ldc))
+	want := naiveGemm(c.tA, c.tB, c.m, c.n, c.k, c.alpha, a, lda, b, ldb, c.beta, cc, ldc)
+	orig := append([]F(nil), cc...)
+	Gemm(c.tA, c.tB, c.m, c.n, c.k, F(c.alpha), a, lda, b, ldb, F(c.beta), cc, ldc)
+	got := make([]float64, 0, c.m*c.n)
+	for i := range c.m {
+		for j := range ldc {
+			if j < c.n {
+				got = append(got, float64(cc[i*ldc+j]))
+			} else if cc[i*ldc+j] != orig[i*ldc+j] {
+				t.Fatalf("%v: padding C[%d,%d] changed from %g to %g", c, i, j, orig[i*ldc+j], cc[i*ldc+j])
+			}
+		}
+	}
+	if err := tol.CheckScaled(c.String(), got, want, rel); err != nil {
+		t.Error(err)
+	}
+}
+
+func convert[F Float](v []float32) []F {
+	out := make([]F, len(v))
+	for i, x := range v {
+		out[i] = F(x)
+	}
+	return out
+}
+
+// withKernel runs fn with k installed as the float32 kernel, then restores
+// the previous one.
+func withKernel(k Sgemmer, name string, fn func()) {
+	prevK, prevName := sgemm, kernel
+	SetSgemm(k, name)
+	defer SetSgemm(prevK, prevName)
+	fn()
+}
+
+// loaded returns the OpenBLAS kernel, or skips the test when it is absent.
+func loaded(t testing.TB) *openBLAS {
+	t.Helper()
+	info, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := sgemm.(*openBLAS)
+	if !ok && info.Library == "" && strings.HasPrefix(info.Fallback, "OpenBLAS not found") {
+		t.Skipf("OpenBLAS not installed: %s", info)
+	}
+	if !ok || len(info.Warnings) > 0 {
+		t.Fatalf("OpenBLAS found but not usable: %s", info)
+	}
+	return l
+}
+
+func TestGemmFloat64(t *testing.T) {
+	for _, c := range gemmCases() {
+		runCase[float64](t, c, 1e-12)
+	}
+}
+
+func TestGemmFloat32PureGo(t *testing.T) {
+	withKernel(pureGo, pureGoName, func() {
+		for _, c := range gemmCases() {
+			runCase[float32](t, c, 2e-6)
+		}
+	})
+}
+
+func TestGemmFloat32OpenBLAS(t *testing.T) {
+	l := loaded(t)
+	defer l.configure(1, parallel.Workers)
+	defer func(f int) { l.minSplitFlops = f }(l.minSplitFlops)
+	designs := []struct {
+		name           string
+		threads, split int
+		minSplitFlops  int
+	}{
+		{"1thread", 1, 1, 1 << 22},
+		{"2threads", 2, 0, 1 << 22},
+		// A tiny split threshold sends every case with room for two
+		// 16-row (or column) parts through the split path.
+		{"split", 1, 2, 1},
+		{"split3", 1, 3, 1},
+	}
+	for _, d := range designs {
+		t.Run(d.name, func(t *testing.T) {
+			l.configure(d.threads, d.split)
+			l.minSplitFlops = d.minSplitFlops
+			cases := gemmCases()
+			// Shapes that take the row split and the column split.
+			for ti := range 4 {
+				cases = append(cases,
+					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2},
+					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 10, n: 110, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
+			}
+			for _, c := range cases {
+				runCase[float32](t, c, 2e-6)
+			}
+		})
+	}
+}
+
+// TestSplitIsDeterministic runs one split product serially and from several
+// goroutines at once (as the model's row loops do); every result must be
+// bit-identical.
+func TestSplitIsDeterministic(t *testing.T) {
+	l := loaded(t)
+	defer l.configure(1, parallel.Workers)
+	defer func(f int) { l.minSplitFlops = f }(l.minSplitFlops)
+	l.configure(1, 2)
+	l.minSplitFlops = 1
+	const m, n, k = 96, 80, 70
+	a, b := lcg(21, m*k), lcg(22, k*n)
+	ref := make([]float32, m*n)
+	MatMul(false, false, m, n, k, a, b, ref, false)
+	outs := make([][]float32, 6)
+	var wg sync.WaitGroup
+	for g := range outs {
+		outs[g] = make([]float32, m*n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				MatMul(false, false, m, n, k, a, b, outs[g], false)
+			}
+		}()
+	}
+	wg.Wait()
+	for g, o := range outs {
+		for i := range o {
+			if math.Float32bits(o[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("goroutine %d: C[%d] = %g, serial run gave %g", g, i, o[i], ref[i])
+			}
+		}
+	}
+}
+
+func TestInitReportsKernel(t *testing.T) {
+	l := loaded(t)
+	info := Current()
+	if info.Kernel != Kernel() || !strings.HasPrefix(info.Kernel, "OpenBLAS") {
+		t.Errorf("Info.Kernel %q, Kernel() %q: want the same OpenBLAS name", info.Kernel, Kernel())
+	}
+	if len(info.Warnings) > 0 || info.Fallback != "" {
+		t.Errorf("OpenBLAS loaded with warnings %q, fallback %q", info.Warnings, info.Fallback)
+	}
+	if want := coreType(); want != "" && !strings.EqualFold(info.CoreName, want) {
+		t.Errorf("core %q, want %q for this CPU", info.CoreName, want)
+	}
+	if got := int(l.getNumThreads()); got != info.Threads {
+		t.Errorf("openblas_get_num_threads() = %d, Info.Threads = %d", got, info.Threads)
+	}
+}
+
+func TestLoadFallsBackWhenLibraryMissing(t *testing.T) {
+	defer Init() //nolint:errcheck // restores the default kernel for later tests
+	info, err := Load(Options{Paths: []string{"/nonexistent/libopenblas.so.0"}})
+	if err != nil {
+		t.Fatalf("Load with a bad path: %v, want fallback without error", err)
+	}
+	if info.Kernel != pureGoName || Kernel() != pureGoName || info.Library != "" {
+		t.Errorf("after a bad path: Info.Kernel %q, Kernel() %q, Library %q; want %q", info.Kernel, Kernel(), info.Library, pureGoName)
+	}
+	if !strings.Contains(info.Fallback, "/nonexistent/libopenblas.so.0") {
+		t.Errorf("Fallback %q does not name the path tried", info.Fallback)
+	}
+	if _, ok := sgemm.(*openBLAS); ok {
+		t.Error("OpenBLAS kernel still installed after fallback")
+	}
+	runCase[float32](t, gemmCase{m: 9, n: 7, k: 5, padA: 1, alpha: 1, beta: 1}, 2e-6)
+}
+
+func TestLoadRejectsNegativeThreads(t *testing.T) {
+	if _, err := Load(Options{Threads: -1}); err == nil {
+		t.Error("Load(Threads: -1) returned no error")
+	}
+}
+
+func TestSelfCheckCatchesWrongKernel(t *testing.T) {
+	l := loaded(t)
+	bad := *l
+	real := l.sgemm
+	bad.sgemm = func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32) {
+		real(order, tA, tB, m, n, k, alpha*1.001, a, lda, b, ldb, beta, c, ldc) // 0.1% off
+	}
+	if err := selfCheck(&bad); err == nil {
+		t.Error("selfCheck accepted a kernel 0.1% off")
+	}
+	if err := selfCheck(l); err != nil {
+		t.Errorf("selfCheck rejected the real kernel: %v", err)
+	}
+}
+
+func TestCheckSgemmPanicsOnShortSlices(t *testing.T) {
+	l := loaded(t)
+	tests := []struct {
+		name          string
+		a, b, c       int // slice lengths for a 4×3 · 3×5 product
+		lda, ldb, ldc int
+	}{
+		{"short a", 11, 15, 20, 3, 5, 5},
+		{"short b", 12, 14, 20, 3, 5, 5},
+		{"short c", 12, 15, 19, 3, 5, 5},
+		{"small lda", 12, 15, 20, 2, 5, 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			l.Sgemm('N', 'N', 4, 5, 3, 1, make([]float32, tc.a), tc.lda, make([]float32, tc.b), tc.ldb, 0, make([]float32, tc.c), tc.ldc)
+		})
+	}
+}
+
+// Benchmarks: the model's GEMM shapes (d=256, F=1024, 2048 tokens, vocab
+// 8192, fine-grained experts of 256) under each threading design.
+type benchShape struct {
+	name    string
+	tA, tB  bool
+	m, n, k int
+}
+
+var benchShapes = []benchShape{
+	{"up_2048x256x1024", false, false, 2048, 1024, 256},
+	{"down_2048x1024x256", false, false, 2048, 256, 1024},
+	{"lmhead_2048x256x8192", false, false, 2048, 8192, 256},
+	{"expert_228x256x256", false, false, 228, 256, 256},
+	{"dW_AT_256x2048x1024", true, false, 256, 1024, 2048},
+	{"dX_BT_2048x1024x256", false, true, 2048, 256, 1024},
+}
+
+var benchDesigns = []struct {
+	name           string
+	threads, split int
+}{
+	{"omp2", 2, 0},   // design 1: OpenBLAS's own 2 threads, calls serialised
+	{"split2", 1, 2}, // design 2: 1 OpenBLAS thread, Gemm splits over 2 goroutines
+}
+
+func BenchmarkGemm(b *testing.B) {
+	l := loaded(b)
+	defer l.configure(1, parallel.Workers)
+	for _, s := range benchShapes {
+		for _, d := range benchDesigns {
+			b.Run(s.name+"/"+d.name, func(b *testing.B) {
+				l.configure(d.threads, d.split)
+				benchGemm(b, s, 1)
+			})
+		}
+		if s.m*s.n*s.k <= 1<<24 {
+			b.Run(s.name+"/gonum", func(b *testing.B) {
+				withKernel(pureGo, pureGoName, func() { benchGemm(b, s, 1) })
+			})
+		}
+	}
+}
+
+// BenchmarkGemmConcurrent calls Gemm from parallel.For workers, as the MoE
+// layer does for its experts: 16 expert products per iteration.
+func BenchmarkGemmConcurrent(b *testing.B) {
+	l := loaded(b)
+	defer l.configure(1, parallel.Workers)
+	for _, s := range []benchShape{benchShapes[3], {"expert_up_228x256x512", false, false, 228, 512, 256}} {
+		for _, d := range benchDesigns {
+			b.Run(s.name+"/"+d.name, func(b *testing.B) {
+				l.configure(d.threads, d.split)
+				benchGemm(b, s, 16)
+			})
+		}
+	}
+}
+
+func benchGemm(b *testing.B, s benchShape, products int) {
+	rowsA, colsA := s.m, s.k
+	if s.tA {
+		rowsA, colsA = s.k, s.m
+	}
+	rowsB, colsB := s.k, s.n
+	if s.tB {
+		rowsB, colsB = s.n, s.k
+	}
+	as := make([][]float32, products)
+	bs := make([][]float32, products)
+	cs := make([][]float32, products)
+	for i := range products {
+		as[i], bs[i], cs[i] = lcg(uint64(3*i+1), rowsA*colsA), lcg(uint64(3*i+2), rowsB*colsB), make([]float32, s.m*s.n)
+	}
+	run := func() {
+		if products == 1 {
+			MatMul(s.tA, s.tB, s.m, s.n, s.k, as[0], bs[0], cs[0], false)
+			return
+		}
+		parallel.For(products, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				MatMul(s.tA, s.tB, s.m, s.n, s.k, as[i], bs[i], cs[i], false)
+			}
+		})
+	}
+	run() // warm up: page faults, OpenBLAS buffers
+	iters := 0
+	for b.Loop() {
+		run()
+		iters++
+	}
+	b.ReportMetric(2*float64(s.m*s.n*s.k*products)*float64(iters)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkPeakGFLOPS(b *testing.B) {
+	info, _ := Init()
+	b.Logf("kernel: %s", info)
+	for b.Loop() {
+		b.ReportMetric(PeakGFLOPS(), "GFLOP/s")
+	}
+}
