@@ -1,0 +1,234 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// SwiGLU returns the fused SwiGLU feed-forward network (SPEC §1)
+//
+//	y = (silu(x·wgᵀ) ⊙ (x·wuᵀ))·wdᵀ
+//
+// for x [N, d], wg and wu [f, d], wd [d, f] (PyTorch layout, no biases); y is
+// [N, d]. It is the dense FFN, every routed expert and the shared experts.
+//
+// Caching: the forward pass keeps its three [N, f] hidden matrices
+// g = x·wgᵀ, u = x·wuᵀ and h = silu(g)⊙u in the op, together with the
+// backing arrays of x, wg and wu it read. The backward pass uses them only
+// when it is handed those same backing arrays (the TapeMachine runs forward
+// then backward on the same values within a step); otherwise it recomputes
+// them with two GEMMs. This saves 2 of the 8 N·d·f GEMMs of a
+// forward+backward at the price of 3·N·f floats held between the two
+// passes. The backward overwrites the cached buffers with its own
+// intermediates (dh, dg, du) and marks the cache spent, and the next forward
+// reuses them, so a step allocates no [N, f] scratch at all.
+func SwiGLU(x, wg, wu, wd *G.Node) (*G.Node, error) {
+	return G.ApplyOp(&swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}, x, wg, wu, wd)
+}
+
+type swigluOp struct {
+	base
+	cache *swigluCache
+}
+
+// swigluCache carries the forward hidden matrices to the backward pass.
+// x, wg, wu, g, u and h hold []float32 or []float64. valid is true between
+// a forward and the backward that consumes it. hits counts backward passes
+// that used the cache (tests check that the graph route really hits it).
+type swigluCache struct {
+	valid     bool
+	x, wg, wu any
+	g, u, h   any
+	hits      int
+}
+
+func (op *swigluOp) Type() hm.Type { return fnType(2, 2, 2, 2, 2) }
+
+func (op *swigluOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if err := swigluShapes(s); err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
+func swigluShapes(s []tensor.Shape) error {
+	for _, sh := range s[:4] {
+		if sh.Dims() != 2 {
+			return fmt.Errorf("SwiGLU: x %v, wg %v, wu %v, wd %v: want matrices", s[0], s[1], s[2], s[3])
+		}
+	}
+	d, f := s[0][1], s[1][0]
+	if s[1][1] != d || s[2][0] != f || s[2][1] != d || s[3][0] != d || s[3][1] != f {
+		return fmt.Errorf("SwiGLU: x %v, wg %v, wu %v, wd %v: want [N, d], [f, d], [f, d], [d, f]", s[0], s[1], s[2], s[3])
+	}
+	return nil
+}
+
+func denseShapes(ts []*tensor.Dense) []tensor.Shape {
+	s := make([]tensor.Shape, len(ts))
+	for i, t := range ts {
+		s[i] = t.Shape()
+	}
+	return s
+}
+
+func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
+	in, err := floatInputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	if err := swigluShapes(denseShapes(in)); err != nil {
+		return nil, err
+	}
+	x := in[0]
+	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
+	y := newOf(x.Dtype(), n, d)
+	switch x.Dtype() {
+	case tensor.Float32:
+		swigluForward(op.cache, slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
+	case tensor.Float64:
+		swigluForward(op.cache, slice[float64](y), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), n, d, f)
+	}
+	return y, nil
+}
+
+func (op *swigluOp) DiffWRT(int) []bool { return []bool{true, true, true, true} }
+
+func (op *swigluOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	bwd := &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache}
+	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], in[3], grad}, in, []bool{true, true, true, true})
+}
+
+// swigluBackward packs [dx (N·d) | dwg (f·d) | dwu (f·d) | dwd (d·f)] from
+// (x, wg, wu, wd, dy).
+type swigluBackward struct {
+	base
+	cache *swigluCache
+}
+
+func (op *swigluBackward) Type() hm.Type { return fnType(2, 2, 2, 2, 2, 1) }
+
+func (op *swigluBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.Shape{packedSize(s[:4], []bool{true, true, true, true})}, nil
+}
+
+func (op *swigluBackward) Do(vs ...G.Value) (G.Value, error) {
+	in, err := floatInputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	if err := swigluShapes(denseShapes(in)); err != nil {
+		return nil, err
+	}
+	x := in[0]
+	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
+	p := newOf(x.Dtype(), n*d+3*f*d)
+	switch x.Dtype() {
+	case tensor.Float32:
+		swigluBackwardKernel(op.cache, slice[float32](p), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), slice[float32](in[4]), n, d, f)
+	case tensor.Float64:
+		swigluBackwardKernel(op.cache, slice[float64](p), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), slice[float64](in[4]), n, d, f)
+	}
+	return p, nil
+}
+
+// sameBacking reports whether a and b are the same slice of the same array.
+func sameBacking[F Float](a, b []F) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// buffer returns old as []F when it has length size, else a new slice.
+func buffer[F Float](old any, size int) []F {
+	if b, ok := old.([]F); ok && len(b) == size {
+		return b
+	}
+	return make([]F, size)
+}
+
+// swigluForward computes y and leaves g, u, h in the cache for the backward.
+func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
+	g, u, h := buffer[F](c.g, n*f), buffer[F](c.u, n*f), buffer[F](c.h, n*f)
+	swigluHidden(g, u, h, x, wg, wu, n, d, f)
+	blas.MatMul(false, true, n, d, f, h, wd, y, false)
+	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, g: g, u: u, h: h, hits: c.hits}
+}
+
+// swigluHidden computes g = x·wgᵀ, u = x·wuᵀ and h = silu(g)⊙u, all [n, f].
+func swigluHidden[F Float](g, u, h, x, wg, wu []F, n, d, f int) {
+	blas.MatMul(false, true, n, f, d, x, wg, g, false)
+	blas.MatMul(false, true, n, f, d, x, wu, u, false)
+	parallel.For(n, denseRowsGrain(f), func(lo, hi int) {
+		gs, us, hs := g[lo*f:hi*f], u[lo*f:hi*f], h[lo*f:hi*f]
+		for i, a := range gs {
+			hs[i] = F(float64(a)*safeSigmoid(float64(a))) * us[i]
+		}
+	})
+}
+
+// swigluBackwardKernel, with s = sigmoid(g), silu(g) = g·s and
+// silu'(g) = s·(1 + g·(1−s)):
+//
+//	dwd = dyᵀ·h, dh = dy·wd, dg = dh⊙u⊙silu'(g), du = dh⊙silu(g),
+//	dx = dg·wg + du·wu, dwg = dgᵀ·x, dwu = duᵀ·x.
+//
+// Every reduction is one GEMM, so the result does not depend on the worker
+// count.
+func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F, n, d, f int) {
+	var g, u, h []F
+	if cg, ok := c.g.([]F); ok && c.valid && len(cg) == n*f &&
+		sameBacking(c.x.([]F), x) && sameBacking(c.wg.([]F), wg) && sameBacking(c.wu.([]F), wu) {
+		g, u, h = cg, c.u.([]F), c.h.([]F)
+		c.hits++
+	} else {
+		g, u, h = make([]F, n*f), make([]F, n*f), make([]F, n*f)
+		swigluHidden(g, u, h, x, wg, wu, n, d, f)
+	}
+	// The buffers are overwritten below: no later backward may trust them.
+	c.valid, c.x, c.wg, c.wu = false, nil, nil, nil
+
+	dx, dwg := packed[:n*d], packed[n*d:n*d+f*d]
+	dwu, dwd := packed[n*d+f*d:n*d+2*f*d], packed[n*d+2*f*d:]
+	blas.MatMul(true, false, d, f, n, dy, h, dwd, false)
+	dh := h // h is dead once dwd is formed
+	blas.MatMul(false, false, n, f, d, dy, wd, dh, false)
+	parallel.For(n, denseRowsGrain(f), func(lo, hi int) {
+		gs, us, hs := g[lo*f:hi*f], u[lo*f:hi*f], dh[lo*f:hi*f]
+		for i, a := range gs {
+			a64 := float64(a)
+			s := safeSigmoid(a64)
+			dhi := hs[i]
+			gs[i] = dhi * us[i] * F(s*(1+a64*(1-s))) // dg
+			us[i] = dhi * F(a64*s)                   // du
+		}
+	})
+	dg, du := g, u
+	blas.MatMul(false, false, n, d, f, dg, wg, dx, false)
+	blas.MatMul(false, false, n, d, f, du, wu, dx, true)
+	blas.MatMul(true, false, f, d, n, dg, x, dwg, false)
+	blas.MatMul(true, false, f, d, n, du, x, dwu, false)
+}
+
+// safeSigmoid is 1/(1+e^−a) evaluated so that the exponent is never positive:
+// no overflow and no Inf/Inf for large |a|.
+func safeSigmoid(a float64) float64 {
+	if a >= 0 {
+		return 1 / (1 + math.Exp(-a))
+	}
+	e := math.Exp(a)
+	return e / (1 + e)
+}

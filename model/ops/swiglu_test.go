@@ -1,0 +1,168 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+func buildSwiGLU(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+	return SwiGLU(in[0], in[1], in[2], in[3])
+}
+
+// swigluInputs: N=5, d=6, f=4; weights of scale 1 so the gate spans the
+// curved part of silu.
+func swigluInputs(seed uint64) []gradcheck.Input {
+	r := rand.New(rand.NewPCG(seed, 8))
+	return []gradcheck.Input{
+		{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true},
+		{Name: "wg", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
+		{Name: "wu", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
+		{Name: "wd", Value: gradcheck.Rand(r, 1, 6, 4), Diff: true},
+	}
+}
+
+func TestSwiGLUGradient(t *testing.T) {
+	gradcheck.Check(t, 17, swigluInputs(1), buildSwiGLU, gradcheck.Default)
+}
+
+func TestSwiGLUFloat32(t *testing.T) {
+	checkOpFloat32(t, swigluInputs(2), buildSwiGLU)
+}
+
+// TestSwiGLUForward compares with the formula evaluated term by term.
+func TestSwiGLUForward(t *testing.T) {
+	ins := swigluInputs(3)
+	x, wg := ins[0].Value.Data().([]float64), ins[1].Value.Data().([]float64)
+	wu, wd := ins[2].Value.Data().([]float64), ins[3].Value.Data().([]float64)
+	const n, d, f = 5, 6, 4
+	want := make([]float64, n*d)
+	for i := 0; i < n; i++ {
+		for k := 0; k < f; k++ {
+			var a, b float64
+			for j := 0; j < d; j++ {
+				a += x[i*d+j] * wg[k*d+j]
+				b += x[i*d+j] * wu[k*d+j]
+			}
+			h := a / (1 + math.Exp(-a)) * b
+			for o := 0; o < d; o++ {
+				want[i*d+o] += h * wd[o*f+k]
+			}
+		}
+	}
+	got, _ := runOpGraph(t, tensor.Float64, ins, buildSwiGLU)
+	if err := tol.Float64.CheckSlice("y", got, want); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSwiGLUCache runs the backward op directly: with the forward's cache,
+// after the cache was spent, and after the forward saw another x. All three
+// must give the same packed gradient (the last two recompute).
+func TestSwiGLUCache(t *testing.T) {
+	ins := swigluInputs(4)
+	vals := make([]G.Value, 5)
+	for i, in := range ins {
+		vals[i] = in.Value
+	}
+	vals[4] = gradcheck.Rand(rand.New(rand.NewPCG(5, 8)), 1, 5, 6)
+	op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
+	bwd := &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache}
+	run := func(name string, forwardX G.Value) []float64 {
+		t.Helper()
+		if forwardX != nil {
+			if _, err := op.Do(forwardX, vals[1], vals[2], vals[3]); err != nil {
+				t.Fatalf("%s: forward: %v", name, err)
+			}
+		}
+		p, err := bwd.Do(vals...)
+		if err != nil {
+			t.Fatalf("%s: backward: %v", name, err)
+		}
+		if op.cache.valid {
+			t.Errorf("%s: cache still valid after backward", name)
+		}
+		return widenData(p.Data())
+	}
+	cached := run("cached", vals[0])
+	if op.cache.hits != 1 {
+		t.Errorf("backward after forward: %d cache hits, want 1", op.cache.hits)
+	}
+	spent := run("spent", nil)
+	otherX := ins[0].Value.Clone().(*tensor.Dense) // same values, other array
+	other := run("other x", otherX)
+	if err := tol.Float64.CheckSlice("spent cache", spent, cached); err != nil {
+		t.Error(err)
+	}
+	if err := tol.Float64.CheckSlice("other x", other, cached); err != nil {
+		t.Error(err)
+	}
+	if op.cache.hits != 1 {
+		t.Errorf("%d cache hits after two misses, want 1", op.cache.hits)
+	}
+}
+
+// TestSwiGLUCacheInGraph checks that a TapeMachine hands the backward the
+// very arrays the forward read, so the cache is used on every step.
+func TestSwiGLUCacheInGraph(t *testing.T) {
+	ins := swigluInputs(7)
+	g := G.NewGraph()
+	nodes := make([]*G.Node, 4)
+	for i, in := range ins {
+		nodes[i] = G.NewMatrix(g, tensor.Float32, G.WithShape(in.Value.Shape()...), G.WithName(in.Name), G.WithValue(toDtype(in.Value, tensor.Float32)))
+	}
+	y, err := SwiGLU(nodes[0], nodes[1], nodes[2], nodes[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := G.Grad(G.Must(G.Sum(y)), nodes...); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	for step := 1; step <= 3; step++ {
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		if hits := y.Op().(*swigluOp).cache.hits; hits != step {
+			t.Fatalf("after step %d: %d cache hits, want %d", step, hits, step)
+		}
+	}
+}
+
+// TestSwiGLULargeGate: pre-activations of ±1000 must give silu ≈ relu and
+// finite gradients.
+func TestSwiGLULargeGate(t *testing.T) {
+	ins := swigluInputs(6)
+	x := ins[0].Value.Data().([]float64)
+	for i := range x {
+		x[i] *= 400
+	}
+	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+		got, grads := runOpGraph(t, dt, ins, buildSwiGLU)
+		for _, vs := range append([][]float64{got}, grads["x"], grads["wg"], grads["wu"], grads["wd"]) {
+			for i, v := range vs {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					t.Fatalf("%v: non-finite value %v at %d", dt, v, i)
+				}
+			}
+		}
+	}
+}
+
+func TestSwiGLUShapeError(t *testing.T) {
+	g := G.NewGraph()
+	m := func(name string, r, c int) *G.Node {
+		return G.NewMatrix(g, tensor.Float64, G.WithShape(r, c), G.WithName(name))
+	}
+	if _, err := SwiGLU(m("x", 5, 6), m("wg", 4, 6), m("wu", 4, 6), m("wd", 4, 6)); err == nil {
+		t.Error("SwiGLU accepted wd [4 6] for d=6, f=4")
+	}
+}
