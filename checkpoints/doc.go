@@ -1,0 +1,34 @@
+// Package checkpoints saves and loads training checkpoints: named tensors in
+// safetensors files plus an opaque JSON state, written so that a crash at any
+// moment leaves the previous checkpoint loadable. It knows nothing about
+// models, optimizers or gorgonia; callers hand it []Tensor and JSON.
+//
+// # Files
+//
+// WriteSafetensors and ReadSafetensors implement the Hugging Face safetensors
+// format (also used for the HF export of SPEC.md §8). Tensors hold their
+// values in one Go slice matching the dtype; BF16 and F16 tensors are held as
+// float32 and rounded to nearest-even when written.
+//
+// # Checkpoints
+//
+// A run's checkpoints live in RUN/checkpoints/tokens-<N>/ (N = training
+// tokens, 15 digits). Save writes a complete checkpoint into a hidden
+// temporary directory, fsyncs it and renames it into place, then prunes old
+// ones by a Policy. LoadLatest verifies sizes and SHA-256 sums before parsing
+// anything and falls back to older checkpoints, with a warning, when the
+// newest is damaged. docs/FORMAT.md describes the on-disk format.
+//
+// # Concurrency
+//
+// One process writes a run directory at a time. Save and LoadLatest remove
+// leftover temporary directories, so they must not run while another process
+// saves into the same run; List and Load only read and are safe to use from a
+// separate inspection tool.
+//
+// # Example
+//
+//	dir, err := checkpoints.Save(run, checkpoints.Checkpoint{Tokens: n, Model: ts, State: st},
+//		checkpoints.Policy{KeepLast: 3, KeepEveryTokens: 1_000_000_000})
+//	ck, dir, warnings, err := checkpoints.LoadLatest(run) // ck == nil: start fresh
+package checkpoints
