@@ -1,0 +1,258 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// ceChunk is the number of rows whose logits are held at once: memory stays
+// at ceChunk·V values whatever N is, and the chunk order (hence the order in
+// which dw is summed) is fixed.
+const ceChunk = 256
+
+// LMHeadCrossEntropy returns the scalar mean over the N rows of
+// −log softmax(x·wᵀ)[target] for hidden states x [N, d], the LM head w [V, d]
+// and targets [N] (an Int vector): the LM head and the loss of SPEC §1 fused,
+// so the N×V logits never exist at once. Each row's log-sum-exp is shifted by
+// the row's own max. A target outside [0, V) is an error from the run.
+func LMHeadCrossEntropy(x, w, targets *G.Node) (*G.Node, error) {
+	return G.ApplyOp(&ceOp{base{name: "LMHeadCrossEntropy", arity: 3}}, x, w, targets)
+}
+
+type ceOp struct{ base }
+
+func (op *ceOp) Type() hm.Type { return fnType(2, 2, -1, 0) }
+
+func (op *ceOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if err := ceShapes(s); err != nil {
+		return nil, err
+	}
+	return tensor.ScalarShape(), nil
+}
+
+func ceShapes(s []tensor.Shape) error {
+	if s[0].Dims() != 2 || s[1].Dims() != 2 || s[2].Dims() != 1 || s[0][1] != s[1][1] || s[2][0] != s[0][0] {
+		return fmt.Errorf("LMHeadCrossEntropy: x %v, w %v, targets %v: want [N, d], [V, d], [N]", s[0], s[1], s[2])
+	}
+	if s[0][0] == 0 {
+		return fmt.Errorf("LMHeadCrossEntropy: no rows: the mean is undefined")
+	}
+	return nil
+}
+
+// ceArgs unpacks (x, w, targets) and checks shapes, dtypes and targets.
+func ceArgs(op string, vs []G.Value) (x, w *tensor.Dense, targets []int, err error) {
+	in, err := inputs(op, vs[:3])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	x, w = in[0], in[1]
+	if err := sameFloat(op, x, w); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := ceShapes([]tensor.Shape{x.Shape(), w.Shape(), in[2].Shape()}); err != nil {
+		return nil, nil, nil, err
+	}
+	targets, err = checkIDs(op, "target", in[2], w.Shape()[0])
+	return x, w, targets, err
+}
+
+func (op *ceOp) Do(vs ...G.Value) (G.Value, error) {
+	x, w, targets, err := ceArgs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	n, d, v := x.Shape()[0], x.Shape()[1], w.Shape()[0]
+	nll := make([]float64, n)
+	switch x.Dtype() {
+	case tensor.Float32:
+		ceRows(nll, slice[float32](x), slice[float32](w), targets, n, d, v)
+	case tensor.Float64:
+		ceRows(nll, slice[float64](x), slice[float64](w), targets, n, d, v)
+	}
+	var sum float64
+	for _, l := range nll { // row order: the same sum on any worker count
+		sum += l
+	}
+	return scalarValueOf(x.Dtype(), sum/float64(n)), nil
+}
+
+// scalarValueOf returns v as gorgonia's own scalar value (*F32 or *F64), not
+// as a 0-d tensor: gorgonia's scalar arithmetic (loss + α·aux, loss·c)
+// rejects a 0-d *tensor.Dense operand with a type mismatch.
+func scalarValueOf(dt tensor.Dtype, v float64) G.Value {
+	if dt == tensor.Float32 {
+		return G.NewF32(float32(v))
+	}
+	return G.NewF64(v)
+}
+
+func (op *ceOp) DiffWRT(int) []bool { return []bool{true, true, false} }
+
+func (op *ceOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	bwd := &ceBackward{base{name: "LMHeadCrossEntropyBackward", arity: 4}}
+	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], grad}, in, []bool{true, true, false})
+}
+
+// ceBackward packs [dx (N·d) | dw (V·d)] from (x, w, targets, dloss), dloss
+// being the scalar gradient of the loss.
+type ceBackward struct{ base }
+
+func (op *ceBackward) Type() hm.Type { return fnType(2, 2, -1, 0, 1) }
+
+func (op *ceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.Shape{s[0].TotalSize() + s[1].TotalSize()}, nil
+}
+
+func (op *ceBackward) Do(vs ...G.Value) (G.Value, error) {
+	x, w, targets, err := ceArgs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	g, err := scalarArg(op.name, vs[3])
+	if err != nil {
+		return nil, err
+	}
+	n, d, v := x.Shape()[0], x.Shape()[1], w.Shape()[0]
+	p := newOf(x.Dtype(), n*d+v*d)
+	scale := g / float64(n)
+	switch x.Dtype() {
+	case tensor.Float32:
+		pk := slice[float32](p)
+		ceBackwardKernel(pk[:n*d], pk[n*d:], slice[float32](x), slice[float32](w), targets, n, d, v, scale)
+	case tensor.Float64:
+		pk := slice[float64](p)
+		ceBackwardKernel(pk[:n*d], pk[n*d:], slice[float64](x), slice[float64](w), targets, n, d, v, scale)
+	}
+	return p, nil
+}
+
+// scalarArg reads a scalar gradient: gorgonia passes *F64/*F32 for the seed
+// of Grad and 0-d tensors elsewhere.
+func scalarArg(op string, v G.Value) (float64, error) {
+	switch d := v.Data().(type) {
+	case float64:
+		return d, nil
+	case float32:
+		return float64(d), nil
+	case []float64:
+		if len(d) == 1 {
+			return d[0], nil
+		}
+	case []float32:
+		if len(d) == 1 {
+			return float64(d[0]), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: gradient is %T of shape %v, want a scalar", op, v, v.Shape())
+}
+
+// ceRows sets nll[i] = logsumexp(logits_i) − logits_i[targets[i]] with
+// logits = x·wᵀ, computed ceChunk rows at a time. targets must be in range.
+func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
+	logits := make([]F, min(ceChunk, n)*v)
+	for c0 := 0; c0 < n; c0 += ceChunk {
+		c := min(ceChunk, n-c0)
+		lg := logits[:c*v]
+		blas.MatMul(false, true, c, v, d, x[c0*d:(c0+c)*d], w, lg, false)
+		parallel.For(c, denseRowsGrain(v), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := lg[i*v : (i+1)*v]
+				nll[c0+i] = logSumExp(row) - float64(row[targets[c0+i]])
+			}
+		})
+	}
+}
+
+// logSumExp returns log Σ_j e^{row_j}, shifted by the row max so that no
+// exponent is positive; the sum is kept in float64.
+func logSumExp[F Float](row []F) float64 {
+	m := maxOfRow(row)
+	var s float64
+	for _, z := range row {
+		s += math.Exp(float64(z - m))
+	}
+	return float64(m) + math.Log(s)
+}
+
+// ceBackwardKernel: with p = softmax(logits) per row and scale = dloss/N,
+// dlogits = scale·(p − onehot(target)), dx = dlogits·w, dw = Σ_chunks
+// dlogitsᵀ·x_chunk. dx rows are written once per chunk; dw is accumulated
+// in chunk order by GEMMs, so the sum order is fixed.
+func ceBackwardKernel[F Float](dx, dw, x, w []F, targets []int, n, d, v int, scale float64) {
+	logits := make([]F, min(ceChunk, n)*v)
+	for c0 := 0; c0 < n; c0 += ceChunk {
+		c := min(ceChunk, n-c0)
+		lg := logits[:c*v]
+		xc := x[c0*d : (c0+c)*d]
+		blas.MatMul(false, true, c, v, d, xc, w, lg, false)
+		parallel.For(c, denseRowsGrain(v), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := lg[i*v : (i+1)*v]
+				m := maxOfRow(row)
+				var s float64
+				for j, z := range row {
+					e := math.Exp(float64(z - m))
+					row[j] = F(e)
+					s += e
+				}
+				k := F(scale / s)
+				for j := range row {
+					row[j] *= k
+				}
+				row[targets[c0+i]] -= F(scale)
+			}
+		})
+		blas.MatMul(false, false, c, d, v, lg, w, dx[c0*d:(c0+c)*d], false)
+		blas.MatMul(true, false, v, d, c, lg, xc, dw, c0 > 0)
+	}
+}
+
+// TokenLogProbs sets dst[i] = log softmax(x_i·wᵀ)[targets[i]] for the n rows
+// of x [n, d] and the head w [v, d]: the evaluation-side twin of
+// LMHeadCrossEntropy (same chunked kernel, so dst[i] is exactly minus the
+// loss term of row i). It returns an error for a target outside [0, v) or
+// slices of the wrong length.
+func TokenLogProbs[F Float](dst []float64, x, w []F, targets []int, n, d, v int) error {
+	if len(dst) != n || len(x) != n*d || len(w) != v*d || len(targets) != n {
+		return fmt.Errorf("token log-probs: lengths dst %d, x %d, w %d, targets %d do not fit n=%d, d=%d, v=%d", len(dst), len(x), len(w), len(targets), n, d, v)
+	}
+	for i, t := range targets {
+		if t < 0 || t >= v {
+			return fmt.Errorf("token log-probs: target %d at position %d is outside [0, %d)", t, i, v)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ceRows(dst, x, w, targets, n, d, v)
+	for i := range dst {
+		dst[i] = -dst[i]
+	}
+	return nil
+}
+
+// LogitsRows sets dst [n, v] = x·wᵀ for x [n, d] and the head w [v, d]: full
+// logits for generation or inspection (training never needs them all).
+// It panics if the slice lengths do not match the sizes.
+func LogitsRows[F Float](dst, x, w []F, n, d, v int) {
+	if len(dst) != n*v || len(x) != n*d || len(w) != v*d {
+		panic(fmt.Sprintf("ops: LogitsRows lengths dst %d, x %d, w %d do not fit n=%d, d=%d, v=%d", len(dst), len(x), len(w), n, d, v))
+	}
+	blas.MatMul(false, true, n, v, d, x, w, dst, false)
+}
