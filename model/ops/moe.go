@@ -1,0 +1,525 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// MoE is the routed part of an MoE layer (SPEC §2.1-§2.3):
+//
+//	y_t = Σ_{j<k} g_{t,j} · SwiGLU_{e_{t,j}}(u_t),  SwiGLU_e(x) = Wd_e (silu(Wg_e x) ⊙ (Wu_e x))
+//
+// for u [N, D], router probabilities probs [N, E], wg and wu [E, W, D] (each
+// expert's gate and up projections in PyTorch's [out, in] layout, stacked)
+// and wd [E, D, W]. The experts e_{t,·} are TopK(probs_t, k); the gates are
+// the raw probabilities, or renormalised to sum 1 over the k choices when
+// renorm is set and k > 1 (see Route). Switch is k=1, renorm=false;
+// DeepSeekMoE any k, renorm=false; GShard k=2, renorm=true.
+//
+// Compute follows the activated experts: each expert's tokens are gathered
+// into a contiguous block and go through three GEMMs, so the cost is that of
+// N·k token-expert pairs. Results do not depend on the worker count.
+//
+// The gradient reaches u, probs (only at each token's chosen experts; the
+// selection itself has none) and the three weight tensors.
+func MoE(u, probs, wg, wu, wd *G.Node, k int, renorm bool) (*G.Node, error) {
+	return MoEWithRecord(u, probs, wg, wu, wd, k, renorm, nil)
+}
+
+// MoEWithRecord is MoE that also writes each forward pass's routing into rec
+// (nil for none).
+func MoEWithRecord(u, probs, wg, wu, wd *G.Node, k int, renorm bool, rec *RouteRecord) (*G.Node, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("MoE: k = %d, want >= 1", k)
+	}
+	op := &moeOp{
+		base:   base{name: "MoE", arity: 5, key: fmt.Sprintf("k=%d,renorm=%t", k, renorm && k > 1)},
+		k:      k,
+		renorm: renorm && k > 1,
+		rec:    rec,
+		cache:  &expertCache{},
+	}
+	return G.ApplyOp(op, u, probs, wg, wu, wd)
+}
+
+type moeOp struct {
+	base
+	k      int
+	renorm bool
+	rec    *RouteRecord
+	// cache carries the routing and the expert activations from a forward
+	// pass to the backward pass of the same run (see expertCache).
+	cache *expertCache
+}
+
+func (op *moeOp) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2) }
+
+func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExpertShapes("MoE", s[0], s[2], s[3], s[4]); err != nil {
+		return nil, err
+	}
+	u, p, e := s[0], s[1], s[2][0]
+	if p.Dims() != 2 || p[0] != u[0] || p[1] != e {
+		return nil, fmt.Errorf("MoE: probs %v with u %v and %d experts: want [N, E] = [%d, %d]", p, u, e, u[0], e)
+	}
+	if op.k > e {
+		return nil, fmt.Errorf("MoE: k = %d > %d experts", op.k, e)
+	}
+	return u.Clone(), nil
+}
+
+// checkExpertShapes validates u [N, D], wg and wu [E, W, D], wd [E, D, W].
+func checkExpertShapes(name string, u, wg, wu, wd tensor.Shape) error {
+	if u.Dims() != 2 || wg.Dims() != 3 || wu.Dims() != 3 || wd.Dims() != 3 {
+		return fmt.Errorf("%s: u %v, wg %v, wu %v, wd %v: want [N, D], [E, W, D], [E, W, D], [E, D, W]", name, u, wg, wu, wd)
+	}
+	e, w, d := wg[0], wg[1], wg[2]
+	if d != u[1] || !wu.Eq(wg) || wd[0] != e || wd[1] != d || wd[2] != w || e < 1 {
+		return fmt.Errorf("%s: u %v, wg %v, wu %v, wd %v: want [N, D], [E, W, D], [E, W, D], [E, D, W]", name, u, wg, wu, wd)
+	}
+	return nil
+}
+
+func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	u, probs := in[0], in[1]
+	n, d := u.Shape()[0], u.Shape()[1]
+	e, w := in[2].Shape()[0], in[2].Shape()[1]
+	y := newOf(u.Dtype(), n, d)
+	if err := sameDtype(op.name, in); err != nil {
+		return nil, err
+	}
+	var r Routing
+	switch u.Dtype() {
+	case tensor.Float32:
+		r = Route(slice[float32](probs), n, e, op.k, op.renorm)
+		expertsForward(op.cache, in, r, slice[float32](y), d, w)
+	case tensor.Float64:
+		r = Route(slice[float64](probs), n, e, op.k, op.renorm)
+		expertsForward(op.cache, in, r, slice[float64](y), d, w)
+	default:
+		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
+	}
+	op.rec.store(&r)
+	return y, nil
+}
+
+func (op *moeOp) DiffWRT(int) []bool { return []bool{true, true, true, true, true} }
+
+func (op *moeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, renorm: op.renorm, cache: op.cache}
+	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}, in, []bool{true, true, true, true, true})
+}
+
+// moeBackward packs [du (N·D) | dprobs (N·E) | dwg | dwu | dwd] from
+// (u, probs, wg, wu, wd, dy).
+type moeBackward struct {
+	base
+	k      int
+	renorm bool
+	cache  *expertCache
+}
+
+func (op *moeBackward) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2, 1) }
+
+func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.Shape{packedSize(s[:5], []bool{true, true, true, true, true})}, nil
+}
+
+func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
+	in, err := inputs(op.name, vs)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameDtype(op.name, in); err != nil {
+		return nil, err
+	}
+	u, probs, dy := in[0], in[1], in[5]
+	n, d := u.Shape()[0], u.Shape()[1]
+	e, w := in[2].Shape()[0], in[2].Shape()[1]
+	sizes := []int{n * d, n * e, e * w * d, e * w * d, e * d * w}
+	p := newOf(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
+	switch u.Dtype() {
+	case tensor.Float32:
+		moeBackwardTyped(op, in[:5], slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
+	case tensor.Float64:
+		moeBackwardTyped(op, in[:5], slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
+	default:
+		return nil, fmt.Errorf("MoEBackward: dtype %v", u.Dtype())
+	}
+	return p, nil
+}
+
+func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, probs, dy []F, g [][]F, n, e, d, w int) {
+	r, act := op.cache.load(in)
+	if act == nil {
+		// No forward pass of these inputs to reuse: route and recompute.
+		r = Route(probs, n, e, op.k, op.renorm)
+		act = expertsActivations[F](nil, r, slice[F](in[0]), slice[F](in[2]), slice[F](in[3]), d, w)
+	}
+	a, ok := act.(*expertAct[F])
+	if !ok {
+		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
+	}
+	dgate := make([]float64, n*op.k)
+	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
+	gateBackward(g[1], dgate, probs, r, op.renorm)
+}
+
+// gateBackward turns the gradients of the gates (dgate, per slot) into the
+// gradient of the probabilities. Without renormalisation g = p at the chosen
+// experts. With it g_j = p_j/Z, Z = Σ_i p_i + ε over the chosen set, so
+// ∂L/∂p_j = a_j/Z − Σ_i a_i p_i / Z². Unchosen experts get zero.
+func gateBackward[F Float](dprobs []F, dgate []float64, probs []F, r Routing, renorm bool) {
+	k, e := r.K, r.E
+	parallel.For(r.N, 256, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			idx, a := r.Experts[t*k:(t+1)*k], dgate[t*k:(t+1)*k]
+			row, dp := probs[t*e:(t+1)*e], dprobs[t*e:(t+1)*e]
+			if !renorm {
+				for j, x := range idx {
+					dp[x] = F(a[j])
+				}
+				continue
+			}
+			var z, c float64
+			for _, x := range idx {
+				z += float64(row[x])
+			}
+			z += renormEps
+			for j, x := range idx {
+				c += a[j] * float64(row[x])
+			}
+			c /= z * z
+			for j, x := range idx {
+				dp[x] = F(a[j]/z - c)
+			}
+		}
+	})
+}
+
+// split cuts p into consecutive pieces of the given sizes.
+func split[F Float](p []F, sizes []int) [][]F {
+	out := make([][]F, len(sizes))
+	off := 0
+	for i, s := range sizes {
+		out[i] = p[off : off+s : off+s]
+		off += s
+	}
+	return out
+}
+
+func sameDtype(name string, in []*tensor.Dense) error {
+	dt := in[0].Dtype()
+	for _, t := range in[1:] {
+		if t.Dtype() != dt && t.Dtype() != tensor.Int {
+			return fmt.Errorf("%s: mixed dtypes %v and %v", name, dt, t.Dtype())
+		}
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Expert kernels shared by MoE and HashMoE.
+
+// expertAct holds what the backward pass needs from the forward pass, in the
+// expert-major slot order of a Routing (S = N·K rows):
+type expertAct[F Float] struct {
+	x  []F // [S, D] gathered inputs
+	g  []F // [S, W] gate pre-activations Wg·x
+	sg []F // [S, W] sigmoid(g)
+	up []F // [S, W] up projections Wu·x
+}
+
+// expertsActivations gathers each expert's tokens and computes its gate and
+// up projections (and sigmoid of the gate) into a (reused when big enough).
+func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w int) *expertAct[F] {
+	s := r.N * r.K
+	if a == nil {
+		a = &expertAct[F]{}
+	}
+	a.x, a.g, a.sg, a.up = grow(a.x, s*d), grow(a.g, s*w), grow(a.sg, s*w), grow(a.up, s*w)
+	forExperts(&r, func(e, lo, hi int) {
+		c := hi - lo
+		x := a.x[lo*d : hi*d]
+		for p := lo; p < hi; p++ {
+			t := int(r.Slots[p]) / r.K
+			copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
+		}
+		g, up := a.g[lo*w:hi*w], a.up[lo*w:hi*w]
+		blas.MatMul(false, true, c, w, d, x, wg[e*w*d:(e+1)*w*d], g, false)
+		blas.MatMul(false, true, c, w, d, x, wu[e*w*d:(e+1)*w*d], up, false)
+		sg := a.sg[lo*w : hi*w]
+		for i, v := range g {
+			sg[i] = sigmoid(v)
+		}
+	})
+	return a
+}
+
+// expertsForward computes y (token-major [N, D]) and leaves the activations
+// in the op's cache for the backward pass. in are the op's inputs (the
+// cache's key); u, wg, wu, wd are found by position: MoE passes
+// (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
+func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []F, d, w int) {
+	nw := len(in)
+	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
+	old, _ := c.take().(*expertAct[F])
+	a := expertsActivations(old, r, u, wg, wu, d, w)
+	s, k := r.N*r.K, r.K
+	h, o := getScratch[F](s*w), getScratch[F](s*d)
+	defer putScratch(h)
+	defer putScratch(o)
+	forExperts(&r, func(e, lo, hi int) {
+		hb := h[lo*w : hi*w]
+		silu(hb, a.g[lo*w:hi*w], a.sg[lo*w:hi*w], a.up[lo*w:hi*w])
+		blas.MatMul(false, true, hi-lo, d, w, hb, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
+	})
+	// Sum each token's k expert outputs in slot order: a fixed order, so the
+	// result does not depend on how experts were spread over workers.
+	parallel.For(r.N, 64, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			yr := y[t*d : (t+1)*d]
+			for j := 0; j < k; j++ {
+				sl := t*k + j
+				gt := F(r.Gates[sl])
+				p := int(r.Pos[sl])
+				or := o[p*d : (p+1)*d]
+				for i := range yr {
+					yr[i] += gt * or[i]
+				}
+			}
+		}
+	})
+	c.store(in, r, a)
+}
+
+// silu writes h = g·sigmoid(g)·up.
+func silu[F Float](h, g, sg, up []F) {
+	for i := range h {
+		h[i] = g[i] * sg[i] * up[i]
+	}
+}
+
+func sigmoid[F Float](x F) F { return F(1 / (1 + math.Exp(-float64(x)))) }
+
+// expertsBackward computes du, the per-slot gate gradients dgate (nil to
+// skip: Hash layers have no router) and the expert weight gradients, from dy
+// and the forward activations a. With O_s = SwiGLU_e(x_s) the expert output of
+// slot s and D_s = Wd_eᵀ dy_t (so dgate_s = dy_t·O_s = D_s·H_s):
+//
+//	dH = g·D, dG = dH ⊙ up ⊙ silu'(Gx), dU = dH ⊙ silu(Gx)
+//	dWd_e = Σ_s g·dy_t ⊗ H_s, dWg_e = Σ_s dG_s ⊗ x_s, dWu_e = Σ_s dU_s ⊗ x_s
+//	dx_s = Wg_eᵀ dG_s + Wu_eᵀ dU_s,  du_t = Σ_j dx_{t·K+j} (slot order)
+//
+// Weight gradients are one GEMM per expert over its tokens, written once.
+func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, dy, wg, wu, wd []F, d, w int) {
+	s, k := r.N*r.K, r.K
+	ob, hb, db := getScratch[F](s*d), getScratch[F](s*w), getScratch[F](s*w)
+	defer putScratch(ob)
+	defer putScratch(hb)
+	defer putScratch(db)
+	forExperts(&r, func(e, lo, hi int) {
+		c := hi - lo
+		dyg, h, dd := ob[lo*d:hi*d], hb[lo*w:hi*w], db[lo*w:hi*w]
+		g, sg, up, x := a.g[lo*w:hi*w], a.sg[lo*w:hi*w], a.up[lo*w:hi*w], a.x[lo*d:hi*d]
+		for p := lo; p < hi; p++ {
+			t := int(r.Slots[p]) / k
+			copy(dyg[(p-lo)*d:(p-lo+1)*d], dy[t*d:(t+1)*d])
+		}
+		silu(h, g, sg, up)
+		// D = dy·Wd_e: [c, D]·[D, W].
+		blas.MatMul(false, false, c, w, d, dyg, wd[e*d*w:(e+1)*d*w], dd, false)
+		for p := lo; p < hi; p++ {
+			sl := int(r.Slots[p])
+			i := p - lo
+			if dgate != nil {
+				var dot float64
+				hr, dr := h[i*w:(i+1)*w], dd[i*w:(i+1)*w]
+				for j := range hr {
+					dot += float64(hr[j]) * float64(dr[j])
+				}
+				dgate[sl] = dot
+			}
+			gt := F(r.Gates[sl])
+			for j := range dyg[i*d : (i+1)*d] {
+				dyg[i*d+j] *= gt
+			}
+			for j := range dd[i*w : (i+1)*w] {
+				dd[i*w+j] *= gt
+			}
+		}
+		// dWd_e = (g·dy)ᵀ·H: [D, c]·[c, W].
+		blas.MatMul(true, false, d, w, c, dyg, h, dwd[e*d*w:(e+1)*d*w], false)
+		// dG into h, dU into dd (both are consumed in place).
+		for i, dh := range dd {
+			sv := sg[i]
+			h[i] = dh * up[i] * sv * (1 + g[i]*(1-sv))
+			dd[i] = dh * g[i] * sv
+		}
+		blas.MatMul(true, false, w, d, c, h, x, dwg[e*w*d:(e+1)*w*d], false)
+		blas.MatMul(true, false, w, d, c, dd, x, dwu[e*w*d:(e+1)*w*d], false)
+		// dx = dG·Wg_e + dU·Wu_e: [c, W]·[W, D], into the dy buffer.
+		blas.MatMul(false, false, c, d, w, h, wg[e*w*d:(e+1)*w*d], dyg, false)
+		blas.MatMul(false, false, c, d, w, dd, wu[e*w*d:(e+1)*w*d], dyg, true)
+	})
+	parallel.For(r.N, 64, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			dr := du[t*d : (t+1)*d]
+			for j := 0; j < k; j++ {
+				p := int(r.Pos[t*k+j])
+				xr := ob[p*d : (p+1)*d]
+				for i := range dr {
+					dr[i] += xr[i]
+				}
+			}
+		}
+	})
+}
+
+// forExperts calls fn(e, lo, hi) for every expert with at least one slot,
+// where [lo, hi) are its rows in expert-major order. Experts are dealt to
+// workers by where their rows fall, so each worker gets about S/workers rows
+// however skewed the routing is (up to one expert's size). Every call writes
+// only its own rows and weight slices, so results never depend on the split.
+func forExperts(r *Routing, fn func(e, lo, hi int)) {
+	s := r.N * r.K
+	if s == 0 {
+		return
+	}
+	nw := parallel.Workers
+	if nw < 1 {
+		nw = 1
+	}
+	parallel.For(nw, 1, func(wlo, whi int) {
+		for e := 0; e < r.E; e++ {
+			lo, hi := int(r.Offsets[e]), int(r.Offsets[e+1])
+			if lo == hi {
+				continue
+			}
+			owner := min(nw-1, (lo+hi)/2*nw/s)
+			if owner >= wlo && owner < whi {
+				fn(e, lo, hi)
+			}
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Forward-to-backward cache.
+
+// expertCache hands the routing and activations of a forward pass to the
+// backward pass of the same graph run, so the backward skips the routing,
+// the gathers and two of the three forward GEMMs. It is keyed by the identity
+// (address and length) of the forward's input backing arrays; a backward on
+// inputs other than the cached ones recomputes instead. Within a TapeMachine
+// run the forward always runs before its backward, so a hit always reflects
+// the current values; the buffers are reused from step to step (no per-step
+// allocation). Cost: 2·S·W·3 + S·D floats held per MoE layer between steps.
+type expertCache struct {
+	mu    sync.Mutex
+	id    []inputID
+	route Routing
+	act   any // *expertAct[F]
+	valid bool
+}
+
+type inputID struct {
+	addr uintptr
+	n    int
+}
+
+func idOf(t *tensor.Dense) inputID {
+	if t.DataSize() == 0 {
+		return inputID{}
+	}
+	return inputID{t.Uintptr(), t.DataSize()}
+}
+
+// take invalidates the cache and returns its activation buffers for reuse.
+func (c *expertCache) take() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.valid = false
+	a := c.act
+	c.act = nil
+	return a
+}
+
+func (c *expertCache) store(in []*tensor.Dense, r Routing, act any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.id = c.id[:0]
+	for _, t := range in {
+		c.id = append(c.id, idOf(t))
+	}
+	c.route, c.act, c.valid = r, act, true
+}
+
+// load returns the cached routing and activations if they were computed from
+// exactly these inputs, else a nil act.
+func (c *expertCache) load(in []*tensor.Dense) (Routing, any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.valid || len(c.id) != len(in) {
+		return Routing{}, nil
+	}
+	for i, t := range in {
+		if c.id[i] != idOf(t) {
+			return Routing{}, nil
+		}
+	}
+	return c.route, c.act
+}
+
+// grow returns s resized to n, reallocating only when it is too small.
+func grow[F Float](s []F, n int) []F {
+	if cap(s) < n {
+		return make([]F, n)
+	}
+	return s[:n]
+}
+
+// Scratch buffers shared by all expert layers (only one op runs at a time in
+// a graph run, but the pool also serves concurrent graphs safely).
+var scratch32, scratch64 sync.Pool
+
+func getScratch[F Float](n int) []F {
+	var z F
+	pool := &scratch64
+	if _, ok := any(z).(float32); ok {
+		pool = &scratch32
+	}
+	if p, ok := pool.Get().(*[]F); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]F, n)
+}
+
+func putScratch[F Float](s []F) {
+	var z F
+	pool := &scratch64
+	if _, ok := any(z).(float32); ok {
+		pool = &scratch32
+	}
+	pool.Put(&s)
+}

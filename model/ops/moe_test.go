@@ -1,0 +1,462 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// separatedProbs returns [n, e] softmax rows whose sorted logits are 0.5
+// apart, in a random order per row: every gap between consecutive
+// probabilities is far larger than any finite-difference step, so top-k
+// routing cannot flip under a perturbation.
+func separatedProbs(r *rand.Rand, n, e int) *tensor.Dense {
+	p := make([]float64, n*e)
+	for t := 0; t < n; t++ {
+		row := p[t*e : (t+1)*e]
+		var z float64
+		for j, x := range r.Perm(e) {
+			row[x] = math.Exp(-0.5 * float64(j))
+			z += row[x]
+		}
+		for i := range row {
+			row[i] /= z
+		}
+	}
+	return tensor.New(tensor.WithShape(n, e), tensor.WithBacking(p))
+}
+
+// sortedTopK is the test's own top-k: indices by descending value, ties by
+// ascending index (a stable sort), independent of TopK's insertion scheme.
+func sortedTopK(row []float64, k int) []int32 {
+	idx := make([]int32, len(row))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+	return idx[:k]
+}
+
+// naiveMoE is the per-token reference: for every token, for every chosen
+// expert, an explicit SwiGLU with scalar loops.
+func naiveMoE(u, probs, wg, wu, wd []float64, n, d, e, w, k int, renorm bool) []float64 {
+	y := make([]float64, n*d)
+	for t := 0; t < n; t++ {
+		row := probs[t*e : (t+1)*e]
+		idx := sortedTopK(row, k)
+		var sum float64
+		for _, x := range idx {
+			sum += row[x]
+		}
+		for _, x := range idx {
+			gate := row[x]
+			if renorm && k > 1 {
+				gate /= sum + 1e-20
+			}
+			h := make([]float64, w)
+			for j := 0; j < w; j++ {
+				var a, b float64
+				for i := 0; i < d; i++ {
+					a += wg[(int(x)*w+j)*d+i] * u[t*d+i]
+					b += wu[(int(x)*w+j)*d+i] * u[t*d+i]
+				}
+				h[j] = a / (1 + math.Exp(-a)) * b
+			}
+			for i := 0; i < d; i++ {
+				var o float64
+				for j := 0; j < w; j++ {
+					o += wd[(int(x)*d+i)*w+j] * h[j]
+				}
+				y[t*d+i] += gate * o
+			}
+		}
+	}
+	return y
+}
+
+// moeCase is one MoE configuration under test.
+type moeCase struct {
+	name          string
+	n, d, e, w, k int
+	renorm        bool
+}
+
+func (c moeCase) inputs(seed uint64) []*tensor.Dense {
+	r := rand.New(rand.NewPCG(seed, 7))
+	return []*tensor.Dense{
+		gradcheck.Rand(r, 1, c.n, c.d),
+		separatedProbs(r, c.n, c.e),
+		gradcheck.Rand(r, 0.5, c.e, c.w, c.d),
+		gradcheck.Rand(r, 0.5, c.e, c.w, c.d),
+		gradcheck.Rand(r, 0.5, c.e, c.d, c.w),
+	}
+}
+
+var moeCases = []moeCase{
+	{"switch k=1", 5, 4, 6, 3, 1, false},
+	{"k=2", 5, 4, 6, 3, 2, false},
+	{"gshard k=2 renorm", 5, 4, 6, 3, 2, true},
+	{"k=3", 5, 4, 6, 3, 3, false},
+	{"k=3 renorm", 5, 4, 6, 3, 3, true},
+}
+
+// cast converts a float64 tensor to dtype dt (Int tensors pass through).
+func cast(x *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
+	if x.Dtype() != tensor.Float64 || dt == tensor.Float64 {
+		return x.Clone().(*tensor.Dense)
+	}
+	src := x.Data().([]float64)
+	dst := make([]float32, len(src))
+	for i, v := range src {
+		dst[i] = float32(v)
+	}
+	return tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.WithBacking(dst))
+}
+
+func toF64(v any) []float64 {
+	switch d := v.(type) {
+	case []float64:
+		return append([]float64(nil), d...)
+	case []float32:
+		out := make([]float64, len(d))
+		for i, x := range d {
+			out[i] = float64(x)
+		}
+		return out
+	case float64:
+		return []float64{d}
+	case float32:
+		return []float64{float64(d)}
+	}
+	panic(fmt.Sprintf("toF64 of %T", v))
+}
+
+// runOp builds the graph on copies of ins, runs it, and returns the output
+// and, when withGrads, the gradients of Σ weights ⊙ output (fixed random
+// weights) for every float input, all as float64.
+func runOp(t *testing.T, ins []*tensor.Dense, withGrads bool, build func(in []*G.Node) (*G.Node, error)) ([]float64, [][]float64) {
+	t.Helper()
+	g := G.NewGraph()
+	nodes := make([]*G.Node, len(ins))
+	for i, v := range ins {
+		v = v.Clone().(*tensor.Dense)
+		nodes[i] = G.NewTensor(g, v.Dtype(), v.Shape().Dims(), G.WithShape(v.Shape()...), G.WithName(fmt.Sprint("in", i)), G.WithValue(v))
+	}
+	out, err := build(nodes)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	var wrt []*G.Node
+	if withGrads {
+		cost := out
+		if !out.IsScalar() {
+			w := cast(gradcheck.Rand(rand.New(rand.NewPCG(5, 5)), 1, out.Shape()...), out.Dtype())
+			wn := G.NewTensor(g, out.Dtype(), out.Shape().Dims(), G.WithShape(out.Shape()...), G.WithValue(w))
+			cost = G.Must(G.Sum(G.Must(G.HadamardProd(out, wn))))
+		}
+		for _, n := range nodes {
+			if n.Dtype() != tensor.Int {
+				wrt = append(wrt, n)
+			}
+		}
+		if _, err := G.Grad(cost, wrt...); err != nil {
+			t.Fatalf("grad: %v", err)
+		}
+	}
+	var y G.Value
+	G.Read(out, &y)
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	res := toF64(y.Data())
+	var grads [][]float64
+	for _, n := range wrt {
+		gv, err := n.Grad()
+		if err != nil {
+			t.Fatalf("grad of %s: %v", n.Name(), err)
+		}
+		grads = append(grads, toF64(gv.Data()))
+	}
+	return res, grads
+}
+
+func buildMoE(k int, renorm bool, rec *RouteRecord) func(in []*G.Node) (*G.Node, error) {
+	return func(in []*G.Node) (*G.Node, error) {
+		return MoEWithRecord(in[0], in[1], in[2], in[3], in[4], k, renorm, rec)
+	}
+}
+
+func TestTopK(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		row  []float64
+		k    int
+		want []int32
+	}{
+		{"descending order", []float64{0.1, 0.4, 0.2, 0.3}, 3, []int32{1, 3, 2}},
+		{"ties go to the lower index", []float64{0.2, 0.5, 0.5, 0.1, 0.5}, 2, []int32{1, 2}},
+		{"ties across the cut", []float64{0.2, 0.5, 0.5, 0.1, 0.5}, 3, []int32{1, 2, 4}},
+		{"all equal", []float64{1, 1, 1, 1}, 3, []int32{0, 1, 2}},
+		{"k = E", []float64{3, 1, 2}, 3, []int32{0, 2, 1}},
+		{"late maximum", []float64{0, 0, 0, 9}, 1, []int32{3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make([]int32, tc.k)
+			TopK(got, tc.row, tc.k)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("NaN yields distinct indices", func(t *testing.T) {
+		got := make([]int32, 3)
+		TopK(got, []float64{nan, 0.3, nan, 0.1}, 3)
+		seen := map[int32]bool{}
+		for _, x := range got {
+			if x < 0 || x > 3 || seen[x] {
+				t.Fatalf("got %v, want 3 distinct indices in [0, 4)", got)
+			}
+			seen[x] = true
+		}
+	})
+	t.Run("random rows match a stable sort", func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 3))
+		for it := 0; it < 200; it++ {
+			e := 1 + r.IntN(12)
+			k := 1 + r.IntN(e)
+			row := make([]float64, e)
+			for i := range row {
+				row[i] = float64(r.IntN(5)) // many ties
+			}
+			got := make([]int32, k)
+			TopK(got, row, k)
+			if want := sortedTopK(row, k); !slices.Equal(got, want) {
+				t.Fatalf("row %v k=%d: got %v, want %v", row, k, got, want)
+			}
+		}
+	})
+}
+
+func TestRoute(t *testing.T) {
+	const n, e, k = 40, 7, 3
+	r := rand.New(rand.NewPCG(4, 4))
+	probs := separatedProbs(r, n, e).Data().([]float64)
+	for _, renorm := range []bool{false, true} {
+		rt := Route(probs, n, e, k, renorm)
+		total := 0
+		for x := 0; x < e; x++ {
+			total += rt.Load(x)
+			slots := rt.Slots[rt.Offsets[x]:rt.Offsets[x+1]]
+			for i, s := range slots {
+				if rt.Experts[s] != int32(x) {
+					t.Fatalf("expert %d lists slot %d of expert %d", x, s, rt.Experts[s])
+				}
+				if i > 0 && slots[i-1] >= s {
+					t.Fatalf("expert %d: slots %v not in token order", x, slots)
+				}
+				if rt.Pos[s] != rt.Offsets[x]+int32(i) {
+					t.Fatalf("Pos[%d] = %d, want %d", s, rt.Pos[s], rt.Offsets[x]+int32(i))
+				}
+			}
+		}
+		if total != n*k || slices.Max(rt.Loads()) == n*k {
+			t.Fatalf("loads %v: total %d, want %d spread over experts", rt.Loads(), total, n*k)
+		}
+		for tok := 0; tok < n; tok++ {
+			row := probs[tok*e : (tok+1)*e]
+			if want := sortedTopK(row, k); !slices.Equal(rt.Experts[tok*k:(tok+1)*k], want) {
+				t.Fatalf("token %d: experts %v, want %v", tok, rt.Experts[tok*k:(tok+1)*k], want)
+			}
+			var sum float64
+			for j, x := range rt.Experts[tok*k : (tok+1)*k] {
+				g := rt.Gates[tok*k+j]
+				sum += g
+				if !renorm && g != row[x] {
+					t.Fatalf("token %d: raw gate %g, want probability %g", tok, g, row[x])
+				}
+			}
+			if renorm && !tol.Float64.Close(sum, 1) {
+				t.Fatalf("token %d: renormalised gates sum to %g, want 1", tok, sum)
+			}
+		}
+	}
+}
+
+func TestMoEMatchesNaive(t *testing.T) {
+	cases := append(slices.Clone(moeCases), moeCase{"larger k=4", 37, 8, 9, 5, 4, false})
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ins := c.inputs(uint64(10 + i))
+			var rec RouteRecord
+			got, _ := runOp(t, ins, false, buildMoE(c.k, c.renorm, &rec))
+			f := func(j int) []float64 { return ins[j].Data().([]float64) }
+			want := naiveMoE(f(0), f(1), f(2), f(3), f(4), c.n, c.d, c.e, c.w, c.k, c.renorm)
+			if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("y", got, want); err != nil {
+				t.Error(err)
+			}
+			// The record holds the routing of that forward pass.
+			rt := Route(f(1), c.n, c.e, c.k, c.renorm)
+			if !slices.Equal(rec.Experts, rt.Experts) || !slices.Equal(rec.Load, rt.Loads()) || rec.N != c.n || rec.K != c.k || rec.E != c.e {
+				t.Errorf("record %+v does not match the routing %v / %v", rec, rt.Experts, rt.Loads())
+			}
+		})
+	}
+}
+
+func TestMoEGradient(t *testing.T) {
+	for i, c := range moeCases {
+		t.Run(c.name, func(t *testing.T) {
+			ins := c.inputs(uint64(20 + i))
+			// The finite differences must not cross a routing switch.
+			probs := ins[1].Data().([]float64)
+			bumped := slices.Clone(probs)
+			r := rand.New(rand.NewPCG(uint64(i), 1))
+			for j := range bumped {
+				bumped[j] += 1e-4 * (2*r.Float64() - 1)
+			}
+			if a, b := Route(probs, c.n, c.e, c.k, c.renorm), Route(bumped, c.n, c.e, c.k, c.renorm); !slices.Equal(a.Experts, b.Experts) {
+				t.Fatalf("routing changes under a 1e-4 perturbation: %v vs %v", a.Experts, b.Experts)
+			}
+			names := []string{"u", "probs", "wg", "wu", "wd"}
+			var gi []gradcheck.Input
+			for j, v := range ins {
+				gi = append(gi, gradcheck.Input{Name: names[j], Value: v, Diff: true})
+			}
+			got := gradcheck.Check(t, uint64(30+i), gi, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				return MoE(in[0], in[1], in[2], in[3], in[4], c.k, c.renorm)
+			}, gradcheck.Default)
+			// dprobs is zero outside each token's chosen experts.
+			rt := Route(probs, c.n, c.e, c.k, c.renorm)
+			for tok := 0; tok < c.n; tok++ {
+				for x := 0; x < c.e; x++ {
+					if !slices.Contains(rt.Experts[tok*c.k:(tok+1)*c.k], int32(x)) && got["probs"][tok*c.e+x] != 0 {
+						t.Errorf("dprobs[%d,%d] = %g at an unchosen expert", tok, x, got["probs"][tok*c.e+x])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMoEFloat32MatchesFloat64(t *testing.T) {
+	c := moeCase{"k=3", 50, 16, 8, 12, 3, false}
+	ins := c.inputs(40)
+	ins32 := make([]*tensor.Dense, len(ins))
+	for i, v := range ins {
+		ins32[i] = cast(v, tensor.Float32)
+	}
+	y64, g64 := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+	y32, g32 := runOp(t, ins32, true, buildMoE(c.k, c.renorm, nil))
+	if err := tol.CheckScaled("y", y32, y64, 1e-5); err != nil {
+		t.Error(err)
+	}
+	for i, name := range []string{"du", "dprobs", "dwg", "dwu", "dwd"} {
+		if err := tol.CheckScaled(name, g32[i], g64[i], 1e-5); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestMoEDeterministicAcrossWorkers(t *testing.T) {
+	defer func(w int) { parallel.Workers = w }(parallel.Workers)
+	c := moeCase{"k=2 renorm", 300, 16, 8, 12, 2, true}
+	ins := c.inputs(50)
+	for i, v := range ins {
+		ins[i] = cast(v, tensor.Float32)
+	}
+	var ys [][]float64
+	var gs [][][]float64
+	for _, w := range []int{1, 4} {
+		parallel.Workers = w
+		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+		ys, gs = append(ys, y), append(gs, g)
+	}
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Error("float32 outputs differ between 1 and 4 workers")
+	}
+	for i := range gs[0] {
+		if !slices.Equal(gs[0][i], gs[1][i]) {
+			t.Errorf("gradient %d differs between 1 and 4 workers", i)
+		}
+	}
+}
+
+// TestMoEBackwardRecomputes checks the cache key: a backward pass on inputs
+// other than the forward's (here copies at other addresses) recomputes the
+// routing and activations, and gets the same answer as the cached path.
+func TestMoEBackwardRecomputes(t *testing.T) {
+	c := moeCase{"k=2 renorm", 20, 6, 5, 4, 2, true}
+	ins := c.inputs(60)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(6, 6)), 1, c.n, c.d)
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, renorm: c.renorm, cache: &expertCache{}}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, renorm: c.renorm, cache: op.cache}
+	vals := func(ts []*tensor.Dense) []G.Value {
+		out := make([]G.Value, len(ts))
+		for i, x := range ts {
+			out[i] = x
+		}
+		return out
+	}
+	if _, err := op.Do(vals(ins)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := op.cache.load(ins); a == nil {
+		t.Fatal("forward left no cache for its own inputs")
+	}
+	cached, err := bwd.Do(vals(append(slices.Clone(ins), dy))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := make([]*tensor.Dense, len(ins))
+	for i, x := range ins {
+		copies[i] = x.Clone().(*tensor.Dense)
+	}
+	if _, a := op.cache.load(copies); a != nil {
+		t.Fatal("cache hit for inputs at other addresses")
+	}
+	fresh, err := bwd.Do(vals(append(copies, dy))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cached.Data().([]float64), fresh.Data().([]float64)) {
+		t.Error("backward from the cache differs from a recomputed backward")
+	}
+}
+
+func TestMoEShapeErrors(t *testing.T) {
+	g := G.NewGraph()
+	mk := func(shape ...int) *G.Node {
+		return G.NewTensor(g, tensor.Float64, len(shape), G.WithShape(shape...))
+	}
+	u, p := mk(4, 3), mk(4, 5)
+	wg, wd := mk(5, 2, 3), mk(5, 3, 2)
+	if _, err := MoE(u, p, wg, wg, wd, 6, false); err == nil {
+		t.Error("k > E: got no error")
+	}
+	if _, err := MoE(u, p, wg, wg, wd, 0, false); err == nil {
+		t.Error("k = 0: got no error")
+	}
+	if _, err := MoE(u, mk(4, 4), wg, wg, wd, 2, false); err == nil {
+		t.Error("probs with the wrong expert count: got no error")
+	}
+	if _, err := MoE(u, p, wg, wg, mk(5, 2, 3), 2, false); err == nil {
+		t.Error("wd in [E, W, D] layout: got no error")
+	}
+	if _, err := MoE(u, p, wg, wg, wd, 2, false); err != nil {
+		t.Errorf("valid shapes: %v", err)
+	}
+}

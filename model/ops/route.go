@@ -1,0 +1,172 @@
+package ops
+
+import (
+	"fmt"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// Shape legend for the MoE files: N tokens (B·T), E experts, K experts per
+// token (top-k), D hidden size, W expert width, S = N·K routing slots. Slot
+// t·K+j is the j-th choice of token t.
+
+// TopK writes into idx (length k) the indices of the k largest entries of
+// row, in descending order of value. It is greedy top-k (SPEC §2.3): ties are
+// broken towards the lower expert index, so a row of equal values selects
+// experts 0..k-1. Rows holding NaN still yield k distinct indices (NaN is
+// never preferred to a number). It panics if k < 1, k > len(row) or
+// len(idx) < k.
+func TopK[F Float](idx []int32, row []F, k int) {
+	if k < 1 || k > len(row) || len(idx) < k {
+		panic(fmt.Sprintf("ops: TopK k=%d of %d values into %d slots", k, len(row), len(idx)))
+	}
+	// Insertion into a sorted list of the best k seen so far. Scanning in
+	// ascending index order and inserting only after strictly better values
+	// keeps equal values in index order, which is the tie rule.
+	c := 0
+	for i, v := range row {
+		if c == k && !(v > row[idx[k-1]]) {
+			continue
+		}
+		p := c
+		if c < k {
+			c++
+		} else {
+			p = k - 1
+		}
+		for p > 0 && v > row[idx[p-1]] {
+			idx[p] = idx[p-1]
+			p--
+		}
+		idx[p] = int32(i)
+	}
+}
+
+// Routing is the top-k assignment of N tokens to E experts, in two views:
+// token-major (Experts, Gates: slot t·K+j) and expert-major (Slots grouped by
+// expert, tokens in ascending order within each expert).
+type Routing struct {
+	N, E, K int
+	// Experts[t·K+j] is token t's j-th expert (descending probability).
+	Experts []int32
+	// Gates[t·K+j] is the weight of that expert's output: the raw
+	// probability, or renormalised over the token's K choices (GShard).
+	// Kept in float64 whatever the model's dtype; the kernels round once.
+	Gates []float64
+	// Slots[Offsets[e]:Offsets[e+1]] are the slots routed to expert e, in
+	// ascending token order (a counting sort of Experts).
+	Slots   []int32
+	Offsets []int32
+	// Pos is the inverse of Slots: slot s sits at position Pos[s] of the
+	// expert-major order, where the kernels keep that slot's rows.
+	Pos []int32
+}
+
+// Load returns how many tokens were routed to expert e.
+func (r *Routing) Load(e int) int { return int(r.Offsets[e+1] - r.Offsets[e]) }
+
+// Loads returns the per-expert token counts (length E).
+func (r *Routing) Loads() []int {
+	out := make([]int, r.E)
+	for e := range out {
+		out[e] = r.Load(e)
+	}
+	return out
+}
+
+// renormEps matches the reference implementation's w / (Σw + 1e-20).
+const renormEps = 1e-20
+
+// Route selects the k most probable of e experts for each of the n rows of
+// probs ([n, e], row-major) with TopK. Gates are the raw probabilities
+// (Switch, DeepSeekMoE), or, when renorm is set and k > 1, the chosen
+// probabilities divided by their sum (GShard); renormalising a single choice
+// is skipped, as in the HF reference. It panics if len(probs) != n·e or k is
+// out of [1, e] (callers validate shapes first).
+func Route[F Float](probs []F, n, e, k int, renorm bool) Routing {
+	if len(probs) != n*e || k < 1 || k > e {
+		panic(fmt.Sprintf("ops: Route of %d probabilities as [%d, %d] with k=%d", len(probs), n, e, k))
+	}
+	r := newRouting(n, e, k)
+	parallel.For(n, 256, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			row, idx, g := probs[t*e:(t+1)*e], r.Experts[t*k:(t+1)*k], r.Gates[t*k:(t+1)*k]
+			TopK(idx, row, k)
+			var sum float64
+			for j, x := range idx {
+				g[j] = float64(row[x])
+				sum += g[j]
+			}
+			if renorm && k > 1 {
+				for j := range g {
+					g[j] /= sum + renormEps
+				}
+			}
+		}
+	})
+	r.group()
+	return r
+}
+
+// fixedRouting routes token t to experts[t] with gate 1 (top-1, Hash layer).
+func fixedRouting(experts []int32, e int) Routing {
+	r := newRouting(len(experts), e, 1)
+	copy(r.Experts, experts)
+	for i := range r.Gates {
+		r.Gates[i] = 1
+	}
+	r.group()
+	return r
+}
+
+func newRouting(n, e, k int) Routing {
+	return Routing{
+		N: n, E: e, K: k,
+		Experts: make([]int32, n*k),
+		Gates:   make([]float64, n*k),
+		Slots:   make([]int32, n*k),
+		Offsets: make([]int32, e+1),
+		Pos:     make([]int32, n*k),
+	}
+}
+
+// group fills Slots, Offsets and Pos from Experts by a stable counting sort.
+func (r *Routing) group() {
+	for _, x := range r.Experts {
+		r.Offsets[x+1]++
+	}
+	for i := 1; i <= r.E; i++ {
+		r.Offsets[i] += r.Offsets[i-1]
+	}
+	next := make([]int32, r.E)
+	copy(next, r.Offsets[:r.E])
+	for s, x := range r.Experts {
+		p := next[x]
+		next[x]++
+		r.Slots[p] = int32(s)
+		r.Pos[s] = p
+	}
+}
+
+// RouteRecord receives the routing of the latest forward pass of an MoE op,
+// for logging (per-expert load histograms) and tests. The op overwrites it on
+// every forward pass; read it only between runs of the graph.
+type RouteRecord struct {
+	N, E, K int
+	// Experts[t·K+j] is token t's j-th expert (descending probability).
+	Experts []int32
+	// Load[e] is the number of (token, slot) pairs routed to expert e.
+	Load []int
+}
+
+func (rec *RouteRecord) store(r *Routing) {
+	if rec == nil {
+		return
+	}
+	rec.N, rec.E, rec.K = r.N, r.E, r.K
+	rec.Experts = append(rec.Experts[:0], r.Experts...)
+	rec.Load = rec.Load[:0]
+	for e := 0; e < r.E; e++ {
+		rec.Load = append(rec.Load, r.Load(e))
+	}
+}
