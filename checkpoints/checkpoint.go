@@ -1,0 +1,543 @@
+package checkpoints
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// On-disk names; docs/FORMAT.md documents them.
+const (
+	// FormatName is the "format" field of every manifest.json.
+	FormatName = "moetrain-checkpoint"
+	// FormatVersion is the manifest version this package writes and reads.
+	FormatVersion = 1
+
+	subdir       = "checkpoints"
+	dirPrefix    = "tokens-"
+	tokenDigits  = 15 // lexical order of directory names = numeric order
+	maxTokens    = 999_999_999_999_999
+	tmpPrefix    = ".tmp-" // scratch: always safe to delete
+	oldPrefix    = ".old-" // a replaced checkpoint, until its successor is in place
+	manifestName = "manifest.json"
+	modelName    = "model.safetensors"
+	optimName    = "optimizer.safetensors"
+	stateName    = "state.json"
+)
+
+// Checkpoint is everything a run saves at one point of training.
+type Checkpoint struct {
+	Tokens    int64           // training tokens seen; names the directory
+	Model     []Tensor        // model parameters
+	Optimizer []Tensor        // optimizer state (moments, step counts), may be empty
+	State     json.RawMessage // caller's JSON (config, data cursor, RNG, ...); nil is stored as null
+}
+
+// Policy says which checkpoints Save keeps. The zero Policy keeps everything.
+type Policy struct {
+	// KeepLast keeps the newest KeepLast checkpoints; <= 0 disables pruning.
+	KeepLast int
+	// KeepEveryTokens also keeps, forever, every checkpoint whose token count
+	// is a positive multiple of it; <= 0 keeps no such milestones.
+	KeepEveryTokens int64
+}
+
+// Info names one checkpoint directory, without verifying its contents.
+type Info struct {
+	Tokens int64
+	Dir    string
+}
+
+// Manifest is manifest.json: what a complete checkpoint must contain.
+type Manifest struct {
+	Format  string      `json:"format"`
+	Version int         `json:"version"`
+	Tokens  int64       `json:"tokens"`
+	Files   []FileEntry `json:"files"` // sorted by name
+}
+
+// FileEntry is one file of a checkpoint with its size and SHA-256.
+type FileEntry struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // lowercase hex
+}
+
+// DirName returns the directory name of the checkpoint at tokens, e.g.
+// "tokens-000000001048576".
+func DirName(tokens int64) string {
+	return fmt.Sprintf("%s%0*d", dirPrefix, tokenDigits, tokens)
+}
+
+// parseDirName is the inverse of DirName; it accepts only the exact form.
+func parseDirName(name string) (int64, bool) {
+	digits, ok := strings.CutPrefix(name, dirPrefix)
+	if !ok || len(digits) != tokenDigits {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil
+}
+
+// Save writes ck as runDir/checkpoints/tokens-<N>/ and then prunes older
+// checkpoints by keep. The checkpoint is built in a hidden temporary
+// directory; every file and the directory are fsynced before it is renamed
+// into place, so after a crash the directory either exists complete or not at
+// all. An existing checkpoint for the same N is replaced. A non-empty dir
+// means the checkpoint is durable, even when err reports a pruning failure.
+// Save also removes temporary directories left by earlier crashes, so only
+// one process may save into runDir at a time.
+func Save(runDir string, ck Checkpoint, keep Policy) (dir string, err error) {
+	if ck.Tokens < 0 || ck.Tokens > maxTokens {
+		return "", fmt.Errorf("save checkpoint: tokens %d outside [0, %d]", ck.Tokens, int64(maxTokens))
+	}
+	if ck.State != nil && !json.Valid(ck.State) {
+		return "", fmt.Errorf("save checkpoint: state is not valid JSON")
+	}
+	ckDir := filepath.Join(runDir, subdir)
+	if err := mkdirDurable(ckDir); err != nil {
+		return "", fmt.Errorf("save checkpoint: %w", err)
+	}
+	if _, err := recoverLeftovers(ckDir); err != nil {
+		return "", fmt.Errorf("save checkpoint: %w", err)
+	}
+	tmp, err := writeTmp(ckDir, ck)
+	if err != nil {
+		return "", fmt.Errorf("save checkpoint %s: %w", DirName(ck.Tokens), err)
+	}
+	final := filepath.Join(ckDir, DirName(ck.Tokens))
+	if err := commit(ckDir, tmp, final); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("save checkpoint %s: %w", DirName(ck.Tokens), err)
+	}
+	if err := prune(ckDir, ck.Tokens, keep); err != nil {
+		return final, fmt.Errorf("prune checkpoints: %w", err)
+	}
+	return final, nil
+}
+
+// writeTmp writes a complete, fsynced checkpoint into a new temporary
+// directory under ckDir and returns its path; on error it removes it. This
+// is exactly the state a crash just before the rename leaves behind.
+func writeTmp(ckDir string, ck Checkpoint) (_ string, err error) {
+	tmp, err := os.MkdirTemp(ckDir, tmpPrefix+DirName(ck.Tokens)+"-")
+	if err != nil {
+		return "", fmt.Errorf("create temporary dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp) // tmp, not the result, which is "" on error
+		}
+	}()
+	state := ck.State
+	if state == nil {
+		state = json.RawMessage("null")
+	}
+	writers := []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{modelName, func(w io.Writer) error { return WriteSafetensors(w, ck.Model, nil) }},
+		{optimName, func(w io.Writer) error { return WriteSafetensors(w, ck.Optimizer, nil) }},
+		{stateName, func(w io.Writer) error { _, err := w.Write(state); return err }},
+	}
+	m := Manifest{Format: FormatName, Version: FormatVersion, Tokens: ck.Tokens}
+	for _, fw := range writers {
+		e, err := writeFileSynced(filepath.Join(tmp, fw.name), fw.write)
+		if err != nil {
+			return "", err
+		}
+		e.Name = fw.name
+		m.Files = append(m.Files, e)
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode manifest: %w", err)
+	}
+	mb = append(mb, '\n')
+	if _, err := writeFileSynced(filepath.Join(tmp, manifestName), func(w io.Writer) error {
+		_, err := w.Write(mb)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := syncDir(tmp); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}
+
+// writeFileSynced creates path, writes it through write, fsyncs and closes
+// it, checking every error, and returns its size and SHA-256.
+func writeFileSynced(path string, write func(io.Writer) error) (e FileEntry, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return e, fmt.Errorf("create %s: %w", filepath.Base(path), err)
+	}
+	defer func() {
+		if f != nil {
+			f.Close() // error path only; the success path checks Close below
+		}
+	}()
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	if err := write(bw); err != nil {
+		return e, fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := bw.Flush(); err != nil {
+		return e, fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := f.Sync(); err != nil {
+		return e, fmt.Errorf("sync %s: %w", filepath.Base(path), err)
+	}
+	err, f = f.Close(), nil
+	if err != nil {
+		return e, fmt.Errorf("close %s: %w", filepath.Base(path), err)
+	}
+	return FileEntry{Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// commit renames the finished tmp directory to final. An existing final is
+// first renamed aside to .old-<name>-*, which recoverLeftovers restores if a
+// crash happens before the new one is in place, and removed afterwards.
+func commit(ckDir, tmp, final string) error {
+	var old string
+	if _, err := os.Lstat(final); err == nil {
+		old = filepath.Join(ckDir, oldPrefix+filepath.Base(final)+"-"+randSuffix())
+		if err := os.Rename(final, old); err != nil {
+			return fmt.Errorf("move replaced checkpoint aside: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stat %s: %w", final, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		if old != "" {
+			os.Rename(old, final) // best effort: put the old one back
+		}
+		return fmt.Errorf("rename into place: %w", err)
+	}
+	if err := syncDir(ckDir); err != nil {
+		return err
+	}
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("remove replaced checkpoint: %w", err)
+		}
+	}
+	return nil
+}
+
+// recoverLeftovers removes .tmp-* entries (unfinished saves and unfinished
+// deletions) and resolves .old-* ones: restored when their checkpoint is
+// missing (a crash mid-replace), removed otherwise. It returns a note for
+// each thing it did.
+func recoverLeftovers(ckDir string) (notes []string, err error) {
+	entries, err := os.ReadDir(ckDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read %s: %w", ckDir, err)
+	}
+	changed := false
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(ckDir, name)
+		switch {
+		case strings.HasPrefix(name, tmpPrefix):
+			if err := os.RemoveAll(path); err != nil {
+				return notes, fmt.Errorf("remove leftover %s: %w", name, err)
+			}
+			notes = append(notes, fmt.Sprintf("removed leftover temporary %s", name))
+			changed = true
+		case strings.HasPrefix(name, oldPrefix):
+			orig := strings.TrimPrefix(name, oldPrefix)
+			if i := strings.LastIndexByte(orig, '-'); i > 0 {
+				orig = orig[:i]
+			}
+			if _, ok := parseDirName(orig); !ok {
+				continue // not ours; leave it alone
+			}
+			if _, err := os.Lstat(filepath.Join(ckDir, orig)); errors.Is(err, fs.ErrNotExist) {
+				if err := os.Rename(path, filepath.Join(ckDir, orig)); err != nil {
+					return notes, fmt.Errorf("restore %s: %w", orig, err)
+				}
+				notes = append(notes, fmt.Sprintf("restored %s from an interrupted replacement", orig))
+			} else {
+				if err := os.RemoveAll(path); err != nil {
+					return notes, fmt.Errorf("remove leftover %s: %w", name, err)
+				}
+				notes = append(notes, fmt.Sprintf("removed leftover replaced %s", name))
+			}
+			changed = true
+		}
+	}
+	if changed {
+		if err := syncDir(ckDir); err != nil {
+			return notes, err
+		}
+	}
+	return notes, nil
+}
+
+// prune deletes the checkpoints keep does not retain. The one just written
+// (justSaved) always stays. Each victim is first renamed to a .tmp- name, so
+// a crash mid-deletion leaves a directory the next Save removes rather than a
+// half-deleted checkpoint.
+func prune(ckDir string, justSaved int64, keep Policy) error {
+	if keep.KeepLast <= 0 {
+		return nil
+	}
+	infos, err := list(ckDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, info := range infos {
+		newest := i >= len(infos)-keep.KeepLast
+		milestone := keep.KeepEveryTokens > 0 && info.Tokens > 0 && info.Tokens%keep.KeepEveryTokens == 0
+		if newest || milestone || info.Tokens == justSaved {
+			continue
+		}
+		victim := filepath.Join(ckDir, tmpPrefix+"prune-"+filepath.Base(info.Dir)+"-"+randSuffix())
+		if err := os.Rename(info.Dir, victim); err != nil {
+			errs = append(errs, fmt.Errorf("move %s aside: %w", filepath.Base(info.Dir), err))
+			continue
+		}
+		if err := os.RemoveAll(victim); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Base(info.Dir), err))
+		}
+	}
+	if err := syncDir(ckDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// List returns runDir's checkpoint directories, oldest first, without
+// reading or verifying them and without changing anything on disk. A run
+// without checkpoints gives an empty list.
+func List(runDir string) ([]Info, error) {
+	infos, err := list(filepath.Join(runDir, subdir))
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	return infos, nil
+}
+
+func list(ckDir string) ([]Info, error) {
+	entries, err := os.ReadDir(ckDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var infos []Info
+	for _, e := range entries {
+		if n, ok := parseDirName(e.Name()); ok && e.IsDir() {
+			infos = append(infos, Info{Tokens: n, Dir: filepath.Join(ckDir, e.Name())})
+		}
+	}
+	slices.SortFunc(infos, func(a, b Info) int { return int(sign(a.Tokens - b.Tokens)) })
+	return infos, nil
+}
+
+func sign(x int64) int64 {
+	switch {
+	case x < 0:
+		return -1
+	case x > 0:
+		return 1
+	}
+	return 0
+}
+
+// LoadLatest loads the newest intact checkpoint of runDir. Checkpoints are
+// tried newest first; one that is incomplete or corrupt (missing file, size
+// or SHA-256 mismatch, unparsable content) is skipped with a warning naming
+// it and the reason, and the next older one is tried. Warnings also report
+// leftovers of interrupted saves, which LoadLatest cleans up like Save does.
+// With no loadable checkpoint it returns (nil, "", warnings, nil): start
+// fresh. err is non-nil only when the checkpoints directory itself cannot be
+// read or cleaned.
+func LoadLatest(runDir string) (ck *Checkpoint, dir string, warnings []string, err error) {
+	ckDir := filepath.Join(runDir, subdir)
+	notes, err := recoverLeftovers(ckDir)
+	warnings = append(warnings, notes...)
+	if err != nil {
+		return nil, "", warnings, fmt.Errorf("load latest checkpoint: %w", err)
+	}
+	infos, err := list(ckDir)
+	if err != nil {
+		return nil, "", warnings, fmt.Errorf("load latest checkpoint: %w", err)
+	}
+	for i := len(infos) - 1; i >= 0; i-- {
+		ck, err := Load(infos[i].Dir)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("skipped checkpoint %s: %v", filepath.Base(infos[i].Dir), err))
+			continue
+		}
+		return ck, infos[i].Dir, warnings, nil
+	}
+	return nil, "", warnings, nil
+}
+
+// ErrCorrupt is wrapped by Load's errors for checkpoints whose files do not
+// match their manifest or cannot be parsed.
+var ErrCorrupt = errors.New("checkpoints: corrupt checkpoint")
+
+// Load reads and verifies one checkpoint directory. Every file's size and
+// SHA-256 are checked against manifest.json before any file is parsed, and
+// the bytes verified are the bytes parsed. It returns an error wrapping
+// ErrCorrupt for a checkpoint that is incomplete, damaged or of another
+// format version. Load never modifies the directory.
+func Load(dir string) (*Checkpoint, error) {
+	ck, err := load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
+	return ck, nil
+}
+
+func load(dir string) (*Checkpoint, error) {
+	mb, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read manifest: %w", ErrCorrupt, err)
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(mb))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: parse manifest: %w", ErrCorrupt, err)
+	}
+	if m.Format != FormatName || m.Version != FormatVersion {
+		return nil, fmt.Errorf("%w: manifest says format %q version %d, want %q version %d", ErrCorrupt, m.Format, m.Version, FormatName, FormatVersion)
+	}
+	if n, ok := parseDirName(filepath.Base(dir)); ok && n != m.Tokens {
+		return nil, fmt.Errorf("%w: manifest says %d tokens, directory name says %d", ErrCorrupt, m.Tokens, n)
+	}
+	want := []string{modelName, optimName, stateName}
+	if len(m.Files) != len(want) {
+		return nil, fmt.Errorf("%w: manifest lists %d files, want %d", ErrCorrupt, len(m.Files), len(want))
+	}
+	data := map[string][]byte{}
+	for _, e := range m.Files {
+		if !slices.Contains(want, e.Name) || data[e.Name] != nil {
+			return nil, fmt.Errorf("%w: manifest lists unexpected or repeated file %q", ErrCorrupt, e.Name)
+		}
+		b, err := readVerified(filepath.Join(dir, e.Name), e)
+		if err != nil {
+			return nil, err
+		}
+		data[e.Name] = b
+	}
+	ck := &Checkpoint{Tokens: m.Tokens}
+	if ck.Model, _, err = ReadSafetensors(data[modelName]); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, modelName, err)
+	}
+	if ck.Optimizer, _, err = ReadSafetensors(data[optimName]); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, optimName, err)
+	}
+	if !json.Valid(data[stateName]) {
+		return nil, fmt.Errorf("%w: %s is not valid JSON", ErrCorrupt, stateName)
+	}
+	ck.State = json.RawMessage(data[stateName])
+	return ck, nil
+}
+
+// readVerified reads path whole and checks it against e. It refuses to
+// read more than e.Size+1 bytes, so a corrupt manifest cannot make it
+// allocate beyond the file's real size.
+func readVerified(path string, e FileEntry) ([]byte, error) {
+	if e.Size < 0 || e.Size > math.MaxInt-1 {
+		return nil, fmt.Errorf("%w: %s: manifest size %d invalid", ErrCorrupt, e.Name, e.Size)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: stat %s: %w", ErrCorrupt, e.Name, err)
+	}
+	if fi.Size() != e.Size {
+		return nil, fmt.Errorf("%w: %s: size %d, manifest says %d", ErrCorrupt, e.Name, fi.Size(), e.Size)
+	}
+	b := make([]byte, e.Size)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrCorrupt, e.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != e.SHA256 {
+		return nil, fmt.Errorf("%w: %s: sha256 %s, manifest says %s", ErrCorrupt, e.Name, got, e.SHA256)
+	}
+	return b, nil
+}
+
+// mkdirDurable creates dir (and parents) and, when it did not exist, fsyncs
+// its parent so the new entry survives a crash.
+func mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// randSuffix returns a short random hex string for hidden directory names.
+func randSuffix() string {
+	var b [6]byte
+	rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
+	return hex.EncodeToString(b[:])
+}
+
+// syncDir fsyncs a directory so that entries created, renamed or removed in
+// it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir for sync: %w", err)
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("close dir %s: %w", dir, err)
+	}
+	return nil
+}
