@@ -10,7 +10,7 @@ import (
 	_ "github.com/vbauerster/mpb/v8"
 	_ "gonum.org/v1/gonum/diff/fd"
 	_ "gonum.org/v1/plot"
+	_ "gopkg.in/yaml.v3"
 	_ "gorgonia.org/gorgonia"
 	_ "gorgonia.org/tensor"
-	_ "gopkg.in/yaml.v3"
 )

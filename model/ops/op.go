@@ -63,7 +63,15 @@ func fnType(dims ...int) hm.Type {
 }
 
 // dense returns v as a *tensor.Dense or an error naming the op.
+// gorgonia's scalar values (*G.F32, *G.F64) become 0-d tensors, so ops
+// accept scalars from any source.
 func dense(op string, v G.Value) (*tensor.Dense, error) {
+	switch s := v.(type) {
+	case *G.F32:
+		return tensor.New(tensor.FromScalar(float32(*s))), nil
+	case *G.F64:
+		return tensor.New(tensor.FromScalar(float64(*s))), nil
+	}
 	t, ok := v.(*tensor.Dense)
 	if !ok {
 		return nil, fmt.Errorf("%s: input is %T, want *tensor.Dense", op, v)
@@ -114,7 +122,16 @@ func scalarValue(t *tensor.Dense) float64 {
 
 // slice returns the backing data of t as []F. It panics if the dtype is not F
 // (an internal invariant: ops check dtypes before calling kernels).
-func slice[F Float](t *tensor.Dense) []F { return t.Data().([]F) }
+// A 0-d tensor gives a slice of length 1.
+func slice[F Float](t *tensor.Dense) []F {
+	var zero F
+	switch any(zero).(type) {
+	case float32:
+		return any(t.Float32s()).([]F)
+	default:
+		return any(t.Float64s()).([]F)
+	}
+}
 
 // ints returns the backing data of an integer tensor.
 func ints(t *tensor.Dense) []int { return t.Data().([]int) }

@@ -1,0 +1,247 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/model/ops"
+)
+
+// GraphOptions fixes the geometry and the outputs of a graph.
+type GraphOptions struct {
+	Batch, Seq int  // B sequences of T positions per run
+	Backward   bool // build gradient nodes (training)
+	Logits     bool // also output the full [N, V] logits (reference comparisons, generation)
+	// ActiveRouted, when > 0, evaluates MoE layers with fewer (or more)
+	// activated routed experts than trained (expert analyses).
+	ActiveRouted int
+}
+
+// BalanceLoss is one balance-loss node: SPEC §3.1 (expert) or §3.2 (device).
+type BalanceLoss struct {
+	Layer int
+	Kind  string // "expert" or "device"
+	node  *G.Node
+}
+
+// Graph is a compiled graph over a Model's weights for one geometry.
+type Graph struct {
+	m       *Model
+	opt     GraphOptions
+	g       *G.ExprGraph
+	vm      G.VM
+	ids     *G.Node // Int [N]: input tokens
+	targets *G.Node // Int [N]: next tokens
+	weights []*G.Node
+	lm      *G.Node // mean cross-entropy
+	total   *G.Node // lm + Σ balance
+	logits  *G.Node
+	Balance []BalanceLoss
+	// Routes holds, per MoE layer (in layer order), the routing record the
+	// layer's op fills on every forward pass.
+	Routes  []*ops.RouteRecord
+	RouteOf []int // layer index of each entry of Routes
+	idsBuf  []int
+	tgtBuf  []int
+}
+
+// Result is what one run of a graph produced.
+type Result struct {
+	Loss    float64   // mean cross-entropy over the B·T predicted tokens
+	Balance []float64 // parallel to Graph.Balance
+	Total   float64   // Loss + Σ Balance
+}
+
+// Build constructs the graph. Construction errors (impossible shapes) are
+// returned as errors, never panics.
+func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
+	if opt.Batch <= 0 || opt.Seq <= 0 {
+		return nil, fmt.Errorf("model: batch %d and seq %d must be positive", opt.Batch, opt.Seq)
+	}
+	defer func() {
+		// gorgonia's builders panic on some malformed inputs; the model API
+		// returns errors instead.
+		if r := recover(); r != nil {
+			gr, err = nil, fmt.Errorf("model: build graph: %v", r)
+		}
+	}()
+	c := m.Cfg
+	n := opt.Batch * opt.Seq
+	gr = &Graph{m: m, opt: opt, g: G.NewGraph(), idsBuf: make([]int, n), tgtBuf: make([]int, n)}
+	g := gr.g
+	gr.ids = G.NewTensor(g, tensor.Int, 1, G.WithShape(n), G.WithName("ids"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(gr.idsBuf))))
+	gr.targets = G.NewTensor(g, tensor.Int, 1, G.WithShape(n), G.WithName("targets"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(gr.tgtBuf))))
+	gr.weights = make([]*G.Node, len(m.Layout))
+	for i, p := range m.Layout {
+		v := m.Values[i]
+		gr.weights[i] = G.NewTensor(g, v.Dtype(), len(p.Shape), G.WithShape(p.Shape...), G.WithName(p.Name), G.WithValue(v))
+	}
+	w := func(name string) *G.Node {
+		i := m.Index(name)
+		if i < 0 {
+			panic("model: no parameter " + name)
+		}
+		return gr.weights[i]
+	}
+	must := func(x *G.Node, err error) *G.Node {
+		if err != nil {
+			panic(err)
+		}
+		return x
+	}
+	k := c.ActiveRouted
+	if opt.ActiveRouted > 0 {
+		k = opt.ActiveRouted
+	}
+	h := must(ops.Embed(gr.ids, w("model.embed_tokens.weight")))
+	var balance []*G.Node
+	for l := 0; l < c.Layers; l++ {
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		a := must(ops.RMSNorm(h, w(pre+"input_layernorm.weight"), c.NormEps))
+		q := must(ops.Linear(a, w(pre+"self_attn.q_proj.weight")))
+		kk := must(ops.Linear(a, w(pre+"self_attn.k_proj.weight")))
+		v := must(ops.Linear(a, w(pre+"self_attn.v_proj.weight")))
+		o := must(ops.Attention(q, kk, v, opt.Batch, opt.Seq, c.Heads, c.RopeTheta))
+		h = must(ops.Add(h, must(ops.Linear(o, w(pre+"self_attn.o_proj.weight")))))
+		u := must(ops.RMSNorm(h, w(pre+"post_attention_layernorm.weight"), c.NormEps))
+		var f *G.Node
+		switch {
+		case !c.IsMoELayer(l):
+			f = must(ops.SwiGLU(u, w(pre+"mlp.gate_proj.weight"), w(pre+"mlp.up_proj.weight"), w(pre+"mlp.down_proj.weight")))
+		default:
+			eg, eu, ed := w(pre+"mlp.experts.*.gate_proj.weight"), w(pre+"mlp.experts.*.up_proj.weight"), w(pre+"mlp.experts.*.down_proj.weight")
+			rec := &ops.RouteRecord{}
+			gr.Routes = append(gr.Routes, rec)
+			gr.RouteOf = append(gr.RouteOf, l)
+			if c.FFN == configs.FFNHash {
+				f = must(ops.HashMoEWithRecord(u, gr.ids, w(pre+"mlp.hash_table"), eg, eu, ed, rec))
+			} else {
+				probs := must(ops.Softmax(must(ops.Linear(u, w(pre+"mlp.gate.weight")))))
+				f = must(ops.MoEWithRecord(u, probs, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
+				if a := c.Balance.ExpertAlpha; a > 0 {
+					b := must(ops.ExpertBalance(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence))
+					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", node: b})
+					balance = append(balance, b)
+				}
+				if a := c.Balance.DeviceAlpha; a > 0 {
+					b := must(ops.DeviceBalance(probs, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence))
+					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", node: b})
+					balance = append(balance, b)
+				}
+			}
+			if c.SharedExperts > 0 {
+				s := must(ops.SwiGLU(u, w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")))
+				f = must(ops.Add(f, s))
+			}
+		}
+		h = must(ops.Add(h, f))
+	}
+	final := must(ops.RMSNorm(h, w("model.norm.weight"), c.NormEps))
+	head := w("lm_head.weight")
+	gr.lm = must(ops.LMHeadCrossEntropy(final, head, gr.targets))
+	gr.total = gr.lm
+	for _, b := range balance {
+		gr.total = must(ops.Add(gr.total, b))
+	}
+	if opt.Logits {
+		gr.logits = must(ops.Linear(final, head))
+	}
+	if opt.Backward {
+		var wrt G.Nodes
+		for i, p := range m.Layout {
+			if !p.Int {
+				wrt = append(wrt, gr.weights[i])
+			}
+		}
+		if _, err := G.Grad(gr.total, wrt...); err != nil {
+			return nil, fmt.Errorf("model: gradients: %w", err)
+		}
+	}
+	gr.vm = G.NewTapeMachine(g)
+	return gr, nil
+}
+
+// Close releases the graph's machine.
+func (gr *Graph) Close() error { return gr.vm.Close() }
+
+// Options returns the options the graph was built with.
+func (gr *Graph) Options() GraphOptions { return gr.opt }
+
+// Run sets the tokens (B rows of T+1 ids, row-major: inputs are the first T,
+// targets the last T of each row), runs forward (and backward when built
+// with Backward) and returns the losses.
+func (gr *Graph) Run(tokens []int32) (Result, error) {
+	B, T, V := gr.opt.Batch, gr.opt.Seq, gr.m.Cfg.VocabSize
+	if len(tokens) != B*(T+1) {
+		return Result{}, fmt.Errorf("model: got %d tokens, want %d×%d", len(tokens), B, T+1)
+	}
+	for b := 0; b < B; b++ {
+		row := tokens[b*(T+1) : (b+1)*(T+1)]
+		for t := 0; t < T; t++ {
+			in, tg := int(row[t]), int(row[t+1])
+			if in < 0 || in >= V || tg < 0 || tg >= V {
+				return Result{}, fmt.Errorf("model: token id %d or %d outside the vocabulary [0, %d)", in, tg, V)
+			}
+			gr.idsBuf[b*T+t], gr.tgtBuf[b*T+t] = in, tg
+		}
+	}
+	gr.vm.Reset()
+	if err := gr.vm.RunAll(); err != nil {
+		return Result{}, fmt.Errorf("model: run graph: %w", err)
+	}
+	res := Result{Loss: scalar(gr.lm), Total: scalar(gr.total)}
+	for _, b := range gr.Balance {
+		res.Balance = append(res.Balance, scalar(b.node))
+	}
+	return res, nil
+}
+
+func scalar(n *G.Node) float64 {
+	switch d := n.Value().Data().(type) {
+	case float32:
+		return float64(d)
+	case float64:
+		return d
+	case []float32:
+		return float64(d[0])
+	case []float64:
+		return d[0]
+	}
+	return 0
+}
+
+// Grad returns the gradient of the total loss with respect to weight i of
+// the Layout, valid until the next Run. It is nil for integer tensors.
+func (gr *Graph) Grad(i int) (*tensor.Dense, error) {
+	if gr.m.Layout[i].Int {
+		return nil, nil
+	}
+	if !gr.opt.Backward {
+		return nil, errors.New("model: graph built without Backward has no gradients")
+	}
+	v, err := gr.weights[i].Grad()
+	if err != nil {
+		return nil, fmt.Errorf("model: gradient of %s: %w", gr.m.Layout[i].Name, err)
+	}
+	t, ok := v.(*tensor.Dense)
+	if !ok {
+		return nil, fmt.Errorf("model: gradient of %s is %T", gr.m.Layout[i].Name, v)
+	}
+	return t, nil
+}
+
+// Logits returns the [N, V] logits of the last Run (GraphOptions.Logits).
+func (gr *Graph) Logits() (*tensor.Dense, error) {
+	if gr.logits == nil {
+		return nil, errors.New("model: graph built without Logits")
+	}
+	t, ok := gr.logits.Value().(*tensor.Dense)
+	if !ok {
+		return nil, fmt.Errorf("model: logits are %T", gr.logits.Value())
+	}
+	return t, nil
+}

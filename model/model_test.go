@@ -1,0 +1,185 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/gradcheck"
+)
+
+// tinyModel returns a tiny config of the given FFN kind (fixtures shared by
+// the tests of this package).
+func tinyModel(ffn string) configs.Model {
+	m := configs.Default().Model
+	m.VocabSize, m.Hidden, m.Layers, m.Heads, m.DenseWidth = 37, 16, 2, 2, 24
+	m.FFN, m.InitStd = ffn, 0.1
+	m.Balance.ExpertAlpha = 0.01
+	switch ffn {
+	case configs.FFNDense:
+		m.Balance.ExpertAlpha = 0
+	case configs.FFNDeepSeekMoE:
+		m.SharedExperts, m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 1, 7, 3, 6
+		m.Balance.DeviceAlpha, m.Balance.DeviceGroups = 0.05, 7
+	case configs.FFNGShard:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 6, 2, 12
+	case configs.FFNSwitch:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 6, 1, 12
+	case configs.FFNHash:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 6, 1, 12
+		m.Balance.ExpertAlpha = 0
+	}
+	return m
+}
+
+var allKinds = []string{configs.FFNDense, configs.FFNDeepSeekMoE, configs.FFNGShard, configs.FFNSwitch, configs.FFNHash}
+
+func randomTokens(r *rand.Rand, b, t, v int) []int32 {
+	toks := make([]int32, b*(t+1))
+	for i := range toks {
+		toks[i] = int32(r.IntN(v))
+	}
+	return toks
+}
+
+// At init (tiny weights) the model predicts nearly uniformly: loss ≈ ln V.
+func TestInitialLossIsLogVocab(t *testing.T) {
+	for _, kind := range allKinds {
+		t.Run(kind, func(t *testing.T) {
+			c := tinyModel(kind)
+			c.InitStd = 0.006
+			m, err := New(c, tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := m.Build(GraphOptions{Batch: 2, Seq: 8, Backward: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			res, err := g.Run(randomTokens(rand.New(rand.NewPCG(1, 1)), 2, 8, c.VocabSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := math.Log(float64(c.VocabSize)); math.Abs(res.Loss-want) > 0.05 {
+				t.Errorf("initial loss %.4f, want ≈ ln V = %.4f", res.Loss, want)
+			}
+			for i, b := range g.Balance {
+				// Near-uniform routing gives α·1 for the expert loss (SPEC §3.1).
+				if b.Kind == "expert" && math.Abs(res.Balance[i]/c.Balance.ExpertAlpha-1) > 0.5 {
+					t.Errorf("layer %d expert balance %.4g, want ≈ α = %g", b.Layer, res.Balance[i], c.Balance.ExpertAlpha)
+				}
+			}
+		})
+	}
+}
+
+// A float64 finite-difference check of the whole model's loss (every block
+// of the FFN kind, the balance losses included) against its gradient, on a
+// sample of each tensor's elements. Routing must not change under the
+// perturbation, or the check is meaningless; the test asserts it.
+func TestModelGradientFiniteDifference(t *testing.T) {
+	for _, kind := range allKinds {
+		t.Run(kind, func(t *testing.T) {
+			c := tinyModel(kind)
+			c.Layers = 1
+			m, err := New(c, tensor.Float64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := m.Build(GraphOptions{Batch: 2, Seq: 5, Backward: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			r := rand.New(rand.NewPCG(7, 7))
+			toks := randomTokens(r, 2, 5, c.VocabSize)
+			run := func() (float64, []int32) {
+				res, err := g.Run(toks)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var route []int32
+				for _, rec := range g.Routes {
+					route = append(route, rec.Experts...)
+				}
+				return res.Total, route
+			}
+			_, route0 := run()
+			grads := make([][]float64, len(m.Layout))
+			for i, p := range m.Layout {
+				if p.Int {
+					continue
+				}
+				gt, err := g.Grad(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				grads[i] = append([]float64(nil), gt.Data().([]float64)...)
+			}
+			const h = 1e-6
+			for i, p := range m.Layout {
+				if p.Int {
+					continue
+				}
+				w := m.Values[i].Data().([]float64)
+				for s := 0; s < 6; s++ {
+					j := r.IntN(len(w))
+					orig := w[j]
+					w[j] = orig + h
+					lp, rp := run()
+					w[j] = orig - h
+					lm, rm := run()
+					w[j] = orig
+					if !slices.Equal(rp, route0) || !slices.Equal(rm, route0) {
+						t.Fatalf("%s[%d]: routing changed under a %g perturbation; pick another fixture", p.Name, j, h)
+					}
+					num := (lp - lm) / (2 * h)
+					if !gradcheck.Default.Close(grads[i][j], num) {
+						t.Errorf("%s[%d]: analytic %.8g, numeric %.8g", p.Name, j, grads[i][j], num)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadTokens(t *testing.T) {
+	m, err := New(tinyModel(configs.FFNDense), tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Build(GraphOptions{Batch: 1, Seq: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, toks := range [][]int32{{1, 2, 3}, {1, 2, 3, 99}, {1, -1, 3, 4}} {
+		if _, err := g.Run(toks); err == nil {
+			t.Errorf("Run(%v): no error", toks)
+		}
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	c := tinyModel(configs.FFNGShard)
+	c.ActiveRouted = 9
+	if _, err := New(c, tensor.Float32); err == nil {
+		t.Error("New accepted top-k above the expert count")
+	}
+}
+
+func TestInitIsDeterministic(t *testing.T) {
+	a, _ := New(tinyModel(configs.FFNHash), tensor.Float32)
+	b, _ := New(tinyModel(configs.FFNHash), tensor.Float32)
+	for i := range a.Values {
+		if fmt.Sprint(a.Values[i].Data()) != fmt.Sprint(b.Values[i].Data()) {
+			t.Fatalf("%s differs between two inits with the same seed", a.Layout[i].Name)
+		}
+	}
+}
