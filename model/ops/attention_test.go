@@ -328,7 +328,11 @@ func benchmarkAttention(b *testing.B, backward bool) {
 		products = 6
 	}
 	flops := products * float64(c.b*c.h) * float64(c.t*c.t*c.dh)
-	b.Logf("sgemm kernel: %s", blas.Kernel())
+	info, err := blas.Init() // OpenBLAS when present, else pure Go
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("sgemm kernel: %s", info)
 	run := func() {
 		if _, err := op.Do(q32, k32, v32); err != nil {
 			b.Fatal(err)
@@ -349,3 +353,20 @@ func benchmarkAttention(b *testing.B, backward bool) {
 
 func BenchmarkAttentionForward(b *testing.B)         { benchmarkAttention(b, false) }
 func BenchmarkAttentionForwardBackward(b *testing.B) { benchmarkAttention(b, true) }
+
+// TestExp32 compares exp32 with math.Exp over the softmax range.
+func TestExp32(t *testing.T) {
+	tl := tol.Tol{Rel: 3e-7}
+	for x := -87.0; x <= 0; x += 0.0137 {
+		got, want := float64(exp32(float32(x))), math.Exp(float64(float32(x)))
+		if !tl.Close(got, want) {
+			t.Fatalf("exp32(%g) = %.9g, want %.9g", x, got, want)
+		}
+	}
+	if got := exp32(-1000); got != 0 {
+		t.Errorf("exp32(-1000) = %g, want 0", got)
+	}
+	if got := exp32(0); got != 1 {
+		t.Errorf("exp32(0) = %g, want 1", got)
+	}
+}
