@@ -1,0 +1,248 @@
+package ops
+
+import (
+	"fmt"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// ExpertBalance is the expert-level balance loss (SPEC §3.1, §3.3) of router
+// probabilities probs [B·T, E] (row b·T+t is token t of sequence b) with
+// top-k routing:
+//
+//	perSequence (seq_aux): f[b,i] = count[b,i] / (T·k/E), P[b,i] = mean_t probs[b,t,i],
+//	                       L = α · (1/B) Σ_b Σ_i f[b,i]·P[b,i]
+//	otherwise:             f_i = count_i / (B·T·k/E), P_i = mean over all tokens, L = α Σ_i f_i·P_i
+//
+// where count is the number of (token, slot) pairs routed to expert i, with
+// the same TopK as the MoE forward pass. Uniform routing gives L = α. f
+// carries no gradient; the gradient flows to probs through P only.
+func ExpertBalance(probs *G.Node, batch, seq, k int, alpha float64, perSequence bool) (*G.Node, error) {
+	return balance("ExpertBalance", probs, batch, seq, k, 0, alpha, perSequence)
+}
+
+// DeviceBalance is the device-level balance loss (SPEC §3.2): the E experts
+// are split into `groups` contiguous groups of E/groups, and with f and P as
+// in ExpertBalance, f'_g = mean of f over group g, P'_g = sum of P over g and
+// L = α Σ_g f'_g·P'_g (per sequence and averaged over sequences when
+// perSequence, else over the whole batch). groups must divide E.
+func DeviceBalance(probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool) (*G.Node, error) {
+	if groups < 1 {
+		return nil, fmt.Errorf("DeviceBalance: %d groups, want >= 1", groups)
+	}
+	return balance("DeviceBalance", probs, batch, seq, k, groups, alpha, perSequence)
+}
+
+// balance builds the op; groups 0 means one group per expert.
+func balance(name string, probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool) (*G.Node, error) {
+	s := probs.Shape()
+	if s.Dims() != 2 {
+		return nil, fmt.Errorf("%s: probs %v, want [B·T, E]", name, s)
+	}
+	e := s[1]
+	switch {
+	case batch < 1 || seq < 1 || batch*seq != s[0]:
+		return nil, fmt.Errorf("%s: probs %v is not [B·T, E] with B=%d, T=%d", name, s, batch, seq)
+	case k < 1 || k > e:
+		return nil, fmt.Errorf("%s: k = %d with %d experts", name, k, e)
+	case groups > 0 && e%groups != 0:
+		return nil, fmt.Errorf("%s: %d groups do not divide %d experts", name, groups, e)
+	}
+	gsize := 1
+	if groups > 0 {
+		gsize = e / groups
+	}
+	op := &balanceOp{
+		base:  base{name: name, arity: 1, key: fmt.Sprintf("B=%d,T=%d,k=%d,gsize=%d,alpha=%g,seq=%t", batch, seq, k, gsize, alpha, perSequence)},
+		batch: batch, seq: seq, k: k, gsize: gsize, alpha: alpha, perSeq: perSequence,
+	}
+	return G.ApplyOp(op, probs)
+}
+
+type balanceOp struct {
+	base
+	batch, seq, k int
+	gsize         int // experts per group (1: expert-level loss)
+	alpha         float64
+	perSeq        bool
+}
+
+func (op *balanceOp) Type() hm.Type { return fnType(2, 0) }
+
+func (op *balanceOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	if s[0].Dims() != 2 || s[0][0] != op.batch*op.seq || s[0][1]%op.gsize != 0 || s[0][1] < op.k {
+		return nil, fmt.Errorf("%s: probs %v, want [%d, E]", op.name, s[0], op.batch*op.seq)
+	}
+	return tensor.ScalarShape(), nil
+}
+
+// groupWeights returns, per segment (sequence, or the whole batch) and group,
+// c[seg,g] = ∂L/∂P'[seg,g] · 1/(tokens per segment), i.e. the coefficient of
+// every probs entry of that segment and group: L = Σ c·Σ_t probs. Forward and
+// backward share it, so the gradient is exactly the loss's coefficients.
+func (op *balanceOp) groupWeights(probs any, e int) []float64 {
+	n := op.batch * op.seq
+	segs, segLen := 1, n
+	if op.perSeq {
+		segs, segLen = op.batch, op.seq
+	}
+	ng := e / op.gsize
+	counts := make([]float64, segs*e)
+	parallel.For(segs, 1, func(lo, hi int) {
+		idx := make([]int32, op.k)
+		for sg := lo; sg < hi; sg++ {
+			cnt := counts[sg*e : (sg+1)*e]
+			for t := sg * segLen; t < (sg+1)*segLen; t++ {
+				switch p := probs.(type) {
+				case []float32:
+					TopK(idx, p[t*e:(t+1)*e], op.k)
+				case []float64:
+					TopK(idx, p[t*e:(t+1)*e], op.k)
+				}
+				for _, x := range idx {
+					cnt[x]++
+				}
+			}
+		}
+	})
+	// f[i] = count[i]·E/(segLen·k); f'_g = mean of f over the group; each
+	// segment's loss is α·Σ_g f'_g·P'_g scaled by 1/segs, and P'_g is
+	// Σ_{i∈g} Σ_t probs/segLen.
+	c := make([]float64, segs*ng)
+	for sg := 0; sg < segs; sg++ {
+		for g := 0; g < ng; g++ {
+			var fsum float64
+			for i := g * op.gsize; i < (g+1)*op.gsize; i++ {
+				fsum += counts[sg*e+i] * float64(e) / float64(segLen*op.k)
+			}
+			c[sg*ng+g] = op.alpha / float64(segs) * (fsum / float64(op.gsize)) / float64(segLen)
+		}
+	}
+	return c
+}
+
+func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
+	p, err := dense(op.name, vs[0])
+	if err != nil {
+		return nil, err
+	}
+	e := p.Shape()[1]
+	var loss float64
+	switch p.Dtype() {
+	case tensor.Float32:
+		loss = balanceLoss(op, slice[float32](p), e)
+	case tensor.Float64:
+		loss = balanceLoss(op, slice[float64](p), e)
+	default:
+		return nil, fmt.Errorf("%s: dtype %v", op.name, p.Dtype())
+	}
+	return scalarOf(p.Dtype(), loss), nil
+}
+
+// balanceLoss sums c[seg, group(i)]·probs[t,i] in float64, in a fixed order.
+func balanceLoss[F Float](op *balanceOp, probs []F, e int) float64 {
+	c := op.groupWeights(probs, e)
+	segLen, ng := op.batch*op.seq, e/op.gsize
+	if op.perSeq {
+		segLen = op.seq
+	}
+	var loss float64
+	for t := 0; t < op.batch*op.seq; t++ {
+		cs := c[(t/segLen)*ng : (t/segLen+1)*ng]
+		for i, v := range probs[t*e : (t+1)*e] {
+			loss += cs[i/op.gsize] * float64(v)
+		}
+	}
+	return loss
+}
+
+func (op *balanceOp) DiffWRT(int) []bool { return []bool{true} }
+
+func (op *balanceOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd := &balanceBackward{base: base{name: op.name + "Backward", arity: 2, key: op.key}, fwd: op}
+	d, err := G.ApplyOp(bwd, in[0], grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{d}, nil
+}
+
+// balanceBackward computes dprobs [B·T, E] from (probs, dL).
+type balanceBackward struct {
+	base
+	fwd *balanceOp
+}
+
+func (op *balanceBackward) Type() hm.Type { return fnType(2, 0, 2) }
+
+func (op *balanceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
+func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
+	p, err := dense(op.name, vs[0])
+	if err != nil {
+		return nil, err
+	}
+	dl, err := scalarOf64(vs[1])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op.name, err)
+	}
+	n, e := p.Shape()[0], p.Shape()[1]
+	out := newOf(p.Dtype(), n, e)
+	switch p.Dtype() {
+	case tensor.Float32:
+		balanceGrad(op.fwd, slice[float32](out), slice[float32](p), e, dl)
+	case tensor.Float64:
+		balanceGrad(op.fwd, slice[float64](out), slice[float64](p), e, dl)
+	default:
+		return nil, fmt.Errorf("%s: dtype %v", op.name, p.Dtype())
+	}
+	return out, nil
+}
+
+func balanceGrad[F Float](op *balanceOp, dp, probs []F, e int, dl float64) {
+	c := op.groupWeights(probs, e)
+	segLen, ng := op.batch*op.seq, e/op.gsize
+	if op.perSeq {
+		segLen = op.seq
+	}
+	parallel.For(op.batch*op.seq, 256, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			cs := c[(t/segLen)*ng : (t/segLen+1)*ng]
+			row := dp[t*e : (t+1)*e]
+			for i := range row {
+				row[i] = F(dl * cs[i/op.gsize])
+			}
+		}
+	})
+}
+
+// scalarOf64 reads a scalar gradient, which gorgonia passes either as its
+// own scalar values (*F64, *F32) or as a one-element tensor.
+func scalarOf64(v G.Value) (float64, error) {
+	switch s := v.(type) {
+	case *G.F64:
+		return float64(*s), nil
+	case *G.F32:
+		return float64(*s), nil
+	case *tensor.Dense:
+		if s.DataSize() != 1 {
+			return 0, fmt.Errorf("gradient of a scalar has %d elements", s.DataSize())
+		}
+		return scalarValue(s), nil
+	}
+	return 0, fmt.Errorf("gradient of a scalar is %T", v)
+}

@@ -1,0 +1,139 @@
+package ops
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+func intTensor(v []int) *tensor.Dense {
+	return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(slices.Clone(v)))
+}
+
+func buildHash(rec *RouteRecord) func(in []*G.Node) (*G.Node, error) {
+	return func(in []*G.Node) (*G.Node, error) {
+		return HashMoEWithRecord(in[0], in[1], in[2], in[3], in[4], in[5], rec)
+	}
+}
+
+func TestHashTable(t *testing.T) {
+	const vocab, experts = 4000, 16
+	a, b, c := HashTable(vocab, experts, 7), HashTable(vocab, experts, 7), HashTable(vocab, experts, 8)
+	if !slices.Equal(a, b) {
+		t.Error("the same seed gave two different tables")
+	}
+	if slices.Equal(a, c) {
+		t.Error("seeds 7 and 8 gave the same table")
+	}
+	load := make([]int, experts)
+	for _, x := range a {
+		if x < 0 || x >= experts {
+			t.Fatalf("table entry %d outside [0, %d)", x, experts)
+		}
+		load[x]++
+	}
+	// 250 expected per expert; a uniform draw stays well inside [150, 350].
+	if slices.Min(load) < 150 || slices.Max(load) > 350 {
+		t.Errorf("loads %v: not a uniform random table", load)
+	}
+}
+
+func hashInputs(seed uint64, n, d, e, w, vocab int) []*tensor.Dense {
+	r := rand.New(rand.NewPCG(seed, 9))
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = r.IntN(vocab)
+	}
+	return []*tensor.Dense{
+		gradcheck.Rand(r, 1, n, d),
+		intTensor(ids),
+		intTensor(HashTable(vocab, e, seed)),
+		gradcheck.Rand(r, 0.5, e, w, d),
+		gradcheck.Rand(r, 0.5, e, w, d),
+		gradcheck.Rand(r, 0.5, e, d, w),
+	}
+}
+
+func TestHashMoEGradient(t *testing.T) {
+	ins := hashInputs(1, 6, 4, 3, 3, 10)
+	names := []string{"u", "ids", "table", "wg", "wu", "wd"}
+	var gi []gradcheck.Input
+	for i, v := range ins {
+		gi = append(gi, gradcheck.Input{Name: names[i], Value: v, Diff: v.Dtype() != tensor.Int})
+	}
+	gradcheck.Check(t, 2, gi, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		return HashMoE(in[0], in[1], in[2], in[3], in[4], in[5])
+	}, gradcheck.Default)
+}
+
+// A Hash layer is a top-1 MoE whose router puts probability 1 on
+// table[id]: both must give the same output and the same gradients of u and
+// of the experts.
+func TestHashMoEEqualsOneHotMoE(t *testing.T) {
+	const n, d, e, w, vocab = 30, 8, 5, 6, 12
+	ins := hashInputs(3, n, d, e, w, vocab)
+	ids, table := ints(ins[1]), ints(ins[2])
+	onehot := make([]float64, n*e)
+	for tok, id := range ids {
+		onehot[tok*e+table[id]] = 1
+	}
+	var rec RouteRecord
+	yh, gh := runOp(t, ins, true, buildHash(&rec))
+	moeIns := []*tensor.Dense{ins[0], tensor.New(tensor.WithShape(n, e), tensor.WithBacking(onehot)), ins[3], ins[4], ins[5]}
+	ym, gm := runOp(t, moeIns, true, buildMoE(1, false, nil))
+	if err := tol.Float64.CheckSlice("y", yh, ym); err != nil {
+		t.Error(err)
+	}
+	// gh: u, wg, wu, wd; gm: u, probs, wg, wu, wd.
+	for i, name := range []string{"du", "dwg", "dwu", "dwd"} {
+		j := i
+		if i > 0 {
+			j = i + 1
+		}
+		if err := tol.Float64.CheckSlice(name, gh[i], gm[j]); err != nil {
+			t.Error(err)
+		}
+	}
+	for tok, id := range ids {
+		if rec.Experts[tok] != int32(table[id]) {
+			t.Fatalf("record: token %d went to %d, want table[%d] = %d", tok, rec.Experts[tok], id, table[id])
+		}
+	}
+}
+
+func TestHashMoEBadIDs(t *testing.T) {
+	tests := []struct {
+		name  string
+		ids   []int
+		table []int
+	}{
+		{"id past the table", []int{0, 4}, []int{0, 1, 0, 1}},
+		{"negative id", []int{-1, 0}, []int{0, 1, 0, 1}},
+		{"table entry past the experts", []int{0, 1}, []int{0, 2, 0, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 1))
+			g := G.NewGraph()
+			val := func(x *tensor.Dense) *G.Node {
+				return G.NewTensor(g, x.Dtype(), x.Shape().Dims(), G.WithShape(x.Shape()...), G.WithValue(x))
+			}
+			_, err := HashMoE(val(gradcheck.Rand(r, 1, 2, 3)), val(intTensor(tc.ids)), val(intTensor(tc.table)),
+				val(gradcheck.Rand(r, 1, 2, 4, 3)), val(gradcheck.Rand(r, 1, 2, 4, 3)), val(gradcheck.Rand(r, 1, 2, 3, 4)))
+			if err != nil {
+				t.Fatalf("build: %v", err)
+			}
+			vm := G.NewTapeMachine(g)
+			defer vm.Close()
+			if err := vm.RunAll(); err == nil {
+				t.Error("got no error")
+			}
+		})
+	}
+}
