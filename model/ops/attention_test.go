@@ -10,6 +10,7 @@ import (
 
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/internal/tol"
 )
 
@@ -368,5 +369,23 @@ func TestExp32(t *testing.T) {
 	}
 	if got := exp32(0); got != 1 {
 		t.Errorf("exp32(0) = %g, want 1", got)
+	}
+}
+
+// TestAttentionDeterministic runs forward and backward on 1 and 3 workers:
+// every bit must agree, since no sum depends on how pairs are split.
+func TestAttentionDeterministic(t *testing.T) {
+	defer func(w int) { parallel.Workers = w }(parallel.Workers)
+	c := attnCase{"det", 2, 70, 3, 8, 10000, 1}
+	q, k, v := attnInputs(13, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(14, 14)), 1, c.b*c.t, c.h*c.dh)
+	q, k, v, dy = toF32(q), toF32(k), toF32(v), toF32(dy)
+	var runs [][]float64
+	for _, w := range []int{1, 3} {
+		parallel.Workers = w
+		runs = append(runs, append(asF64(runForward(t, c, q, k, v)), asF64(runBackward(t, c, q, k, v, dy))...))
+	}
+	if err := (tol.Tol{}).CheckSlice("1 vs 3 workers", runs[1], runs[0]); err != nil {
+		t.Error(err)
 	}
 }
