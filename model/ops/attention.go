@@ -209,7 +209,7 @@ func gatherRotated[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
 	w := d.w()
 	for t := 0; t < d.t; t++ {
 		off := (b*d.t+t)*w + h*d.dh
-		cos, sin := rope.at(t)
+		cos, sin := ropeAt[F](rope, t)
 		rotate(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh], cos, sin)
 	}
 }
@@ -238,7 +238,7 @@ func scatterUnrotated[F Float](x, src []F, b, h int, d attnDims, rope *ropeTable
 	w := d.w()
 	for t := 0; t < d.t; t++ {
 		off := (b*d.t+t)*w + h*d.dh
-		cos, sin := rope.at(t)
+		cos, sin := ropeAt[F](rope, t)
 		unrotate(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh], cos, sin)
 	}
 }

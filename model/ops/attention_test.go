@@ -260,29 +260,40 @@ func TestAttentionLargeScores(t *testing.T) {
 	}
 }
 
-// TestAttendOneMatchesOp decodes every sequence token by token with
-// ApplyRoPE and a growing KV cache and compares with the op's rows.
+// decode runs every sequence token by token with ApplyRoPE and a growing KV
+// cache, the way generation will.
+func decode[F Float](q, k, v []F, c attnCase) []F {
+	w := c.h * c.dh
+	out := make([]F, len(q))
+	for b := 0; b < c.b; b++ {
+		var kCache, vCache []F
+		for p := 0; p < c.t; p++ {
+			row := (b*c.t + p) * w
+			qt := append([]F(nil), q[row:row+w]...)
+			kt := append([]F(nil), k[row:row+w]...)
+			ApplyRoPE(qt, p, c.h, c.dh, c.theta)
+			ApplyRoPE(kt, p, c.h, c.dh, c.theta)
+			kCache = append(kCache, kt...)
+			vCache = append(vCache, v[row:row+w]...)
+			AttendOne(out[row:row+w], qt, kCache, vCache, p+1, c.h, c.dh)
+		}
+	}
+	return out
+}
+
+// TestAttendOneMatchesOp compares decoding with the op's rows.
 func TestAttendOneMatchesOp(t *testing.T) {
 	c := attnCases[1]
 	q, k, v := attnInputs(9, c)
 	want := asF64(runForward(t, c, q, k, v))
-	w := c.h * c.dh
-	qs, ks, vs := asF64(q), asF64(k), asF64(v)
-	got := make([]float64, len(want))
-	for b := 0; b < c.b; b++ {
-		var kCache, vCache []float64
-		for p := 0; p < c.t; p++ {
-			row := (b*c.t + p) * w
-			qt := append([]float64(nil), qs[row:row+w]...)
-			kt := append([]float64(nil), ks[row:row+w]...)
-			ApplyRoPE(qt, p, c.h, c.dh, c.theta)
-			ApplyRoPE(kt, p, c.h, c.dh, c.theta)
-			kCache = append(kCache, kt...)
-			vCache = append(vCache, vs[row:row+w]...)
-			AttendOne(got[row:row+w], qt, kCache, vCache, p+1, c.h, c.dh)
-		}
+	got := decode(asF64(q), asF64(k), asF64(v), c)
+	if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("decode float64", got, want); err != nil {
+		t.Error(err)
 	}
-	if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("decode", got, want); err != nil {
+	q32, k32, v32 := toF32(q), toF32(k), toF32(v)
+	want32 := asF64(runForward(t, c, q32, k32, v32))
+	got32 := asF64(tensor.New(tensor.WithBacking(decode(slice[float32](q32), slice[float32](k32), slice[float32](v32), c))))
+	if err := tol.CheckScaled("decode float32", got32, want32, 1e-5); err != nil {
 		t.Error(err)
 	}
 }

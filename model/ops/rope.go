@@ -26,8 +26,9 @@ func invFreq(j, dh int, theta float64) float64 {
 // out [seq, dh/2]. It depends only on (seq, dh, theta), so each op builds it
 // once and shares it with its backward op.
 type ropeTable struct {
-	half     int
-	cos, sin []float64
+	half         int
+	cos, sin     []float64
+	cos32, sin32 []float32 // the same values rounded once, for float32 kernels
 }
 
 func newRopeTable(seq, dh int, theta float64) *ropeTable {
@@ -42,20 +43,29 @@ func newRopeTable(seq, dh int, theta float64) *ropeTable {
 			t.sin[p*half+j], t.cos[p*half+j] = math.Sincos(float64(p) * f)
 		}
 	}
+	t.cos32, t.sin32 = make([]float32, len(t.cos)), make([]float32, len(t.sin))
+	for i := range t.cos {
+		t.cos32[i], t.sin32[i] = float32(t.cos[i]), float32(t.sin[i])
+	}
 	return t
 }
 
-// at returns the cos and sin rows of position p.
-func (t *ropeTable) at(p int) (cos, sin []float64) {
-	return t.cos[p*t.half : (p+1)*t.half], t.sin[p*t.half : (p+1)*t.half]
+// ropeAt returns the cos and sin rows of position p in element type F.
+func ropeAt[F Float](t *ropeTable, p int) (cos, sin []F) {
+	lo, hi := p*t.half, (p+1)*t.half
+	var c, s any = t.cos[lo:hi], t.sin[lo:hi]
+	if _, ok := any(cos).([]float32); ok {
+		c, s = t.cos32[lo:hi], t.sin32[lo:hi]
+	}
+	return c.([]F), s.([]F)
 }
 
 // rotate writes the rotation of one head vector src (dh long) into dst; dst
 // and src may be the same slice.
-func rotate[F Float](dst, src []F, cos, sin []float64) {
+func rotate[F Float](dst, src, cos, sin []F) {
 	half := len(cos)
 	for j := range half {
-		c, s := F(cos[j]), F(sin[j])
+		c, s := cos[j], sin[j]
 		x1, x2 := src[j], src[j+half]
 		dst[j] = x1*c - x2*s
 		dst[j+half] = x2*c + x1*s
@@ -64,10 +74,10 @@ func rotate[F Float](dst, src []F, cos, sin []float64) {
 
 // unrotate applies the transposed (= inverse) rotation: the RoPE backward
 // dx = dx'⊙C + rotate_halfᵀ(dx'⊙S) with rotate_halfᵀ(y) = concat(y[dh/2:], −y[:dh/2]).
-func unrotate[F Float](dst, src []F, cos, sin []float64) {
+func unrotate[F Float](dst, src, cos, sin []F) {
 	half := len(cos)
 	for j := range half {
-		c, s := F(cos[j]), F(sin[j])
+		c, s := cos[j], sin[j]
 		g1, g2 := src[j], src[j+half]
 		dst[j] = g1*c + g2*s
 		dst[j+half] = g2*c - g1*s
@@ -83,9 +93,10 @@ func ApplyRoPE[F Float](x []F, pos, heads, dh int, theta float64) {
 		panic(fmt.Sprintf("ops: ApplyRoPE: len(x) %d, heads %d, dh %d", len(x), heads, dh))
 	}
 	half := dh / 2
-	cos, sin := make([]float64, half), make([]float64, half)
+	cos, sin := make([]F, half), make([]F, half)
 	for j := range half {
-		sin[j], cos[j] = math.Sincos(float64(pos) * invFreq(j, dh, theta))
+		s, c := math.Sincos(float64(pos) * invFreq(j, dh, theta))
+		cos[j], sin[j] = F(c), F(s)
 	}
 	for h := range heads {
 		v := x[h*dh : (h+1)*dh]

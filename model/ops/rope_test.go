@@ -64,7 +64,7 @@ func TestRoPEInverse(t *testing.T) {
 	}
 	y, z := make([]float64, dh), make([]float64, dh)
 	for p := range seq {
-		cos, sin := tab.at(p)
+		cos, sin := ropeAt[float64](tab, p)
 		rotate(y, x, cos, sin)
 		unrotate(z, y, cos, sin)
 		if err := tol.Float64.CheckSlice("unrotate(rotate(x))", z, x); err != nil {
