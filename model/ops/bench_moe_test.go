@@ -1,0 +1,112 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+)
+
+// Benchmarks of the routed MoE op at N = 2048 tokens, d = 256, float32,
+// through its Do methods as the TapeMachine calls them (allocations and
+// routing included; the backward uses the forward's cache, as in training):
+//
+//	DeepSeekMoE routed part: E = 63, k = 7, W = 256
+//	GShard:                  E = 16, k = 2, W = 1024, renormalised gates
+//
+// Both activate the same expert FLOPs per token (k·W = 1792 vs 2048). Run
+// with e.g. go test ./model/ops -run '^$' -bench MoE -benchtime 10x.
+
+var moeBenchOnce sync.Once
+
+func moeBenchBLAS(b *testing.B) {
+	moeBenchOnce.Do(func() {
+		info, err := blas.Init()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("sgemm kernel: %s", info)
+	})
+}
+
+func moeBenchTensor(r *rand.Rand, scale float64, shape ...int) *tensor.Dense {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	d := make([]float32, n)
+	for i := range d {
+		d[i] = float32(scale * (2*r.Float64() - 1)) // never all zero (FACTS.md)
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
+}
+
+// moeBenchProbs is a softmax of N(0, 1) logits: a plausible early-training
+// router, roughly balanced.
+func moeBenchProbs(r *rand.Rand, n, e int) *tensor.Dense {
+	p := make([]float32, n*e)
+	for t := 0; t < n; t++ {
+		row := p[t*e : (t+1)*e]
+		var z float64
+		for i := range row {
+			v := math.Exp(r.NormFloat64())
+			row[i] = float32(v)
+			z += v
+		}
+		for i := range row {
+			row[i] /= float32(z)
+		}
+	}
+	return tensor.New(tensor.WithShape(n, e), tensor.WithBacking(p))
+}
+
+func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
+	moeBenchBLAS(b)
+	const n, d = 2048, 256
+	r := rand.New(rand.NewPCG(31, 32))
+	in := []G.Value{
+		moeBenchTensor(r, 1, n, d),
+		moeBenchProbs(r, n, e),
+		moeBenchTensor(r, 0.06, e, w, d),
+		moeBenchTensor(r, 0.06, e, w, d),
+		moeBenchTensor(r, 0.06, e, d, w),
+	}
+	dy := moeBenchTensor(r, 1, n, d)
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: k, renorm: renorm, cache: &expertCache{}}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: k, renorm: renorm, cache: op.cache}
+	bin := append(append([]G.Value(nil), in...), dy)
+	step := func() {
+		if _, err := op.Do(in...); err != nil {
+			b.Fatal(err)
+		}
+		if backward {
+			if _, err := bwd.Do(bin...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	step() // warm up: page faults, buffers, OpenBLAS
+	step()
+	iters := 0
+	for b.Loop() {
+		step()
+		iters++
+	}
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(n*iters)/sec, "tokens/s")
+	flops := 3 * 2 * float64(n*k*d*w) // three expert GEMMs per (token, slot)
+	if backward {
+		flops *= 3 // backward: five GEMMs plus the down projection's input gradient
+	}
+	b.ReportMetric(flops*float64(iters)/sec/1e9, "GFLOP/s")
+}
+
+func BenchmarkMoEDeepSeekForward(b *testing.B) { benchmarkMoE(b, 63, 7, 256, false, false) }
+func BenchmarkMoEDeepSeekTrain(b *testing.B)   { benchmarkMoE(b, 63, 7, 256, false, true) }
+func BenchmarkMoEGShardForward(b *testing.B)   { benchmarkMoE(b, 16, 2, 1024, true, false) }
+func BenchmarkMoEGShardTrain(b *testing.B)     { benchmarkMoE(b, 16, 2, 1024, true, true) }
