@@ -1,0 +1,169 @@
+package ops
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+)
+
+// Benchmarks of the dense ops at the bench model's shapes (configs/bench):
+// N = 2048 tokens (B=8 × T=256), d = 256, f = 1024, V = 8192, E = 63 routed
+// experts, float32. Each op is timed through its Do methods, allocations
+// included, as the TapeMachine calls them. GFLOP/s counts only the GEMM
+// work of the formula (2·m·n·k per product), not recomputation; the
+// memory-bound ops report GB/s of tensor data read plus written.
+const (
+	benchN = 2048
+	benchD = 256
+	benchF = 1024
+	benchV = 8192
+	benchE = 63
+)
+
+var benchBLASOnce sync.Once
+
+// benchBLAS installs OpenBLAS when present (pure Go otherwise) once per run.
+func benchBLAS(b *testing.B) {
+	benchBLASOnce.Do(func() {
+		info, err := blas.Init()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("sgemm kernel: %s", info)
+	})
+}
+
+// benchRand is a float32 tensor with entries uniform in [-scale, scale)
+// (never all zero: gonum's Sgemm skips zero entries, FACTS.md).
+func benchRand(r *rand.Rand, scale float64, shape ...int) *tensor.Dense {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	d := make([]float32, n)
+	for i := range d {
+		d[i] = float32(scale * (2*r.Float64() - 1))
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
+}
+
+func benchIDs(r *rand.Rand, n, v int) *tensor.Dense {
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = r.IntN(v)
+	}
+	return tensor.New(tensor.WithShape(n), tensor.WithBacking(ids))
+}
+
+// denseBench is one op's benchmark case: forward and backward ops with
+// their inputs, and the work per forward and per backward call.
+type denseBench struct {
+	fwd, bwd         G.Op
+	fwdIn, bwdIn     []G.Value
+	fwdWork, bwdWork float64
+	unit             string // "GFLOP/s" or "GB/s"
+}
+
+func newDenseBench(name string) denseBench {
+	r := rand.New(rand.NewPCG(21, 22))
+	const n, d, f, v, e = benchN, benchD, benchF, benchV, benchE
+	const fl = 4 // bytes per float32
+	switch name {
+	case "Linear": // an attention projection, d → d
+		x, w, dy := benchRand(r, 1, n, d), benchRand(r, 0.06, d, d), benchRand(r, 1, n, d)
+		return denseBench{
+			fwd: newLinearOp(), bwd: &linearBackward{base{name: "LinearBackward", arity: 3}},
+			fwdIn: []G.Value{x, w}, bwdIn: []G.Value{x, w, dy},
+			fwdWork: 2 * n * d * d, bwdWork: 4 * n * d * d, unit: "GFLOP/s",
+		}
+	case "SwiGLU": // the dense FFN
+		op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
+		x := benchRand(r, 1, n, d)
+		wg, wu, wd := benchRand(r, 0.06, f, d), benchRand(r, 0.06, f, d), benchRand(r, 0.03, d, f)
+		dy := benchRand(r, 1, n, d)
+		return denseBench{
+			fwd: op, bwd: &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache},
+			fwdIn: []G.Value{x, wg, wu, wd}, bwdIn: []G.Value{x, wg, wu, wd, dy},
+			fwdWork: 6 * n * d * f, bwdWork: 12 * n * d * f, unit: "GFLOP/s",
+		}
+	case "Embed":
+		ids, table, dy := benchIDs(r, n, v), benchRand(r, 1, v, d), benchRand(r, 1, n, d)
+		return denseBench{
+			fwd: newEmbedOp(), bwd: &embedBackward{base{name: "EmbedBackward", arity: 3}},
+			fwdIn: []G.Value{ids, table}, bwdIn: []G.Value{ids, table, dy},
+			fwdWork: 2 * n * d * fl, bwdWork: (n*d + v*d) * fl, unit: "GB/s",
+		}
+	case "Add": // a residual connection
+		a, c, dy := benchRand(r, 1, n, d), benchRand(r, 1, n, d), benchRand(r, 1, n, d)
+		return denseBench{
+			fwd: newAddOp(2), fwdIn: []G.Value{a, c}, bwdIn: []G.Value{dy},
+			fwdWork: 3 * n * d * fl, unit: "GB/s",
+		}
+	case "Softmax": // the MoE router
+		x, dy := benchRand(r, 3, n, e), benchRand(r, 1, n, e)
+		s, err := newSoftmaxOp().Do(x)
+		if err != nil {
+			panic(err)
+		}
+		return denseBench{
+			fwd: newSoftmaxOp(), bwd: &softmaxBackward{base{name: "SoftmaxBackward", arity: 2}},
+			fwdIn: []G.Value{x}, bwdIn: []G.Value{s, dy},
+			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
+		}
+	case "CrossEntropy": // LM head + loss; the backward recomputes the logits
+		x, w, t := benchRand(r, 1, n, d), benchRand(r, 0.06, v, d), benchIDs(r, n, v)
+		return denseBench{
+			fwd: &ceOp{base{name: "LMHeadCrossEntropy", arity: 3}}, bwd: &ceBackward{base{name: "LMHeadCrossEntropyBackward", arity: 4}},
+			fwdIn: []G.Value{x, w, t}, bwdIn: []G.Value{x, w, t, G.NewF32(1)},
+			fwdWork: 2 * n * d * v, bwdWork: 4 * n * d * v, unit: "GFLOP/s",
+		}
+	}
+	panic("no dense benchmark " + name)
+}
+
+// benchmarkDense times the forward op, or forward then backward (Add's
+// backward is the incoming gradient itself, so it has none to time).
+func benchmarkDense(b *testing.B, name string, backward bool) {
+	benchBLAS(b)
+	c := newDenseBench(name)
+	run := func() {
+		if _, err := c.fwd.Do(c.fwdIn...); err != nil {
+			b.Fatal(err)
+		}
+		if backward && c.bwd != nil {
+			if _, err := c.bwd.Do(c.bwdIn...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	run() // warm up: page faults, OpenBLAS threads
+	work := c.fwdWork
+	if backward {
+		work += c.bwdWork
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		run()
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(work/sec/1e9, c.unit)
+	b.ReportMetric(benchN/sec, "tok/s")
+}
+
+func BenchmarkLinearForward(b *testing.B)               { benchmarkDense(b, "Linear", false) }
+func BenchmarkLinearForwardBackward(b *testing.B)       { benchmarkDense(b, "Linear", true) }
+func BenchmarkSwiGLUForward(b *testing.B)               { benchmarkDense(b, "SwiGLU", false) }
+func BenchmarkSwiGLUForwardBackward(b *testing.B)       { benchmarkDense(b, "SwiGLU", true) }
+func BenchmarkEmbedForward(b *testing.B)                { benchmarkDense(b, "Embed", false) }
+func BenchmarkEmbedForwardBackward(b *testing.B)        { benchmarkDense(b, "Embed", true) }
+func BenchmarkAddForward(b *testing.B)                  { benchmarkDense(b, "Add", false) }
+func BenchmarkSoftmaxForward(b *testing.B)              { benchmarkDense(b, "Softmax", false) }
+func BenchmarkSoftmaxForwardBackward(b *testing.B)      { benchmarkDense(b, "Softmax", true) }
+func BenchmarkCrossEntropyForward(b *testing.B)         { benchmarkDense(b, "CrossEntropy", false) }
+func BenchmarkCrossEntropyForwardBackward(b *testing.B) { benchmarkDense(b, "CrossEntropy", true) }
