@@ -87,9 +87,12 @@ func (t *Tensor) check() error {
 	if err != nil {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
-	lens := map[string]int{"F32": len(t.F32), "F64": len(t.F64), "I32": len(t.I32), "I64": len(t.I64)}
 	want := t.field()
-	for field, l := range lens {
+	for _, f := range []struct {
+		field string
+		l     int
+	}{{"F32", len(t.F32)}, {"F64", len(t.F64)}, {"I32", len(t.I32)}, {"I64", len(t.I64)}} {
+		field, l := f.field, f.l
 		switch {
 		case field == want && l != n:
 			return fmt.Errorf("tensor %q: shape %v needs %d values, %s has %d", t.Name, t.Shape, n, field, l)
@@ -226,8 +229,14 @@ func ReadSafetensors(b []byte) ([]Tensor, map[string]string, error) {
 	}
 	data := b[8+n:]
 	infos := md.Tensors()
+	names := make([]string, 0, len(infos))
+	for name := range infos {
+		names = append(names, name)
+	}
+	sort.Strings(names) // result order, and which error is reported first, must not depend on map order
 	ts := make([]Tensor, 0, len(infos))
-	for name, info := range infos {
+	for _, name := range names {
+		info := infos[name]
 		lo, hi := info.DataOffsets[0], info.DataOffsets[1]
 		if lo > hi || hi > uint64(len(data)) { // already refused by the library; never slice blindly
 			return nil, nil, fmt.Errorf("%w: tensor %q: data offsets [%d, %d] outside %d data bytes", ErrMalformed, name, lo, hi, len(data))
@@ -238,7 +247,6 @@ func ReadSafetensors(b []byte) ([]Tensor, map[string]string, error) {
 		}
 		ts = append(ts, t)
 	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	return ts, md.Metadata(), nil
 }
 
