@@ -1,0 +1,270 @@
+package optim
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// f32 is the tolerance for float32 results against float64 arithmetic:
+// a few float32 roundings (ulp ≈ 6e-8 relative).
+var f32 = tol.Tol{Abs: 1e-7, Rel: 1e-6}
+
+var testCfg = AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}
+
+// TestAdamWMatchesHandComputedSteps applies two steps to three scalars and
+// compares with the AdamW formula written out by hand in float64.
+func TestAdamWMatchesHandComputedSteps(t *testing.T) {
+	params := []Param{
+		{Name: "a", Data: []float32{0.5}, Grad: []float32{0.1}, Decay: true},
+		{Name: "b", Data: []float32{-1.5}, Grad: []float32{0.3}, Decay: false},
+		{Name: "c", Data: []float32{2}, Grad: []float32{0}, Decay: true},
+	}
+	opt, err := NewAdamW(testCfg, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lr = 0.01
+	if err := opt.Step(params, lr); err != nil {
+		t.Fatal(err)
+	}
+	// Step 1: m = 0.1·g, v = 0.05·g², bias corrections 1−0.9 = 0.1 and
+	// 1−0.95 = 0.05, decay factor 1 − 0.01·0.1 = 0.999.
+	want1 := []float64{
+		0.5*0.999 - lr/0.1*(0.1*0.1)/(math.Sqrt(0.05*0.1*0.1)/math.Sqrt(0.05)+1e-8), // ≈ 0.4995 − 0.01
+		-1.5 - lr/0.1*(0.1*0.3)/(math.Sqrt(0.05*0.3*0.3)/math.Sqrt(0.05)+1e-8),      // no decay: ≈ −1.51
+		2 * 0.999, // zero gradient: only decay moves it
+	}
+	checkData(t, "step 1", params, want1)
+
+	// Step 2 with new gradients: g_a = −0.2, g_b = 0.05, g_c = 0.
+	params[0].Grad[0], params[1].Grad[0] = -0.2, 0.05
+	if err := opt.Step(params, lr); err != nil {
+		t.Fatal(err)
+	}
+	mA := 0.9*(0.1*0.1) + 0.1*(-0.2)
+	vA := 0.95*(0.05*0.1*0.1) + 0.05*(0.2*0.2)
+	mB := 0.9*(0.1*0.3) + 0.1*0.05
+	vB := 0.95*(0.05*0.3*0.3) + 0.05*(0.05*0.05)
+	bc1, bc2 := 1-0.9*0.9, 1-0.95*0.95
+	want2 := []float64{
+		want1[0]*0.999 - lr/bc1*mA/(math.Sqrt(vA)/math.Sqrt(bc2)+1e-8),
+		want1[1] - lr/bc1*mB/(math.Sqrt(vB)/math.Sqrt(bc2)+1e-8),
+		2 * 0.999 * 0.999,
+	}
+	checkData(t, "step 2", params, want2)
+	if opt.Steps() != 2 {
+		t.Errorf("Steps() = %d, want 2", opt.Steps())
+	}
+}
+
+func checkData(t *testing.T, label string, params []Param, want []float64) {
+	t.Helper()
+	got := make([]float64, len(params))
+	for i, p := range params {
+		got[i] = float64(p.Data[0])
+	}
+	if err := f32.CheckSlice(label, got, want); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAdamWSkipsDecayWhereOff(t *testing.T) {
+	// Zero gradients: Adam's update is 0/(0+ε) = 0, so only decay can move a weight.
+	params := []Param{
+		{Name: "norm.weight", Data: []float32{1, -2, 3}, Grad: make([]float32, 3), Decay: false},
+		{Name: "w", Data: []float32{1, -2, 3}, Grad: make([]float32, 3), Decay: true},
+	}
+	opt, err := NewAdamW(testCfg, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := opt.Step(params, 0.5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for j, w := range params[0].Data {
+		if want := []float32{1, -2, 3}[j]; w != want {
+			t.Errorf("norm.weight[%d] = %g, want %g (no decay)", j, w, want)
+		}
+	}
+	keep := math.Pow(1-0.5*0.1, 3)
+	for j, w := range params[1].Data {
+		if want := []float64{1, -2, 3}[j] * keep; !f32.Close(float64(w), want) {
+			t.Errorf("w[%d] = %g, want %g (decayed 3 times)", j, w, want)
+		}
+	}
+}
+
+func randomParams(rng *rand.Rand, sizes ...int) []Param {
+	ps := make([]Param, len(sizes))
+	for i, n := range sizes {
+		ps[i] = Param{Name: string(rune('a'+i)) + ".weight", Data: make([]float32, n), Grad: make([]float32, n), Decay: i%2 == 0}
+		for j := range n {
+			ps[i].Data[j] = float32(rng.NormFloat64())
+		}
+	}
+	return ps
+}
+
+func fillGrads(rng *rand.Rand, ps []Param) {
+	for _, p := range ps {
+		for j := range p.Grad {
+			p.Grad[j] = float32(rng.NormFloat64() * 0.01)
+		}
+	}
+}
+
+func cloneParams(ps []Param) []Param {
+	out := make([]Param, len(ps))
+	for i, p := range ps {
+		out[i] = Param{Name: p.Name, Data: append([]float32(nil), p.Data...), Grad: append([]float32(nil), p.Grad...), Decay: p.Decay}
+	}
+	return out
+}
+
+// TestAdamWStateRoundTripIsBitExact: 3 steps, save, restore into a fresh
+// optimizer, 3 more steps must equal 6 uninterrupted steps bit for bit.
+func TestAdamWStateRoundTripIsBitExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	straight := randomParams(rng, 7, 40000, 3) // 40000 > one parallel chunk
+	opt, err := NewAdamW(testCfg, straight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grads := rand.New(rand.NewPCG(3, 4))
+	var saved State
+	var resumed []Param
+	for step := range 6 {
+		fillGrads(grads, straight)
+		if step == 3 {
+			saved = opt.State()
+			resumed = cloneParams(straight)
+		}
+		if err := opt.Step(straight, 1e-3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if saved.Step != 3 || len(saved.Slices) != 6 || saved.Slices[0].Name != "a.weight.exp_avg" || saved.Slices[1].Name != "a.weight.exp_avg_sq" {
+		t.Fatalf("saved state: step %d, %d slices, first %q, %q", saved.Step, len(saved.Slices), saved.Slices[0].Name, saved.Slices[1].Name)
+	}
+	opt2, err := NewAdamW(testCfg, resumed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reverse the slice order: SetState matches by name.
+	rev := State{Step: saved.Step}
+	for i := len(saved.Slices) - 1; i >= 0; i-- {
+		rev.Slices = append(rev.Slices, saved.Slices[i])
+	}
+	if err := opt2.SetState(rev); err != nil {
+		t.Fatal(err)
+	}
+	grads = rand.New(rand.NewPCG(3, 4))
+	for step := range 6 {
+		fillGrads(grads, resumed) // same gradient stream; the first 3 draws are discarded below
+		if step < 3 {
+			continue
+		}
+		if err := opt2.Step(resumed, 1e-3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range straight {
+		for j := range straight[i].Data {
+			if math.Float32bits(straight[i].Data[j]) != math.Float32bits(resumed[i].Data[j]) {
+				t.Fatalf("%s[%d]: straight %g, resumed %g", straight[i].Name, j, straight[i].Data[j], resumed[i].Data[j])
+			}
+		}
+	}
+	s1, s2 := opt.State(), opt2.State()
+	if s1.Step != s2.Step {
+		t.Errorf("steps: straight %d, resumed %d", s1.Step, s2.Step)
+	}
+	for i := range s1.Slices {
+		for j := range s1.Slices[i].Data {
+			if math.Float32bits(s1.Slices[i].Data[j]) != math.Float32bits(s2.Slices[i].Data[j]) {
+				t.Fatalf("%s[%d] differs after resume", s1.Slices[i].Name, j)
+			}
+		}
+	}
+}
+
+func TestAdamWSetStateRejectsMismatches(t *testing.T) {
+	ps := randomParams(rand.New(rand.NewPCG(5, 6)), 4, 2)
+	opt, err := NewAdamW(testCfg, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillGrads(rand.New(rand.NewPCG(7, 8)), ps)
+	if err := opt.Step(ps, 1e-3); err != nil {
+		t.Fatal(err)
+	}
+	good := opt.State()
+	edit := func(f func(s *State)) State {
+		s := opt.State()
+		f(&s)
+		return s
+	}
+	tests := []struct {
+		name, want string
+		s          State
+	}{
+		{"negative step", "step -1", edit(func(s *State) { s.Step = -1 })},
+		{"short slice", "3 values, want 4", edit(func(s *State) { s.Slices[0].Data = s.Slices[0].Data[:3] })},
+		{"missing slice", "b.weight.exp_avg_sq: missing", edit(func(s *State) { s.Slices = s.Slices[:3] })},
+		{"unknown slice", "z.exp_avg: no such", edit(func(s *State) { s.Slices = append(s.Slices, NamedSlice{Name: "z.exp_avg"}) })},
+		{"duplicate slice", "given twice", edit(func(s *State) { s.Slices = append(s.Slices, s.Slices[0]) })},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := opt.SetState(tc.s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			after := opt.State()
+			if after.Step != good.Step || after.Slices[0].Data[0] != good.Slices[0].Data[0] {
+				t.Error("failed SetState changed the optimizer")
+			}
+		})
+	}
+}
+
+func TestAdamWStepRejectsMismatchedParams(t *testing.T) {
+	ps := randomParams(rand.New(rand.NewPCG(9, 10)), 4, 2)
+	opt, err := NewAdamW(testCfg, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := cloneParams(ps)
+	renamed[1].Name = "other"
+	shorter := cloneParams(ps)
+	shorter[0].Grad = shorter[0].Grad[:3]
+	flipped := cloneParams(ps)
+	flipped[0].Decay = !flipped[0].Decay
+	for name, bad := range map[string][]Param{"renamed": renamed, "short grad": shorter, "decay flipped": flipped, "missing": ps[:1]} {
+		if err := opt.Step(bad, 1e-3); err == nil {
+			t.Errorf("%s: Step accepted mismatched params", name)
+		}
+	}
+	for _, lr := range []float64{-1, math.NaN(), math.Inf(1)} {
+		if err := opt.Step(ps, lr); err == nil {
+			t.Errorf("Step accepted lr %g", lr)
+		}
+	}
+	if opt.Steps() != 0 {
+		t.Errorf("rejected steps were counted: Steps() = %d", opt.Steps())
+	}
+	if _, err := NewAdamW(AdamWConfig{Beta1: 1, Beta2: 0.95, Eps: 1e-8}, ps); err == nil {
+		t.Error("NewAdamW accepted beta1 = 1")
+	}
+	dup := cloneParams(ps)
+	dup[1].Name = dup[0].Name
+	if _, err := NewAdamW(testCfg, dup); err == nil {
+		t.Error("NewAdamW accepted duplicate names")
+	}
+}

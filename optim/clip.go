@@ -1,0 +1,63 @@
+package optim
+
+import (
+	"math"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
+
+// normBlock is the fixed block size of the norm's partial sums: blocks, not
+// goroutines, decide the summation order, so the norm is bit-identical for
+// any worker count.
+const normBlock = 1 << 13
+
+// GlobalNorm returns the L2 norm over every gradient element of params,
+// summed in float64: squares within fixed blocks of each parameter, then
+// the block sums in parameter order.
+func GlobalNorm(params []Param) float64 {
+	type block struct{ p, lo, hi int }
+	var blocks []block
+	for i, p := range params {
+		for lo := 0; lo < len(p.Grad); lo += normBlock {
+			blocks = append(blocks, block{i, lo, min(lo+normBlock, len(p.Grad))})
+		}
+	}
+	partial := make([]float64, len(blocks))
+	parallel.For(len(blocks), 4, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			var s float64
+			for _, g := range params[blocks[b].p].Grad[blocks[b].lo:blocks[b].hi] {
+				s += float64(g) * float64(g)
+			}
+			partial[b] = s
+		}
+	})
+	var sum float64
+	for _, s := range partial {
+		sum += s
+	}
+	return math.Sqrt(sum)
+}
+
+// ClipGlobalNorm scales every gradient by maxNorm/norm when the global norm
+// exceeds maxNorm > 0 (no ε, unlike torch's clip_grad_norm_, so the clipped
+// norm is maxNorm up to float32 rounding), and returns the norm before
+// clipping. A non-finite norm is returned as is and the gradients are left
+// alone: the caller decides whether to stop or skip the step. maxNorm <= 0
+// only measures.
+func ClipGlobalNorm(params []Param, maxNorm float64) (norm float64) {
+	norm = GlobalNorm(params)
+	if !(maxNorm > 0) || !(norm > maxNorm) || math.IsInf(norm, 0) {
+		return norm
+	}
+	scale := float32(maxNorm / norm)
+	for _, p := range params {
+		g := p.Grad
+		parallel.For(len(g), 1<<15, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				g[j] *= scale
+			}
+		})
+	}
+	return norm
+}

@@ -1,0 +1,92 @@
+package optim
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// naiveNorm is the reference: one float64 sum over all squares in order.
+func naiveNorm(ps []Param) float64 {
+	var s float64
+	for _, p := range ps {
+		for _, g := range p.Grad {
+			s += float64(g) * float64(g)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+func TestClipGlobalNormScalesToMaxNorm(t *testing.T) {
+	ps := randomParams(rand.New(rand.NewPCG(1, 1)), 5, 20000, 1)
+	fillGrads(rand.New(rand.NewPCG(2, 2)), ps) // norm ≈ 0.01·√20006 ≈ 1.4
+	want := naiveNorm(ps)
+	const maxNorm = 0.5
+	got := ClipGlobalNorm(ps, maxNorm)
+	if !tol.Float64.Close(got, want) {
+		t.Errorf("returned norm %.12g, want pre-clip norm %.12g", got, want)
+	}
+	// Each element and the scale carry one float32 rounding (≤ 6e-8
+	// relative), so the clipped norm is maxNorm to within ~1.2e-7.
+	if after := naiveNorm(ps); !(tol.Tol{Rel: 2e-7}).Close(after, maxNorm) {
+		t.Errorf("norm after clipping %.9g, want %g", after, maxNorm)
+	}
+}
+
+func TestClipGlobalNormLeavesSmallOrBadGradients(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxNorm float64
+		poison  float32
+	}{
+		{"below max", 1e6, 0},
+		{"disabled", 0, 0},
+		{"NaN", 0.1, float32(math.NaN())},
+		{"Inf", 0.1, float32(math.Inf(1))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := randomParams(rand.New(rand.NewPCG(3, 3)), 6, 9)
+			fillGrads(rand.New(rand.NewPCG(4, 4)), ps)
+			if tc.poison != 0 {
+				ps[1].Grad[4] = tc.poison
+			}
+			before := cloneParams(ps)
+			norm := ClipGlobalNorm(ps, tc.maxNorm)
+			want := naiveNorm(before)
+			same := tol.Float64.Close(norm, want) ||
+				math.IsNaN(norm) && math.IsNaN(want) ||
+				math.IsInf(norm, 1) && math.IsInf(want, 1)
+			if !same {
+				t.Errorf("norm %g, want %g", norm, want)
+			}
+			for i := range ps {
+				for j := range ps[i].Grad {
+					if math.Float32bits(ps[i].Grad[j]) != math.Float32bits(before[i].Grad[j]) {
+						t.Fatalf("%s grad[%d] changed from %g to %g", ps[i].Name, j, before[i].Grad[j], ps[i].Grad[j])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestGlobalNormIgnoresWorkerCount: fixed blocks, not goroutines, set the
+// summation order.
+func TestGlobalNormIgnoresWorkerCount(t *testing.T) {
+	ps := randomParams(rand.New(rand.NewPCG(5, 5)), 3*normBlock+7, 11, normBlock)
+	fillGrads(rand.New(rand.NewPCG(6, 6)), ps)
+	defer func(w int) { parallel.Workers = w }(parallel.Workers)
+	var norms []float64
+	for _, w := range []int{1, 2, 3, 8} {
+		parallel.Workers = w
+		norms = append(norms, GlobalNorm(ps))
+	}
+	for i, n := range norms {
+		if math.Float64bits(n) != math.Float64bits(norms[0]) {
+			t.Errorf("workers case %d: norm %.17g, with 1 worker %.17g", i, n, norms[0])
+		}
+	}
+}
