@@ -1,0 +1,33 @@
+package data
+
+import "github.com/moetrain/moetrain/data/tokenizer"
+
+// codec is what this package needs from a tokenizer. It is an interface so
+// that Inspect and Prepare name exactly the methods they rely on.
+type codec interface {
+	Encode(text string) []int
+	Decode(ids []int) string
+	VocabSize() int
+	EOS() int
+	Hash() string
+	TokenBytes(id int) []byte
+	Save(path string) error
+}
+
+var _ codec = (*tokenizer.Tokenizer)(nil)
+
+func trainCodec(next func() (string, error), vocabSize int, specials []string) (codec, error) {
+	t, err := tokenizer.Train(next, vocabSize, specials)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func loadCodec(path string) (codec, error) {
+	t, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,0 +1,75 @@
+package data
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/moetrain/moetrain/data/tokenizer"
+)
+
+// fixture is a small prepared synthetic dataset shared by the tests; tests
+// that modify files copy it first.
+var (
+	fixtureOnce sync.Once
+	fixtureDir  string
+	fixtureMan  *Manifest
+	fixtureErr  error
+)
+
+const fixtureDocs = 120
+
+func fixtureOpts(out string) PrepareOptions {
+	return PrepareOptions{Out: out, VocabSize: 400, ValFraction: 0.1, Seed: 7, RecordTokens: 64, ShardTokens: 1024}
+}
+
+func fixture(t testing.TB) (string, *Manifest) {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		dir, err := osMkdirTemp()
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		fixtureDir = filepath.Join(dir, "ds")
+		fixtureMan, fixtureErr = PrepareDocuments(context.Background(), Synthetic(1, fixtureDocs), fixtureOpts(fixtureDir))
+	})
+	if fixtureErr != nil {
+		t.Fatalf("prepare fixture: %v", fixtureErr)
+	}
+	return fixtureDir, fixtureMan
+}
+
+func loadTok(t testing.TB, dir string) *tokenizer.Tokenizer {
+	t.Helper()
+	tok, err := tokenizer.Load(filepath.Join(dir, TokenizerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// collect reads n batches (fewer at EOF).
+func collect(t testing.TB, s *Stream, n int) []Batch {
+	t.Helper()
+	var out []Batch
+	for i := 0; i < n; i++ {
+		b, err := s.Next()
+		if err != nil {
+			break
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func openT(t testing.TB, cfg StreamConfig, at Cursor) *Stream {
+	t.Helper()
+	s, err := Open(cfg, at)
+	if err != nil {
+		t.Fatalf("Open(%+v, %+v): %v", cfg, at, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
