@@ -137,3 +137,43 @@ func TestHashMoEBadIDs(t *testing.T) {
 		})
 	}
 }
+
+// Every expert is a SwiGLU FFN: a Hash layer whose table sends every token
+// to expert 1 must equal the dense SwiGLU op on expert 1's weights, in
+// output and in the gradients of u and of that expert (float32, the
+// training dtype, where both ops share the same activation code).
+func TestHashMoEExpertIsSwiGLU(t *testing.T) {
+	const n, d, e, w = 20, 8, 3, 6
+	ins := hashInputs(5, n, d, e, w, 4)
+	ins[2] = intTensor([]int{1, 1, 1, 1})
+	for i := range ins {
+		ins[i] = cast(ins[i], tensor.Float32)
+	}
+	yh, gh := runOp(t, ins, true, buildHash(nil))
+	expert := func(x *tensor.Dense) *tensor.Dense {
+		v, err := x.Slice(G.S(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(*tensor.Dense).Materialize().(*tensor.Dense)
+	}
+	ys, gs := runOp(t, []*tensor.Dense{ins[0], expert(ins[3]), expert(ins[4]), expert(ins[5])}, true,
+		func(in []*G.Node) (*G.Node, error) { return SwiGLU(in[0], in[1], in[2], in[3]) })
+	if err := tol.CheckScaled("y", yh, ys, 1e-6); err != nil {
+		t.Error(err)
+	}
+	if err := tol.CheckScaled("du", gh[0], gs[0], 1e-6); err != nil {
+		t.Error(err)
+	}
+	for i, name := range []string{"dwg", "dwu", "dwd"} {
+		one := gh[i+1][len(gs[i+1]) : 2*len(gs[i+1])]
+		if err := tol.CheckScaled(name, one, gs[i+1], 1e-6); err != nil {
+			t.Error(err)
+		}
+		for _, v := range gh[i+1][:len(gs[i+1])] {
+			if v != 0 {
+				t.Fatalf("%s of an expert with no tokens is %g, want 0", name, v)
+			}
+		}
+	}
+}
