@@ -69,7 +69,7 @@ type denseBench struct {
 	unit             string // "GFLOP/s" or "GB/s"
 }
 
-func newDenseBench(name string) denseBench {
+func newDenseBench(name string, backward bool) denseBench {
 	r := rand.New(rand.NewPCG(21, 22))
 	const n, d, f, v, e = benchN, benchD, benchF, benchV, benchE
 	const fl = 4 // bytes per float32
@@ -115,10 +115,12 @@ func newDenseBench(name string) denseBench {
 			fwdIn: []G.Value{x}, bwdIn: []G.Value{s, dy},
 			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
 		}
-	case "CrossEntropy": // LM head + loss; the backward recomputes the logits
+	case "CrossEntropy": // LM head + loss; eager gradients when differentiated
 		x, w, t := benchRand(r, 1, n, d), benchRand(r, 0.06, v, d), benchIDs(r, n, v)
+		cache := &ceCache{eager: backward}
 		return denseBench{
-			fwd: &ceOp{base{name: "LMHeadCrossEntropy", arity: 3}}, bwd: &ceBackward{base{name: "LMHeadCrossEntropyBackward", arity: 4}},
+			fwd: &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: cache},
+			bwd: &ceBackward{base: base{name: "LMHeadCrossEntropyBackward", arity: 4}, cache: cache},
 			fwdIn: []G.Value{x, w, t}, bwdIn: []G.Value{x, w, t, G.NewF32(1)},
 			fwdWork: 2 * n * d * v, bwdWork: 4 * n * d * v, unit: "GFLOP/s",
 		}
@@ -130,7 +132,7 @@ func newDenseBench(name string) denseBench {
 // backward is the incoming gradient itself, so it has none to time).
 func benchmarkDense(b *testing.B, name string, backward bool) {
 	benchBLAS(b)
-	c := newDenseBench(name)
+	c := newDenseBench(name, backward)
 	run := func() {
 		if _, err := c.fwd.Do(c.fwdIn...); err != nil {
 			b.Fatal(err)

@@ -21,12 +21,37 @@ const ceChunk = 256
 // −log softmax(x·wᵀ)[target] for hidden states x [N, d], the LM head w [V, d]
 // and targets [N] (an Int vector): the LM head and the loss of SPEC §1 fused,
 // so the N×V logits never exist at once. Each row's log-sum-exp is shifted by
-// the row's own max. A target outside [0, V) is an error from the run.
+// the row's own max. A target outside [0, V) is an error from the run. The
+// value is a gorgonia scalar (*F32 or *F64).
+//
+// Eager gradients: once the graph differentiates the loss (SymDiff has been
+// called), the forward pass also forms dx and dw of the loss for an incoming
+// gradient of 1 while each chunk's logits are at hand, and keeps them in
+// the op with the backing arrays of x, w and targets it read. The backward
+// then only scales them by the incoming gradient. This saves the backward's
+// recomputation of the logits (a quarter of the op's GEMM work) and a second
+// pass of exponentials. The backward falls back to recomputing chunk by
+// chunk when it is handed other arrays or the cache was spent. A graph
+// without gradients runs the plain forward.
 func LMHeadCrossEntropy(x, w, targets *G.Node) (*G.Node, error) {
-	return G.ApplyOp(&ceOp{base{name: "LMHeadCrossEntropy", arity: 3}}, x, w, targets)
+	return G.ApplyOp(&ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: &ceCache{}}, x, w, targets)
 }
 
-type ceOp struct{ base }
+type ceOp struct {
+	base
+	cache *ceCache
+}
+
+// ceCache carries eagerly computed gradients from the forward to the
+// backward. eager is set by SymDiff at graph-build time; packed ([dx | dw]
+// for dloss = 1), x, w and targets are set by a forward and cleared by the
+// backward that consumes them. hits counts such backward passes.
+type ceCache struct {
+	eager         bool
+	packed        *tensor.Dense
+	x, w, targets any
+	hits          int
+}
 
 func (op *ceOp) Type() hm.Type { return fnType(2, 2, -1, 0) }
 
@@ -75,17 +100,31 @@ func (op *ceOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	n, d, v := x.Shape()[0], x.Shape()[1], w.Shape()[0]
 	nll := make([]float64, n)
+	c := op.cache
+	c.packed, c.x, c.w, c.targets = nil, nil, nil, nil
 	switch x.Dtype() {
 	case tensor.Float32:
-		ceRows(nll, slice[float32](x), slice[float32](w), targets, n, d, v)
+		ceForward(c, nll, slice[float32](x), slice[float32](w), targets, n, d, v)
 	case tensor.Float64:
-		ceRows(nll, slice[float64](x), slice[float64](w), targets, n, d, v)
+		ceForward(c, nll, slice[float64](x), slice[float64](w), targets, n, d, v)
 	}
 	var sum float64
 	for _, l := range nll { // row order: the same sum on any worker count
 		sum += l
 	}
 	return scalarValueOf(x.Dtype(), sum/float64(n)), nil
+}
+
+// ceForward fills nll, plus the cache's packed gradient when eager.
+func ceForward[F Float](c *ceCache, nll []float64, x, w []F, targets []int, n, d, v int) {
+	if !c.eager {
+		ceRows(nll, x, w, targets, n, d, v)
+		return
+	}
+	p := make([]F, n*d+v*d)
+	ceGradKernel(nll, p[:n*d], p[n*d:], x, w, targets, n, d, v, 1/float64(n))
+	c.packed = tensor.New(tensor.WithShape(len(p)), tensor.WithBacking(p))
+	c.x, c.w, c.targets = x, w, targets
 }
 
 // scalarValueOf returns v as gorgonia's own scalar value (*F32 or *F64), not
@@ -101,13 +140,17 @@ func scalarValueOf(dt tensor.Dtype, v float64) G.Value {
 func (op *ceOp) DiffWRT(int) []bool { return []bool{true, true, false} }
 
 func (op *ceOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	bwd := &ceBackward{base{name: "LMHeadCrossEntropyBackward", arity: 4}}
+	op.cache.eager = true
+	bwd := &ceBackward{base: base{name: "LMHeadCrossEntropyBackward", arity: 4}, cache: op.cache}
 	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], grad}, in, []bool{true, true, false})
 }
 
 // ceBackward packs [dx (N·d) | dw (V·d)] from (x, w, targets, dloss), dloss
 // being the scalar gradient of the loss.
-type ceBackward struct{ base }
+type ceBackward struct {
+	base
+	cache *ceCache
+}
 
 func (op *ceBackward) Type() hm.Type { return fnType(2, 2, -1, 0, 1) }
 
@@ -129,17 +172,45 @@ func (op *ceBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	n, d, v := x.Shape()[0], x.Shape()[1], w.Shape()[0]
-	p := newOf(x.Dtype(), n*d+v*d)
-	scale := g / float64(n)
+	c := op.cache
+	p := c.packed
+	hit := p != nil && p.Dtype() == x.Dtype() && p.Shape().TotalSize() == n*d+v*d
+	c.packed = nil // handed to gorgonia below or stale: never reused
 	switch x.Dtype() {
 	case tensor.Float32:
-		pk := slice[float32](p)
-		ceBackwardKernel(pk[:n*d], pk[n*d:], slice[float32](x), slice[float32](w), targets, n, d, v, scale)
+		p = ceBackwardOf(c, hit, p, g, slice[float32](x), slice[float32](w), targets, n, d, v)
 	case tensor.Float64:
-		pk := slice[float64](p)
-		ceBackwardKernel(pk[:n*d], pk[n*d:], slice[float64](x), slice[float64](w), targets, n, d, v, scale)
+		p = ceBackwardOf(c, hit, p, g, slice[float64](x), slice[float64](w), targets, n, d, v)
 	}
+	c.x, c.w, c.targets = nil, nil, nil
 	return p, nil
+}
+
+// ceBackwardOf returns the packed gradient for dloss = g: the cached one
+// scaled by g when the cache matches these arrays, else a recomputation.
+func ceBackwardOf[F Float](c *ceCache, hit bool, p *tensor.Dense, g float64, x, w []F, targets []int, n, d, v int) *tensor.Dense {
+	if hit && sameArray(c.x, x) && sameArray(c.w, w) && sameArray(c.targets, targets) {
+		c.hits++
+		if g != 1 {
+			pk := slice[F](p)
+			gf := F(g)
+			parallel.For(len(pk), addGrain, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					pk[i] *= gf
+				}
+			})
+		}
+		return p
+	}
+	pk := make([]F, n*d+v*d)
+	ceGradKernel(nil, pk[:n*d], pk[n*d:], x, w, targets, n, d, v, g/float64(n))
+	return tensor.New(tensor.WithShape(len(pk)), tensor.WithBacking(pk))
+}
+
+// sameArray reports whether cached (a []E or nil) is the very slice s.
+func sameArray[E float32 | float64 | int](cached any, s []E) bool {
+	c, ok := cached.([]E)
+	return ok && len(c) == len(s) && (len(s) == 0 || &c[0] == &s[0])
 }
 
 // scalarArg reads a scalar gradient: gorgonia passes *F64/*F32 for the seed
@@ -180,21 +251,71 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 }
 
 // logSumExp returns log Σ_j e^{row_j}, shifted by the row max so that no
-// exponent is positive; the sum is kept in float64.
+// exponent is positive; the sum is kept in float64. float32 rows use exp32
+// (math.Exp cost as much as the logits GEMM).
 func logSumExp[F Float](row []F) float64 {
-	m := maxOfRow(row)
-	var s float64
-	for _, z := range row {
-		s += math.Exp(float64(z - m))
+	switch r := any(row).(type) {
+	case []float32:
+		m := maxOfRow(r)
+		var s float64
+		for _, z := range r {
+			s += float64(exp32(z - m))
+		}
+		return float64(m) + math.Log(s)
+	case []float64:
+		m := maxOfRow(r)
+		var s float64
+		for _, z := range r {
+			s += math.Exp(z - m)
+		}
+		return m + math.Log(s)
 	}
-	return float64(m) + math.Log(s)
+	panic("ops: logSumExp of a non-float row")
 }
 
-// ceBackwardKernel: with p = softmax(logits) per row and scale = dloss/N,
-// dlogits = scale·(p − onehot(target)), dx = dlogits·w, dw = Σ_chunks
-// dlogitsᵀ·x_chunk. dx rows are written once per chunk; dw is accumulated
-// in chunk order by GEMMs, so the sum order is fixed.
-func ceBackwardKernel[F Float](dx, dw, x, w []F, targets []int, n, d, v int, scale float64) {
+// nllGradRow returns −log softmax(row)[t] (the same arithmetic as
+// logSumExp(row) − row[t]) and overwrites row with
+// scale·(softmax(row) − onehot(t)).
+func nllGradRow[F Float](row []F, t int, scale float64) float64 {
+	switch r := any(row).(type) {
+	case []float32:
+		m, zt := maxOfRow(r), r[t]
+		var s float64
+		for j, z := range r {
+			e := exp32(z - m)
+			r[j] = e
+			s += float64(e)
+		}
+		k := float32(scale / s)
+		for j := range r {
+			r[j] *= k
+		}
+		r[t] -= float32(scale)
+		return float64(m) + math.Log(s) - float64(zt)
+	case []float64:
+		m, zt := maxOfRow(r), r[t]
+		var s float64
+		for j, z := range r {
+			e := math.Exp(z - m)
+			r[j] = e
+			s += e
+		}
+		k := scale / s
+		for j := range r {
+			r[j] *= k
+		}
+		r[t] -= scale
+		return m + math.Log(s) - zt
+	}
+	panic("ops: nllGradRow of a non-float row")
+}
+
+// ceGradKernel: with p = softmax(logits) per row,
+// dlogits = scale·(p − onehot(target)), dx = dlogits·w and
+// dw = Σ_chunks dlogitsᵀ·x_chunk; nll (nil to skip) receives each row's
+// loss term as in ceRows. dx rows are written once per chunk; dw is
+// accumulated in chunk order by GEMMs, so the sum order is fixed.
+func ceGradKernel[F Float](nll []float64, dx, dw, x, w []F, targets []int, n, d, v int, scale float64) {
 	logits := make([]F, min(ceChunk, n)*v)
 	for c0 := 0; c0 < n; c0 += ceChunk {
 		c := min(ceChunk, n-c0)
@@ -203,19 +324,10 @@ func ceBackwardKernel[F Float](dx, dw, x, w []F, targets []int, n, d, v int, sca
 		blas.MatMul(false, true, c, v, d, xc, w, lg, false)
 		parallel.For(c, denseRowsGrain(v), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				row := lg[i*v : (i+1)*v]
-				m := maxOfRow(row)
-				var s float64
-				for j, z := range row {
-					e := math.Exp(float64(z - m))
-					row[j] = F(e)
-					s += e
+				l := nllGradRow(lg[i*v:(i+1)*v], targets[c0+i], scale)
+				if nll != nil {
+					nll[c0+i] = l
 				}
-				k := F(scale / s)
-				for j := range row {
-					row[j] *= k
-				}
-				row[targets[c0+i]] -= F(scale)
 			}
 		})
 		blas.MatMul(false, false, c, d, v, lg, w, dx[c0*d:(c0+c)*d], false)

@@ -224,3 +224,84 @@ func TestLogitsRows(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCEEagerCache runs the ops directly in float32: the eager forward gives
+// the plain forward's loss, and the backward from its cache (scaled by an
+// incoming gradient of 1.7) equals a recomputation, which is what it falls
+// back to when the cache is spent or x is another array.
+func TestCEEagerCache(t *testing.T) {
+	const n, d, v = ceChunk + 9, 6, 7
+	ins := ceInputs(9, n, d, v, 1)
+	x := toDtype(ins[0].Value, tensor.Float32)
+	w := toDtype(ins[1].Value, tensor.Float32)
+	tg := ins[2].Value
+	dloss := G.NewF32(1.7)
+	plain := &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: &ceCache{}}
+	eager := &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: &ceCache{eager: true}}
+	bwd := &ceBackward{base: base{name: "LMHeadCrossEntropyBackward", arity: 4}, cache: eager.cache}
+	lp, err := plain.Do(x, w, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le, err := eager.Do(x, w, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lp.Data() != le.Data() {
+		t.Errorf("eager loss %v, plain loss %v", le.Data(), lp.Data())
+	}
+	backward := func(name string, xv *tensor.Dense) []float64 {
+		t.Helper()
+		p, err := bwd.Do(xv, w, tg, dloss)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return widenData(p.Data())
+	}
+	cached := backward("cached", x)
+	if eager.cache.hits != 1 {
+		t.Errorf("%d cache hits after forward+backward, want 1", eager.cache.hits)
+	}
+	spent := backward("spent", x)
+	if _, err := eager.Do(x, w, tg); err != nil {
+		t.Fatal(err)
+	}
+	other := backward("other x", x.Clone().(*tensor.Dense))
+	if eager.cache.hits != 1 {
+		t.Errorf("%d cache hits after two misses, want 1", eager.cache.hits)
+	}
+	if err := float32Tol.CheckSlice("spent cache", spent, cached); err != nil {
+		t.Error(err)
+	}
+	if err := float32Tol.CheckSlice("other x", other, cached); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCECacheInGraph checks that Grad switches the op to eager gradients and
+// that a TapeMachine's backward finds them on every step.
+func TestCECacheInGraph(t *testing.T) {
+	ins := ceInputs(10, 5, 6, 7, 1)
+	g := G.NewGraph()
+	x := G.NewMatrix(g, tensor.Float32, G.WithShape(5, 6), G.WithName("x"), G.WithValue(toDtype(ins[0].Value, tensor.Float32)))
+	w := G.NewMatrix(g, tensor.Float32, G.WithShape(7, 6), G.WithName("w"), G.WithValue(toDtype(ins[1].Value, tensor.Float32)))
+	tg := G.NewVector(g, tensor.Int, G.WithShape(5), G.WithName("targets"), G.WithValue(ins[2].Value))
+	l, err := LMHeadCrossEntropy(x, w, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := G.Grad(l, x, w); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	for step := 1; step <= 3; step++ {
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		if hits := l.Op().(*ceOp).cache.hits; hits != step {
+			t.Fatalf("after step %d: %d cache hits, want %d", step, hits, step)
+		}
+	}
+}
