@@ -119,8 +119,8 @@ func newDenseBench(name string, backward bool) denseBench {
 		x, w, t := benchRand(r, 1, n, d), benchRand(r, 0.06, v, d), benchIDs(r, n, v)
 		cache := &ceCache{eager: backward}
 		return denseBench{
-			fwd: &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: cache},
-			bwd: &ceBackward{base: base{name: "LMHeadCrossEntropyBackward", arity: 4}, cache: cache},
+			fwd:   &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: cache},
+			bwd:   &ceBackward{base: base{name: "LMHeadCrossEntropyBackward", arity: 4}, cache: cache},
 			fwdIn: []G.Value{x, w, t}, bwdIn: []G.Value{x, w, t, G.NewF32(1)},
 			fwdWork: 2 * n * d * v, bwdWork: 4 * n * d * v, unit: "GFLOP/s",
 		}
