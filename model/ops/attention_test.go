@@ -45,12 +45,16 @@ func runForward(t testing.TB, c attnCase, q, k, v *tensor.Dense) *tensor.Dense {
 	return y.(*tensor.Dense)
 }
 
-// runBackward returns the packed [dq | dk | dv] for upstream gradient dy.
+// backwardOf is the backward op SymDiff builds for op, sharing its P cache.
+func backwardOf(op *attentionOp) *attentionBackward {
+	return &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope, probs: op.probs}
+}
+
+// runBackward returns the packed [dq | dk | dv] for upstream gradient dy,
+// recomputing P (a fresh op has no cached forward).
 func runBackward(t testing.TB, c attnCase, q, k, v, dy *tensor.Dense) *tensor.Dense {
 	t.Helper()
-	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
-	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope}
-	p, err := bwd.Do(q, k, v, dy)
+	p, err := backwardOf(newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)).Do(q, k, v, dy)
 	if err != nil {
 		t.Fatalf("backward: %v", err)
 	}
@@ -326,15 +330,14 @@ func TestAttentionShapeErrors(t *testing.T) {
 
 // Benchmarks at a d=256 model's attention: B=8, T=256, H=4, dh=64, float32.
 // GFLOP/s counts the causal half of each T×T×dh product (T²·dh·2/2 per
-// product per head): 2 products forward, 4 more backward; the backward's
-// recompute of q'k'ᵀ is overhead and not counted.
+// product per head): 2 products forward, 4 more backward.
 func benchmarkAttention(b *testing.B, backward bool) {
 	c := attnCase{"bench", 8, 256, 4, 64, 10000, 1}
 	q, k, v := attnInputs(11, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(12, 12)), 1, c.b*c.t, c.h*c.dh)
 	q32, k32, v32, dy32 := toF32(q), toF32(k), toF32(v), toF32(dy)
 	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
-	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope}
+	bwd := backwardOf(op) // uses the P cached by op.Do, as in training
 	products := 2.0
 	if backward {
 		products = 6
@@ -398,5 +401,50 @@ func TestAttentionDeterministic(t *testing.T) {
 	}
 	if err := (tol.Tol{}).CheckSlice("1 vs 3 workers", runs[1], runs[0]); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAttentionCachedProbs checks that the backward gives the same bits with
+// the forward's cached P as with a recomputed one, and that the cache is used
+// only once: after q is rewritten in place, a second backward must recompute.
+func TestAttentionCachedProbs(t *testing.T) {
+	c := attnCase{"cache", 2, 70, 2, 8, 10000, 1}
+	q, k, v := attnInputs(15, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(16, 16)), 1, c.b*c.t, c.h*c.dh)
+	for _, f32 := range []bool{false, true} {
+		qq, kk, vv, gg := q.Clone().(*tensor.Dense), k, v, dy
+		if f32 {
+			qq, kk, vv, gg = toF32(q), toF32(k), toF32(v), toF32(dy)
+		}
+		op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+		if _, err := op.Do(qq, kk, vv); err != nil {
+			t.Fatal(err)
+		}
+		bwd := backwardOf(op)
+		got, err := bwd.Do(qq, kk, vv, gg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op.probs.filled {
+			t.Errorf("f32=%v: cache still marked filled after the backward used it", f32)
+		}
+		want := runBackward(t, c, qq, kk, vv, gg)
+		if err := (tol.Tol{}).CheckSlice("cached vs recomputed", asF64(got.(*tensor.Dense)), asF64(want)); err != nil {
+			t.Errorf("f32=%v: %v", f32, err)
+		}
+		switch d := qq.Data().(type) {
+		case []float32:
+			d[3] += 0.5
+		case []float64:
+			d[3] += 0.5
+		}
+		got2, err := bwd.Do(qq, kk, vv, gg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want2 := runBackward(t, c, qq, kk, vv, gg)
+		if err := (tol.Tol{}).CheckSlice("second backward after q changed", asF64(got2.(*tensor.Dense)), asF64(want2)); err != nil {
+			t.Errorf("f32=%v: %v", f32, err)
+		}
 	}
 }
