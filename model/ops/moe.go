@@ -455,6 +455,7 @@ type expertCache struct {
 	route Routing
 	act   any // *expertAct[F]
 	valid bool
+	hits  int // backward passes served from the cache (for tests)
 }
 
 type inputID struct {
@@ -502,6 +503,7 @@ func (c *expertCache) load(in []*tensor.Dense) (Routing, any) {
 			return Routing{}, nil
 		}
 	}
+	c.hits++
 	return c.route, c.act
 }
 

@@ -192,6 +192,22 @@ func runOp(t *testing.T, ins []*tensor.Dense, withGrads bool, build func(in []*G
 	return res, grads
 }
 
+// TestMoECacheHitInGraph checks that in a real TapeMachine run the backward
+// pass finds the forward's activations (the cache is what makes the
+// backward cheap; a silent miss would only cost time).
+func TestMoECacheHitInGraph(t *testing.T) {
+	c := moeCases[2]
+	var y *G.Node
+	runOp(t, c.inputs(70), true, func(in []*G.Node) (*G.Node, error) {
+		var err error
+		y, err = MoE(in[0], in[1], in[2], in[3], in[4], c.k, c.renorm)
+		return y, err
+	})
+	if hits := y.Op().(*moeOp).cache.hits; hits != 1 {
+		t.Errorf("backward cache hits = %d, want 1", hits)
+	}
+}
+
 func buildMoE(k int, renorm bool, rec *RouteRecord) func(in []*G.Node) (*G.Node, error) {
 	return func(in []*G.Node) (*G.Node, error) {
 		return MoEWithRecord(in[0], in[1], in[2], in[3], in[4], k, renorm, rec)
