@@ -459,3 +459,77 @@ func TestEncodeConcurrent(t *testing.T) {
 		t.Fatalf("concurrent Encode of %q differs", s[:min(len(s), 40)])
 	}
 }
+
+// TestTrainMatchesNaive checks the incremental pair counting against a
+// reference that recounts every pair from scratch before each merge.
+func TestTrainMatchesNaive(t *testing.T) {
+	t.Parallel()
+	texts := []string{proseText, codeText, whitespaceText, unicodeText, syntheticText(8000, 2)}
+	const merges = 300
+	tok, err := Train(sliceSource(texts), 256+merges+1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Reference: words as byte-string pieces, naive recount each step.
+	counts := map[string]int{}
+	for _, s := range texts {
+		splitWords(s, func(w string) { counts[w]++ })
+	}
+	type word struct {
+		parts []string
+		n     int
+	}
+	var words []word
+	for w, n := range counts {
+		var parts []string
+		for i := 0; i < len(w); i++ {
+			parts = append(parts, w[i:i+1])
+		}
+		words = append(words, word{parts, n})
+	}
+	var want []string
+	for len(want) < merges {
+		pc := map[[2]string]int{}
+		for _, w := range words {
+			for i := 0; i+1 < len(w.parts); i++ {
+				pc[[2]string{w.parts[i], w.parts[i+1]}] += w.n
+			}
+		}
+		var best [2]string
+		bestN := 0
+		for p, n := range pc {
+			if n > bestN || (n == bestN && (p[0] < best[0] || (p[0] == best[0] && p[1] < best[1]))) {
+				best, bestN = p, n
+			}
+		}
+		if bestN == 0 {
+			break
+		}
+		want = append(want, best[0]+"\x00"+best[1])
+		for wi, w := range words {
+			var out []string
+			for i := 0; i < len(w.parts); i++ {
+				if i+1 < len(w.parts) && w.parts[i] == best[0] && w.parts[i+1] == best[1] {
+					out = append(out, best[0]+best[1])
+					i++
+				} else {
+					out = append(out, w.parts[i])
+				}
+			}
+			words[wi].parts = out
+		}
+	}
+	var got []string
+	for _, m := range tok.merges {
+		got = append(got, string(tok.TokenBytes(int(m.left)))+"\x00"+string(tok.TokenBytes(int(m.right))))
+	}
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("merge %d: got %q, want %q", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("got %d merges, want %d", len(got), len(want))
+	}
+}

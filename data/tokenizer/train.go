@@ -13,8 +13,8 @@ import (
 // Train learns a byte-level BPE vocabulary of vocabSize entries (256 byte
 // tokens, then merged tokens, then the specials) from the texts produced by
 // next, which returns io.EOF after the last text. It is deterministic: the
-// same texts give a byte-identical Marshal, whatever their chunking into
-// calls of next (as long as no pre-token straddles two texts).
+// same texts, in any order, give a byte-identical Marshal (see the package
+// doc for the tie-break). Pre-tokens never span two texts.
 //
 // specials are added tokens; "<|endoftext|>" is always the first of them
 // (added if missing). Occurrences of specials in the texts are cut out
