@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/internal/tol"
 )
 
@@ -168,5 +169,53 @@ func TestLinearShapeError(t *testing.T) {
 	w := G.NewMatrix(g, tensor.Float64, G.WithShape(4, 5), G.WithName("w"))
 	if _, err := Linear(x, w); err == nil {
 		t.Error("Linear accepted x [5 6] with w [4 5]")
+	}
+}
+
+// TestDenseOpsDeterministic runs every op of this file set in float32, with
+// inputs large enough to be split across workers, on 1 and on 3 workers: the
+// outputs and gradients must agree bit for bit.
+func TestDenseOpsDeterministic(t *testing.T) {
+	defer func(w int) { parallel.Workers = w }(parallel.Workers)
+	r := rand.New(rand.NewPCG(30, 31))
+	ids := func(n, v int) *tensor.Dense {
+		d := make([]int, n)
+		for i := range d {
+			d[i] = r.IntN(v)
+		}
+		return intIDs(d...)
+	}
+	in := func(name string, v *tensor.Dense, diff bool) gradcheck.Input {
+		return gradcheck.Input{Name: name, Value: v, Diff: diff}
+	}
+	cases := []struct {
+		name  string
+		ins   []gradcheck.Input
+		build gradcheck.Builder
+	}{
+		{"Linear", []gradcheck.Input{in("x", gradcheck.Rand(r, 1, 300, 16), true), in("w", gradcheck.Rand(r, 1, 24, 16), true)}, buildLinear},
+		{"SwiGLU", []gradcheck.Input{in("x", gradcheck.Rand(r, 1, 200, 16), true), in("wg", gradcheck.Rand(r, 1, 128, 16), true),
+			in("wu", gradcheck.Rand(r, 1, 128, 16), true), in("wd", gradcheck.Rand(r, 1, 16, 128), true)}, buildSwiGLU},
+		{"Embed", []gradcheck.Input{in("ids", ids(3000, 50), false), in("table", gradcheck.Rand(r, 1, 50, 16), true)}, buildEmbed},
+		{"Add", []gradcheck.Input{in("a", gradcheck.Rand(r, 1, 3*addGrain+5), true), in("b", gradcheck.Rand(r, 1, 3*addGrain+5), true)}, buildAdd},
+		{"Softmax", []gradcheck.Input{in("x", gradcheck.Rand(r, 3, 500, 63), true)}, buildSoftmax},
+		{"CrossEntropy", []gradcheck.Input{in("x", gradcheck.Rand(r, 1, ceChunk+200, 8), true), in("w", gradcheck.Rand(r, 1, 200, 8), true),
+			in("targets", ids(ceChunk+200, 200), false)}, buildCE},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var runs [][]float64
+			for _, w := range []int{1, 3} {
+				parallel.Workers = w
+				out, grads := runOpGraph(t, tensor.Float32, c.ins, c.build)
+				for _, in := range c.ins {
+					out = append(out, grads[in.Name]...)
+				}
+				runs = append(runs, out)
+			}
+			if err := (tol.Tol{}).CheckSlice("1 vs 3 workers", runs[1], runs[0]); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
