@@ -273,6 +273,9 @@ func Parse(data []byte) (*Tokenizer, error) {
 		if id < 0 || id >= maxVocab {
 			return nil, fmt.Errorf("parse tokenizer.json: added token %q has id %d out of range", a.Content, id)
 		}
+		if vid, ok := m.Vocab[a.Content]; ok && vid != id {
+			return nil, fmt.Errorf("parse tokenizer.json: added token %q has id %d, but %d in the vocab", a.Content, id, vid)
+		}
 		if s, ok := spellOf[id]; ok && s != a.Content {
 			return nil, fmt.Errorf("parse tokenizer.json: added token %q has the id %d of %q", a.Content, id, s)
 		}

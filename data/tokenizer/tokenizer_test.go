@@ -387,6 +387,7 @@ func TestErrors(t *testing.T) {
 		{"bad merge", mutate(`"merges": [`, `"merges": ["a b c", `)},
 		{"merge result missing", mutate(`"merges": [`, `"merges": ["Ā Ā", `)},
 		{"vocab not an object", mutate(`"vocab": {`, `"vocab": [], "x": {`)},
+		{"added id differs from vocab", mutate(`"id": 1022,`, `"id": 1024,`)},
 	}
 	for _, tc := range parseCases {
 		if _, err := Parse(tc.data); err == nil {
