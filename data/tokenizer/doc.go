@@ -43,8 +43,10 @@
 //     run before a word is one pre-token ("\n\n" + "foo", HF: "\n" + "\n" +
 //     "foo"), and \s is ASCII only (U+00A0, \v count as punctuation).
 //   - Among candidate merges of equal rank in one pre-token (overlapping
-//     pairs in runs like "     " or "====") sugarme's heap, not leftmost
+//     pairs in runs of spaces, tabs or "=") sugarme's heap, not leftmost
 //     order, decides which goes first.
+//   - Invalid UTF-8 bytes are kept as their own byte tokens here (so
+//     Decode(Encode(s)) == s for any s); sugarme turns them into U+FFFD.
 //   - sugarme splits the text at added tokens but then drops them from its
 //     output (its PreTokenizedString.Normalize keeps only splits without
 //     tokens): Encode("a<|endoftext|>b") is [a, EOS, b] here and [a, b]
