@@ -45,6 +45,7 @@ type Graph struct {
 	// layer's op fills on every forward pass.
 	Routes  []*ops.RouteRecord
 	RouteOf []int // layer index of each entry of Routes
+	probs   []*G.Node // router probabilities per entry of Routes (nil: hash layer)
 	idsBuf  []int
 	tgtBuf  []int
 }
@@ -118,9 +119,11 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 			gr.Routes = append(gr.Routes, rec)
 			gr.RouteOf = append(gr.RouteOf, l)
 			if c.FFN == configs.FFNHash {
+				gr.probs = append(gr.probs, nil)
 				f = must(ops.HashMoEWithRecord(u, gr.ids, w(pre+"mlp.hash_table"), eg, eu, ed, rec))
 			} else {
 				probs := must(ops.Softmax(must(ops.Linear(u, w(pre+"mlp.gate.weight")))))
+				gr.probs = append(gr.probs, probs)
 				f = must(ops.MoEWithRecord(u, probs, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
 				if a := c.Balance.ExpertAlpha; a > 0 {
 					b := must(ops.ExpertBalance(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence))
@@ -232,6 +235,16 @@ func (gr *Graph) Grad(i int) (*tensor.Dense, error) {
 		return nil, fmt.Errorf("model: gradient of %s is %T", gr.m.Layout[i].Name, v)
 	}
 	return t, nil
+}
+
+// RouterProbs returns the router's softmax [N, E] of MoE layer entry j of
+// Routes in the last Run, or nil for a hash layer.
+func (gr *Graph) RouterProbs(j int) *tensor.Dense {
+	if gr.probs[j] == nil {
+		return nil
+	}
+	t, _ := gr.probs[j].Value().(*tensor.Dense)
+	return t
 }
 
 // Logits returns the [N, V] logits of the last Run (GraphOptions.Logits).

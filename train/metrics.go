@@ -1,0 +1,150 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/moetrain/moetrain/model/ops"
+)
+
+// Metrics is one line of metrics.jsonl. Train lines carry the loss fields;
+// eval lines carry Task, Metric and Value (one line per task metric).
+type Metrics struct {
+	Kind       string             `json:"kind"` // "train" or "eval"
+	Tokens     int64              `json:"tokens"`
+	Step       int64              `json:"step"`
+	LR         float64            `json:"lr,omitempty"`
+	Loss       float64            `json:"loss,omitempty"`
+	Balance    map[string]float64 `json:"balance,omitempty"` // "layer<i>.expert" / "layer<i>.device"
+	GradNorm   float64            `json:"grad_norm,omitempty"`
+	TokensPerS float64            `json:"tokens_per_s,omitempty"`
+	MFU        float64            `json:"mfu,omitempty"`
+	MoE        []LayerStats       `json:"moe,omitempty"`
+	Task       string             `json:"task,omitempty"`
+	Metric     string             `json:"metric,omitempty"`
+	Value      *float64           `json:"value,omitempty"`
+	Elapsed    float64            `json:"elapsed_s,omitempty"`
+}
+
+// LayerStats summarises one MoE layer's routing over the last step.
+type LayerStats struct {
+	Layer int `json:"layer"`
+	// LoadMaxOverMean is the busiest expert's (token, slot) count over the mean.
+	LoadMaxOverMean float64 `json:"load_max_over_mean"`
+	// DeadShare is the fraction of routed experts that received no token.
+	DeadShare float64 `json:"dead_share"`
+	// RouterEntropy is the mean entropy (nats) of the router's softmax per
+	// token; ln E is uniform. Zero for hash layers (no router).
+	RouterEntropy float64 `json:"router_entropy"`
+}
+
+func layerStats(layer int, rec *ops.RouteRecord, entropy float64) LayerStats {
+	s := LayerStats{Layer: layer, RouterEntropy: entropy}
+	if rec == nil || rec.E == 0 {
+		return s
+	}
+	var mx, sum, dead int
+	for _, l := range rec.Load {
+		sum += l
+		if l > mx {
+			mx = l
+		}
+		if l == 0 {
+			dead++
+		}
+	}
+	if sum > 0 {
+		s.LoadMaxOverMean = float64(mx) / (float64(sum) / float64(rec.E))
+	}
+	s.DeadShare = float64(dead) / float64(rec.E)
+	return s
+}
+
+// rowEntropy returns the mean entropy of the rows of probs [n, e].
+func rowEntropy[F float32 | float64](probs []F, n, e int) float64 {
+	if n == 0 {
+		return 0
+	}
+	var total float64
+	for i := 0; i < n; i++ {
+		for _, p := range probs[i*e : (i+1)*e] {
+			if p > 0 {
+				total -= float64(p) * math.Log(float64(p))
+			}
+		}
+	}
+	return total / float64(n)
+}
+
+// metricsFile appends JSON lines to RUN/metrics.jsonl.
+type metricsFile struct {
+	f *os.File
+}
+
+// openMetrics opens the metrics file for appending, first dropping every
+// line past the resumed token count: those steps are trained again, and the
+// file must read as if the run had never stopped.
+func openMetrics(path string, keepUpTo int64) (*metricsFile, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	var kept bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var m struct {
+			Tokens int64 `json:"tokens"`
+		}
+		if json.Unmarshal(sc.Bytes(), &m) != nil || m.Tokens > keepUpTo {
+			continue
+		}
+		kept.Write(sc.Bytes())
+		kept.WriteByte('\n')
+	}
+	if kept.Len() != len(raw) {
+		if err := os.WriteFile(path, kept.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("rewrite metrics: %w", err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open metrics: %w", err)
+	}
+	return &metricsFile{f: f}, nil
+}
+
+func (m *metricsFile) write(x Metrics) error {
+	raw, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	_, err = m.f.Write(append(raw, '\n'))
+	return err
+}
+
+func (m *metricsFile) Close() error { return m.f.Close() }
+
+// ReadMetrics reads every line of a run's metrics.jsonl.
+func ReadMetrics(path string) ([]Metrics, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	var out []Metrics
+	for i, line := range bytes.Split(raw, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m Metrics
+		if err := json.Unmarshal(line, &m); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}

@@ -1,0 +1,569 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/checkpoints"
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/optim"
+)
+
+// ErrConfigChanged is wrapped by Run when a resume's config differs from
+// the run's in keys that are not safe to change.
+var ErrConfigChanged = errors.New("train: config differs from the run's")
+
+// ErrMemory is wrapped by Run when the model cannot fit in memory.
+var ErrMemory = errors.New("train: not enough memory")
+
+// Options configure one invocation of Run.
+type Options struct {
+	Config configs.Config
+	RunDir string
+	// Out receives the human-readable log (and train.log gets a copy).
+	Out io.Writer
+	// Live shows a progress bar on Out instead of periodic plain lines.
+	Live bool
+	// Stop, when non-nil, is polled at every step boundary: when it returns
+	// true the run saves a checkpoint and returns with Summary.Interrupted.
+	Stop func() bool
+	// AvailableMemory overrides the memory the guard compares against (tests).
+	AvailableMemory int64
+	// ResumeCommand is printed when the run is interrupted.
+	ResumeCommand string
+}
+
+// Summary is what a run reports at its end.
+type Summary struct {
+	Tokens      int64   `json:"tokens"`
+	Steps       int64   `json:"steps"`
+	TrainLoss   float64 `json:"train_loss"`
+	ValLoss     float64 `json:"val_loss"`
+	ValBPB      float64 `json:"val_bits_per_byte"`
+	Total       int64   `json:"total_params"`
+	Activated   int64   `json:"activated_params"`
+	TokensPerS  float64 `json:"tokens_per_s"`
+	MFU         float64 `json:"mfu"`
+	Checkpoint  string  `json:"checkpoint"`
+	Interrupted bool    `json:"interrupted"`
+	Resumed     bool    `json:"resumed"`
+}
+
+// trainer holds one run's live state.
+type trainer struct {
+	opt     Options
+	cfg     configs.Config
+	out     io.Writer
+	logFile *os.File
+	m       *model.Model
+	g       *model.Graph
+	params  []optim.Param
+	adam    *optim.AdamW
+	sched   optim.Schedule
+	stream  *data.Stream
+	metrics *metricsFile
+	eval    *evaluator
+	state   State
+	peak    float64 // GFLOP/s
+	fpt     float64 // FLOPs per token
+	kernel  string
+	started time.Time
+	prog    progress
+}
+
+func (t *trainer) logf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if t.prog != nil {
+		t.prog.println(line)
+	} else {
+		fmt.Fprintln(t.out, line)
+	}
+	if t.logFile != nil {
+		fmt.Fprintf(t.logFile, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
+	}
+}
+
+// Run trains to cfg.Train.Tokens, resuming from the newest valid checkpoint
+// in RunDir when there is one.
+func Run(ctx context.Context, opt Options) (sum Summary, err error) {
+	t := &trainer{opt: opt, cfg: opt.Config, out: opt.Out, started: time.Now()}
+	if t.out == nil {
+		t.out = io.Discard
+	}
+	if err := t.cfg.Validate(); err != nil {
+		return sum, err
+	}
+	// The schedule's horizon is fixed at launch, so raising train.tokens on
+	// a resume extends the run without changing its learning rates.
+	if t.cfg.Schedule.TotalTokens == 0 {
+		t.cfg.Schedule.TotalTokens = t.cfg.Train.Tokens
+	}
+	if err := os.MkdirAll(filepath.Join(opt.RunDir, "checkpoints"), 0o755); err != nil {
+		return sum, fmt.Errorf("create run directory: %w", err)
+	}
+	t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return sum, fmt.Errorf("open train.log: %w", err)
+	}
+	defer t.logFile.Close()
+	if err := t.checkConfig(); err != nil {
+		return sum, err
+	}
+	if err := t.setup(); err != nil {
+		return sum, err
+	}
+	defer t.close()
+	return t.loop(ctx)
+}
+
+// checkConfig compares the config with the run's stored one (a resume) or
+// stores it (a new run).
+func (t *trainer) checkConfig() error {
+	path := filepath.Join(t.opt.RunDir, "config.yaml")
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		stored, err := configs.Parse(raw, nil)
+		if err != nil {
+			return fmt.Errorf("read the run's config %s: %w", path, err)
+		}
+		if stored.Schedule.TotalTokens == 0 {
+			stored.Schedule.TotalTokens = stored.Train.Tokens
+		}
+		// The schedule's horizon is the launch's, whatever train.tokens says now.
+		if t.opt.Config.Schedule.TotalTokens == 0 {
+			t.cfg.Schedule.TotalTokens = stored.Schedule.TotalTokens
+		}
+		if diff := changedKeys(stored, t.cfg); len(diff) > 0 {
+			return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens and train.non_finite may change on resume):\n  %s\nStart a new run directory to change them.",
+				ErrConfigChanged, t.opt.RunDir, strings.Join(diff, "\n  "))
+		}
+		// Keep the stored file: it is the launch's record.
+		return nil
+	case os.IsNotExist(err):
+		return writeFileAtomic(path, []byte(t.cfg.YAML()))
+	default:
+		return fmt.Errorf("read the run's config: %w", err)
+	}
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (t *trainer) setup() error {
+	c := t.cfg
+	// Guard: refuse before allocating a model that cannot fit.
+	mem := model.EstimateMemory(c.Model, c.Train.MicroBatch(), c.Train.SeqLen)
+	avail := t.opt.AvailableMemory
+	if avail == 0 {
+		avail = availableMemory()
+	}
+	if avail > 0 && mem.Total > avail {
+		return fmt.Errorf("%w: the model needs about %s (weights %s, gradients %s, AdamW %s, activations %s at micro-batch %d × %d) but %s is available; lower train.micro_batch_size or train.seq_len, or pick a smaller model",
+			ErrMemory, human(mem.Total), human(mem.Weights), human(mem.Gradients), human(mem.Optimizer), human(mem.Activations),
+			c.Train.MicroBatch(), c.Train.SeqLen, human(avail))
+	}
+	info, err := blas.Init()
+	if err != nil {
+		return fmt.Errorf("load BLAS: %w", err)
+	}
+	t.kernel = info.Kernel
+	t.logf("moetrain: run %s", t.opt.RunDir)
+	t.logf("BLAS: %s", info)
+	t.peak = blas.PeakGFLOPS()
+	t.logf("sgemm peak (best of 5 × 2048³): %.1f GFLOP/s", t.peak)
+	t.logf("resolved config:\n%s", indent(c.YAML()))
+
+	// Data first: a wrong dataset should fail before the model is allocated.
+	t.m, err = model.New(c.Model, tensor.Float32)
+	if err != nil {
+		return err
+	}
+	counts := model.Count(c.Model)
+	t.fpt = model.FLOPsPerToken(c.Model, c.Train.SeqLen)
+	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", commas(counts.Total), commas(counts.Activated), t.fpt, human(mem.Total))
+
+	// Resume from the newest valid checkpoint.
+	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
+	for _, w := range warnings {
+		t.logf("warning: %s", w)
+	}
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	t.state = State{Version: stateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
+	var optState *optim.State
+	if ck != nil {
+		var st State
+		if err := jsonUnmarshal(ck.State, &st); err != nil {
+			return fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
+		}
+		if st.Version != stateVersion {
+			return fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
+		}
+		if err := loadModelTensors(t.m, ck.Model); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		optState = &os
+		if st.Kernel != t.kernel || st.Threads != runtime.GOMAXPROCS(0) {
+			t.logf("warning: the checkpoint was written with BLAS %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
+				st.Kernel, st.Threads, t.kernel, runtime.GOMAXPROCS(0))
+		}
+		st.Config, st.Kernel, st.Threads = t.cfg, t.kernel, runtime.GOMAXPROCS(0)
+		t.state = st
+		t.logf("resumed from %s at %s tokens (step %d)", dir, commas(st.Tokens), st.Step)
+	}
+
+	t.stream, err = data.Open(data.StreamConfig{Dir: c.Data.Path, Split: "train", SeqLen: c.Train.SeqLen,
+		Batch: c.Train.MicroBatch(), Seed: c.Data.Seed, Weights: c.Data.Weights, Vocab: c.Model.VocabSize}, t.state.Cursor)
+	if err != nil {
+		return fmt.Errorf("open training data (data.path %s): %w", c.Data.Path, err)
+	}
+	t.g, err = t.m.Build(model.GraphOptions{Batch: c.Train.MicroBatch(), Seq: c.Train.SeqLen, Backward: true})
+	if err != nil {
+		return err
+	}
+	for i, p := range t.m.Layout {
+		if p.Int {
+			continue
+		}
+		d := t.m.Values[i].Data().([]float32)
+		t.params = append(t.params, optim.Param{Name: p.Name, Data: d, Grad: make([]float32, len(d)), Decay: p.Decay})
+	}
+	t.adam, err = optim.NewAdamW(optim.AdamWConfig{Beta1: c.Optim.Beta1, Beta2: c.Optim.Beta2, Eps: c.Optim.Eps, WeightDecay: c.Optim.WeightDecay}, t.params)
+	if err != nil {
+		return err
+	}
+	if optState != nil {
+		if err := t.adam.SetState(*optState); err != nil {
+			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
+		}
+	}
+	t.sched = optim.Schedule{Kind: c.Schedule.Kind, MaxLR: c.Schedule.MaxLR, WarmupTokens: c.Schedule.WarmupTokens,
+		TotalTokens: c.Schedule.TotalTokens, MinLRRatio: c.Schedule.MinLRRatio}
+	if err := t.sched.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
+	}
+	t.metrics, err = openMetrics(filepath.Join(t.opt.RunDir, "metrics.jsonl"), t.state.Tokens)
+	if err != nil {
+		return err
+	}
+	if c.Eval.EveryTokens > 0 || true {
+		t.eval, err = newEvaluator(t.m, c)
+		if err != nil {
+			t.logf("warning: no held-out evaluation: %v", err)
+			t.eval = nil
+		}
+	}
+	return nil
+}
+
+func (t *trainer) close() {
+	if t.prog != nil {
+		t.prog.finish()
+	}
+	if t.stream != nil {
+		t.stream.Close()
+	}
+	if t.g != nil {
+		t.g.Close()
+	}
+	if t.eval != nil {
+		t.eval.close()
+	}
+	if t.metrics != nil {
+		t.metrics.Close()
+	}
+}
+
+// loop runs steps until the budget is reached or Stop says so.
+func (t *trainer) loop(ctx context.Context) (Summary, error) {
+	c := t.cfg
+	micro := c.Train.BatchSize / c.Train.MicroBatch()
+	stepTokens := int64(c.Train.BatchSize) * int64(c.Train.SeqLen)
+	counts := model.Count(c.Model)
+	sum := Summary{Total: counts.Total, Activated: counts.Activated, Resumed: t.state.Tokens > 0}
+	lastCkpt := t.state.Tokens
+	if t.opt.Live {
+		t.prog = newBar(t.out, c.Train.Tokens, t.state.Tokens)
+	}
+	var (
+		logLoss   float64
+		logSteps  int
+		lastLog   = time.Now()
+		logTokens = t.state.Tokens
+		trainTime time.Duration
+		trained   int64
+	)
+	lastEval := t.state.Tokens
+	for t.state.Tokens < c.Train.Tokens {
+		if t.opt.Stop != nil && t.opt.Stop() || ctx.Err() != nil {
+			dir, err := t.save()
+			if err != nil {
+				return sum, err
+			}
+			sum.Interrupted, sum.Checkpoint = true, dir
+			t.logf("interrupted: saved %s at %s tokens", dir, commas(t.state.Tokens))
+			if t.opt.ResumeCommand != "" {
+				t.logf("resume with: %s", t.opt.ResumeCommand)
+			}
+			return t.finish(sum, trained, trainTime), nil
+		}
+		t0 := time.Now()
+		loss, balance, finite, err := t.step(micro)
+		if err != nil {
+			return sum, err
+		}
+		lr := t.sched.LR(t.state.Tokens + stepTokens)
+		var norm float64
+		if finite {
+			norm = optim.ClipGlobalNorm(t.params, c.Optim.Clip)
+			finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
+		}
+		if !finite {
+			if c.Train.NonFinite == "stop" {
+				return sum, fmt.Errorf("step %d (%s tokens): non-finite loss (%g) or gradient norm (%g); the weights were not updated, the last checkpoint is in %s. Lower schedule.max_lr, or set train.non_finite: skip to skip such steps",
+					t.state.Step+1, commas(t.state.Tokens), loss, norm, filepath.Join(t.opt.RunDir, "checkpoints"))
+			}
+			t.state.SkippedSteps++
+			t.logf("warning: step %d skipped: non-finite loss (%g) or gradient norm (%g)", t.state.Step+1, loss, norm)
+		} else if err := t.adam.Step(t.params, lr); err != nil {
+			return sum, err
+		}
+		t.state.Step++
+		t.state.Tokens += stepTokens
+		t.state.OptimizerStep = t.adam.Steps()
+		trainTime += time.Since(t0)
+		trained += stepTokens
+		logLoss += loss
+		logSteps++
+		sum.TrainLoss = loss
+		if t.prog != nil {
+			t.prog.update(t.state.Tokens, float64(trained)/trainTime.Seconds(), loss)
+		}
+		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
+			tps := float64(t.state.Tokens-logTokens) / time.Since(lastLog).Seconds()
+			mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
+				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: balance, MoE: t.routeStats(),
+				Elapsed: time.Since(t.started).Seconds()}
+			if err := t.metrics.write(mt); err != nil {
+				return sum, fmt.Errorf("write metrics: %w", err)
+			}
+			if t.prog == nil {
+				t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%",
+					commas(t.state.Tokens), commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU)
+			}
+			logLoss, logSteps, lastLog, logTokens = 0, 0, time.Now(), t.state.Tokens
+		}
+		if t.eval != nil && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
+			lastEval = t.state.Tokens
+			if _, err := t.evaluate(); err != nil {
+				return sum, err
+			}
+		}
+		if c.Checkpoint.EveryTokens > 0 && t.state.Tokens-lastCkpt >= c.Checkpoint.EveryTokens && t.state.Tokens < c.Train.Tokens {
+			if _, err := t.save(); err != nil {
+				return sum, err
+			}
+			lastCkpt = t.state.Tokens
+		}
+	}
+	dir, err := t.save()
+	if err != nil {
+		return sum, err
+	}
+	sum.Checkpoint = dir
+	if t.eval != nil {
+		ev, err := t.evaluate()
+		if err != nil {
+			return sum, err
+		}
+		sum.ValLoss, sum.ValBPB = ev.Loss, ev.BPB
+	}
+	return t.finish(sum, trained, trainTime), nil
+}
+
+func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {
+	sum.Tokens, sum.Steps = t.state.Tokens, t.state.Step
+	if d > 0 {
+		sum.TokensPerS = float64(trained) / d.Seconds()
+		sum.MFU = sum.TokensPerS * t.fpt / (t.peak * 1e9)
+	}
+	if t.prog != nil {
+		t.prog.finish()
+		t.prog = nil
+	}
+	return sum
+}
+
+// step runs the micro-batches of one optimizer step and leaves their mean
+// gradient in t.params' Grad slices. It reports whether the loss is finite.
+func (t *trainer) step(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
+	scale := float32(1) / float32(micro)
+	balance = map[string]float64{}
+	for mb := 0; mb < micro; mb++ {
+		b, err := t.stream.Next()
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("read training data: %w", err)
+		}
+		res, err := t.g.Run(b.Tokens)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		t.state.Cursor = b.Cursor
+		loss += res.Loss / float64(micro)
+		for i, bl := range t.g.Balance {
+			balance[fmt.Sprintf("layer%d.%s", bl.Layer, bl.Kind)] += res.Balance[i] / float64(micro)
+		}
+		j := 0
+		for i, p := range t.m.Layout {
+			if p.Int {
+				continue
+			}
+			gt, err := t.g.Grad(i)
+			if err != nil {
+				return 0, nil, false, err
+			}
+			src, dst := gt.Data().([]float32), t.params[j].Grad
+			// Micro-batch gradients are averaged in a fixed order; with one
+			// micro-batch this is an exact copy.
+			switch {
+			case micro == 1:
+				copy(dst, src)
+			case mb == 0:
+				for k, v := range src {
+					dst[k] = v * scale
+				}
+			default:
+				for k, v := range src {
+					dst[k] += v * scale
+				}
+			}
+			j++
+		}
+	}
+	return loss, balance, !math.IsNaN(loss) && !math.IsInf(loss, 0), nil
+}
+
+func (t *trainer) routeStats() []LayerStats {
+	var out []LayerStats
+	for j, rec := range t.g.Routes {
+		var ent float64
+		if p := t.g.RouterProbs(j); p != nil {
+			ent = rowEntropy(p.Data().([]float32), rec.N, rec.E)
+		}
+		out = append(out, layerStats(t.g.RouteOf[j], rec, ent))
+	}
+	return out
+}
+
+// save writes a checkpoint of the current state.
+func (t *trainer) save() (string, error) {
+	st, err := marshalState(t.state)
+	if err != nil {
+		return "", err
+	}
+	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
+		Tokens: t.state.Tokens, Model: modelTensors(t.m), Optimizer: optimizerTensors(t.adam.State()), State: st,
+	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
+	if err != nil {
+		if dir != "" {
+			t.logf("warning: checkpoint %s saved, but pruning old ones failed: %v", dir, err)
+			return dir, nil
+		}
+		return "", fmt.Errorf("save checkpoint: %w", err)
+	}
+	t.logf("checkpoint %s", dir)
+	return dir, nil
+}
+
+func (t *trainer) evaluate() (EvalResult, error) {
+	ev, err := t.eval.heldOut(t.cfg.Eval.Tokens)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{{"loss", ev.Loss}, {"bits_per_byte", ev.BPB}} {
+		v := m.v
+		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout", Metric: m.name, Value: &v}); err != nil {
+			return ev, err
+		}
+	}
+	for dom, l := range ev.DomainLoss {
+		v := l
+		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout/" + dom, Metric: "loss", Value: &v}); err != nil {
+			return ev, err
+		}
+	}
+	t.logf("eval at %s tokens: held-out loss %.4f, %.4f bits/byte (%s tokens)", commas(t.state.Tokens), ev.Loss, ev.BPB, commas(ev.Tokens))
+	return ev, nil
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[0] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// availableMemory reads MemAvailable from /proc/meminfo (0 when unknown).
+func availableMemory() int64 {
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "MemAvailable:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimPrefix(line, "MemAvailable:"), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
+}

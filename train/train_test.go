@@ -1,0 +1,221 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// dataset is a small synthetic dataset prepared once for the package.
+var dataset string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "moetrain-train-test-")
+	if err != nil {
+		panic(err)
+	}
+	dataset = filepath.Join(dir, "data")
+	_, err = data.PrepareDocuments(context.Background(), data.Synthetic(5, 300), data.PrepareOptions{
+		Out: dataset, VocabSize: 384, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
+	})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tinyConfig is a tiny DeepSeekMoE (or other kind) on the synthetic data.
+func tinyConfig(ffn string) configs.Config {
+	c := configs.Default()
+	m := &c.Model
+	m.VocabSize, m.Hidden, m.Layers, m.Heads, m.DenseWidth, m.FFN = 384, 32, 2, 2, 64, ffn
+	switch ffn {
+	case configs.FFNDeepSeekMoE:
+		m.SharedExperts, m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 1, 7, 3, 16
+		m.Balance.ExpertAlpha = 0.01
+	case configs.FFNGShard:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 8, 2, 64
+		m.Balance.ExpertAlpha = 0.01
+	case configs.FFNSwitch:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 8, 1, 64
+		m.Balance.ExpertAlpha = 0.01
+	case configs.FFNHash:
+		m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 8, 1, 64
+	}
+	c.Data.Path = dataset
+	c.Train.SeqLen, c.Train.BatchSize = 32, 4
+	c.Train.Tokens = 8 * 4 * 32 // 8 steps
+	c.Schedule.MaxLR, c.Schedule.WarmupTokens = 3e-3, 64
+	c.Log.EveryTokens = 4 * 32 // every step
+	c.Checkpoint.EveryTokens = 4 * 4 * 32
+	c.Eval.EveryTokens, c.Eval.Tokens = 0, 2048
+	return c
+}
+
+func run(t *testing.T, c configs.Config, dir string) Summary {
+	t.Helper()
+	var out bytes.Buffer
+	s, err := Run(context.Background(), Options{Config: c, RunDir: dir, Out: &out})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	return s
+}
+
+func trainLosses(t *testing.T, dir string) []float64 {
+	t.Helper()
+	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, m := range ms {
+		if m.Kind == "train" {
+			out = append(out, m.Loss)
+		}
+	}
+	return out
+}
+
+func latestModelBytes(t *testing.T, dir string) []byte {
+	t.Helper()
+	ents, err := filepath.Glob(filepath.Join(dir, "checkpoints", "tokens-*", "model.safetensors"))
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("no checkpoint in %s", dir)
+	}
+	b, err := os.ReadFile(ents[len(ents)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// N steps straight equal N/2 steps, a stop, and N/2 more: the same bytes of
+// model.safetensors and the same loss sequence, with and without gradient
+// accumulation.
+func TestResumeIsBitExact(t *testing.T) {
+	for _, micro := range []int{0, 2} {
+		t.Run(fmt.Sprintf("micro=%d", micro), func(t *testing.T) {
+			c := tinyConfig(configs.FFNDeepSeekMoE)
+			c.Train.MicroBatchSize = micro
+			// The schedule's horizon is fixed at launch: the split run
+			// launches with half the budget, so it names the whole one.
+			c.Schedule.TotalTokens = c.Train.Tokens
+			straight := t.TempDir()
+			run(t, c, straight)
+
+			split := t.TempDir()
+			half := c
+			half.Train.Tokens = c.Train.Tokens / 2
+			s := run(t, half, split)
+			if s.Tokens != half.Train.Tokens {
+				t.Fatalf("first half stopped at %d tokens, want %d", s.Tokens, half.Train.Tokens)
+			}
+			s = run(t, c, split)
+			if !s.Resumed || s.Tokens != c.Train.Tokens {
+				t.Fatalf("second half: resumed %v at %d tokens", s.Resumed, s.Tokens)
+			}
+			if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, split)) {
+				t.Error("model.safetensors differs between the straight and the resumed run")
+			}
+			a, b := trainLosses(t, straight), trainLosses(t, split)
+			if fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Errorf("loss sequences differ:\n straight %v\n resumed  %v", a, b)
+			}
+		})
+	}
+}
+
+// Gradient accumulation over micro-batches equals one big batch within
+// float tolerance (per-sequence balance losses).
+func TestMicroBatchesEqualOneBatch(t *testing.T) {
+	c := tinyConfig(configs.FFNDeepSeekMoE)
+	c.Train.Tokens = 4 * 32
+	one, two := t.TempDir(), t.TempDir()
+	run(t, c, one)
+	c.Train.MicroBatchSize = 1
+	run(t, c, two)
+	la, lb := trainLosses(t, one), trainLosses(t, two)
+	if err := (tol.Tol{Abs: 1e-6, Rel: 1e-5}).CheckSlice("loss", la, lb); err != nil {
+		t.Error(err)
+	}
+}
+
+// Loss falls on the synthetic corpus for every FFN kind.
+func TestLossFallsForEveryKind(t *testing.T) {
+	for _, kind := range []string{configs.FFNDense, configs.FFNDeepSeekMoE, configs.FFNGShard, configs.FFNSwitch, configs.FFNHash} {
+		t.Run(kind, func(t *testing.T) {
+			c := tinyConfig(kind)
+			c.Train.Tokens = 40 * 4 * 32
+			c.Log.EveryTokens = 10 * 4 * 32
+			dir := t.TempDir()
+			s := run(t, c, dir)
+			l := trainLosses(t, dir)
+			if len(l) < 2 || !(l[len(l)-1] < l[0]-0.5) {
+				t.Errorf("loss did not fall by 0.5 nats: %v", l)
+			}
+			if !(s.ValLoss > 0) {
+				t.Errorf("no validation loss in the summary: %+v", s)
+			}
+		})
+	}
+}
+
+func TestChangedConfigIsRefused(t *testing.T) {
+	c := tinyConfig(configs.FFNDense)
+	c.Train.Tokens = 4 * 32
+	dir := t.TempDir()
+	run(t, c, dir)
+	c.Model.Hidden = 64
+	c.Schedule.MaxLR = 1e-3
+	c.Log.EveryTokens = 1 << 20 // safe
+	_, err := Run(context.Background(), Options{Config: c, RunDir: dir})
+	if !errors.Is(err, ErrConfigChanged) {
+		t.Fatalf("got %v, want ErrConfigChanged", err)
+	}
+	for _, k := range []string{"model.hidden: 32 → 64", "schedule.max_lr"} {
+		if !bytes.Contains([]byte(err.Error()), []byte(k)) {
+			t.Errorf("error %q does not name %q", err, k)
+		}
+	}
+	if bytes.Contains([]byte(err.Error()), []byte("log.every_tokens")) {
+		t.Errorf("error %q names a key that is safe to change", err)
+	}
+}
+
+func TestTooBigForMemoryIsRefused(t *testing.T) {
+	c := tinyConfig(configs.FFNDense)
+	_, err := Run(context.Background(), Options{Config: c, RunDir: t.TempDir(), AvailableMemory: 1 << 20})
+	if !errors.Is(err, ErrMemory) {
+		t.Fatalf("got %v, want ErrMemory", err)
+	}
+}
+
+func TestStopSavesAndResumes(t *testing.T) {
+	c := tinyConfig(configs.FFNGShard)
+	dir := t.TempDir()
+	steps := 0
+	s, err := Run(context.Background(), Options{Config: c, RunDir: dir, Stop: func() bool { steps++; return steps > 3 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Interrupted || s.Tokens != 3*4*32 {
+		t.Fatalf("got %+v, want an interruption after 3 steps", s)
+	}
+	straight := t.TempDir()
+	run(t, c, straight)
+	run(t, c, dir)
+	if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, dir)) {
+		t.Error("a stopped and resumed run differs from a straight one")
+	}
+}
