@@ -44,7 +44,7 @@ type Graph struct {
 	// Routes holds, per MoE layer (in layer order), the routing record the
 	// layer's op fills on every forward pass.
 	Routes  []*ops.RouteRecord
-	RouteOf []int // layer index of each entry of Routes
+	RouteOf []int     // layer index of each entry of Routes
 	probs   []*G.Node // router probabilities per entry of Routes (nil: hash layer)
 	idsBuf  []int
 	tgtBuf  []int
