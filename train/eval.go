@@ -118,4 +118,31 @@ func (e *evaluator) heldOut(maxTokens int64) (EvalResult, error) {
 	return res, nil
 }
 
+// evaluate scores the held-out split at the current token count, appends the
+// results to the metrics and logs them. It runs every eval.every_tokens and
+// at the end of training.
+func (t *trainer) evaluate() (EvalResult, error) {
+	ev, err := t.eval.heldOut(t.cfg.Eval.Tokens)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{{"loss", ev.Loss}, {"bits_per_byte", ev.BPB}} {
+		v := m.v
+		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout", Metric: m.name, Value: &v}); err != nil {
+			return ev, err
+		}
+	}
+	for dom, l := range ev.DomainLoss {
+		v := l
+		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout/" + dom, Metric: "loss", Value: &v}); err != nil {
+			return ev, err
+		}
+	}
+	t.logf("eval at %s tokens: held-out loss %.4f, %.4f bits/byte (%s tokens)", commas(t.state.Tokens), ev.Loss, ev.BPB, commas(ev.Tokens))
+	return ev, nil
+}
+
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

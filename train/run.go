@@ -256,7 +256,9 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return err
 	}
-	if optState != nil {
+	// A checkpoint without optimizer state (an imported model) starts AdamW
+	// from zero moments.
+	if optState != nil && len(optState.Slices) > 0 {
 		if err := t.adam.SetState(*optState); err != nil {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
@@ -270,12 +272,10 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return err
 	}
-	if c.Eval.EveryTokens > 0 || true {
-		t.eval, err = newEvaluator(t.m, c)
-		if err != nil {
-			t.logf("warning: no held-out evaluation: %v", err)
-			t.eval = nil
-		}
+	t.eval, err = newEvaluator(t.m, c)
+	if err != nil {
+		t.logf("warning: no held-out evaluation: %v", err)
+		t.eval = nil
 	}
 	return nil
 }
@@ -497,30 +497,6 @@ func (t *trainer) save() (string, error) {
 	}
 	t.logf("checkpoint %s", dir)
 	return dir, nil
-}
-
-func (t *trainer) evaluate() (EvalResult, error) {
-	ev, err := t.eval.heldOut(t.cfg.Eval.Tokens)
-	if err != nil {
-		return ev, fmt.Errorf("evaluate: %w", err)
-	}
-	for _, m := range []struct {
-		name string
-		v    float64
-	}{{"loss", ev.Loss}, {"bits_per_byte", ev.BPB}} {
-		v := m.v
-		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout", Metric: m.name, Value: &v}); err != nil {
-			return ev, err
-		}
-	}
-	for dom, l := range ev.DomainLoss {
-		v := l
-		if err := t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: "heldout/" + dom, Metric: "loss", Value: &v}); err != nil {
-			return ev, err
-		}
-	}
-	t.logf("eval at %s tokens: held-out loss %.4f, %.4f bits/byte (%s tokens)", commas(t.state.Tokens), ev.Loss, ev.BPB, commas(ev.Tokens))
-	return ev, nil
 }
 
 func indent(s string) string {
