@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"sync"
@@ -73,3 +74,5 @@ func openT(t testing.TB, cfg StreamConfig, at Cursor) *Stream {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func byteReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -290,6 +290,9 @@ func safely(fn func() error) (err error) {
 func openShardReader(r ipc.ReadAtSeeker, size int64, name string) (*shardReader, error) {
 	s := &shardReader{name: name, cacheIdx: -1}
 	err := safely(func() error {
+		if err := checkFooter(r, size); err != nil {
+			return err
+		}
 		alloc := limitAllocator{Allocator: memory.NewGoAllocator(), limit: int(size)}
 		fr, err := ipc.NewFileReader(r, ipc.WithAllocator(alloc))
 		if err != nil {

@@ -107,6 +107,19 @@ const (
 // Open opens a stream positioned at cursor at (Cursor{} for the start). It
 // verifies the checksum of every shard it will read before parsing it.
 func Open(cfg StreamConfig, at Cursor) (*Stream, error) {
+	s, err := open(cfg, at)
+	if err != nil {
+		return nil, err
+	}
+	s.ch = make(chan item, s.cfg.Prefetch)
+	s.done = make(chan struct{})
+	s.wg.Add(1)
+	go s.run(at)
+	return s, nil
+}
+
+// open does all of Open but start the read-ahead goroutine.
+func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 	if cfg.Split == "" {
 		cfg.Split = Train
 	}
@@ -180,10 +193,6 @@ func Open(cfg StreamConfig, at Cursor) (*Stream, error) {
 	if at.Epoch < 0 || at.Position < 0 || at.Position >= s.epochLen {
 		return nil, fmt.Errorf("open stream %s: cursor %+v outside an epoch of %d examples (was it saved for another dataset, split or seq_len?)", cfg.Dir, at, s.epochLen)
 	}
-	s.ch = make(chan item, cfg.Prefetch)
-	s.done = make(chan struct{})
-	s.wg.Add(1)
-	go s.run(at)
 	ok = true
 	return s, nil
 }
@@ -319,12 +328,11 @@ func (s *Stream) Next() (Batch, error) {
 
 // Close stops the read-ahead goroutine and closes the shard files.
 func (s *Stream) Close() error {
-	if s.done == nil {
-		return nil
+	if s.done != nil {
+		close(s.done)
+		s.wg.Wait()
+		s.done = nil
 	}
-	close(s.done)
-	s.wg.Wait()
-	s.done = nil
 	s.err = errors.New("data: Next on a closed stream")
 	return s.closeFiles()
 }

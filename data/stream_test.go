@@ -20,12 +20,17 @@ func TestRoundTrip(t *testing.T) {
 		var stream []int
 		if split == Train {
 			// Train windows are shuffled: put them back in order by position.
-			rows := make([][]int32, s.EpochLen())
-			sc := s.scheduler()
+			idle, err := open(StreamConfig{Dir: dir, Split: split, SeqLen: T, Batch: 3}, Cursor{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idle.Close()
+			rows := make([][]int32, idle.EpochLen())
+			sc := idle.scheduler()
 			for pos := int64(0); pos < s.EpochLen(); pos++ {
 				u, w := sc.locate(Cursor{Position: pos})
 				rows[w] = make([]int32, T+1)
-				if err := s.units[u].read(w*T, rows[w]); err != nil {
+				if err := idle.units[u].read(w*T, rows[w]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -191,7 +196,11 @@ func TestEpochLimit(t *testing.T) {
 // count per domain, and rows come from their domain's shards.
 func TestWeights(t *testing.T) {
 	dir, _ := fixture(t)
-	s := openT(t, StreamConfig{Dir: dir, SeqLen: 16, Batch: 1, Seed: 5, Weights: map[string]float64{"prose": 1, "code": 3}}, Cursor{})
+	s, err := open(StreamConfig{Dir: dir, SeqLen: 16, Batch: 1, Seed: 5, Weights: map[string]float64{"prose": 1, "code": 3}}, Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	if got := s.slots; !reflect.DeepEqual(got, []int64{0, 1024, 4096}) {
 		t.Fatalf("slots %v, want [0 1024 4096] for weights prose 1, code 3", got)
 	}
