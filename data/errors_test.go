@@ -147,7 +147,9 @@ func TestManifestErrors(t *testing.T) {
 	for name, edit := range map[string]func(string) string{
 		"bad json":      func(s string) string { return s[:len(s)/2] },
 		"unknown field": func(s string) string { return strings.Replace(s, `"format"`, `"colour": 1, "format"`, 1) },
-		"wrong total":   func(s string) string { return regexp.MustCompile(`"tokens": (\d)`).ReplaceAllString(s, `"tokens": 9$1`) },
+		"wrong total": func(s string) string {
+			return regexp.MustCompile(`"tokens": (\d)`).ReplaceAllString(s, `"tokens": 9$1`)
+		},
 		"bad file name": func(s string) string { return strings.Replace(s, `"file": "train-`, `"file": "../train-`, 1) },
 	} {
 		os.WriteFile(path, []byte(edit(string(orig))), 0o644)
