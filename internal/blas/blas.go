@@ -1,14 +1,3 @@
-// Package blas is moetrain's matrix-multiply entry point. Every GEMM in the
-// model goes through Gemm, which dispatches float32 products to the active
-// single-precision kernel (OpenBLAS loaded at run time, or gonum's pure-Go
-// code as the fallback) and float64 products to gonum (used by gradient
-// checks, where speed does not matter).
-//
-// All matrices are row-major. Gemm computes
-//
-//	C = alpha * op(A) * op(B) + beta * C
-//
-// with op(X) = X or Xᵀ, op(A) m×k, op(B) k×n, C m×n.
 package blas
 
 import (

@@ -249,6 +249,7 @@ type openBLAS struct {
 	gate           chan struct{} // bounds concurrent library calls to the cores we mean to use
 	minSplitFlops  int           // a part must be at least this much work
 	splitAlignment int           // part boundaries fall on multiples of this (kernel tile)
+	rowBias        int           // split rows while m*rowBias >= n, else columns (1: the larger side)
 }
 
 var _ Sgemmer = (*openBLAS)(nil)
@@ -267,7 +268,7 @@ func open(path string) (l *openBLAS, err error) {
 			return nil, fmt.Errorf("open %s: symbol %s: %w", path, s, err)
 		}
 	}
-	l = &openBLAS{minSplitFlops: 1 << 22, splitAlignment: 16}
+	l = &openBLAS{minSplitFlops: 1 << 22, splitAlignment: 16, rowBias: 1}
 	purego.RegisterLibFunc(&l.sgemm, h, "cblas_sgemm")
 	purego.RegisterLibFunc(&l.setNumThreads, h, "openblas_set_num_threads")
 	purego.RegisterLibFunc(&l.getNumThreads, h, "openblas_get_num_threads")
@@ -295,7 +296,10 @@ func (l *openBLAS) configure(threads, split int) {
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C (row-major). Products of at
 // least 2·minSplitFlops are cut into up to l.split parts along the rows of
-// C (or its columns when C has few rows) at fixed, tile-aligned boundaries;
+// C, or along its columns when C has more columns than rows, at fixed,
+// tile-aligned boundaries. Splitting the longer side means each part
+// re-packs the smaller operand (a row split re-reads all of op(B), a column
+// split all of op(A)), which measured fastest (docs/BENCHMARKS.md);
 // every element of C is computed by exactly one call whose shape depends
 // only on (m, n, k) and l.split, so results never depend on goroutine
 // timing.
@@ -315,7 +319,7 @@ func (l *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 	}
 	al := l.splitAlignment
 	switch {
-	case parts >= 2 && m >= 2*al*parts && m >= n/4:
+	case parts >= 2 && m >= 2*al*parts && (m*l.rowBias >= n || n < 2*al*parts):
 		size := alignedPart(m, parts, al)
 		parallel.For(parts, 1, func(lo, hi int) {
 			for p := lo; p < hi; p++ {
