@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -43,6 +44,9 @@ func (op *addOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *addOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err

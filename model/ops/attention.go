@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -97,6 +98,9 @@ func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -158,6 +162,9 @@ func (op *attentionBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) 
 }
 
 func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -130,6 +131,9 @@ func (op *balanceOp) groupWeights(probs any, e int) []float64 {
 }
 
 func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	p, err := dense(op.name, vs[0])
 	if err != nil {
 		return nil, err
@@ -192,6 +196,9 @@ func (op *balanceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	p, err := dense(op.name, vs[0])
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -94,6 +95,9 @@ func ceArgs(op string, vs []G.Value) (x, w *tensor.Dense, targets []int, err err
 }
 
 func (op *ceOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	x, w, targets, err := ceArgs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -163,6 +167,9 @@ func (op *ceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *ceBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	x, w, targets, err := ceArgs(op.name, vs)
 	if err != nil {
 		return nil, err

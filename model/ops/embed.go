@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -35,6 +36,9 @@ func (op *embedOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *embedOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,9 @@ func (op *embedBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *embedBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -82,6 +83,9 @@ func hashRouting(ids, table *tensor.Dense, e int) (Routing, error) {
 }
 
 func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -149,6 +153,9 @@ func (op *hashBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *hashBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err

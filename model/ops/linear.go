@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -34,6 +35,9 @@ func (op *linearOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -77,6 +81,9 @@ func (op *linearBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *linearBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -92,6 +93,9 @@ func checkExpertShapes(name string, u, wg, wu, wd tensor.Shape) error {
 }
 
 func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -145,6 +149,9 @@ func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -161,6 +162,9 @@ func (op *gradView) Type() hm.Type {
 func (op *gradView) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
 
 func (op *gradView) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	p, err := dense("gradView", vs[0])
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -40,6 +41,9 @@ func (op *rmsNormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,9 @@ func (op *rmsNormBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *rmsNormBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
 		return nil, err

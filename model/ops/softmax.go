@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -37,6 +38,9 @@ func (op *softmaxOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *softmaxOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -79,6 +83,9 @@ func (op *softmaxBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *softmaxBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err

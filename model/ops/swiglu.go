@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -84,6 +85,9 @@ func denseShapes(ts []*tensor.Dense) []tensor.Shape {
 }
 
 func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err
@@ -128,6 +132,9 @@ func (op *swigluBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *swigluBackward) Do(vs ...G.Value) (G.Value, error) {
+	if profiling.Load() {
+		defer record(op.name, time.Now())
+	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,319 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
+	"github.com/moetrain/moetrain/optim"
+)
+
+// Options controls a benchmark run.
+type Options struct {
+	Steps  int // timed steps (default 10)
+	Warmup int // untimed steps first (default 2: the first steps pay page faults and GC warm-up)
+	// Batch and Seq override the config's micro-batch and sequence length
+	// when positive.
+	Batch, Seq int
+	// NoPeak skips the 2048³ sgemm peak measurement (tests); MFU is then 0.
+	NoPeak bool
+	// Breakdown times every custom op (ops.SetProfiling) during one extra
+	// step after the timed ones, so the timing switch never touches the
+	// figures above.
+	Breakdown bool
+	Seed      uint64 // random tokens; 0 means 1
+}
+
+// OpTime is the time one kind of op spent in Do during the breakdown step.
+type OpTime struct {
+	Op      string  `json:"op"`
+	Calls   int     `json:"calls"`
+	Seconds float64 `json:"seconds"`
+	Share   float64 `json:"share"` // of the breakdown step's wall time
+}
+
+// Result is one benchmark's figures.
+type Result struct {
+	Config        string       `json:"config"`
+	FFN           string       `json:"ffn"`
+	Batch         int          `json:"batch"`
+	Seq           int          `json:"seq"`
+	Steps         int          `json:"steps"`
+	Threads       int          `json:"threads"`
+	Kernel        string       `json:"blas_kernel"`
+	TokensPerS    float64      `json:"tokens_per_s"`    // B·T / median step time
+	StepS         float64      `json:"step_s"`          // median step time
+	StepTimes     []float64    `json:"step_times_s"`    // every timed step, in order
+	FLOPsPerToken float64      `json:"flops_per_token"` // SPEC §7.3
+	GFLOPS        float64      `json:"achieved_gflops"`
+	SgemmGFLOPS   float64      `json:"sgemm_gflops"` // blas.PeakGFLOPS in this process
+	MFU           float64      `json:"mfu"`          // GFLOPS / SgemmGFLOPS
+	PeakRSS       int64        `json:"peak_rss_bytes"`
+	Estimated     int64        `json:"estimated_bytes"` // model.EstimateMemory total
+	Memory        model.Memory `json:"estimated_memory"`
+	AllocBytes    float64      `json:"alloc_bytes_per_step"`
+	Allocs        float64      `json:"allocs_per_step"`
+	GCPerStep     float64      `json:"gc_per_step"`
+	Loss          float64      `json:"loss"` // of the last timed step (≈ ln V on random tokens)
+	Ops           []OpTime     `json:"ops,omitempty"`
+	OpsStepS      float64      `json:"ops_step_s,omitempty"` // wall time of the breakdown step
+	Phases        Phases       `json:"phases"`               // median split of a timed step
+}
+
+// Phases splits the median step into the graph run (forward + backward),
+// the gradient copy, clipping and the AdamW update.
+type Phases struct {
+	GraphS float64 `json:"graph_s"`
+	CopyS  float64 `json:"copy_s"`
+	ClipS  float64 `json:"clip_s"`
+	AdamS  float64 `json:"adamw_s"`
+}
+
+// Stepper is one model with its training graph, gradients and AdamW: a
+// training step without data loading, checkpoints or metrics.
+type Stepper struct {
+	cfg    configs.Config
+	m      *model.Model
+	g      *model.Graph
+	params []optim.Param
+	gradIx []int
+	adam   *optim.AdamW
+	tokens []int32
+	rng    *rand.Rand
+	Batch  int
+	Seq    int
+	last   Phases
+}
+
+// NewStepper builds a float32 model from cfg (batch and seq when positive
+// override the config's micro-batch and sequence length).
+func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, error) {
+	if batch <= 0 {
+		batch = cfg.Train.MicroBatch()
+	}
+	if seq <= 0 {
+		seq = cfg.Train.SeqLen
+	}
+	if seed == 0 {
+		seed = 1
+	}
+	m, err := model.New(cfg.Model, tensor.Float32)
+	if err != nil {
+		return nil, err
+	}
+	g, err := m.Build(model.GraphOptions{Batch: batch, Seq: seq, Backward: true})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stepper{cfg: cfg, m: m, g: g, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}
+	for i, p := range m.Layout {
+		if p.Int {
+			continue
+		}
+		d := m.Values[i].Data().([]float32)
+		s.params = append(s.params, optim.Param{Name: p.Name, Data: d, Grad: make([]float32, len(d)), Decay: p.Decay})
+		s.gradIx = append(s.gradIx, i)
+	}
+	o := cfg.Optim
+	s.adam, err = optim.NewAdamW(optim.AdamWConfig{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}, s.params)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the graph.
+func (s *Stepper) Close() error { return s.g.Close() }
+
+// Step runs one training step on fresh random tokens, as train does it:
+// forward and backward, the gradients copied out of the graph, global-norm
+// clipping at optim.clip, and an AdamW update at a fixed learning rate.
+func (s *Stepper) Step() (model.Result, error) {
+	V := s.cfg.Model.VocabSize
+	for i := range s.tokens {
+		s.tokens[i] = int32(s.rng.IntN(V))
+	}
+	t0 := time.Now()
+	res, err := s.g.Run(s.tokens)
+	if err != nil {
+		return res, err
+	}
+	t1 := time.Now()
+	for j, i := range s.gradIx {
+		gt, err := s.g.Grad(i)
+		if err != nil {
+			return res, err
+		}
+		copy(s.params[j].Grad, gt.Data().([]float32))
+	}
+	t2 := time.Now()
+	if c := s.cfg.Optim.Clip; c > 0 {
+		optim.ClipGlobalNorm(s.params, c)
+	}
+	t3 := time.Now()
+	if err := s.adam.Step(s.params, 1e-4); err != nil {
+		return res, err
+	}
+	t4 := time.Now()
+	s.last = Phases{GraphS: t1.Sub(t0).Seconds(), CopyS: t2.Sub(t1).Seconds(), ClipS: t3.Sub(t2).Seconds(), AdamS: t4.Sub(t3).Seconds()}
+	return res, nil
+}
+
+// Run benchmarks cfg. It loads OpenBLAS (blas.Init) first.
+func Run(cfg configs.Config, name string, opt Options) (Result, error) {
+	if opt.Steps <= 0 {
+		opt.Steps = 10
+	}
+	if opt.Warmup < 0 {
+		opt.Warmup = 0
+	} else if opt.Warmup == 0 {
+		opt.Warmup = 2
+	}
+	info, err := blas.Init()
+	if err != nil {
+		return Result{}, fmt.Errorf("load BLAS: %w", err)
+	}
+	r := Result{Config: name, FFN: cfg.Model.FFN, Steps: opt.Steps, Threads: parallel.Workers, Kernel: info.Kernel}
+	if !opt.NoPeak {
+		r.SgemmGFLOPS = blas.PeakGFLOPS()
+	}
+	s, err := NewStepper(cfg, opt.Batch, opt.Seq, opt.Seed)
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Close()
+	r.Batch, r.Seq = s.Batch, s.Seq
+	r.FLOPsPerToken = model.FLOPsPerToken(cfg.Model, s.Seq)
+	r.Memory = model.EstimateMemory(cfg.Model, s.Batch, s.Seq)
+	r.Estimated = r.Memory.Total
+	for range opt.Warmup {
+		if _, err := s.Step(); err != nil {
+			return Result{}, err
+		}
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	phases := make([]Phases, 0, opt.Steps)
+	for range opt.Steps {
+		t0 := time.Now()
+		res, err := s.Step()
+		if err != nil {
+			return Result{}, err
+		}
+		r.StepTimes = append(r.StepTimes, time.Since(t0).Seconds())
+		phases = append(phases, s.last)
+		r.Loss = res.Loss
+	}
+	runtime.ReadMemStats(&ms1)
+	n := float64(opt.Steps)
+	r.AllocBytes = float64(ms1.TotalAlloc-ms0.TotalAlloc) / n
+	r.Allocs = float64(ms1.Mallocs-ms0.Mallocs) / n
+	r.GCPerStep = float64(ms1.NumGC-ms0.NumGC) / n
+	r.StepS = median(r.StepTimes)
+	r.TokensPerS = float64(s.Batch*s.Seq) / r.StepS
+	r.GFLOPS = r.TokensPerS * r.FLOPsPerToken / 1e9
+	if r.SgemmGFLOPS > 0 {
+		r.MFU = r.GFLOPS / r.SgemmGFLOPS
+	}
+	r.Phases = medianPhases(phases)
+	if opt.Breakdown {
+		ops.ResetProfile()
+		ops.SetProfiling(true)
+		t0 := time.Now()
+		_, err := s.Step()
+		ops.SetProfiling(false)
+		if err != nil {
+			return Result{}, err
+		}
+		r.OpsStepS = time.Since(t0).Seconds()
+		r.Ops = breakdown(ops.Profile(), r.OpsStepS, s.last)
+	}
+	r.PeakRSS = PeakRSS()
+	return r, nil
+}
+
+// breakdown turns the ops profile into rows sorted by time, adding the
+// optimizer phases and the remainder (gorgonia's own gradient sums and
+// dispatch) so the rows add up to the step.
+func breakdown(p map[string]ops.OpStat, step float64, ph Phases) []OpTime {
+	var out []OpTime
+	var sum float64
+	for name, st := range p {
+		sec := st.Time.Seconds()
+		sum += sec
+		out = append(out, OpTime{Op: name, Calls: st.Calls, Seconds: sec})
+	}
+	out = append(out,
+		OpTime{Op: "(gradient copy)", Calls: 1, Seconds: ph.CopyS},
+		OpTime{Op: "(clip)", Calls: 1, Seconds: ph.ClipS},
+		OpTime{Op: "(adamw)", Calls: 1, Seconds: ph.AdamS},
+		OpTime{Op: "(other: graph dispatch, gorgonia gradient sums)", Calls: 1, Seconds: ph.GraphS - sum})
+	for i := range out {
+		out[i].Share = out[i].Seconds / step
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianPhases(ps []Phases) Phases {
+	col := func(f func(Phases) float64) float64 {
+		xs := make([]float64, len(ps))
+		for i, p := range ps {
+			xs[i] = f(p)
+		}
+		return median(xs)
+	}
+	return Phases{
+		GraphS: col(func(p Phases) float64 { return p.GraphS }),
+		CopyS:  col(func(p Phases) float64 { return p.CopyS }),
+		ClipS:  col(func(p Phases) float64 { return p.ClipS }),
+		AdamS:  col(func(p Phases) float64 { return p.AdamS }),
+	}
+}
+
+// PeakRSS returns the process's peak resident set (VmHWM in
+// /proc/self/status) in bytes, or 0 where that file does not exist.
+func PeakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moetrain/moetrain/bench"
+	"github.com/moetrain/moetrain/configs"
+)
+
+func init() {
+	var (
+		asJSON     bool
+		sets       []string
+		opt        bench.Options
+		cpuProfile string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench CONFIG",
+		Short: "Time training steps (forward, backward, clipping, AdamW) on random tokens: tokens/s, MFU, peak RSS, per-op breakdown",
+		Args:  argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opt.Steps < 1 {
+				return usagef("--steps %d: must be >= 1", opt.Steps)
+			}
+			if opt.Warmup < 0 || opt.Batch < 0 || opt.Seq < 0 {
+				return usagef("--warmup, --batch and --seq must be >= 0")
+			}
+			cfg, err := configs.Load(args[0], sets)
+			if err != nil {
+				return asUsage(err)
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			if opt.Warmup == 0 {
+				opt.Warmup = -1 // bench.Options: 0 means the default
+			}
+			name := strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
+			res, err := bench.Run(cfg, name, opt)
+			if err != nil {
+				return err
+			}
+			return printBench(cmd.OutOrStdout(), res, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opt.Steps, "steps", 10, "timed training steps")
+	f.IntVar(&opt.Warmup, "warmup", 2, "untimed warm-up steps")
+	f.IntVar(&opt.Batch, "batch", 0, "sequences per step (0: the config's micro-batch)")
+	f.IntVar(&opt.Seq, "seq", 0, "tokens per sequence (0: the config's train.seq_len)")
+	f.BoolVar(&opt.Breakdown, "breakdown", true, "time every op during one extra step")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file")
+	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
+	rootCmd.AddCommand(cmd)
+}
+
+func printBench(w io.Writer, r bench.Result, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	fmt.Fprintf(w, "%s (%s): batch %d × seq %d, %d timed steps, %d workers, BLAS %s\n", r.Config, r.FFN, r.Batch, r.Seq, r.Steps, r.Threads, r.Kernel)
+	fmt.Fprintf(w, "tokens/s        %.0f (median step %.1f ms)\n", r.TokensPerS, r.StepS*1e3)
+	fmt.Fprintf(w, "  graph %.1f ms, gradient copy %.1f ms, clip %.1f ms, AdamW %.1f ms\n", r.Phases.GraphS*1e3, r.Phases.CopyS*1e3, r.Phases.ClipS*1e3, r.Phases.AdamS*1e3)
+	fmt.Fprintf(w, "achieved        %.1f GFLOP/s (%.4g FLOPs/token, SPEC §7.3)\n", r.GFLOPS, r.FLOPsPerToken)
+	fmt.Fprintf(w, "sgemm peak      %.1f GFLOP/s (best of 5 × 2048³)\n", r.SgemmGFLOPS)
+	fmt.Fprintf(w, "MFU             %.1f%%\n", 100*r.MFU)
+	ratio := 0.0
+	if r.Estimated > 0 {
+		ratio = float64(r.PeakRSS) / float64(r.Estimated)
+	}
+	fmt.Fprintf(w, "peak RSS        %s (estimate %s, ratio %.2f)\n", bytesHuman(r.PeakRSS), bytesHuman(r.Estimated), ratio)
+	fmt.Fprintf(w, "allocation      %s and %.0f objects per step, %.2f GCs per step\n", bytesHuman(int64(r.AllocBytes)), r.Allocs, r.GCPerStep)
+	if len(r.Ops) > 0 {
+		fmt.Fprintf(w, "\nper-op time in one profiled step (%.1f ms):\n", r.OpsStepS*1e3)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "op\tcalls\tms\tshare\t")
+		for _, o := range r.Ops {
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t\n", o.Op, o.Calls, o.Seconds*1e3, 100*o.Share)
+		}
+		tw.Flush()
+	}
+	return nil
+}
