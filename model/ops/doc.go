@@ -1,0 +1,41 @@
+// Package ops holds moetrain's custom gorgonia operations: the hot paths of
+// a decoder step, each a forward op with a hand-written backward.
+//
+//	RMSNorm   y = w ⊙ x / rms(x)                         x [N, D], w [D]
+//	Linear    y = x·wᵀ                                   w [out, in] (PyTorch layout)
+//	SwiGLU    y = (silu(x·wgᵀ) ⊙ x·wuᵀ)·wdᵀ               dense FFN and merged shared experts
+//	Attention causal multi-head attention with RoPE       q, k, v [B·T, H·dh]
+//	Softmax   row softmax, max-subtracted                 router probabilities
+//	MoE       top-k routed experts, one GEMM per expert   u [N, D], probs [N, E], experts [E, W, D]
+//	HashMoE   fixed token-id → expert table, gate 1
+//	ExpertBalance, DeviceBalance                          SPEC §3.1–3.3 balance losses
+//	LMHeadCrossEntropy  fused LM head + mean CE, chunked over rows (never N×V logits at once)
+//	Embed, Add
+//
+// # Conventions
+//
+// Every op works in float32 (training) and float64 (finite-difference
+// checks in internal/gradcheck); kernels are generic over Float. Matrices are
+// row-major, and every matrix product goes through internal/blas. A gorgonia
+// op has one output, so a backward pass that yields several input gradients
+// returns them packed in one flat tensor, which zero-copy gradView nodes
+// slice apart (packedGrads in op.go).
+//
+// Ops never modify their inputs. Some keep what their forward computed
+// (SwiGLU's projections, attention probabilities, MoE's gathered rows) in a
+// cache owned by the op, keyed by the addresses of the input arrays: the
+// backward uses it only when handed the same arrays, and recomputes
+// otherwise, so a cache can make a step faster but never wrong.
+//
+// # Determinism
+//
+// Row loops run on internal/parallel; every reduction (weight gradients,
+// scatter-adds, balance-loss sums) is done in a fixed order over fixed-size
+// blocks, so results are bit-identical for any worker count given the same
+// BLAS kernel.
+//
+// # Shape legend
+//
+// B sequences, T positions, N = B·T tokens, D hidden, H heads, dh head dim,
+// V vocab, E routed experts, K active experts, W expert width.
+package ops
