@@ -3,6 +3,7 @@ package blas
 import (
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -448,5 +449,48 @@ func BenchmarkGemmDesigns(b *testing.B) {
 				b.ReportMetric(2*float64(s.m*s.n*s.k*products)/best[i].Seconds()/1e9, d.name+"_GFLOP/s")
 			}
 		})
+	}
+}
+
+func TestSetDefaultEnvRespectsUserValues(t *testing.T) {
+	t.Setenv("OPENBLAS_THREAD_TIMEOUT", "7")
+	t.Setenv("OPENBLAS_CORETYPE", "Haswell")
+	if got := setDefaultEnv(); got != "Haswell" {
+		t.Errorf("setDefaultEnv() = %q, want the user's Haswell", got)
+	}
+	if v := os.Getenv("OPENBLAS_THREAD_TIMEOUT"); v != "7" {
+		t.Errorf("OPENBLAS_THREAD_TIMEOUT = %q, want the user's 7", v)
+	}
+	if v := os.Getenv("OPENBLAS_CORETYPE"); v != "Haswell" {
+		t.Errorf("OPENBLAS_CORETYPE = %q, want the user's Haswell", v)
+	}
+
+	// Unset (t.Setenv above restores the originals afterwards).
+	os.Unsetenv("OPENBLAS_THREAD_TIMEOUT")
+	os.Unsetenv("OPENBLAS_CORETYPE")
+	want := coreType()
+	if got := setDefaultEnv(); got != want {
+		t.Errorf("setDefaultEnv() = %q, want %q for this CPU", got, want)
+	}
+	if v := os.Getenv("OPENBLAS_THREAD_TIMEOUT"); v != "4" {
+		t.Errorf("OPENBLAS_THREAD_TIMEOUT = %q, want 4", v)
+	}
+	if v, ok := os.LookupEnv("OPENBLAS_CORETYPE"); want != "" && v != want || want == "" && ok {
+		t.Errorf("OPENBLAS_CORETYPE = %q (set %v), want %q", v, ok, want)
+	}
+}
+
+func TestCoreTypeOnAVX512(t *testing.T) {
+	flags, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Skip("no /proc/cpuinfo")
+	}
+	has := func(f string) bool {
+		return strings.Contains(string(flags), " "+f+" ") || strings.Contains(string(flags), " "+f+"\n")
+	}
+	if has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq") && has("avx512cd") {
+		if got := coreType(); got != "SkylakeX" {
+			t.Errorf("coreType() = %q on an AVX-512 CPU, want SkylakeX", got)
+		}
 	}
 }
