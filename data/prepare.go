@@ -722,3 +722,8 @@ func encodeOrdered(ctx context.Context, c *corpus, o PrepareOptions, tok codec, 
 	}
 	return ctx.Err()
 }
+
+// KJVChapter matches the chapter headings ("Genesis 1", "1 Kings 3",
+// "Song of Solomon 2") of `bible "Gen1:1-Rev22:21"` output: as DocStart it
+// makes each of the 1,189 chapters a document.
+const KJVChapter = `^[0-9A-Z][A-Za-z ]* [0-9]+$`

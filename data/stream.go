@@ -265,41 +265,53 @@ func apportion(weights []float64, k int64, units []*unit) ([]int64, error) {
 }
 
 func (s *Stream) openShard(info ShardInfo) (*shardReader, error) {
-	path := filepath.Join(s.cfg.Dir, info.File)
+	f, r, err := openVerifiedShard(s.cfg.Dir, s.man, info)
+	if f != nil {
+		s.files = append(s.files, f)
+	}
+	if r != nil {
+		s.readers = append(s.readers, r)
+	}
+	return r, err
+}
+
+// openVerifiedShard checks a shard's size and SHA-256 against its manifest
+// entry, then parses it and checks its schema metadata against the
+// manifest. The caller closes f (returned even on some errors) and r.
+func openVerifiedShard(dir string, man *Manifest, info ShardInfo) (*os.File, *shardReader, error) {
+	path := filepath.Join(dir, info.File)
 	fix := "re-run 'moetrain prepare --force' to rebuild the dataset"
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("open shard %s: %w; %s", path, err, fix)
+		return nil, nil, fmt.Errorf("open shard %s: %w; %s", path, err, fix)
 	}
 	if st.Size() != info.Bytes {
-		return nil, fmt.Errorf("%w %s: %d bytes, the manifest says %d (truncated or replaced); %s", ErrCorruptShard, path, st.Size(), info.Bytes, fix)
+		return nil, nil, fmt.Errorf("%w %s: %d bytes, the manifest says %d (truncated or replaced); %s", ErrCorruptShard, path, st.Size(), info.Bytes, fix)
 	}
 	sum, _, err := fileSHA256(path)
 	if err != nil {
-		return nil, fmt.Errorf("checksum shard %s: %w", path, err)
+		return nil, nil, fmt.Errorf("checksum shard %s: %w", path, err)
 	}
 	if sum != info.SHA256 {
-		return nil, fmt.Errorf("%w %s: SHA-256 %s, the manifest says %s (the file changed after prepare); %s", ErrCorruptShard, path, sum, info.SHA256, fix)
+		return nil, nil, fmt.Errorf("%w %s: SHA-256 %s, the manifest says %s (the file changed after prepare); %s", ErrCorruptShard, path, sum, info.SHA256, fix)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open shard %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open shard %s: %w", path, err)
 	}
-	s.files = append(s.files, f)
 	r, err := openShardReader(f, st.Size(), path)
 	if err != nil {
-		return nil, fmt.Errorf("%w; %s", err, fix)
+		return f, nil, fmt.Errorf("%w; %s", err, fix)
 	}
-	s.readers = append(s.readers, r)
-	h, t := r.hdr, s.man.Tokenizer
+	h, t := r.hdr, man.Tokenizer
 	if h.TokenizerHash != t.Hash || h.Vocab != t.VocabSize || h.EOS != t.EOS || h.Domain != info.Domain ||
-		h.Split != info.Split || h.RecordTokens != s.man.RecordTokens || (h.Uint32 != (s.man.TokenType == "uint32")) {
-		return nil, fmt.Errorf("%w %s: its schema metadata %+v disagrees with the manifest entry %+v; %s", ErrCorruptShard, path, h, info, fix)
+		h.Split != info.Split || h.RecordTokens != man.RecordTokens || (h.Uint32 != (man.TokenType == "uint32")) {
+		return f, r, fmt.Errorf("%w %s: its schema metadata %+v disagrees with the manifest entry %+v; %s", ErrCorruptShard, path, h, info, fix)
 	}
 	if err := r.setTokens(info.Tokens); err != nil {
-		return nil, fmt.Errorf("%w; %s", err, fix)
+		return f, r, fmt.Errorf("%w; %s", err, fix)
 	}
-	return r, nil
+	return f, r, nil
 }
 
 // Manifest returns the dataset's manifest.

@@ -1,0 +1,141 @@
+package data
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestPrepareDeterministic: the output does not depend on the number of
+// encoding goroutines, and the tokenizer is trained the same way each time.
+func TestPrepareDeterministic(t *testing.T) {
+	docs := Synthetic(3, 60)
+	var mans []*Manifest
+	for _, w := range []int{1, 3} {
+		o := fixtureOpts(filepath.Join(t.TempDir(), "ds"))
+		o.Workers = w
+		m, err := PrepareDocuments(context.Background(), docs, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mans = append(mans, m)
+	}
+	if !reflect.DeepEqual(mans[0], mans[1]) {
+		t.Fatalf("1 and 3 workers wrote different datasets:\n%+v\n%+v", mans[0], mans[1])
+	}
+	// Counts add up to the documents given, split by val_fraction.
+	m := mans[0]
+	tr, va := m.Splits[Train], m.Splits[Validation]
+	if tr.Documents+va.Documents != 60 || va.Domains["prose"].Documents != 3 || va.Domains["code"].Documents != 3 {
+		t.Fatalf("train %d + validation %d documents (prose %d, code %d), want 60 with 3+3 in validation", tr.Documents, va.Documents, va.Domains["prose"].Documents, va.Domains["code"].Documents)
+	}
+}
+
+func TestPrepareFilesAndDirs(t *testing.T) {
+	root := t.TempDir()
+	text := "Book 1\n\n  1 In the beginning.\n\nBook 2\n\n  1 Then.\n  2 After.\n"
+	os.WriteFile(filepath.Join(root, "book.txt"), []byte(text), 0o644)
+	src := filepath.Join(root, "src")
+	os.MkdirAll(filepath.Join(src, "a", "testdata"), 0o755)
+	os.WriteFile(filepath.Join(src, "a", "x.go"), []byte("package a\n\nfunc X() {}\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "a", "x_test.go"), []byte("package a\n\nfunc TestX() {}\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "a", "testdata", "y.go"), []byte("package broken\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "a", "bin.go"), []byte("package a\x00\x01"), 0o644)
+	os.WriteFile(filepath.Join(src, "b.go"), []byte("package b\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "README"), []byte("not go\n"), 0o644)
+	o := PrepareOptions{Out: filepath.Join(root, "ds"), VocabSize: 300, DocStart: regexp.MustCompile(`^Book \d+$`),
+		Include: []string{"*.go"}, Exclude: []string{"*_test.go", "testdata"}, Stdin: strings.NewReader("from stdin\n")}
+	m, err := Prepare(context.Background(), []Source{{"prose", filepath.Join(root, "book.txt")}, {"code", src}, {"misc", "-"}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"prose": 2, "code": 2, "misc": 1}
+	for d, n := range want {
+		if got := m.Splits[Train].Domains[d].Documents; got != n {
+			t.Errorf("domain %s: %d documents, want %d", d, got, n)
+		}
+	}
+	if !reflect.DeepEqual(m.Domains, []string{"prose", "code", "misc"}) {
+		t.Errorf("domains %v, want source order", m.Domains)
+	}
+}
+
+func TestSplitDocs(t *testing.T) {
+	text := "\nGenesis 1\n\n  1 In the beginning\nof it.\n\n1 Kings 2\n  1 Now\n"
+	var got []string
+	splitDocs("kjv", text, regexp.MustCompile(KJVChapter), func(_, d string) error { got = append(got, d); return nil })
+	want := []string{"\n", "Genesis 1\n\n  1 In the beginning\nof it.\n\n", "1 Kings 2\n  1 Now\n"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if strings.Join(got, "") != text {
+		t.Fatal("documents do not concatenate back to the text")
+	}
+}
+
+func TestParseSource(t *testing.T) {
+	for _, c := range []struct {
+		arg  string
+		want Source
+		err  bool
+	}{
+		{"prose=kjv.txt", Source{"prose", "kjv.txt"}, false},
+		{"code=/usr/local/go/src", Source{"code", "/usr/local/go/src"}, false},
+		{"kjv.txt", Source{DefaultDomain, "kjv.txt"}, false},
+		{"-", Source{DefaultDomain, "-"}, false},
+		{"./a=b.txt", Source{DefaultDomain, "./a=b.txt"}, false},
+		{"Prose=x", Source{}, true},
+		{"prose=", Source{}, true},
+		{"", Source{}, true},
+	} {
+		got, err := ParseSource(c.arg)
+		if (err != nil) != c.err || (!c.err && got != c.want) {
+			t.Errorf("ParseSource(%q) = %+v, %v; want %+v, error %v", c.arg, got, err, c.want, c.err)
+		}
+	}
+}
+
+// TestKJV prepares the real King James Bible when the bible command exists.
+func TestKJV(t *testing.T) {
+	if _, err := exec.LookPath("bible"); err != nil {
+		t.Skip("bible not installed (apt-get install bible-kjv)")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	kjv, err := exec.Command("bible", "Gen1:1-Rev22:21").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "kjv")
+	o := PrepareOptions{Out: dir, VocabSize: 1024, ValFraction: 0.01, Seed: 1, DocStart: regexp.MustCompile(KJVChapter), Stdin: strings.NewReader(string(kjv))}
+	m, err := Prepare(context.Background(), []Source{{"prose", "-"}}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Splits[Train].Documents + m.Splits[Validation].Documents; n != 1189 {
+		t.Fatalf("%d KJV chapters, want 1189", n)
+	}
+	// The first validation chapter decodes back to a chapter of the text.
+	s := openT(t, StreamConfig{Dir: dir, Split: Validation, SeqLen: 4096, Batch: 1, Epochs: 1}, Cursor{})
+	b, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, 0, len(b.Tokens))
+	for _, id := range b.Tokens {
+		if int(id) == m.Tokenizer.EOS {
+			break
+		}
+		ids = append(ids, int(id))
+	}
+	ch := loadTok(t, dir).Decode(ids)
+	if !regexp.MustCompile(KJVChapter).MatchString(strings.SplitN(ch, "\n", 2)[0]) || !strings.Contains(string(kjv), ch) {
+		t.Fatalf("first validation document is not a KJV chapter:\n%.300s", ch)
+	}
+}
