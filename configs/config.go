@@ -448,6 +448,9 @@ func (c Config) Validate() error {
 	if c.Schedule.TotalTokens < 0 {
 		add("schedule.total_tokens", "must be >= 0 (0 means train.tokens), got %d", c.Schedule.TotalTokens)
 	}
+	if c.Schedule.WarmupTokens > 0 && c.ScheduleTotal() > 0 && c.Schedule.WarmupTokens >= c.ScheduleTotal() {
+		add("schedule.warmup_tokens", "%d must be below the schedule's total tokens %d (schedule.total_tokens, or train.tokens when unset)", c.Schedule.WarmupTokens, c.ScheduleTotal())
+	}
 	if c.Schedule.MinLRRatio < 0 || c.Schedule.MinLRRatio > 1 {
 		add("schedule.min_lr_ratio", "must be in [0, 1], got %g", c.Schedule.MinLRRatio)
 	}

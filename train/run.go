@@ -134,6 +134,11 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 func (t *trainer) checkConfig() error {
 	path := filepath.Join(t.opt.RunDir, "config.yaml")
 	raw, err := os.ReadFile(path)
+	// A run directory without a checkpoint has trained nothing yet (a
+	// launch that failed early): its stored config does not bind.
+	if infos, lerr := checkpoints.List(t.opt.RunDir); lerr == nil && len(infos) == 0 && err == nil {
+		err = os.ErrNotExist
+	}
 	switch {
 	case err == nil:
 		stored, err := configs.Parse(raw, nil)
@@ -153,7 +158,7 @@ func (t *trainer) checkConfig() error {
 		}
 		// Keep the stored file: it is the launch's record.
 		return nil
-	case os.IsNotExist(err):
+	case errors.Is(err, os.ErrNotExist):
 		return writeFileAtomic(path, []byte(t.cfg.YAML()))
 	default:
 		return fmt.Errorf("read the run's config: %w", err)
