@@ -105,11 +105,13 @@ func (w *shardWriter) writeDoc(tokens []int) error {
 			return err
 		}
 	}
-	if err := w.push(uint32(w.hdr.EOS)); err != nil {
-		return err
+	if w.w == nil {
+		if err := w.openShard(); err != nil {
+			return err
+		}
 	}
-	w.cur.Documents++ // the document ends in the current shard
-	return nil
+	w.cur.Documents++ // the document ends (EOS) in the current shard
+	return w.push(uint32(w.hdr.EOS))
 }
 
 func (w *shardWriter) push(t uint32) error {
