@@ -19,6 +19,11 @@ type GraphOptions struct {
 	// ActiveRouted, when > 0, evaluates MoE layers with fewer (or more)
 	// activated routed experts than trained (expert analyses).
 	ActiveRouted int
+	// DisableTop, when > 0, zeroes each token's DisableTop most probable
+	// routed experts before top-k, so the next K are chosen with their raw
+	// probabilities as gates (the redundancy test, SPEC §4.1; ops.DropTop).
+	// Balance losses and RouterProbs still see the undropped probabilities.
+	DisableTop int
 }
 
 // BalanceLoss is one balance-loss node: SPEC §3.1 (expert) or §3.2 (device).
@@ -124,7 +129,14 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 			} else {
 				probs := must(ops.Softmax(must(ops.Linear(u, w(pre+"mlp.gate.weight")))))
 				gr.probs = append(gr.probs, probs)
-				f = must(ops.MoEWithRecord(u, probs, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
+				routed := probs
+				if opt.DisableTop > 0 {
+					if opt.DisableTop+k > c.RoutedExperts {
+						return nil, fmt.Errorf("model: cannot disable %d of %d routed experts and still activate %d", opt.DisableTop, c.RoutedExperts, k)
+					}
+					routed = must(ops.DropTop(probs, opt.DisableTop))
+				}
+				f = must(ops.MoEWithRecord(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
 				if a := c.Balance.ExpertAlpha; a > 0 {
 					b := must(ops.ExpertBalance(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", node: b})
