@@ -30,7 +30,11 @@ type GraphOptions struct {
 type BalanceLoss struct {
 	Layer int
 	Kind  string // "expert" or "device"
-	node  *G.Node
+	// Counts, when filled (Tokens > 0), makes a batch-level loss
+	// (balance.per_sequence false) use routing counts gathered over a whole
+	// batch of several micro-batches; see ops.BatchCounts.
+	Counts *ops.BatchCounts
+	node   *G.Node
 }
 
 // Graph is a compiled graph over a Model's weights for one geometry.
@@ -138,13 +142,15 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				}
 				f = must(ops.MoEWithRecord(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
 				if a := c.Balance.ExpertAlpha; a > 0 {
-					b := must(ops.ExpertBalance(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence))
-					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", node: b})
+					counts := &ops.BatchCounts{}
+					b := must(ops.ExpertBalanceWithCounts(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
+					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", Counts: counts, node: b})
 					balance = append(balance, b)
 				}
 				if a := c.Balance.DeviceAlpha; a > 0 {
-					b := must(ops.DeviceBalance(probs, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence))
-					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", node: b})
+					counts := &ops.BatchCounts{}
+					b := must(ops.DeviceBalanceWithCounts(probs, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence, counts))
+					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", Counts: counts, node: b})
 					balance = append(balance, b)
 				}
 			}

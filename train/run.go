@@ -70,6 +70,7 @@ type trainer struct {
 	logFile *os.File
 	m       *model.Model
 	g       *model.Graph
+	fwd     *model.Graph // forward-only twin of g: gathers batch-level routing counts
 	params  []optim.Param
 	adam    *optim.AdamW
 	sched   optim.Schedule
@@ -250,6 +251,16 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return err
 	}
+	// A batch-level balance loss over several micro-batches needs the whole
+	// batch's routing counts before any backward pass: a forward-only pass
+	// over the micro-batches gathers them (one extra forward per step, only
+	// in this configuration).
+	if !c.Model.Balance.PerSequence && c.Train.MicroBatch() < c.Train.BatchSize && len(t.g.Balance) > 0 {
+		t.fwd, err = t.m.Build(model.GraphOptions{Batch: c.Train.MicroBatch(), Seq: c.Train.SeqLen})
+		if err != nil {
+			return err
+		}
+	}
 	for i, p := range t.m.Layout {
 		if p.Int {
 			continue
@@ -294,6 +305,9 @@ func (t *trainer) close() {
 	}
 	if t.g != nil {
 		t.g.Close()
+	}
+	if t.fwd != nil {
+		t.fwd.Close()
 	}
 	if t.eval != nil {
 		t.eval.close()
@@ -428,11 +442,20 @@ func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {
 func (t *trainer) step(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
 	scale := float32(1) / float32(micro)
 	balance = map[string]float64{}
-	for mb := 0; mb < micro; mb++ {
+	batches := make([]data.Batch, micro)
+	for mb := range batches {
 		b, err := t.stream.Next()
 		if err != nil {
 			return 0, nil, false, fmt.Errorf("read training data: %w", err)
 		}
+		batches[mb] = b
+	}
+	if t.fwd != nil {
+		if err := t.gatherBatchCounts(batches); err != nil {
+			return 0, nil, false, err
+		}
+	}
+	for mb, b := range batches {
 		res, err := t.g.Run(b.Tokens)
 		if err != nil {
 			return 0, nil, false, err
@@ -470,6 +493,41 @@ func (t *trainer) step(micro int) (loss float64, balance map[string]float64, fin
 		}
 	}
 	return loss, balance, !math.IsNaN(loss) && !math.IsInf(loss, 0), nil
+}
+
+// gatherBatchCounts runs the forward-only graph over a step's micro-batches
+// and gives every balance loss of the training graph its layer's routing
+// counts over the whole batch.
+func (t *trainer) gatherBatchCounts(batches []data.Batch) error {
+	for _, bl := range t.g.Balance {
+		bl.Counts.Tokens = 0
+		bl.Counts.Load = bl.Counts.Load[:0]
+	}
+	loads := make([][]float64, len(t.fwd.Routes))
+	tokens := 0
+	for _, b := range batches {
+		if _, err := t.fwd.Run(b.Tokens); err != nil {
+			return err
+		}
+		tokens += b.B * b.T
+		for j, rec := range t.fwd.Routes {
+			if loads[j] == nil {
+				loads[j] = make([]float64, rec.E)
+			}
+			for e, l := range rec.Load {
+				loads[j][e] += float64(l)
+			}
+		}
+	}
+	for _, bl := range t.g.Balance {
+		for j, layer := range t.fwd.RouteOf {
+			if layer == bl.Layer {
+				bl.Counts.Load = append(bl.Counts.Load[:0], loads[j]...)
+				bl.Counts.Tokens = tokens
+			}
+		}
+	}
+	return nil
 }
 
 func (t *trainer) routeStats() []LayerStats {

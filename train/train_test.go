@@ -151,6 +151,43 @@ func TestMicroBatchesEqualOneBatch(t *testing.T) {
 	}
 }
 
+// With a batch-level balance loss (per_sequence false), micro-batches use
+// the whole batch's routing counts: losses and weights equal one big batch.
+func TestMicroBatchesEqualOneBatchBatchLevelBalance(t *testing.T) {
+	c := tinyConfig(configs.FFNDeepSeekMoE)
+	c.Model.Balance.PerSequence = false
+	c.Model.Balance.ExpertAlpha = 0.5 // large, so a wrong f would show
+	c.Train.Tokens = 2 * 4 * 32
+	one, two := t.TempDir(), t.TempDir()
+	run(t, c, one)
+	c.Train.MicroBatchSize = 2
+	run(t, c, two)
+	la, lb := trainLosses(t, one), trainLosses(t, two)
+	if err := (tol.Tol{Abs: 1e-6, Rel: 1e-5}).CheckSlice("loss", la, lb); err != nil {
+		t.Error(err)
+	}
+	ma, mb := balanceOf(t, one), balanceOf(t, two)
+	if err := (tol.Tol{Abs: 1e-7, Rel: 1e-5}).CheckSlice("balance", ma, mb); err != nil {
+		t.Error(err)
+	}
+}
+
+func balanceOf(t *testing.T, dir string) []float64 {
+	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, m := range ms {
+		if m.Kind == "train" {
+			for l := 0; l < 2; l++ {
+				out = append(out, m.Balance[fmt.Sprintf("layer%d.expert", l)])
+			}
+		}
+	}
+	return out
+}
+
 // Loss falls on the synthetic corpus for every FFN kind.
 func TestLossFallsForEveryKind(t *testing.T) {
 	for _, kind := range []string{configs.FFNDense, configs.FFNDeepSeekMoE, configs.FFNGShard, configs.FFNSwitch, configs.FFNHash} {

@@ -38,8 +38,38 @@ func DeviceBalance(probs *G.Node, batch, seq, k, groups int, alpha float64, perS
 	return balance("DeviceBalance", probs, batch, seq, k, groups, alpha, perSequence)
 }
 
+// BatchCounts carries routing counts gathered over a whole batch, so that a
+// batch-level balance loss (perSequence false) computed on one micro-batch
+// uses the batch's f rather than the micro-batch's: with f fixed, the mean
+// of the micro-batch losses is then exactly the batch loss, and so are its
+// gradients. Load[i] counts (token, slot) pairs routed to expert i over
+// Tokens tokens. A nil or empty BatchCounts means "use this run's counts".
+type BatchCounts struct {
+	Load   []float64
+	Tokens int
+}
+
+// ExpertBalanceWithCounts is ExpertBalance whose batch-level f comes from
+// counts when counts.Tokens > 0 (ignored when perSequence).
+func ExpertBalanceWithCounts(probs *G.Node, batch, seq, k int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
+	return balanceCounts("ExpertBalance", probs, batch, seq, k, 0, alpha, perSequence, counts)
+}
+
+// DeviceBalanceWithCounts is DeviceBalance with batch counts, as
+// ExpertBalanceWithCounts.
+func DeviceBalanceWithCounts(probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
+	if groups < 1 {
+		return nil, fmt.Errorf("DeviceBalance: %d groups, want >= 1", groups)
+	}
+	return balanceCounts("DeviceBalance", probs, batch, seq, k, groups, alpha, perSequence, counts)
+}
+
 // balance builds the op; groups 0 means one group per expert.
 func balance(name string, probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool) (*G.Node, error) {
+	return balanceCounts(name, probs, batch, seq, k, groups, alpha, perSequence, nil)
+}
+
+func balanceCounts(name string, probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
 	s := probs.Shape()
 	if s.Dims() != 2 {
 		return nil, fmt.Errorf("%s: probs %v, want [B·T, E]", name, s)
@@ -59,7 +89,7 @@ func balance(name string, probs *G.Node, batch, seq, k, groups int, alpha float6
 	}
 	op := &balanceOp{
 		base:  base{name: name, arity: 1, key: fmt.Sprintf("B=%d,T=%d,k=%d,gsize=%d,alpha=%g,seq=%t", batch, seq, k, gsize, alpha, perSequence)},
-		batch: batch, seq: seq, k: k, gsize: gsize, alpha: alpha, perSeq: perSequence,
+		batch: batch, seq: seq, k: k, gsize: gsize, alpha: alpha, perSeq: perSequence, global: counts,
 	}
 	return G.ApplyOp(op, probs)
 }
@@ -70,6 +100,7 @@ type balanceOp struct {
 	gsize         int // experts per group (1: expert-level loss)
 	alpha         float64
 	perSeq        bool
+	global        *BatchCounts // batch-level counts from outside (micro-batching), or nil
 }
 
 func (op *balanceOp) Type() hm.Type { return fnType(2, 0) }
@@ -114,7 +145,12 @@ func (op *balanceOp) groupWeights(probs any, e int) []float64 {
 			}
 		}
 	})
-	// f[i] = count[i]·E/(segLen·k); f'_g = mean of f over the group; each
+	fTokens := segLen
+	if g := op.global; g != nil && g.Tokens > 0 && !op.perSeq && len(g.Load) == e {
+		copy(counts, g.Load)
+		fTokens = g.Tokens
+	}
+	// f[i] = count[i]·E/(fTokens·k); f'_g = mean of f over the group; each
 	// segment's loss is α·Σ_g f'_g·P'_g scaled by 1/segs, and P'_g is
 	// Σ_{i∈g} Σ_t probs/segLen.
 	c := make([]float64, segs*ng)
@@ -122,7 +158,7 @@ func (op *balanceOp) groupWeights(probs any, e int) []float64 {
 		for g := 0; g < ng; g++ {
 			var fsum float64
 			for i := g * op.gsize; i < (g+1)*op.gsize; i++ {
-				fsum += counts[sg*e+i] * float64(e) / float64(segLen*op.k)
+				fsum += counts[sg*e+i] * float64(e) / float64(fTokens*op.k)
 			}
 			c[sg*ng+g] = op.alpha / float64(segs) * (fsum / float64(op.gsize)) / float64(segLen)
 		}
@@ -208,7 +244,7 @@ func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
 	n, e := p.Shape()[0], p.Shape()[1]
-	out := newOf(p.Dtype(), n, e)
+	out := op.output(p.Dtype(), n, e)
 	switch p.Dtype() {
 	case tensor.Float32:
 		balanceGrad(op.fwd, slice[float32](out), slice[float32](p), e, dl)
