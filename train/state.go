@@ -31,6 +31,13 @@ type State struct {
 	// of (data.seed, epoch, position).
 }
 
+// NewState returns the state of a run that has trained no tokens: what a
+// checkpoint written outside Run (moetrain import) stores so that Run
+// continues it and LoadModel reads it.
+func NewState(cfg configs.Config) State {
+	return State{Version: stateVersion, Config: cfg}
+}
+
 // modelTensors converts the model's weights to checkpoint tensors under
 // their HF names (hash tables as int32).
 func modelTensors(m *model.Model) []checkpoints.Tensor {
