@@ -158,6 +158,9 @@ func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manif
 	if len(sources) == 0 {
 		return nil, errors.New("prepare: no sources given")
 	}
+	if err := checkOut(opts.Out, opts.Force); err != nil {
+		return nil, err
+	}
 	c, err := scanSources(sources, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
@@ -170,6 +173,9 @@ func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manif
 func PrepareDocuments(ctx context.Context, docs []Document, opts PrepareOptions) (*Manifest, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if err := checkOut(opts.Out, opts.Force); err != nil {
+		return nil, err
 	}
 	c := &corpus{docs: docs}
 	for _, d := range docs {
