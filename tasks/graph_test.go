@@ -152,4 +152,3 @@ func graphSum(t *testing.T, m *model.Model, all []int, ctxLen int) float64 {
 	}
 	return sum
 }
-
