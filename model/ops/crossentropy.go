@@ -52,6 +52,7 @@ type ceCache struct {
 	packed        *tensor.Dense
 	x, w, targets any
 	hits          int
+	buf           any // []F: the packed gradient's backing, reused across runs (see base.output)
 }
 
 func (op *ceOp) Type() hm.Type { return fnType(2, 2, -1, 0) }
@@ -125,7 +126,13 @@ func ceForward[F Float](c *ceCache, nll []float64, x, w []F, targets []int, n, d
 		ceRows(nll, x, w, targets, n, d, v)
 		return
 	}
-	p := make([]F, n*d+v*d)
+	p, ok := c.buf.([]F)
+	if !ok || len(p) != n*d+v*d {
+		p = make([]F, n*d+v*d)
+		c.buf = p
+	}
+	// ceGradKernel overwrites every element (dx rows once, dw with beta 0 on
+	// the first chunk), so the reused buffer needs no clearing.
 	ceGradKernel(nll, p[:n*d], p[n*d:], x, w, targets, n, d, v, 1/float64(n))
 	c.packed = tensor.New(tensor.WithShape(len(p)), tensor.WithBacking(p))
 	c.x, c.w, c.targets = x, w, targets

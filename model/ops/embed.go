@@ -49,7 +49,7 @@ func (op *embedOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	n, d := len(ids), table.Shape()[1]
-	y := newOf(table.Dtype(), n, d)
+	y := op.output(table.Dtype(), n, d)
 	switch table.Dtype() {
 	case tensor.Float32:
 		embedGather(slice[float32](y), slice[float32](table), ids, d)
@@ -102,7 +102,7 @@ func (op *embedBackward) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	dt := newOf(table.Dtype(), v, d)
+	dt := op.output(table.Dtype(), v, d)
 	switch table.Dtype() {
 	case tensor.Float32:
 		embedScatter(slice[float32](dt), slice[float32](dy), ids, v, d)

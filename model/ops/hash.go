@@ -100,7 +100,7 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y := newOf(u.Dtype(), n, d)
+	y := op.output(u.Dtype(), n, d)
 	switch u.Dtype() {
 	case tensor.Float32:
 		expertsForward(op.cache, in, r, slice[float32](y), d, w)
@@ -170,7 +170,7 @@ func (op *hashBackward) Do(vs ...G.Value) (G.Value, error) {
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[3].Shape()[0], in[3].Shape()[1]
 	sizes := []int{n * d, e * w * d, e * w * d, e * d * w}
-	p := newOf(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3])
+	p := op.output(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3])
 	switch u.Dtype() {
 	case tensor.Float32:
 		err = hashBackwardTyped(op, in, slice[float32](in[6]), split(slice[float32](p), sizes), e, d, w)

@@ -103,7 +103,7 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	u, probs := in[0], in[1]
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[2].Shape()[0], in[2].Shape()[1]
-	y := newOf(u.Dtype(), n, d)
+	y := op.output(u.Dtype(), n, d)
 	if err := sameDtype(op.name, in); err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[2].Shape()[0], in[2].Shape()[1]
 	sizes := []int{n * d, n * e, e * w * d, e * w * d, e * d * w}
-	p := newOf(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
+	p := op.output(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
 	switch u.Dtype() {
 	case tensor.Float32:
 		moeBackwardTyped(op, in[:5], slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)

@@ -23,6 +23,32 @@ type base struct {
 	name  string
 	arity int
 	key   string
+	out   *tensor.Dense // the output returned by the last Do (see output)
+}
+
+// output returns a zeroed tensor of dtype dt and the given shape for Do to
+// fill and return: the same tensor on every call while dtype and shape stay
+// the same, so a training step does not allocate (and fault in) every
+// activation and gradient anew. TapeMachine's Reset already allocated them
+// fresh each run (FACTS.md); keeping one buffer per op is safe because a
+// node's value is only read within the run that produced it (the trainer
+// copies gradients out before the next Run; Graph.Grad, Logits and
+// RouterProbs are documented as valid until the next Run), and every node
+// has its own op value. An op value applied to two nodes of one graph
+// would break this, so none is.
+func (b *base) output(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	if t := b.out; t != nil && t.Dtype() == dt && t.Shape().Eq(tensor.Shape(shape)) && t.IsNativelyAccessible() {
+		switch d := t.Data().(type) {
+		case []float32:
+			clear(d)
+			return t
+		case []float64:
+			clear(d)
+			return t
+		}
+	}
+	b.out = newOf(dt, shape...)
+	return b.out
 }
 
 func (b base) Arity() int            { return b.arity }

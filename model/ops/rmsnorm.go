@@ -50,7 +50,7 @@ func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x, w := in[0], in[1]
 	n, d := x.Shape()[0], x.Shape()[1]
-	y := newOf(x.Dtype(), n, d)
+	y := op.output(x.Dtype(), n, d)
 	switch x.Dtype() {
 	case tensor.Float32:
 		rmsNormForward(slice[float32](y), slice[float32](x), slice[float32](w), n, d, op.eps)
@@ -95,7 +95,7 @@ func (op *rmsNormBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x, w, dy := in[0], in[1], in[2]
 	n, d := x.Shape()[0], x.Shape()[1]
-	p := newOf(x.Dtype(), n*d+d)
+	p := op.output(x.Dtype(), n*d+d)
 	switch x.Dtype() {
 	case tensor.Float32:
 		pk := slice[float32](p)
