@@ -33,6 +33,19 @@
 //     run leaves nothing half-written, and an existing DIR is replaced only
 //     with Force.
 //
+// # Use from a trainer
+//
+//	s, err := data.Open(data.StreamConfig{Dir: dir, SeqLen: T, Batch: B, Seed: seed, Vocab: V}, ckpt.Cursor)
+//	defer s.Close()
+//	b, err := s.Next() // b.Tokens is B×(T+1); store b.Cursor with the checkpoint
+//
+// Evaluation reads the validation split once, in order:
+//
+//	v, err := data.Open(data.StreamConfig{Dir: dir, Split: data.Validation, SeqLen: T, Batch: B, Epochs: 1}, data.Cursor{})
+//	for b, err := v.Next(); err != io.EOF; b, err = v.Next() { ... } // the last batch may have b.B < B
+//
+// Manifest.ID identifies the data a Cursor belongs to.
+//
 // The package does not depend on the model: the trainer sees only
 // StreamConfig, Cursor, Batch and Manifest.
 package data

@@ -180,7 +180,11 @@ func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 			if s.weighted {
 				what += " domain " + u.name
 			}
-			return nil, fmt.Errorf("open stream %s: %s has %d tokens, fewer than seq_len+1 = %d; lower seq_len or prepare more text", cfg.Dir, what, tokens, T+1)
+			fix := "lower seq_len or prepare more text"
+			if tokens == 0 && cfg.Split == Validation {
+				fix = "prepare with --val-fraction > 0"
+			}
+			return nil, fmt.Errorf("open stream %s: %s has %d tokens, fewer than seq_len+1 = %d; %s", cfg.Dir, what, tokens, T+1, fix)
 		}
 		u.windows = (tokens - 1) / T
 		s.epochLen += u.windows
