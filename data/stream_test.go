@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"errors"
 	"io"
 	"reflect"
@@ -239,6 +240,37 @@ func TestWeights(t *testing.T) {
 	for _, w := range []map[string]float64{{"text": 1}, {"prose": -1}, {"prose": 0, "code": 0}} {
 		if _, err := Open(StreamConfig{Dir: dir, SeqLen: 16, Batch: 1, Weights: w}, Cursor{}); err == nil {
 			t.Errorf("weights %v: Open succeeded, want an error", w)
+		}
+	}
+}
+
+// TestDocuments: the document walk gives back every document of a split,
+// decoded to its input text, as many as the manifest counts.
+func TestDocuments(t *testing.T) {
+	dir, man := fixture(t)
+	tok := loadTok(t, dir)
+	texts := map[string]string{}
+	for _, d := range Synthetic(1, fixtureDocs) {
+		texts[d.Text] = d.Domain
+	}
+	for _, split := range []string{Train, Validation} {
+		var n int64
+		err := Documents(context.Background(), dir, split, func(domain string, ids []int32) error {
+			in := make([]int, len(ids))
+			for i, id := range ids {
+				in[i] = int(id)
+			}
+			if got := tok.Decode(in); texts[got] != domain {
+				t.Fatalf("%s: document %d (%s) is not an input document of that domain: %.80q", split, n, domain, got)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != man.Splits[split].Documents {
+			t.Fatalf("%s: %d documents, manifest says %d", split, n, man.Splits[split].Documents)
 		}
 	}
 }
