@@ -12,5 +12,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 go build -o bin/moetrain ./cmd/moetrain
-[ -f datasets/kjv/manifest.json ] || scripts/prepare-default.sh datasets/kjv
+[ -f datasets/kjv/manifest.json ] || MOETRAIN=bin/moetrain scripts/prepare-default.sh datasets/kjv
 exec bin/moetrain train "${CONFIG:-configs/small/deepseekmoe.yaml}" --run-dir "${RUN_DIR:-runs/small-deepseekmoe}" "$@"
