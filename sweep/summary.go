@@ -1,0 +1,351 @@
+package sweep
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/train"
+)
+
+// RunResult is one run's outcome, read from its run directory.
+type RunResult struct {
+	Name, Group string
+	Seed        uint64
+	Status      Status
+	Tokens      int64   // training tokens of the newest held-out evaluation
+	ValLoss     float64 // held-out loss (nats/token); NaN if never evaluated
+	ValBPB      float64
+	TrainLoss   float64
+	Total       int64   // parameters, SPEC §7.1
+	Activated   int64   // activated parameters per token
+	FLOPs       float64 // FLOPs per token, SPEC §7.3
+	Budget      int64   // train.tokens
+}
+
+// GroupResult aggregates the finished runs of one group over seeds.
+type GroupResult struct {
+	Group            string
+	N                int     // finished runs (seeds)
+	Loss, Std, SE    float64 // held-out loss: mean, sample std, std/√N (NaN when N < 2)
+	BPB, BPBStd      float64
+	Total, Activated int64
+	FLOPs            float64
+	Budget           int64
+}
+
+// Pair is the verdict on "Better has lower held-out loss than Worse".
+type Pair struct {
+	Better, Worse string
+	Gap           float64 // mean(Worse) − mean(Better)
+	SE            float64 // √(SE_a² + SE_b²); NaN with fewer than 2 seeds on a side
+	Verdict       string  // "holds", "reversed" or "not resolved"
+}
+
+// Ordering is the verdict on one expected ordering.
+type Ordering struct {
+	Order []string
+	Pairs []Pair
+	Holds bool // every adjacent gap exceeds 2 standard errors in the expected direction
+}
+
+// Summary is a sweep's results.
+type Summary struct {
+	Name      string
+	Notes     string
+	Runs      []RunResult
+	Groups    []GroupResult
+	Orderings []Ordering
+}
+
+// Summarise reads every run's metrics. Runs that are not done are listed
+// but left out of the group statistics.
+func Summarise(spec *Spec, runs []Run) (Summary, error) {
+	s := Summary{Name: spec.Name, Notes: strings.TrimSpace(spec.Notes)}
+	for _, r := range runs {
+		st, err := StatusOf(r)
+		if err != nil {
+			return s, err
+		}
+		c := model.Count(r.Config.Model)
+		rr := RunResult{Name: r.Name, Group: r.Group, Seed: r.Seed, Status: st, ValLoss: math.NaN(), ValBPB: math.NaN(), TrainLoss: math.NaN(),
+			Total: c.Total, Activated: c.Activated, FLOPs: model.FLOPsPerToken(r.Config.Model, r.Config.Train.SeqLen), Budget: r.Config.Train.Tokens}
+		ms, err := train.ReadMetrics(filepath.Join(r.Dir, "metrics.jsonl"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return s, fmt.Errorf("run %s: %w", r.Name, err)
+		}
+		for _, m := range ms {
+			switch {
+			case m.Kind == "train":
+				rr.TrainLoss = m.Loss
+			case m.Kind == "eval" && m.Task == "heldout" && m.Value != nil && m.Tokens >= rr.Tokens:
+				rr.Tokens = m.Tokens
+				if m.Metric == "loss" {
+					rr.ValLoss = *m.Value
+				} else if m.Metric == "bits_per_byte" {
+					rr.ValBPB = *m.Value
+				}
+			}
+		}
+		s.Runs = append(s.Runs, rr)
+	}
+	var order []string
+	by := map[string][]RunResult{}
+	for _, r := range s.Runs {
+		if _, ok := by[r.Group]; !ok {
+			order = append(order, r.Group)
+		}
+		by[r.Group] = append(by[r.Group], r)
+	}
+	groups := map[string]GroupResult{}
+	for _, gname := range order {
+		rs := by[gname]
+		g := GroupResult{Group: gname, Total: rs[0].Total, Activated: rs[0].Activated, FLOPs: rs[0].FLOPs, Budget: rs[0].Budget}
+		var loss, bpb []float64
+		for _, r := range rs {
+			if r.Status == Done && !math.IsNaN(r.ValLoss) {
+				loss = append(loss, r.ValLoss)
+				bpb = append(bpb, r.ValBPB)
+			}
+		}
+		g.N = len(loss)
+		g.Loss, g.Std = meanStd(loss)
+		g.BPB, g.BPBStd = meanStd(bpb)
+		g.SE = g.Std / math.Sqrt(float64(g.N))
+		s.Groups = append(s.Groups, g)
+		groups[gname] = g
+	}
+	for _, exp := range spec.Expect {
+		o := Ordering{Order: exp, Holds: true}
+		for i := 0; i+1 < len(exp); i++ {
+			a, okA := groups[exp[i]]
+			b, okB := groups[exp[i+1]]
+			if !okA || !okB {
+				return s, fmt.Errorf("expect: no group %q (groups: %s)", map[bool]string{true: exp[i+1], false: exp[i]}[okA], strings.Join(order, ", "))
+			}
+			p := ComparePair(a, b)
+			if p.Verdict != "holds" {
+				o.Holds = false
+			}
+			o.Pairs = append(o.Pairs, p)
+		}
+		s.Orderings = append(s.Orderings, o)
+	}
+	return s, nil
+}
+
+// ComparePair judges "a has lower loss than b": it holds when the gap
+// exceeds two standard errors of the difference, is reversed when it is
+// beyond two standard errors the other way, and is not resolved otherwise,
+// including whenever a side has fewer than two seeds.
+func ComparePair(a, b GroupResult) Pair {
+	p := Pair{Better: a.Group, Worse: b.Group, Gap: b.Loss - a.Loss, SE: math.Hypot(a.SE, b.SE), Verdict: "not resolved"}
+	if a.N < 2 || b.N < 2 || math.IsNaN(p.SE) {
+		p.SE = math.NaN()
+		return p
+	}
+	switch {
+	case p.Gap > 2*p.SE:
+		p.Verdict = "holds"
+	case p.Gap < -2*p.SE:
+		p.Verdict = "reversed"
+	}
+	return p
+}
+
+// meanStd returns the mean and the sample standard deviation (NaN for
+// fewer than 2 values; both NaN for none).
+func meanStd(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	var m float64
+	for _, x := range xs {
+		m += x
+	}
+	m /= float64(len(xs))
+	if len(xs) < 2 {
+		return m, math.NaN()
+	}
+	var v float64
+	for _, x := range xs {
+		v += (x - m) * (x - m)
+	}
+	return m, math.Sqrt(v / float64(len(xs)-1))
+}
+
+func f4(x float64) string {
+	if math.IsNaN(x) {
+		return "–"
+	}
+	return strconv.FormatFloat(x, 'f', 4, 64)
+}
+
+// human writes n with an M/K suffix.
+func human(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// WriteMarkdown writes the group table, the ordering verdicts and the
+// per-run table.
+func (s Summary) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	if s.Name != "" {
+		fmt.Fprintf(&b, "## Sweep %s\n\n", s.Name)
+	}
+	if s.Notes != "" {
+		fmt.Fprintf(&b, "%s\n\n", s.Notes)
+	}
+	b.WriteString("Held-out loss in nats per token (mean ± sample std over seeds; n = finished seeds). FLOPs per token by SPEC §7.3.\n\n")
+	b.WriteString("| group | n | held-out loss | bits/byte | total params | activated params | FLOPs/token | train tokens | tokens / activated param |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, g := range s.Groups {
+		fmt.Fprintf(&b, "| %s | %d | %s ± %s | %s ± %s | %s | %s | %s | %s | %.2f |\n", g.Group, g.N, f4(g.Loss), f4(g.Std), f4(g.BPB), f4(g.BPBStd),
+			human(g.Total), human(g.Activated), human(int64(g.FLOPs)), human(g.Budget), float64(g.Budget)/float64(g.Activated))
+	}
+	if len(s.Orderings) > 0 {
+		b.WriteString("\nExpected orderings (lowest loss first). A gap is claimed only when it exceeds two standard errors of the difference of the means.\n\n")
+		for _, o := range s.Orderings {
+			verdict := "not resolved at this scale"
+			if o.Holds {
+				verdict = "holds"
+			}
+			fmt.Fprintf(&b, "- %s: **%s**\n", strings.Join(o.Order, " < "), verdict)
+			for _, p := range o.Pairs {
+				fmt.Fprintf(&b, "  - %s < %s: gap %s, 2·SE %s: %s\n", p.Better, p.Worse, f4(p.Gap), f4(2*p.SE), p.Verdict)
+			}
+		}
+	}
+	b.WriteString("\n| run | seed | status | tokens | held-out loss | bits/byte | last train loss |\n|---|---:|---|---:|---:|---:|---:|\n")
+	for _, r := range s.Runs {
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Name, r.Seed, r.Status, human(r.Tokens), f4(r.ValLoss), f4(r.ValBPB), f4(r.TrainLoss))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteCSV writes one row per run with its group's statistics.
+func (s Summary) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"run", "group", "seed", "status", "tokens", "val_loss", "val_bpb", "train_loss", "total_params", "activated_params", "flops_per_token", "group_n", "group_loss_mean", "group_loss_std"})
+	gs := map[string]GroupResult{}
+	for _, g := range s.Groups {
+		gs[g.Group] = g
+	}
+	ff := func(x float64) string { return strconv.FormatFloat(x, 'g', 8, 64) }
+	for _, r := range s.Runs {
+		g := gs[r.Group]
+		cw.Write([]string{r.Name, r.Group, strconv.FormatUint(r.Seed, 10), r.Status.String(), strconv.FormatInt(r.Tokens, 10),
+			ff(r.ValLoss), ff(r.ValBPB), ff(r.TrainLoss), strconv.FormatInt(r.Total, 10), strconv.FormatInt(r.Activated, 10),
+			ff(r.FLOPs), strconv.Itoa(g.N), ff(g.Loss), ff(g.Std)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Plot draws each group's mean held-out loss with ±std error bars and every
+// seed as a point, saved as path+".png" and path+".svg".
+func (s Summary) Plot(path string) error {
+	p := plot.New()
+	p.Title.Text = "Held-out loss by model" + map[bool]string{true: " (" + s.Name + ")", false: ""}[s.Name != ""]
+	p.Y.Label.Text = "held-out loss (nats/token)"
+	var names []string
+	var means plotter.XYs
+	var bars plotter.YErrors
+	var seeds plotter.XYs
+	for i, g := range s.Groups {
+		names = append(names, g.Group)
+		if g.N == 0 {
+			continue
+		}
+		means = append(means, plotter.XY{X: float64(i), Y: g.Loss})
+		e := g.Std
+		if math.IsNaN(e) {
+			e = 0
+		}
+		bars = append(bars, struct{ Low, High float64 }{e, e})
+		for _, r := range s.Runs {
+			if r.Group == g.Group && r.Status == Done && !math.IsNaN(r.ValLoss) {
+				seeds = append(seeds, plotter.XY{X: float64(i) + 0.12, Y: r.ValLoss})
+			}
+		}
+	}
+	if len(means) == 0 {
+		return errors.New("plot: no finished run")
+	}
+	sc, err := plotter.NewScatter(means)
+	if err != nil {
+		return err
+	}
+	sc.GlyphStyle.Radius = vg.Points(4)
+	eb := &plotter.YErrorBars{XYs: means, YErrors: bars, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(6)}
+	pts, err := plotter.NewScatter(seeds)
+	if err != nil {
+		return err
+	}
+	pts.GlyphStyle.Radius = vg.Points(2)
+	pts.GlyphStyle.Color = plotter.DefaultGlyphStyle.Color
+	p.Add(sc, eb, pts, plotter.NewGrid())
+	p.Legend.Add("mean ± std", sc)
+	p.Legend.Add("seeds", pts)
+	p.Legend.Top = true
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.5
+	p.X.Tick.Label.XAlign = -0.8
+	width := vg.Length(max(5, 1.2*float64(len(names)))) * vg.Inch
+	for _, ext := range []string{".png", ".svg"} {
+		if err := p.Save(width, 4*vg.Inch, path+ext); err != nil {
+			return fmt.Errorf("save plot: %w", err)
+		}
+	}
+	return nil
+}
+
+// Write writes summary.md, summary.csv and summary.png/.svg into dir.
+func (s Summary) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{{"summary.md", s.WriteMarkdown}, {"summary.csv", s.WriteCSV}} {
+		fh, err := os.Create(filepath.Join(dir, f.name))
+		if err != nil {
+			return err
+		}
+		if err := f.write(fh); err != nil {
+			fh.Close()
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+		if err := fh.Close(); err != nil {
+			return err
+		}
+	}
+	for _, g := range s.Groups {
+		if g.N > 0 {
+			return s.Plot(filepath.Join(dir, "summary"))
+		}
+	}
+	return nil
+}
