@@ -137,8 +137,12 @@ func TaskFigure(runs []*Run) Figure {
 			xs, ys := seriesXY(r.Series(task, metric), tokensX, percentY)
 			p.Lines = append(p.Lines, Line{Label: r.Name, X: xs, Y: ys, Color: RunColor(i), Dashed: !r.IsMoE(), Points: true})
 		}
+		pretty := map[string]string{"acc": "Accuracy", "exact_match": "Exact match"}
 		var names []string
 		for m := range metrics {
+			if pretty[m] != "" {
+				m = pretty[m]
+			}
 			names = append(names, m)
 		}
 		sort.Strings(names)

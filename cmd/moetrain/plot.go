@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moetrain/moetrain/report"
+)
+
+func init() {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "plot RUN_DIR... --out DIR",
+		Short: "Draw loss and task-score figures of runs as PNG and SVG",
+		Long: `Plot writes four figures, each as DIR/NAME.png and DIR/NAME.svg:
+
+  loss_vs_tokens   held-out loss against training tokens, a line per run
+  tasks_vs_tokens  a panel per task: its score against training tokens
+  score_vs_params  average task score against activated parameters, a point
+                   per run (circles dense, triangles MoE) and the
+                   least-squares trend through the dense runs
+  loss_vs_flops    held-out loss against training compute
+                   (tokens × FLOPs per token)
+
+Dense runs are dashed, MoE runs solid; a run keeps its color in every figure.`,
+		Example: `  moetrain plot runs/small-* --out figures`,
+		Args:    argsUsage(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usagef("--out DIR is required")
+			}
+			runs, err := loadRuns(args)
+			if err != nil {
+				return err
+			}
+			paths, err := report.WriteFigures(runs, out)
+			if err != nil {
+				return err
+			}
+			for _, p := range paths {
+				fmt.Fprintln(cmd.OutOrStdout(), "wrote", p)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the figures into (required; created if missing)")
+	rootCmd.AddCommand(cmd)
+}
