@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -131,6 +132,33 @@ func TestTasksBuildCLI(t *testing.T) {
 		}
 		if !strings.Contains(stdout, "task "+name+": 5 multiple_choice examples") {
 			t.Errorf("output lacks %s:\n%s", name, stdout)
+		}
+	}
+}
+
+// prepare ends by building the built-in tasks of the new dataset.
+func TestPrepareBuildsTasksCLI(t *testing.T) {
+	src := t.TempDir()
+	var prose strings.Builder
+	codeDir := filepath.Join(src, "code")
+	os.MkdirAll(codeDir, 0o755)
+	for i, d := range data.Synthetic(5, 80) {
+		if d.Domain == "prose" {
+			prose.WriteString(d.Text + "\n")
+			continue
+		}
+		os.WriteFile(filepath.Join(codeDir, "f"+strconv.Itoa(i)+".go"), []byte(d.Text), 0o644)
+	}
+	os.WriteFile(filepath.Join(src, "prose.txt"), []byte(prose.String()), 0o644)
+	out := filepath.Join(t.TempDir(), "ds")
+	stdout, stderr, code := moetrain(t, "prepare", "--out", out, "--vocab", "300", "--val-fraction", "0.25",
+		"--doc-start", "^Chapter [0-9]+$", "prose="+filepath.Join(src, "prose.txt"), "code="+codeDir)
+	if code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", code, stderr)
+	}
+	for _, name := range []string{"next_verse", "last_word", "code_next_line"} {
+		if _, err := os.Stat(filepath.Join(out, "tasks", name+".jsonl")); err != nil || !strings.Contains(stdout, "task "+name+":") {
+			t.Errorf("prepare did not build %s (%v):\n%s", name, err, stdout)
 		}
 	}
 }

@@ -72,7 +72,7 @@ documents, chosen with --seed.`,
 			tr, va := man.Splits[data.Train], man.Splits[data.Validation]
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d shards; train %d documents, %d tokens; validation %d documents, %d tokens; vocab %d (%s)\n",
 				o.Out, len(man.Shards), tr.Documents, tr.Tokens, va.Documents, va.Tokens, man.Tokenizer.VocabSize, man.Tokenizer.Hash)
-			return nil
+			return buildTasks(ctx, cmd.OutOrStdout(), o.Out, 0) // built-in tasks from the validation split (tasks.go)
 		},
 	}
 	f := cmd.Flags()
