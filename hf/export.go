@@ -87,6 +87,10 @@ func Export(m *model.Model, opt ExportOptions) (res ExportResult, err error) {
 	if opt.Out == "" {
 		return res, errors.New("export: no output directory")
 	}
+	opt.Out = filepath.Clean(opt.Out)
+	if opt.MaxPositions <= 0 {
+		return res, fmt.Errorf("export: max positions %d must be positive (the training sequence length)", opt.MaxPositions)
+	}
 	var bos, eos *int
 	var tokRaw []byte
 	var eosText string
@@ -126,7 +130,7 @@ func Export(m *model.Model, opt ExportOptions) (res ExportResult, err error) {
 	}
 	shards := planShards(ts, opt.ShardSize)
 
-	parent := filepath.Dir(filepath.Clean(opt.Out))
+	parent := filepath.Dir(opt.Out)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return res, fmt.Errorf("export: %w", err)
 	}

@@ -480,7 +480,7 @@ func TestExportRefusesNonEmptyOut(t *testing.T) {
 	m, _ := model.New(tinyConfig(configs.FFNDense).Model, tensor.Float32)
 	out := t.TempDir()
 	os.WriteFile(filepath.Join(out, "keep.txt"), []byte("x"), 0o644)
-	if _, err := Export(m, ExportOptions{Out: out}); !errors.Is(err, ErrExists) {
+	if _, err := Export(m, ExportOptions{Out: out, MaxPositions: 16}); !errors.Is(err, ErrExists) {
 		t.Fatalf("got %v, want ErrExists", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "x" {
@@ -488,7 +488,7 @@ func TestExportRefusesNonEmptyOut(t *testing.T) {
 	}
 	// An empty directory is fine.
 	empty := t.TempDir()
-	if _, err := Export(m, ExportOptions{Out: empty}); err != nil {
+	if _, err := Export(m, ExportOptions{Out: empty + "/", MaxPositions: 16}); err != nil {
 		t.Fatal(err)
 	}
 }
