@@ -124,7 +124,9 @@ func BuildBuiltin(ctx context.Context, dir string, opt BuiltinOptions) ([]Builti
 			res = append(res, t)
 			continue
 		}
-		hdr := builtinHeader{Task: name, Kind: t.Kind, Fewshot: 0, Separator: "\n\n", Description: builtinDescriptions[name]}
+		// No description: the scorer would prepend it to every context,
+		// and the contexts must stay verbatim validation text.
+		hdr := builtinHeader{Task: name, Kind: t.Kind, Fewshot: 0, Separator: "\n\n"}
 		if err := builtinWrite(path, hdr, exs); err != nil {
 			return nil, fmt.Errorf("build tasks: %w", err)
 		}
@@ -132,12 +134,6 @@ func BuildBuiltin(ctx context.Context, dir string, opt BuiltinOptions) ([]Builti
 		res = append(res, t)
 	}
 	return res, nil
-}
-
-var builtinDescriptions = map[string]string{
-	NextVerse:    "HellaSwag-like: pick the verse that follows one or two verses of a chapter (3 distractors: verses of similar length from other chapters of the validation split).",
-	LastWord:     "LAMBADA-like, multiple choice: pick the last word of a verse (3 distractors: last words of other validation verses, drawn by frequency).",
-	CodeNextLine: "Pick the next line of a Go source file (3 distractors: lines of similar length from elsewhere in the validation split, re-indented like the true line).",
 }
 
 // builtinKey separates the random streams of the tasks.
@@ -265,7 +261,7 @@ type builtinHeader struct {
 	Kind        string `json:"kind"`
 	Fewshot     int    `json:"fewshot"`
 	Separator   string `json:"separator"`
-	Description string `json:"description"`
+	Description string `json:"description,omitempty"`
 }
 
 // builtinAssemble places the truth among the distractors at a random index.

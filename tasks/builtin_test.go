@@ -158,11 +158,19 @@ func TestBuiltinTasksWellFormed(t *testing.T) {
 			if task.Path != filepath.Join(dir, "tasks", task.Name+".jsonl") {
 				t.Errorf("path %s", task.Path)
 			}
-			if f.Header.Task != task.Name || f.Header.Kind != "multiple_choice" || f.Header.Description == "" {
+			if f.Header.Task != task.Name || f.Header.Kind != "multiple_choice" || f.Header.Fewshot != 0 || f.Header.Description != "" {
 				t.Errorf("header %+v", f.Header)
 			}
 			if len(f.Examples) != task.Examples || len(f.Examples) > 40 {
 				t.Errorf("file has %d examples, BuildBuiltin says %d (cap 40)", len(f.Examples), task.Examples)
+			}
+			// The package's own reader accepts the file and sees the same examples.
+			parsed, err := Load(task.Path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if parsed.Name != task.Name || parsed.Kind != MultipleChoice || len(parsed.Examples) != len(f.Examples) {
+				t.Errorf("Load: name %q kind %q, %d examples; want %q %q %d", parsed.Name, parsed.Kind, len(parsed.Examples), task.Name, MultipleChoice, len(f.Examples))
 			}
 			golds := map[int]int{}
 			contexts := map[string]bool{}

@@ -24,7 +24,19 @@ func init() {
 		Long: `Build writes DATASET_DIR/tasks/<name>.jsonl for every built-in task, made
 deterministically from the dataset's validation split (the same dataset always
 gives the same files). 'moetrain prepare' does this already; run it again after
-changing the task builder, or on a dataset prepared before tasks existed.`,
+changing the task builder, or on a dataset prepared before tasks existed.
+
+All three are multiple choice with four choices, scored by log-likelihood:
+  next_verse      one or two verses and the next verse's number; the true
+                  verse against three verses of similar length from other
+                  chapters (HellaSwag-like)
+  last_word       a verse without its last word; the word against the last
+                  words of three other verses (LAMBADA-like; multiple choice
+                  rather than exact-match generation, which stays near zero
+                  for small models)
+  code_next_line  up to twelve lines of a Go file; the true next line against
+                  three lines of similar length from elsewhere, re-indented
+                  like it`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if maxExamples < 0 {
