@@ -394,6 +394,11 @@ func svgStrokes(svg string, c string) (lines []int) {
 	return lines
 }
 
+// svgFills counts the filled (unstroked) paths in color c: plot markers.
+func svgFills(svg string, c string) int {
+	return strings.Count(svg, `style="fill:`+c+`" />`)
+}
+
 func hex(c [4]uint8) string { return fmt.Sprintf("#%02X%02X%02X", c[0], c[1], c[2]) }
 
 func TestPlotsEqualMetrics(t *testing.T) {
@@ -517,6 +522,14 @@ func TestPlotsEqualMetrics(t *testing.T) {
 			if want := fmt.Sprint([]int{n, 2}); got != want {
 				t.Errorf("%s.svg: %s's strokes have %s vertices, want %s (its line, its legend sample)", name, f.name, got, want)
 			}
+		}
+		// A marker (a filled path) at every eval point.
+		if got := svgFills(svg("loss_vs_tokens"), col); got != n {
+			t.Errorf("loss_vs_tokens.svg: %d markers in %s's color, want %d", got, f.name, n)
+		}
+		// The scatter: one marker per run.
+		if got := svgFills(svg("score_vs_params"), col); got != 1 {
+			t.Errorf("score_vs_params.svg: %d markers in %s's color, want 1", got, f.name)
 		}
 		// In the task grid: one line per panel the run has, plus the legend.
 		var want []int
