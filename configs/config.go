@@ -112,6 +112,9 @@ type Checkpoint struct {
 type Eval struct {
 	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
 	Tokens      int64 `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
+	// Tasks names the task files (DATASET/tasks/*.jsonl, docs/TASKS.md)
+	// scored at each evaluation; empty scores every one found.
+	Tasks []string `mapstructure:"tasks" yaml:"tasks" json:"tasks"`
 }
 
 // Log sets how often metrics are written.
@@ -485,6 +488,16 @@ func (c Config) Validate() error {
 	}
 	if c.Eval.Tokens < 0 {
 		add("eval.tokens", "must be >= 0, got %d", c.Eval.Tokens)
+	}
+	seenTask := map[string]bool{}
+	for _, name := range c.Eval.Tasks {
+		switch {
+		case name == "" || strings.ContainsAny(name, " \t\n,"):
+			add("eval.tasks", "task name %q: want a non-empty name without spaces or commas", name)
+		case seenTask[name]:
+			add("eval.tasks", "task %q is listed twice", name)
+		}
+		seenTask[name] = true
 	}
 	if c.Log.EveryTokens <= 0 {
 		add("log.every_tokens", "must be positive, got %d", c.Log.EveryTokens)

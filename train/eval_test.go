@@ -1,0 +1,298 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/tokenizer"
+	"github.com/moetrain/moetrain/internal/tol"
+	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/tasks"
+)
+
+// Bits per byte on a known text: the validation split is one document of
+// known text, scored as a single window, so the predicted tokens are all
+// its tokens but the first, plus the end-of-document token (0 bytes).
+func TestBitsPerByteOnKnownText(t *testing.T) {
+	text := "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep."
+	dir := filepath.Join(t.TempDir(), "known")
+	// Two copies: one goes to validation, one stays in train.
+	docs := []data.Document{{Domain: "prose", Name: "a", Text: text}, {Domain: "prose", Name: "b", Text: text}}
+	man, err := data.PrepareDocuments(context.Background(), docs, data.PrepareOptions{Out: dir, VocabSize: 300, ValFraction: 0.5, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tok.Encode(text)
+	if got := man.Splits["validation"].Tokens; got != int64(len(ids)+1) {
+		t.Fatalf("validation holds %d tokens, want the text's %d + EOS", got, len(ids))
+	}
+	c := tinyConfig(configs.FFNDense)
+	c.Model.VocabSize = man.Tokenizer.VocabSize
+	c.Data.Path = dir
+	c.Train.SeqLen, c.Train.BatchSize = len(ids), 1
+	m, err := model.New(c.Model, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEvaluator(m, c, EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	res, err := e.HeldOut(0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBytes := int64(len(text) - len(tok.TokenBytes(ids[0])))
+	if res.Tokens != int64(len(ids)) || res.Bytes != wantBytes {
+		t.Fatalf("scored %d tokens, %d bytes; want %d tokens, %d bytes", res.Tokens, res.Bytes, len(ids), wantBytes)
+	}
+	want := res.Loss * float64(res.Tokens) / float64(wantBytes) / math.Ln2
+	if !tol.Float64.Close(res.BPB, want) {
+		t.Errorf("bits per byte %.9f, want loss·tokens/bytes/ln2 = %.9f", res.BPB, want)
+	}
+	// An untrained model is near uniform over the vocabulary.
+	if u := math.Log(float64(c.Model.VocabSize)); math.Abs(res.Loss-u) > 0.05 {
+		t.Errorf("untrained loss %.4f, want about ln V = %.4f", res.Loss, u)
+	}
+	if len(res.Domains) != 0 {
+		t.Errorf("one domain gave per-domain results %v", res.Domains)
+	}
+}
+
+// Per-domain held-out scores stream each domain alone; their token counts
+// add up to the whole split's (no cap), and the overall loss is their
+// token-weighted mean.
+func TestHeldOutDomains(t *testing.T) {
+	c := tinyConfig(configs.FFNDense)
+	m, err := model.New(c.Model, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEvaluator(m, c, EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	res, err := e.HeldOut(0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Domains) != 2 {
+		t.Fatalf("domains %v, want prose and code", res.Domains)
+	}
+	var tokens, bytes int64
+	var nats float64
+	for d, r := range res.Domains {
+		tokens += r.Tokens
+		bytes += r.Bytes
+		nats += r.Loss * float64(r.Tokens)
+		if r.Tokens == 0 || r.Bytes == 0 || r.BPB <= 0 {
+			t.Errorf("domain %s: %+v", d, r)
+		}
+	}
+	// Windows never span two domains' streams, so the split as one corpus
+	// can have a window or so more than the domains apart.
+	T := int64(c.Train.SeqLen)
+	if tokens > res.Tokens || res.Tokens-tokens > 2*T {
+		t.Errorf("domains scored %d tokens, the whole split %d", tokens, res.Tokens)
+	}
+	if !(tol.Tol{Rel: 0.02}).Close(nats/float64(tokens), res.Loss) {
+		t.Errorf("token-weighted domain loss %.5f, overall %.5f", nats/float64(tokens), res.Loss)
+	}
+	capped, err := e.HeldOut(4*T, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if capped.Tokens < 4*T || capped.Tokens > 4*T+int64(c.Train.MicroBatch())*T {
+		t.Errorf("cap of %d tokens scored %d", 4*T, capped.Tokens)
+	}
+}
+
+// Word lists of data.Synthetic's generator: prose nouns, code identifiers.
+var (
+	synNouns = strings.Fields("king people land city house river mountain servant lord son daughter field water bread fire stone gate temple army shepherd")
+	synIdent = strings.Fields("buf n err ctx val key idx count total name size off")
+	synAdjs  = strings.Fields("great holy old young strong wise good evil fair little")
+)
+
+// writeMirrorTask writes a two-choice task in which every (noun, identifier)
+// pair appears twice with the same two choices: once after a prose context
+// (the noun is right) and once after a code context (the identifier is
+// right). A model that ignores the context picks the same choice in both and
+// scores exactly 1/2, whatever its preferences between words; only reading
+// the context scores higher.
+func writeMirrorTask(t *testing.T, path string, pairs int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(17, 0))
+	var b strings.Builder
+	b.WriteString(`{"task": "mirror", "kind": "multiple_choice"}` + "\n")
+	line := func(ctx string, choices []string, gold int) {
+		raw, _ := json.Marshal(map[string]any{"context": ctx, "choices": choices, "gold": gold})
+		b.Write(raw)
+		b.WriteByte('\n')
+	}
+	for i := range pairs {
+		noun, ident := synNouns[r.IntN(len(synNouns))], synIdent[r.IntN(len(synIdent))]
+		choices, gNoun := []string{" " + noun, " " + ident}, 0
+		if r.IntN(2) == 1 {
+			choices, gNoun = []string{" " + ident, " " + noun}, 1
+		}
+		line(fmt.Sprintf("Chapter %d\n\n  1 And the %s", 1+r.IntN(150), synAdjs[r.IntN(len(synAdjs))]), choices, gNoun)
+		line(fmt.Sprintf("package p%d\n\nfunc %s%d(%s int) (int, error) {\n\tif", 2*i+1, synIdent[r.IntN(len(synIdent))], r.IntN(3), ident), choices, 1-gNoun)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDataset copies the package's prepared dataset, so that task files
+// added to it do not change other tests.
+func copyDataset(t *testing.T) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(dst, os.DirFS(dataset)); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// A model trained a few hundred steps on the synthetic corpus reads the
+// context: it scores well above chance on the mirror task, while the same
+// model untrained is at chance. Tolerances: the mirror design puts a
+// context-blind model at exactly 0.5, and an untrained model is nearly
+// context-blind, so |acc − 0.5| ≤ 0.1; the trained model must reach 0.8
+// (with this seed it reaches 1.0, and about 0.8 halfway). The eval lines reach metrics.jsonl at every
+// evaluation.
+func TestTrainedBeatsChance(t *testing.T) {
+	dir := copyDataset(t)
+	writeMirrorTask(t, filepath.Join(dir, "tasks", "mirror.jsonl"), 40)
+	c := tinyConfig(configs.FFNDense)
+	c.Data.Path = dir
+	c.Train.Tokens = 300 * 4 * 32
+	c.Log.EveryTokens = c.Train.Tokens
+	c.Checkpoint.EveryTokens = c.Train.Tokens
+	c.Eval.EveryTokens, c.Eval.Tokens = c.Train.Tokens/2, 1024
+	c.Eval.Tasks = []string{"mirror"}
+
+	untrained, err := model.New(c.Model, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEvaluator(untrained, c, EvalOptions{Tasks: c.Eval.Tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.ScoreTasks(nil)
+	e.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc, _ := res[0].Get("acc"); math.Abs(acc-0.5) > 0.1 || res[0].Chance != 0.5 || res[0].Examples != 80 {
+		t.Errorf("untrained: acc %.3f over %d examples (chance %.2f), want within 0.1 of 0.5", acc, res[0].Examples, res[0].Chance)
+	}
+
+	runDir := t.TempDir()
+	run(t, c, runDir)
+	ms, err := ReadMetrics(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	evals := map[int64]int{}
+	for _, m := range ms {
+		if m.Kind == "eval" {
+			got[fmt.Sprintf("%d %s %s", m.Tokens, m.Task, m.Metric)] = *m.Value
+			evals[m.Tokens]++
+		}
+	}
+	final := c.Train.Tokens
+	for _, k := range []string{"heldout loss", "heldout bits_per_byte", "heldout/prose loss", "heldout/code bits_per_byte", "mirror acc", "mirror acc_norm"} {
+		for _, at := range []int64{final / 2, final} {
+			if _, ok := got[fmt.Sprintf("%d %s", at, k)]; !ok {
+				t.Errorf("metrics.jsonl has no eval line %q at %d tokens", k, at)
+			}
+		}
+	}
+	acc := got[fmt.Sprintf("%d mirror acc", final)]
+	if acc < 0.8 {
+		t.Errorf("trained: acc %.3f on the mirror task, want >= 0.8", acc)
+	}
+	if l := got[fmt.Sprintf("%d heldout loss", final)]; !(l > 0 && l < math.Log(float64(c.Model.VocabSize))-1) {
+		t.Errorf("trained held-out loss %.3f: not clearly below ln V", l)
+	}
+	t.Logf("untrained acc %.3f, trained acc %.3f (mid-run %.3f), evaluations %v", mustGet(res[0], "acc"), acc, got[fmt.Sprintf("%d mirror acc", final/2)], evals)
+}
+
+func mustGet(r tasks.Result, name string) float64 {
+	v, _ := r.Get(name)
+	return v
+}
+
+// A bad task file, or a task name no file provides, stops a run at start
+// with the file and line; a dataset without task files evaluates held-out
+// loss only.
+func TestTaskErrorsStopTheRun(t *testing.T) {
+	dir := copyDataset(t)
+	c := tinyConfig(configs.FFNDense)
+	c.Data.Path = dir
+	c.Eval.Tasks = []string{"absent"}
+	_, err := Run(context.Background(), Options{Config: c, RunDir: t.TempDir()})
+	if !errors.Is(err, tasks.ErrNoTask) {
+		t.Errorf("unknown task: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tasks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bad := `{"context": "a", "choices": [" b", " c"], "gold": 0}` + "\n" + `{"context": "a", "choices": [" b", " c"], "gold": 3}`
+	if err := os.WriteFile(filepath.Join(dir, "tasks", "bad.jsonl"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Eval.Tasks = nil
+	m, err := model.New(c.Model, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var te *tasks.Error
+	_, err = newEvaluator(m, c)
+	if !evalSetupFatal(err) || !errors.As(err, &te) || te.Line != 2 || !strings.Contains(err.Error(), "bad.jsonl:2") {
+		t.Errorf("bad task file: %v", err)
+	}
+	// An example longer than train.seq_len.
+	long := `{"context": "` + strings.Repeat("and the king ", 20) + `", "choices": [" b", " c"], "gold": 0}`
+	if err := os.WriteFile(filepath.Join(dir, "tasks", "bad.jsonl"), []byte(long), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = newEvaluator(m, c)
+	if !evalSetupFatal(err) || !errors.As(err, &te) || te.Line != 1 || !strings.Contains(err.Error(), "context of 32") {
+		t.Errorf("too long for the context: %v", err)
+	}
+	// Without task files and with a validation split, held-out only.
+	if err := os.RemoveAll(filepath.Join(dir, "tasks")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEvaluator(m, c)
+	if err != nil || len(e.Tasks()) != 0 {
+		t.Fatalf("no task files: %v", err)
+	}
+	e.Close()
+}
