@@ -44,9 +44,6 @@ type Options struct {
 	AvailableMemory int64
 	// ResumeCommand is printed when the run is interrupted.
 	ResumeCommand string
-	// Comm is the communicator of a data-parallel run; nil means
-	// dist.World(): MPI when launched by mpirun, else a single process.
-	Comm *dist.Comm
 }
 
 // Summary is what a run reports at its end.
@@ -86,7 +83,6 @@ type trainer struct {
 	kernel  string
 	started time.Time
 	prog    progress
-	dist    distState // data parallelism (dist.go)
 }
 
 func (t *trainer) logf(format string, args ...any) {
@@ -111,12 +107,6 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	if err := t.cfg.Validate(); err != nil {
 		return sum, err
 	}
-	if err := t.initDist(); err != nil {
-		return sum, err
-	}
-	if !t.root() {
-		t.out = io.Discard
-	}
 	// The schedule's horizon is fixed at launch, so raising train.tokens on
 	// a resume extends the run without changing its learning rates.
 	if t.cfg.Schedule.TotalTokens == 0 {
@@ -125,18 +115,12 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	if err := os.MkdirAll(filepath.Join(opt.RunDir, "checkpoints"), 0o755); err != nil {
 		return sum, fmt.Errorf("create run directory: %w", err)
 	}
-	if t.root() {
-		t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return sum, t.agree(fmt.Errorf("open train.log: %w", err))
-		}
-		defer t.logFile.Close()
-		err = t.checkConfig()
+	t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return sum, fmt.Errorf("open train.log: %w", err)
 	}
-	if err := t.agree(err); err != nil {
-		return sum, err
-	}
-	if err := t.shareConfig(); err != nil {
+	defer t.logFile.Close()
+	if err := t.checkConfig(); err != nil {
 		return sum, err
 	}
 	if err := t.setup(); err != nil {
@@ -224,15 +208,16 @@ func (t *trainer) setup() error {
 	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", commas(counts.Total), commas(counts.Activated), t.fpt, human(mem.Total))
 
 	// Resume from the newest valid checkpoint.
+	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
+	for _, w := range warnings {
+		t.logf("warning: %s", w)
+	}
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
 	t.state = State{Version: stateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
-	optState, dir, err := t.resume()
-	if err := t.agree(err); err != nil {
-		return err
-	}
-	if err := t.shareState(); err != nil {
-		return err
-	}
-
+	var optState *optim.State
+	if ck != nil {
 		var st State
 		if err := jsonUnmarshal(ck.State, &st); err != nil {
 			return fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
