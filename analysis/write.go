@@ -1,0 +1,194 @@
+package analysis
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// Written lists the files an analysis wrote.
+type Written []string
+
+// WriteCurve writes DIR/analysis-<what>.md, .csv, .png and .svg.
+func WriteCurve(cv Curve, dir, label string) (Written, error) {
+	t := cv.Table()
+	if label != "" {
+		t.Title += " — " + label
+	}
+	out, err := writeTables(dir, "analysis-"+cv.What, t)
+	if err != nil {
+		return out, err
+	}
+	p := plot.New()
+	p.Title.Text = t.Title
+	p.Y.Label.Text = "held-out loss (nats/token)"
+	xy := make(plotter.XYs, len(cv.Points))
+	for i, pt := range cv.Points {
+		xy[i] = plotter.XY{X: float64(pt.Setting), Y: pt.Loss}
+		if cv.What == "redundancy" {
+			xy[i].X = pt.Ratio
+		}
+	}
+	if cv.What == "redundancy" {
+		p.X.Label.Text = "ratio of disabled top routed experts (of N')"
+	} else {
+		p.X.Label.Text = "activated routed experts"
+	}
+	line, pts, err := plotter.NewLinePoints(xy)
+	if err != nil {
+		return out, err
+	}
+	p.Add(line, pts, plotter.NewGrid())
+	files, err := savePlot(dir, "analysis-"+cv.What, 6*vg.Inch, 4*vg.Inch, [][]*plot.Plot{{p}})
+	return append(out, files...), err
+}
+
+// WriteLoad writes DIR/analysis-load.md and .csv (per layer and domain),
+// analysis-load-experts.csv (per expert) and analysis-load.png/.svg (one
+// panel per MoE layer: each expert's share of the layer's load per domain).
+func WriteLoad(r LoadResult, dir, label string) (Written, error) {
+	t, e := r.Tables()
+	if label != "" {
+		t.Title += " — " + label
+	}
+	out, err := writeTables(dir, "analysis-load", t, e)
+	if err != nil {
+		return out, err
+	}
+	f, err := os.Create(filepath.Join(dir, "analysis-load-experts.csv"))
+	if err != nil {
+		return out, err
+	}
+	if err := e.CSV(f); err != nil {
+		f.Close()
+		return out, err
+	}
+	if err := f.Close(); err != nil {
+		return out, err
+	}
+	out = append(out, f.Name())
+	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
+	var row []*plot.Plot
+	var grid [][]*plot.Plot
+	const cols = 2
+	for _, ll := range r.Layers {
+		p := plot.New()
+		p.Title.Text = fmt.Sprintf("layer %d (JSD %.3f bits, top-domain share %.2f)", ll.Layer, ll.JSD, ll.MeanTopShare)
+		p.X.Label.Text = "routed expert"
+		p.Y.Label.Text = "share of the layer's load"
+		for i, d := range ll.Domains {
+			xy := make(plotter.XYs, len(d.Load))
+			for x, s := range normalise(d.Load) {
+				xy[x] = plotter.XY{X: float64(x), Y: s}
+			}
+			line, err := plotter.NewLine(xy)
+			if err != nil {
+				return out, err
+			}
+			line.Color = colors[i%len(colors)]
+			line.Width = vg.Points(1.2)
+			p.Add(line)
+			p.Legend.Add(d.Domain, line)
+		}
+		p.Legend.Top = true
+		p.Add(plotter.NewGrid())
+		row = append(row, p)
+		if len(row) == cols {
+			grid, row = append(grid, row), nil
+		}
+	}
+	if len(row) > 0 {
+		for len(row) < cols {
+			row = append(row, nil)
+		}
+		grid = append(grid, row)
+	}
+	if len(grid) == 0 {
+		return out, nil
+	}
+	files, err := savePlot(dir, "analysis-load", vg.Length(cols)*5*vg.Inch, vg.Length(len(grid))*3.5*vg.Inch, grid)
+	return append(out, files...), err
+}
+
+func writeTables(dir, name string, ts ...Table) (Written, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	var out Written
+	write := func(path string, fn func(io.Writer) error) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		out = append(out, path)
+		return f.Close()
+	}
+	err := write(filepath.Join(dir, name+".md"), func(w io.Writer) error {
+		for i, t := range ts {
+			if i > 0 {
+				io.WriteString(w, "\n")
+			}
+			if err := t.Markdown(w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	return out, write(filepath.Join(dir, name+".csv"), ts[0].CSV)
+}
+
+// savePlot draws a grid of plots (nil cells stay empty) as PNG and SVG.
+func savePlot(dir, name string, w, h vg.Length, grid [][]*plot.Plot) (Written, error) {
+	var out Written
+	tiles := draw.Tiles{Rows: len(grid), Cols: len(grid[0]), PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
+		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	render := func(c draw.Canvas) {
+		cells := plot.Align(grid, tiles, c)
+		for i := range grid {
+			for j, p := range grid[i] {
+				if p != nil {
+					p.Draw(cells[i][j])
+				}
+			}
+		}
+	}
+	png := vgimg.New(w, h)
+	render(draw.New(png))
+	svg := vgsvg.New(w, h)
+	render(draw.New(svg))
+	for _, f := range []struct {
+		ext string
+		to  io.WriterTo
+	}{{".png", vgimg.PngCanvas{Canvas: png}}, {".svg", svg}} {
+		path := filepath.Join(dir, name+f.ext)
+		fh, err := os.Create(path)
+		if err != nil {
+			return out, err
+		}
+		if _, err := f.to.WriteTo(fh); err != nil {
+			fh.Close()
+			return out, fmt.Errorf("write %s: %w", path, err)
+		}
+		if err := fh.Close(); err != nil {
+			return out, err
+		}
+		out = append(out, path)
+	}
+	return out, nil
+}
