@@ -114,7 +114,7 @@ type DomainLoad struct {
 	Domain  string
 	Tokens  int64
 	Load    []int64 // (token, slot) count per routed expert
-	Entropy float64 // mean router entropy per token, nats (0: hash layer)
+	Entropy float64 // mean router entropy per token, nats (NaN: hash layer)
 }
 
 // LayerLoad is one MoE layer's load analysis across domains.
@@ -181,7 +181,11 @@ func Load(l *train.Loaded, o Options) (LoadResult, error) {
 	for j, layer := range passes[0].Layers {
 		ll := LayerLoad{Layer: layer, Experts: len(passes[0].Load[j])}
 		for i, p := range passes {
-			ll.Domains = append(ll.Domains, DomainLoad{Domain: doms[i], Tokens: p.Tokens, Load: p.Load[j], Entropy: p.Entropy[j] / float64(p.Tokens)})
+			h := math.NaN()
+			if p.Router[j] {
+				h = p.Entropy[j] / float64(p.Tokens)
+			}
+			ll.Domains = append(ll.Domains, DomainLoad{Domain: doms[i], Tokens: p.Tokens, Load: p.Load[j], Entropy: h})
 		}
 		dists := make([][]float64, len(passes))
 		for i, d := range ll.Domains {

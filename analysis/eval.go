@@ -45,7 +45,8 @@ type pass struct {
 	// for hash layers).
 	Load    [][]int64
 	Entropy []float64
-	Layers  []int // layer index of each entry
+	Router  []bool // false: a hash layer (no router probabilities)
+	Layers  []int  // layer index of each entry
 }
 
 // evaluate scores the validation split of o.Data (one domain when domain
@@ -96,6 +97,7 @@ func evaluate(m *model.Model, c configs.Config, o Options, gopt model.GraphOptio
 		if p.Load == nil {
 			p.Load = make([][]int64, len(g.Routes))
 			p.Entropy = make([]float64, len(g.Routes))
+			p.Router = make([]bool, len(g.Routes))
 			p.Layers = append([]int(nil), g.RouteOf...)
 		}
 		for j, rec := range g.Routes {
@@ -107,6 +109,7 @@ func evaluate(m *model.Model, c configs.Config, o Options, gopt model.GraphOptio
 			}
 			if probs := g.RouterProbs(j); probs != nil {
 				p.Entropy[j] += rowEntropySum(probs.Data())
+				p.Router[j] = true
 			}
 		}
 		if errors.Is(err, io.EOF) {

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moetrain/moetrain/analysis"
+	"github.com/moetrain/moetrain/train"
+)
+
+func init() {
+	var (
+		what []string
+		o    analysis.Options
+		out  string
+	)
+	cmd := &cobra.Command{
+		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load [--what ...]",
+		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load",
+		Long: `Evaluate a trained MoE model on held-out text with its experts used differently,
+without changing its weights, and write a table (markdown + CSV) and a plot
+(PNG + SVG) per analysis into --out (default RUN_DIR/analysis):
+
+  redundancy  disable each token's top r routed experts (the next K' take their
+              place, gates = their raw probabilities), r = 0 .. round(N'/4):
+              the held-out loss increase (the paper's Fig. 4)
+  topk        activate 1 .. K' routed experts instead of the trained K' (Fig. 5)
+  load        per MoE layer and domain (prose, code): every expert's load, the
+              router entropy, the Jensen-Shannon divergence between the
+              domains' load distributions and each expert's top-domain share`,
+		Example: `  moetrain analyze runs/table1/deepseekmoe_seed-1 --what redundancy --what topk --what load`,
+		Args:    argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(what) == 0 {
+				return usagef("--what is required (redundancy, topk or load)")
+			}
+			for _, w := range what {
+				if w != "redundancy" && w != "topk" && w != "load" {
+					return usagef("--what %q: want redundancy, topk or load", w)
+				}
+			}
+			l, err := train.LoadModel(args[0])
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(args[0], "analysis")
+			}
+			label := filepath.Base(filepath.Clean(args[0]))
+			if filepath.Base(filepath.Dir(l.Dir)) == "checkpoints" {
+				label = filepath.Base(filepath.Dir(filepath.Dir(l.Dir))) + " at " + fmt.Sprint(l.State.Tokens) + " tokens"
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "model %s (%s, %d routed experts, %d active) from %s\n", label, l.State.Config.Model.FFN,
+				l.State.Config.Model.RoutedExperts, l.State.Config.Model.ActiveRouted, l.Dir)
+			for _, wh := range what {
+				var files analysis.Written
+				switch wh {
+				case "redundancy", "topk":
+					f := analysis.Redundancy
+					if wh == "topk" {
+						f = analysis.TopK
+					}
+					cv, err := f(l, o)
+					if err != nil {
+						return asUsageIfNoRouter(err)
+					}
+					if err := cv.Table().Markdown(w); err != nil {
+						return err
+					}
+					if files, err = analysis.WriteCurve(cv, out, label); err != nil {
+						return err
+					}
+				case "load":
+					res, err := analysis.Load(l, o)
+					if err != nil {
+						return asUsageIfNoRouter(err)
+					}
+					t, _ := res.Tables()
+					if err := t.Markdown(w); err != nil {
+						return err
+					}
+					if files, err = analysis.WriteLoad(res, out, label); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(w, "\nwrote %s\n\n", strings.Join(files, ", "))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&what, "what", nil, "analysis to run: redundancy, topk or load (repeatable)")
+	f.StringVar(&o.Data, "data", "", "dataset directory (default: the run's data.path)")
+	f.Int64Var(&o.Tokens, "tokens", 0, "held-out tokens per evaluation, per domain for load (default 65536)")
+	f.IntVar(&o.Batch, "batch", 0, "sequences per forward pass (default: the run's micro-batch)")
+	f.StringVar(&out, "out", "", "output directory (default RUN_DIR/analysis)")
+	rootCmd.AddCommand(cmd)
+}
+
+// asUsageIfNoRouter makes "this model has no router/experts" a usage error:
+// the user picked an analysis that does not apply to the model.
+func asUsageIfNoRouter(err error) error {
+	if s := err.Error(); strings.Contains(s, "no experts") || strings.Contains(s, "no router") {
+		return asUsage(err)
+	}
+	return err
+}
