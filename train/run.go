@@ -17,6 +17,7 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
@@ -44,6 +45,9 @@ type Options struct {
 	AvailableMemory int64
 	// ResumeCommand is printed when the run is interrupted.
 	ResumeCommand string
+	// Comm is the communicator of a data-parallel run; nil means
+	// dist.World(): MPI when launched by mpirun, else a single process.
+	Comm *dist.Comm
 }
 
 // Summary is what a run reports at its end.
@@ -83,6 +87,7 @@ type trainer struct {
 	kernel  string
 	started time.Time
 	prog    progress
+	dist    distState // data parallelism (dist.go)
 }
 
 func (t *trainer) logf(format string, args ...any) {
@@ -107,6 +112,12 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	if err := t.cfg.Validate(); err != nil {
 		return sum, err
 	}
+	if err := t.initDist(); err != nil {
+		return sum, err
+	}
+	if !t.root() {
+		t.out = io.Discard
+	}
 	// The schedule's horizon is fixed at launch, so raising train.tokens on
 	// a resume extends the run without changing its learning rates.
 	if t.cfg.Schedule.TotalTokens == 0 {
@@ -115,12 +126,18 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	if err := os.MkdirAll(filepath.Join(opt.RunDir, "checkpoints"), 0o755); err != nil {
 		return sum, fmt.Errorf("create run directory: %w", err)
 	}
-	t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return sum, fmt.Errorf("open train.log: %w", err)
+	if t.root() {
+		t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return sum, t.agree(fmt.Errorf("open train.log: %w", err))
+		}
+		defer t.logFile.Close()
+		err = t.checkConfig()
 	}
-	defer t.logFile.Close()
-	if err := t.checkConfig(); err != nil {
+	if err := t.agree(err); err != nil {
+		return sum, err
+	}
+	if err := t.shareConfig(); err != nil {
 		return sum, err
 	}
 	if err := t.setup(); err != nil {
@@ -208,38 +225,13 @@ func (t *trainer) setup() error {
 	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", commas(counts.Total), commas(counts.Activated), t.fpt, human(mem.Total))
 
 	// Resume from the newest valid checkpoint.
-	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
-	for _, w := range warnings {
-		t.logf("warning: %s", w)
-	}
-	if err != nil {
-		return fmt.Errorf("load checkpoint: %w", err)
-	}
 	t.state = State{Version: stateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
-	var optState *optim.State
-	if ck != nil {
-		var st State
-		if err := jsonUnmarshal(ck.State, &st); err != nil {
-			return fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
-		}
-		if st.Version != stateVersion {
-			return fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
-		}
-		if err := loadModelTensors(t.m, ck.Model); err != nil {
-			return fmt.Errorf("checkpoint %s: %w", dir, err)
-		}
-		os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
-		if err != nil {
-			return fmt.Errorf("checkpoint %s: %w", dir, err)
-		}
-		optState = &os
-		if st.Kernel != t.kernel || st.Threads != runtime.GOMAXPROCS(0) {
-			t.logf("warning: the checkpoint was written with BLAS %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
-				st.Kernel, st.Threads, t.kernel, runtime.GOMAXPROCS(0))
-		}
-		st.Config, st.Kernel, st.Threads = t.cfg, t.kernel, runtime.GOMAXPROCS(0)
-		t.state = st
-		t.logf("resumed from %s at %s tokens (step %d)", dir, commas(st.Tokens), st.Step)
+	optState, dir, err := t.resume()
+	if err := t.agree(err); err != nil {
+		return err
+	}
+	if err := t.shareState(); err != nil {
+		return err
 	}
 
 	t.stream, err = data.Open(data.StreamConfig{Dir: c.Data.Path, Split: "train", SeqLen: c.Train.SeqLen,
@@ -247,7 +239,7 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return fmt.Errorf("open training data (data.path %s): %w", c.Data.Path, err)
 	}
-	t.g, err = t.m.Build(model.GraphOptions{Batch: c.Train.MicroBatch(), Seq: c.Train.SeqLen, Backward: true})
+	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true})
 	if err != nil {
 		return err
 	}
@@ -255,8 +247,9 @@ func (t *trainer) setup() error {
 	// batch's routing counts before any backward pass: a forward-only pass
 	// over the micro-batches gathers them (one extra forward per step, only
 	// in this configuration).
-	if !c.Model.Balance.PerSequence && c.Train.MicroBatch() < c.Train.BatchSize && len(t.g.Balance) > 0 {
-		t.fwd, err = t.m.Build(model.GraphOptions{Batch: c.Train.MicroBatch(), Seq: c.Train.SeqLen})
+	// Under data parallelism the batch is spread over ranks: always.
+	if !c.Model.Balance.PerSequence && (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && len(t.g.Balance) > 0 {
+		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen})
 		if err != nil {
 			return err
 		}
@@ -279,12 +272,19 @@ func (t *trainer) setup() error {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
 	}
+	if err := t.shareWeights(); err != nil {
+		return err
+	}
 	t.sched = optim.Schedule{Kind: c.Schedule.Kind, MaxLR: c.Schedule.MaxLR, WarmupTokens: c.Schedule.WarmupTokens,
 		TotalTokens: c.Schedule.TotalTokens, MinLRRatio: c.Schedule.MinLRRatio}
 	if err := t.sched.Validate(); err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
-	t.metrics, err = openMetrics(filepath.Join(t.opt.RunDir, "metrics.jsonl"), t.state.Tokens)
+	if t.root() {
+		t.metrics, err = openMetrics(filepath.Join(t.opt.RunDir, "metrics.jsonl"), t.state.Tokens)
+	} else {
+		t.metrics, err = devNullMetrics()
+	}
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,55 @@ func (t *trainer) setup() error {
 		t.logf("warning: no held-out evaluation: %v", err)
 		t.eval = nil
 	}
+	if !t.root() && t.eval != nil {
+		// Rank 0 evaluates for the run.
+		t.eval.close()
+		t.eval = nil
+	}
 	return nil
+}
+
+// resume loads the newest valid checkpoint of the run directory into the
+// model and t.state and returns its optimizer state (nil for a new run).
+// Under data parallelism only rank 0 reads it; shareState and shareWeights
+// give it to the others.
+func (t *trainer) resume() (*optim.State, string, error) {
+	if !t.root() {
+		return nil, "", nil
+	}
+	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
+	for _, w := range warnings {
+		t.logf("warning: %s", w)
+	}
+	if err != nil {
+		return nil, dir, fmt.Errorf("load checkpoint: %w", err)
+	}
+	if ck == nil {
+		return nil, dir, nil
+	}
+	var st State
+	if err := jsonUnmarshal(ck.State, &st); err != nil {
+		return nil, dir, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
+	}
+	if st.Version != stateVersion {
+		return nil, dir, fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
+	}
+	if err := loadModelTensors(t.m, ck.Model); err != nil {
+		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
+	if err != nil {
+		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	optState := &os
+	if st.Kernel != t.kernel || st.Threads != runtime.GOMAXPROCS(0) {
+		t.logf("warning: the checkpoint was written with BLAS %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
+			st.Kernel, st.Threads, t.kernel, runtime.GOMAXPROCS(0))
+	}
+	st.Config, st.Kernel, st.Threads = t.cfg, t.kernel, runtime.GOMAXPROCS(0)
+	t.state = st
+	t.logf("resumed from %s at %s tokens (step %d)", dir, commas(st.Tokens), st.Step)
+	return optState, dir, nil
 }
 
 func (t *trainer) close() {
@@ -341,7 +389,11 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	)
 	lastEval := t.state.Tokens
 	for t.state.Tokens < c.Train.Tokens {
-		if t.opt.Stop != nil && t.opt.Stop() || ctx.Err() != nil {
+		stop, err := t.stopAgreed(t.opt.Stop != nil && t.opt.Stop() || ctx.Err() != nil)
+		if err != nil {
+			return sum, err
+		}
+		if stop {
 			dir, err := t.save()
 			if err != nil {
 				return sum, err
@@ -437,12 +489,16 @@ func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {
 		t.prog.finish()
 		t.prog = nil
 	}
+	t.logDist(d)
 	return sum
 }
 
 // step runs the micro-batches of one optimizer step and leaves their mean
 // gradient in t.params' Grad slices. It reports whether the loss is finite.
 func (t *trainer) step(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
+	if t.distributed() {
+		return t.stepDist(micro)
+	}
 	scale := float32(1) / float32(micro)
 	balance = map[string]float64{}
 	batches := make([]data.Batch, micro)
@@ -522,6 +578,9 @@ func (t *trainer) gatherBatchCounts(batches []data.Batch) error {
 			}
 		}
 	}
+	if err := t.reduceCounts(loads, &tokens); err != nil {
+		return err
+	}
 	for _, bl := range t.g.Balance {
 		for j, layer := range t.fwd.RouteOf {
 			if layer == bl.Layer {
@@ -545,8 +604,8 @@ func (t *trainer) routeStats() []LayerStats {
 	return out
 }
 
-// save writes a checkpoint of the current state.
-func (t *trainer) save() (string, error) {
+// saveFiles writes a checkpoint of the current state (see save).
+func (t *trainer) saveFiles() (string, error) {
 	st, err := marshalState(t.state)
 	if err != nil {
 		return "", err

@@ -1,0 +1,421 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/dist"
+)
+
+// Data parallelism (docs/DISTRIBUTED.md). Every rank holds the whole model
+// and steps the same data stream, so all ranks see the same global batch of
+// train.batch_size sequences at the same cursor; rank r trains on rows
+// [r·B/R, (r+1)·B/R) of it, in micro-batches of gcd(micro_batch_size, B/R)
+// rows. Each micro-batch's mean gradient is scaled by 1/(B/micro) and the
+// ranks' sums are all-reduced, which is the single-process mean over the
+// same B sequences (equal up to float summation order). Rank 0 alone writes
+// files (log, metrics, checkpoints, evaluation); the others discard their
+// output. The checkpoint format is the single-process one, so a run resumes
+// at any world size that divides the batch.
+
+// distBucket is the all-reduce bucket size in float32 elements (16 MiB):
+// large enough that per-call latency is negligible, small enough that the
+// first buckets' reductions overlap with accumulating the last ones.
+const distBucket = 1 << 22
+
+// distState is the data-parallel part of a trainer (nil comm: one process).
+type distState struct {
+	comm     *dist.Comm
+	local    int // rows of the global batch this rank trains on
+	micro    int // rows per local micro-batch
+	flat     []float32
+	buckets  [][2]int // [lo, hi) of flat per all-reduce bucket, ending at parameter boundaries
+	bucketOf []int    // parameter index → bucket that it completes, or -1
+	comms    time.Duration
+}
+
+// initDist picks the communicator (Options.Comm, else dist.World()) and
+// checks that the world size divides the batch.
+func (t *trainer) initDist() error {
+	c := t.opt.Comm
+	if c == nil {
+		var err error
+		if c, err = dist.World(); err != nil {
+			return err
+		}
+	}
+	t.dist.comm = c
+	if !c.Distributed() {
+		return nil
+	}
+	B, R := t.cfg.Train.BatchSize, c.Size()
+	if B%R != 0 {
+		return fmt.Errorf("train.batch_size %d is not divisible by the %d MPI ranks: each rank trains on an equal share of every batch", B, R)
+	}
+	t.dist.local = B / R
+	t.dist.micro = gcd(t.cfg.Train.MicroBatch(), t.dist.local)
+	return nil
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// distributed reports whether several ranks train together.
+func (t *trainer) distributed() bool { return t.dist.comm != nil && t.dist.comm.Distributed() }
+
+// root reports whether this rank writes files and logs (rank 0, or a
+// single process).
+func (t *trainer) root() bool { return t.dist.comm == nil || t.dist.comm.Rank() == 0 }
+
+// localMicroBatch is the number of rows of the training graph.
+func (t *trainer) localMicroBatch() int {
+	if t.distributed() {
+		return t.dist.micro
+	}
+	return t.cfg.Train.MicroBatch()
+}
+
+// agree makes every rank return an error when any rank has one, so that no
+// rank waits forever in a collective that a failed rank will never join.
+func (t *trainer) agree(err error) error {
+	if !t.distributed() {
+		return err
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	all, gerr := t.dist.comm.AllgatherBytes([]byte(msg))
+	if gerr != nil {
+		return errors.Join(err, gerr)
+	}
+	if err != nil {
+		return err
+	}
+	for r, m := range all {
+		if len(m) > 0 {
+			return fmt.Errorf("rank %d failed: %s", r, m)
+		}
+	}
+	return nil
+}
+
+// shareConfig gives every rank rank 0's resolved config (the schedule's
+// horizon may come from the run directory, which only rank 0 reads).
+func (t *trainer) shareConfig() error {
+	if !t.distributed() {
+		return nil
+	}
+	raw, err := json.Marshal(t.cfg)
+	if err != nil {
+		return err
+	}
+	if raw, err = t.dist.comm.BcastBytes(raw, 0); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, &t.cfg)
+}
+
+// shareState gives every rank rank 0's state (from its checkpoint, or a
+// fresh one) before the data stream is opened at its cursor.
+func (t *trainer) shareState() error {
+	if !t.distributed() {
+		return nil
+	}
+	raw, err := json.Marshal(t.state)
+	if err != nil {
+		return err
+	}
+	if raw, err = t.dist.comm.BcastBytes(raw, 0); err != nil {
+		return err
+	}
+	if t.root() {
+		return nil
+	}
+	var st State
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("state from rank 0: %w", err)
+	}
+	t.state = st
+	return nil
+}
+
+// shareWeights broadcasts rank 0's weights (initialised or loaded) and
+// AdamW moments, and lays the gradients out in one flat buffer for
+// bucketed all-reduces.
+func (t *trainer) shareWeights() error {
+	if !t.distributed() {
+		return nil
+	}
+	c := t.dist.comm
+	for i, p := range t.m.Layout {
+		switch d := t.m.Values[i].Data().(type) {
+		case []float32:
+			if err := c.BcastF32(d, 0); err != nil {
+				return err
+			}
+		case []int:
+			// Hash tables: small, sent as float64 (exact below 2^53).
+			f := make([]float64, len(d))
+			for j, v := range d {
+				f[j] = float64(v)
+			}
+			raw := f64Bytes(f)
+			raw, err := c.BcastBytes(raw, 0)
+			if err != nil {
+				return err
+			}
+			for j := range d {
+				d[j] = int(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*j:])))
+			}
+		default:
+			return fmt.Errorf("broadcast %s: dtype %T", p.Name, d)
+		}
+	}
+	st := t.adam.State()
+	for _, s := range st.Slices {
+		if err := c.BcastF32(s.Data, 0); err != nil {
+			return err
+		}
+	}
+	st.Step = t.state.OptimizerStep
+	if err := t.adam.SetState(st); err != nil {
+		return err
+	}
+	// One flat gradient buffer; buckets end at parameter boundaries.
+	n := 0
+	for _, p := range t.params {
+		n += len(p.Grad)
+	}
+	t.dist.flat = make([]float32, n)
+	t.dist.bucketOf = make([]int, len(t.params))
+	off, lo := 0, 0
+	for j := range t.params {
+		l := len(t.params[j].Grad)
+		t.params[j].Grad = t.dist.flat[off : off+l : off+l]
+		off += l
+		t.dist.bucketOf[j] = -1
+		if off-lo >= distBucket || j == len(t.params)-1 {
+			t.dist.bucketOf[j] = len(t.dist.buckets)
+			t.dist.buckets = append(t.dist.buckets, [2]int{lo, off})
+			lo = off
+		}
+	}
+	t.logf("data parallel: %d ranks (%s), %d of %d sequences per rank in micro-batches of %d, gradients all-reduced in %d bucket(s)",
+		c.Size(), c.Version(), t.dist.local, t.cfg.Train.BatchSize, t.dist.micro, len(t.dist.buckets))
+	return nil
+}
+
+func f64Bytes(f []float64) []byte {
+	b := make([]byte, 8*len(f))
+	for i, v := range f {
+		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(v))
+	}
+	return b
+}
+
+// stepDist is step for data parallelism: see the comment at the top.
+func (t *trainer) stepDist(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
+	c := t.dist.comm
+	T := t.cfg.Train.SeqLen
+	row := T + 1
+	global := make([]int32, 0, t.cfg.Train.BatchSize*row)
+	for mb := 0; mb < micro; mb++ {
+		b, err := t.stream.Next()
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("read training data: %w", err)
+		}
+		global = append(global, b.Tokens...)
+		t.state.Cursor = b.Cursor
+	}
+	mine := global[c.Rank()*t.dist.local*row : (c.Rank()+1)*t.dist.local*row]
+	nLocal := t.dist.local / t.dist.micro
+	batches := make([]data.Batch, nLocal)
+	for i := range batches {
+		batches[i] = data.Batch{Tokens: mine[i*t.dist.micro*row : (i+1)*t.dist.micro*row], B: t.dist.micro, T: T}
+	}
+	if t.fwd != nil {
+		if err := t.gatherBatchCounts(batches); err != nil {
+			return 0, nil, false, err
+		}
+	}
+	// Every micro-batch of every rank weighs 1/(B/micro) in the mean.
+	scale := float32(t.dist.micro) / float32(t.cfg.Train.BatchSize)
+	sums := make([]float64, 1+len(t.g.Balance))
+	var pending []*dist.Pending
+	for mb, b := range batches {
+		res, err := t.g.Run(b.Tokens)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		sums[0] += res.Loss * float64(scale)
+		for i := range t.g.Balance {
+			sums[1+i] += res.Balance[i] * float64(scale)
+		}
+		last := mb == len(batches)-1
+		j := 0
+		for i, p := range t.m.Layout {
+			if p.Int {
+				continue
+			}
+			gt, err := t.g.Grad(i)
+			if err != nil {
+				return 0, nil, false, err
+			}
+			src, dst := gt.Data().([]float32), t.params[j].Grad
+			if mb == 0 {
+				for k, v := range src {
+					dst[k] = v * scale
+				}
+			} else {
+				for k, v := range src {
+					dst[k] += v * scale
+				}
+			}
+			// A finished bucket is reduced while the next ones accumulate.
+			if bk := t.dist.bucketOf[j]; last && bk >= 0 {
+				r := t.dist.buckets[bk]
+				pending = append(pending, c.IallreduceF32(t.dist.flat[r[0]:r[1]]))
+			}
+			j++
+		}
+	}
+	t0 := time.Now()
+	for _, p := range pending {
+		if err := p.Wait(); err != nil {
+			return 0, nil, false, err
+		}
+	}
+	if err := c.AllreduceF64(sums); err != nil {
+		return 0, nil, false, err
+	}
+	t.dist.comms += time.Since(t0)
+	balance = map[string]float64{}
+	for i, bl := range t.g.Balance {
+		balance[fmt.Sprintf("layer%d.%s", bl.Layer, bl.Kind)] += sums[1+i]
+	}
+	loss = sums[0]
+	return loss, balance, !math.IsNaN(loss) && !math.IsInf(loss, 0), nil
+}
+
+// reduceCounts sums the batch-level routing counts over ranks: a
+// batch-level balance loss needs the whole global batch's f.
+func (t *trainer) reduceCounts(loads [][]float64, tokens *int) error {
+	if !t.distributed() {
+		return nil
+	}
+	var flat []float64
+	for _, l := range loads {
+		flat = append(flat, l...)
+	}
+	flat = append(flat, float64(*tokens))
+	if err := t.dist.comm.AllreduceF64(flat); err != nil {
+		return err
+	}
+	off := 0
+	for _, l := range loads {
+		copy(l, flat[off:off+len(l)])
+		off += len(l)
+	}
+	*tokens = int(flat[off])
+	return nil
+}
+
+// stopAgreed makes the stop decision collective: every rank stops at the
+// same step when any rank was asked to (a signal may reach only some).
+func (t *trainer) stopAgreed(local bool) (bool, error) {
+	if !t.distributed() {
+		return local, nil
+	}
+	v := []float64{0}
+	if local {
+		v[0] = 1
+	}
+	if err := t.dist.comm.MaxF64(v); err != nil {
+		return false, err
+	}
+	return v[0] > 0, nil
+}
+
+// checkReplicas verifies that every rank holds bit-identical weights and
+// optimizer moments before rank 0 saves them for all.
+func (t *trainer) checkReplicas() error {
+	if !t.distributed() {
+		return nil
+	}
+	h := sha256.New()
+	var buf [4]byte
+	put := func(xs []float32) {
+		for _, x := range xs {
+			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
+			h.Write(buf[:])
+		}
+	}
+	for _, p := range t.params {
+		put(p.Data)
+	}
+	for _, s := range t.adam.State().Slices {
+		put(s.Data)
+	}
+	all, err := t.dist.comm.AllgatherBytes(h.Sum(nil))
+	if err != nil {
+		return err
+	}
+	for r, x := range all {
+		if string(x) != string(all[0]) {
+			return fmt.Errorf("data parallel: rank %d's weights differ from rank 0's (a non-deterministic all-reduce?); not saving", r)
+		}
+	}
+	return nil
+}
+
+// devNullMetrics is where ranks other than 0 write metrics.
+func devNullMetrics() (*metricsFile, error) {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsFile{f: f}, nil
+}
+
+// save writes a checkpoint: under data parallelism rank 0 writes the
+// single-process format after checking that all replicas agree, and every
+// rank learns its directory (or the failure).
+func (t *trainer) save() (string, error) {
+	if !t.distributed() {
+		return t.saveFiles()
+	}
+	if err := t.checkReplicas(); err != nil {
+		return "", err
+	}
+	var dir string
+	var err error
+	if t.root() {
+		dir, err = t.saveFiles()
+	}
+	if err := t.agree(err); err != nil {
+		return "", err
+	}
+	raw, err := t.dist.comm.BcastBytes([]byte(dir), 0)
+	return string(raw), err
+}
+
+// logDist reports the time spent waiting for gradient all-reduces.
+func (t *trainer) logDist(train time.Duration) {
+	if !t.distributed() || train <= 0 {
+		return
+	}
+	t.logf("data parallel: waited %.2f s of %.2f s training for all-reduces (%.1f%%)",
+		t.dist.comms.Seconds(), train.Seconds(), 100*t.dist.comms.Seconds()/train.Seconds())
+}
