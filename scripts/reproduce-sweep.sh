@@ -1,0 +1,43 @@
+#!/bin/sh
+# reproduce-sweep.sh runs one sweep of configs/sweeps at CPU scale on the
+# default KJV + Go-source dataset (datasets/kjv), then the expert analyses of
+# its MoE runs. It is resumable: run it again after an interruption (or a
+# reboot) and finished runs are skipped, interrupted ones continue from their
+# checkpoints. Safe to run in the background:
+#
+#   nohup scripts/reproduce-sweep.sh table1 > runs/table1.log 2>&1 &
+#
+#   scripts/reproduce-sweep.sh SWEEP [moetrain sweep flags...]
+#
+# SWEEP is table1, ladder or ratios (configs/sweeps/SWEEP.yaml). Results go to
+# runs/SWEEP/: summary.md (mean ± std over seeds, orderings), compare.md,
+# figures/, and RUN/analysis/ for the analyses. Env: MOETRAIN (a prebuilt
+# binary), ANALYZE_TOKENS (held-out tokens per analysis point, 65536).
+set -eu
+cd "$(dirname "$0")/.."
+sweep=${1:?usage: scripts/reproduce-sweep.sh table1|ladder|ratios [sweep flags...]}
+shift
+moetrain=${MOETRAIN:-bin/moetrain}
+if [ -z "${MOETRAIN:-}" ]; then
+	mkdir -p bin
+	go build -o "$moetrain" ./cmd/moetrain
+fi
+if [ ! -f datasets/kjv/manifest.json ]; then
+	MOETRAIN=$moetrain scripts/prepare-default.sh datasets/kjv
+fi
+echo "== $(date -u +%FT%TZ) sweep $sweep (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+"$moetrain" sweep "configs/sweeps/$sweep.yaml" "$@"
+
+# Expert analyses of every finished MoE run with a learned router (hash and
+# dense models have no router to rank); each skipped if already written.
+out=$(sed -n 's/^out: *//p' "configs/sweeps/$sweep.yaml")
+for d in "$out"/*/; do
+	[ -f "$d/sweep-done.json" ] || continue
+	grep -q '"model.ffn=dense"\|/dense.yaml\|/hash.yaml' "$d/sweep-done.json" && continue
+	for what in redundancy topk load; do
+		[ -f "$d/analysis/analysis-$what.md" ] && continue
+		echo "== $(date -u +%FT%TZ) analyze $d $what"
+		"$moetrain" analyze "$d" --what "$what" --tokens "${ANALYZE_TOKENS:-65536}" >/dev/null
+	done
+done
+echo "== $(date -u +%FT%TZ) done: $out/summary.md"
