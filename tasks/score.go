@@ -39,14 +39,19 @@ type Options struct {
 	Context int
 	// Limit scores only the first Limit scored examples (0 = all).
 	Limit int
+	// Truncate cuts a context (or prompt) that does not fit from the left,
+	// as lm-eval does, instead of failing; Prepared.Truncated counts them.
+	Truncate bool
 }
 
 // Prepared is a task tokenized and checked against a context length.
 type Prepared struct {
-	Task  *Task
-	tok   Tokenizer
-	opt   Options
-	items []item
+	Task *Task
+	// Truncated counts the examples whose context was cut to fit.
+	Truncated int
+	tok       Tokenizer
+	opt       Options
+	items     []item
 }
 
 type item struct {
@@ -90,7 +95,11 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 			it.ctx = append(slices.Clone(o.Prefix), ctx...)
 			// The model reads every token but the last one.
 			if n := len(it.ctx) + longest - 1; n > o.Context {
-				return nil, errAt(t.File, e.Line, "the example needs %d positions (%d context tokens with the few-shot preamble and the longest choice's %d), more than the model's context of %d", n, len(it.ctx), longest, o.Context)
+				if !o.Truncate || longest > o.Context {
+					return nil, errAt(t.File, e.Line, "the example needs %d positions (%d context tokens with the few-shot preamble and the longest choice's %d), more than the model's context of %d%s", n, len(it.ctx), longest, o.Context, truncHint(o))
+				}
+				it.ctx = it.ctx[n-o.Context:]
+				p.Truncated++
 			}
 			if len(it.ctx) == 0 {
 				return nil, errAt(t.File, e.Line, "empty context and no prefix token: nothing to condition the first choice token on")
@@ -104,7 +113,11 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 			// Room to generate the longest answer (the last generated token
 			// is never read back).
 			if n := len(it.ctx) + longest - 1; n > o.Context {
-				return nil, errAt(t.File, e.Line, "the prompt needs %d positions (%d prompt tokens with the few-shot preamble, plus %d for the longest answer), more than the model's context of %d", n, len(it.ctx), longest, o.Context)
+				if !o.Truncate || longest > o.Context {
+					return nil, errAt(t.File, e.Line, "the prompt needs %d positions (%d prompt tokens with the few-shot preamble, plus %d for the longest answer), more than the model's context of %d%s", n, len(it.ctx), longest, o.Context, truncHint(o))
+				}
+				it.ctx = it.ctx[n-o.Context:]
+				p.Truncated++
 			}
 			if len(it.ctx) == 0 {
 				return nil, errAt(t.File, e.Line, "empty prompt and no prefix token")
@@ -113,6 +126,13 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 		p.items = append(p.items, it)
 	}
 	return p, nil
+}
+
+func truncHint(o Options) string {
+	if o.Truncate {
+		return ""
+	}
+	return " (contexts can instead be cut from the left to fit, as moetrain eval does without --strict)"
 }
 
 // continuation tokenizes choice c after context text the way lm-eval does:

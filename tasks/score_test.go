@@ -152,6 +152,22 @@ func TestContextTooLong(t *testing.T) {
 	if !errors.As(err, &te) || te.Line != 2 || !strings.Contains(err.Error(), "demo.jsonl:2") || !strings.Contains(err.Error(), "context of 20") {
 		t.Fatalf("got %v, want an error at demo.jsonl:2", err)
 	}
+	// With Truncate the long context loses its left end, down to what fits.
+	p, err := Prepare(tk, byteTok{}, Options{Prefix: []int{0}, Context: 20, Truncate: true})
+	if err != nil || p.Truncated != 1 {
+		t.Fatalf("truncate: %v, %d truncated", err, p.Truncated)
+	}
+	lm := &fakeLM{ctx: 20, ll: map[string]float64{" a": -1, " b": -2}}
+	if _, err := p.Evaluate(lm); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lm.seen[1], strings.Repeat("long ", 10)[50-19:]; got != want {
+		t.Errorf("truncated context %q, want the last 19 bytes %q", got, want)
+	}
+	wide := parse(t, `{"context": "x", "choices": ["`+strings.Repeat("c", 21)+`", " b"], "gold": 0}`)
+	if _, err := Prepare(wide, byteTok{}, Options{Context: 20, Truncate: true}); err == nil {
+		t.Error("a choice longer than the context: no error with Truncate")
+	}
 	// 1 prefix + 5 context + 2 choice tokens, minus the last: 7 positions.
 	tk = parse(t, `{"context": "short", "choices": [" a", " b"], "gold": 0}`)
 	if _, err := Prepare(tk, byteTok{}, Options{Prefix: []int{0}, Context: 7}); err != nil {

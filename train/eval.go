@@ -46,6 +46,9 @@ type EvalOptions struct {
 	NoTasks bool
 	// TaskLimit scores at most this many examples per task (0 = all).
 	TaskLimit int
+	// Truncate cuts task contexts longer than train.seq_len from the left
+	// (lm-eval's rule) instead of failing; Notes says how many.
+	Truncate bool
 }
 
 // Evaluator scores a model on a dataset's validation split (forward-only
@@ -63,6 +66,7 @@ type Evaluator struct {
 	lm       *infer.LM
 	// heldOutErr says why there is no held-out evaluation (nil: there is).
 	heldOutErr error
+	notes      []string
 	warned     bool
 }
 
@@ -105,9 +109,13 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 		}
 		eos := man.Tokenizer.EOS
 		for _, t := range ts {
-			p, err := tasks.Prepare(t, tok, tasks.Options{Prefix: []int{eos}, StopTokens: []int{eos}, Context: cfg.Train.SeqLen, Limit: o.TaskLimit})
+			p, err := tasks.Prepare(t, tok, tasks.Options{Prefix: []int{eos}, StopTokens: []int{eos}, Context: cfg.Train.SeqLen, Limit: o.TaskLimit, Truncate: o.Truncate})
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", errTaskSetup, err)
+			}
+			if p.Truncated > 0 {
+				e.notes = append(e.notes, fmt.Sprintf("task %s: %d of %d examples do not fit the context of %d tokens; their contexts are cut from the left",
+					t.Name, p.Truncated, p.Examples(), cfg.Train.SeqLen))
 			}
 			e.prepared = append(e.prepared, p)
 		}
@@ -126,8 +134,11 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 }
 
 // newEvaluator is the trainer's evaluator: the config's dataset and tasks.
+// Task contexts longer than train.seq_len are cut (and logged): built-in
+// tasks are made without knowing the model, and a run should not refuse to
+// start over them.
 func newEvaluator(m *model.Model, cfg configs.Config) (*Evaluator, error) {
-	return NewEvaluator(m, cfg, EvalOptions{Tasks: cfg.Eval.Tasks})
+	return NewEvaluator(m, cfg, EvalOptions{Tasks: cfg.Eval.Tasks, Truncate: true})
 }
 
 // evalSetupFatal reports whether newEvaluator's error must stop the run (a
@@ -144,6 +155,9 @@ func (e *Evaluator) Manifest() *data.Manifest { return e.man }
 // HasHeldOut reports whether the dataset has a validation split to score;
 // the error says why not.
 func (e *Evaluator) HasHeldOut() (bool, error) { return e.heldOutErr == nil, e.heldOutErr }
+
+// Notes are remarks on the prepared tasks (contexts cut to fit).
+func (e *Evaluator) Notes() []string { return e.notes }
 
 // Tasks lists the prepared tasks in scoring order.
 func (e *Evaluator) Tasks() []*tasks.Prepared { return e.prepared }
@@ -286,10 +300,15 @@ func (e *Evaluator) ScoreTasks(done func(tasks.Result)) ([]tasks.Result, error) 
 // eval.every_tokens and at the end of training.
 func (t *trainer) evaluate() (EvalResult, error) {
 	e := t.eval
-	if e.heldOutErr != nil && !e.warned {
-		t.logf("warning: no held-out evaluation: %v", e.heldOutErr)
+	if !e.warned {
+		if e.heldOutErr != nil {
+			t.logf("warning: no held-out evaluation: %v", e.heldOutErr)
+		}
+		for _, n := range e.notes {
+			t.logf("note: %s", n)
+		}
+		e.warned = true
 	}
-	e.warned = true
 	write := func(task, metric string, v float64) error {
 		return t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: task, Metric: metric, Value: &v})
 	}

@@ -282,15 +282,21 @@ func TestTaskErrorsStopTheRun(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tasks", "bad.jsonl"), []byte(long), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = newEvaluator(m, c)
-	if !evalSetupFatal(err) || !errors.As(err, &te) || te.Line != 1 || !strings.Contains(err.Error(), "context of 32") {
+	_, err = NewEvaluator(m, c, EvalOptions{})
+	if !errors.As(err, &te) || te.Line != 1 || !strings.Contains(err.Error(), "context of 32") {
 		t.Errorf("too long for the context: %v", err)
 	}
+	// The trainer cuts such contexts from the left and says so.
+	e, err := newEvaluator(m, c)
+	if err != nil || len(e.Notes()) != 1 || !strings.Contains(e.Notes()[0], "1 of 1 examples") {
+		t.Errorf("the trainer's evaluator on a long example: %v, notes %v", err, e.Notes())
+	}
+	e.Close()
 	// Without task files and with a validation split, held-out only.
 	if err := os.RemoveAll(filepath.Join(dir, "tasks")); err != nil {
 		t.Fatal(err)
 	}
-	e, err := newEvaluator(m, c)
+	e, err = newEvaluator(m, c)
 	if err != nil || len(e.Tasks()) != 0 {
 		t.Fatalf("no task files: %v", err)
 	}
