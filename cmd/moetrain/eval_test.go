@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+// moetrain eval and generate on a tiny trained run: JSON held-out scores
+// with per-domain parts, task scores from --data, usage errors, and
+// deterministic, streamed generation.
+func TestEvalAndGenerate(t *testing.T) {
+	run := t.TempDir()
+	if _, errOut, code := moetrain(t, "train", tinyYAML(t, 4), "--run-dir", run, "--plain"); code != 0 {
+		t.Fatalf("train exited %d: %s", code, errOut)
+	}
+
+	out, errOut, code := moetrain(t, "eval", run, "--json", "--no-tasks")
+	if code != 0 {
+		t.Fatalf("eval exited %d: %s", code, errOut)
+	}
+	var rep evalReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("eval --json: %v\n%s", err, out)
+	}
+	h := rep.HeldOut
+	if h == nil || h.Tokens == 0 || len(h.Domains) != 2 || rep.Tokens != 4*128 {
+		t.Fatalf("held-out %+v, tokens %d", h, rep.Tokens)
+	}
+	if want := h.Loss * float64(h.Tokens) / float64(h.Bytes) / math.Ln2; !(tol.Tol{Rel: 1e-12}).Close(h.BPB, want) {
+		t.Errorf("bits per byte %g, want %g", h.BPB, want)
+	}
+
+	// Task files of another copy of the dataset, through --data.
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(data, os.DirFS(dataset)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(data, "tasks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	task := `{"task": "tiny", "fewshot": 1}
+{"context": "Chapter 1\n\n  1 And the", "choices": [" king", " err"], "gold": 0}
+{"context": "Chapter 2\n\n  1 And the", "choices": [" city", " ctx"], "gold": 0}
+{"context": "package p1\n\nfunc f(n int) (int, error) {\n\tif", "choices": [" land", " n"], "gold": 1}
+`
+	if err := os.WriteFile(filepath.Join(data, "tasks", "tiny.jsonl"), []byte(task), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = moetrain(t, "eval", run, "--data", data, "--tokens", "256", "--json")
+	if code != 0 {
+		t.Fatalf("eval --data exited %d: %s", code, errOut)
+	}
+	rep = evalReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tasks) != 1 || rep.Tasks[0].Task != "tiny" || rep.Tasks[0].Examples != 2 || len(rep.Tasks[0].Metrics) != 2 {
+		t.Fatalf("tasks %+v", rep.Tasks)
+	}
+	if out, _, code = moetrain(t, "eval", run, "--data", data, "--tokens", "256"); code != 0 || !strings.Contains(out, "acc_norm") || !strings.Contains(out, "bits/byte") {
+		t.Errorf("eval table (exit %d):\n%s", code, out)
+	}
+	if _, errOut, code = moetrain(t, "eval", run, "--data", data, "--tasks", "nope"); code != 2 || !strings.Contains(errOut, `"nope"`) {
+		t.Errorf("unknown task: exit %d, %s", code, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(data, "tasks", "tiny.jsonl"), []byte(task+`{"context": "x", "choices": [" a"], "gold": 0}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code = moetrain(t, "eval", run, "--data", data); code != 2 || !strings.Contains(errOut, "tiny.jsonl:5") {
+		t.Errorf("malformed task file: exit %d, %s", code, errOut)
+	}
+
+	// Greedy generation is deterministic and echoes the prompt; sampling
+	// with a seed repeats.
+	gen := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := moetrain(t, append([]string{"generate", run}, args...)...)
+		if code != 0 {
+			t.Fatalf("generate %v exited %d: %s", args, code, errOut)
+		}
+		return out
+	}
+	a, b := gen("--prompt", "Chapter 3", "--max-tokens", "8"), gen("--prompt", "Chapter 3", "--max-tokens", "8")
+	if a != b || !strings.HasPrefix(a, "Chapter 3") || len(a) <= len("Chapter 3\n") {
+		t.Errorf("greedy runs gave %q and %q", a, b)
+	}
+	s1 := gen("--prompt", "package", "--max-tokens", "8", "--temperature", "1", "--seed", "5")
+	s2 := gen("--prompt", "package", "--max-tokens", "8", "--temperature", "1", "--seed", "5")
+	if s1 != s2 {
+		t.Errorf("seeded sampling gave %q and %q", s1, s2)
+	}
+	for _, args := range [][]string{{"--max-tokens", "3"}, {"--prompt", "x", "--temperature", "-1"}, {"--prompt", "x", "--top-p", "2"}, {"--prompt", strings.Repeat("and the ", 40)}} {
+		if _, _, code := moetrain(t, append([]string{"generate", run}, args...)...); code != 2 {
+			t.Errorf("generate %v: exit %d, want 2", args, code)
+		}
+	}
+}
