@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/configs"
@@ -183,9 +184,9 @@ func (d *Decoder) Feed(tokens []int) error {
 	for li := range d.layers {
 		ly := &d.layers[li]
 		rmsNorm(a, h, ly.inNorm, n, D, eps)
-		blas.MatMul(false, true, n, D, D, a, ly.wq, q, false)
-		blas.MatMul(false, true, n, D, D, a, ly.wk, k, false)
-		blas.MatMul(false, true, n, D, D, a, ly.wv, v, false)
+		matT(n, D, D, a, ly.wq, q, false)
+		matT(n, D, D, a, ly.wk, k, false)
+		matT(n, D, D, a, ly.wv, v, false)
 		for i := range n {
 			ops.ApplyRoPE(q[i*D:(i+1)*D], p0+i, d.h, d.dh, theta)
 			ops.ApplyRoPE(k[i*D:(i+1)*D], p0+i, d.h, d.dh, theta)
@@ -197,7 +198,7 @@ func (d *Decoder) Feed(tokens []int) error {
 				ops.AttendOne(att[i*D:(i+1)*D], q[i*D:(i+1)*D], ly.kc, ly.vc, p0+i+1, d.h, d.dh)
 			}
 		})
-		blas.MatMul(false, true, n, D, D, att, ly.wo, o, false)
+		matT(n, D, D, att, ly.wo, o, false)
 		addTo(h, o)
 		rmsNorm(a, h, ly.postNorm, n, D, eps)
 		var f []float32
@@ -227,7 +228,7 @@ func (d *Decoder) Logits() []float32 {
 	}
 	if d.lastLogits == nil {
 		d.lastLogits = make([]float32, d.vocab)
-		ops.LogitsRows(d.lastLogits, d.final[(d.rows-1)*d.d:d.rows*d.d], d.head, 1, d.d, d.vocab)
+		matT(1, d.vocab, d.d, d.final[(d.rows-1)*d.d:d.rows*d.d], d.head, d.lastLogits, false)
 	}
 	return d.lastLogits
 }
@@ -258,6 +259,30 @@ func (d *Decoder) LogProbs(targets []int) ([]float64, error) {
 	}
 	return out, nil
 }
+
+// matT sets y [n, out] = x [n, in]·wᵀ for w [out, in] (the arguments of
+// blas.MatMul(false, true, ...); accumulate must be false). One row is a
+// matrix-vector product done here over both cores: through the GEMM kernel
+// each costs a library call and a thread hand-off, which made up most of
+// the time of a decoding step.
+func matT(n, out, in int, x, w, y []float32, accumulate bool) {
+	if accumulate {
+		panic("infer: matT does not accumulate")
+	}
+	if n > 1 {
+		blas.MatMul(false, true, n, out, in, x, w, y, false)
+		return
+	}
+	x = x[:in]
+	parallel.For(out, max(1, 1<<15/in), func(lo, hi int) {
+		for o := lo; o < hi; o++ {
+			y[o] = gonumImpl.Sdot(in, x, 1, w[o*in:(o+1)*in], 1)
+		}
+	})
+}
+
+// gonumImpl's Sdot is an assembly dot product.
+var gonumImpl gonum.Implementation
 
 // rmsNorm is the RMSNorm op's forward: y = w ⊙ x·r with r = 1/sqrt(mean x² + eps)
 // accumulated in float64 and rounded once, as model/ops does it.
@@ -303,10 +328,10 @@ func siluGate(g, u []float32) {
 // forward returns (silu(x·gᵀ) ⊙ x·uᵀ)·dnᵀ for x [n, D].
 func (s *swiglu) forward(x []float32, n, D int) []float32 {
 	g, u, y := make([]float32, n*s.f), make([]float32, n*s.f), make([]float32, n*D)
-	blas.MatMul(false, true, n, s.f, D, x, s.g, g, false)
-	blas.MatMul(false, true, n, s.f, D, x, s.u, u, false)
+	matT(n, s.f, D, x, s.g, g, false)
+	matT(n, s.f, D, x, s.u, u, false)
 	siluGate(g, u)
-	blas.MatMul(false, true, n, D, s.f, g, s.dn, y, false)
+	matT(n, D, s.f, g, s.dn, y, false)
 	return y
 }
 
@@ -317,7 +342,7 @@ func (m *moe) forward(x []float32, tokens []int, n, D int) []float32 {
 	var r ops.Routing
 	if m.router != nil {
 		probs := make([]float32, n*m.e)
-		blas.MatMul(false, true, n, m.e, D, x, m.router, probs, false)
+		matT(n, m.e, D, x, m.router, probs, false)
 		for i := range n {
 			softmaxRow(probs[i*m.e : (i+1)*m.e])
 		}
@@ -347,10 +372,10 @@ func (m *moe) forward(x []float32, tokens []int, n, D int) []float32 {
 			t := s / k
 			copy(xe[j*D:(j+1)*D], x[t*D:(t+1)*D])
 		}
-		blas.MatMul(false, true, c, W, D, xe, m.eg[e*W*D:(e+1)*W*D], g, false)
-		blas.MatMul(false, true, c, W, D, xe, m.eu[e*W*D:(e+1)*W*D], u, false)
+		matT(c, W, D, xe, m.eg[e*W*D:(e+1)*W*D], g, false)
+		matT(c, W, D, xe, m.eu[e*W*D:(e+1)*W*D], u, false)
 		siluGate(g, u)
-		blas.MatMul(false, true, c, D, W, g, m.ed[e*D*W:(e+1)*D*W], o, false)
+		matT(c, D, W, g, m.ed[e*D*W:(e+1)*D*W], o, false)
 		for j, s := range slots {
 			copy(out[s*D:(s+1)*D], o[j*D:(j+1)*D])
 		}
