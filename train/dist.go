@@ -212,6 +212,8 @@ func (t *trainer) shareWeights() error {
 			lo = off
 		}
 	}
+	// MFU is measured against the peak of all ranks together.
+	t.peak *= float64(c.Size())
 	t.logf("data parallel: %d ranks (%s), %d of %d sequences per rank in micro-batches of %d, gradients all-reduced in %d bucket(s)",
 		c.Size(), c.Version(), t.dist.local, t.cfg.Train.BatchSize, t.dist.micro, len(t.dist.buckets))
 	return nil

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moetrain/moetrain/dist"
 )
 
 // usageError marks a mistake in the command line or config: exit code 2.
@@ -59,6 +61,12 @@ func main() {
 		if exitCode(err) == 2 && cmd != nil {
 			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
+	}
+	// Under mpirun every rank must shut MPI down before exiting (a no-op
+	// without MPI).
+	if ferr := dist.Finalize(); ferr != nil && err == nil {
+		fmt.Fprintf(os.Stderr, "moetrain: %v\n", ferr)
+		err = ferr
 	}
 	os.Exit(exitCode(err))
 }

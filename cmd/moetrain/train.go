@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -68,7 +69,10 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 				}
 				return err
 			}
-			printSummary(cmd, sum)
+			// Under mpirun only rank 0 reports.
+			if c, err := dist.World(); err == nil && c.Rank() == 0 {
+				printSummary(cmd, sum)
+			}
 			return nil
 		},
 	}
