@@ -5,3 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 go vet ./...
 go test -timeout 20m ./...
+# Multi-process runs: the dist and train tests above start `mpirun -np 2`
+# and `-np 4 --oversubscribe` themselves when Open MPI is installed
+# (MOETRAIN_MPI_TESTS=1 makes its absence a failure). This step runs the
+# real CLI under mpirun once, as a user would.
+if command -v mpirun >/dev/null; then
+  scripts/mpi-smoke.sh
+elif [ "${MOETRAIN_MPI_TESTS:-}" = 1 ]; then
+  echo "MOETRAIN_MPI_TESTS=1 but mpirun is not installed" >&2
+  exit 1
+fi
