@@ -239,6 +239,12 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return fmt.Errorf("open training data (data.path %s): %w", c.Data.Path, err)
 	}
+	id := t.stream.Manifest().ID()
+	if t.state.DataID != "" && t.state.DataID != id {
+		return fmt.Errorf("the dataset at %s is not the one this run started on (manifest id %.12s, the run's %.12s): resuming would not continue the same token stream; point data.path at the original dataset, or start a new run directory",
+			c.Data.Path, id, t.state.DataID)
+	}
+	t.state.DataID = id
 	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true})
 	if err != nil {
 		return err

@@ -24,8 +24,11 @@ type State struct {
 	OptimizerStep int64          `json:"optimizer_step"`
 	SkippedSteps  int64          `json:"skipped_steps"`
 	Config        configs.Config `json:"config"`
-	Kernel        string         `json:"blas_kernel"`
-	Threads       int            `json:"threads"`
+	// DataID identifies the dataset (data.Manifest.ID): a resume on
+	// re-prepared data would not continue the same token stream.
+	DataID  string `json:"data_id,omitempty"`
+	Kernel  string `json:"blas_kernel"`
+	Threads int    `json:"threads"`
 	// No random number generator runs during training: weights are drawn
 	// from model.init_seed at launch, and the data order is a pure function
 	// of (data.seed, epoch, position).

@@ -256,3 +256,33 @@ func TestStopSavesAndResumes(t *testing.T) {
 		t.Error("a stopped and resumed run differs from a straight one")
 	}
 }
+
+// A resume on a different dataset is refused: the token stream would not
+// continue where it stopped.
+func TestResumeOnOtherDatasetIsRefused(t *testing.T) {
+	c := tinyConfig(configs.FFNDense)
+	c.Train.Tokens = 4 * 32
+	dir := t.TempDir()
+	run(t, c, dir)
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := data.PrepareDocuments(context.Background(), data.Synthetic(6, 300), data.PrepareOptions{
+		Out: other, VocabSize: 384, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Same path, other contents: replace the dataset directory in place.
+	moved := dataset + ".orig"
+	if err := os.Rename(dataset, moved); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Rename(moved, dataset)
+	if err := os.Rename(other, dataset); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dataset)
+	c.Train.Tokens = 2 * 4 * 32
+	_, err := Run(context.Background(), Options{Config: c, RunDir: dir})
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("not the one this run started on")) {
+		t.Fatalf("got %v, want a refusal naming the dataset change", err)
+	}
+}
