@@ -1,6 +1,8 @@
 package sweep
 
 import (
+	"github.com/moetrain/moetrain/internal/units"
+
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -193,19 +195,6 @@ func f4(x float64) string {
 	return strconv.FormatFloat(x, 'f', 4, 64)
 }
 
-// human writes n with an M/K suffix.
-func human(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2fB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.2fM", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fK", float64(n)/1e3)
-	}
-	return strconv.FormatInt(n, 10)
-}
-
 // WriteMarkdown writes the group table, the ordering verdicts and the
 // per-run table.
 func (s Summary) WriteMarkdown(w io.Writer) error {
@@ -221,7 +210,7 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, g := range s.Groups {
 		fmt.Fprintf(&b, "| %s | %d | %s ± %s | %s ± %s | %s | %s | %s | %s | %.2f |\n", g.Group, g.N, f4(g.Loss), f4(g.Std), f4(g.BPB), f4(g.BPBStd),
-			human(g.Total), human(g.Activated), human(int64(g.FLOPs)), human(g.Budget), float64(g.Budget)/float64(g.Activated))
+			units.Short(g.Total), units.Short(g.Activated), units.Short(int64(g.FLOPs)), units.Short(g.Budget), float64(g.Budget)/float64(g.Activated))
 	}
 	if len(s.Orderings) > 0 {
 		b.WriteString("\nExpected orderings (lowest loss first). A gap is claimed only when it exceeds two standard errors of the difference of the means.\n\n")
@@ -238,7 +227,7 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString("\n| run | seed | status | tokens | held-out loss | bits/byte | last train loss |\n|---|---:|---|---:|---:|---:|---:|\n")
 	for _, r := range s.Runs {
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Name, r.Seed, r.Status, human(r.Tokens), f4(r.ValLoss), f4(r.ValBPB), f4(r.TrainLoss))
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Name, r.Seed, r.Status, units.Short(r.Tokens), f4(r.ValLoss), f4(r.ValBPB), f4(r.TrainLoss))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

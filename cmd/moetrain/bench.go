@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/bench"
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/units"
 )
 
 func init() {
@@ -86,8 +87,8 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	if r.Estimated > 0 {
 		ratio = float64(r.PeakRSS) / float64(r.Estimated)
 	}
-	fmt.Fprintf(w, "peak RSS        %s (estimate %s, ratio %.2f)\n", bytesHuman(r.PeakRSS), bytesHuman(r.Estimated), ratio)
-	fmt.Fprintf(w, "allocation      %s and %.0f objects per step, %.2f GCs per step\n", bytesHuman(int64(r.AllocBytes)), r.Allocs, r.GCPerStep)
+	fmt.Fprintf(w, "peak RSS        %s (estimate %s, ratio %.2f)\n", units.Bytes(r.PeakRSS), units.Bytes(r.Estimated), ratio)
+	fmt.Fprintf(w, "allocation      %s and %.0f objects per step, %.2f GCs per step\n", units.Bytes(int64(r.AllocBytes)), r.Allocs, r.GCPerStep)
 	if len(r.Ops) > 0 {
 		fmt.Fprintf(w, "\nper-op time in one profiled step (%.1f ms):\n", r.OpsStepS*1e3)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

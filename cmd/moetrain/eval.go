@@ -15,6 +15,7 @@ import (
 
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/tasks"
 	"github.com/moetrain/moetrain/train"
 )
@@ -138,13 +139,13 @@ func printEval(w io.Writer, r evalReport, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(w, "model    %s (%s training tokens, ffn %s, context %d)\n", r.Checkpoint, commas(r.Tokens), r.FFN, r.SeqLen)
+	fmt.Fprintf(w, "model    %s (%s training tokens, ffn %s, context %d)\n", r.Checkpoint, units.Commas(r.Tokens), r.FFN, r.SeqLen)
 	fmt.Fprintf(w, "dataset  %s\n", r.Dataset)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if h := r.HeldOut; h != nil {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "held-out\ttokens\tbytes\tloss\tbits/byte\t")
-		fmt.Fprintf(tw, "all\t%s\t%s\t%.4f\t%.4f\t\n", commas(h.Tokens), commas(h.Bytes), h.Loss, h.BPB)
+		fmt.Fprintf(tw, "all\t%s\t%s\t%.4f\t%.4f\t\n", units.Commas(h.Tokens), units.Commas(h.Bytes), h.Loss, h.BPB)
 		doms := make([]string, 0, len(h.Domains))
 		for d := range h.Domains {
 			doms = append(doms, d)
@@ -152,7 +153,7 @@ func printEval(w io.Writer, r evalReport, asJSON bool) error {
 		sort.Strings(doms)
 		for _, d := range doms {
 			x := h.Domains[d]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.4f\t%.4f\t\n", d, commas(x.Tokens), commas(x.Bytes), x.Loss, x.BPB)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.4f\t%.4f\t\n", d, units.Commas(x.Tokens), units.Commas(x.Bytes), x.Loss, x.BPB)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -163,7 +164,7 @@ func printEval(w io.Writer, r evalReport, asJSON bool) error {
 		fmt.Fprintln(tw, "task\tkind\texamples\tmetric\tvalue\tchance\t")
 		for _, t := range r.Tasks {
 			for i, m := range t.Metrics {
-				name, kind, n, chance := t.Task, t.Kind, commas(int64(t.Examples)), ""
+				name, kind, n, chance := t.Task, t.Kind, units.Commas(int64(t.Examples)), ""
 				if t.Chance > 0 {
 					chance = fmt.Sprintf("%.4f", t.Chance)
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/hf"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -67,8 +68,8 @@ trust_remote_code and DeepSeek's public modeling_deepseek.py.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "exported %s (%s tokens) to %s\n", l.Dir, commas(l.State.Tokens), res.Dir)
-			fmt.Fprintf(w, "  weights      %s, %s tensors, %s bytes (%s)\n", strings.Join(res.Files, ", "), commas(int64(res.Tensors)), commas(res.Bytes), dt)
+			fmt.Fprintf(w, "exported %s (%s tokens) to %s\n", l.Dir, units.Commas(l.State.Tokens), res.Dir)
+			fmt.Fprintf(w, "  weights      %s, %s tensors, %s bytes (%s)\n", strings.Join(res.Files, ", "), units.Commas(int64(res.Tensors)), units.Commas(res.Bytes), dt)
 			if res.MoELayers > 0 {
 				fmt.Fprintf(w, "  experts      %d routed experts in %d MoE layers, every one read back and verified\n", res.Experts, res.MoELayers)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/hf"
+	"github.com/moetrain/moetrain/internal/units"
 )
 
 func init() {
@@ -51,7 +52,7 @@ tensors are all listed in one error.`,
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "imported %s into %s\n", args[0], out)
-			fmt.Fprintf(w, "  weights      %s (%s tensors)\n", strings.Join(res.Files, ", "), commas(int64(res.Tensors)))
+			fmt.Fprintf(w, "  weights      %s (%s tensors)\n", strings.Join(res.Files, ", "), units.Commas(int64(res.Tensors)))
 			if res.MoELayers > 0 {
 				fmt.Fprintf(w, "  experts      %d routed experts in %d MoE layers\n", res.Experts, res.MoELayers)
 			}

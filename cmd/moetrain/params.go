@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -77,45 +77,15 @@ func printParams(w io.Writer, cfg configs.Config, asJSON bool) error {
 		if r.Experts > 0 {
 			shape = fmt.Sprintf("%d × %v", r.Experts, r.Shape[1:])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r.Name, shape, commas(r.Count))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r.Name, shape, units.Commas(r.Count))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "total parameters            %s (%s without embedding and lm_head)\n", commas(c.Total), commas(c.TotalNoEmbed))
-	fmt.Fprintf(w, "activated parameters        %s (%s without embedding and lm_head)\n", commas(c.Activated), commas(c.ActivatedNoEmbed))
+	fmt.Fprintf(w, "total parameters            %s (%s without embedding and lm_head)\n", units.Commas(c.Total), units.Commas(c.TotalNoEmbed))
+	fmt.Fprintf(w, "activated parameters        %s (%s without embedding and lm_head)\n", units.Commas(c.Activated), units.Commas(c.ActivatedNoEmbed))
 	fmt.Fprintf(w, "FLOPs per token (seq %d)   %.4g  (%.3gT per 2K tokens; SPEC §7.3: 6·(activated − V·d) + 12·L·seq·d)\n", cfg.Train.SeqLen, fpt, fpt*2048/1e12)
 	fmt.Fprintf(w, "training memory (micro-batch %d × %d, float32)\n", cfg.Train.MicroBatch(), cfg.Train.SeqLen)
 	fmt.Fprintf(w, "  weights %s, gradients %s, AdamW state %s, activations %s: total %s\n",
-		bytesHuman(mem.Weights), bytesHuman(mem.Gradients), bytesHuman(mem.Optimizer), bytesHuman(mem.Activations), bytesHuman(mem.Total))
+		units.Bytes(mem.Weights), units.Bytes(mem.Gradients), units.Bytes(mem.Optimizer), units.Bytes(mem.Activations), units.Bytes(mem.Total))
 	return nil
-}
-
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func bytesHuman(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

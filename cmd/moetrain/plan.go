@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -206,7 +207,7 @@ func printPlan(w io.Writer, cfg configs.Config, rows []PlanRow, asJSON bool) err
 	}
 	c := model.Count(cfg.Model)
 	fmt.Fprintf(w, "%s total parameters (%s in routed experts), %s activated; batch %d × %d tokens; %.3g FLOPs/token\n\n",
-		commas(c.Total), commas(routedParams(cfg.Model)), commas(c.Activated), cfg.Train.BatchSize, cfg.Train.SeqLen,
+		units.Commas(c.Total), units.Commas(routedParams(cfg.Model)), units.Commas(c.Activated), cfg.Train.BatchSize, cfg.Train.SeqLen,
 		model.FLOPsPerToken(cfg.Model, cfg.Train.SeqLen))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "DP\tEP\tmicro\tweights\tgrads\tAdamW\tactivations\ttotal/rank\tfits\tcompute s\tall-reduce s\tall-to-all s\tstep s\ttokens/s\t")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/report"
 	"github.com/moetrain/moetrain/sweep"
 )
@@ -78,7 +79,7 @@ compare table and figures of 'moetrain compare' and 'moetrain plot'.`,
 					}
 					fmt.Fprintf(w, "# %s (%s)\nmoetrain %s\n", r.Name, st, shellJoin(sweep.Args(r)))
 				}
-				fmt.Fprintf(w, "# %d runs, %s training tokens each\n", len(runs), commas(runs[0].Config.Train.Tokens))
+				fmt.Fprintf(w, "# %d runs, %s training tokens each\n", len(runs), units.Commas(runs[0].Config.Train.Tokens))
 				return nil
 			}
 			exe, err := os.Executable()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -86,16 +87,16 @@ func printSummary(cmd *cobra.Command, s train.Summary) {
 	w := cmd.OutOrStdout()
 	var b strings.Builder
 	if s.Interrupted {
-		fmt.Fprintf(&b, "\ninterrupted at %s tokens (step %d); checkpoint %s\n", commas(s.Tokens), s.Steps, s.Checkpoint)
+		fmt.Fprintf(&b, "\ninterrupted at %s tokens (step %d); checkpoint %s\n", units.Commas(s.Tokens), s.Steps, s.Checkpoint)
 		fmt.Fprint(w, b.String())
 		return
 	}
-	fmt.Fprintf(&b, "\ndone: %s tokens in %d steps\n", commas(s.Tokens), s.Steps)
+	fmt.Fprintf(&b, "\ndone: %s tokens in %d steps\n", units.Commas(s.Tokens), s.Steps)
 	fmt.Fprintf(&b, "  final train loss      %.4f\n", s.TrainLoss)
 	if s.ValLoss > 0 {
 		fmt.Fprintf(&b, "  validation loss       %.4f (%.4f bits/byte)\n", s.ValLoss, s.ValBPB)
 	}
-	fmt.Fprintf(&b, "  parameters            %s total, %s activated\n", commas(s.Total), commas(s.Activated))
+	fmt.Fprintf(&b, "  parameters            %s total, %s activated\n", units.Commas(s.Total), units.Commas(s.Activated))
 	if s.TokensPerS > 0 {
 		fmt.Fprintf(&b, "  speed                 %.0f tokens/s, MFU %.1f%%\n", s.TokensPerS, 100*s.MFU)
 	}
