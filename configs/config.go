@@ -52,6 +52,11 @@ type Model struct {
 	FirstDenseLayers int     `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
 	MoELayerFreq     int     `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
 	Balance          Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
+	// ExpertParallel is R, the ranks the routed experts of every MoE layer
+	// are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
+	// every rank. A property of the launch, not of the model: it may change
+	// on resume.
+	ExpertParallel int `mapstructure:"expert_parallel" yaml:"expert_parallel" json:"expert_parallel"`
 	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
 	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
 	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
@@ -127,7 +132,7 @@ func Default() Config {
 	return Config{
 		Model: Model{
 			VocabSize: 8192, Hidden: 256, Layers: 4, Heads: 4, DenseWidth: 1024, FFN: FFNDense,
-			MoELayerFreq: 1, Balance: Balance{DeviceGroups: 1, PerSequence: true},
+			MoELayerFreq: 1, Balance: Balance{DeviceGroups: 1, PerSequence: true}, ExpertParallel: 1,
 			RopeTheta: 10000, NormEps: 1e-6, InitStd: 0.006, InitSeed: 1,
 		},
 		Data:       Data{Path: "datasets/kjv", Seed: 1234},
@@ -371,6 +376,11 @@ func (m Model) Validate() []string {
 	if m.Balance.DeviceAlpha < 0 || math.IsNaN(m.Balance.DeviceAlpha) || math.IsInf(m.Balance.DeviceAlpha, 0) {
 		add("balance.device_alpha", "must be >= 0 and finite, got %g", m.Balance.DeviceAlpha)
 	}
+	if m.ExpertParallel < 1 {
+		add("expert_parallel", "must be >= 1, got %d", m.ExpertParallel)
+	} else if m.ExpertParallel > 1 && m.FFN == FFNDense {
+		add("expert_parallel", "a dense model has no experts to partition; set it to 1")
+	}
 	needDense := m.FFN == FFNDense || m.FirstDenseLayers > 0 || m.MoELayerFreq > 1
 	if needDense && m.DenseWidth <= 0 {
 		add("dense_width", "must be positive for dense layers, got %d", m.DenseWidth)
@@ -407,6 +417,16 @@ func (m Model) Validate() []string {
 				add("balance.device_groups", "must be positive, got %d", m.Balance.DeviceGroups)
 			} else if m.RoutedExperts > 0 && m.RoutedExperts%m.Balance.DeviceGroups != 0 {
 				add("balance.device_groups", "%d does not divide routed_experts %d", m.Balance.DeviceGroups, m.RoutedExperts)
+			}
+		}
+		if m.ExpertParallel > 1 {
+			switch {
+			case m.FFN == FFNHash:
+				add("expert_parallel", "hash layers are not expert-parallel; set it to 1")
+			case m.RoutedExperts > 0 && m.RoutedExperts%m.ExpertParallel != 0:
+				add("expert_parallel", "%d does not divide routed_experts %d", m.ExpertParallel, m.RoutedExperts)
+			case m.Balance.DeviceAlpha > 0 && m.Balance.DeviceGroups != m.ExpertParallel:
+				add("balance.device_groups", "must equal expert_parallel %d when device_alpha > 0 (the device-level loss balances the real partition), got %d", m.ExpertParallel, m.Balance.DeviceGroups)
 			}
 		}
 		if m.FFN == FFNHash && (m.Balance.ExpertAlpha != 0 || m.Balance.DeviceAlpha != 0) {
