@@ -52,15 +52,16 @@ type Model struct {
 	FirstDenseLayers int     `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
 	MoELayerFreq     int     `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
 	Balance          Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
+	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
+	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
+	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
+	InitSeed         uint64  `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
+
 	// ExpertParallel is R, the ranks the routed experts of every MoE layer
 	// are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
 	// every rank. A property of the launch, not of the model: it may change
 	// on resume.
 	ExpertParallel int `mapstructure:"expert_parallel" yaml:"expert_parallel" json:"expert_parallel"`
-	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
-	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
-	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
-	InitSeed         uint64  `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
 }
 
 // Balance holds the balance-loss coefficients (SPEC §3). A coefficient of 0
