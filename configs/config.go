@@ -64,6 +64,15 @@ type Model struct {
 	ExpertParallel int `mapstructure:"expert_parallel" yaml:"expert_parallel" json:"expert_parallel"`
 }
 
+// ExpertRanks is ExpertParallel, with 0 (a Model built in code without the
+// key) meaning 1.
+func (m Model) ExpertRanks() int {
+	if m.ExpertParallel < 1 {
+		return 1
+	}
+	return m.ExpertParallel
+}
+
 // Balance holds the balance-loss coefficients (SPEC §3). A coefficient of 0
 // builds no loss nodes.
 type Balance struct {
@@ -377,7 +386,7 @@ func (m Model) Validate() []string {
 	if m.Balance.DeviceAlpha < 0 || math.IsNaN(m.Balance.DeviceAlpha) || math.IsInf(m.Balance.DeviceAlpha, 0) {
 		add("balance.device_alpha", "must be >= 0 and finite, got %g", m.Balance.DeviceAlpha)
 	}
-	if m.ExpertParallel < 1 {
+	if m.ExpertParallel < 0 {
 		add("expert_parallel", "must be >= 1, got %d", m.ExpertParallel)
 	} else if m.ExpertParallel > 1 && m.FFN == FFNDense {
 		add("expert_parallel", "a dense model has no experts to partition; set it to 1")

@@ -55,7 +55,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"gshard top-1", "model:\n  ffn: gshard\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n", nil, "model.active_routed: gshard routes to exactly 2"},
 		{"device groups do not divide", moe, []string{"model.balance.device_alpha=0.05", "model.balance.device_groups=3"}, "model.balance.device_groups: 3 does not divide"},
 		{"expert parallel does not divide", moe, []string{"model.expert_parallel=3"}, "model.expert_parallel: 3 does not divide"},
-		{"expert parallel zero", moe, []string{"model.expert_parallel=0"}, "model.expert_parallel: must be >= 1"},
+		{"expert parallel zero", moe, []string{"model.expert_parallel=-1"}, "model.expert_parallel: must be >= 1"},
 		{"expert parallel dense", "model:\n  expert_parallel: 2\n", nil, "model.expert_parallel: a dense model"},
 		{"expert parallel device groups", moe, []string{"model.expert_parallel=2", "model.balance.device_alpha=0.05", "model.balance.device_groups=4"}, "model.balance.device_groups: must equal expert_parallel 2"},
 		{"hash with balance loss", "model:\n  ffn: hash\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n  balance:\n    expert_alpha: 0.01\n", nil, "model.balance: hash routing"},
