@@ -74,7 +74,8 @@ type Result struct {
 }
 
 // Phases splits the median step into the graph run (forward + backward),
-// the gradient copy, clipping and the AdamW update.
+// the gradient copy, clipping (the global norm) and the AdamW update (with
+// the clipping factor applied).
 type Phases struct {
 	GraphS float64 `json:"graph_s"`
 	CopyS  float64 `json:"copy_s"`
@@ -140,8 +141,9 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 func (s *Stepper) Close() error { return s.g.Close() }
 
 // Step runs one training step on fresh random tokens, as train does it:
-// forward and backward, the gradients copied out of the graph, global-norm
-// clipping at optim.clip, and an AdamW update at a fixed learning rate.
+// forward and backward, the gradients copied out of the graph, their global
+// norm, and an AdamW update at a fixed learning rate with the clipping
+// factor at optim.clip folded in.
 func (s *Stepper) Step() (model.Result, error) {
 	V := s.cfg.Model.VocabSize
 	for i := range s.tokens {
@@ -161,11 +163,10 @@ func (s *Stepper) Step() (model.Result, error) {
 		copy(s.params[j].Grad, gt.Data().([]float32))
 	}
 	t2 := time.Now()
-	if c := s.cfg.Optim.Clip; c > 0 {
-		optim.ClipGlobalNorm(s.params, c)
-	}
+	// As train does it: the clipping factor is folded into the update.
+	scale := optim.ClipScale(optim.GlobalNorm(s.params), s.cfg.Optim.Clip)
 	t3 := time.Now()
-	if err := s.adam.Step(s.params, 1e-4); err != nil {
+	if err := s.adam.StepScaled(s.params, 1e-4, scale); err != nil {
 		return res, err
 	}
 	t4 := time.Now()

@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/blas"
@@ -135,3 +136,60 @@ func BenchmarkStepDense(b *testing.B)       { benchStep(b, "dense-small") }
 func BenchmarkStepDeepSeekMoE(b *testing.B) { benchStep(b, "moe-small") }
 func BenchmarkStepGShard(b *testing.B)      { benchStep(b, "gshard-small") }
 func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
+
+// BenchmarkStepRatio alternates training steps of moe-small (DeepSeekMoE)
+// and gshard-small (GShard, same activated size) in one process, so load
+// changes on a shared machine hit both alike, and reports the median step
+// of each, their ratio (the goal: ≤ 1.25) and the median phases of
+// the DeepSeekMoE step. Run with e.g.
+//
+//	go test ./bench -run '^$' -bench StepRatio -benchtime 8x
+func BenchmarkStepRatio(b *testing.B) {
+	if _, err := blas.Init(); err != nil {
+		b.Fatal(err)
+	}
+	var steppers [2]*Stepper
+	for i, name := range []string{"moe-small", "gshard-small"} {
+		cfg, err := configs.Load("../configs/bench/"+name+".yaml", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := NewStepper(cfg, 0, 0, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		steppers[i] = s
+	}
+	step := func(s *Stepper) float64 {
+		t0 := time.Now()
+		if _, err := s.Step(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0).Seconds()
+	}
+	for range 2 {
+		for _, s := range steppers {
+			step(s)
+		}
+	}
+	var times [2][]float64
+	var phases []Phases
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range steppers {
+			s := steppers[(i+j)%2] // alternate which model goes first
+			times[(i+j)%2] = append(times[(i+j)%2], step(s))
+			if (i+j)%2 == 0 {
+				phases = append(phases, s.last)
+			}
+		}
+	}
+	moe, gs := median(times[0]), median(times[1])
+	ph := medianPhases(phases)
+	b.ReportMetric(moe*1e3, "moe-ms")
+	b.ReportMetric(gs*1e3, "gshard-ms")
+	b.ReportMetric(moe/gs, "ratio")
+	b.ReportMetric(ph.GraphS*1e3, "moe-graph-ms")
+	b.ReportMetric((ph.CopyS+ph.ClipS+ph.AdamS)*1e3, "moe-optim-ms")
+}

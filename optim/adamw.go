@@ -42,14 +42,16 @@ func (c AdamWConfig) Validate() error {
 //	v ← β2·v + (1−β2)·g²
 //	w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
 //
-// The arithmetic is float64 per element; weights and moments are stored as
-// float32 (like PyTorch's fp32 state), so State captures everything.
+// The arithmetic is float32 per element with the step's constants formed in
+// float64, and weights and moments are float32, like PyTorch's fp32 AdamW;
+// State captures everything.
 type AdamW struct {
 	cfg   AdamWConfig
 	names []string
 	decay []bool
 	m, v  [][]float32
 	step  int64
+	spans []span // blocks of the update loop (see blocks)
 }
 
 // State is AdamW's complete resumable state.
@@ -93,9 +95,19 @@ func (o *AdamW) Steps() int64 { return o.step }
 // Step applies one AdamW update with learning rate lr to every parameter.
 // It returns an error, and changes nothing, when params do not match the
 // ones given to NewAdamW or lr is negative or not finite.
-func (o *AdamW) Step(params []Param, lr float64) error {
+func (o *AdamW) Step(params []Param, lr float64) error { return o.StepScaled(params, lr, 1) }
+
+// StepScaled is Step on every gradient multiplied by gradScale (float32
+// rounding, as if the gradients had been scaled in place first, which it
+// equals bit for bit): global-norm clipping folded into the update, so the
+// gradients are read once instead of being rewritten by a separate pass
+// (see ClipScale). The gradients themselves are left unchanged.
+func (o *AdamW) StepScaled(params []Param, lr float64, gradScale float32) error {
 	if !(lr >= 0) || math.IsInf(lr, 0) {
 		return fmt.Errorf("adamw step: learning rate %g: must be >= 0 and finite", lr)
+	}
+	if !(gradScale >= 0) || math.IsInf(float64(gradScale), 0) {
+		return fmt.Errorf("adamw step: gradient scale %g: must be >= 0 and finite", gradScale)
 	}
 	if err := o.match(params); err != nil {
 		return fmt.Errorf("adamw step: %w", err)
@@ -103,27 +115,73 @@ func (o *AdamW) Step(params []Param, lr float64) error {
 	o.step++
 	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
 	t := float64(o.step)
-	stepSize := lr / (1 - math.Pow(b1, t))
-	sqrtBc2 := math.Sqrt(1 - math.Pow(b2, t))
-	eps := o.cfg.Eps
-	for i, p := range params {
-		keep := 1.0
-		if o.decay[i] {
-			keep = 1 - lr*o.cfg.WeightDecay
-		}
-		w, g, m, v := p.Data, p.Grad, o.m[i], o.v[i]
-		parallel.For(len(w), 1<<14, func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				gj := float64(g[j])
-				mj := b1*float64(m[j]) + (1-b1)*gj
-				vj := b2*float64(v[j]) + (1-b2)*gj*gj
-				wj := float64(w[j]) * keep
-				wj -= stepSize * mj / (math.Sqrt(vj)/sqrtBc2 + eps)
-				m[j], v[j], w[j] = float32(mj), float32(vj), float32(wj)
-			}
-		})
+	// The per-step constants are formed in float64 and rounded once; the
+	// per-element arithmetic is float32, like PyTorch's fp32 AdamW.
+	k := adamConsts{
+		b1: float32(b1), c1: float32(1 - b1), b2: float32(b2), c2: float32(1 - b2),
+		stepSize: float32(lr / (1 - math.Pow(b1, t))),
+		sqrtBc2:  float32(math.Sqrt(1 - math.Pow(b2, t))),
+		eps:      float32(o.cfg.Eps),
+		scale:    gradScale,
 	}
+	decayKeep := float32(1 - lr*o.cfg.WeightDecay)
+	// One parallel loop over fixed blocks of every parameter: no barrier per
+	// tensor, and each element's arithmetic is independent of the split.
+	blocks := o.blocks(params)
+	parallel.For(len(blocks), 1, func(lo, hi int) {
+		for _, b := range blocks[lo:hi] {
+			p := params[b.p]
+			keep := float32(1)
+			if o.decay[b.p] {
+				keep = decayKeep
+			}
+			adamUpdate(&k, keep, p.Data[b.lo:b.hi], p.Grad[b.lo:b.hi], o.m[b.p][b.lo:b.hi], o.v[b.p][b.lo:b.hi])
+		}
+	})
 	return nil
+}
+
+// adamConsts are one step's float32 constants.
+type adamConsts struct {
+	b1, c1, b2, c2 float32 // β1, 1−β1, β2, 1−β2
+	stepSize       float32 // lr / (1 − β1ᵗ)
+	sqrtBc2        float32 // √(1 − β2ᵗ)
+	eps            float32
+	scale          float32 // gradient scale (clipping)
+}
+
+// adamUpdate applies the update to one block, in PyTorch's order of
+// operations: w·keep, m and v by their moving averages, then
+// w −= stepSize · m / (√v / √bc2 + ε).
+func adamUpdate(k *adamConsts, keep float32, w, g, m, v []float32) {
+	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	for j, wj := range w {
+		gj := g[j] * k.scale
+		mj := k.b1*m[j] + k.c1*gj
+		vj := k.b2*v[j] + k.c2*gj*gj
+		d := float32(math.Sqrt(float64(vj)))/k.sqrtBc2 + k.eps
+		w[j] = wj*keep - k.stepSize*mj/d
+		m[j], v[j] = mj, vj
+	}
+}
+
+// updateBlock is the fixed unit of AdamW's parallel loop (elements).
+const updateBlock = 1 << 15
+
+type span struct{ p, lo, hi int }
+
+// blocks cuts every parameter into spans of at most updateBlock elements
+// (cached: the parameter sizes never change).
+func (o *AdamW) blocks(params []Param) []span {
+	if o.spans != nil {
+		return o.spans
+	}
+	for i, p := range params {
+		for lo := 0; lo < len(p.Data); lo += updateBlock {
+			o.spans = append(o.spans, span{i, lo, min(lo+updateBlock, len(p.Data))})
+		}
+	}
+	return o.spans
 }
 
 // match checks params against the ones the optimizer was built for.

@@ -268,3 +268,94 @@ func TestAdamWStepRejectsMismatchedParams(t *testing.T) {
 		t.Error("NewAdamW accepted duplicate names")
 	}
 }
+
+// TestAdamWStepScaledEqualsScaledGradients: folding the clipping factor
+// into the update must give bit for bit what scaling the gradients in place
+// and then stepping gives, and leave the gradients alone.
+func TestAdamWStepScaledEqualsScaledGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	a := randomParams(rng, 5, 70000, 3)
+	b := cloneParams(a)
+	oa, _ := NewAdamW(testCfg, a)
+	ob, _ := NewAdamW(testCfg, b)
+	for step := range 3 {
+		fillGrads(rng, a)
+		for i := range a {
+			copy(b[i].Grad, a[i].Grad)
+		}
+		norm := GlobalNorm(a)
+		maxNorm := norm / float64(step+2)
+		scale := ClipScale(norm, maxNorm)
+		if scale == 1 {
+			t.Fatalf("norm %g, max %g: no clipping", norm, maxNorm)
+		}
+		if got := ClipGlobalNorm(b, maxNorm); got != norm {
+			t.Fatalf("ClipGlobalNorm returned %g, GlobalNorm %g", got, norm)
+		}
+		before := cloneParams(a)
+		if err := oa.StepScaled(a, 0.01, scale); err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.Step(b, 0.01); err != nil {
+			t.Fatal(err)
+		}
+		for i := range a {
+			for j := range a[i].Data {
+				if a[i].Data[j] != b[i].Data[j] {
+					t.Fatalf("step %d: %s[%d] = %g fused, %g scaled first", step, a[i].Name, j, a[i].Data[j], b[i].Data[j])
+				}
+				if a[i].Grad[j] != before[i].Grad[j] {
+					t.Fatalf("step %d: StepScaled changed gradient %s[%d]", step, a[i].Name, j)
+				}
+			}
+		}
+	}
+	if err := oa.StepScaled(a, 0.01, float32(math.Inf(1))); err == nil {
+		t.Error("StepScaled accepted an infinite scale")
+	}
+}
+
+// TestAdamWMatchesFloat64Arithmetic runs several steps on many random
+// elements against the formula in float64 (state rounded to float32 after
+// each step, as stored): the float32 arithmetic stays within a few ulp of
+// the update.
+func TestAdamWMatchesFloat64Arithmetic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ps := randomParams(rng, 1000, 777)
+	ref := cloneParams(ps)
+	opt, _ := NewAdamW(testCfg, ps)
+	m := [][]float32{make([]float32, 1000), make([]float32, 777)}
+	v := [][]float32{make([]float32, 1000), make([]float32, 777)}
+	const lr = 1e-3
+	for step := 1; step <= 4; step++ {
+		fillGrads(rng, ps)
+		for i := range ps {
+			copy(ref[i].Grad, ps[i].Grad)
+		}
+		if err := opt.Step(ps, lr); err != nil {
+			t.Fatal(err)
+		}
+		b1, b2 := testCfg.Beta1, testCfg.Beta2
+		bc1, bc2 := 1-math.Pow(b1, float64(step)), 1-math.Pow(b2, float64(step))
+		for i, p := range ref {
+			keep := 1.0
+			if p.Decay {
+				keep = 1 - lr*testCfg.WeightDecay
+			}
+			for j := range p.Data {
+				g := float64(p.Grad[j])
+				mj := b1*float64(m[i][j]) + (1-b1)*g
+				vj := b2*float64(v[i][j]) + (1-b2)*g*g
+				upd := lr / bc1 * mj / (math.Sqrt(vj)/math.Sqrt(bc2) + testCfg.Eps)
+				want := float64(p.Data[j])*keep - upd
+				// A few float32 roundings of w and of the update.
+				tl := tol.Tol{Abs: 4e-7 * math.Abs(upd), Rel: 2e-7}
+				if got := float64(ps[i].Data[j]); !tl.Close(got, want) {
+					t.Fatalf("step %d: %s[%d] = %.9g, float64 formula %.9g", step, p.Name, j, got, want)
+				}
+				m[i][j], v[i][j] = float32(mj), float32(vj)
+				p.Data[j] = ps[i].Data[j] // follow the tested path's rounding
+			}
+		}
+	}
+}

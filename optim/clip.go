@@ -39,18 +39,19 @@ func GlobalNorm(params []Param) float64 {
 	return math.Sqrt(sum)
 }
 
-// ClipGlobalNorm scales every gradient by maxNorm/norm when the global norm
-// exceeds maxNorm > 0 (no ε, unlike torch's clip_grad_norm_, so the clipped
-// norm is maxNorm up to float32 rounding), and returns the norm before
-// clipping. A non-finite norm is returned as is and the gradients are left
-// alone: the caller decides whether to stop or skip the step. maxNorm <= 0
-// only measures.
+// ClipGlobalNorm scales every gradient by ClipScale(norm, maxNorm) and
+// returns the norm before clipping (the global norm of params' gradients).
+// A non-finite norm is returned as is and the gradients are left alone: the
+// caller decides whether to stop or skip the step. maxNorm <= 0 only
+// measures. A trainer that goes on to AdamW should instead pass the scale to
+// AdamW.StepScaled, which gives the same update without rewriting the
+// gradients.
 func ClipGlobalNorm(params []Param, maxNorm float64) (norm float64) {
 	norm = GlobalNorm(params)
-	if !(maxNorm > 0) || !(norm > maxNorm) || math.IsInf(norm, 0) {
+	scale := ClipScale(norm, maxNorm)
+	if scale == 1 {
 		return norm
 	}
-	scale := float32(maxNorm / norm)
 	for _, p := range params {
 		g := p.Grad
 		parallel.For(len(g), 1<<15, func(lo, hi int) {
@@ -60,4 +61,15 @@ func ClipGlobalNorm(params []Param, maxNorm float64) (norm float64) {
 		})
 	}
 	return norm
+}
+
+// ClipScale is the factor global-norm clipping multiplies the gradients by:
+// maxNorm/norm when norm exceeds maxNorm > 0 (no ε, unlike torch's
+// clip_grad_norm_, so the clipped norm is maxNorm up to float32 rounding),
+// else 1, also for a non-finite norm.
+func ClipScale(norm, maxNorm float64) float32 {
+	if !(maxNorm > 0) || !(norm > maxNorm) || math.IsInf(norm, 0) {
+		return 1
+	}
+	return float32(maxNorm / norm)
 }

@@ -419,7 +419,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		lr := t.sched.LR(t.state.Tokens + stepTokens)
 		var norm float64
 		if finite {
-			norm = optim.ClipGlobalNorm(t.params, c.Optim.Clip)
+			norm = optim.GlobalNorm(t.params) // clipped inside StepScaled
 			finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
 		}
 		if !finite {
@@ -429,7 +429,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			t.state.SkippedSteps++
 			t.logf("warning: step %d skipped: non-finite loss (%g) or gradient norm (%g)", t.state.Step+1, loss, norm)
-		} else if err := t.adam.Step(t.params, lr); err != nil {
+		} else if err := t.adam.StepScaled(t.params, lr, optim.ClipScale(norm, c.Optim.Clip)); err != nil {
 			return sum, err
 		}
 		t.state.Step++
