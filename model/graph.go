@@ -24,6 +24,26 @@ type GraphOptions struct {
 	// probabilities as gates (the redundancy test, SPEC §4.1; ops.DropTop).
 	// Balance losses and RouterProbs still see the undropped probabilities.
 	DisableTop int
+	// ExpertComm, when non-nil and of more than one rank, builds routed MoE
+	// layers expert-parallel over its ranks (ops.MoEExpertParallel): this
+	// graph computes only experts [r·E/R, (r+1)·E/R) of each layer, for
+	// the tokens of every rank, and its tokens' other experts run on the
+	// other ranks. The expert weights' nodes are views of that slice of the
+	// model's stacked tensors (ExpertShard), so Grad of an expert parameter
+	// has E/R experts. Every rank must run its graph in lockstep.
+	ExpertComm ops.EPComm
+}
+
+// ExpertShard returns the element range [lo, hi) of a stacked expert
+// parameter (Param.Experts > 0) that rank of size expert-parallel ranks
+// holds; the whole tensor for other parameters or size 1.
+func ExpertShard(p Param, rank, size int) (lo, hi int) {
+	n := int(p.Size())
+	if p.Experts == 0 || size <= 1 {
+		return 0, n
+	}
+	per := n / size
+	return rank * per, (rank + 1) * per
 }
 
 // BalanceLoss is one balance-loss node: SPEC §3.1 (expert) or §3.2 (device).
@@ -86,8 +106,23 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	gr.ids = G.NewTensor(g, tensor.Int, 1, G.WithShape(n), G.WithName("ids"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(gr.idsBuf))))
 	gr.targets = G.NewTensor(g, tensor.Int, 1, G.WithShape(n), G.WithName("targets"), G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(gr.tgtBuf))))
 	gr.weights = make([]*G.Node, len(m.Layout))
+	ep := opt.ExpertComm != nil && opt.ExpertComm.Size() > 1
+	if ep && m.Dtype != tensor.Float32 {
+		return nil, fmt.Errorf("model: expert parallelism needs a float32 model, not %v", m.Dtype)
+	}
+	if ep && (c.FFN == configs.FFNHash || c.RoutedExperts%opt.ExpertComm.Size() != 0) {
+		return nil, fmt.Errorf("model: %d routed %s experts cannot be partitioned over %d ranks", c.RoutedExperts, c.FFN, opt.ExpertComm.Size())
+	}
 	for i, p := range m.Layout {
 		v := m.Values[i]
+		if ep && p.Experts > 0 {
+			// This rank's experts: a view of its slice of the stack.
+			lo, hi := ExpertShard(p, opt.ExpertComm.Rank(), opt.ExpertComm.Size())
+			shape := append([]int{p.Experts / opt.ExpertComm.Size()}, p.Shape[1:]...)
+			v = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v.Data().([]float32)[lo:hi]))
+			gr.weights[i] = G.NewTensor(g, v.Dtype(), len(shape), G.WithShape(shape...), G.WithName(p.Name), G.WithValue(v))
+			continue
+		}
 		gr.weights[i] = G.NewTensor(g, v.Dtype(), len(p.Shape), G.WithShape(p.Shape...), G.WithName(p.Name), G.WithValue(v))
 	}
 	w := func(name string) *G.Node {
@@ -140,7 +175,11 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					}
 					routed = must(ops.DropTop(probs, opt.DisableTop))
 				}
-				f = must(ops.MoEWithRecord(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
+				if ep {
+					f = must(ops.MoEExpertParallel(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, opt.ExpertComm, rec))
+				} else {
+					f = must(ops.MoEWithRecord(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
+				}
 				if a := c.Balance.ExpertAlpha; a > 0 {
 					counts := &ops.BatchCounts{}
 					b := must(ops.ExpertBalanceWithCounts(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
