@@ -107,3 +107,12 @@ func BenchmarkAdamWVsFloat64(b *testing.B) {
 	b.ReportMetric(old[len(old)/2]*1e3, "float64-ms")
 	b.ReportMetric(cur[len(cur)/2]*1e3, "fused-ms")
 }
+
+// BenchmarkGlobalNorm times the norm of 55.6 M gradients.
+func BenchmarkGlobalNorm(b *testing.B) {
+	ps := benchParams()
+	b.SetBytes(4 * 55_600_000)
+	for b.Loop() {
+		GlobalNorm(ps)
+	}
+}

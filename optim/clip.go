@@ -25,11 +25,7 @@ func GlobalNorm(params []Param) float64 {
 	partial := make([]float64, len(blocks))
 	parallel.For(len(blocks), 4, func(lo, hi int) {
 		for b := lo; b < hi; b++ {
-			var s float64
-			for _, g := range params[blocks[b].p].Grad[blocks[b].lo:blocks[b].hi] {
-				s += float64(g) * float64(g)
-			}
-			partial[b] = s
+			partial[b] = sumSquares(params[blocks[b].p].Grad[blocks[b].lo:blocks[b].hi])
 		}
 	})
 	var sum float64
@@ -37,6 +33,38 @@ func GlobalNorm(params []Param) float64 {
 		sum += s
 	}
 	return math.Sqrt(sum)
+}
+
+// sumSquares is Σ g² in a fixed order: eight float32 partial sums over runs
+// of 64 elements, each run's partials then added into float64 lanes.
+// Converting every element to float64 ran at under half the speed (the
+// conversion, not memory, was the bottleneck), and a run of 64 squares in
+// float32 carries a relative error of a few ulp of float32 at most, which
+// averages out over the many runs of a gradient.
+func sumSquares(g []float32) float64 {
+	var t [8]float64
+	i := 0
+	for ; i+64 <= len(g); i += 64 {
+		var s [8]float32
+		for j := i; j < i+64; j += 8 {
+			h := g[j : j+8 : j+8]
+			s[0] += h[0] * h[0]
+			s[1] += h[1] * h[1]
+			s[2] += h[2] * h[2]
+			s[3] += h[3] * h[3]
+			s[4] += h[4] * h[4]
+			s[5] += h[5] * h[5]
+			s[6] += h[6] * h[6]
+			s[7] += h[7] * h[7]
+		}
+		for k, v := range s {
+			t[k] += float64(v)
+		}
+	}
+	for ; i < len(g); i++ {
+		t[0] += float64(g[i]) * float64(g[i])
+	}
+	return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
 }
 
 // ClipGlobalNorm scales every gradient by ClipScale(norm, maxNorm) and
