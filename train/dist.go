@@ -39,6 +39,7 @@ type distState struct {
 	buckets  [][2]int // [lo, hi) of flat per all-reduce bucket, ending at parameter boundaries
 	bucketOf []int    // parameter index → bucket that it completes, or -1
 	comms    time.Duration
+	ep       *epState // expert parallelism (dist_ep.go); nil without
 }
 
 // initDist picks the communicator (Options.Comm, else dist.World()) and
@@ -53,6 +54,9 @@ func (t *trainer) initDist() error {
 	}
 	t.dist.comm = c
 	if !c.Distributed() {
+		if R := t.cfg.Model.ExpertRanks(); R > 1 {
+			return fmt.Errorf("model.expert_parallel %d needs a multiple of %d MPI ranks, got 1 process (run under mpirun -np %d, or set model.expert_parallel=1)", R, R, R)
+		}
 		return nil
 	}
 	B, R := t.cfg.Train.BatchSize, c.Size()
@@ -61,7 +65,7 @@ func (t *trainer) initDist() error {
 	}
 	t.dist.local = B / R
 	t.dist.micro = gcd(t.cfg.Train.MicroBatch(), t.dist.local)
-	return nil
+	return t.initEP()
 }
 
 func gcd(a, b int) int {
@@ -193,20 +197,30 @@ func (t *trainer) shareWeights() error {
 	if err := t.adam.SetState(st); err != nil {
 		return err
 	}
-	// One flat gradient buffer; buckets end at parameter boundaries.
-	n := 0
-	for _, p := range t.params {
-		n += len(p.Grad)
+	if err := t.shardExperts(); err != nil {
+		return err
+	}
+	// One flat gradient buffer; buckets end at parameter boundaries. Expert
+	// shards are reduced apart (reduceExpertGrads).
+	n, last := 0, -1
+	for j, p := range t.params {
+		if !t.isExpert(j) {
+			n += len(p.Grad)
+			last = j
+		}
 	}
 	t.dist.flat = make([]float32, n)
 	t.dist.bucketOf = make([]int, len(t.params))
 	off, lo := 0, 0
 	for j := range t.params {
+		t.dist.bucketOf[j] = -1
+		if t.isExpert(j) {
+			continue
+		}
 		l := len(t.params[j].Grad)
 		t.params[j].Grad = t.dist.flat[off : off+l : off+l]
 		off += l
-		t.dist.bucketOf[j] = -1
-		if off-lo >= distBucket || j == len(t.params)-1 {
+		if off-lo >= distBucket || j == last {
 			t.dist.bucketOf[j] = len(t.dist.buckets)
 			t.dist.buckets = append(t.dist.buckets, [2]int{lo, off})
 			lo = off
@@ -300,6 +314,9 @@ func (t *trainer) stepDist(micro int) (loss float64, balance map[string]float64,
 		}
 	}
 	if err := c.AllreduceF64(sums); err != nil {
+		return 0, nil, false, err
+	}
+	if err := t.reduceExpertGrads(); err != nil {
 		return 0, nil, false, err
 	}
 	t.dist.comms += time.Since(t0)
@@ -398,7 +415,17 @@ func (t *trainer) save() (string, error) {
 	if !t.distributed() {
 		return t.saveFiles()
 	}
-	if err := t.checkReplicas(); err != nil {
+	if t.dist.ep != nil {
+		if err := t.checkShards(); err != nil {
+			return "", err
+		}
+		st, err := t.gatherExperts(true)
+		if err != nil {
+			return "", err
+		}
+		t.dist.ep.saveOpt = st
+		defer func() { t.dist.ep.saveOpt = nil }()
+	} else if err := t.checkReplicas(); err != nil {
 		return "", err
 	}
 	var dir string
@@ -420,4 +447,8 @@ func (t *trainer) logDist(train time.Duration) {
 	}
 	t.logf("data parallel: waited %.2f s of %.2f s training for all-reduces (%.1f%%)",
 		t.dist.comms.Seconds(), train.Seconds(), 100*t.dist.comms.Seconds()/train.Seconds())
+	if ep := t.dist.ep; ep != nil {
+		t.logf("expert parallel: %.2f s of %.2f s training in MoE all-to-alls (%.1f%%, rank 0)",
+			ep.alltoall.Seconds(), train.Seconds(), 100*ep.alltoall.Seconds()/train.Seconds())
+	}
 }

@@ -28,6 +28,11 @@ type Metrics struct {
 	Metric     string             `json:"metric,omitempty"`
 	Value      *float64           `json:"value,omitempty"`
 	Elapsed    float64            `json:"elapsed_s,omitempty"`
+
+	// EPLoad is, under expert parallelism, the share of the last
+	// micro-batch's routed (token, expert) pairs each expert-parallel rank
+	// computed (all MoE layers, all ranks' tokens).
+	EPLoad []float64 `json:"ep_load,omitempty"`
 }
 
 // LayerStats summarises one MoE layer's routing over the last step.

@@ -245,7 +245,7 @@ func (t *trainer) setup() error {
 			c.Data.Path, id, t.state.DataID)
 	}
 	t.state.DataID = id
-	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true})
+	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true, ExpertComm: t.expertComm()})
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func (t *trainer) setup() error {
 	// in this configuration).
 	// Under data parallelism the batch is spread over ranks: always.
 	if !c.Model.Balance.PerSequence && (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && len(t.g.Balance) > 0 {
-		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen})
+		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, ExpertComm: t.expertComm()})
 		if err != nil {
 			return err
 		}
@@ -419,7 +419,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		lr := t.sched.LR(t.state.Tokens + stepTokens)
 		var norm float64
 		if finite {
-			norm = optim.GlobalNorm(t.params) // clipped inside StepScaled
+			norm = t.globalNorm() // clipped inside StepScaled
 			finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
 		}
 		if !finite {
@@ -446,7 +446,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
 			tps := float64(t.state.Tokens-logTokens) / time.Since(lastLog).Seconds()
 			mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
-				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: balance, MoE: t.routeStats(),
+				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: balance, MoE: t.routeStats(), EPLoad: t.epLoad(),
 				Elapsed: time.Since(t.started).Seconds()}
 			if err := t.metrics.write(mt); err != nil {
 				return sum, fmt.Errorf("write metrics: %w", err)
@@ -457,10 +457,16 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			logLoss, logSteps, lastLog, logTokens = 0, 0, time.Now(), t.state.Tokens
 		}
-		if t.eval != nil && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
+		if (t.eval != nil || t.dist.ep != nil) && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
 			lastEval = t.state.Tokens
-			if _, err := t.evaluate(); err != nil {
+			// Rank 0 evaluates the full model: gather the expert shards.
+			if _, err := t.gatherExperts(false); err != nil {
 				return sum, err
+			}
+			if t.eval != nil {
+				if _, err := t.evaluate(); err != nil {
+					return sum, err
+				}
 			}
 		}
 		if c.Checkpoint.EveryTokens > 0 && t.state.Tokens-lastCkpt >= c.Checkpoint.EveryTokens && t.state.Tokens < c.Train.Tokens {
@@ -617,7 +623,7 @@ func (t *trainer) saveFiles() (string, error) {
 		return "", err
 	}
 	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
-		Tokens: t.state.Tokens, Model: modelTensors(t.m), Optimizer: optimizerTensors(t.adam.State()), State: st,
+		Tokens: t.state.Tokens, Model: modelTensors(t.m), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
 	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
 	if err != nil {
 		if dir != "" {

@@ -112,7 +112,7 @@ func optimizerState(step int64, ts []checkpoints.Tensor) (optim.State, error) {
 
 // safeKeys may differ between a run's stored config and a resume's: they
 // change when and how often things happen, never what is computed.
-var safeKeys = []string{"checkpoint.", "eval.", "log.", "train.tokens", "train.non_finite"}
+var safeKeys = []string{"checkpoint.", "eval.", "log.", "train.tokens", "train.non_finite", "model.expert_parallel"}
 
 func isSafe(key string) bool {
 	for _, s := range safeKeys {

@@ -1,0 +1,362 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
+	"github.com/moetrain/moetrain/optim"
+)
+
+// Expert parallelism (docs/DISTRIBUTED.md). With model.expert_parallel R
+// > 1 the W ranks form W/R groups of R consecutive ranks; rank w holds
+// experts [q·E/R, (q+1)·E/R) of every MoE layer, q = w mod R, and trains
+// them on the tokens of its whole group (the MoE op's all-to-alls). Every
+// rank still trains on its own B/W sequences, as under data parallelism.
+//
+//   - Weights: every rank keeps the model's full layout (evaluation and
+//     checkpoints use it), but only its shard of each expert stack is live:
+//     the graph, the optimizer parameter and its AdamW moments are views or
+//     copies of that slice alone.
+//   - Gradients: non-expert gradients are all-reduced over all W ranks as
+//     under data parallelism; an expert shard's gradient already sums its
+//     group's tokens and is all-reduced over the W/R ranks holding the same
+//     shard (none when W = R).
+//   - Clipping: the global norm (globalNorm) sums the non-expert squares once and every
+//     shard's squares once (taken from the first group).
+//   - Checkpoints: the first group's shards (weights and moments) are
+//     gathered to rank 0, which writes the single-process layout; loading
+//     is the data-parallel broadcast followed by slicing, so a checkpoint
+//     moves between any expert_parallel values.
+
+// epState is the expert-parallel part of a trainer (R = 1: none).
+type epState struct {
+	group    ops.EPComm // this rank's group
+	rank, R  int        // rank within the group, group size
+	expert   []bool     // per t.params entry: an expert shard
+	layout   []int      // per t.params entry: its index in the model layout
+	flat     []float32  // the expert shards' gradients, contiguous
+	saveOpt  *optim.State
+	alltoall time.Duration // time in the MoE ops' all-to-alls (timed comm)
+}
+
+// initEP checks the world against model.expert_parallel and forms the
+// groups (called by initDist).
+func (t *trainer) initEP() error {
+	R := t.cfg.Model.ExpertRanks()
+	if R <= 1 {
+		return nil
+	}
+	c := t.dist.comm
+	if c.Size()%R != 0 {
+		return fmt.Errorf("model.expert_parallel %d needs a multiple of %d MPI ranks, got %d (run under mpirun -np %d, or resume with --set model.expert_parallel=1)", R, R, c.Size(), R)
+	}
+	t.dist.ep = &epState{R: R, rank: c.Rank() % R}
+	t.dist.ep.group = &timedComm{EPComm: ops.EPGroup(c, R), spent: &t.dist.ep.alltoall}
+	return nil
+}
+
+// timedComm adds the time spent in all-to-alls to spent.
+type timedComm struct {
+	ops.EPComm
+	spent *time.Duration
+}
+
+func (c *timedComm) AlltoallInts(send []int) ([]int, error) {
+	t0 := time.Now()
+	defer func() { *c.spent += time.Since(t0) }()
+	return c.EPComm.AlltoallInts(send)
+}
+
+func (c *timedComm) AlltoallvF32(send []float32, sc []int, recv []float32, rc []int) error {
+	t0 := time.Now()
+	defer func() { *c.spent += time.Since(t0) }()
+	return c.EPComm.AlltoallvF32(send, sc, recv, rc)
+}
+
+// expertComm is GraphOptions.ExpertComm for the training graphs.
+func (t *trainer) expertComm() ops.EPComm {
+	if t.dist.ep == nil {
+		return nil
+	}
+	return t.dist.ep.group
+}
+
+// shardExperts narrows the expert parameters to this rank's shards after
+// the full weights and moments were broadcast: t.params' Data become views
+// of the shards, their gradients shard-sized, and AdamW is rebuilt over
+// them with the matching slices of the moments.
+func (t *trainer) shardExperts() error {
+	if t.dist.ep == nil {
+		return nil
+	}
+	full := t.adam.State()
+	byName := map[string][]float32{}
+	for _, s := range full.Slices {
+		byName[s.Name] = s.Data
+	}
+	var slices []optim.NamedSlice
+	t.dist.ep.expert = make([]bool, len(t.params))
+	t.dist.ep.layout = make([]int, len(t.params))
+	j, n := 0, 0
+	for i, p := range t.m.Layout {
+		if p.Int {
+			continue
+		}
+		lo, hi := model.ExpertShard(p, t.dist.ep.rank, t.dist.ep.R)
+		t.dist.ep.layout[j] = i
+		if p.Experts > 0 {
+			t.dist.ep.expert[j] = true
+			t.params[j].Data = t.m.Values[i].Data().([]float32)[lo:hi]
+			n += hi - lo
+		}
+		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
+			d, ok := byName[p.Name+suf]
+			if !ok {
+				return fmt.Errorf("expert parallel: no optimizer slice %s", p.Name+suf)
+			}
+			slices = append(slices, optim.NamedSlice{Name: p.Name + suf, Data: d[lo:hi]})
+		}
+		j++
+	}
+	t.dist.ep.flat = make([]float32, n)
+	off := 0
+	for j := range t.params {
+		if t.dist.ep.expert[j] {
+			l := len(t.params[j].Data)
+			t.params[j].Grad = t.dist.ep.flat[off : off+l : off+l]
+			off += l
+		}
+	}
+	c := t.cfg.Optim
+	adam, err := optim.NewAdamW(optim.AdamWConfig{Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}, t.params)
+	if err != nil {
+		return err
+	}
+	if err := adam.SetState(optim.State{Step: full.Step, Slices: slices}); err != nil {
+		return fmt.Errorf("expert parallel: %w", err)
+	}
+	t.adam = adam
+	t.logf("expert parallel: %d groups of %d ranks; this rank holds experts [%d, %d) of each MoE layer (%d expert values)",
+		t.dist.comm.Size()/t.dist.ep.R, t.dist.ep.R, t.dist.ep.rank*t.cfg.Model.RoutedExperts/t.dist.ep.R, (t.dist.ep.rank+1)*t.cfg.Model.RoutedExperts/t.dist.ep.R, n)
+	return nil
+}
+
+// isExpert reports whether t.params[j] is an expert shard.
+func (t *trainer) isExpert(j int) bool { return t.dist.ep != nil && t.dist.ep.expert[j] }
+
+// reduceExpertGrads sums the expert shards' gradients over the ranks that
+// hold the same shard (one per group). The world has no sub-communicators,
+// so this is a world all-reduce of R slots in which each rank fills its
+// shard's slot: exact (the other slots add zeros), R times the bytes.
+func (t *trainer) reduceExpertGrads() error {
+	if t.dist.ep == nil || t.dist.comm.Size() == t.dist.ep.R {
+		return nil
+	}
+	n := len(t.dist.ep.flat)
+	buf := make([]float32, n*t.dist.ep.R)
+	copy(buf[t.dist.ep.rank*n:], t.dist.ep.flat)
+	if err := t.dist.comm.AllreduceF32(buf); err != nil {
+		return err
+	}
+	copy(t.dist.ep.flat, buf[t.dist.ep.rank*n:])
+	return nil
+}
+
+// globalNorm is optim.GlobalNorm over the whole model: under expert
+// parallelism it includes every shard once (the first group's), so every
+// rank gets the same norm and clipping scale.
+func (t *trainer) globalNorm() float64 {
+	if t.dist.ep == nil {
+		return optim.GlobalNorm(t.params)
+	}
+	var dense, experts []optim.Param
+	for j, p := range t.params {
+		if t.dist.ep.expert[j] {
+			experts = append(experts, p)
+		} else {
+			dense = append(dense, p)
+		}
+	}
+	nd, ne := optim.GlobalNorm(dense), optim.GlobalNorm(experts)
+	sq := make([]float64, t.dist.ep.R)
+	if t.dist.comm.Rank() < t.dist.ep.R {
+		sq[t.dist.ep.rank] = ne * ne
+	}
+	if err := t.dist.comm.AllreduceF64(sq); err != nil {
+		return math.NaN() // a non-finite step for the caller
+	}
+	total := nd * nd
+	for _, s := range sq {
+		total += s
+	}
+	return math.Sqrt(total)
+}
+
+// gatherExperts copies the first group's expert shards into rank 0's full
+// weight tensors and, with moments, returns the full-layout AdamW state
+// for a checkpoint (rank 0; nil elsewhere). Collective.
+func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
+	if t.dist.ep == nil {
+		return nil, nil
+	}
+	c := t.dist.comm
+	W, me := c.Size(), c.Rank()
+	var st optim.State
+	var local map[string][]float32
+	if moments {
+		s := t.adam.State()
+		st.Step = s.Step
+		local = map[string][]float32{}
+		for _, ns := range s.Slices {
+			local[ns.Name] = ns.Data
+		}
+	}
+	// gather sends shard (this rank's, from ranks 1..R-1 of the first
+	// group) to rank 0, which assembles full.
+	gather := func(full, shard []float32) error {
+		n := len(shard)
+		sc, rc := make([]int, W), make([]int, W)
+		if me > 0 && me < t.dist.ep.R {
+			sc[0] = n
+		}
+		if me == 0 {
+			for q := 1; q < t.dist.ep.R; q++ {
+				rc[q] = n
+			}
+			copy(full[:n], shard)
+		}
+		var recv []float32
+		if me == 0 {
+			recv = full[n:]
+		}
+		return c.AlltoallvF32(shard, sc, recv, rc)
+	}
+	for j, p := range t.params {
+		name := p.Name
+		i := t.dist.ep.layout[j]
+		if !t.dist.ep.expert[j] {
+			if moments {
+				st.Slices = append(st.Slices, optim.NamedSlice{Name: name + ".exp_avg", Data: local[name+".exp_avg"]},
+					optim.NamedSlice{Name: name + ".exp_avg_sq", Data: local[name+".exp_avg_sq"]})
+			}
+			continue
+		}
+		full := t.m.Values[i].Data().([]float32)
+		// Rank 0's shard is already in place: its Data is a view of it.
+		if err := gather(full, append([]float32(nil), p.Data...)); err != nil {
+			return nil, err
+		}
+		if !moments {
+			continue
+		}
+		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
+			var buf []float32
+			if me == 0 {
+				buf = make([]float32, len(full))
+			}
+			if err := gather(buf, local[name+suf]); err != nil {
+				return nil, err
+			}
+			st.Slices = append(st.Slices, optim.NamedSlice{Name: name + suf, Data: buf})
+		}
+	}
+	if !moments || me != 0 {
+		return nil, nil
+	}
+	return &st, nil
+}
+
+// optimizerStateForSave is the AdamW state a checkpoint stores: the
+// gathered full layout under expert parallelism.
+func (t *trainer) optimizerStateForSave() optim.State {
+	if t.dist.ep != nil && t.dist.ep.saveOpt != nil {
+		return *t.dist.ep.saveOpt
+	}
+	return t.adam.State()
+}
+
+// epHashes returns the SHA-256 of the non-expert weights and moments and
+// of this rank's expert shards and their moments.
+func (t *trainer) epHashes() (dense, experts []byte) {
+	hd, he := sha256.New(), sha256.New()
+	var buf [4]byte
+	put := func(h interface{ Write([]byte) (int, error) }, xs []float32) {
+		for _, x := range xs {
+			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
+			h.Write(buf[:])
+		}
+	}
+	expertName := map[string]bool{}
+	for j, p := range t.params {
+		if t.dist.ep.expert[j] {
+			expertName[p.Name] = true
+			put(he, p.Data)
+		} else {
+			put(hd, p.Data)
+		}
+	}
+	for _, s := range t.adam.State().Slices {
+		name := strings.TrimSuffix(strings.TrimSuffix(s.Name, ".exp_avg_sq"), ".exp_avg")
+		if expertName[name] {
+			put(he, s.Data)
+		} else {
+			put(hd, s.Data)
+		}
+	}
+	return hd.Sum(nil), he.Sum(nil)
+}
+
+// checkShards verifies that every rank holds the same non-expert weights
+// and moments and the ranks holding the same expert shard agree on it.
+func (t *trainer) checkShards() error {
+	d, e := t.epHashes()
+	all, err := t.dist.comm.AllgatherBytes(append(d, e...))
+	if err != nil {
+		return err
+	}
+	for r, x := range all {
+		if string(x[:len(d)]) != string(all[0][:len(d)]) {
+			return fmt.Errorf("expert parallel: rank %d's non-expert weights differ from rank 0's; not saving", r)
+		}
+		if q := r % t.dist.ep.R; string(x[len(d):]) != string(all[q][len(d):]) {
+			return fmt.Errorf("expert parallel: rank %d's expert shard differs from rank %d's; not saving", r, q)
+		}
+	}
+	return nil
+}
+
+// epLoad is the share of the routed (token, expert) pairs of the last
+// micro-batch that each expert-parallel rank computed, summed over MoE
+// layers and all ranks' tokens (nil without expert parallelism).
+// Collective.
+func (t *trainer) epLoad() []float64 {
+	if t.dist.ep == nil {
+		return nil
+	}
+	load := make([]float64, t.dist.ep.R)
+	for _, rec := range t.g.Routes {
+		per := rec.E / t.dist.ep.R
+		for e, l := range rec.Load {
+			load[e/per] += float64(l)
+		}
+	}
+	if err := t.dist.comm.AllreduceF64(load); err != nil {
+		return nil
+	}
+	var total float64
+	for _, l := range load {
+		total += l
+	}
+	if total > 0 {
+		for i := range load {
+			load[i] /= total
+		}
+	}
+	return load
+}
