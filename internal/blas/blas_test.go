@@ -71,6 +71,11 @@ func naiveGemm[F Float](tA, tB bool, m, n, k int, alpha float64, a []F, lda int,
 // columns of C are left untouched.
 func runCase[F Float](t *testing.T, c gemmCase, rel float64) {
 	t.Helper()
+	runCaseWith(t, c, rel, Gemm[F])
+}
+
+func runCaseWith[F Float](t *testing.T, c gemmCase, rel float64, gemm func(transA, transB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int)) {
+	t.Helper()
 	rowsA, colsA := c.m, c.k
 	if c.tA {
 		rowsA, colsA = c.k, c.m
@@ -83,7 +88,7 @@ func runCase[F Float](t *testing.T, c gemmCase, rel float64) {
 	a, b, cc := convert[F](lcg(11, rowsA*lda)), convert[F](lcg(12, rowsB*ldb)), convert[F](lcg(13, c.m*ldc))
 	want := naiveGemm(c.tA, c.tB, c.m, c.n, c.k, c.alpha, a, lda, b, ldb, c.beta, cc, ldc)
 	orig := append([]F(nil), cc...)
-	Gemm(c.tA, c.tB, c.m, c.n, c.k, F(c.alpha), a, lda, b, ldb, F(c.beta), cc, ldc)
+	gemm(c.tA, c.tB, c.m, c.n, c.k, F(c.alpha), a, lda, b, ldb, F(c.beta), cc, ldc)
 	got := make([]float64, 0, c.m*c.n)
 	for i := range c.m {
 		for j := range ldc {
@@ -179,6 +184,27 @@ func TestGemmFloat32OpenBLAS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGemmSerial: with a split threshold that would cut every product,
+// GemmSerial still computes each case correctly (one call, no split), for
+// OpenBLAS, pure Go and float64.
+func TestGemmSerial(t *testing.T) {
+	l := loaded(t)
+	defer l.configure(1, parallel.Workers)
+	defer func(f int) { l.minSplitFlops = f }(l.minSplitFlops)
+	l.configure(1, 2)
+	l.minSplitFlops = 1
+	cases := append(gemmCases(), gemmCase{m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
+	for _, c := range cases {
+		runCaseWith(t, c, 2e-6, GemmSerial[float32])
+		runCaseWith(t, c, 1e-12, GemmSerial[float64])
+	}
+	withKernel(pureGo, pureGoName, func() {
+		for _, c := range cases {
+			runCaseWith(t, c, 2e-6, GemmSerial[float32])
+		}
+	})
 }
 
 // TestSplitIsDeterministic runs one split product serially and from several

@@ -354,6 +354,21 @@ func (l *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 	}
 }
 
+// SgemmSerial is Sgemm as a single library call on the calling goroutine
+// (see GemmSerial).
+func (l *openBLAS) SgemmSerial(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	transA, transB := isTrans(tA), isTrans(tB)
+	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	l.call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 // alignedPart is the size of each of parts chunks of n, rounded up to a
 // multiple of al so the kernel's tiles are not cut.
 func alignedPart(n, parts, al int) int {

@@ -3,8 +3,10 @@ package ops
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -65,8 +67,9 @@ func moeBenchProbs(r *rand.Rand, n, e int) *tensor.Dense {
 	return tensor.New(tensor.WithShape(n, e), tensor.WithBacking(p))
 }
 
-func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
-	moeBenchBLAS(b)
+// moeBenchStep returns one forward (and backward) pass of a routed MoE op
+// at N = 2048, d = 256 on fixed random inputs.
+func moeBenchStep(b *testing.B, e, k, w int, renorm, backward bool) func() {
 	const n, d = 2048, 256
 	r := rand.New(rand.NewPCG(31, 32))
 	in := []G.Value{
@@ -90,6 +93,13 @@ func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
 			}
 		}
 	}
+	return step
+}
+
+func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
+	moeBenchBLAS(b)
+	const n, d = 2048, 256
+	step := moeBenchStep(b, e, k, w, renorm, backward)
 	step() // warm up: page faults, buffers, OpenBLAS
 	step()
 	iters := 0
@@ -110,3 +120,43 @@ func BenchmarkMoEDeepSeekForward(b *testing.B) { benchmarkMoE(b, 63, 7, 256, fal
 func BenchmarkMoEDeepSeekTrain(b *testing.B)   { benchmarkMoE(b, 63, 7, 256, false, true) }
 func BenchmarkMoEGShardForward(b *testing.B)   { benchmarkMoE(b, 16, 2, 1024, true, false) }
 func BenchmarkMoEGShardTrain(b *testing.B)     { benchmarkMoE(b, 16, 2, 1024, true, true) }
+
+// BenchmarkMoETrainAlternating alternates forward+backward passes of the
+// DeepSeekMoE and GShard routed parts, with expert GEMMs run as single
+// kernel calls (the rule of expertMatMul) and split over the workers, in
+// one process: on a shared machine only such same-run ratios mean much.
+// It reports the median and the fastest pass of each of the four.
+func BenchmarkMoETrainAlternating(b *testing.B) {
+	moeBenchBLAS(b)
+	defer func() { expertSplit = false }()
+	steps := []func(){
+		moeBenchStep(b, 63, 7, 256, false, true),
+		moeBenchStep(b, 16, 2, 1024, true, true),
+	}
+	names := []string{"deepseek", "gshard"}
+	times := map[string][]float64{}
+	for range 2 {
+		for _, st := range steps {
+			st()
+		}
+	}
+	for b.Loop() {
+		for _, split := range []bool{false, true} {
+			expertSplit = split
+			for i, st := range steps {
+				t0 := time.Now()
+				st()
+				key := names[i] + "-serial-ms"
+				if split {
+					key = names[i] + "-split-ms"
+				}
+				times[key] = append(times[key], time.Since(t0).Seconds())
+			}
+		}
+	}
+	for key, ts := range times {
+		slices.Sort(ts)
+		b.ReportMetric(ts[len(ts)/2]*1e3, key)
+		b.ReportMetric(ts[0]*1e3, "min-"+key) // least disturbed by other load
+	}
+}

@@ -2,7 +2,9 @@ package ops
 
 import (
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chewxy/hm"
@@ -264,7 +266,7 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 		a = &expertAct[F]{}
 	}
 	a.x, a.g, a.sg, a.up = grow(a.x, s*d), grow(a.g, s*w), grow(a.sg, s*w), grow(a.up, s*w)
-	forExperts(&r, func(e, lo, hi int) {
+	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		x := a.x[lo*d : hi*d]
 		for p := lo; p < hi; p++ {
@@ -272,8 +274,9 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 			copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
 		}
 		g, up := a.g[lo*w:hi*w], a.up[lo*w:hi*w]
-		blas.MatMul(false, true, c, w, d, x, wg[e*w*d:(e+1)*w*d], g, false)
-		blas.MatMul(false, true, c, w, d, x, wu[e*w*d:(e+1)*w*d], up, false)
+		mm := expertMatMul[F](c, s, w, d)
+		mm(false, true, c, w, d, x, wg[e*w*d:(e+1)*w*d], g, false)
+		mm(false, true, c, w, d, x, wu[e*w*d:(e+1)*w*d], up, false)
 		sigmoids(a.sg[lo*w:hi*w], g)
 	})
 	return a
@@ -292,10 +295,10 @@ func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []
 	h, o := getScratch[F](s*w), getScratch[F](s*d)
 	defer putScratch(h)
 	defer putScratch(o)
-	forExperts(&r, func(e, lo, hi int) {
+	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		hb := h[lo*w : hi*w]
 		silu(hb, a.g[lo*w:hi*w], a.sg[lo*w:hi*w], a.up[lo*w:hi*w])
-		blas.MatMul(false, true, hi-lo, d, w, hb, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
+		expertMatMul[F](hi-lo, s, w, d)(false, true, hi-lo, d, w, hb, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
 	})
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
@@ -355,7 +358,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	defer putScratch(ob)
 	defer putScratch(hb)
 	defer putScratch(db)
-	forExperts(&r, func(e, lo, hi int) {
+	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		dyg, h, dd := ob[lo*d:hi*d], hb[lo*w:hi*w], db[lo*w:hi*w]
 		g, sg, up, x := a.g[lo*w:hi*w], a.sg[lo*w:hi*w], a.up[lo*w:hi*w], a.x[lo*d:hi*d]
@@ -364,8 +367,9 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			copy(dyg[(p-lo)*d:(p-lo+1)*d], dy[t*d:(t+1)*d])
 		}
 		silu(h, g, sg, up)
+		mm := expertMatMul[F](c, s, w, d)
 		// D = dy·Wd_e: [c, D]·[D, W].
-		blas.MatMul(false, false, c, w, d, dyg, wd[e*d*w:(e+1)*d*w], dd, false)
+		mm(false, false, c, w, d, dyg, wd[e*d*w:(e+1)*d*w], dd, false)
 		for p := lo; p < hi; p++ {
 			sl := int(r.Slots[p])
 			i := p - lo
@@ -386,18 +390,18 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			}
 		}
 		// dWd_e = (g·dy)ᵀ·H: [D, c]·[c, W].
-		blas.MatMul(true, false, d, w, c, dyg, h, dwd[e*d*w:(e+1)*d*w], false)
+		mm(true, false, d, w, c, dyg, h, dwd[e*d*w:(e+1)*d*w], false)
 		// dG into h, dU into dd (both are consumed in place).
 		for i, dh := range dd {
 			sv := sg[i]
 			h[i] = dh * up[i] * sv * (1 + g[i]*(1-sv))
 			dd[i] = dh * g[i] * sv
 		}
-		blas.MatMul(true, false, w, d, c, h, x, dwg[e*w*d:(e+1)*w*d], false)
-		blas.MatMul(true, false, w, d, c, dd, x, dwu[e*w*d:(e+1)*w*d], false)
+		mm(true, false, w, d, c, h, x, dwg[e*w*d:(e+1)*w*d], false)
+		mm(true, false, w, d, c, dd, x, dwu[e*w*d:(e+1)*w*d], false)
 		// dx = dG·Wg_e + dU·Wu_e: [c, W]·[W, D], into the dy buffer.
-		blas.MatMul(false, false, c, d, w, h, wg[e*w*d:(e+1)*w*d], dyg, false)
-		blas.MatMul(false, false, c, d, w, dd, wu[e*w*d:(e+1)*w*d], dyg, true)
+		mm(false, false, c, d, w, h, wg[e*w*d:(e+1)*w*d], dyg, false)
+		mm(false, false, c, d, w, dd, wu[e*w*d:(e+1)*w*d], dyg, true)
 	})
 	parallel.For(r.N, 64, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
@@ -409,6 +413,69 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 					dr[i] += xr[i]
 				}
 			}
+		}
+	})
+}
+
+// smallExpert reports whether an expert's [w, d] weight matrices are small
+// enough that running different experts on different workers, each product
+// as one kernel call, beats splitting every product over the workers:
+// DeepSeekMoE's fine-grained experts ([256, 256], 256 KiB in float32) are;
+// a GShard expert ([1024, 256], 1 MiB, a whole L2) is not: two workers on
+// one expert share its weights in cache. The measurements behind the
+// threshold are in docs/BENCHMARKS.md ("Training speed", round 2).
+func smallExpert(w, d int) bool { return !expertSplit && w*d < 1<<18 }
+
+// expertSplit restores the earlier expert loop for every expert size
+// (experts dealt statically to workers, every product split as blas.MatMul
+// does): for benchmarks only.
+var expertSplit = false
+
+// expertMatMul returns the GEMM for the products of an expert with c of the
+// s slots and [w, d] weight matrices: for small experts, which
+// forEachExpert already spreads over the workers, one kernel call per
+// product (splitting it again only adds goroutines and cuts a
+// ~[228, 256]·[256, 256] product into thinner, slower pieces), unless the
+// expert holds more than half of all slots (a collapsed router), so both
+// cores still work on it; otherwise blas.MatMul's split. The rule depends on
+// the shapes and the routing only, never on the worker count.
+func expertMatMul[F Float](c, s, w, d int) func(transA, transB bool, m, n, k int, a, b, cc []F, accumulate bool) {
+	if smallExpert(w, d) && 2*c <= s {
+		return blas.MatMulSerial[F]
+	}
+	return blas.MatMul[F]
+}
+
+// forEachExpert is forExperts for experts with [w, d] weight matrices:
+// small experts (see smallExpert) go to workers one at a time from a shared
+// queue, largest first, so a worker slowed down (another process on its
+// core, a big expert) leaves the rest to the others; large ones use
+// forExperts' fixed deal, each product split over the workers. Every call
+// writes only its own rows and weight slices and makes the same kernel
+// calls whichever worker runs it, so results never depend on the schedule
+// or the worker count.
+func forEachExpert(r *Routing, w, d int, fn func(e, lo, hi int)) {
+	nw := parallel.Workers
+	if !smallExpert(w, d) || nw <= 1 || r.N*r.K == 0 {
+		forExperts(r, fn)
+		return
+	}
+	order := make([]int32, 0, r.E)
+	for e := 0; e < r.E; e++ {
+		if r.Offsets[e+1] > r.Offsets[e] {
+			order = append(order, int32(e))
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return r.Load(int(b)) - r.Load(int(a)) })
+	var next atomic.Int32
+	parallel.For(nw, 1, func(_, _ int) {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(order) {
+				return
+			}
+			e := int(order[i])
+			fn(e, int(r.Offsets[e]), int(r.Offsets[e+1]))
 		}
 	})
 }
