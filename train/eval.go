@@ -13,6 +13,7 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/infer"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/tasks"
 )
@@ -330,7 +331,7 @@ func (t *trainer) evaluate() (EvalResult, error) {
 			doms = append(doms, d)
 		}
 		sort.Strings(doms)
-		line := fmt.Sprintf("eval at %s tokens: held-out loss %.4f, %.4f bits/byte (%s tokens)", commas(t.state.Tokens), ev.Loss, ev.BPB, commas(ev.Tokens))
+		line := fmt.Sprintf("eval at %s tokens: held-out loss %.4f, %.4f bits/byte (%s tokens)", units.Commas(t.state.Tokens), ev.Loss, ev.BPB, units.Commas(ev.Tokens))
 		for _, d := range doms {
 			r := ev.Domains[d]
 			if err := write("heldout/"+d, "loss", r.Loss); err != nil {
@@ -348,7 +349,7 @@ func (t *trainer) evaluate() (EvalResult, error) {
 		return ev, fmt.Errorf("evaluate: %w", err)
 	}
 	for _, r := range res {
-		line := fmt.Sprintf("eval at %s tokens: task %s (%d examples):", commas(t.state.Tokens), r.Task, r.Examples)
+		line := fmt.Sprintf("eval at %s tokens: task %s (%d examples):", units.Commas(t.state.Tokens), r.Task, r.Examples)
 		for _, m := range r.Metrics {
 			if err := write(r.Task, m.Name, m.Value); err != nil {
 				return ev, err

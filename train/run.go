@@ -19,6 +19,7 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
 )
@@ -201,8 +202,8 @@ func (t *trainer) setup() error {
 	}
 	if avail > 0 && mem.Total > avail {
 		return fmt.Errorf("%w: the model needs about %s (weights %s, gradients %s, AdamW %s, activations %s at micro-batch %d × %d) but %s is available; lower train.micro_batch_size or train.seq_len, or pick a smaller model",
-			ErrMemory, human(mem.Total), human(mem.Weights), human(mem.Gradients), human(mem.Optimizer), human(mem.Activations),
-			c.Train.MicroBatch(), c.Train.SeqLen, human(avail))
+			ErrMemory, units.Bytes(mem.Total), units.Bytes(mem.Weights), units.Bytes(mem.Gradients), units.Bytes(mem.Optimizer), units.Bytes(mem.Activations),
+			c.Train.MicroBatch(), c.Train.SeqLen, units.Bytes(avail))
 	}
 	info, err := blas.Init()
 	if err != nil {
@@ -222,7 +223,7 @@ func (t *trainer) setup() error {
 	}
 	counts := model.Count(c.Model)
 	t.fpt = model.FLOPsPerToken(c.Model, c.Train.SeqLen)
-	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", commas(counts.Total), commas(counts.Activated), t.fpt, human(mem.Total))
+	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", units.Commas(counts.Total), units.Commas(counts.Activated), t.fpt, units.Bytes(mem.Total))
 
 	// Resume from the newest valid checkpoint.
 	t.state = State{Version: stateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
@@ -349,7 +350,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	}
 	st.Config, st.Kernel, st.Threads = t.cfg, t.kernel, runtime.GOMAXPROCS(0)
 	t.state = st
-	t.logf("resumed from %s at %s tokens (step %d)", dir, commas(st.Tokens), st.Step)
+	t.logf("resumed from %s at %s tokens (step %d)", dir, units.Commas(st.Tokens), st.Step)
 	return optState, dir, nil
 }
 
@@ -405,7 +406,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 				return sum, err
 			}
 			sum.Interrupted, sum.Checkpoint = true, dir
-			t.logf("interrupted: saved %s at %s tokens", dir, commas(t.state.Tokens))
+			t.logf("interrupted: saved %s at %s tokens", dir, units.Commas(t.state.Tokens))
 			if t.opt.ResumeCommand != "" {
 				t.logf("resume with: %s", t.opt.ResumeCommand)
 			}
@@ -425,7 +426,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		if !finite {
 			if c.Train.NonFinite == "stop" {
 				return sum, fmt.Errorf("step %d (%s tokens): non-finite loss (%g) or gradient norm (%g); the weights were not updated, the last checkpoint is in %s. Lower schedule.max_lr, or set train.non_finite: skip to skip such steps",
-					t.state.Step+1, commas(t.state.Tokens), loss, norm, filepath.Join(t.opt.RunDir, "checkpoints"))
+					t.state.Step+1, units.Commas(t.state.Tokens), loss, norm, filepath.Join(t.opt.RunDir, "checkpoints"))
 			}
 			t.state.SkippedSteps++
 			t.logf("warning: step %d skipped: non-finite loss (%g) or gradient norm (%g)", t.state.Step+1, loss, norm)
@@ -453,7 +454,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			if t.prog == nil {
 				t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%",
-					commas(t.state.Tokens), commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU)
+					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU)
 			}
 			logLoss, logSteps, lastLog, logTokens = 0, 0, time.Now(), t.state.Tokens
 		}
@@ -638,31 +639,6 @@ func (t *trainer) saveFiles() (string, error) {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
-}
-
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 && s[0] != '-' {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // availableMemory reads MemAvailable from /proc/meminfo (0 when unknown).
