@@ -40,13 +40,14 @@ type swigluOp struct {
 }
 
 // swigluCache carries the forward hidden matrices to the backward pass.
-// x, wg, wu, g, u and h hold []float32 or []float64. valid is true between
+// x, wg, wu, g, u, h and s hold []float32 or []float64. valid is true between
 // a forward and the backward that consumes it. hits counts backward passes
 // that used the cache (tests check that the graph route really hits it).
 type swigluCache struct {
 	valid     bool
 	x, wg, wu any
 	g, u, h   any
+	s         any // sigmoid(g): the backward reuses it instead of recomputing the exponentials
 	hits      int
 }
 
@@ -169,37 +170,41 @@ func buffer[F Float](old any, size int) []F {
 
 // swigluForward computes y and leaves g, u, h in the cache for the backward.
 func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
-	g, u, h := buffer[F](c.g, n*f), buffer[F](c.u, n*f), buffer[F](c.h, n*f)
-	swigluHidden(g, u, h, x, wg, wu, n, d, f)
+	g, u, h, s := buffer[F](c.g, n*f), buffer[F](c.u, n*f), buffer[F](c.h, n*f), buffer[F](c.s, n*f)
+	swigluHidden(g, u, h, s, x, wg, wu, n, d, f)
 	blas.MatMul(false, true, n, d, f, h, wd, y, false)
-	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, g: g, u: u, h: h, hits: c.hits}
+	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, g: g, u: u, h: h, s: s, hits: c.hits}
 }
 
-// swigluHidden computes g = x·wgᵀ, u = x·wuᵀ and h = silu(g)⊙u, all [n, f].
-func swigluHidden[F Float](g, u, h, x, wg, wu []F, n, d, f int) {
+// swigluHidden computes g = x·wgᵀ, u = x·wuᵀ, s = sigmoid(g) and
+// h = silu(g)⊙u, all [n, f].
+func swigluHidden[F Float](g, u, h, s, x, wg, wu []F, n, d, f int) {
 	blas.MatMul(false, true, n, f, d, x, wg, g, false)
 	blas.MatMul(false, true, n, f, d, x, wu, u, false)
 	parallel.For(n, denseRowsGrain(f), func(lo, hi int) {
 		switch gs := any(g[lo*f : hi*f]).(type) {
 		case []float32:
-			siluGate32(any(h[lo*f:hi*f]).([]float32), gs, any(u[lo*f:hi*f]).([]float32))
+			siluGate32(any(h[lo*f:hi*f]).([]float32), any(s[lo*f:hi*f]).([]float32), gs, any(u[lo*f:hi*f]).([]float32))
 		case []float64:
-			siluGate64(any(h[lo*f:hi*f]).([]float64), gs, any(u[lo*f:hi*f]).([]float64))
+			siluGate64(any(h[lo*f:hi*f]).([]float64), any(s[lo*f:hi*f]).([]float64), gs, any(u[lo*f:hi*f]).([]float64))
 		}
 	})
 }
 
-// siluGate32 and siluGate64 set h = silu(g)⊙u. The float32 loop uses exp32:
-// with math.Exp the activation took longer than the three GEMMs.
-func siluGate32(h, g, u []float32) {
+// siluGate32 and siluGate64 set s = sigmoid(g) and h = silu(g)⊙u. The
+// float32 loop uses exp32: with math.Exp the activation took longer than the
+// three GEMMs.
+func siluGate32(h, s, g, u []float32) {
 	for i, a := range g {
-		h[i] = a * sigmoid32(a) * u[i]
+		si := sigmoid32(a)
+		s[i], h[i] = si, a*si*u[i]
 	}
 }
 
-func siluGate64(h, g, u []float64) {
+func siluGate64(h, s, g, u []float64) {
 	for i, a := range g {
-		h[i] = a * safeSigmoid(a) * u[i]
+		si := safeSigmoid(a)
+		s[i], h[i] = si, a*si*u[i]
 	}
 }
 
@@ -212,14 +217,14 @@ func siluGate64(h, g, u []float64) {
 // Every reduction is one GEMM, so the result does not depend on the worker
 // count.
 func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F, n, d, f int) {
-	var g, u, h []F
+	var g, u, h, s []F
 	if cg, ok := c.g.([]F); ok && c.valid && len(cg) == n*f &&
 		sameBacking(c.x.([]F), x) && sameBacking(c.wg.([]F), wg) && sameBacking(c.wu.([]F), wu) {
-		g, u, h = cg, c.u.([]F), c.h.([]F)
+		g, u, h, s = cg, c.u.([]F), c.h.([]F), c.s.([]F)
 		c.hits++
 	} else {
-		g, u, h = make([]F, n*f), make([]F, n*f), make([]F, n*f)
-		swigluHidden(g, u, h, x, wg, wu, n, d, f)
+		g, u, h, s = make([]F, n*f), make([]F, n*f), make([]F, n*f), make([]F, n*f)
+		swigluHidden(g, u, h, s, x, wg, wu, n, d, f)
 	}
 	// The buffers are overwritten below: no later backward may trust them.
 	c.valid, c.x, c.wg, c.wu = false, nil, nil, nil
@@ -232,9 +237,9 @@ func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F
 	parallel.For(n, denseRowsGrain(f), func(lo, hi int) {
 		switch gs := any(g[lo*f : hi*f]).(type) {
 		case []float32:
-			siluGateBackward32(gs, any(u[lo*f:hi*f]).([]float32), any(dh[lo*f:hi*f]).([]float32))
+			siluGateBackward(gs, any(u[lo*f:hi*f]).([]float32), any(dh[lo*f:hi*f]).([]float32), any(s[lo*f:hi*f]).([]float32))
 		case []float64:
-			siluGateBackward64(gs, any(u[lo*f:hi*f]).([]float64), any(dh[lo*f:hi*f]).([]float64))
+			siluGateBackward(gs, any(u[lo*f:hi*f]).([]float64), any(dh[lo*f:hi*f]).([]float64), any(s[lo*f:hi*f]).([]float64))
 		}
 	})
 	dg, du := g, u
@@ -254,18 +259,11 @@ func safeSigmoid(a float64) float64 {
 	return e / (1 + e)
 }
 
-// siluGateBackward32 and siluGateBackward64 overwrite g with
-// dg = dh⊙u⊙silu'(g) and u with du = dh⊙silu(g).
-func siluGateBackward32(g, u, dh []float32) {
+// siluGateBackward overwrites g with dg = dh⊙u⊙silu'(g) and u with
+// du = dh⊙silu(g), given sg = sigmoid(g) from the forward.
+func siluGateBackward[F Float](g, u, dh, sg []F) {
 	for i, a := range g {
-		s := sigmoid32(a)
-		g[i], u[i] = dh[i]*u[i]*s*(1+a*(1-s)), dh[i]*a*s
-	}
-}
-
-func siluGateBackward64(g, u, dh []float64) {
-	for i, a := range g {
-		s := safeSigmoid(a)
+		s := sg[i]
 		g[i], u[i] = dh[i]*u[i]*s*(1+a*(1-s)), dh[i]*a*s
 	}
 }
