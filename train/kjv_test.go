@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/tasks"
 )
 
 var (
@@ -49,6 +50,8 @@ func kjvDataset(t *testing.T) string {
 			DocStart: regexp.MustCompile(`^[1-9A-Z][A-Za-z ]* [0-9]+$`),
 		})
 		kjvDir = dir
+		// The built-in tasks, as `moetrain prepare` makes them.
+		_, kjvErr = tasks.BuildBuiltin(context.Background(), dir, tasks.BuiltinOptions{})
 	})
 	if kjvErr != nil {
 		t.Fatal(kjvErr)
@@ -100,6 +103,7 @@ func TestKJVLossBelowUnigramEntropy(t *testing.T) {
 			c.Log.EveryTokens = 50 * 8 * 64
 			c.Schedule.WarmupTokens = 10 * 8 * 64
 			c.Eval.Tokens = 8192
+			c.Eval.Tasks = []string{tasks.LastWord} // next_verse's choices need more than 64 positions
 			s := run(t, c, t.TempDir())
 			// "Well below": at least 1 nat under the unigram entropy.
 			if !(s.ValLoss < h-1) {
@@ -107,5 +111,59 @@ func TestKJVLossBelowUnigramEntropy(t *testing.T) {
 			}
 			t.Logf("%s: held-out loss %.3f nats, unigram entropy %.3f nats", kind, s.ValLoss, h)
 		})
+	}
+}
+
+// taskScore reads the last eval value of task/metric from a run's metrics.
+func taskScore(t *testing.T, dir, task, metric string) float64 {
+	t.Helper()
+	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := math.NaN()
+	for _, m := range ms {
+		if m.Kind == "eval" && m.Task == task && m.Metric == metric && m.Value != nil {
+			v = *m.Value
+		}
+	}
+	if math.IsNaN(v) {
+		t.Fatalf("no %s %s in %s", task, metric, dir)
+	}
+	return v
+}
+
+// A model trained on the KJV scores well above chance on the built-in prose
+// task last_word (4 choices: chance 0.25), while an untrained one is at
+// chance. Tolerances: with 200 examples the standard error of an accuracy
+// near 0.25 is ~0.031; "at chance" is within 0.25 ± 0.10 (3σ), "well above"
+// is at least 0.10 above chance and 0.05 above the untrained model.
+func TestKJVTrainedModelBeatsChanceOnBuiltinTasks(t *testing.T) {
+	dir := kjvDataset(t)
+	c := tinyConfig(configs.FFNDense)
+	c.Model.VocabSize, c.Data.Path = 1024, dir
+	c.Model.Hidden, c.Model.Heads, c.Model.DenseWidth = 64, 4, 172
+	c.Train.SeqLen, c.Train.BatchSize = 128, 8
+	c.Schedule.MaxLR, c.Schedule.WarmupTokens = 6e-3, 20*8*128
+	c.Log.EveryTokens, c.Eval.Tokens = 100*8*128, 4096
+	c.Eval.Tasks = []string{tasks.LastWord}
+
+	untrained := c
+	untrained.Train.Tokens, untrained.Schedule.WarmupTokens = 8*128, 0
+	untrained.Schedule.MaxLR = 1e-9
+	du := t.TempDir()
+	run(t, untrained, du)
+	base := taskScore(t, du, tasks.LastWord, "acc")
+
+	c.Train.Tokens = 400 * 8 * 128
+	dt := t.TempDir()
+	run(t, c, dt)
+	got := taskScore(t, dt, tasks.LastWord, "acc")
+	t.Logf("last_word accuracy: untrained %.3f, trained %.3f (chance 0.25)", base, got)
+	if math.Abs(base-0.25) > 0.10 {
+		t.Errorf("untrained accuracy %.3f, want 0.25 ± 0.10", base)
+	}
+	if got < 0.35 || got < base+0.05 {
+		t.Errorf("trained accuracy %.3f, want >= 0.35 and >= untrained + 0.05 (%.3f)", got, base+0.05)
 	}
 }
