@@ -19,7 +19,7 @@ type Memory struct {
 // Activations count, per token and layer, every value the graph holds
 // (norm outputs, q/k/v, attention output, projections, residual sums, the
 // FFN's output and what its op caches for backward: SwiGLU's gate and up
-// projections, each routed slot's gathered input and hidden activations,
+// projections, the gate's sigmoid and the hidden product, each routed slot's gathered input and hidden activations,
 // router logits and probabilities) plus one gradient of each, and per
 // sequence the attention probabilities (H·T² per layer). It is an upper
 // bound of the live set, not a simulation of the allocator.
@@ -31,13 +31,13 @@ func EstimateMemory(m configs.Model, batch, seq int) Memory {
 	for l := 0; l < m.Layers; l++ {
 		perToken += 9 * d // norms, q, k, v, attention out, o-proj, two residual sums
 		if !m.IsMoELayer(l) {
-			perToken += d + 3*int64(m.DenseWidth)
+			perToken += d + 4*int64(m.DenseWidth) // output; gate, up, sigmoid(gate), hidden
 			continue
 		}
 		e, k, w := int64(m.RoutedExperts), int64(m.ActiveRouted), int64(m.ExpertWidth)
 		perToken += 2*e + d + k*(2*d+3*w)
 		if m.SharedExperts > 0 {
-			perToken += 2*d + 3*int64(m.SharedExperts)*w
+			perToken += 2*d + 4*int64(m.SharedExperts)*w
 		}
 	}
 	perToken *= 2 // each value's gradient
