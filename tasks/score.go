@@ -41,6 +41,8 @@ type Options struct {
 	Limit int
 	// Truncate cuts a context (or prompt) that does not fit from the left,
 	// as lm-eval does, instead of failing; Prepared.Truncated counts them.
+	// An example whose longest choice (or answer) alone exceeds the context
+	// cannot fit at all: it is left out and counted in Prepared.Skipped.
 	Truncate bool
 }
 
@@ -49,9 +51,12 @@ type Prepared struct {
 	Task *Task
 	// Truncated counts the examples whose context was cut to fit.
 	Truncated int
-	tok       Tokenizer
-	opt       Options
-	items     []item
+	// Skipped counts the examples left out because a choice or answer
+	// alone is longer than the context (only with Options.Truncate).
+	Skipped int
+	tok     Tokenizer
+	opt     Options
+	items   []item
 }
 
 type item struct {
@@ -95,7 +100,11 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 			it.ctx = append(slices.Clone(o.Prefix), ctx...)
 			// The model reads every token but the last one.
 			if n := len(it.ctx) + longest - 1; n > o.Context {
-				if !o.Truncate || longest > o.Context {
+				if o.Truncate && longest > o.Context {
+					p.Skipped++
+					continue
+				}
+				if !o.Truncate {
 					return nil, errAt(t.File, e.Line, "the example needs %d positions (%d context tokens with the few-shot preamble and the longest choice's %d), more than the model's context of %d%s", n, len(it.ctx), longest, o.Context, truncHint(o))
 				}
 				it.ctx = it.ctx[n-o.Context:]
@@ -113,7 +122,11 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 			// Room to generate the longest answer (the last generated token
 			// is never read back).
 			if n := len(it.ctx) + longest - 1; n > o.Context {
-				if !o.Truncate || longest > o.Context {
+				if o.Truncate && longest > o.Context {
+					p.Skipped++
+					continue
+				}
+				if !o.Truncate {
 					return nil, errAt(t.File, e.Line, "the prompt needs %d positions (%d prompt tokens with the few-shot preamble, plus %d for the longest answer), more than the model's context of %d%s", n, len(it.ctx), longest, o.Context, truncHint(o))
 				}
 				it.ctx = it.ctx[n-o.Context:]
@@ -124,6 +137,9 @@ func Prepare(t *Task, tok Tokenizer, o Options) (*Prepared, error) {
 			}
 		}
 		p.items = append(p.items, it)
+	}
+	if len(p.items) == 0 && p.Skipped > 0 {
+		return nil, fmt.Errorf("task %s (%s): none of its %d examples fits the model's context of %d positions", t.Name, t.File, p.Skipped, o.Context)
 	}
 	return p, nil
 }

@@ -168,6 +168,16 @@ func TestContextTooLong(t *testing.T) {
 	if _, err := Prepare(wide, byteTok{}, Options{Context: 20, Truncate: true}); err == nil {
 		t.Error("a choice longer than the context: no error with Truncate")
 	}
+	// Beside examples that fit, such an example is left out and counted.
+	mixed := parse(t, `{"context": "x", "choices": ["`+strings.Repeat("c", 21)+`", " b"], "gold": 0}
+{"context": "short", "choices": [" a", " b"], "gold": 0}`)
+	p, err = Prepare(mixed, byteTok{}, Options{Prefix: []int{0}, Context: 20, Truncate: true})
+	if err != nil || p.Skipped != 1 || p.Examples() != 1 {
+		t.Errorf("mixed: %v, %d skipped, %d examples; want 1 skipped, 1 kept", err, p.Skipped, p.Examples())
+	}
+	if _, err := Prepare(mixed, byteTok{}, Options{Prefix: []int{0}, Context: 20}); err == nil {
+		t.Error("mixed without Truncate: no error")
+	}
 	// 1 prefix + 5 context + 2 choice tokens, minus the last: 7 positions.
 	tk = parse(t, `{"context": "short", "choices": [" a", " b"], "gold": 0}`)
 	if _, err := Prepare(tk, byteTok{}, Options{Prefix: []int{0}, Context: 7}); err != nil {

@@ -118,6 +118,10 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 				e.notes = append(e.notes, fmt.Sprintf("task %s: %d of %d examples do not fit the context of %d tokens; their contexts are cut from the left",
 					t.Name, p.Truncated, p.Examples(), cfg.Train.SeqLen))
 			}
+			if p.Skipped > 0 {
+				e.notes = append(e.notes, fmt.Sprintf("task %s: %d examples left out: a choice or answer alone is longer than the context of %d tokens",
+					t.Name, p.Skipped, cfg.Train.SeqLen))
+			}
 			e.prepared = append(e.prepared, p)
 		}
 		if len(e.prepared) > 0 {

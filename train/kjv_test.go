@@ -103,7 +103,6 @@ func TestKJVLossBelowUnigramEntropy(t *testing.T) {
 			c.Log.EveryTokens = 50 * 8 * 64
 			c.Schedule.WarmupTokens = 10 * 8 * 64
 			c.Eval.Tokens = 8192
-			c.Eval.Tasks = []string{tasks.LastWord} // next_verse's choices need more than 64 positions
 			s := run(t, c, t.TempDir())
 			// "Well below": at least 1 nat under the unigram entropy.
 			if !(s.ValLoss < h-1) {
