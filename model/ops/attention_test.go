@@ -61,29 +61,6 @@ func runBackward(t testing.TB, c attnCase, q, k, v, dy *tensor.Dense) *tensor.De
 	return p.(*tensor.Dense)
 }
 
-func toF32(d *tensor.Dense) *tensor.Dense {
-	src := d.Data().([]float64)
-	out := make([]float32, len(src))
-	for i, x := range src {
-		out[i] = float32(x)
-	}
-	return tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(out))
-}
-
-func asF64(d *tensor.Dense) []float64 {
-	switch x := d.Data().(type) {
-	case []float64:
-		return x
-	case []float32:
-		out := make([]float64, len(x))
-		for i, v := range x {
-			out[i] = float64(v)
-		}
-		return out
-	}
-	panic("asF64: dtype")
-}
-
 // naiveAttention is the reference written straight from SPEC §1 with
 // explicit loops: build C = [cos, cos], S = [sin, sin], rotate_half, scores,
 // masked softmax and P·v per sequence and head.
@@ -148,8 +125,8 @@ func TestAttentionMatchesNaive(t *testing.T) {
 	for i, c := range attnCases {
 		t.Run(c.name, func(t *testing.T) {
 			q, k, v := attnInputs(uint64(i), c)
-			got := asF64(runForward(t, c, q, k, v))
-			want := naiveAttention(asF64(q), asF64(k), asF64(v), c.b, c.t, c.h, c.dh, c.theta)
+			got := widen(runForward(t, c, q, k, v))
+			want := naiveAttention(widen(q), widen(k), widen(v), c.b, c.t, c.h, c.dh, c.theta)
 			if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("attention", got, want); err != nil {
 				t.Error(err)
 			}
@@ -184,13 +161,13 @@ func TestAttentionFloat32(t *testing.T) {
 	c := attnCase{"f32", 2, 80, 2, 8, 10000, 1}
 	q, k, v := attnInputs(3, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(4, 4)), 1, c.b*c.t, c.h*c.dh)
-	y64 := asF64(runForward(t, c, q, k, v))
-	y32 := asF64(runForward(t, c, toF32(q), toF32(k), toF32(v)))
+	y64 := widen(runForward(t, c, q, k, v))
+	y32 := widen(runForward(t, c, toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32)))
 	if err := tol.CheckScaled("forward", y32, y64, 1e-5); err != nil {
 		t.Error(err)
 	}
-	g64 := asF64(runBackward(t, c, q, k, v, dy))
-	g32 := asF64(runBackward(t, c, toF32(q), toF32(k), toF32(v), toF32(dy)))
+	g64 := widen(runBackward(t, c, q, k, v, dy))
+	g32 := widen(runBackward(t, c, toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)))
 	n := len(g64) / 3
 	for i, name := range []string{"dq", "dk", "dv"} {
 		if err := tol.CheckScaled(name, g32[i*n:(i+1)*n], g64[i*n:(i+1)*n], 1e-5); err != nil {
@@ -206,7 +183,7 @@ func TestAttentionCausal(t *testing.T) {
 	c := attnCase{"causal", 2, 70, 2, 4, 10000, 1}
 	const t0 = 40
 	q, k, v := attnInputs(5, c)
-	y0 := asF64(runForward(t, c, q, k, v))
+	y0 := widen(runForward(t, c, q, k, v))
 	w := c.h * c.dh
 	r := rand.New(rand.NewPCG(6, 6))
 	for _, x := range []*tensor.Dense{q, k, v} {
@@ -215,7 +192,7 @@ func TestAttentionCausal(t *testing.T) {
 			d[i] = 3 * (2*r.Float64() - 1)
 		}
 	}
-	y1 := asF64(runForward(t, c, q, k, v))
+	y1 := widen(runForward(t, c, q, k, v))
 	exact := tol.Tol{}
 	if err := exact.CheckSlice("seq 0 up to t0", y1[:(t0+1)*w], y0[:(t0+1)*w]); err != nil {
 		t.Error(err)
@@ -238,10 +215,10 @@ func TestAttentionLargeScores(t *testing.T) {
 	for _, f32 := range []bool{false, true} {
 		qq, kk, vv, gg := q, k, v, dy
 		if f32 {
-			qq, kk, vv, gg = toF32(q), toF32(k), toF32(v), toF32(dy)
+			qq, kk, vv, gg = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
 		}
-		y := asF64(runForward(t, c, qq, kk, vv))
-		vs := asF64(v)
+		y := widen(runForward(t, c, qq, kk, vv))
+		vs := widen(v)
 		w := c.h * c.dh
 		for b := 0; b < c.b; b++ {
 			for col := 0; col < w; col++ {
@@ -256,7 +233,7 @@ func TestAttentionLargeScores(t *testing.T) {
 				}
 			}
 		}
-		for i, g := range asF64(runBackward(t, c, qq, kk, vv, gg)) {
+		for i, g := range widen(runBackward(t, c, qq, kk, vv, gg)) {
 			if math.IsNaN(g) || math.IsInf(g, 0) {
 				t.Fatalf("f32=%v: packed gradient [%d] = %g", f32, i, g)
 			}
@@ -289,14 +266,14 @@ func decode[F Float](q, k, v []F, c attnCase) []F {
 func TestAttendOneMatchesOp(t *testing.T) {
 	c := attnCases[1]
 	q, k, v := attnInputs(9, c)
-	want := asF64(runForward(t, c, q, k, v))
-	got := decode(asF64(q), asF64(k), asF64(v), c)
+	want := widen(runForward(t, c, q, k, v))
+	got := decode(widen(q), widen(k), widen(v), c)
 	if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("decode float64", got, want); err != nil {
 		t.Error(err)
 	}
-	q32, k32, v32 := toF32(q), toF32(k), toF32(v)
-	want32 := asF64(runForward(t, c, q32, k32, v32))
-	got32 := asF64(tensor.New(tensor.WithBacking(decode(slice[float32](q32), slice[float32](k32), slice[float32](v32), c))))
+	q32, k32, v32 := toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32)
+	want32 := widen(runForward(t, c, q32, k32, v32))
+	got32 := widen(tensor.New(tensor.WithBacking(decode(slice[float32](q32), slice[float32](k32), slice[float32](v32), c))))
 	if err := tol.CheckScaled("decode float32", got32, want32, 1e-5); err != nil {
 		t.Error(err)
 	}
@@ -335,7 +312,7 @@ func benchmarkAttention(b *testing.B, backward bool) {
 	c := attnCase{"bench", 8, 256, 4, 64, 10000, 1}
 	q, k, v := attnInputs(11, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(12, 12)), 1, c.b*c.t, c.h*c.dh)
-	q32, k32, v32, dy32 := toF32(q), toF32(k), toF32(v), toF32(dy)
+	q32, k32, v32, dy32 := toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
 	op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
 	bwd := backwardOf(op) // uses the P cached by op.Do, as in training
 	products := 2.0
@@ -393,11 +370,11 @@ func TestAttentionDeterministic(t *testing.T) {
 	c := attnCase{"det", 2, 70, 3, 8, 10000, 1}
 	q, k, v := attnInputs(13, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(14, 14)), 1, c.b*c.t, c.h*c.dh)
-	q, k, v, dy = toF32(q), toF32(k), toF32(v), toF32(dy)
+	q, k, v, dy = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
 	var runs [][]float64
 	for _, w := range []int{1, 3} {
 		parallel.Workers = w
-		runs = append(runs, append(asF64(runForward(t, c, q, k, v)), asF64(runBackward(t, c, q, k, v, dy))...))
+		runs = append(runs, append(widen(runForward(t, c, q, k, v)), widen(runBackward(t, c, q, k, v, dy))...))
 	}
 	if err := (tol.Tol{}).CheckSlice("1 vs 3 workers", runs[1], runs[0]); err != nil {
 		t.Error(err)
@@ -414,7 +391,7 @@ func TestAttentionCachedProbs(t *testing.T) {
 	for _, f32 := range []bool{false, true} {
 		qq, kk, vv, gg := q.Clone().(*tensor.Dense), k, v, dy
 		if f32 {
-			qq, kk, vv, gg = toF32(q), toF32(k), toF32(v), toF32(dy)
+			qq, kk, vv, gg = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
 		}
 		op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
 		if _, err := op.Do(qq, kk, vv); err != nil {
@@ -429,7 +406,7 @@ func TestAttentionCachedProbs(t *testing.T) {
 			t.Errorf("f32=%v: cache still marked filled after the backward used it", f32)
 		}
 		want := runBackward(t, c, qq, kk, vv, gg)
-		if err := (tol.Tol{}).CheckSlice("cached vs recomputed", asF64(got.(*tensor.Dense)), asF64(want)); err != nil {
+		if err := (tol.Tol{}).CheckSlice("cached vs recomputed", widen(got.(*tensor.Dense)), widen(want)); err != nil {
 			t.Errorf("f32=%v: %v", f32, err)
 		}
 		switch d := qq.Data().(type) {
@@ -443,7 +420,7 @@ func TestAttentionCachedProbs(t *testing.T) {
 			t.Fatal(err)
 		}
 		want2 := runBackward(t, c, qq, kk, vv, gg)
-		if err := (tol.Tol{}).CheckSlice("second backward after q changed", asF64(got2.(*tensor.Dense)), asF64(want2)); err != nil {
+		if err := (tol.Tol{}).CheckSlice("second backward after q changed", widen(got2.(*tensor.Dense)), widen(want2)); err != nil {
 			t.Errorf("f32=%v: %v", f32, err)
 		}
 	}

@@ -127,7 +127,7 @@ func TestBalanceMatchesFormula(t *testing.T) {
 			if !tol.Float64.Close(got[0], want) {
 				t.Errorf("got %.12g, want %.12g", got[0], want)
 			}
-			p32 := cast(p, tensor.Float32)
+			p32 := toDtype(p, tensor.Float32)
 			got32, _ := runOp(t, []*tensor.Dense{p32}, false, c.build)
 			if !(tol.Tol{Rel: 1e-5}).Close(got32[0], want) {
 				t.Errorf("float32: got %.8g, want %.8g", got32[0], want)

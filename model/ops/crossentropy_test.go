@@ -27,7 +27,7 @@ func ceInputs(seed uint64, n, d, v int, xs float64) []gradcheck.Input {
 	return []gradcheck.Input{
 		{Name: "x", Value: gradcheck.Rand(r, xs, n, d), Diff: true},
 		{Name: "w", Value: gradcheck.Rand(r, 1, v, d), Diff: true},
-		{Name: "targets", Value: intIDs(t...)},
+		{Name: "targets", Value: intTensor(t...)},
 	}
 }
 
@@ -256,7 +256,7 @@ func TestCEEagerCache(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		return widenData(p.Data())
+		return widen(p.Data())
 	}
 	cached := backward("cached", x)
 	if eager.cache.hits != 1 {

@@ -18,7 +18,7 @@ func buildEmbed(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Embed(in
 func embedInputs(seed uint64, ids ...int) []gradcheck.Input {
 	r := rand.New(rand.NewPCG(seed, 7))
 	return []gradcheck.Input{
-		{Name: "ids", Value: intIDs(ids...)},
+		{Name: "ids", Value: intTensor(ids...)},
 		{Name: "table", Value: gradcheck.Rand(r, 1, 7, 6), Diff: true},
 	}
 }
@@ -59,7 +59,7 @@ func TestEmbedForwardBackward(t *testing.T) {
 func TestEmbedBadID(t *testing.T) {
 	for _, bad := range []int{7, -1} {
 		g := G.NewGraph()
-		ids := G.NewVector(g, tensor.Int, G.WithShape(3), G.WithName("ids"), G.WithValue(intIDs(0, bad, 2)))
+		ids := G.NewVector(g, tensor.Int, G.WithShape(3), G.WithName("ids"), G.WithValue(intTensor(0, bad, 2)))
 		table := G.NewMatrix(g, tensor.Float64, G.WithShape(7, 6), G.WithName("table"),
 			G.WithValue(gradcheck.Rand(rand.New(rand.NewPCG(4, 7)), 1, 7, 6)))
 		y, err := Embed(ids, table)

@@ -12,10 +12,6 @@ import (
 	"github.com/moetrain/moetrain/internal/tol"
 )
 
-func intTensor(v []int) *tensor.Dense {
-	return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(slices.Clone(v)))
-}
-
 func buildHash(rec *RouteRecord) func(in []*G.Node) (*G.Node, error) {
 	return func(in []*G.Node) (*G.Node, error) {
 		return HashMoEWithRecord(in[0], in[1], in[2], in[3], in[4], in[5], rec)
@@ -52,8 +48,8 @@ func hashInputs(seed uint64, n, d, e, w, vocab int) []*tensor.Dense {
 	}
 	return []*tensor.Dense{
 		gradcheck.Rand(r, 1, n, d),
-		intTensor(ids),
-		intTensor(HashTable(vocab, e, seed)),
+		intTensor(ids...),
+		intTensor(HashTable(vocab, e, seed)...),
 		gradcheck.Rand(r, 0.5, e, w, d),
 		gradcheck.Rand(r, 0.5, e, w, d),
 		gradcheck.Rand(r, 0.5, e, d, w),
@@ -124,7 +120,7 @@ func TestHashMoEBadIDs(t *testing.T) {
 			val := func(x *tensor.Dense) *G.Node {
 				return G.NewTensor(g, x.Dtype(), x.Shape().Dims(), G.WithShape(x.Shape()...), G.WithValue(x))
 			}
-			_, err := HashMoE(val(gradcheck.Rand(r, 1, 2, 3)), val(intTensor(tc.ids)), val(intTensor(tc.table)),
+			_, err := HashMoE(val(gradcheck.Rand(r, 1, 2, 3)), val(intTensor(tc.ids...)), val(intTensor(tc.table...)),
 				val(gradcheck.Rand(r, 1, 2, 4, 3)), val(gradcheck.Rand(r, 1, 2, 4, 3)), val(gradcheck.Rand(r, 1, 2, 3, 4)))
 			if err != nil {
 				t.Fatalf("build: %v", err)
@@ -145,9 +141,9 @@ func TestHashMoEBadIDs(t *testing.T) {
 func TestHashMoEExpertIsSwiGLU(t *testing.T) {
 	const n, d, e, w = 20, 8, 3, 6
 	ins := hashInputs(5, n, d, e, w, 4)
-	ins[2] = intTensor([]int{1, 1, 1, 1})
+	ins[2] = intTensor(1, 1, 1, 1)
 	for i := range ins {
-		ins[i] = cast(ins[i], tensor.Float32)
+		ins[i] = toDtype(ins[i], tensor.Float32)
 	}
 	yh, gh := runOp(t, ins, true, buildHash(nil))
 	expert := func(x *tensor.Dense) *tensor.Dense {

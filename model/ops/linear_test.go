@@ -60,7 +60,7 @@ func runOpGraph(t *testing.T, dt tensor.Dtype, ins []gradcheck.Input, build grad
 	if err := vm.RunAll(); err != nil {
 		t.Fatalf("run %v: %v", dt, err)
 	}
-	got := widenData(outVal.Data())
+	got := widen(outVal.Data())
 	grads := map[string][]float64{}
 	for i, in := range ins {
 		if in.Diff {
@@ -68,7 +68,7 @@ func runOpGraph(t *testing.T, dt tensor.Dtype, ins []gradcheck.Input, build grad
 			if err != nil {
 				t.Fatalf("%s: no gradient: %v", in.Name, err)
 			}
-			grads[in.Name] = widenData(gv.Data())
+			grads[in.Name] = widen(gv.Data())
 		}
 	}
 	return got, grads
@@ -88,42 +88,6 @@ func checkOpFloat32(t *testing.T, ins []gradcheck.Input, build gradcheck.Builder
 			t.Error(err)
 		}
 	}
-}
-
-// toDtype returns a copy of the float64 tensor v in dtype dt.
-func toDtype(v *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
-	src := v.Data().([]float64)
-	if dt == tensor.Float64 {
-		return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(append([]float64(nil), src...)))
-	}
-	d := make([]float32, len(src))
-	for i, x := range src {
-		d[i] = float32(x)
-	}
-	return tensor.New(tensor.WithShape(v.Shape().Clone()...), tensor.WithBacking(d))
-}
-
-// widenData copies float data (a slice or a scalar) into a new []float64.
-func widenData(data any) []float64 {
-	switch d := data.(type) {
-	case []float64:
-		return append([]float64(nil), d...)
-	case []float32:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out
-	case float64:
-		return []float64{d}
-	case float32:
-		return []float64{float64(d)}
-	}
-	panic("widenData: not float data")
-}
-
-func intIDs(ids ...int) *tensor.Dense {
-	return tensor.New(tensor.WithShape(len(ids)), tensor.WithBacking(ids))
 }
 
 func buildLinear(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1]) }
@@ -183,7 +147,7 @@ func TestDenseOpsDeterministic(t *testing.T) {
 		for i := range d {
 			d[i] = r.IntN(v)
 		}
-		return intIDs(d...)
+		return intTensor(d...)
 	}
 	in := func(name string, v *tensor.Dense, diff bool) gradcheck.Input {
 		return gradcheck.Input{Name: name, Value: v, Diff: diff}

@@ -194,7 +194,7 @@ func epRank(c *epCase, comm EPComm, ref [6][]float32, steps int) error {
 			{"dwd", g[4], ref[5][a:b]},
 		}
 		for _, ch := range checks {
-			if err := tol.CheckScaled(fmt.Sprintf("rank %d/%d step %d %s", r, R, s, ch.name), f64s(ch.got), f64s(ch.want), epTol); err != nil {
+			if err := tol.CheckScaled(fmt.Sprintf("rank %d/%d step %d %s", r, R, s, ch.name), widen(ch.got), widen(ch.want), epTol); err != nil {
 				return err
 			}
 		}
@@ -206,14 +206,6 @@ func epRank(c *epCase, comm EPComm, ref [6][]float32, steps int) error {
 		}
 	}
 	return nil
-}
-
-func f64s(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return out
 }
 
 func epRefs(t *testing.T, c *epCase) [6][]float32 {

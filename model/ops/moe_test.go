@@ -110,37 +110,6 @@ var moeCases = []moeCase{
 	{"k=3 renorm", 5, 4, 6, 3, 3, true},
 }
 
-// cast converts a float64 tensor to dtype dt (Int tensors pass through).
-func cast(x *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
-	if x.Dtype() != tensor.Float64 || dt == tensor.Float64 {
-		return x.Clone().(*tensor.Dense)
-	}
-	src := x.Data().([]float64)
-	dst := make([]float32, len(src))
-	for i, v := range src {
-		dst[i] = float32(v)
-	}
-	return tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.WithBacking(dst))
-}
-
-func toF64(v any) []float64 {
-	switch d := v.(type) {
-	case []float64:
-		return append([]float64(nil), d...)
-	case []float32:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out
-	case float64:
-		return []float64{d}
-	case float32:
-		return []float64{float64(d)}
-	}
-	panic(fmt.Sprintf("toF64 of %T", v))
-}
-
 // runOp builds the graph on copies of ins, runs it, and returns the output
 // and, when withGrads, the gradients of Σ weights ⊙ output (fixed random
 // weights) for every float input, all as float64.
@@ -160,7 +129,7 @@ func runOp(t *testing.T, ins []*tensor.Dense, withGrads bool, build func(in []*G
 	if withGrads {
 		cost := out
 		if !out.IsScalar() {
-			w := cast(gradcheck.Rand(rand.New(rand.NewPCG(5, 5)), 1, out.Shape()...), out.Dtype())
+			w := toDtype(gradcheck.Rand(rand.New(rand.NewPCG(5, 5)), 1, out.Shape()...), out.Dtype())
 			wn := G.NewTensor(g, out.Dtype(), out.Shape().Dims(), G.WithShape(out.Shape()...), G.WithValue(w))
 			cost = G.Must(G.Sum(G.Must(G.HadamardProd(out, wn))))
 		}
@@ -180,14 +149,14 @@ func runOp(t *testing.T, ins []*tensor.Dense, withGrads bool, build func(in []*G
 	if err := vm.RunAll(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	res := toF64(y.Data())
+	res := widen(y.Data())
 	var grads [][]float64
 	for _, n := range wrt {
 		gv, err := n.Grad()
 		if err != nil {
 			t.Fatalf("grad of %s: %v", n.Name(), err)
 		}
-		grads = append(grads, toF64(gv.Data()))
+		grads = append(grads, widen(gv.Data()))
 	}
 	return res, grads
 }
@@ -373,7 +342,7 @@ func TestMoEFloat32MatchesFloat64(t *testing.T) {
 	ins := c.inputs(40)
 	ins32 := make([]*tensor.Dense, len(ins))
 	for i, v := range ins {
-		ins32[i] = cast(v, tensor.Float32)
+		ins32[i] = toDtype(v, tensor.Float32)
 	}
 	y64, g64 := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
 	y32, g32 := runOp(t, ins32, true, buildMoE(c.k, c.renorm, nil))
@@ -392,7 +361,7 @@ func TestMoEDeterministicAcrossWorkers(t *testing.T) {
 	c := moeCase{"k=2 renorm", 300, 16, 8, 12, 2, true}
 	ins := c.inputs(50)
 	for i, v := range ins {
-		ins[i] = cast(v, tensor.Float32)
+		ins[i] = toDtype(v, tensor.Float32)
 	}
 	var ys [][]float64
 	var gs [][][]float64

@@ -88,7 +88,7 @@ func TestSwiGLUCache(t *testing.T) {
 		if op.cache.valid {
 			t.Errorf("%s: cache still valid after backward", name)
 		}
-		return widenData(p.Data())
+		return widen(p.Data())
 	}
 	cached := run("cached", vals[0])
 	if op.cache.hits != 1 {
