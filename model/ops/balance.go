@@ -218,18 +218,11 @@ func (op *balanceOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 // balanceBackward computes dprobs [B·T, E] from (probs, dL).
 type balanceBackward struct {
 	base
+	sameShape
 	fwd *balanceOp
 }
 
 func (op *balanceBackward) Type() hm.Type { return fnType(2, 0, 2) }
-
-func (op *balanceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(ds)
-	if err != nil {
-		return nil, err
-	}
-	return s[0].Clone(), nil
-}
 
 func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {

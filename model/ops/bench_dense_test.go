@@ -111,7 +111,7 @@ func newDenseBench(name string, backward bool) denseBench {
 			panic(err)
 		}
 		return denseBench{
-			fwd: newSoftmaxOp(), bwd: &softmaxBackward{base{name: "SoftmaxBackward", arity: 2}},
+			fwd: newSoftmaxOp(), bwd: &softmaxBackward{base: base{name: "SoftmaxBackward", arity: 2}},
 			fwdIn: []G.Value{x}, bwdIn: []G.Value{s, dy},
 			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
 		}

@@ -89,18 +89,11 @@ func (op *dropTopOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 // zero, from (s, dy).
 type dropTopBackward struct {
 	base
+	sameShape
 	r int
 }
 
 func (op *dropTopBackward) Type() hm.Type { return fnType(2, 2, 2) }
-
-func (op *dropTopBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(ds)
-	if err != nil {
-		return nil, err
-	}
-	return s[0].Clone(), nil
-}
 
 func (op *dropTopBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {

@@ -63,6 +63,18 @@ func (b base) Hashcode() uint32 {
 	return h.Sum32()
 }
 
+// sameShape is embedded by ops whose output has the shape of their first
+// input.
+type sameShape struct{}
+
+func (sameShape) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	return s[0].Clone(), nil
+}
+
 // tensorType is a tensor of dims dimensions whose element type is the type
 // variable 'a' (float32 or float64, fixed by the inputs).
 func tensorType(dims int) hm.Type {

@@ -61,7 +61,7 @@ func (op *softmaxOp) DiffWRT(int) []bool { return []bool{true} }
 
 // SymDiff reads the forward output s rather than recomputing it from x.
 func (op *softmaxOp) SymDiff(_ G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&softmaxBackward{base{name: "SoftmaxBackward", arity: 2}}, out, grad)
+	dx, err := G.ApplyOp(&softmaxBackward{base: base{name: "SoftmaxBackward", arity: 2}}, out, grad)
 	if err != nil {
 		return nil, err
 	}
@@ -70,17 +70,12 @@ func (op *softmaxOp) SymDiff(_ G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 
 // softmaxBackward computes dx = s ⊙ (dy − Σ_j dy_j s_j) row by row from
 // (s, dy).
-type softmaxBackward struct{ base }
+type softmaxBackward struct {
+	base
+	sameShape
+}
 
 func (op *softmaxBackward) Type() hm.Type { return fnType(2, 2, 2) }
-
-func (op *softmaxBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapesOf(ds)
-	if err != nil {
-		return nil, err
-	}
-	return s[0].Clone(), nil
-}
 
 func (op *softmaxBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
