@@ -29,9 +29,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	_, err = data.PrepareDocuments(context.Background(), data.Synthetic(3, 240), data.PrepareOptions{
-		Out: dataset, VocabSize: 320, ValFraction: 0.15, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
-	})
+	err = data.PrepareSynthetic(dataset, 3, 240, 320, 0.15)
 	if err != nil {
 		panic(err)
 	}

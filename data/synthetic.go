@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -44,4 +45,15 @@ func Synthetic(seed uint64, n int) []Document {
 		docs[i] = Document{Domain: "code", Name: fmt.Sprintf("synthetic#%d", i), Text: b.String()}
 	}
 	return docs
+}
+
+// PrepareSynthetic prepares Synthetic(seed, docs) into the dataset directory
+// out, with a tokenizer of vocab ids, valFraction of each domain's documents
+// held out and small shards: the tiny dataset other packages' tests build
+// once in their TestMain.
+func PrepareSynthetic(out string, seed uint64, docs, vocab int, valFraction float64) error {
+	_, err := PrepareDocuments(context.Background(), Synthetic(seed, docs), PrepareOptions{
+		Out: out, VocabSize: vocab, ValFraction: valFraction, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
+	})
+	return err
 }

@@ -33,9 +33,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	_, err = data.PrepareDocuments(context.Background(), data.Synthetic(7, 200), data.PrepareOptions{
-		Out: dataset, VocabSize: 300, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
-	})
+	err = data.PrepareSynthetic(dataset, 7, 200, 300, 0.1)
 	if err != nil {
 		panic(err)
 	}

@@ -23,9 +23,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	_, err = data.PrepareDocuments(context.Background(), data.Synthetic(5, 300), data.PrepareOptions{
-		Out: dataset, VocabSize: 384, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
-	})
+	err = data.PrepareSynthetic(dataset, 5, 300, 384, 0.1)
 	if err != nil {
 		panic(err)
 	}
@@ -265,9 +263,7 @@ func TestResumeOnOtherDatasetIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	run(t, c, dir)
 	other := filepath.Join(t.TempDir(), "other")
-	if _, err := data.PrepareDocuments(context.Background(), data.Synthetic(6, 300), data.PrepareOptions{
-		Out: other, VocabSize: 384, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
-	}); err != nil {
+	if err := data.PrepareSynthetic(other, 6, 300, 384, 0.1); err != nil {
 		t.Fatal(err)
 	}
 	// Same path, other contents: replace the dataset directory in place.

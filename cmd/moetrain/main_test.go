@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -34,9 +33,7 @@ func TestMain(m *testing.M) {
 		panic(fmt.Sprintf("build: %v\n%s", err, out))
 	}
 	dataset = filepath.Join(workdir, "data")
-	if _, err := data.PrepareDocuments(context.Background(), data.Synthetic(3, 300), data.PrepareOptions{
-		Out: dataset, VocabSize: 320, ValFraction: 0.1, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
-	}); err != nil {
+	if err := data.PrepareSynthetic(dataset, 3, 300, 320, 0.1); err != nil {
 		panic(err)
 	}
 	code := m.Run()
