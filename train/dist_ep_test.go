@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"path/filepath"
@@ -76,20 +75,7 @@ func TestExpertParallelCheckpoints(t *testing.T) {
 	runRanks(t, 2, half2, two, false)
 	ck := latestCheckpoint(t, two)
 	for _, np := range []int{1, 2} {
-		again := copyRun(t, two)
-		if np == 1 {
-			if _, err := Run(context.Background(), Options{Config: half, RunDir: again, Stop: func() bool { return true }}); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			runRanks(t, np, half2, again, true)
-		}
-		for _, f := range []string{"model.safetensors", "optimizer.safetensors"} {
-			a, b := readFile(t, filepath.Join(ck, f)), readFile(t, filepath.Join(latestCheckpoint(t, again), f))
-			if !bytes.Equal(a, b) {
-				t.Errorf("restored with %d rank(s): %s written with expert_parallel 2 and saved again differs", np, f)
-			}
-		}
+		checkResave(t, two, ck, np, half, half2, "written with expert_parallel 2, restored")
 	}
 	cont := copyRun(t, two)
 	run(t, c, cont)

@@ -121,20 +121,7 @@ func TestCheckpointAcrossWorldSizes(t *testing.T) {
 	ck := latestCheckpoint(t, two)
 	for _, np := range []int{1, 4} {
 		// Restore then save at once: the same tensors.
-		again := copyRun(t, two)
-		if np == 1 {
-			if _, err := Run(context.Background(), Options{Config: half, RunDir: again, Stop: func() bool { return true }}); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			runRanks(t, np, half, again, true)
-		}
-		for _, f := range []string{"model.safetensors", "optimizer.safetensors"} {
-			a, b := readFile(t, filepath.Join(ck, f)), readFile(t, filepath.Join(latestCheckpoint(t, again), f))
-			if !bytes.Equal(a, b) {
-				t.Errorf("%d rank(s): %s restored from 2 ranks and saved again differs", np, f)
-			}
-		}
+		checkResave(t, two, ck, np, half, half, "restored from 2 ranks")
 		// Continue to the end.
 		cont := copyRun(t, two)
 		if np == 1 {
@@ -189,4 +176,25 @@ func copyRun(t *testing.T, src string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// checkResave copies the run in dir, restores it at np ranks (one: the
+// config of a single process, many: the config of np ranks), saves at once
+// and checks that model and optimizer files equal those of checkpoint ck.
+func checkResave(t *testing.T, dir, ck string, np int, one, many configs.Config, what string) {
+	t.Helper()
+	again := copyRun(t, dir)
+	if np == 1 {
+		if _, err := Run(context.Background(), Options{Config: one, RunDir: again, Stop: func() bool { return true }}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		runRanks(t, np, many, again, true)
+	}
+	for _, f := range []string{"model.safetensors", "optimizer.safetensors"} {
+		a, b := readFile(t, filepath.Join(ck, f)), readFile(t, filepath.Join(latestCheckpoint(t, again), f))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%d rank(s): %s %s and saved again differs", np, f, what)
+		}
+	}
 }
