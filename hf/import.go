@@ -167,21 +167,14 @@ func Load(dir string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	hs := make([]model.HFTensor, 0, len(ts))
+	kept := ts[:0:0]
 	for _, t := range ts {
-		if strings.HasSuffix(t.Name, ".rotary_emb.inv_freq") {
-			continue
+		// Rotary buffers are recomputed, never learned.
+		if !strings.HasSuffix(t.Name, ".rotary_emb.inv_freq") {
+			kept = append(kept, t)
 		}
-		h := model.HFTensor{Name: t.Name, Shape: t.Shape, F32: t.F32, F64: t.F64}
-		for _, v := range t.I32 {
-			h.Ints = append(h.Ints, int(v))
-		}
-		for _, v := range t.I64 {
-			h.Ints = append(h.Ints, int(v))
-		}
-		hs = append(hs, h)
 	}
-	if err := m.LoadHF(hs); err != nil {
+	if err := train.LoadModelTensors(m, kept); err != nil {
 		return nil, fmt.Errorf("%s (config %s): %w", strings.Join(files, ", "), cfgPath, err)
 	}
 	if !m.Finite() {
@@ -265,10 +258,7 @@ func Import(dir string, opt ImportOptions) (res ImportResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("import: encode state: %w", err)
 	}
-	var ts []checkpoints.Tensor
-	for _, h := range l.Model.HFTensors() {
-		ts = append(ts, checkpoints.Tensor{Name: h.Name, DType: checkpoints.F32, Shape: h.Shape, F32: h.F32})
-	}
+	ts := train.ModelTensors(l.Model)
 	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
 		return res, fmt.Errorf("import: create run directory: %w", err)
 	}

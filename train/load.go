@@ -55,7 +55,7 @@ func LoadModel(path string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if err := loadModelTensors(m, ck.Model); err != nil {
+	if err := LoadModelTensors(m, ck.Model); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if !m.Finite() {

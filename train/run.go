@@ -336,7 +336,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if st.Version != stateVersion {
 		return nil, dir, fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
 	}
-	if err := loadModelTensors(t.m, ck.Model); err != nil {
+	if err := LoadModelTensors(t.m, ck.Model); err != nil {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
@@ -624,7 +624,7 @@ func (t *trainer) saveFiles() (string, error) {
 		return "", err
 	}
 	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
-		Tokens: t.state.Tokens, Model: modelTensors(t.m), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
+		Tokens: t.state.Tokens, Model: ModelTensors(t.m), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
 	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
 	if err != nil {
 		if dir != "" {

@@ -41,9 +41,9 @@ func NewState(cfg configs.Config) State {
 	return State{Version: stateVersion, Config: cfg}
 }
 
-// modelTensors converts the model's weights to checkpoint tensors under
+// ModelTensors converts the model's weights to checkpoint tensors under
 // their HF names (hash tables as int32).
-func modelTensors(m *model.Model) []checkpoints.Tensor {
+func ModelTensors(m *model.Model) []checkpoints.Tensor {
 	var out []checkpoints.Tensor
 	for _, h := range m.HFTensors() {
 		t := checkpoints.Tensor{Name: h.Name, Shape: h.Shape}
@@ -64,8 +64,8 @@ func modelTensors(m *model.Model) []checkpoints.Tensor {
 	return out
 }
 
-// loadModelTensors sets the model's weights from checkpoint tensors.
-func loadModelTensors(m *model.Model, ts []checkpoints.Tensor) error {
+// LoadModelTensors sets the model's weights from checkpoint tensors.
+func LoadModelTensors(m *model.Model, ts []checkpoints.Tensor) error {
 	hs := make([]model.HFTensor, 0, len(ts))
 	for _, t := range ts {
 		h := model.HFTensor{Name: t.Name, Shape: t.Shape}
