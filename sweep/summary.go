@@ -298,6 +298,10 @@ func (s Summary) Plot(path string) error {
 	p.Legend.Add("mean ± std", sc)
 	p.Legend.Add("seeds", pts)
 	p.Legend.Top = true
+	// Headroom above the highest point keeps the legend (top right) off the data.
+	if span := p.Y.Max - p.Y.Min; span > 0 {
+		p.Y.Max += 0.25 * span
+	}
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.5
 	p.X.Tick.Label.XAlign = -0.8
