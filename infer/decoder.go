@@ -344,7 +344,8 @@ func (m *moe) forward(x []float32, tokens []int, n, D int) []float32 {
 		probs := make([]float32, n*m.e)
 		matT(n, m.e, D, x, m.router, probs, false)
 		for i := range n {
-			softmaxRow(probs[i*m.e : (i+1)*m.e])
+			row := probs[i*m.e : (i+1)*m.e]
+			ops.RowSoftmax(row, row)
 		}
 		r = ops.Route(probs, n, m.e, m.k, m.renorm)
 	} else {
@@ -395,25 +396,4 @@ func (m *moe) forward(x []float32, tokens []int, n, D int) []float32 {
 		addTo(y, m.shared.forward(x, n, D))
 	}
 	return y
-}
-
-// softmaxRow is the router softmax of model/ops in place: exponents of
-// x − max in float64, each rounded, then scaled by the rounded 1/Σ.
-func softmaxRow(x []float32) {
-	m := x[0]
-	for _, v := range x[1:] {
-		if v > m {
-			m = v
-		}
-	}
-	var sum float64
-	for j, v := range x {
-		ev := math.Exp(float64(v - m))
-		x[j] = float32(ev)
-		sum += ev
-	}
-	inv := float32(1 / sum)
-	for j := range x {
-		x[j] *= inv
-	}
 }

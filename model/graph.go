@@ -253,25 +253,11 @@ func (gr *Graph) Run(tokens []int32) (Result, error) {
 	if err := gr.vm.RunAll(); err != nil {
 		return Result{}, fmt.Errorf("model: run graph: %w", err)
 	}
-	res := Result{Loss: scalar(gr.lm), Total: scalar(gr.total)}
+	res := Result{Loss: ops.ScalarValue(gr.lm.Value()), Total: ops.ScalarValue(gr.total.Value())}
 	for _, b := range gr.Balance {
-		res.Balance = append(res.Balance, scalar(b.node))
+		res.Balance = append(res.Balance, ops.ScalarValue(b.node.Value()))
 	}
 	return res, nil
-}
-
-func scalar(n *G.Node) float64 {
-	switch d := n.Value().Data().(type) {
-	case float32:
-		return float64(d)
-	case float64:
-		return d
-	case []float32:
-		return float64(d[0])
-	case []float64:
-		return d[0]
-	}
-	return 0
 }
 
 // Grad returns the gradient of the total loss with respect to weight i of

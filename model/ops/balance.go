@@ -278,7 +278,7 @@ func scalarOf64(v G.Value) (float64, error) {
 		if s.DataSize() != 1 {
 			return 0, fmt.Errorf("gradient of a scalar has %d elements", s.DataSize())
 		}
-		return scalarValue(s), nil
+		return ScalarValue(s), nil
 	}
 	return 0, fmt.Errorf("gradient of a scalar is %T", v)
 }

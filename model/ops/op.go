@@ -144,8 +144,9 @@ func scalarOf(dt tensor.Dtype, v float64) *tensor.Dense {
 	return tensor.New(tensor.FromScalar(v))
 }
 
-// scalarValue reads a 0-d (or one-element) float tensor.
-func scalarValue(t *tensor.Dense) float64 {
+// ScalarValue reads a 0-d (or one-element) float value: a tensor or one of
+// gorgonia's scalar values, such as a loss node's Value().
+func ScalarValue(t interface{ Data() interface{} }) float64 {
 	switch d := t.Data().(type) {
 	case float32:
 		return float64(d)
@@ -156,7 +157,7 @@ func scalarValue(t *tensor.Dense) float64 {
 	case []float64:
 		return d[0]
 	}
-	panic(fmt.Sprintf("ops: scalarValue of %T", t.Data()))
+	panic(fmt.Sprintf("ops: ScalarValue of %T", t.Data()))
 }
 
 // slice returns the backing data of t as []F. It panics if the dtype is not F
@@ -218,7 +219,7 @@ func (op *gradView) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("gradView: dtype %v", p.Dtype())
 	}
 	if op.shape.Dims() == 0 {
-		return scalarOf(p.Dtype(), scalarValue(tensor.New(tensor.WithBacking(backing)))), nil
+		return scalarOf(p.Dtype(), ScalarValue(tensor.New(tensor.WithBacking(backing)))), nil
 	}
 	return tensor.New(tensor.WithShape(op.shape.Clone()...), tensor.WithBacking(backing)), nil
 }

@@ -110,14 +110,16 @@ func softmaxRows[F Float](y, x []F, n, e int) {
 	}
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			rowSoftmaxInto(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
+			RowSoftmax(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
 		}
 	})
 }
 
-// rowSoftmaxInto writes softmax(x) into y (which may alias x). The sum is kept in
-// float64 and every exponent is ≤ 0, so nothing overflows.
-func rowSoftmaxInto[F Float](y, x []F) {
+// RowSoftmax writes softmax(x) into y (which may alias x). The sum is kept in
+// float64 and every exponent is ≤ 0, so nothing overflows. It is the router
+// softmax; the KV-cache decoder calls it too, so that it routes every token
+// exactly as the graph does.
+func RowSoftmax[F Float](y, x []F) {
 	m := maxOfRow(x)
 	var sum float64
 	for j, v := range x {
