@@ -21,7 +21,7 @@ type Metrics struct {
 	Loss       float64            `json:"loss,omitempty"`
 	Balance    map[string]float64 `json:"balance,omitempty"` // "layer<i>.expert" / "layer<i>.device"
 	GradNorm   float64            `json:"grad_norm,omitempty"`
-	TokensPerS float64            `json:"tokens_per_s,omitempty"`
+	TokensPerS float64            `json:"tokens_per_s,omitempty"` // over the steps since the last train line; evaluations and checkpoints excluded
 	MFU        float64            `json:"mfu,omitempty"`
 	MoE        []LayerStats       `json:"moe,omitempty"`
 	Task       string             `json:"task,omitempty"`

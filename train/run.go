@@ -389,7 +389,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	var (
 		logLoss   float64
 		logSteps  int
-		lastLog   = time.Now()
+		logTime   time.Duration // step time since the last log line: evaluations and checkpoints in between do not count
 		logTokens = t.state.Tokens
 		trainTime time.Duration
 		trained   int64
@@ -436,7 +436,9 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		t.state.Step++
 		t.state.Tokens += stepTokens
 		t.state.OptimizerStep = t.adam.Steps()
-		trainTime += time.Since(t0)
+		dt := time.Since(t0)
+		trainTime += dt
+		logTime += dt
 		trained += stepTokens
 		logLoss += loss
 		logSteps++
@@ -445,7 +447,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			t.prog.update(t.state.Tokens, float64(trained)/trainTime.Seconds(), loss)
 		}
 		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
-			tps := float64(t.state.Tokens-logTokens) / time.Since(lastLog).Seconds()
+			tps := float64(t.state.Tokens-logTokens) / logTime.Seconds()
 			mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
 				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: balance, MoE: t.routeStats(), EPLoad: t.epLoad(),
 				Elapsed: time.Since(t.started).Seconds()}
@@ -456,7 +458,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 				t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%",
 					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU)
 			}
-			logLoss, logSteps, lastLog, logTokens = 0, 0, time.Now(), t.state.Tokens
+			logLoss, logSteps, logTime, logTokens = 0, 0, 0, t.state.Tokens
 		}
 		if (t.eval != nil || t.dist.ep != nil) && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
 			lastEval = t.state.Tokens
