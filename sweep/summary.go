@@ -1,8 +1,6 @@
 package sweep
 
 import (
-	"github.com/moetrain/moetrain/internal/units"
-
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,7 +17,9 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/report"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -35,6 +36,16 @@ type RunResult struct {
 	Activated   int64   // activated parameters per token
 	FLOPs       float64 // FLOPs per token, SPEC §7.3
 	Budget      int64   // train.tokens
+	// Curve is the held-out loss at every evaluation, by training tokens.
+	Curve map[int64]float64
+}
+
+// CurvePoint is a group's held-out loss at one evaluation point, over the
+// seeds that all reached it.
+type CurvePoint struct {
+	Tokens    int64
+	N         int
+	Loss, Std float64
 }
 
 // GroupResult aggregates the finished runs of one group over seeds.
@@ -46,6 +57,7 @@ type GroupResult struct {
 	Total, Activated int64
 	FLOPs            float64
 	Budget           int64
+	Curve            []CurvePoint // evaluation points every finished seed has
 }
 
 // Pair is the verdict on "Better has lower held-out loss than Worse".
@@ -96,6 +108,10 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 				rr.Tokens = m.Tokens
 				if m.Metric == "loss" {
 					rr.ValLoss = *m.Value
+					if rr.Curve == nil {
+						rr.Curve = map[int64]float64{}
+					}
+					rr.Curve[m.Tokens] = *m.Value
 				} else if m.Metric == "bits_per_byte" {
 					rr.ValBPB = *m.Value
 				}
@@ -116,12 +132,15 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		rs := by[gname]
 		g := GroupResult{Group: gname, Total: rs[0].Total, Activated: rs[0].Activated, FLOPs: rs[0].FLOPs, Budget: rs[0].Budget}
 		var loss, bpb []float64
+		var done []RunResult
 		for _, r := range rs {
 			if r.Status == Done && !math.IsNaN(r.ValLoss) {
 				loss = append(loss, r.ValLoss)
 				bpb = append(bpb, r.ValBPB)
+				done = append(done, r)
 			}
 		}
+		g.Curve = groupCurve(done)
 		g.N = len(loss)
 		g.Loss, g.Std = meanStd(loss)
 		g.BPB, g.BPBStd = meanStd(bpb)
@@ -146,6 +165,33 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		s.Orderings = append(s.Orderings, o)
 	}
 	return s, nil
+}
+
+// groupCurve averages the runs' held-out curves at the evaluation points
+// every run has, so that a point's mean never mixes different seed sets.
+func groupCurve(runs []RunResult) []CurvePoint {
+	if len(runs) == 0 {
+		return nil
+	}
+	var tokens []int64
+	for tk := range runs[0].Curve {
+		tokens = append(tokens, tk)
+	}
+	slices.Sort(tokens)
+	var out []CurvePoint
+	for _, tk := range tokens {
+		var xs []float64
+		for _, r := range runs {
+			if v, ok := r.Curve[tk]; ok {
+				xs = append(xs, v)
+			}
+		}
+		if len(xs) == len(runs) {
+			m, sd := meanStd(xs)
+			out = append(out, CurvePoint{Tokens: tk, N: len(xs), Loss: m, Std: sd})
+		}
+	}
+	return out
 }
 
 // ComparePair judges "a has lower loss than b": it holds when the gap
@@ -225,12 +271,47 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 			}
 		}
 	}
+	s.writeCurveTable(&b)
 	b.WriteString("\n| run | seed | status | tokens | held-out loss | bits/byte | last train loss |\n|---|---:|---|---:|---:|---:|---:|\n")
 	for _, r := range s.Runs {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Name, r.Seed, r.Status, units.Short(r.Tokens), f4(r.ValLoss), f4(r.ValBPB), f4(r.TrainLoss))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCurveTable writes the groups' held-out loss at each evaluation point
+// (a column per training-token count), when any group has more than one.
+func (s Summary) writeCurveTable(b *strings.Builder) {
+	var cols []int64
+	for _, g := range s.Groups {
+		for _, p := range g.Curve {
+			if !slices.Contains(cols, p.Tokens) {
+				cols = append(cols, p.Tokens)
+			}
+		}
+	}
+	if len(cols) < 2 {
+		return
+	}
+	slices.Sort(cols)
+	b.WriteString("\nHeld-out loss during training (mean ± std over the seeds that reached each point):\n\n| group |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " %s tokens |", units.Short(c))
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+	for _, g := range s.Groups {
+		fmt.Fprintf(b, "| %s |", g.Group)
+		for _, c := range cols {
+			i := slices.IndexFunc(g.Curve, func(p CurvePoint) bool { return p.Tokens == c })
+			if i < 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(b, " %s ± %s |", f4(g.Curve[i].Loss), f4(g.Curve[i].Std))
+		}
+		b.WriteString("\n")
+	}
 }
 
 // WriteCSV writes one row per run with its group's statistics.
@@ -337,7 +418,45 @@ func (s Summary) Write(dir string) error {
 	}
 	for _, g := range s.Groups {
 		if g.N > 0 {
-			return s.Plot(filepath.Join(dir, "summary"))
+			if err := s.Plot(filepath.Join(dir, "summary")); err != nil {
+				return err
+			}
+			return s.PlotCurves(filepath.Join(dir, "summary-curve"))
+		}
+	}
+	return nil
+}
+
+// PlotCurves draws each group's mean held-out loss against training tokens
+// (one line per group, the seeds averaged), saved as path+".png" and
+// path+".svg"; report's per-run figure has a line per seed instead.
+func (s Summary) PlotCurves(path string) error {
+	p := report.Panel{XLabel: "Training tokens", YLabel: "Held-out loss (nats/token), mean over seeds"}
+	var legend []report.LegendEntry
+	for i, g := range s.Groups {
+		if len(g.Curve) == 0 {
+			continue
+		}
+		l := report.Line{Label: g.Group, Color: report.RunColor(i), Points: true}
+		for _, c := range g.Curve {
+			l.X, l.Y = append(l.X, float64(c.Tokens)), append(l.Y, c.Loss)
+		}
+		p.Lines = append(p.Lines, l)
+		legend = append(legend, report.LegendEntry{Label: fmt.Sprintf("%s (%d seeds)", g.Group, g.N), Color: l.Color, Line: true})
+	}
+	f := report.Figure{Name: filepath.Base(path), Title: "Held-out loss during training" + map[bool]string{true: " (" + s.Name + ")", false: ""}[s.Name != ""],
+		Cols: 1, Panels: []report.Panel{p}, Legend: legend}
+	for _, ext := range []string{"png", "svg"} {
+		fh, err := os.Create(path + "." + ext)
+		if err != nil {
+			return err
+		}
+		if err := report.Render(f, ext, fh); err != nil {
+			fh.Close()
+			return fmt.Errorf("plot %s: %w", path+"."+ext, err)
+		}
+		if err := fh.Close(); err != nil {
+			return err
 		}
 	}
 	return nil

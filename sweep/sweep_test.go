@@ -20,6 +20,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -419,7 +420,7 @@ expect:
 	if err := sum.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"summary.md", "summary.csv", "summary.png", "summary.svg"} {
+	for _, f := range []string{"summary.md", "summary.csv", "summary.png", "summary.svg", "summary-curve.png", "summary-curve.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -461,6 +462,27 @@ func TestCancelStopsRunsForResume(t *testing.T) {
 	}
 	if st, _ := StatusOf(runs[0]); st != Partial {
 		t.Errorf("status %v, want partial (a checkpoint saved on SIGTERM)", st)
+	}
+}
+
+// TestGroupCurve: a group's curve averages the seeds at the evaluation
+// points every seed reached, and leaves out a point only some have.
+func TestGroupCurve(t *testing.T) {
+	runs := []RunResult{
+		{Curve: map[int64]float64{100: 2.0, 200: 1.0, 300: 0.5}},
+		{Curve: map[int64]float64{100: 3.0, 200: 2.0}},
+	}
+	got := groupCurve(runs)
+	if len(got) != 2 || got[0].Tokens != 100 || got[1].Tokens != 200 {
+		t.Fatalf("points %+v, want tokens 100 and 200 only", got)
+	}
+	for i, want := range []float64{2.5, 1.5} {
+		if got[i].N != 2 || !tol.Float64.Close(got[i].Loss, want) || !tol.Float64.Close(got[i].Std, math.Sqrt(0.5)) {
+			t.Errorf("point %d: %+v, want mean %g and std √0.5 over 2 seeds", i, got[i], want)
+		}
+	}
+	if groupCurve(nil) != nil {
+		t.Error("no runs: want no curve")
 	}
 }
 
