@@ -21,15 +21,17 @@ type Written []string
 // WriteCurve writes DIR/analysis-<what>.md, .csv, .png and .svg.
 func WriteCurve(cv Curve, dir, label string) (Written, error) {
 	t := cv.Table()
+	title := t.Title
 	if label != "" {
 		t.Title += " — " + label
+		title += "\n" + label // a second line: one line is wider than the plot
 	}
 	out, err := writeTables(dir, "analysis-"+cv.What, t)
 	if err != nil {
 		return out, err
 	}
 	p := plot.New()
-	p.Title.Text = t.Title
+	p.Title.Text = title
 	p.Y.Label.Text = "held-out loss (nats/token)"
 	xy := make(plotter.XYs, len(cv.Points))
 	for i, pt := range cv.Points {
