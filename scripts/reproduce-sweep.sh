@@ -12,7 +12,8 @@
 # SWEEP is table1, ladder or ratios (configs/sweeps/SWEEP.yaml). Results go to
 # runs/SWEEP/: summary.md (mean ± std over seeds, orderings), compare.md,
 # figures/, and RUN/analysis/ for the analyses. Env: MOETRAIN (a prebuilt
-# binary), ANALYZE_TOKENS (held-out tokens per analysis point, 65536).
+# binary), ANALYZE_TOKENS (held-out tokens per analysis point, 32768), ANALYZE_RUNS
+# (a glob of the runs to analyse: '*_seed-1', seed 1 of every model; '*' for all).
 set -eu
 cd "$(dirname "$0")/.."
 sweep=${1:?usage: scripts/reproduce-sweep.sh table1|ladder|ratios [sweep flags...]}
@@ -31,13 +32,19 @@ echo "== $(date -u +%FT%TZ) sweep $sweep (load average $(cut -d' ' -f1-3 /proc/l
 # Expert analyses of every finished MoE run with a learned router (hash and
 # dense models have no router to rank); each skipped if already written.
 out=$(sed -n 's/^out: *//p' "configs/sweeps/$sweep.yaml")
-for d in "$out"/*/; do
+prev=
+for a in "$@"; do # an --out among the sweep flags moves the runs
+	[ "$prev" = --out ] && out=$a
+	case $a in --out=*) out=${a#--out=} ;; esac
+	prev=$a
+done
+for d in "$out"/${ANALYZE_RUNS:-*_seed-1}/; do
 	[ -f "$d/sweep-done.json" ] || continue
 	grep -q '"model.ffn=dense"\|/dense.yaml\|/hash.yaml' "$d/sweep-done.json" && continue
 	for what in redundancy topk load; do
 		[ -f "$d/analysis/analysis-$what.md" ] && continue
 		echo "== $(date -u +%FT%TZ) analyze $d $what"
-		"$moetrain" analyze "$d" --what "$what" --tokens "${ANALYZE_TOKENS:-65536}" >/dev/null
+		"$moetrain" analyze "$d" --what "$what" --tokens "${ANALYZE_TOKENS:-32768}" >/dev/null
 	done
 done
 echo "== $(date -u +%FT%TZ) done: $out/summary.md"
