@@ -337,7 +337,7 @@ func (s Summary) WriteCSV(w io.Writer) error {
 // seed as a point, saved as path+".png" and path+".svg".
 func (s Summary) Plot(path string) error {
 	p := plot.New()
-	p.Title.Text = "Held-out loss by model" + map[bool]string{true: " (" + s.Name + ")", false: ""}[s.Name != ""]
+	p.Title.Text = s.title("Held-out loss by model")
 	p.Y.Label.Text = "held-out loss (nats/token)"
 	var names []string
 	var means plotter.XYs
@@ -427,6 +427,14 @@ func (s Summary) Write(dir string) error {
 	return nil
 }
 
+// title is a plot title followed by the sweep's name, when it has one.
+func (s Summary) title(what string) string {
+	if s.Name == "" {
+		return what
+	}
+	return what + " (" + s.Name + ")"
+}
+
 // PlotCurves draws each group's mean held-out loss against training tokens
 // (one line per group, the seeds averaged), saved as path+".png" and
 // path+".svg"; report's per-run figure has a line per seed instead.
@@ -444,7 +452,7 @@ func (s Summary) PlotCurves(path string) error {
 		p.Lines = append(p.Lines, l)
 		legend = append(legend, report.LegendEntry{Label: fmt.Sprintf("%s (%d seeds)", g.Group, g.N), Color: l.Color, Line: true})
 	}
-	f := report.Figure{Name: filepath.Base(path), Title: "Held-out loss during training" + map[bool]string{true: " (" + s.Name + ")", false: ""}[s.Name != ""],
+	f := report.Figure{Name: filepath.Base(path), Title: s.title("Held-out loss during training"),
 		Cols: 1, Panels: []report.Panel{p}, Legend: legend}
 	for _, ext := range []string{"png", "svg"} {
 		fh, err := os.Create(path + "." + ext)

@@ -186,15 +186,21 @@ func TestGemmFloat32OpenBLAS(t *testing.T) {
 	}
 }
 
+// splitEverything makes the loaded library split every product in two
+// for the rest of the test.
+func splitEverything(t *testing.T) {
+	l := loaded(t)
+	f := l.minSplitFlops
+	t.Cleanup(func() { l.configure(1, parallel.Workers); l.minSplitFlops = f })
+	l.configure(1, 2)
+	l.minSplitFlops = 1
+}
+
 // TestGemmSerial: with a split threshold that would cut every product,
 // GemmSerial still computes each case correctly (one call, no split), for
 // OpenBLAS, pure Go and float64.
 func TestGemmSerial(t *testing.T) {
-	l := loaded(t)
-	defer l.configure(1, parallel.Workers)
-	defer func(f int) { l.minSplitFlops = f }(l.minSplitFlops)
-	l.configure(1, 2)
-	l.minSplitFlops = 1
+	splitEverything(t)
 	cases := append(gemmCases(), gemmCase{m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
 	for _, c := range cases {
 		runCaseWith(t, c, 2e-6, GemmSerial[float32])
@@ -211,11 +217,7 @@ func TestGemmSerial(t *testing.T) {
 // goroutines at once (as the model's row loops do); every result must be
 // bit-identical.
 func TestSplitIsDeterministic(t *testing.T) {
-	l := loaded(t)
-	defer l.configure(1, parallel.Workers)
-	defer func(f int) { l.minSplitFlops = f }(l.minSplitFlops)
-	l.configure(1, 2)
-	l.minSplitFlops = 1
+	splitEverything(t)
 	const m, n, k = 96, 80, 70
 	a, b := lcg(21, m*k), lcg(22, k*n)
 	ref := make([]float32, m*n)

@@ -305,12 +305,7 @@ func (l *openBLAS) configure(threads, split int) {
 // timing.
 func (l *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	transA, transB := isTrans(tA), isTrans(tB)
-	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
+	if sgemmTrivial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
 		return
 	}
 	parts := 1
@@ -358,12 +353,7 @@ func (l *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 // (see GemmSerial).
 func (l *openBLAS) SgemmSerial(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	transA, transB := isTrans(tA), isTrans(tB)
-	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
+	if sgemmTrivial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
 		return
 	}
 	l.call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -409,6 +399,21 @@ func isTrans(t blas.Transpose) bool {
 // checkSgemm panics (an internal invariant, like gonum) when a slice or a
 // leading dimension cannot hold the matrix it describes: C code would read
 // or write past the Go slice instead of failing.
+// sgemmTrivial checks the arguments and finishes the products that need no
+// library call (empty C, or k = 0 or alpha = 0: C = beta·C), reporting
+// whether it did.
+func sgemmTrivial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) bool {
+	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return true
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return true
+	}
+	return false
+}
+
 func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("blas: negative size m=%d n=%d k=%d", m, n, k))
