@@ -28,7 +28,7 @@ type Curve struct {
 }
 
 // Redundancy evaluates the model with each token's r most probable routed
-// experts disabled, for r = 0 .. round(ρ·N') with ρ up to 4/16 (SPEC §4.1,
+// experts disabled, for r = 0 .. round(ρ·N') with ρ up to 4/16 (DESIGN.md §4.1,
 // the paper's Fig. 4): the next K' experts are used instead with their raw
 // probabilities as gates. A model whose routed experts were redundant would
 // barely notice; the paper finds DeepSeekMoE hurt more than GShard.

@@ -64,7 +64,7 @@ var opts = Options{Tokens: 512, Batch: 4}
 
 // TestCurvesShareTheTrainedPoint: disabling no expert and activating the
 // trained number are both the unmodified model, so they score the same
-// loss bit for bit; the curves span the settings SPEC §4.1 asks for.
+// loss bit for bit; the curves span the settings DESIGN.md §4.1 asks for.
 func TestCurvesShareTheTrainedPoint(t *testing.T) {
 	l := load(t)
 	red, err := Redundancy(l, opts)

@@ -3,7 +3,7 @@
 //
 //   - Redundancy: each token's top r routed experts are disabled (the next
 //     K' are used, with their raw probabilities as gates) for r up to 4/16
-//     of N' (SPEC §4.1, the paper's Fig. 4), reporting the loss increase.
+//     of N' (DESIGN.md §4.1, the paper's Fig. 4), reporting the loss increase.
 //   - TopK: fewer activated routed experts than trained (Fig. 5).
 //   - Load: per MoE layer and per domain of the dataset (prose, code), every
 //     routed expert's load and the router entropy, the Jensen-Shannon

@@ -57,7 +57,7 @@ type Result struct {
 	TokensPerS    float64      `json:"tokens_per_s"`    // B·T / median step time
 	StepS         float64      `json:"step_s"`          // median step time
 	StepTimes     []float64    `json:"step_times_s"`    // every timed step, in order
-	FLOPsPerToken float64      `json:"flops_per_token"` // SPEC §7.3
+	FLOPsPerToken float64      `json:"flops_per_token"` // DESIGN.md §7.3
 	GFLOPS        float64      `json:"achieved_gflops"`
 	SgemmGFLOPS   float64      `json:"sgemm_gflops"` // blas.PeakGFLOPS in this process
 	MFU           float64      `json:"mfu"`          // GFLOPS / SgemmGFLOPS

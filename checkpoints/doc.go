@@ -6,7 +6,7 @@
 // # Files
 //
 // WriteSafetensors and ReadSafetensors implement the Hugging Face safetensors
-// format (also used for the HF export of SPEC.md §8). Tensors hold their
+// format (also used for the HF export of DESIGN.md §8). Tensors hold their
 // values in one Go slice matching the dtype; BF16 and F16 tensors are held as
 // float32 and rounded to nearest-even when written.
 //

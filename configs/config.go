@@ -73,7 +73,7 @@ func (m Model) ExpertRanks() int {
 	return m.ExpertParallel
 }
 
-// Balance holds the balance-loss coefficients (SPEC §3). A coefficient of 0
+// Balance holds the balance-loss coefficients (DESIGN.md §3). A coefficient of 0
 // builds no loss nodes.
 type Balance struct {
 	ExpertAlpha  float64 `mapstructure:"expert_alpha" yaml:"expert_alpha" json:"expert_alpha"`

@@ -1,5 +1,5 @@
 // Package hf converts moetrain models to and from the public Hugging Face
-// DeepseekForCausalLM layout (SPEC.md §8): config.json, safetensors weights
+// DeepseekForCausalLM layout (DESIGN.md §8): config.json, safetensors weights
 // (one file, or shards with model.safetensors.index.json),
 // generation_config.json and the dataset's tokenizer.json.
 //
@@ -9,7 +9,7 @@
 // exactly the model's values (after bf16 rounding when asked for), and Load
 // refuses missing, unexpected or mis-shaped tensors, listing all of them.
 //
-// # Mapping (SPEC §8)
+// # Mapping (DESIGN.md §8)
 //
 //	moetrain ffn   n_shared_experts  num_experts_per_tok  norm_topk_prob  n_routed_experts
 //	dense          null              null                 false           null

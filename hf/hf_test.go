@@ -323,7 +323,7 @@ func TestExportFiles(t *testing.T) {
 			}
 
 			// The index maps every tensor to a shard that holds it, and the
-			// shards hold exactly the keys SPEC §8 lists for this config.
+			// shards hold exactly the keys DESIGN.md §8 lists for this config.
 			var idx struct {
 				Metadata  map[string]any    `json:"metadata"`
 				WeightMap map[string]string `json:"weight_map"`
@@ -357,7 +357,7 @@ func TestExportFiles(t *testing.T) {
 			}
 			want := specKeys(c.Model)
 			if len(want) != len(idx.WeightMap) {
-				t.Errorf("%d tensors exported, SPEC §8 lists %d", len(idx.WeightMap), len(want))
+				t.Errorf("%d tensors exported, DESIGN.md §8 lists %d", len(idx.WeightMap), len(want))
 			}
 			for k := range want {
 				if _, ok := idx.WeightMap[k]; !ok {
@@ -368,7 +368,7 @@ func TestExportFiles(t *testing.T) {
 	}
 }
 
-// specKeys lists SPEC §8's keys for m, written out from the spec rather
+// specKeys lists DESIGN.md §8's keys for m, written out from the spec rather
 // than from model.Layout, so that a layout bug cannot hide an expert.
 func specKeys(m configs.Model) map[string]bool {
 	keys := map[string]bool{"model.embed_tokens.weight": true, "model.norm.weight": true, "lm_head.weight": true}

@@ -8,7 +8,7 @@
 // training graph and an evaluation graph of another batch size see the same
 // weights without copies.
 //
-// # The decoder (SPEC §1)
+// # The decoder (DESIGN.md §1)
 //
 //	h = Embed(ids)                                    [N, D], N = B·T
 //	for each layer:
@@ -18,7 +18,7 @@
 //
 // An MoE FFN is router → softmax → top-k → one GEMM per expert over the tokens
 // routed to it (model/ops.MoE), plus the shared experts as one merged SwiGLU.
-// Balance losses (SPEC §3) are separate scalar nodes, so they can be logged
+// Balance losses (DESIGN.md §3) are separate scalar nodes, so they can be logged
 // apart from the language-model loss; a zero coefficient builds no node.
 //
 // Shape legend: B sequences, T positions, N = B·T tokens, D hidden, V vocab,

@@ -21,7 +21,7 @@ type GraphOptions struct {
 	ActiveRouted int
 	// DisableTop, when > 0, zeroes each token's DisableTop most probable
 	// routed experts before top-k, so the next K are chosen with their raw
-	// probabilities as gates (the redundancy test, SPEC §4.1; ops.DropTop).
+	// probabilities as gates (the redundancy test, DESIGN.md §4.1; ops.DropTop).
 	// Balance losses and RouterProbs still see the undropped probabilities.
 	DisableTop int
 	// ExpertComm, when non-nil and of more than one rank, builds routed MoE
@@ -46,7 +46,7 @@ func ExpertShard(p Param, rank, size int) (lo, hi int) {
 	return rank * per, (rank + 1) * per
 }
 
-// BalanceLoss is one balance-loss node: SPEC §3.1 (expert) or §3.2 (device).
+// BalanceLoss is one balance-loss node: DESIGN.md §3.1 (expert) or §3.2 (device).
 type BalanceLoss struct {
 	Layer int
 	Kind  string // "expert" or "device"

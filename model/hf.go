@@ -8,7 +8,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 )
 
-// HFTensor is one tensor under its Hugging Face key (SPEC §8): routed
+// HFTensor is one tensor under its Hugging Face key (DESIGN.md §8): routed
 // experts one key each, in PyTorch [out, in] layout. Exactly one of F32,
 // F64 or Ints is set. F32/F64 alias the model's storage: copy before
 // changing them.
@@ -129,7 +129,7 @@ func copyFloats[F float32 | float64](dst []F, src HFTensor) error {
 }
 
 // HFConfig returns the DeepseekForCausalLM config.json fields for cfg
-// (SPEC §8), with maxPositions as max_position_embeddings. Hash models have
+// (DESIGN.md §8), with maxPositions as max_position_embeddings. Hash models have
 // no HF equivalent and return an error.
 func HFConfig(cfg configs.Model, maxPositions int) (map[string]any, error) {
 	if cfg.FFN == configs.FFNHash {

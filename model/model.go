@@ -24,7 +24,7 @@ type Model struct {
 
 // New validates cfg, allocates the weights in dtype (Float32 or Float64) and
 // initialises them from cfg.InitSeed: every matrix ~ N(0, init_std²), norm
-// weights 1 (SPEC §1), hash tables drawn from the seed (SPEC §3.4).
+// weights 1 (DESIGN.md §1), hash tables drawn from the seed (DESIGN.md §3.4).
 func New(cfg configs.Model, dtype tensor.Dtype) (*Model, error) {
 	if bad := cfg.Validate(); len(bad) > 0 {
 		return nil, &configs.Error{Fields: bad}

@@ -70,7 +70,7 @@ func TestInitialLossIsLogVocab(t *testing.T) {
 				t.Errorf("initial loss %.4f, want ≈ ln V = %.4f", res.Loss, want)
 			}
 			for i, b := range g.Balance {
-				// Near-uniform routing gives α·1 for the expert loss (SPEC §3.1).
+				// Near-uniform routing gives α·1 for the expert loss (DESIGN.md §3.1).
 				if b.Kind == "expert" && math.Abs(res.Balance[i]/c.Balance.ExpertAlpha-1) > 0.5 {
 					t.Errorf("layer %d expert balance %.4g, want ≈ α = %g", b.Layer, res.Balance[i], c.Balance.ExpertAlpha)
 				}

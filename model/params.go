@@ -8,7 +8,7 @@ import (
 
 // Param describes one stored parameter tensor without allocating it.
 //
-// Names are the public DeepSeek Hugging Face keys (SPEC §8). Routed experts
+// Names are the public DeepSeek Hugging Face keys (DESIGN.md §8). Routed experts
 // of one layer are stored stacked, [E, out, in], under a name with "*" in
 // place of the expert index ("model.layers.1.mlp.experts.*.gate_proj.weight");
 // HFName expands it. Shared experts are stored merged, as the HF layout has
@@ -98,7 +98,7 @@ func Layout(m configs.Model) []Param {
 	return ps
 }
 
-// Counts are parameter counts under SPEC §7.1's convention: totals count
+// Counts are parameter counts under DESIGN.md §7.1's convention: totals count
 // everything (embedding, untied lm_head, norms, routers, all experts);
 // activated counts only the shared plus the active routed experts of each
 // MoE layer. The hash table is not a parameter.
@@ -131,7 +131,7 @@ func Count(m configs.Model) Counts {
 	return c
 }
 
-// FLOPsPerToken is SPEC §7.3's one convention, used by bench, training
+// FLOPsPerToken is DESIGN.md §7.3's one convention, used by bench, training
 // metrics and compare tables: 6·(activated − V·d) + 12·L·seq·d, i.e. six
 // times the activated parameters except the input-embedding lookup, plus
 // full (non-causal) attention score and value products.

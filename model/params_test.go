@@ -7,15 +7,15 @@ import (
 	"github.com/moetrain/moetrain/configs"
 )
 
-// The integers below are SPEC.md's (§4.1, §4.4, §7.2); they are facts about
-// the paper's models, not outputs of this code.
+// The integers below are docs/DESIGN.md's (§4.1, §4.4, §7.2): the paper's
+// rounded figures, derived by hand from its configs, not outputs of this code.
 func TestPaperConfigCounts(t *testing.T) {
 	tests := []struct {
 		file             string
 		total, activated int64
 		flops            float64 // per 2K tokens (validation) or per 4K tokens (16B, 7B), in T
 		flopsTokens      int
-		// SPEC rounds: 2 decimals for the validation models, 1 for 16B and 7B.
+		// DESIGN.md rounds: 2 decimals for the validation models, 1 for 16B and 7B.
 	}{
 		{"validation-dense.yaml", 197931520, 197931520, 2.88, 2048},
 		{"validation-hash.yaml", 1967230720, 197931520, 2.88, 2048},
@@ -50,7 +50,7 @@ func TestPaperConfigCounts(t *testing.T) {
 	}
 }
 
-// SPEC §7.2: 16B without embedding and lm_head, and the per-layer pieces.
+// DESIGN.md §7.2: 16B without embedding and lm_head, and the per-layer pieces.
 func TestDeepSeekMoE16BBreakdown(t *testing.T) {
 	cfg, err := configs.Load("../configs/paper/deepseekmoe-16b.yaml", nil)
 	if err != nil {

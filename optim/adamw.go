@@ -8,7 +8,7 @@ import (
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
-// AdamWConfig holds AdamW's hyper-parameters (SPEC §5: β1 0.9, β2 0.95,
+// AdamWConfig holds AdamW's hyper-parameters (DESIGN.md §5: β1 0.9, β2 0.95,
 // ε 1e-8, weight decay 0.1).
 type AdamWConfig struct {
 	Beta1, Beta2 float64

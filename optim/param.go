@@ -7,7 +7,7 @@ import (
 
 // Param is one named parameter tensor, flattened. Data and Grad have the
 // same length. Decay is false for parameters that get no weight decay
-// (RMSNorm weights); SPEC §5 decays every matrix, including the embedding,
+// (RMSNorm weights); DESIGN.md §5 decays every matrix, including the embedding,
 // the routers and lm_head.
 type Param struct {
 	Name       string

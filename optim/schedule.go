@@ -8,12 +8,12 @@ import (
 
 // Schedule kinds.
 const (
-	KindStep     = "step"     // SPEC §5: ×StepFactor at 80% and again at 90% of TotalTokens
+	KindStep     = "step"     // DESIGN.md §5: ×StepFactor at 80% and again at 90% of TotalTokens
 	KindCosine   = "cosine"   // cosine from MaxLR to MinLRRatio·MaxLR at TotalTokens
 	KindConstant = "constant" // MaxLR after warmup
 )
 
-// StepFactor is the step schedule's decay per boundary (SPEC §5).
+// StepFactor is the step schedule's decay per boundary (DESIGN.md §5).
 const StepFactor = 0.316
 
 // Schedule is the learning rate as a pure function of training tokens seen,

@@ -37,7 +37,7 @@ func TestStepSchedule(t *testing.T) {
 }
 
 func TestStepBoundariesAreFloors(t *testing.T) {
-	const perStep = 4194304 // SPEC §5, 2B: 25,000 steps of 4M tokens
+	const perStep = 4194304 // DESIGN.md §5, 2B: 25,000 steps of 4M tokens
 	tests := []struct {
 		total, first, second int64
 	}{

@@ -13,7 +13,7 @@
 //   - A task's score is its main metric: "acc" for multiple choice, else
 //     "exact_match" for generation (see MainMetric). The average is over the
 //     tasks every compared run has, so that averages compare like with like.
-//   - FLOPs follow model.FLOPsPerToken (SPEC §7.3) at the run's seq_len.
+//   - FLOPs follow model.FLOPsPerToken (DESIGN.md §7.3) at the run's seq_len.
 //
 // The series every figure is drawn from are exported (LossCurves, TaskCurves,
 // ScoreScatter, ...) so that tests can check the plotted numbers against

@@ -108,7 +108,7 @@ func LossFigure(runs []*Run) Figure {
 }
 
 // FLOPsFigure is held-out loss against training compute (tokens × FLOPs
-// per token, SPEC §7.3), a line per run.
+// per token, DESIGN.md §7.3), a line per run.
 func FLOPsFigure(runs []*Run) Figure {
 	p := Panel{XLabel: "Training compute (FLOPs)", YLabel: "Held-out loss (nats/token)"}
 	for i, r := range runs {

@@ -16,9 +16,9 @@ type Experts struct {
 
 // Derive applies fine-grained segmentation with factor m and shared expert
 // isolation with ks shared experts to std, at fixed total and activated
-// expert parameters (SPEC §2.2-2.3, §4.1): m·N experts in total of which ks
+// expert parameters (DESIGN.md §2.2-2.3, §4.1): m·N experts in total of which ks
 // are shared, so N' = m·N − ks routed, K' = m·K − ks of them activated, each
-// of width floor(r·f) for relative size r = 1/m (SPEC §4.1's width rule;
+// of width floor(r·f) for relative size r = 1/m (DESIGN.md §4.1's width rule;
 // f=3413 gives 3413, 1706, 853 for m = 1, 2, 4).
 func Derive(std Standard, m, ks int) (Experts, error) {
 	if std.Experts < 1 || std.Active < 1 || std.Width < 1 {

@@ -12,7 +12,7 @@
 //
 // The pseudo-keys granularity (m) and shared (Ks) derive expert count, top-k
 // and width from the base's granularity-1 layout at fixed total and activated
-// parameters with SPEC §4.1's width rule (Derive).
+// parameters with DESIGN.md §4.1's width rule (Derive).
 //
 // Runner executes the runs as `moetrain train` subprocesses, one at a time
 // or N at a time. It is resumable: a run whose directory holds the

@@ -32,9 +32,9 @@ type RunResult struct {
 	ValLoss     float64 // held-out loss (nats/token); NaN if never evaluated
 	ValBPB      float64
 	TrainLoss   float64
-	Total       int64   // parameters, SPEC §7.1
+	Total       int64   // parameters, DESIGN.md §7.1
 	Activated   int64   // activated parameters per token
-	FLOPs       float64 // FLOPs per token, SPEC §7.3
+	FLOPs       float64 // FLOPs per token, DESIGN.md §7.3
 	Budget      int64   // train.tokens
 	// Curve is the held-out loss at every evaluation, by training tokens.
 	Curve map[int64]float64
@@ -251,7 +251,7 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 	if s.Notes != "" {
 		fmt.Fprintf(&b, "%s\n\n", s.Notes)
 	}
-	b.WriteString("Held-out loss in nats per token (mean ± sample std over seeds; n = finished seeds). FLOPs per token by SPEC §7.3.\n\n")
+	b.WriteString("Held-out loss in nats per token (mean ± sample std over seeds; n = finished seeds). FLOPs per token by DESIGN.md §7.3.\n\n")
 	b.WriteString("| group | n | held-out loss | bits/byte | total params | activated params | FLOPs/token | train tokens | tokens / activated param |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, g := range s.Groups {

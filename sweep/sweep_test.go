@@ -198,7 +198,7 @@ axes:
 }
 
 func TestDeriveWidthRule(t *testing.T) {
-	std := Standard{Experts: 16, Active: 2, Width: 3413} // SPEC §4.1, f = 3413
+	std := Standard{Experts: 16, Active: 2, Width: 3413} // DESIGN.md §4.1, f = 3413
 	tests := []struct {
 		m, ks int
 		want  Experts

@@ -80,7 +80,7 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	fmt.Fprintf(w, "%s (%s): batch %d × seq %d, %d timed steps, %d workers, BLAS %s\n", r.Config, r.FFN, r.Batch, r.Seq, r.Steps, r.Threads, r.Kernel)
 	fmt.Fprintf(w, "tokens/s        %.0f (median step %.1f ms)\n", r.TokensPerS, r.StepS*1e3)
 	fmt.Fprintf(w, "  graph %.1f ms, gradient copy %.1f ms, clip %.1f ms, AdamW %.1f ms\n", r.Phases.GraphS*1e3, r.Phases.CopyS*1e3, r.Phases.ClipS*1e3, r.Phases.AdamS*1e3)
-	fmt.Fprintf(w, "achieved        %.1f GFLOP/s (%.4g FLOPs/token, SPEC §7.3)\n", r.GFLOPS, r.FLOPsPerToken)
+	fmt.Fprintf(w, "achieved        %.1f GFLOP/s (%.4g FLOPs/token, DESIGN.md §7.3)\n", r.GFLOPS, r.FLOPsPerToken)
 	fmt.Fprintf(w, "sgemm peak      %.1f GFLOP/s (best of 5 × 2048³)\n", r.SgemmGFLOPS)
 	fmt.Fprintf(w, "MFU             %.1f%%\n", 100*r.MFU)
 	ratio := 0.0

@@ -83,7 +83,7 @@ func printParams(w io.Writer, cfg configs.Config, asJSON bool) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "total parameters            %s (%s without embedding and lm_head)\n", units.Commas(c.Total), units.Commas(c.TotalNoEmbed))
 	fmt.Fprintf(w, "activated parameters        %s (%s without embedding and lm_head)\n", units.Commas(c.Activated), units.Commas(c.ActivatedNoEmbed))
-	fmt.Fprintf(w, "FLOPs per token (seq %d)   %.4g  (%.3gT per 2K tokens; SPEC §7.3: 6·(activated − V·d) + 12·L·seq·d)\n", cfg.Train.SeqLen, fpt, fpt*2048/1e12)
+	fmt.Fprintf(w, "FLOPs per token (seq %d)   %.4g  (%.3gT per 2K tokens; DESIGN.md §7.3: 6·(activated − V·d) + 12·L·seq·d)\n", cfg.Train.SeqLen, fpt, fpt*2048/1e12)
 	fmt.Fprintf(w, "training memory (micro-batch %d × %d, float32)\n", cfg.Train.MicroBatch(), cfg.Train.SeqLen)
 	fmt.Fprintf(w, "  weights %s, gradients %s, AdamW state %s, activations %s: total %s\n",
 		units.Bytes(mem.Weights), units.Bytes(mem.Gradients), units.Bytes(mem.Optimizer), units.Bytes(mem.Activations), units.Bytes(mem.Total))

@@ -69,8 +69,8 @@ func corpusSize(texts []string) int {
 	return n
 }
 
-// BenchmarkTrain trains an 8192-entry vocabulary (the SPEC's 2B-model
-// size) on ~10 MB and reports training throughput.
+// BenchmarkTrain trains an 8192-entry vocabulary (the 2B validation
+// models' size, docs/DESIGN.md §4.1) on ~10 MB and reports training throughput.
 func BenchmarkTrain(b *testing.B) {
 	texts := benchCorpus()
 	b.SetBytes(int64(corpusSize(texts)))

@@ -32,5 +32,5 @@
 // not depend on goroutine timing. docs/BENCHMARKS.md ("BLAS") has the
 // measurements behind this choice.
 //
-// PeakGFLOPS measures the fp32 peak that MFU is quoted against (SPEC §7.3).
+// PeakGFLOPS measures the fp32 peak that MFU is quoted against (DESIGN.md §7.3).
 package blas

@@ -2,7 +2,7 @@ package blas
 
 import "time"
 
-// PeakGFLOPS measures the float32 GEMM peak of the active kernel as SPEC
+// PeakGFLOPS measures the float32 GEMM peak of the active kernel as DESIGN.md
 // §7.3 defines it for MFU: the best of 5 square 2048³ products (2·2048³
 // FLOPs each) on non-zero pseudo-random inputs. Zero inputs would flatter
 // gonum, which skips zero entries of A. It takes ~0.5 s with OpenBLAS

@@ -18,7 +18,7 @@ import (
 // q, k, v and the output are [B·T, W]: row b·T+t, head h in columns
 // h·dh..(h+1)·dh.
 
-// Attention returns causal multi-head attention with RoPE (SPEC §1):
+// Attention returns causal multi-head attention with RoPE (DESIGN.md §1):
 // per sequence b and head h, q' = RoPE(q), k' = RoPE(k) at positions
 // t = 0..T−1, P = softmax(q'k'ᵀ/sqrt(dh)) with position t seeing 0..t, and
 // output P·v, laid out [B·T, W] like the inputs. q, k and v are the outputs

@@ -61,7 +61,7 @@ func runBackward(t testing.TB, c attnCase, q, k, v, dy *tensor.Dense) *tensor.De
 	return p.(*tensor.Dense)
 }
 
-// naiveAttention is the reference written straight from SPEC §1 with
+// naiveAttention is the reference written straight from DESIGN.md §1 with
 // explicit loops: build C = [cos, cos], S = [sin, sin], rotate_half, scores,
 // masked softmax and P·v per sequence and head.
 func naiveAttention(q, k, v []float64, B, T, H, dh int, theta float64) []float64 {

@@ -11,7 +11,7 @@ import (
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
-// ExpertBalance is the expert-level balance loss (SPEC §3.1, §3.3) of router
+// ExpertBalance is the expert-level balance loss (DESIGN.md §3.1, §3.3) of router
 // probabilities probs [B·T, E] (row b·T+t is token t of sequence b) with
 // top-k routing:
 //
@@ -26,7 +26,7 @@ func ExpertBalance(probs *G.Node, batch, seq, k int, alpha float64, perSequence 
 	return balance("ExpertBalance", probs, batch, seq, k, 0, alpha, perSequence)
 }
 
-// DeviceBalance is the device-level balance loss (SPEC §3.2): the E experts
+// DeviceBalance is the device-level balance loss (DESIGN.md §3.2): the E experts
 // are split into `groups` contiguous groups of E/groups, and with f and P as
 // in ExpertBalance, f'_g = mean of f over group g, P'_g = sum of P over g and
 // L = α Σ_g f'_g·P'_g (per sequence and averaged over sequences when

@@ -12,7 +12,7 @@ import (
 	"github.com/moetrain/moetrain/internal/tol"
 )
 
-// refBalance is SPEC §3.2/§3.3 written out, following torchref.Gate: count
+// refBalance is DESIGN.md §3.2/§3.3 written out, following torchref.Gate: count
 // the top-k slots per segment (sequence, or the whole batch), f = count /
 // (tokens·k/E), P = mean probability; then f' = group mean of f, P' = group
 // sum of P, and L = α · mean over segments of Σ_g f'·P'. groups = E is the
@@ -68,7 +68,7 @@ func randomProbs(r *rand.Rand, n, e int) *tensor.Dense {
 // circulant returns T = E tokens per sequence where token t's probabilities
 // are a fixed decreasing profile rotated by t: every expert is chosen k
 // times per sequence (f = 1) and has mean probability 1/E (P = 1/E), the
-// perfectly uniform routing of SPEC §3.1.
+// perfectly uniform routing of DESIGN.md §3.1.
 func circulant(batch, e int) *tensor.Dense {
 	prof := make([]float64, e)
 	var z float64

@@ -39,7 +39,7 @@ func benchBLAS(b *testing.B) {
 }
 
 // benchRand is a float32 tensor with entries uniform in [-scale, scale)
-// (never all zero: gonum's Sgemm skips zero entries, FACTS.md).
+// (never all zero: gonum's Sgemm skips zero entries of A and would look faster).
 func benchRand(r *rand.Rand, scale float64, shape ...int) *tensor.Dense {
 	n := 1
 	for _, s := range shape {

@@ -43,7 +43,7 @@ func moeBenchTensor(r *rand.Rand, scale float64, shape ...int) *tensor.Dense {
 	}
 	d := make([]float32, n)
 	for i := range d {
-		d[i] = float32(scale * (2*r.Float64() - 1)) // never all zero (FACTS.md)
+		d[i] = float32(scale * (2*r.Float64() - 1)) // never all zero: gonum's Sgemm skips zero entries
 	}
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
 }

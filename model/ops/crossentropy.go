@@ -20,7 +20,7 @@ const ceChunk = 256
 
 // LMHeadCrossEntropy returns the scalar mean over the N rows of
 // −log softmax(x·wᵀ)[target] for hidden states x [N, d], the LM head w [V, d]
-// and targets [N] (an Int vector): the LM head and the loss of SPEC §1 fused,
+// and targets [N] (an Int vector): the LM head and the loss of DESIGN.md §1 fused,
 // so the N×V logits never exist at once. Each row's log-sum-exp is shifted by
 // the row's own max. A target outside [0, V) is an error from the run. The
 // value is a gorgonia scalar (*F32 or *F64).

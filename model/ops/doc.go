@@ -8,7 +8,7 @@
 //	Softmax   row softmax, max-subtracted                 router probabilities
 //	MoE       top-k routed experts, one GEMM per expert   u [N, D], probs [N, E], experts [E, W, D]
 //	HashMoE   fixed token-id → expert table, gate 1
-//	ExpertBalance, DeviceBalance                          SPEC §3.1–3.3 balance losses
+//	ExpertBalance, DeviceBalance                          DESIGN.md §3.1–3.3 balance losses
 //	LMHeadCrossEntropy  fused LM head + mean CE, chunked over rows (never N×V logits at once)
 //	Embed, Add
 //

@@ -15,7 +15,7 @@ import (
 // entries of each row set to zero: inserted between the router's Softmax and
 // the MoE op, it makes every token skip its r most probable routed experts
 // and take the next K instead, whose gates keep their raw probabilities. This
-// is the paper's redundancy test ("disable the top routed experts", SPEC §4.1,
+// is the paper's redundancy test ("disable the top routed experts", DESIGN.md §4.1,
 // Fig. 4). The dropped entries are chosen with TopK's rule (ties towards the
 // lower index). The gradient passes through the kept entries unchanged and is
 // zero at the dropped ones. r = 0 is the identity.

@@ -10,7 +10,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// HashMoE is the Hash layer (SPEC §3.4): token t goes to the single expert
+// HashMoE is the Hash layer (DESIGN.md §3.4): token t goes to the single expert
 // table[ids[t]] with gate 1, y_t = SwiGLU_{table[ids[t]]}(u_t). u [N, D],
 // ids Int [N] (the current token ids), table Int [V] (token id → expert,
 // stored with the weights), wg and wu [E, W, D], wd [E, D, W]. There is no

@@ -12,7 +12,7 @@ import (
 )
 
 // Linear returns y = x·wᵀ for x [N, in] and w [out, in] (PyTorch layout), so
-// y is [N, out]. No bias: no layer in the model has one (SPEC §1).
+// y is [N, out]. No bias: no layer in the model has one (DESIGN.md §1).
 func Linear(x, w *G.Node) (*G.Node, error) {
 	return G.ApplyOp(newLinearOp(), x, w)
 }

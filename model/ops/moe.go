@@ -15,7 +15,7 @@ import (
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
-// MoE is the routed part of an MoE layer (SPEC §2.1-§2.3):
+// MoE is the routed part of an MoE layer (DESIGN.md §2.1-§2.3):
 //
 //	y_t = Σ_{j<k} g_{t,j} · SwiGLU_{e_{t,j}}(u_t),  SwiGLU_e(x) = Wd_e (silu(Wg_e x) ⊙ (Wu_e x))
 //

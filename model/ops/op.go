@@ -30,7 +30,7 @@ type base struct {
 // fill and return: the same tensor on every call while dtype and shape stay
 // the same, so a training step does not allocate (and fault in) every
 // activation and gradient anew. TapeMachine's Reset already allocated them
-// fresh each run (FACTS.md); keeping one buffer per op is safe because a
+// fresh each run (gorgonia's tape machine does); keeping one buffer per op is safe because a
 // node's value is only read within the run that produced it (the trainer
 // copies gradients out before the next Run; Graph.Grad, Logits and
 // RouterProbs are documented as valid until the next Run), and every node

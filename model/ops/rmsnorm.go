@@ -13,7 +13,7 @@ import (
 )
 
 // RMSNorm returns y[n,:] = w ⊙ x[n,:] / sqrt(mean_j x[n,j]² + eps) for
-// x [N, D] and w [D] (SPEC §1).
+// x [N, D] and w [D] (DESIGN.md §1).
 func RMSNorm(x, w *G.Node, eps float64) (*G.Node, error) {
 	return G.ApplyOp(newRMSNormOp(eps), x, w)
 }

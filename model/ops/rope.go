@@ -6,7 +6,7 @@ import (
 )
 
 // Rotary position embedding in the rotate-half (GPT-NeoX / HF LLaMA)
-// convention (SPEC §1): dimension j of a head is paired with j+dh/2, and with
+// convention (DESIGN.md §1): dimension j of a head is paired with j+dh/2, and with
 // c = cos(p·inv_freq[j]), s = sin(p·inv_freq[j]) at position p
 //
 //	x'[j]      = x[j]·c − x[j+dh/2]·s

@@ -11,7 +11,7 @@ import (
 // t·K+j is the j-th choice of token t.
 
 // TopK writes into idx (length k) the indices of the k largest entries of
-// row, in descending order of value. It is greedy top-k (SPEC §2.3): ties are
+// row, in descending order of value. It is greedy top-k (DESIGN.md §2.3): ties are
 // broken towards the lower expert index, so a row of equal values selects
 // experts 0..k-1. Rows holding NaN still yield k distinct indices (NaN is
 // never preferred to a number). It panics if k < 1, k > len(row) or

@@ -13,9 +13,9 @@ import (
 )
 
 // Softmax returns the softmax of each row of x [N, E] (the MoE router
-// scores s = softmax(u·Wᵀ), SPEC §2). Each row is shifted by its own max, so
+// scores s = softmax(u·Wᵀ), DESIGN.md §2). Each row is shifted by its own max, so
 // any finite logits give finite probabilities (tensor's SoftMax shifts by
-// the first element of the whole tensor: FACTS.md).
+// the first element of the whole tensor, which overflows when rows differ).
 func Softmax(x *G.Node) (*G.Node, error) {
 	return G.ApplyOp(newSoftmaxOp(), x)
 }

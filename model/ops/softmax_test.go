@@ -27,7 +27,7 @@ func TestSoftmaxFloat32(t *testing.T) {
 	checkOpFloat32(t, softmaxInputs(2), buildSoftmax)
 }
 
-// TestSoftmaxLargeLogits is the case tensor's SoftMax gets wrong (FACTS.md):
+// TestSoftmaxLargeLogits is the case gorgonia tensor's SoftMax gets wrong:
 // rows whose maxima differ by hundreds must each be shifted by their own max.
 func TestSoftmaxLargeLogits(t *testing.T) {
 	x := []float64{0, 0, -3, 200, 0, 199, -200, -201, -200, 1000, 999, 998}

@@ -13,7 +13,7 @@ import (
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
-// SwiGLU returns the fused SwiGLU feed-forward network (SPEC §1)
+// SwiGLU returns the fused SwiGLU feed-forward network (DESIGN.md §1)
 //
 //	y = (silu(x·wgᵀ) ⊙ (x·wuᵀ))·wdᵀ
 //
