@@ -45,6 +45,11 @@ type LayerStats struct {
 	// RouterEntropy is the mean entropy (nats) of the router's softmax per
 	// token; ln E is uniform. Zero for hash layers (no router).
 	RouterEntropy float64 `json:"router_entropy"`
+	// Load is each routed expert's share of the layer's (token, slot)
+	// pairs in the step's last micro-batch (it sums to 1; 1/E is uniform,
+	// 0 a dead expert), rounded to 5 decimals to keep the lines short. The
+	// expert-load heatmaps are drawn from it.
+	Load []float64 `json:"load,omitempty"`
 }
 
 func layerStats(layer int, rec *ops.RouteRecord, entropy float64) LayerStats {
@@ -64,6 +69,10 @@ func layerStats(layer int, rec *ops.RouteRecord, entropy float64) LayerStats {
 	}
 	if sum > 0 {
 		s.LoadMaxOverMean = float64(mx) / (float64(sum) / float64(rec.E))
+		s.Load = make([]float64, len(rec.Load))
+		for e, l := range rec.Load {
+			s.Load[e] = math.Round(1e5*float64(l)/float64(sum)) / 1e5
+		}
 	}
 	s.DeadShare = float64(dead) / float64(rec.E)
 	return s

@@ -37,7 +37,9 @@ type Options struct {
 	RunDir string
 	// Out receives the human-readable log (and train.log gets a copy).
 	Out io.Writer
-	// Live shows a progress bar on Out instead of periodic plain lines.
+	// Live shows a progress bar on Out; without it a plain progress line
+	// is printed when no log line came for a while. Either way every log
+	// interval prints a loss line to Out and train.log.
 	Live bool
 	// Stop, when non-nil, is polled at every step boundary: when it returns
 	// true the run saves a checkpoint and returns with Summary.Interrupted.
@@ -385,6 +387,8 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	lastCkpt := t.state.Tokens
 	if t.opt.Live {
 		t.prog = newBar(t.out, c.Train.Tokens, t.state.Tokens)
+	} else {
+		t.prog = newTicker(t.out, c.Train.Tokens)
 	}
 	var (
 		logLoss   float64
@@ -454,10 +458,11 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			if err := t.metrics.write(mt); err != nil {
 				return sum, fmt.Errorf("write metrics: %w", err)
 			}
-			if t.prog == nil {
-				t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%",
-					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU)
-			}
+			// Every log interval gets a line, bar or not: train.log is
+			// what `tail -f` and later readers see.
+			t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%  ETA %s",
+				units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU,
+				eta(c.Train.Tokens-t.state.Tokens, float64(trained)/trainTime.Seconds()))
 			logLoss, logSteps, logTime, logTokens = 0, 0, 0, t.state.Tokens
 		}
 		if (t.eval != nil || t.dist.ep != nil) && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
