@@ -6,12 +6,13 @@
 #
 #   scripts/prepare-default.sh [OUT] [extra prepare flags...]
 #
-# OUT defaults to data/default. Needs `bible` (apt-get install bible-kjv)
-# and the Go source under $(go env GOROOT)/src. Extra flags (e.g. --force,
+# OUT defaults to datasets/kjv, the path the shipped configs read. Needs
+# `bible` (apt-get install bible-kjv) and the Go source under
+# $(go env GOROOT)/src. Extra flags (e.g. --force,
 # --vocab 4096) go to `moetrain prepare`. Takes a few seconds.
 set -eu
 
-out=${1:-data/default}
+out=${1:-datasets/kjv}
 [ $# -gt 0 ] && shift
 
 if ! command -v bible >/dev/null 2>&1; then

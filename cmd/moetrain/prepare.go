@@ -34,7 +34,7 @@ a domain label: prose=kjv.txt code=/usr/local/go/src. A text file or stdin is
 one document unless --doc-start splits it (--doc-start kjv: one document per
 KJV chapter). The validation split takes --val-fraction of each domain's
 documents, chosen with --seed.`,
-		Example: `  bible "Gen1:1-Rev22:21" | moetrain prepare --out data/default --doc-start kjv \
+		Example: `  bible "Gen1:1-Rev22:21" | moetrain prepare --out datasets/kjv --doc-start kjv \
       --include '*.go' --exclude '*_test.go' --exclude testdata prose=- code=/usr/local/go/src`,
 		Args: argsUsage(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
