@@ -311,7 +311,10 @@ func recoverLeftovers(ckDir string) (notes []string, err error) {
 }
 
 // prune deletes the checkpoints keep does not retain. The one just written
-// (justSaved) always stays. Each victim is first renamed to a .tmp- name, so
+// (justSaved) always stays. Checkpoints newer than justSaved are neither
+// deleted nor counted toward KeepLast: they exist only when a resume skipped
+// them as damaged, and counting them would delete the intact ones written
+// since. Each victim is first renamed to a .tmp- name, so
 // a crash mid-deletion leaves a directory the next Save removes rather than a
 // half-deleted checkpoint.
 func prune(ckDir string, justSaved int64, keep Policy) error {
@@ -321,6 +324,9 @@ func prune(ckDir string, justSaved int64, keep Policy) error {
 	infos, err := list(ckDir)
 	if err != nil {
 		return err
+	}
+	for len(infos) > 0 && infos[len(infos)-1].Tokens > justSaved {
+		infos = infos[:len(infos)-1]
 	}
 	var errs []error
 	for i, info := range infos {
@@ -383,34 +389,65 @@ func sign(x int64) int64 {
 	return 0
 }
 
+// ErrNoIntact is wrapped by LoadLatest's error when a run has checkpoints
+// but none of them loads: starting again from zero would discard the run,
+// so the caller must decide that explicitly.
+var ErrNoIntact = errors.New("no intact checkpoint")
+
+// Recover cleans up what interrupted saves and prunes left in runDir's
+// checkpoints: .tmp-* entries are removed and .old-* ones restored or
+// removed. It returns a note for each thing it did. Only the process that
+// writes the run (the holder of its lock) may call it; Save calls it too.
+func Recover(runDir string) (notes []string, err error) {
+	notes, err = recoverLeftovers(filepath.Join(runDir, subdir))
+	if err != nil {
+		return notes, fmt.Errorf("recover checkpoints: %w", err)
+	}
+	return notes, nil
+}
+
 // LoadLatest loads the newest intact checkpoint of runDir. Checkpoints are
 // tried newest first; one that is incomplete or corrupt (missing file, size
 // or SHA-256 mismatch, unparsable content) is skipped with a warning naming
-// it and the reason, and the next older one is tried. Warnings also report
-// leftovers of interrupted saves, which LoadLatest cleans up like Save does.
-// With no loadable checkpoint it returns (nil, "", warnings, nil): start
-// fresh. err is non-nil only when the checkpoints directory itself cannot be
-// read or cleaned.
+// it and the reason, and the next older one is tried.
+//
+// LoadLatest only reads: it is safe while another process trains in runDir.
+// A checkpoint that that process prunes while it is being read is not a
+// corrupt one: LoadLatest notices that its directory is gone and lists the
+// checkpoints again.
+//
+// With no checkpoint at all it returns (nil, "", nil, nil): start fresh.
+// When there are checkpoints but none loads, err wraps ErrNoIntact and
+// warnings say what is wrong with each.
 func LoadLatest(runDir string) (ck *Checkpoint, dir string, warnings []string, err error) {
 	ckDir := filepath.Join(runDir, subdir)
-	notes, err := recoverLeftovers(ckDir)
-	warnings = append(warnings, notes...)
-	if err != nil {
-		return nil, "", warnings, fmt.Errorf("load latest checkpoint: %w", err)
-	}
-	infos, err := list(ckDir)
-	if err != nil {
-		return nil, "", warnings, fmt.Errorf("load latest checkpoint: %w", err)
-	}
-	for i := len(infos) - 1; i >= 0; i-- {
-		ck, err := Load(infos[i].Dir)
+	const attempts = 10 // each retry means a checkpoint was pruned meanwhile
+	for attempt := 0; ; attempt++ {
+		infos, err := list(ckDir)
 		if err != nil {
+			return nil, "", nil, fmt.Errorf("load latest checkpoint: %w", err)
+		}
+		warnings = warnings[:0]
+		pruned := false
+		for i := len(infos) - 1; i >= 0; i-- {
+			ck, err := Load(infos[i].Dir)
+			if err == nil {
+				return ck, infos[i].Dir, warnings, nil
+			}
+			if _, serr := os.Lstat(infos[i].Dir); errors.Is(serr, fs.ErrNotExist) && attempt < attempts {
+				pruned = true
+				break
+			}
 			warnings = append(warnings, fmt.Sprintf("skipped checkpoint %s: %v", filepath.Base(infos[i].Dir), err))
+		}
+		if pruned {
 			continue
 		}
-		return ck, infos[i].Dir, warnings, nil
+		if len(infos) == 0 {
+			return nil, "", warnings, nil
+		}
+		return nil, "", warnings, fmt.Errorf("%w: all %d checkpoints in %s are damaged", ErrNoIntact, len(infos), ckDir)
 	}
-	return nil, "", warnings, nil
 }
 
 // ErrCorrupt is wrapped by Load's errors for checkpoints whose files do not

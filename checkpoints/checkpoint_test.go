@@ -344,7 +344,8 @@ func TestLoadLatestNone(t *testing.T) {
 	if ck != nil || dir != "" || len(warnings) != 0 || err != nil {
 		t.Errorf("empty run: got (%v, %q, %v, %v), want all zero", ck, dir, warnings, err)
 	}
-	// Only damaged checkpoints: start fresh, with one warning each.
+	// Only damaged checkpoints: an error, not a fresh start, with one
+	// warning each.
 	for _, n := range []int64{1, 2} {
 		d := mustSave(t, run, sampleCheckpoint(n), Policy{})
 		if err := os.Remove(filepath.Join(d, "state.json")); err != nil {
@@ -352,14 +353,34 @@ func TestLoadLatestNone(t *testing.T) {
 		}
 	}
 	ck, dir, warnings, err = LoadLatest(run)
-	if ck != nil || dir != "" || len(warnings) != 2 || err != nil {
-		t.Errorf("all damaged: got (%v, %q, %v, %v), want nil, \"\", 2 warnings, nil", ck, dir, warnings, err)
+	if ck != nil || dir != "" || len(warnings) != 2 || !errors.Is(err, ErrNoIntact) {
+		t.Errorf("all damaged: got (%v, %q, %v, %v), want nil, \"\", 2 warnings, ErrNoIntact", ck, dir, warnings, err)
 	}
 }
 
+// snapshot records every path under dir with its size and modification
+// time, to show that a reader changed nothing.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %v\n", p, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// Leftovers of interrupted saves are the writer's to clean up: LoadLatest
+// leaves them (and everything else) alone, Recover and Save remove them.
 func TestLeftoverTmpCleaned(t *testing.T) {
 	t.Parallel()
-	for _, via := range []string{"LoadLatest", "Save"} {
+	for _, via := range []string{"Recover", "Save"} {
 		t.Run(via, func(t *testing.T) {
 			t.Parallel()
 			run := t.TempDir()
@@ -373,14 +394,19 @@ func TestLeftoverTmpCleaned(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			before := snapshot(t, run)
+			_, dir, warnings, err := LoadLatest(run)
+			if err != nil || filepath.Base(dir) != "tokens-000000000000100" || len(warnings) != 0 {
+				t.Fatalf("got (%q, %q, %v), want tokens-000000000000100 without warnings", dir, warnings, err)
+			}
+			if after := snapshot(t, run); after != before {
+				t.Fatalf("LoadLatest changed the run directory:\nbefore:\n%safter:\n%s", before, after)
+			}
 			switch via {
-			case "LoadLatest":
-				_, dir, warnings, err := LoadLatest(run)
-				if err != nil || filepath.Base(dir) != "tokens-000000000000100" {
-					t.Fatalf("got (%q, %v), want tokens-000000000000100", dir, err)
-				}
-				if len(warnings) != 2 {
-					t.Errorf("got warnings %q, want one per removed leftover", warnings)
+			case "Recover":
+				notes, err := Recover(run)
+				if err != nil || len(notes) != 2 {
+					t.Errorf("got notes %q, %v; want one per removed leftover", notes, err)
 				}
 			case "Save":
 				mustSave(t, run, sampleCheckpoint(300), Policy{})
@@ -389,6 +415,59 @@ func TestLeftoverTmpCleaned(t *testing.T) {
 				t.Errorf("leftovers not removed: %v", h)
 			}
 		})
+	}
+}
+
+// A reader running while the trainer saves and prunes never mistakes a
+// pruned checkpoint for a damaged one and never fails.
+func TestLoadLatestWhilePruning(t *testing.T) {
+	t.Parallel()
+	run := t.TempDir()
+	mustSave(t, run, sampleCheckpoint(1), Policy{KeepLast: 1})
+	done := make(chan error)
+	go func() {
+		for n := int64(2); n < 40; n++ {
+			if _, err := Save(run, sampleCheckpoint(n), Policy{KeepLast: 1}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d reads during 38 saves", reads)
+			return
+		default:
+		}
+		ck, dir, warnings, err := LoadLatest(run)
+		if err != nil || len(warnings) != 0 || ck == nil {
+			t.Fatalf("read %d: got (%q, %q, %v)", reads, dir, warnings, err)
+		}
+	}
+}
+
+// Checkpoints newer than the one just saved are damaged ones a resume
+// skipped: pruning neither deletes nor counts them, so the intact ones
+// written since survive.
+func TestPruneIgnoresNewerCheckpoints(t *testing.T) {
+	t.Parallel()
+	run := t.TempDir()
+	for _, n := range []int64{100, 200, 300} {
+		mustSave(t, run, sampleCheckpoint(n), Policy{})
+	}
+	// The run resumed from 100 (200 and 300 were damaged) and saves 150.
+	mustSave(t, run, sampleCheckpoint(150), Policy{KeepLast: 2})
+	if got := tokensOf(t, run); fmt.Sprint(got) != "[100 150 200 300]" {
+		t.Errorf("got %v, want [100 150 200 300]", got)
+	}
+	mustSave(t, run, sampleCheckpoint(175), Policy{KeepLast: 2})
+	if got := tokensOf(t, run); fmt.Sprint(got) != "[150 175 200 300]" {
+		t.Errorf("got %v, want [150 175 200 300]", got)
 	}
 }
 
@@ -411,6 +490,9 @@ func TestCrashBeforeRename(t *testing.T) {
 		t.Fatalf("got (%q, %v), want %q", dir, err, prevDir)
 	}
 	checkSame(t, ck, prev)
+	if _, err := Recover(run); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Errorf("tmp dir %s not removed: %v", tmp, err)
 	}
@@ -444,6 +526,9 @@ func TestCrashDuringReplace(t *testing.T) {
 					t.Fatal(err)
 				}
 				want = repl
+			}
+			if _, err := Recover(run); err != nil {
+				t.Fatal(err)
 			}
 			ck, dir, _, err := LoadLatest(run)
 			if err != nil || dir != final {

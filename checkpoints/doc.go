@@ -21,10 +21,13 @@
 //
 // # Concurrency
 //
-// One process writes a run directory at a time. Save and LoadLatest remove
-// leftover temporary directories, so they must not run while another process
-// saves into the same run; List and Load only read and are safe to use from a
-// separate inspection tool.
+// One process writes a run directory at a time (the trainer holds the run's
+// lock). Save and Recover clean up after interrupted saves, so only that
+// process calls them. List, Load and LoadLatest only read and are safe while
+// the trainer saves and prunes: LoadLatest lists again when a checkpoint it
+// was reading is pruned under it. LoadLatest returns an error wrapping
+// ErrNoIntact when checkpoints exist but none is intact: whether to start
+// again from zero is the caller's decision.
 //
 // # Example
 //

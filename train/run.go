@@ -51,6 +51,10 @@ type Options struct {
 	// Comm is the communicator of a data-parallel run; nil means
 	// dist.World(): MPI when launched by mpirun, else a single process.
 	Comm *dist.Comm
+	// Restart allows starting again from zero tokens when the run has
+	// checkpoints but every one is damaged; without it Run stops with an
+	// error wrapping checkpoints.ErrNoIntact.
+	Restart bool
 }
 
 // Summary is what a run reports at its end.
@@ -321,9 +325,25 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if !t.root() {
 		return nil, "", nil
 	}
+	// This process holds the run's lock: it alone cleans up after
+	// interrupted saves (readers such as eval leave them alone).
+	notes, err := checkpoints.Recover(t.opt.RunDir)
+	for _, n := range notes {
+		t.logf("note: %s", n)
+	}
+	if err != nil {
+		return nil, "", err
+	}
 	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
 	for _, w := range warnings {
 		t.logf("warning: %s", w)
+	}
+	if errors.Is(err, checkpoints.ErrNoIntact) {
+		if !t.opt.Restart {
+			return nil, "", fmt.Errorf("%w. Stopping rather than training again from zero: restore an intact checkpoint, or run again with --restart to start from zero tokens (the damaged checkpoints are replaced as training reaches them)", err)
+		}
+		t.logf("warning: %v; --restart: training again from zero tokens", err)
+		return nil, "", nil
 	}
 	if err != nil {
 		return nil, dir, fmt.Errorf("load checkpoint: %w", err)

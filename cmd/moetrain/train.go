@@ -21,7 +21,7 @@ import (
 func init() {
 	var runDir string
 	var sets []string
-	var plain bool
+	var plain, restart bool
 	cmd := &cobra.Command{
 		Use:   "train CONFIG --run-dir DIR [--set key=value]...",
 		Short: "Train to the config's token budget; run it again on the same run directory to resume",
@@ -58,7 +58,7 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 			}
 			sum, err := train.Run(context.Background(), train.Options{
 				Config: cfg, RunDir: runDir, Out: cmd.OutOrStdout(), Live: !plain && isTerminal(os.Stdout),
-				Stop: stop.Load, ResumeCommand: resume,
+				Stop: stop.Load, ResumeCommand: resume, Restart: restart,
 			})
 			if err != nil {
 				if errors.Is(err, train.ErrConfigChanged) {
@@ -80,6 +80,7 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 	cmd.Flags().StringVar(&runDir, "run-dir", "", "run directory (created if missing; resumed if it holds checkpoints)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
 	cmd.Flags().BoolVar(&plain, "plain", false, "plain log lines instead of a progress bar")
+	cmd.Flags().BoolVar(&restart, "restart", false, "when every checkpoint of the run directory is damaged, train again from zero tokens instead of stopping")
 	rootCmd.AddCommand(cmd)
 }
 

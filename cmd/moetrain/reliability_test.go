@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// treeSnapshot records every path under dir with its size and modification
+// time, to show that a command changed nothing.
+func treeSnapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %v\n", p, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// eval, generate, export and analyze (with --out elsewhere) only read a run
+// directory: not even the leftovers of an interrupted save, which belong to
+// the trainer, are touched.
+func TestReadOnlyCommandsChangeNothing(t *testing.T) {
+	run := trainedRun(t, 4)
+	for _, name := range []string{".tmp-tokens-000000000000384-abc", ".old-tokens-000000000000256-def"} {
+		if err := os.MkdirAll(filepath.Join(run, "checkpoints", name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := treeSnapshot(t, run)
+	for _, args := range [][]string{
+		{"eval", run, "--no-tasks", "--tokens", "256"},
+		{"generate", run, "--prompt", "hi", "--max-tokens", "2"},
+		{"export", run, "--out", filepath.Join(t.TempDir(), "hf")},
+		{"analyze", run, "--what", "load", "--tokens", "256", "--out", filepath.Join(t.TempDir(), "analysis")},
+	} {
+		if _, e, code := moetrain(t, args...); code != 0 {
+			t.Errorf("%s: exit %d\n%s", args[0], code, e)
+		}
+		if after := treeSnapshot(t, run); after != before {
+			t.Fatalf("%s changed the run directory:\nbefore:\n%safter:\n%s", args[0], before, after)
+		}
+	}
+}
+
+// A read-only command run again and again while the trainer saves (and
+// prunes) a checkpoint at every step neither disturbs the trainer nor
+// fails itself.
+func TestReadOnlyCommandsDuringTraining(t *testing.T) {
+	cfg := tinyYAML(t, 40)
+	run := t.TempDir()
+	cmd := exec.Command(binary, "train", cfg, "--run-dir", run, "--plain",
+		"--set", "checkpoint.every_tokens=128", "--set", "checkpoint.keep_last=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- cmd.Wait() }()
+	waitForSteps(t, run, 2)
+	reads := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the trainer failed while generate ran: %v\n%s", err, out.String())
+			}
+			if reads < 3 {
+				t.Errorf("only %d generate calls ran during training", reads)
+			}
+			return
+		default:
+		}
+		if _, e, code := moetrain(t, "generate", run, "--prompt", "hi", "--max-tokens", "1"); code != 0 {
+			t.Errorf("generate during training: exit %d\n%s", code, e)
+		}
+		reads++
+	}
+}
+
+// When every checkpoint is damaged the trainer stops (exit 1) instead of
+// silently training again from zero, and touches nothing; --restart makes
+// it start again from zero.
+func TestAllCheckpointsDamaged(t *testing.T) {
+	run := trainedRun(t, 4)
+	opts, _ := filepath.Glob(filepath.Join(run, "checkpoints", "tokens-*", "optimizer.safetensors"))
+	if len(opts) != 2 {
+		t.Fatalf("want 2 checkpoints, got %v", opts)
+	}
+	for _, p := range opts {
+		if err := os.Truncate(p, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := treeSnapshot(t, filepath.Join(run, "checkpoints"))
+	cfg := tinyYAML(t, 6)
+	_, e, code := moetrain(t, "train", cfg, "--run-dir", run, "--plain")
+	if code != 1 || !strings.Contains(e, "no intact checkpoint") || !strings.Contains(e, "--restart") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 saying no intact checkpoint and naming --restart", code, e)
+	}
+	if after := treeSnapshot(t, filepath.Join(run, "checkpoints")); after != before {
+		t.Errorf("the failed resume changed the checkpoints:\nbefore:\n%safter:\n%s", before, after)
+	}
+	if o, e, code := moetrain(t, "train", cfg, "--run-dir", run, "--plain", "--restart"); code != 0 || !strings.Contains(o+e, "from zero") {
+		t.Fatalf("--restart: exit %d\n%s%s", code, o, e)
+	}
+	// Every checkpoint left is intact: the damaged ones were replaced.
+	ms, _ := filepath.Glob(filepath.Join(run, "checkpoints", "tokens-*"))
+	for _, m := range ms {
+		if _, e, code := moetrain(t, "eval", m, "--no-tasks", "--tokens", "128"); code != 0 {
+			t.Errorf("checkpoint %s after --restart: exit %d\n%s", m, code, e)
+		}
+	}
+}
