@@ -19,6 +19,7 @@ import (
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/train/step"
 )
 
 // Options controls a benchmark run.
@@ -89,9 +90,7 @@ type Stepper struct {
 	cfg    configs.Config
 	m      *model.Model
 	g      *model.Graph
-	params []optim.Param
-	gradIx []int
-	adam   *optim.AdamW
+	step   *step.Step
 	tokens []int32
 	rng    *rand.Rand
 	Batch  int
@@ -119,58 +118,30 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Stepper{cfg: cfg, m: m, g: g, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}
-	for i, p := range m.Layout {
-		if p.Int {
-			continue
-		}
-		d := m.Values[i].Data().([]float32)
-		s.params = append(s.params, optim.Param{Name: p.Name, Data: d, Grad: make([]float32, len(d)), Decay: p.Decay})
-		s.gradIx = append(s.gradIx, i)
-	}
-	o := cfg.Optim
-	s.adam, err = optim.NewAdamW(optim.AdamWConfig{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}, s.params)
+	st, err := step.New(m, g, optim.AdamWConfig{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}, cfg.Optim.Clip, 1)
 	if err != nil {
 		g.Close()
 		return nil, err
 	}
-	return s, nil
+	return &Stepper{cfg: cfg, m: m, g: g, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
 }
 
 // Close releases the graph.
 func (s *Stepper) Close() error { return s.g.Close() }
 
-// Step runs one training step on fresh random tokens, as train does it:
-// forward and backward, the gradients copied out of the graph, their global
-// norm, and an AdamW update at a fixed learning rate with the clipping
-// factor at optim.clip folded in.
-func (s *Stepper) Step() (model.Result, error) {
+// Step runs one training step (train/step, as train runs it with one
+// micro-batch) on fresh random tokens at a fixed learning rate.
+func (s *Stepper) Step() (step.Result, error) {
 	V := s.cfg.Model.VocabSize
 	for i := range s.tokens {
 		s.tokens[i] = int32(s.rng.IntN(V))
 	}
-	t0 := time.Now()
-	res, err := s.g.Run(s.tokens)
+	res, err := s.step.Run([][]int32{s.tokens}, 1e-4)
 	if err != nil {
 		return res, err
 	}
-	t1 := time.Now()
-	for j, i := range s.gradIx {
-		gt, err := s.g.Grad(i)
-		if err != nil {
-			return res, err
-		}
-		copy(s.params[j].Grad, gt.Data().([]float32))
-	}
-	t2 := time.Now()
-	// As train does it: the clipping factor is folded into the update.
-	scale := optim.ClipScale(optim.GlobalNorm(s.params), s.cfg.Optim.Clip)
-	t3 := time.Now()
-	if err := s.adam.StepScaled(s.params, 1e-4, scale); err != nil {
-		return res, err
-	}
-	t4 := time.Now()
-	s.last = Phases{GraphS: t1.Sub(t0).Seconds(), CopyS: t2.Sub(t1).Seconds(), ClipS: t3.Sub(t2).Seconds(), AdamS: t4.Sub(t3).Seconds()}
+	p := res.Phases
+	s.last = Phases{GraphS: p.Graph.Seconds(), CopyS: p.Accumulate.Seconds(), ClipS: p.Norm.Seconds(), AdamS: p.Update.Seconds()}
 	return res, nil
 }
 

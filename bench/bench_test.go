@@ -73,20 +73,20 @@ func TestStepsChangeWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before := append([]float32(nil), s.params[0].Data...)
+	before := append([]float32(nil), s.step.Params[0].Data...)
 	for range 2 {
 		if _, err := s.Step(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	changed := 0
-	for i, v := range s.params[0].Data {
+	for i, v := range s.step.Params[0].Data {
 		if v != before[i] {
 			changed++
 		}
 	}
 	if changed == 0 {
-		t.Fatalf("%s unchanged after two AdamW steps", s.params[0].Name)
+		t.Fatalf("%s unchanged after two AdamW steps", s.step.Params[0].Name)
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/optim"
 )
 
 // Data parallelism (docs/DISTRIBUTED.md). Every rank holds the whole model
@@ -187,14 +187,14 @@ func (t *trainer) shareWeights() error {
 			return fmt.Errorf("broadcast %s: dtype %T", p.Name, d)
 		}
 	}
-	st := t.adam.State()
+	st := t.step.Adam.State()
 	for _, s := range st.Slices {
 		if err := c.BcastF32(s.Data, 0); err != nil {
 			return err
 		}
 	}
 	st.Step = t.state.OptimizerStep
-	if err := t.adam.SetState(st); err != nil {
+	if err := t.step.Adam.SetState(st); err != nil {
 		return err
 	}
 	if err := t.shardExperts(); err != nil {
@@ -203,22 +203,22 @@ func (t *trainer) shareWeights() error {
 	// One flat gradient buffer; buckets end at parameter boundaries. Expert
 	// shards are reduced apart (reduceExpertGrads).
 	n, last := 0, -1
-	for j, p := range t.params {
+	for j, p := range t.step.Params {
 		if !t.isExpert(j) {
 			n += len(p.Grad)
 			last = j
 		}
 	}
 	t.dist.flat = make([]float32, n)
-	t.dist.bucketOf = make([]int, len(t.params))
+	t.dist.bucketOf = make([]int, len(t.step.Params))
 	off, lo := 0, 0
-	for j := range t.params {
+	for j := range t.step.Params {
 		t.dist.bucketOf[j] = -1
 		if t.isExpert(j) {
 			continue
 		}
-		l := len(t.params[j].Grad)
-		t.params[j].Grad = t.dist.flat[off : off+l : off+l]
+		l := len(t.step.Params[j].Grad)
+		t.step.Params[j].Grad = t.dist.flat[off : off+l : off+l]
 		off += l
 		if off-lo >= distBucket || j == last {
 			t.dist.bucketOf[j] = len(t.dist.buckets)
@@ -241,91 +241,44 @@ func f64Bytes(f []float64) []byte {
 	return b
 }
 
-// stepDist is step for data parallelism: see the comment at the top.
-func (t *trainer) stepDist(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
-	c := t.dist.comm
-	T := t.cfg.Train.SeqLen
-	row := T + 1
-	global := make([]int32, 0, t.cfg.Train.BatchSize*row)
-	for mb := 0; mb < micro; mb++ {
-		b, err := t.stream.Next()
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("read training data: %w", err)
-		}
-		global = append(global, b.Tokens...)
-		t.state.Cursor = b.Cursor
+// reducer is the step's gradient reduction under data parallelism: each
+// bucket of the flat gradient buffer is all-reduced as soon as its last
+// parameter's gradient is accumulated, while the later ones accumulate;
+// expert shards are reduced apart (reduceExpertGrads).
+type reducer struct {
+	t       *trainer
+	pending []*dist.Pending
+}
+
+func (r *reducer) GradReady(j int) {
+	d := &r.t.dist
+	if bk := d.bucketOf[j]; bk >= 0 {
+		b := d.buckets[bk]
+		r.pending = append(r.pending, d.comm.IallreduceF32(d.flat[b[0]:b[1]]))
 	}
-	mine := global[c.Rank()*t.dist.local*row : (c.Rank()+1)*t.dist.local*row]
-	nLocal := t.dist.local / t.dist.micro
-	batches := make([]data.Batch, nLocal)
-	for i := range batches {
-		batches[i] = data.Batch{Tokens: mine[i*t.dist.micro*row : (i+1)*t.dist.micro*row], B: t.dist.micro, T: T}
-	}
-	if t.fwd != nil {
-		if err := t.gatherBatchCounts(batches); err != nil {
-			return 0, nil, false, err
-		}
-	}
-	// Every micro-batch of every rank weighs 1/(B/micro) in the mean.
-	scale := float32(t.dist.micro) / float32(t.cfg.Train.BatchSize)
-	sums := make([]float64, 1+len(t.g.Balance))
-	var pending []*dist.Pending
-	for mb, b := range batches {
-		res, err := t.g.Run(b.Tokens)
-		if err != nil {
-			return 0, nil, false, err
-		}
-		sums[0] += res.Loss * float64(scale)
-		for i := range t.g.Balance {
-			sums[1+i] += res.Balance[i] * float64(scale)
-		}
-		last := mb == len(batches)-1
-		j := 0
-		for i, p := range t.m.Layout {
-			if p.Int {
-				continue
-			}
-			gt, err := t.g.Grad(i)
-			if err != nil {
-				return 0, nil, false, err
-			}
-			src, dst := gt.Data().([]float32), t.params[j].Grad
-			if mb == 0 {
-				for k, v := range src {
-					dst[k] = v * scale
-				}
-			} else {
-				for k, v := range src {
-					dst[k] += v * scale
-				}
-			}
-			// A finished bucket is reduced while the next ones accumulate.
-			if bk := t.dist.bucketOf[j]; last && bk >= 0 {
-				r := t.dist.buckets[bk]
-				pending = append(pending, c.IallreduceF32(t.dist.flat[r[0]:r[1]]))
-			}
-			j++
-		}
-	}
+}
+
+func (r *reducer) Reduce(sums []float64) error {
 	t0 := time.Now()
+	defer func() { r.t.dist.comms += time.Since(t0) }()
+	pending := r.pending
+	r.pending = r.pending[:0]
 	for _, p := range pending {
 		if err := p.Wait(); err != nil {
-			return 0, nil, false, err
+			return err
 		}
 	}
-	if err := c.AllreduceF64(sums); err != nil {
-		return 0, nil, false, err
+	if err := r.t.dist.comm.AllreduceF64(sums); err != nil {
+		return err
 	}
-	if err := t.reduceExpertGrads(); err != nil {
-		return 0, nil, false, err
+	return r.t.reduceExpertGrads()
+}
+
+func (r *reducer) Norm(params []optim.Param) float64 {
+	if r.t.dist.ep == nil {
+		return optim.GlobalNorm(params)
 	}
-	t.dist.comms += time.Since(t0)
-	balance = map[string]float64{}
-	for i, bl := range t.g.Balance {
-		balance[fmt.Sprintf("layer%d.%s", bl.Layer, bl.Kind)] += sums[1+i]
-	}
-	loss = sums[0]
-	return loss, balance, !math.IsNaN(loss) && !math.IsInf(loss, 0), nil
+	return r.t.expertParallelNorm()
 }
 
 // reduceCounts sums the batch-level routing counts over ranks: a
@@ -381,10 +334,10 @@ func (t *trainer) checkReplicas() error {
 			h.Write(buf[:])
 		}
 	}
-	for _, p := range t.params {
+	for _, p := range t.step.Params {
 		put(p.Data)
 	}
-	for _, s := range t.adam.State().Slices {
+	for _, s := range t.step.Adam.State().Slices {
 		put(s.Data)
 	}
 	all, err := t.dist.comm.AllgatherBytes(h.Sum(nil))
@@ -408,36 +361,22 @@ func devNullMetrics() (*metricsFile, error) {
 	return &metricsFile{f: f}, nil
 }
 
-// save writes a checkpoint: under data parallelism rank 0 writes the
-// single-process format after checking that all replicas agree, and every
-// rank learns its directory (or the failure).
-func (t *trainer) save() (string, error) {
-	if !t.distributed() {
-		return t.saveFiles()
+// beforeSave prepares a data-parallel checkpoint: it checks that the
+// replicas agree and, under expert parallelism, gathers the first group's
+// shards and moments to rank 0. done undoes what must not outlive the save.
+func (t *trainer) beforeSave() (done func(), err error) {
+	if t.dist.ep == nil {
+		return func() {}, t.checkReplicas()
 	}
-	if t.dist.ep != nil {
-		if err := t.checkShards(); err != nil {
-			return "", err
-		}
-		st, err := t.gatherExperts(true)
-		if err != nil {
-			return "", err
-		}
-		t.dist.ep.saveOpt = st
-		defer func() { t.dist.ep.saveOpt = nil }()
-	} else if err := t.checkReplicas(); err != nil {
-		return "", err
+	if err := t.checkShards(); err != nil {
+		return nil, err
 	}
-	var dir string
-	var err error
-	if t.root() {
-		dir, err = t.saveFiles()
+	st, err := t.gatherExperts(true)
+	if err != nil {
+		return nil, err
 	}
-	if err := t.agree(err); err != nil {
-		return "", err
-	}
-	raw, err := t.dist.comm.BcastBytes([]byte(dir), 0)
-	return string(raw), err
+	t.dist.ep.saveOpt = st
+	return func() { t.dist.ep.saveOpt = nil }, nil
 }
 
 // logDist reports the time spent waiting for gradient all-reduces.

@@ -27,7 +27,7 @@ import (
 //     under data parallelism; an expert shard's gradient already sums its
 //     group's tokens and is all-reduced over the W/R ranks holding the same
 //     shard (none when W = R).
-//   - Clipping: the global norm (globalNorm) sums the non-expert squares once and every
+//   - Clipping: the global norm (expertParallelNorm) sums the non-expert squares once and every
 //     shard's squares once (taken from the first group).
 //   - Checkpoints: the first group's shards (weights and moments) are
 //     gathered to rank 0, which writes the single-process layout; loading
@@ -38,8 +38,7 @@ import (
 type epState struct {
 	group    ops.EPComm // this rank's group
 	rank, R  int        // rank within the group, group size
-	expert   []bool     // per t.params entry: an expert shard
-	layout   []int      // per t.params entry: its index in the model layout
+	expert   []bool     // per t.step.Params entry: an expert shard
 	flat     []float32  // the expert shards' gradients, contiguous
 	saveOpt  *optim.State
 	alltoall time.Duration // time in the MoE ops' all-to-alls (timed comm)
@@ -88,31 +87,29 @@ func (t *trainer) expertComm() ops.EPComm {
 }
 
 // shardExperts narrows the expert parameters to this rank's shards after
-// the full weights and moments were broadcast: t.params' Data become views
+// the full weights and moments were broadcast: t.step.Params' Data become views
 // of the shards, their gradients shard-sized, and AdamW is rebuilt over
 // them with the matching slices of the moments.
 func (t *trainer) shardExperts() error {
 	if t.dist.ep == nil {
 		return nil
 	}
-	full := t.adam.State()
+	full := t.step.Adam.State()
 	byName := map[string][]float32{}
 	for _, s := range full.Slices {
 		byName[s.Name] = s.Data
 	}
 	var slices []optim.NamedSlice
-	t.dist.ep.expert = make([]bool, len(t.params))
-	t.dist.ep.layout = make([]int, len(t.params))
+	t.dist.ep.expert = make([]bool, len(t.step.Params))
 	j, n := 0, 0
 	for i, p := range t.m.Layout {
 		if p.Int {
 			continue
 		}
 		lo, hi := model.ExpertShard(p, t.dist.ep.rank, t.dist.ep.R)
-		t.dist.ep.layout[j] = i
 		if p.Experts > 0 {
 			t.dist.ep.expert[j] = true
-			t.params[j].Data = t.m.Values[i].Data().([]float32)[lo:hi]
+			t.step.Params[j].Data = t.m.Values[i].Data().([]float32)[lo:hi]
 			n += hi - lo
 		}
 		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
@@ -126,28 +123,28 @@ func (t *trainer) shardExperts() error {
 	}
 	t.dist.ep.flat = make([]float32, n)
 	off := 0
-	for j := range t.params {
+	for j := range t.step.Params {
 		if t.dist.ep.expert[j] {
-			l := len(t.params[j].Data)
-			t.params[j].Grad = t.dist.ep.flat[off : off+l : off+l]
+			l := len(t.step.Params[j].Data)
+			t.step.Params[j].Grad = t.dist.ep.flat[off : off+l : off+l]
 			off += l
 		}
 	}
 	c := t.cfg.Optim
-	adam, err := optim.NewAdamW(optim.AdamWConfig{Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}, t.params)
+	adam, err := optim.NewAdamW(optim.AdamWConfig{Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}, t.step.Params)
 	if err != nil {
 		return err
 	}
 	if err := adam.SetState(optim.State{Step: full.Step, Slices: slices}); err != nil {
 		return fmt.Errorf("expert parallel: %w", err)
 	}
-	t.adam = adam
+	t.step.Adam = adam
 	t.logf("expert parallel: %d groups of %d ranks; this rank holds experts [%d, %d) of each MoE layer (%d expert values)",
 		t.dist.comm.Size()/t.dist.ep.R, t.dist.ep.R, t.dist.ep.rank*t.cfg.Model.RoutedExperts/t.dist.ep.R, (t.dist.ep.rank+1)*t.cfg.Model.RoutedExperts/t.dist.ep.R, n)
 	return nil
 }
 
-// isExpert reports whether t.params[j] is an expert shard.
+// isExpert reports whether t.step.Params[j] is an expert shard.
 func (t *trainer) isExpert(j int) bool { return t.dist.ep != nil && t.dist.ep.expert[j] }
 
 // reduceExpertGrads sums the expert shards' gradients over the ranks that
@@ -168,15 +165,12 @@ func (t *trainer) reduceExpertGrads() error {
 	return nil
 }
 
-// globalNorm is optim.GlobalNorm over the whole model: under expert
-// parallelism it includes every shard once (the first group's), so every
-// rank gets the same norm and clipping scale.
-func (t *trainer) globalNorm() float64 {
-	if t.dist.ep == nil {
-		return optim.GlobalNorm(t.params)
-	}
+// expertParallelNorm is the global gradient norm of the whole model: it
+// includes every shard once (the first group's), so every rank gets the
+// same norm and clipping scale.
+func (t *trainer) expertParallelNorm() float64 {
 	var dense, experts []optim.Param
-	for j, p := range t.params {
+	for j, p := range t.step.Params {
 		if t.dist.ep.expert[j] {
 			experts = append(experts, p)
 		} else {
@@ -210,7 +204,7 @@ func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
 	var st optim.State
 	var local map[string][]float32
 	if moments {
-		s := t.adam.State()
+		s := t.step.Adam.State()
 		st.Step = s.Step
 		local = map[string][]float32{}
 		for _, ns := range s.Slices {
@@ -237,9 +231,9 @@ func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
 		}
 		return c.AlltoallvF32(shard, sc, recv, rc)
 	}
-	for j, p := range t.params {
+	for j, p := range t.step.Params {
 		name := p.Name
-		i := t.dist.ep.layout[j]
+		i := t.step.Layout[j]
 		if !t.dist.ep.expert[j] {
 			if moments {
 				st.Slices = append(st.Slices, optim.NamedSlice{Name: name + ".exp_avg", Data: local[name+".exp_avg"]},
@@ -278,7 +272,7 @@ func (t *trainer) optimizerStateForSave() optim.State {
 	if t.dist.ep != nil && t.dist.ep.saveOpt != nil {
 		return *t.dist.ep.saveOpt
 	}
-	return t.adam.State()
+	return t.step.Adam.State()
 }
 
 // epHashes returns the SHA-256 of the non-expert weights and moments and
@@ -293,7 +287,7 @@ func (t *trainer) epHashes() (dense, experts []byte) {
 		}
 	}
 	expertName := map[string]bool{}
-	for j, p := range t.params {
+	for j, p := range t.step.Params {
 		if t.dist.ep.expert[j] {
 			expertName[p.Name] = true
 			put(he, p.Data)
@@ -301,7 +295,7 @@ func (t *trainer) epHashes() (dense, experts []byte) {
 			put(hd, p.Data)
 		}
 	}
-	for _, s := range t.adam.State().Slices {
+	for _, s := range t.step.Adam.State().Slices {
 		name := strings.TrimSuffix(strings.TrimSuffix(s.Name, ".exp_avg_sq"), ".exp_avg")
 		if expertName[name] {
 			put(he, s.Data)

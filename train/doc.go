@@ -12,11 +12,12 @@
 //
 // # One optimizer step
 //
-// batch_size/micro_batch_size micro-batches are read from the data stream;
-// each runs forward and backward; their gradients are averaged in a fixed
-// order; the global norm is checked (a non-finite loss or norm stops the run,
-// or skips the step when train.non_finite is skip), clipped, and AdamW steps
-// with the learning rate the schedule gives for the tokens trained after the
+// batch_size sequences are read from the data stream (the same on every
+// rank; each rank takes its share) and train/step runs them: forward and
+// backward per micro-batch, gradients averaged in a fixed order and reduced
+// over ranks, a non-finite loss or norm stops the run (or skips the step
+// when train.non_finite is skip), clipping, and AdamW with the learning
+// rate the schedule gives for the tokens trained after the
 // step. Checkpoints are written only at step boundaries, so the saved state
 // (weights, AdamW moments and step, data cursor, token count) is the whole
 // state: with the same BLAS kernel and thread count, a resumed run produces

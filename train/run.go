@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +21,7 @@ import (
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/train/step"
 )
 
 // ErrConfigChanged is wrapped by Run when a resume's config differs from
@@ -82,8 +82,8 @@ type trainer struct {
 	m       *model.Model
 	g       *model.Graph
 	fwd     *model.Graph // forward-only twin of g: gathers batch-level routing counts
-	params  []optim.Param
-	adam    *optim.AdamW
+	step    *step.Step   // the graph g's parameters, gradients and AdamW
+	batch   []int32      // the last global batch read (reused)
 	sched   optim.Schedule
 	stream  *data.Stream
 	metrics *metricsFile
@@ -267,26 +267,23 @@ func (t *trainer) setup() error {
 			return err
 		}
 	}
-	for i, p := range t.m.Layout {
-		if p.Int {
-			continue
-		}
-		d := t.m.Values[i].Data().([]float32)
-		t.params = append(t.params, optim.Param{Name: p.Name, Data: d, Grad: make([]float32, len(d)), Decay: p.Decay})
-	}
-	t.adam, err = optim.NewAdamW(optim.AdamWConfig{Beta1: c.Optim.Beta1, Beta2: c.Optim.Beta2, Eps: c.Optim.Eps, WeightDecay: c.Optim.WeightDecay}, t.params)
+	t.step, err = step.New(t.m, t.g, optim.AdamWConfig{Beta1: c.Optim.Beta1, Beta2: c.Optim.Beta2, Eps: c.Optim.Eps, WeightDecay: c.Optim.WeightDecay},
+		c.Optim.Clip, c.Train.BatchSize/t.localMicroBatch())
 	if err != nil {
 		return err
 	}
 	// A checkpoint without optimizer state (an imported model) starts AdamW
 	// from zero moments.
 	if optState != nil && len(optState.Slices) > 0 {
-		if err := t.adam.SetState(*optState); err != nil {
+		if err := t.step.Adam.SetState(*optState); err != nil {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
 	}
 	if err := t.shareWeights(); err != nil {
 		return err
+	}
+	if t.distributed() {
+		t.step.Reducer = &reducer{t: t}
 	}
 	t.sched = optim.Schedule{Kind: c.Schedule.Kind, MaxLR: c.Schedule.MaxLR, WarmupTokens: c.Schedule.WarmupTokens,
 		TotalTokens: c.Schedule.TotalTokens, MinLRRatio: c.Schedule.MinLRRatio}
@@ -400,7 +397,6 @@ func (t *trainer) close() {
 // loop runs steps until the budget is reached or Stop says so.
 func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	c := t.cfg
-	micro := c.Train.BatchSize / c.Train.MicroBatch()
 	stepTokens := int64(c.Train.BatchSize) * int64(c.Train.SeqLen)
 	counts := model.Count(c.Model)
 	sum := Summary{Total: counts.Total, Activated: counts.Activated, Resumed: t.state.Tokens > 0}
@@ -437,29 +433,23 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			return t.finish(sum, trained, trainTime), nil
 		}
 		t0 := time.Now()
-		loss, balance, finite, err := t.step(micro)
+		lr := t.sched.LR(t.state.Tokens + stepTokens)
+		res, err := t.trainStep(lr)
 		if err != nil {
 			return sum, err
 		}
-		lr := t.sched.LR(t.state.Tokens + stepTokens)
-		var norm float64
-		if finite {
-			norm = t.globalNorm() // clipped inside StepScaled
-			finite = !math.IsNaN(norm) && !math.IsInf(norm, 0)
-		}
-		if !finite {
+		loss, norm := res.Loss, res.Norm
+		if !res.Updated {
 			if c.Train.NonFinite == "stop" {
 				return sum, fmt.Errorf("step %d (%s tokens): non-finite loss (%g) or gradient norm (%g); the weights were not updated, the last checkpoint is in %s. Lower schedule.max_lr, or set train.non_finite: skip to skip such steps",
 					t.state.Step+1, units.Commas(t.state.Tokens), loss, norm, filepath.Join(t.opt.RunDir, "checkpoints"))
 			}
 			t.state.SkippedSteps++
 			t.logf("warning: step %d skipped: non-finite loss (%g) or gradient norm (%g)", t.state.Step+1, loss, norm)
-		} else if err := t.adam.StepScaled(t.params, lr, optim.ClipScale(norm, c.Optim.Clip)); err != nil {
-			return sum, err
 		}
 		t.state.Step++
 		t.state.Tokens += stepTokens
-		t.state.OptimizerStep = t.adam.Steps()
+		t.state.OptimizerStep = t.step.Adam.Steps()
 		dt := time.Since(t0)
 		trainTime += dt
 		logTime += dt
@@ -473,7 +463,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
 			tps := float64(t.state.Tokens-logTokens) / logTime.Seconds()
 			mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
-				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: balance, MoE: t.routeStats(), EPLoad: t.epLoad(),
+				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: t.balanceLosses(res.Balance), MoE: t.routeStats(), EPLoad: t.epLoad(),
 				Elapsed: time.Since(t.started).Seconds()}
 			if err := t.metrics.write(mt); err != nil {
 				return sum, fmt.Errorf("write metrics: %w", err)
@@ -533,82 +523,74 @@ func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {
 	return sum
 }
 
-// step runs the micro-batches of one optimizer step and leaves their mean
-// gradient in t.params' Grad slices. It reports whether the loss is finite.
-func (t *trainer) step(micro int) (loss float64, balance map[string]float64, finite bool, err error) {
-	if t.distributed() {
-		return t.stepDist(micro)
-	}
-	scale := float32(1) / float32(micro)
-	balance = map[string]float64{}
-	batches := make([]data.Batch, micro)
-	for mb := range batches {
-		b, err := t.stream.Next()
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("read training data: %w", err)
-		}
-		batches[mb] = b
+// trainStep reads the next batch and trains one optimizer step on this
+// rank's share of it (train/step).
+func (t *trainer) trainStep(lr float64) (step.Result, error) {
+	micro, err := t.nextBatch()
+	if err != nil {
+		return step.Result{}, err
 	}
 	if t.fwd != nil {
-		if err := t.gatherBatchCounts(batches); err != nil {
-			return 0, nil, false, err
+		if err := t.gatherBatchCounts(micro); err != nil {
+			return step.Result{}, err
 		}
 	}
-	for mb, b := range batches {
-		res, err := t.g.Run(b.Tokens)
+	return t.step.Run(micro, lr)
+}
+
+// nextBatch reads the next train.batch_size sequences from the stream (the
+// same on every rank) and returns this rank's rows of them in micro-batches
+// of the training graph's size.
+func (t *trainer) nextBatch() ([][]int32, error) {
+	row := t.cfg.Train.SeqLen + 1
+	global := t.batch[:0]
+	for range t.cfg.Train.BatchSize / t.cfg.Train.MicroBatch() {
+		b, err := t.stream.Next()
 		if err != nil {
-			return 0, nil, false, err
+			return nil, fmt.Errorf("read training data: %w", err)
 		}
+		global = append(global, b.Tokens...)
 		t.state.Cursor = b.Cursor
-		loss += res.Loss / float64(micro)
-		for i, bl := range t.g.Balance {
-			balance[fmt.Sprintf("layer%d.%s", bl.Layer, bl.Kind)] += res.Balance[i] / float64(micro)
-		}
-		j := 0
-		for i, p := range t.m.Layout {
-			if p.Int {
-				continue
-			}
-			gt, err := t.g.Grad(i)
-			if err != nil {
-				return 0, nil, false, err
-			}
-			src, dst := gt.Data().([]float32), t.params[j].Grad
-			// Micro-batch gradients are averaged in a fixed order; with one
-			// micro-batch this is an exact copy.
-			switch {
-			case micro == 1:
-				copy(dst, src)
-			case mb == 0:
-				for k, v := range src {
-					dst[k] = v * scale
-				}
-			default:
-				for k, v := range src {
-					dst[k] += v * scale
-				}
-			}
-			j++
-		}
 	}
-	return loss, balance, !math.IsNaN(loss) && !math.IsInf(loss, 0), nil
+	t.batch = global
+	rows, rank := t.cfg.Train.BatchSize, 0
+	if t.distributed() {
+		rows, rank = t.dist.local, t.dist.comm.Rank()
+	}
+	mine := global[rank*rows*row : (rank+1)*rows*row]
+	n := t.localMicroBatch() * row
+	micro := make([][]int32, 0, len(mine)/n)
+	for lo := 0; lo < len(mine); lo += n {
+		micro = append(micro, mine[lo:lo+n:lo+n])
+	}
+	return micro, nil
+}
+
+// balanceLosses names the step's balance losses for the metrics.
+func (t *trainer) balanceLosses(values []float64) map[string]float64 {
+	out := map[string]float64{}
+	for i, bl := range t.g.Balance {
+		out[fmt.Sprintf("layer%d.%s", bl.Layer, bl.Kind)] += values[i]
+	}
+	return out
 }
 
 // gatherBatchCounts runs the forward-only graph over a step's micro-batches
 // and gives every balance loss of the training graph its layer's routing
 // counts over the whole batch.
-func (t *trainer) gatherBatchCounts(batches []data.Batch) error {
+func (t *trainer) gatherBatchCounts(micro [][]int32) error {
 	for _, bl := range t.g.Balance {
 		bl.Counts.Tokens = 0
 		bl.Counts.Load = bl.Counts.Load[:0]
 	}
 	loads := make([][]float64, len(t.fwd.Routes))
 	tokens := 0
-	for _, b := range batches {
-		if _, err := t.fwd.Run(b.Tokens); err != nil {
+	T := t.cfg.Train.SeqLen
+	for _, tok := range micro {
+		if _, err := t.fwd.Run(tok); err != nil {
 			return err
 		}
-		tokens += b.B * b.T
+		tokens += len(tok) / (T + 1) * T
 		for j, rec := range t.fwd.Routes {
 			if loads[j] == nil {
 				loads[j] = make([]float64, rec.E)
@@ -642,6 +624,30 @@ func (t *trainer) routeStats() []LayerStats {
 		out = append(out, layerStats(t.g.RouteOf[j], rec, ent))
 	}
 	return out
+}
+
+// save writes a checkpoint of the current state. Under data parallelism it
+// is collective: the replicas are checked (beforeSave), rank 0 writes the
+// single-process format, and every rank learns its directory or the
+// failure.
+func (t *trainer) save() (string, error) {
+	if !t.distributed() {
+		return t.saveFiles()
+	}
+	done, err := t.beforeSave()
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	var dir string
+	if t.root() {
+		dir, err = t.saveFiles()
+	}
+	if err := t.agree(err); err != nil {
+		return "", err
+	}
+	raw, err := t.dist.comm.BcastBytes([]byte(dir), 0)
+	return string(raw), err
 }
 
 // saveFiles writes a checkpoint of the current state (see save).
