@@ -24,6 +24,7 @@
 // Shape legend: B sequences, T positions, N = B·T tokens, D hidden, V vocab,
 // E routed experts, K active routed experts, W expert width.
 //
-// Parameter accounting (Layout, Count, FLOPsPerToken, EstimateMemory) needs no
-// allocation and serves `moetrain params`, bench MFU and compare tables.
+// Parameter accounting (Layout, Count, FLOPsPerToken, CountActivations,
+// EstimateMemory) needs no allocation and serves `moetrain params`, the
+// planner package, bench MFU and compare tables.
 package model

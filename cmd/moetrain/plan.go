@@ -14,210 +14,121 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/planner"
 )
 
 func init() {
 	var (
 		sets      []string
-		gpus      int
+		c         planner.Cluster
 		mem       string
-		tflops    float64
-		bandwidth float64
+		precision string
+		recompute string
+		o         planner.Options
 		asJSON    bool
-		micro     int
 	)
 	cmd := &cobra.Command{
 		Use:   "plan CONFIG --gpus N --gpu-mem 80GiB --tflops X",
 		Short: "Estimate memory per rank, step time and tokens/s of data- and expert-parallel layouts",
 		Long: `Estimate, without allocating anything, what training CONFIG on N devices
 costs for every data-parallel × expert-parallel layout (DP·EP = N, EP dividing
-the routed experts): memory per rank (weights, gradients, AdamW moments,
-activations of one micro-batch: train.micro_batch_size, or when unset the
-largest that fits), and the time of one optimizer step split
-into compute, gradient all-reduce and expert all-to-all, with tokens/s.
-The formulas are written out in docs/DISTRIBUTED.md.`,
+the routed experts): memory per rank (weights, gradients, optimizer state,
+activations of one micro-batch) and the time of one optimizer step split into
+compute, gradient reduction and expert all-to-all, with tokens/s.
+
+The defaults describe moetrain's own CPU training (fp32, no optimizer
+sharding, no recomputation, attention scores materialised). For a GPU cluster
+state its choices, e.g.
+
+  --precision bf16 --zero 1 --recompute selective --flash-attention --micro-batch 1
+
+It prints its assumptions, then the layouts that fit ranked by tokens/s, then
+those that do not. The formulas are written out in docs/DISTRIBUTED.md.`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := configs.Load(args[0], sets)
 			if err != nil {
 				return asUsage(err)
 			}
-			bytes, err := parseBytes(mem)
-			if err != nil {
+			if c.MemBytes, err = parseBytes(mem); err != nil {
 				return usagef("--gpu-mem: %v", err)
 			}
-			if gpus < 1 {
-				return usagef("--gpus must be at least 1, got %d", gpus)
-			}
-			if !(tflops > 0) || math.IsInf(tflops, 0) {
-				return usagef("--tflops must be a positive number (sustained TFLOP/s per device), got %v", tflops)
-			}
-			if !(bandwidth > 0) || math.IsInf(bandwidth, 0) {
-				return usagef("--bandwidth must be a positive number of GB/s per device, got %v", bandwidth)
-			}
-			if micro < 0 {
-				return usagef("--micro-batch must be >= 0, got %d", micro)
-			}
+			o.Precision, o.Recompute = planner.Precision(precision), planner.Recompute(recompute)
 			if !cmd.Flags().Changed("micro-batch") {
-				micro = cfg.Train.MicroBatchSize
+				o.MicroBatch = cfg.Train.MicroBatchSize
 			}
-			rows, err := planLayouts(cfg, PlanInput{GPUs: gpus, MemBytes: bytes, TFLOPS: tflops, BandwidthGBs: bandwidth, MicroBatch: micro})
+			if err := c.Validate(); err != nil {
+				return usagef("%v (--gpus, --gpu-mem, --tflops, --bandwidth, --overlap)", err)
+			}
+			if err := o.Validate(); err != nil {
+				return usagef("--%v", err)
+			}
+			rows, err := planner.Plan(cfg, c, o)
 			if err != nil {
 				return asUsage(err)
 			}
-			return printPlan(cmd.OutOrStdout(), cfg, rows, asJSON)
+			return printPlan(cmd.OutOrStdout(), cfg, c, o, planner.Rank(rows), asJSON)
 		},
 	}
-	cmd.Flags().IntVar(&gpus, "gpus", 1, "number of devices (MPI ranks)")
-	cmd.Flags().StringVar(&mem, "gpu-mem", "80GiB", "memory per device (e.g. 80GiB, 40GB, 512MiB)")
-	cmd.Flags().Float64Var(&tflops, "tflops", 0, "sustained TFLOP/s per device for the model's matrix products (required)")
-	cmd.Flags().Float64Var(&bandwidth, "bandwidth", 25, "network bandwidth per device in GB/s (all-reduce and all-to-all)")
-	cmd.Flags().IntVar(&micro, "micro-batch", 0, "sequences per micro-batch on a rank (default: train.micro_batch_size, or when unset the largest that fits)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
+	f := cmd.Flags()
+	f.IntVar(&c.Devices, "gpus", 1, "number of devices (MPI ranks)")
+	f.StringVar(&mem, "gpu-mem", "80GiB", "memory per device (e.g. 80GiB, 40GB, 512MiB)")
+	f.Float64Var(&c.TFLOPS, "tflops", 0, "sustained TFLOP/s per device for the model's matrix products (required)")
+	f.Float64Var(&c.BandwidthGBs, "bandwidth", 25, "network bandwidth per device in GB/s (gradient reduction and all-to-all)")
+	f.Float64Var(&c.Overlap, "overlap", 0, "fraction of the gradient reduction hidden behind the backward pass, 0 to 1")
+	f.StringVar(&precision, "precision", "fp32", "fp32 (moetrain) or bf16 (bf16 weights, gradients and activations; fp32 master weights and AdamW moments)")
+	f.IntVar(&o.ZeRO, "zero", 0, "optimizer-state sharding over data-parallel ranks: 0 none, 1 optimizer states, 2 also gradients")
+	f.StringVar(&recompute, "recompute", "none", "activation recomputation: none, selective (attention scores) or full (each layer from its input)")
+	f.BoolVar(&o.FlashAttention, "flash-attention", false, "attention without materialised T×T scores")
+	f.IntVar(&o.MicroBatch, "micro-batch", 0, "sequences per micro-batch on a rank (default: train.micro_batch_size, or when unset the largest that fits)")
+	f.IntVar(&o.EP, "ep", 0, "only this expert-parallel degree (data-parallel degree = gpus/ep); 0 tries every one")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
 	rootCmd.AddCommand(cmd)
 }
 
-// PlanInput is the hardware a plan is made for.
-type PlanInput struct {
-	GPUs         int
-	MemBytes     int64
-	TFLOPS       float64
-	BandwidthGBs float64
-	// MicroBatch fixes the micro-batch (sequences per rank per pass);
-	// 0 picks the largest that fits.
-	MicroBatch int
+// planReport is the JSON form of `moetrain plan`.
+type planReport struct {
+	Assumptions []string         `json:"assumptions"`
+	Layouts     []planner.Layout `json:"layouts"`
 }
 
-// PlanRow is one layout's estimate.
-type PlanRow struct {
-	DP, EP          int
-	MicroBatch      int   // sequences per micro-batch on a rank
-	Weights         int64 `json:"weights_bytes"`
-	Gradients       int64 `json:"gradients_bytes"`
-	Optimizer       int64 `json:"optimizer_bytes"`
-	Activations     int64 `json:"activations_bytes"`
-	Total           int64 `json:"total_bytes"`
-	Fits            bool  `json:"fits"`
-	ComputeS        float64
-	AllReduceS      float64
-	AllToAllS       float64
-	StepS           float64
-	TokensPerS      float64
-	MemoryHeadroomP float64 `json:"memory_use_fraction"`
-}
-
-// routedParams counts the routed experts' parameters (all MoE layers).
-func routedParams(m configs.Model) int64 {
-	var n int64
-	for _, p := range model.Layout(m) {
-		if !p.Int && strings.Contains(p.Name, ".mlp.experts.") {
-			n += int64(p.Size())
-		}
-	}
-	return n
-}
-
-// moeLayers counts the MoE layers.
-func moeLayers(m configs.Model) int {
-	n := 0
-	for l := 0; l < m.Layers; l++ {
-		if m.IsMoELayer(l) {
-			n++
-		}
-	}
-	return n
-}
-
-// planLayouts evaluates every layout DP·EP = GPUs whose EP divides the
-// routed experts (EP = 1 only for dense models) and whose DP divides the
-// batch. The formulas are in docs/DISTRIBUTED.md, "Planning".
-func planLayouts(cfg configs.Config, in PlanInput) ([]PlanRow, error) {
-	m, t := cfg.Model, cfg.Train
-	if t.BatchSize%in.GPUs != 0 {
-		return nil, fmt.Errorf("train.batch_size %d is not divisible by %d devices: every rank trains on an equal share of each batch", t.BatchSize, in.GPUs)
-	}
-	const f32 = 4
-	c := model.Count(m)
-	pr := routedParams(m)
-	po := c.Total - pr
-	local := t.BatchSize / in.GPUs
-	fpt := model.FLOPsPerToken(m, t.SeqLen)
-	tokensRank := float64(local) * float64(t.SeqLen)
-	bw := in.BandwidthGBs * 1e9
-	ring := func(bytes float64, p int) float64 { // ring all-reduce time
-		if p <= 1 {
-			return 0
-		}
-		return 2 * float64(p-1) / float64(p) * bytes / bw
-	}
-	var rows []PlanRow
-	for ep := 1; ep <= in.GPUs; ep++ {
-		if in.GPUs%ep != 0 || (ep > 1 && (m.RoutedExperts == 0 || m.RoutedExperts%ep != 0)) {
-			continue
-		}
-		dp := in.GPUs / ep
-		params := po + pr/int64(ep)
-		r := PlanRow{DP: dp, EP: ep, Weights: params * f32, Gradients: 2 * params * f32, Optimizer: 2 * params * f32}
-		// The micro-batch: as the config says (what train would use), or
-		// with --micro-batch 0 the largest divisor of the rank's share
-		// that fits (1 when none does).
-		for b := local; b >= 1; b-- {
-			if local%b != 0 || (in.MicroBatch > 0 && b != gcdInt(in.MicroBatch, local)) {
-				continue
-			}
-			r.MicroBatch, r.Activations = b, model.EstimateMemory(m, b, t.SeqLen).Activations
-			r.Total = r.Weights + r.Gradients + r.Optimizer + r.Activations
-			if r.Total <= in.MemBytes || in.MicroBatch > 0 {
-				break
-			}
-		}
-		r.Fits = r.Total <= in.MemBytes
-		r.MemoryHeadroomP = float64(r.Total) / float64(in.MemBytes)
-		r.ComputeS = fpt * tokensRank / (in.TFLOPS * 1e12)
-		// Replicated parameters are reduced over all ranks, each expert's
-		// over the DP ranks that hold a copy of it.
-		r.AllReduceS = ring(float64(po*f32), in.GPUs) + ring(float64(pr/int64(ep)*f32), dp)
-		// Four all-to-alls per MoE layer and micro-batch (dispatch and
-		// combine, forward and backward); a share (EP-1)/EP of each rank's
-		// K routed copies of a token leaves the rank.
-		if ep > 1 {
-			perToken := float64(m.ActiveRouted) * float64(m.Hidden) * f32 * float64(ep-1) / float64(ep)
-			r.AllToAllS = 4 * float64(moeLayers(m)) * tokensRank * perToken / bw
-		}
-		r.StepS = r.ComputeS + r.AllReduceS + r.AllToAllS
-		r.TokensPerS = float64(t.BatchSize) * float64(t.SeqLen) / r.StepS
-		rows = append(rows, r)
-	}
-	return rows, nil
-}
-
-func gcdInt(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
-func printPlan(w io.Writer, cfg configs.Config, rows []PlanRow, asJSON bool) error {
+func printPlan(w io.Writer, cfg configs.Config, c planner.Cluster, o planner.Options, rows []planner.Layout, asJSON bool) error {
 	if asJSON {
 		e := json.NewEncoder(w)
 		e.SetIndent("", "  ")
-		return e.Encode(rows)
+		return e.Encode(planReport{Assumptions: planner.Assumptions(c, o), Layouts: rows})
 	}
-	c := model.Count(cfg.Model)
-	fmt.Fprintf(w, "%s total parameters (%s in routed experts), %s activated; batch %d × %d tokens; %.3g FLOPs/token\n\n",
-		units.Commas(c.Total), units.Commas(routedParams(cfg.Model)), units.Commas(c.Activated), cfg.Train.BatchSize, cfg.Train.SeqLen,
+	n := model.Count(cfg.Model)
+	_, routed := planner.Split(cfg.Model)
+	fmt.Fprintf(w, "%s total parameters (%s in routed experts), %s activated; batch %d × %d tokens; %.3g FLOPs/token\n",
+		units.Commas(n.Total), units.Commas(routed), units.Commas(n.Activated), cfg.Train.BatchSize, cfg.Train.SeqLen,
 		model.FLOPsPerToken(cfg.Model, cfg.Train.SeqLen))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DP\tEP\tmicro\tweights\tgrads\tAdamW\tactivations\ttotal/rank\tfits\tcompute s\tall-reduce s\tall-to-all s\tstep s\ttokens/s\t")
+	fmt.Fprintf(w, "%d devices of %s. Assumptions:\n", c.Devices, gib(c.MemBytes))
+	for _, a := range planner.Assumptions(c, o) {
+		fmt.Fprintf(w, "  - %s\n", a)
+	}
+	fits := 0
 	for _, r := range rows {
-		fits := "yes"
+		if r.Fits {
+			fits++
+		}
+	}
+	switch fits {
+	case 0:
+		fmt.Fprintf(w, "\nNo layout fits %s per device; the closest first:\n\n", gib(c.MemBytes))
+	default:
+		fmt.Fprintf(w, "\n%d of %d layouts fit, fastest first:\n\n", fits, len(rows))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "DP\tEP\tmicro\tweights\tgrads\toptimizer\tactivations\ttotal/rank\tfits\tcompute s\tall-reduce s\tall-to-all s\tstep s\ttokens/s\t")
+	for _, r := range rows {
+		fit := "yes"
 		if !r.Fits {
-			fits = "NO"
+			fit = "NO"
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t\n", r.DP, r.EP, r.MicroBatch,
-			gib(r.Weights), gib(r.Gradients), gib(r.Optimizer), gib(r.Activations), gib(r.Total), fits,
+			gib(r.Weights), gib(r.Gradients), gib(r.Optimizer), gib(r.Activations), gib(r.Total), fit,
 			r.ComputeS, r.AllReduceS, r.AllToAllS, r.StepS, r.TokensPerS)
 	}
 	return tw.Flush()
