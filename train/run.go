@@ -18,6 +18,7 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/runlock"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
@@ -132,6 +133,16 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	}
 	if err := os.MkdirAll(filepath.Join(opt.RunDir, "checkpoints"), 0o755); err != nil {
 		return sum, fmt.Errorf("create run directory: %w", err)
+	}
+	if t.root() {
+		// One trainer per run directory; under MPI rank 0 writes for all.
+		lock, err := runlock.Acquire(opt.RunDir)
+		if err := t.agree(err); err != nil {
+			return sum, err
+		}
+		defer lock.Release()
+	} else if err := t.agree(nil); err != nil {
+		return sum, err
 	}
 	if t.root() {
 		t.logFile, err = os.OpenFile(filepath.Join(opt.RunDir, "train.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)

@@ -123,3 +123,30 @@ func TestAllCheckpointsDamaged(t *testing.T) {
 		}
 	}
 }
+
+// A second trainer on a run directory that is being trained exits 1 naming
+// the first one's pid and leaves the run alone; once the first is killed
+// (kill -9 leaves the lock file, not the lock) training resumes.
+func TestSecondTrainerRefused(t *testing.T) {
+	cfg := tinyYAML(t, 60)
+	run := t.TempDir()
+	first := exec.Command(binary, "train", cfg, "--run-dir", run, "--plain")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill()
+	waitForSteps(t, run, 1)
+	_, e, code := moetrain(t, "train", cfg, "--run-dir", run, "--plain")
+	if code != 1 || !strings.Contains(e, fmt.Sprintf("process %d", first.Process.Pid)) {
+		t.Errorf("second trainer: exit %d, stderr:\n%s\nwant exit 1 naming pid %d", code, e, first.Process.Pid)
+	}
+	first.Process.Kill()
+	first.Wait()
+	if _, e, code := moetrain(t, "train", tinyYAML(t, 60), "--run-dir", run, "--plain"); code != 0 {
+		t.Fatalf("resume after kill -9: exit %d\n%s", code, e)
+	}
+	b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	if n := strings.Count(string(b), `"kind":"train"`); n != 60 {
+		t.Errorf("metrics.jsonl has %d train lines for 60 steps", n)
+	}
+}
