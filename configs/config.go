@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -169,15 +171,17 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%sinvalid config:\n  %s", src, strings.Join(e.Fields, "\n  "))
 }
 
-// Load reads the YAML file at path, applies overrides ("key=value", values
-// parsed as YAML scalars), decodes strictly and validates. Config mistakes are
-// returned as *Error.
+// Load reads the YAML file at path, resolves its base chain (a top-level
+// "base: other.yaml", relative to the file, whose keys the file overrides),
+// applies overrides ("key=value", values parsed as YAML: a scalar, a list,
+// {…} to replace a map or null to remove the key so its default applies),
+// decodes strictly and validates. Config mistakes are returned as *Error.
 func Load(path string, overrides []string) (Config, error) {
-	raw, err := os.ReadFile(path)
+	tree, err := readTree(path, nil)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, err
 	}
-	cfg, err := Parse(raw, overrides)
+	cfg, err := build(tree, overrides)
 	var ce *Error
 	if errors.As(err, &ce) {
 		ce.Source = path
@@ -185,46 +189,210 @@ func Load(path string, overrides []string) (Config, error) {
 	return cfg, err
 }
 
-// Parse is Load on YAML bytes.
+// Parse is Load on the YAML bytes of one resolved config, such as a run
+// directory's config.yaml: a base key is refused, since there is no file
+// for its path to be relative to.
 func Parse(raw []byte, overrides []string) (Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	setDefaults(v, "", Default())
-	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
-		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+	tree, err := parseTree(raw)
+	if err != nil {
+		return Config{}, err
 	}
-	// An empty section ("data:" with nothing under it) is null in YAML;
-	// viper would otherwise report it as a type error.
+	if _, ok := tree[BaseKey]; ok {
+		return Config{}, &Error{Fields: []string{BaseKey + ": only a config file read with configs.Load can name a base"}}
+	}
+	return build(tree, overrides)
+}
+
+// BaseKey is the top-level key naming the config a file inherits from.
+const BaseKey = "base"
+
+// readTree reads path and the chain of bases under it into one tree, each
+// file's keys overriding its base's. seen holds the files already on the
+// chain, to refuse a cycle.
+func readTree(path string, seen []string) (map[string]any, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if len(seen) == 0 {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		return nil, &Error{Source: seen[len(seen)-1], Fields: []string{fmt.Sprintf("%s: %v", BaseKey, err)}}
+	}
+	tree, err := parseTree(raw)
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.Source = path
+		}
+		return nil, err
+	}
+	b, ok := tree[BaseKey]
+	if !ok {
+		return tree, nil
+	}
+	delete(tree, BaseKey)
+	name, _ := b.(string)
+	if name == "" {
+		return nil, &Error{Source: path, Fields: []string{fmt.Sprintf("%s: want the path of another config file, got %v", BaseKey, b)}}
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(filepath.Dir(path), name)
+	}
+	abs, _ := filepath.Abs(path)
+	seen = append(seen, abs)
+	if babs, _ := filepath.Abs(name); slices.Contains(seen, babs) {
+		return nil, &Error{Source: path, Fields: []string{fmt.Sprintf("%s: %s is already on the chain of bases (a cycle)", BaseKey, name)}}
+	}
+	base, err := readTree(name, seen)
+	if err != nil {
+		return nil, err
+	}
+	merge(base, tree, "")
+	return base, nil
+}
+
+// parseTree decodes one YAML document into nested maps with lower-case keys
+// (viper's convention: keys, domain names included, are case-insensitive).
+func parseTree(raw []byte) (map[string]any, error) {
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+	}
+	if doc == nil {
+		return map[string]any{}, nil
+	}
+	tree, ok := normalize(doc).(map[string]any)
+	if !ok {
+		return nil, &Error{Fields: []string{fmt.Sprintf("yaml: the top level must be a mapping of sections, got %T", doc)}}
+	}
+	return tree, nil
+}
+
+// normalize turns every mapping into map[string]any with lower-case keys.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.ToLower(k)] = normalize(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.ToLower(fmt.Sprint(k))] = normalize(e)
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+	}
+	return v
+}
+
+// leafMap reports whether the map at dotted key p is one value (its keys
+// are data, not config keys): an override replaces it whole.
+func leafMap(p string) bool { return p == "data.weights" }
+
+// merge writes src over dst: a null in src removes the key (its default
+// applies), a section merges key by key, anything else replaces.
+func merge(dst, src map[string]any, prefix string) {
+	for k, v := range src {
+		p := prefix + k
+		sub, isMap := v.(map[string]any)
+		old, oldMap := dst[k].(map[string]any)
+		switch {
+		case v == nil:
+			delete(dst, k)
+		case isMap && oldMap && !leafMap(p):
+			merge(old, sub, p+".")
+		default:
+			dst[k] = v
+		}
+	}
+}
+
+// dropNulls removes null values left in a tree (an empty section such as
+// "data:" with nothing under it reads as null): absent means default.
+func dropNulls(m map[string]any) {
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			dropNulls(x)
+		}
+	}
+}
+
+// override applies one --set to tree: key=null removes the key, key={…}
+// replaces the map there, anything else sets the value.
+func override(tree map[string]any, key string, val any) {
+	parts := strings.Split(key, ".")
+	m := tree
+	for _, k := range parts[:len(parts)-1] {
+		sub, ok := m[k].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[k] = sub
+		}
+		m = sub
+	}
+	last := parts[len(parts)-1]
+	if val == nil {
+		delete(m, last)
+		return
+	}
+	m[last] = val
+}
+
+// build applies overrides to tree, decodes it over the defaults strictly
+// and validates the result.
+func build(tree map[string]any, overrides []string) (Config, error) {
 	var bad []string
 	for _, o := range overrides {
 		key, val, ok := strings.Cut(o, "=")
-		key = strings.TrimSpace(key)
+		key = strings.ToLower(strings.TrimSpace(key))
 		if !ok || key == "" {
 			bad = append(bad, fmt.Sprintf("--set %q: want key=value", o))
 			continue
 		}
 		var x any
 		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
-			bad = append(bad, fmt.Sprintf("%s: --set value %q is not a YAML scalar: %v", key, val, err))
+			bad = append(bad, fmt.Sprintf("%s: --set value %q is not valid YAML: %v", key, val, err))
 			continue
 		}
-		if !knownKey(key) {
+		if !IsKey(key) {
 			bad = append(bad, fmt.Sprintf("%s: unknown key (from --set)", key))
 			continue
 		}
-		v.Set(key, x)
+		override(tree, key, normalize(x))
 	}
 	if len(bad) > 0 {
 		return Config{}, &Error{Fields: bad}
 	}
+	dropNulls(tree)
+	raw, err := yaml.Marshal(tree)
+	if err != nil {
+		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	setDefaults(v, "", Default())
+	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+	}
 	var cfg Config
-	err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+	err = v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.WeaklyTypedInput = false
 		dc.ErrorUnused = true
 		dc.DecodeHook = nil
 	})
 	if err != nil {
 		return Config{}, &Error{Fields: decodeErrors(err)}
+	}
+	if len(cfg.Data.Weights) == 0 {
+		cfg.Data.Weights = nil // {} and absent both mean the natural mixture
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -309,12 +477,14 @@ func Keys() []string {
 	return ks
 }
 
-func knownKey(key string) bool {
+// IsKey reports whether key can be set: a known leaf key, a section (its
+// keys as a map), or one domain of data.weights.
+func IsKey(key string) bool {
 	if strings.HasPrefix(key, "data.weights.") && len(key) > len("data.weights.") {
 		return true
 	}
 	for _, k := range Keys() {
-		if k == key {
+		if k == key || strings.HasPrefix(k, key+".") {
 			return true
 		}
 	}

@@ -2,9 +2,13 @@ package configs
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestShippedConfigsLoad(t *testing.T) {
@@ -104,5 +108,165 @@ func TestIsMoELayerRule(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != 2 || got[1] != 4 {
 		t.Errorf("MoE layers %v, want [2 4]", got)
+	}
+}
+
+// writeFiles writes name → content under a fresh directory and returns it.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// A config inherits its base's keys (relative to its own file, through a
+// chain), overrides them key by key, and null resets one to its default.
+func TestBaseInheritance(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"root.yaml":     "model:\n  hidden: 128\n  heads: 4\n  balance:\n    expert_alpha: 0.02\n    per_sequence: false\ndata:\n  weights:\n    prose: 1\n    code: 2\ntrain:\n  tokens: 4096\n",
+		"sub/mid.yaml":  "base: ../root.yaml\nmodel:\n  hidden: 64\n",
+		"sub/leaf.yaml": "base: mid.yaml\nmodel:\n  balance:\n    per_sequence: null\ndata:\n  weights:\n    code: 1\ntrain:\n  tokens: null\n",
+	})
+	def := Default()
+	tests := []struct {
+		name string
+		got  func(Config) any
+		want any
+	}{
+		{"hidden from the middle file", func(c Config) any { return c.Model.Hidden }, 64},
+		{"heads from the root", func(c Config) any { return c.Model.Heads }, 4},
+		{"alpha merged from the root's section", func(c Config) any { return c.Model.Balance.ExpertAlpha }, 0.02},
+		{"per_sequence: null is the default", func(c Config) any { return c.Model.Balance.PerSequence }, def.Model.Balance.PerSequence},
+		{"tokens: null is the default", func(c Config) any { return c.Train.Tokens }, def.Train.Tokens},
+		{"weights replaced whole, not merged", func(c Config) any { return c.Data.Weights }, map[string]float64{"code": 1}},
+	}
+	cfg, err := Load(filepath.Join(dir, "sub/leaf.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		if got := tc.got(cfg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A bad base is a config error naming the key and the file.
+func TestBadBase(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"missing.yaml": "base: nowhere.yaml\n",
+		"a.yaml":       "base: b.yaml\n",
+		"b.yaml":       "base: a.yaml\n",
+		"list.yaml":    "base: [x]\n",
+		"badbase.yaml": "base: bad.yaml\n",
+		"bad.yaml":     "model:\n  hiden: 1\n",
+	})
+	tests := []struct{ file, want string }{
+		{"missing.yaml", "base: open"},
+		{"a.yaml", "a cycle"},
+		{"list.yaml", "base: want the path"},
+		{"badbase.yaml", "model.hiden: unknown key"},
+	}
+	for _, tc := range tests {
+		_, err := Load(filepath.Join(dir, tc.file), nil)
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want a *configs.Error containing %q", tc.file, err, tc.want)
+		}
+	}
+	if _, err := Parse([]byte("base: x.yaml\n"), nil); err == nil || !strings.Contains(err.Error(), "base:") {
+		t.Errorf("Parse with a base: got %v, want an error naming base", err)
+	}
+}
+
+// --set key=null removes the key (its default applies), --set key={...}
+// replaces a whole map, --set key.sub=v changes one entry.
+func TestSetNullAndMaps(t *testing.T) {
+	const file = "model:\n  hidden: 128\n  balance:\n    expert_alpha: 0.02\n    per_sequence: false\ndata:\n  weights:\n    prose: 1\n    code: 1\n"
+	def := Default()
+	tests := []struct {
+		set  string
+		got  func(Config) any
+		want any
+	}{
+		{"data.weights=null", func(c Config) any { return c.Data.Weights }, map[string]float64(nil)},
+		{"data.weights={}", func(c Config) any { return c.Data.Weights }, map[string]float64(nil)},
+		{"data.weights={mydocs: 1}", func(c Config) any { return c.Data.Weights }, map[string]float64{"mydocs": 1}},
+		{`data.weights={"*": 1}`, func(c Config) any { return c.Data.Weights }, map[string]float64{"*": 1}},
+		{"data.weights.code=3", func(c Config) any { return c.Data.Weights }, map[string]float64{"prose": 1, "code": 3}},
+		{"model.hidden=null", func(c Config) any { return c.Model.Hidden }, def.Model.Hidden},
+		{"model.balance={expert_alpha: 0.5}", func(c Config) any { return c.Model.Balance }, Balance{ExpertAlpha: 0.5, DeviceGroups: def.Model.Balance.DeviceGroups, PerSequence: def.Model.Balance.PerSequence}},
+		{"model.balance.per_sequence=null", func(c Config) any { return c.Model.Balance }, Balance{ExpertAlpha: 0.02, DeviceGroups: 1, PerSequence: true}},
+		{"eval.tasks=[next_verse, last_word]", func(c Config) any { return c.Eval.Tasks }, []string{"next_verse", "last_word"}},
+	}
+	for _, tc := range tests {
+		cfg, err := Parse([]byte(file), []string{tc.set})
+		if err != nil {
+			t.Errorf("--set %s: %v", tc.set, err)
+			continue
+		}
+		if got := tc.got(cfg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("--set %s: got %#v, want %#v", tc.set, got, tc.want)
+		}
+	}
+	for _, bad := range []struct{ set, want string }{
+		{"model.balance={expert_alfa: 1}", "expert_alfa: unknown key"},
+		{"modle=null", "modle: unknown key"},
+		{"model.hidden={a: 1}", "model.hidden"},
+	} {
+		if _, err := Parse([]byte(file), []string{bad.set}); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("--set %s: got %v, want an error containing %q", bad.set, err, bad.want)
+		}
+	}
+}
+
+// A stored run config written before a key existed still loads, with the
+// key at its default: deleting any one key from a full config gives the
+// default config back, so old runs resume.
+func TestMissingKeysMeanDefaults(t *testing.T) {
+	def := Default()
+	for _, key := range Keys() {
+		tree, err := parseTree([]byte(def.YAML()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		override(tree, key, nil)
+		raw, err := yaml.Marshal(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Parse(raw, nil)
+		if err != nil {
+			t.Errorf("without %s: %v", key, err)
+			continue
+		}
+		if !reflect.DeepEqual(got.Flat(), def.Flat()) {
+			t.Errorf("without %s: got %v, want the defaults", key, got.Flat())
+		}
+	}
+}
+
+// Every shipped small config trains on any prepared dataset: its domain
+// weights name no domain, or only "*".
+func TestSmallConfigsNameNoDomain(t *testing.T) {
+	files, _ := filepath.Glob("small/*.yaml")
+	for _, f := range files {
+		cfg, err := Load(f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := range cfg.Data.Weights {
+			if d != "*" {
+				t.Errorf("%s: data.weights names domain %q; a dataset without it could not train", f, d)
+			}
+		}
 	}
 }

@@ -8,9 +8,15 @@
 // # Sources, in increasing priority
 //
 //  1. Defaults (Default()).
-//  2. The YAML file.
-//  3. --set key=value overrides, each value parsed as a YAML scalar
-//     ("4" is an int, "true" a bool, "1e-3" a float, "[1, 2]" a list).
+//  2. The chain of bases: a file's top-level "base: other.yaml" (relative to
+//     the file) applies first, and the file overrides it section by section.
+//  3. The YAML file. A key set to null is removed, so its default applies.
+//  4. --set key=value overrides, each value parsed as YAML ("4" is an int,
+//     "true" a bool, "[1, 2]" a list, "{a: 1}" a map that replaces the one
+//     there, "null" removes the key).
+//
+// A key missing from a stored run config means its default, so runs made
+// before a key existed still load and resume.
 //
 // The resolved config is printed at the start of a run and stored with it.
 // docs/CONFIG.md documents every key, its default and its meaning.

@@ -30,7 +30,9 @@ type StreamConfig struct {
 	// the weights (resolution 1/4096), a small domain repeats (reshuffled)
 	// while a large one is still in its first pass, and a domain missing from
 	// the map is left out. An "epoch" is then a nominal count of examples:
-	// the sum of the included domains' windows.
+	// the sum of the included domains' windows. The key OtherDomains ("*")
+	// weighs every domain the map does not name, so {"*": 1} is an equal
+	// mixture of whatever domains a dataset has.
 	Weights map[string]float64
 	// Epochs stops the stream after this many epochs (0 = never stop). The
 	// last batch may then hold fewer than Batch examples; Next then returns
@@ -201,6 +203,9 @@ func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 	return s, nil
 }
 
+// OtherDomains is the Weights key that stands for every domain not named.
+const OtherDomains = "*"
+
 // weightedUnits makes one unit per domain with a positive weight and
 // returns the weights in unit order (manifest domain order).
 func (s *Stream) weightedUnits() ([]float64, error) {
@@ -210,7 +215,7 @@ func (s *Stream) weightedUnits() ([]float64, error) {
 	}
 	var errs []error
 	for d, w := range s.cfg.Weights {
-		if !known[d] {
+		if !known[d] && d != OtherDomains {
 			errs = append(errs, fmt.Errorf("weights name domain %q, but the dataset's domains are %s", d, strings.Join(s.man.Domains, ", ")))
 		}
 		if !(w >= 0) || math.IsInf(w, 0) {
@@ -222,7 +227,11 @@ func (s *Stream) weightedUnits() ([]float64, error) {
 	}
 	var ws []float64
 	for _, d := range s.man.Domains {
-		if w := s.cfg.Weights[d]; w > 0 {
+		w, ok := s.cfg.Weights[d]
+		if !ok {
+			w = s.cfg.Weights[OtherDomains]
+		}
+		if w > 0 {
 			s.units = append(s.units, &unit{name: d})
 			ws = append(ws, w)
 		}

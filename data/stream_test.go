@@ -244,6 +244,38 @@ func TestWeights(t *testing.T) {
 	}
 }
 
+// TestOtherDomainsWeight: "*" weighs every domain the map does not name, so
+// {"*": 1} streams exactly what {prose: 1, code: 1} streams, and a named
+// domain keeps its own weight.
+func TestOtherDomainsWeight(t *testing.T) {
+	dir, _ := fixture(t)
+	read := func(w map[string]float64) ([]int64, []int32) {
+		s := openT(t, StreamConfig{Dir: dir, SeqLen: 16, Batch: 4, Seed: 5, Weights: w}, Cursor{})
+		var toks []int32
+		for i := 0; i < 20; i++ {
+			b, err := s.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks = append(toks, b.Tokens...)
+		}
+		return s.slots, toks
+	}
+	for _, tc := range []struct {
+		star, named map[string]float64
+	}{
+		{map[string]float64{"*": 1}, map[string]float64{"prose": 1, "code": 1}},
+		{map[string]float64{"*": 3, "prose": 1}, map[string]float64{"prose": 1, "code": 3}},
+		{map[string]float64{"*": 0, "code": 1}, map[string]float64{"code": 1}},
+	} {
+		gotSlots, got := read(tc.star)
+		wantSlots, want := read(tc.named)
+		if !reflect.DeepEqual(gotSlots, wantSlots) || !reflect.DeepEqual(got, want) {
+			t.Errorf("weights %v: slots %v, want %v as for %v (same tokens: %v)", tc.star, gotSlots, wantSlots, tc.named, reflect.DeepEqual(got, want))
+		}
+	}
+}
+
 // TestDocuments: the document walk gives back every document of a split,
 // decoded to its input text, as many as the manifest counts.
 func TestDocuments(t *testing.T) {

@@ -192,12 +192,7 @@ func checkKey(k string) error {
 	case k == "model.init_seed":
 		return errors.New("model.init_seed: use the sweep's seeds list")
 	}
-	for _, known := range configs.Keys() {
-		if k == known {
-			return nil
-		}
-	}
-	if strings.HasPrefix(k, "data.weights.") {
+	if configs.IsKey(k) {
 		return nil
 	}
 	return fmt.Errorf("%s: unknown config key", k)
