@@ -8,14 +8,19 @@ import (
 	"sync"
 )
 
-// Comm is a communicator over all processes of a run (MPI_COMM_WORLD), or
-// the trivial communicator of a single process. Collectives must be called
-// by every rank in the same order with matching sizes, as in MPI. A Comm is
-// safe for use by several goroutines; calls are executed one at a time in
-// the order they arrive.
+// Comm is a communicator over all processes of a run (MPI_COMM_WORLD), a
+// subset of them made by Split, or the trivial communicator of a single
+// process. Collectives must be called by every rank of the communicator in
+// the same order with matching sizes, as in MPI. A Comm is safe for use by
+// several goroutines; calls (on any communicator of the process) are
+// executed one at a time in the order they arrive, on one thread, so every
+// rank must also interleave its communicators' collectives in an order that
+// cannot deadlock: the same program order on every rank.
 type Comm struct {
 	rank, size int
-	lib        *mpiLib // nil: single process
+	lib        *mpiLib  // nil: single process
+	handle     uintptr  // the MPI_Comm
+	sub        *uintptr // made by Split: freed by Free (or Finalize)
 	version    string
 }
 
@@ -90,12 +95,68 @@ func (c *Comm) Abort(code int) {
 	os.Exit(code)
 }
 
+// Split partitions c's ranks into communicators (MPI_Comm_split): ranks
+// passing the same colour form one, numbered by increasing key (ties by
+// rank in c). Every rank of c must call it, in the same order relative to
+// c's other collectives. Free it with Free before Finalize (Finalize frees
+// any left). On a single process it returns a single process.
+func (c *Comm) Split(colour, key int) (*Comm, error) {
+	if colour < 0 {
+		return nil, fmt.Errorf("dist: split colour %d: must be >= 0", colour)
+	}
+	if c.lib == nil {
+		return &Comm{rank: 0, size: 1, version: c.version}, nil
+	}
+	h, rank, size, err := c.lib.split(c.handle, colour, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Comm{rank: rank, size: size, lib: c.lib, handle: *h, sub: h, version: c.version}, nil
+}
+
+// Grid splits the world c into its expert-parallel and data-parallel groups
+// for expert-parallel degree R (R divides c.Size()):
+//
+//   - ep: the R consecutive ranks holding all experts once between them,
+//     colour w/R, key w (so ep.Rank() = w mod R, the shard this rank holds);
+//   - dp: the c.Size()/R ranks holding the same expert shard, colour w mod
+//     R, key w (so dp.Rank() = w/R, the group's index).
+//
+// Every rank makes ep first, then dp. R = 1 gives ep of one rank per group
+// and dp = the whole world (as a communicator of its own).
+func (c *Comm) Grid(R int) (ep, dp *Comm, err error) {
+	if R < 1 || c.size%R != 0 {
+		return nil, nil, fmt.Errorf("dist: expert-parallel groups of %d ranks in a world of %d", R, c.size)
+	}
+	w := c.rank
+	if ep, err = c.Split(w/R, w); err != nil {
+		return nil, nil, err
+	}
+	if dp, err = c.Split(w%R, w); err != nil {
+		ep.Free()
+		return nil, nil, err
+	}
+	return ep, dp, nil
+}
+
+// Free releases a communicator made by Split (MPI_Comm_free, collective over
+// its ranks). It is a no-op for the world, a single process and after the
+// first call. c must not be used after it.
+func (c *Comm) Free() error {
+	if c.lib == nil || c.sub == nil || c.lib.done {
+		return nil
+	}
+	err := c.lib.free(c.sub)
+	c.sub = nil
+	return err
+}
+
 // Barrier waits until every rank has called it.
 func (c *Comm) Barrier() error {
 	if c.lib == nil {
 		return nil
 	}
-	return c.lib.barrier()
+	return c.lib.barrier(c.handle)
 }
 
 // AllreduceF32 replaces buf on every rank by the element-wise sum of all
@@ -105,7 +166,7 @@ func (c *Comm) AllreduceF32(buf []float32) error {
 	if c.lib == nil || len(buf) == 0 {
 		return nil
 	}
-	return c.lib.allreduce(ptrF32(buf), len(buf), c.lib.tFloat, c.lib.opSum)
+	return c.lib.allreduce(c.handle, ptrF32(buf), len(buf), c.lib.tFloat, c.lib.opSum)
 }
 
 // AllreduceF64 is AllreduceF32 for float64 (routing counts, norms, losses).
@@ -113,7 +174,7 @@ func (c *Comm) AllreduceF64(buf []float64) error {
 	if c.lib == nil || len(buf) == 0 {
 		return nil
 	}
-	return c.lib.allreduce(ptrF64(buf), len(buf), c.lib.tDouble, c.lib.opSum)
+	return c.lib.allreduce(c.handle, ptrF64(buf), len(buf), c.lib.tDouble, c.lib.opSum)
 }
 
 // MaxF64 replaces buf by the element-wise maximum over ranks.
@@ -121,7 +182,7 @@ func (c *Comm) MaxF64(buf []float64) error {
 	if c.lib == nil || len(buf) == 0 {
 		return nil
 	}
-	return c.lib.allreduce(ptrF64(buf), len(buf), c.lib.tDouble, c.lib.opMax)
+	return c.lib.allreduce(c.handle, ptrF64(buf), len(buf), c.lib.tDouble, c.lib.opMax)
 }
 
 // BcastF32 copies root's buf into every rank's buf (same length on all).
@@ -129,7 +190,7 @@ func (c *Comm) BcastF32(buf []float32, root int) error {
 	if err := c.checkRoot(root); err != nil || c.lib == nil || len(buf) == 0 {
 		return err
 	}
-	return c.lib.bcast(ptrF32(buf), len(buf)*4, root)
+	return c.lib.bcast(c.handle, ptrF32(buf), len(buf)*4, root)
 }
 
 // BcastBytes returns root's b on every rank; other ranks' b is ignored.
@@ -141,7 +202,7 @@ func (c *Comm) BcastBytes(b []byte, root int) ([]byte, error) {
 	if c.rank != root {
 		n[0] = 0
 	}
-	if err := c.lib.bcast(ptrF64(n), 8, root); err != nil {
+	if err := c.lib.bcast(c.handle, ptrF64(n), 8, root); err != nil {
 		return nil, err
 	}
 	out := b
@@ -151,7 +212,7 @@ func (c *Comm) BcastBytes(b []byte, root int) ([]byte, error) {
 	if len(out) == 0 {
 		return out, nil
 	}
-	return out, c.lib.bcast(ptrU8(out), len(out), root)
+	return out, c.lib.bcast(c.handle, ptrU8(out), len(out), root)
 }
 
 // AllgatherBytes returns every rank's b, indexed by rank (lengths may differ).
@@ -178,7 +239,7 @@ func (c *Comm) AllgatherBytes(b []byte) ([][]byte, error) {
 	send := make([]byte, max)
 	copy(send, b)
 	recv := make([]byte, max*c.size)
-	if err := c.lib.allgather(ptrU8(send), ptrU8(recv), max); err != nil {
+	if err := c.lib.allgather(c.handle, ptrU8(send), ptrU8(recv), max); err != nil {
 		return nil, err
 	}
 	for i := range out {
@@ -205,7 +266,7 @@ func (c *Comm) AlltoallvF32(send []float32, sendCounts []int, recv []float32, re
 		copy(recv[:recvCounts[0]], send[:sendCounts[0]])
 		return nil
 	}
-	return c.lib.alltoallv(send, sendCounts, sd, recv, recvCounts, rd)
+	return c.lib.alltoallv(c.handle, send, sendCounts, sd, recv, recvCounts, rd)
 }
 
 // AlltoallInts sends send[r] (one int per rank) to rank r and returns what
@@ -223,7 +284,7 @@ func (c *Comm) AlltoallInts(send []int) ([]int, error) {
 		s[i] = float64(v)
 	}
 	r := make([]float64, c.size)
-	if err := c.lib.alltoall(ptrF64(s), ptrF64(r), 8); err != nil {
+	if err := c.lib.alltoall(c.handle, ptrF64(s), ptrF64(r), 8); err != nil {
 		return nil, err
 	}
 	out := make([]int, c.size)
@@ -254,7 +315,7 @@ func (c *Comm) IallreduceF32(buf []float32) *Pending {
 		p.done <- nil
 		return p
 	}
-	c.lib.post(func() { p.done <- c.lib.allreduceNow(ptrF32(buf), len(buf), c.lib.tFloat, c.lib.opSum) })
+	c.lib.post(func() { p.done <- c.lib.allreduceNow(c.handle, ptrF32(buf), len(buf), c.lib.tFloat, c.lib.opSum) })
 	return p
 }
 

@@ -44,6 +44,10 @@ func TestSingleIsIdentity(t *testing.T) {
 	if err := c.AlltoallvF32([]float32{4}, []int{2}, recv, []int{2}); err == nil {
 		t.Fatal("all-to-all with counts beyond the buffer did not fail")
 	}
+	ep, dp, err := c.Grid(1)
+	if err != nil || ep.Size() != 1 || dp.Size() != 1 || ep.Free() != nil || dp.Free() != nil {
+		t.Fatalf("grid of a single process: %v", err)
+	}
 }
 
 func TestLaunchedFromEnvironment(t *testing.T) {
@@ -160,5 +164,58 @@ func TestCollectivesWorker(t *testing.T) {
 	}
 	if err := c.Barrier(); err != nil {
 		t.Fatal(err)
+	}
+	checkGrid(t, c)
+}
+
+// checkGrid splits the world into expert- and data-parallel groups of 2
+// and checks that each collective stays within its group.
+func checkGrid(t *testing.T, c *Comm) {
+	const R = 2
+	r, n := c.Rank(), c.Size()
+	ep, dp, err := c.Grid(R)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Size() != R || ep.Rank() != r%R || dp.Size() != n/R || dp.Rank() != r/R {
+		t.Fatalf("world rank %d: ep rank %d of %d, dp rank %d of %d", r, ep.Rank(), ep.Size(), dp.Rank(), dp.Size())
+	}
+	// Sums over the group: the world ranks R·(r/R) + i, and r%R + R·j.
+	x := []float64{float64(r)}
+	if err := ep.AllreduceF64(x); err != nil || x[0] != float64(R*(r/R)*R+R*(R-1)/2) {
+		t.Fatalf("ep all-reduce at rank %d: %v %v", r, x, err)
+	}
+	y := []float32{float32(r)}
+	if err := dp.IallreduceF32(y).Wait(); err != nil || y[0] != float32((r%R)*(n/R)+R*(n/R)*(n/R-1)/2) {
+		t.Fatalf("dp all-reduce at rank %d: %v %v", r, y, err)
+	}
+	// All-to-all within the EP group: rank i sends 10·r + j to group rank j.
+	send := make([]float32, R)
+	for j := range send {
+		send[j] = float32(10*r + j)
+	}
+	recv := make([]float32, R)
+	ones := []int{1, 1}
+	if err := ep.AlltoallvF32(send, ones, recv, ones); err != nil {
+		t.Fatal(err)
+	}
+	for j, v := range recv {
+		if want := float32(10*(R*(r/R)+j) + r%R); v != want {
+			t.Fatalf("ep all-to-all at rank %d from %d: %v, want %v", r, j, v, want)
+		}
+	}
+	msg, err := dp.BcastBytes([]byte(fmt.Sprint(r)), dp.Size()-1)
+	if err != nil || string(msg) != fmt.Sprint(n-R+r%R) {
+		t.Fatalf("dp broadcast at rank %d: %q %v", r, msg, err)
+	}
+	if err := ep.Free(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ep.Free(); err != nil { // a second Free does nothing
+		t.Fatal(err)
+	}
+	// dp is left for Finalize to free (TestMain).
+	if _, _, err := c.Grid(3); n%3 != 0 && err == nil {
+		t.Fatal("groups of 3 in a world of", n, "did not fail")
 	}
 }
