@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/moetrain/moetrain/configs"
@@ -180,11 +181,25 @@ func TestLoadByDomain(t *testing.T) {
 			t.Errorf("mean top-domain share %v outside [1/2, 1]", ll.MeanTopShare)
 		}
 	}
-	files, err := WriteLoad(res, t.TempDir(), "tiny")
+	dir := t.TempDir()
+	files, err := WriteLoad(res, dir, "tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkFiles(t, files, 5)
+	// Bars, not lines: a filled bar per expert in the first domain's color
+	// (its legend sample is one more), and no stroked line in it.
+	svg, err := os.ReadFile(filepath.Join(dir, "analysis-load.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	experts := 0
+	for _, ll := range res.Layers {
+		experts += len(ll.Domains[0].Load)
+	}
+	if got := strings.Count(string(svg), "fill:#1F77B4"); got != experts+len(res.Layers) {
+		t.Errorf("analysis-load.svg: %d bars in the first domain's color, want %d (one per expert and layer, one legend sample per layer)", got, experts+len(res.Layers))
+	}
 }
 
 func TestJSD(t *testing.T) {

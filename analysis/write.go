@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -87,22 +88,30 @@ func WriteLoad(r LoadResult, dir, label string) (Written, error) {
 		p.Title.Text = fmt.Sprintf("layer %d (JSD %.3f bits, top-domain share %.2f)", ll.Layer, ll.JSD, ll.MeanTopShare)
 		p.X.Label.Text = "routed expert"
 		p.Y.Label.Text = "share of the layer's load"
+		p.Add(plotter.NewGrid())
+		// Experts are categories: a bar per domain beside each other per
+		// expert, not lines joining unrelated experts.
+		n := len(ll.Domains)
+		w := vg.Points(math.Max(1, math.Min(8, 300/float64(max(1, n*len(ll.Domains[0].Load))))))
+		top := 0.0
 		for i, d := range ll.Domains {
-			xy := make(plotter.XYs, len(d.Load))
-			for x, s := range normalise(d.Load) {
-				xy[x] = plotter.XY{X: float64(x), Y: s}
-			}
-			line, err := plotter.NewLine(xy)
+			shares := normalise(d.Load)
+			bars, err := plotter.NewBarChart(plotter.Values(shares), w)
 			if err != nil {
 				return out, err
 			}
-			line.Color = colors[i%len(colors)]
-			line.Width = vg.Points(1.2)
-			p.Add(line)
-			p.Legend.Add(d.Domain, line)
+			bars.Color = colors[i%len(colors)]
+			bars.LineStyle.Width = 0
+			bars.Offset = w * vg.Length(float64(i)-float64(n-1)/2)
+			p.Add(bars)
+			p.Legend.Add(d.Domain, bars)
+			for _, v := range shares {
+				top = math.Max(top, v)
+			}
 		}
+		// Headroom above the tallest bar for the legend, so it covers no bar.
+		p.Y.Min, p.Y.Max = 0, top*(1.15+0.1*float64(n))
 		p.Legend.Top = true
-		p.Add(plotter.NewGrid())
 		row = append(row, p)
 		if len(row) == cols {
 			grid, row = append(grid, row), nil

@@ -1,9 +1,12 @@
 // Package report compares finished training runs: it reads each run
 // directory's config.yaml and metrics.jsonl and turns them into a table
 // (markdown or CSV, one column per run, laid out like the paper's Table 1)
-// and into figures (PNG and SVG): held-out loss against training tokens and
-// against training FLOPs, per-task score curves in a grid of panels, and the
-// average task score against activated parameters.
+// and into figures (PNG and SVG): training and held-out loss against
+// training tokens and against training FLOPs, per-task score curves in a
+// grid of panels with their chance lines, the average task score against
+// activated parameters, and each MoE run's per-layer expert load over
+// training as a heatmap. Runs that differ only in model.init_seed are a
+// Group, drawn as the mean over seeds with a min–max band.
 //
 // # Conventions
 //

@@ -26,6 +26,17 @@ type Line struct {
 	Color  color.RGBA
 	Dashed bool // dense runs are dashed, MoE runs solid
 	Points bool // draw a marker at every point
+	NoLine bool // only the markers (held-out points)
+	Faint  bool // thin and pale: the raw curve under a smoothed one
+	// Kind says what the line is ("train", "train-raw", "heldout", "score",
+	// "trend"), for readers of the figure's data (tests, the live page).
+	Kind string
+}
+
+// Band is a shaded area between two curves (min and max over seeds).
+type Band struct {
+	X, Lo, Hi []float64
+	Color     color.RGBA
 }
 
 // Marker is one labelled point of a scatter.
@@ -41,13 +52,22 @@ type Panel struct {
 	Title          string
 	XLabel, YLabel string
 	// LogX puts X on a log scale; only set when every X is positive.
-	LogX    bool
+	LogX bool
+	// SciX labels X ticks as m×10ⁿ (FLOPs), where an SI letter could be
+	// misread.
+	SciX    bool
 	Lines   []Line
+	Bands   []Band
 	Markers []Marker
+	// Chance, when positive, is drawn as a dotted horizontal line: the
+	// score of a uniform guess.
+	Chance float64
+	// Heat, when set, fills the panel with a heatmap (expert load).
+	Heat *Heat
 }
 
 // Figure is one output image: panels in a grid, a title, and a legend in a
-// strip on the right (so it never hides data).
+// strip below the panels (so it never hides data and leaves them the width).
 type Figure struct {
 	Name   string // file base name
 	Title  string
@@ -61,7 +81,10 @@ type LegendEntry struct {
 	Label  string
 	Color  color.RGBA
 	Dashed bool
+	Dotted bool
 	Line   bool // a line sample
+	Faint  bool
+	Box    bool // a filled square (a band, a heatmap colour)
 	Glyph  string
 }
 
@@ -71,18 +94,86 @@ var palette = []color.RGBA{
 	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255},
 }
 
-// RunColor is the color of run i in every figure.
+// RunColor is the color of run (or group) i in every figure.
 func RunColor(i int) color.RGBA { return palette[i%len(palette)] }
 
 // trendColor draws the dense trend line (black, so it is not mistaken for a run).
 var trendColor = color.RGBA{0, 0, 0, 255}
 
-func runLegend(runs []*Run) []LegendEntry {
+// keyColor draws legend entries that explain a style, not a run.
+var keyColor = color.RGBA{90, 90, 90, 255}
+
+// chanceColor is the chance line's.
+var chanceColor = color.RGBA{110, 110, 110, 255}
+
+func groupLegend(gs []Group) []LegendEntry {
 	var l []LegendEntry
-	for i, r := range runs {
-		l = append(l, LegendEntry{Label: r.Name + " (" + Variant(r.Config.Model) + ")", Color: RunColor(i), Dashed: !r.IsMoE(), Line: true})
+	for _, g := range gs {
+		l = append(l, LegendEntry{Label: g.Name + " (" + Variant(g.Runs[0].Config.Model) + ")" + seedsLabel(len(g.Runs)),
+			Color: RunColor(g.Index), Dashed: !g.IsMoE(), Line: true})
 	}
 	return l
+}
+
+func tokensOf(ts []int64, scale float64) []float64 {
+	out := make([]float64, len(ts))
+	for i, t := range ts {
+		out[i] = float64(t) * scale
+	}
+	return out
+}
+
+// lossPanel draws, per group, the training loss (smoothed; the raw curve
+// faint for one seed, a min–max band for several) and the held-out loss as
+// points, against tokens × xscale(group).
+func lossPanel(gs []Group, xscale func(Group) float64) (Panel, []LegendEntry) {
+	p := Panel{YLabel: "Loss (nats/token)"}
+	var raw, band, heldout, trained bool
+	for _, g := range gs {
+		c, dashed, k := RunColor(g.Index), !g.IsMoE(), xscale(g)
+		var tr, ho [][]Point
+		for _, r := range g.Runs {
+			if ps := r.TrainSeries(); len(ps) > 0 {
+				tr = append(tr, Smooth(ps))
+				if len(g.Runs) == 1 {
+					xs, ys := seriesXY(ps, scaled(k), valueY)
+					p.Lines = append(p.Lines, Line{Label: g.Name, X: xs, Y: ys, Color: c, Dashed: dashed, Faint: true, Kind: "train-raw"})
+					raw = true
+				}
+			}
+			if ps := r.Series(HeldOut, "loss"); len(ps) > 0 {
+				ho = append(ho, ps)
+			}
+		}
+		if len(tr) > 0 {
+			s := spreadOf(tr)
+			if len(tr) > 1 {
+				p.Bands = append(p.Bands, Band{X: tokensOf(s.Tokens, k), Lo: s.Lo, Hi: s.Hi, Color: c})
+				band = true
+			}
+			p.Lines = append(p.Lines, Line{Label: g.Name, X: tokensOf(s.Tokens, k), Y: s.Mean, Color: c, Dashed: dashed, Kind: "train"})
+			trained = true
+		}
+		if len(ho) > 0 {
+			s := spreadOf(ho)
+			p.Lines = append(p.Lines, Line{Label: g.Name, X: tokensOf(s.Tokens, k), Y: s.Mean, Color: c, Points: true, NoLine: true, Kind: "heldout"})
+			heldout = true
+		}
+	}
+	var key []LegendEntry
+	if trained {
+		key = append(key, LegendEntry{Label: "training loss, smoothed (line)", Color: keyColor, Line: true})
+	}
+	if raw {
+		key = append(key, LegendEntry{Label: "training loss, raw (pale)", Color: keyColor, Line: true, Faint: true})
+	}
+	if band {
+		key = append(key, LegendEntry{Label: "min–max over seeds (band)", Color: fade(keyColor, 0.25), Box: true})
+	}
+	if heldout {
+		key = append(key, LegendEntry{Label: "held-out loss (points)", Color: keyColor, Glyph: "circle"})
+	}
+	return p, key
 }
 
 func seriesXY(ps []Point, x func(Point) float64, y func(Point) float64) ([]float64, []float64) {
@@ -93,50 +184,81 @@ func seriesXY(ps []Point, x func(Point) float64, y func(Point) float64) ([]float
 	return xs, ys
 }
 
-func tokensX(p Point) float64  { return float64(p.Tokens) }
-func valueY(p Point) float64   { return p.Value }
-func percentY(p Point) float64 { return 100 * p.Value }
+func valueY(p Point) float64 { return p.Value }
 
-// LossFigure is held-out loss against training tokens, a line per run.
-func LossFigure(runs []*Run) Figure {
-	p := Panel{XLabel: "Training tokens", YLabel: "Held-out loss (nats/token)"}
-	for i, r := range runs {
-		xs, ys := seriesXY(r.Series(HeldOut, "loss"), tokensX, valueY)
-		p.Lines = append(p.Lines, Line{Label: r.Name, X: xs, Y: ys, Color: RunColor(i), Dashed: !r.IsMoE(), Points: true})
-	}
-	return Figure{Name: "loss_vs_tokens", Title: "Held-out loss during training", Cols: 1, Panels: []Panel{p}, Legend: runLegend(runs)}
+func scaled(k float64) func(Point) float64 {
+	return func(p Point) float64 { return float64(p.Tokens) * k }
 }
 
-// FLOPsFigure is held-out loss against training compute (tokens × FLOPs
-// per token, DESIGN.md §7.3), a line per run.
+// LossFigure is training and held-out loss against training tokens.
+func LossFigure(runs []*Run) Figure {
+	gs := Groups(runs)
+	p, key := lossPanel(gs, func(Group) float64 { return 1 })
+	p.XLabel = "Training tokens"
+	return Figure{Name: "loss_vs_tokens", Title: "Training and held-out loss", Cols: 1, Panels: []Panel{p}, Legend: append(groupLegend(gs), key...)}
+}
+
+// FLOPsFigure is training and held-out loss against training compute
+// (tokens × FLOPs per token, model.FLOPsPerToken).
 func FLOPsFigure(runs []*Run) Figure {
-	p := Panel{XLabel: "Training compute (FLOPs)", YLabel: "Held-out loss (nats/token)"}
-	for i, r := range runs {
-		fpt := r.FLOPsPerToken()
-		xs, ys := seriesXY(r.Series(HeldOut, "loss"), func(p Point) float64 { return float64(p.Tokens) * fpt }, valueY)
-		p.Lines = append(p.Lines, Line{Label: r.Name, X: xs, Y: ys, Color: RunColor(i), Dashed: !r.IsMoE(), Points: true})
-	}
+	gs := Groups(runs)
+	p, key := lossPanel(gs, func(g Group) float64 { return g.Runs[0].FLOPsPerToken() })
+	p.XLabel = "Training compute (floating-point operations)"
+	p.SciX = true
 	p.LogX = wideRange(p)
-	return Figure{Name: "loss_vs_flops", Title: "Held-out loss against training compute", Cols: 1, Panels: []Panel{p}, Legend: runLegend(runs)}
+	return Figure{Name: "loss_vs_flops", Title: "Training and held-out loss against training compute", Cols: 1, Panels: []Panel{p}, Legend: append(groupLegend(gs), key...)}
+}
+
+// Chance returns the task's chance score (a uniform guess) as logged with
+// its evaluations, and false when the run has none (generation tasks, or
+// runs from before chance was logged).
+func (r *Run) Chance(task string) (float64, bool) {
+	v, ok := r.Last(task, "chance")
+	return v, ok && v > 0
 }
 
 // TaskFigure is a grid of panels, one per task (every task any run has),
-// each the task's score against training tokens with a line per run.
+// each the task's score against training tokens with a line per group
+// (the mean over seeds, a min–max band for several) and the chance line.
 func TaskFigure(runs []*Run) Figure {
 	tasks := AllTasks(runs)
-	f := Figure{Name: "tasks_vs_tokens", Title: "Task scores during training", Cols: min(3, max(1, len(tasks))), Legend: runLegend(runs)}
+	gs := Groups(runs)
+	f := Figure{Name: "tasks_vs_tokens", Title: "Task scores during training", Cols: min(3, max(1, len(tasks))), Legend: groupLegend(gs)}
+	var chance, band bool
 	for _, task := range tasks {
 		p := Panel{Title: task, XLabel: "Training tokens"}
 		metrics := map[string]bool{}
-		for i, r := range runs {
-			metric := MainMetric(r, task)
-			if metric == "" {
+		for _, g := range gs {
+			var series [][]Point
+			for _, r := range g.Runs {
+				metric := MainMetric(r, task)
+				if metric == "" {
+					continue
+				}
+				metrics[metric] = true
+				series = append(series, r.Series(task, metric))
+				if c, ok := r.Chance(task); ok {
+					p.Chance = 100 * c
+				}
+			}
+			if len(series) == 0 {
 				continue
 			}
-			metrics[metric] = true
-			xs, ys := seriesXY(r.Series(task, metric), tokensX, percentY)
-			p.Lines = append(p.Lines, Line{Label: r.Name, X: xs, Y: ys, Color: RunColor(i), Dashed: !r.IsMoE(), Points: true})
+			s := spreadOf(series)
+			pct := func(v []float64) []float64 {
+				out := make([]float64, len(v))
+				for i, x := range v {
+					out[i] = 100 * x
+				}
+				return out
+			}
+			if len(series) > 1 {
+				p.Bands = append(p.Bands, Band{X: tokensOf(s.Tokens, 1), Lo: pct(s.Lo), Hi: pct(s.Hi), Color: RunColor(g.Index)})
+				band = true
+			}
+			p.Lines = append(p.Lines, Line{Label: g.Name, X: tokensOf(s.Tokens, 1), Y: pct(s.Mean), Color: RunColor(g.Index), Dashed: !g.IsMoE(), Points: true, Kind: "score"})
 		}
+		chance = chance || p.Chance > 0
 		pretty := map[string]string{"acc": "Accuracy", "exact_match": "Exact match"}
 		var names []string
 		for m := range metrics {
@@ -148,6 +270,12 @@ func TaskFigure(runs []*Run) Figure {
 		sort.Strings(names)
 		p.YLabel = strings.Join(names, "/") + " (%)"
 		f.Panels = append(f.Panels, p)
+	}
+	if band {
+		f.Legend = append(f.Legend, LegendEntry{Label: "min–max over seeds (band)", Color: fade(keyColor, 0.25), Box: true})
+	}
+	if chance {
+		f.Legend = append(f.Legend, LegendEntry{Label: "chance: a uniform guess (dotted)", Color: chanceColor, Dotted: true, Line: true})
 	}
 	return f
 }
@@ -203,7 +331,13 @@ func ScatterFigure(runs []*Run) (Figure, Trend) {
 		}
 	}
 	tr := FitLogTrend(dx, dy)
-	legend := []LegendEntry{{Label: "Dense", Color: trendColor, Glyph: "circle"}, {Label: "MoE", Color: trendColor, Glyph: "triangle"}}
+	var legend []LegendEntry
+	if len(dx) > 0 {
+		legend = append(legend, LegendEntry{Label: "Dense", Color: trendColor, Glyph: "circle"})
+	}
+	if len(dx) < len(p.Markers) {
+		legend = append(legend, LegendEntry{Label: "MoE", Color: trendColor, Glyph: "triangle"})
+	}
 	if tr.OK {
 		const n = 64
 		l := Line{Label: "Dense trend", Color: trendColor, Dashed: true}
@@ -214,8 +348,9 @@ func ScatterFigure(runs []*Run) (Figure, Trend) {
 		p.Lines = append(p.Lines, l)
 		legend = append(legend, LegendEntry{Label: fmt.Sprintf("Dense trend (%+.1f per 10×)", tr.B), Color: trendColor, Dashed: true, Line: true})
 	}
-	// Parameters compare by ratio, and the trend is linear in log x.
-	p.LogX = len(p.Markers) > 0 && lo > 0
+	// Parameters compare by ratio, and the trend is linear in log x; a
+	// narrow range (one run, or runs of one size) reads better linear.
+	p.LogX = len(p.Markers) > 0 && lo > 0 && hi/lo >= 3
 	return Figure{Name: "score_vs_params", Title: "Average task score against activated parameters", Cols: 1, Panels: []Panel{p}, Legend: legend}, tr
 }
 
@@ -242,7 +377,7 @@ func Figures(runs []*Run) []Figure {
 
 // Panel and figure sizes: large enough to read at a glance.
 const (
-	panelW  = 5 * vg.Inch
+	panelW  = 5.5 * vg.Inch
 	panelH  = 3.6 * vg.Inch
 	gridW   = 3.4 * vg.Inch // a panel of the task grid
 	gridH   = 2.7 * vg.Inch
@@ -269,21 +404,9 @@ func Render(f Figure, format string, w io.Writer) error {
 		}
 		plots[i/f.Cols][i%f.Cols] = pl
 	}
-	leg := plot.NewLegend()
-	leg.TextStyle.Font.Size = fontPts
-	leg.Top, leg.Left = true, true
-	leg.ThumbnailWidth = 0.45 * vg.Inch
-	leg.Padding = vg.Points(5)
-	var legW vg.Length
-	for _, e := range f.Legend {
-		leg.Add(e.Label, legendThumb(e))
-		legW = max(legW, leg.TextStyle.Width(e.Label))
-	}
-	if len(f.Legend) > 0 {
-		legW += leg.ThumbnailWidth + 0.4*vg.Inch
-	}
-	width := vg.Length(f.Cols)*pw + legW
-	height := vg.Length(rows)*ph + titleH
+	width := vg.Length(f.Cols) * pw
+	legs, legH := legendColumns(f.Legend, width)
+	height := vg.Length(rows)*ph + titleH + legH
 	var c vg.CanvasWriterTo
 	switch format {
 	case "png":
@@ -299,9 +422,9 @@ func Render(f Figure, format string, w io.Writer) error {
 		title.Font.Size = 14
 		title.XAlign = draw.XCenter
 		title.YAlign = draw.YTop
-		dc.FillText(title, vg.Point{X: (width - legW) / 2, Y: height - 0.12*vg.Inch}, f.Title)
+		dc.FillText(title, vg.Point{X: width / 2, Y: height - 0.12*vg.Inch}, f.Title)
 	}
-	grid := draw.Crop(dc, 0, -legW, 0, -titleH)
+	grid := draw.Crop(dc, 0, 0, legH, -titleH)
 	tiles := draw.Tiles{Rows: rows, Cols: f.Cols, PadX: 0.15 * vg.Inch, PadY: 0.15 * vg.Inch, PadLeft: 0.05 * vg.Inch, PadRight: 0.1 * vg.Inch, PadBottom: 0.05 * vg.Inch}
 	cs := plot.Align(plots, tiles, grid)
 	for i := range plots {
@@ -311,9 +434,11 @@ func Render(f Figure, format string, w io.Writer) error {
 			}
 		}
 	}
-	if len(f.Legend) > 0 {
-		strip := draw.Crop(dc, width-legW+0.15*vg.Inch, 0, 0, -titleH-0.2*vg.Inch)
-		leg.Draw(strip)
+	x := vg.Length(0)
+	for _, l := range legs {
+		strip := draw.Crop(dc, x+0.1*vg.Inch, 0, 0, legH-height)
+		l.leg.Draw(strip)
+		x += l.width
 	}
 	if _, err := c.WriteTo(w); err != nil {
 		return fmt.Errorf("plot %s: %w", f.Name, err)
@@ -321,13 +446,70 @@ func Render(f Figure, format string, w io.Writer) error {
 	return nil
 }
 
-func legendThumb(e LegendEntry) plot.Thumbnailer {
-	if e.Line {
-		l := &plotter.Line{LineStyle: lineStyle(e.Color, e.Dashed)}
+type legendColumn struct {
+	leg   *plot.Legend
+	width vg.Length
+}
+
+// legendColumns lays the legend out below the panels in as many columns
+// as fit the width, and returns them with the strip's height.
+func legendColumns(entries []LegendEntry, width vg.Length) ([]legendColumn, vg.Length) {
+	if len(entries) == 0 {
+		return nil, 0
+	}
+	newLeg := func() *plot.Legend {
+		l := new(plot.Legend)
+		*l = plot.NewLegend()
+		l.TextStyle.Font.Size = fontPts - 1
+		l.Top, l.Left = true, true
+		l.ThumbnailWidth = 0.4 * vg.Inch
+		l.Padding = vg.Points(4)
 		return l
 	}
-	s := &plotter.Scatter{GlyphStyle: glyphStyle(e.Color, e.Glyph == "triangle")}
-	return s
+	probe := newLeg()
+	var colW vg.Length
+	for _, e := range entries {
+		colW = max(colW, probe.TextStyle.Width(e.Label))
+	}
+	colW += probe.ThumbnailWidth + 0.35*vg.Inch
+	ncols := max(1, min(len(entries), int((width-0.2*vg.Inch)/colW)))
+	perCol := (len(entries) + ncols - 1) / ncols
+	var cols []legendColumn
+	for i := 0; i < len(entries); i += perCol {
+		l := newLeg()
+		for _, e := range entries[i:min(i+perCol, len(entries))] {
+			l.Add(e.Label, legendThumb(e))
+		}
+		cols = append(cols, legendColumn{leg: l, width: colW})
+	}
+	lineH := probe.TextStyle.Height("Xg") + probe.Padding
+	return cols, vg.Length(perCol)*lineH + 0.25*vg.Inch
+}
+
+func legendThumb(e LegendEntry) plot.Thumbnailer {
+	switch {
+	case e.Box:
+		return boxThumb{e.Color}
+	case e.Line:
+		st := lineStyle(e.Color, e.Dashed)
+		if e.Dotted {
+			st = dottedStyle(e.Color)
+		}
+		if e.Faint {
+			st = faintStyle(e.Color)
+		}
+		return &plotter.Line{LineStyle: st}
+	}
+	return &plotter.Scatter{GlyphStyle: glyphStyle(e.Color, e.Glyph == "triangle")}
+}
+
+// boxThumb is a filled square legend sample.
+type boxThumb struct{ c color.Color }
+
+func (b boxThumb) Thumbnail(c *draw.Canvas) {
+	h := c.Max.Y - c.Min.Y
+	y := c.Min.Y
+	c.FillPolygon(b.c, []vg.Point{{X: c.Min.X, Y: y}, {X: c.Min.X + h*1.6, Y: y}, {X: c.Min.X + h*1.6, Y: y + h}, {X: c.Min.X, Y: y + h}})
 }
 
 func lineStyle(c color.RGBA, dashed bool) draw.LineStyle {
@@ -338,11 +520,34 @@ func lineStyle(c color.RGBA, dashed bool) draw.LineStyle {
 	return s
 }
 
+func faintStyle(c color.RGBA) draw.LineStyle {
+	return draw.LineStyle{Color: fade(c, 0.3), Width: vg.Points(1)}
+}
+
+func dottedStyle(c color.RGBA) draw.LineStyle {
+	return draw.LineStyle{Color: c, Width: vg.Points(1.5), Dashes: []vg.Length{vg.Points(1.5), vg.Points(3)}}
+}
+
+// fade mixes c with white: a pale, opaque version of it (SVG and PNG
+// viewers agree on opaque colors).
+func fade(c color.RGBA, keep float64) color.RGBA {
+	mix := func(v uint8) uint8 { return uint8(math.Round(float64(v)*keep + 255*(1-keep))) }
+	return color.RGBA{mix(c.R), mix(c.G), mix(c.B), 255}
+}
+
 func glyphStyle(c color.RGBA, triangle bool) draw.GlyphStyle {
 	if triangle {
 		return draw.GlyphStyle{Color: c, Radius: vg.Points(5), Shape: draw.PyramidGlyph{}}
 	}
 	return draw.GlyphStyle{Color: c, Radius: vg.Points(4), Shape: draw.CircleGlyph{}}
+}
+
+func xys(x, y []float64) plotter.XYs {
+	out := make(plotter.XYs, len(x))
+	for i := range x {
+		out[i] = plotter.XY{X: x[i], Y: y[i]}
+	}
+	return out
 }
 
 func buildPlot(p Panel) (*plot.Plot, error) {
@@ -354,50 +559,83 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 		ax.Label.TextStyle.Font.Size = fontPts
 		ax.Tick.Label.Font.Size = fontPts - 1
 	}
-	pl.Add(plotter.NewGrid())
 	pl.X.Tick.Marker, pl.Y.Tick.Marker = niceTicks{}, niceTicks{}
+	if p.SciX {
+		pl.X.Tick.Marker = niceTicks{sci: true}
+	}
 	if p.LogX {
 		pl.X.Scale = plot.LogScale{}
-		pl.X.Tick.Marker = logTicks{}
+		pl.X.Tick.Marker = logTicks{sci: p.SciX}
 	}
-	for _, l := range p.Lines {
-		if len(l.X) == 0 {
+	if p.Heat != nil {
+		if err := addHeat(pl, p.Heat); err != nil {
+			return nil, err
+		}
+		return pl, nil
+	}
+	pl.Add(plotter.NewGrid())
+	for _, b := range p.Bands {
+		if len(b.X) < 2 {
 			continue
 		}
-		xys := make(plotter.XYs, len(l.X))
-		for i := range l.X {
-			xys[i] = plotter.XY{X: l.X[i], Y: l.Y[i]}
+		pts := xys(b.X, b.Hi)
+		for i := len(b.X) - 1; i >= 0; i-- {
+			pts = append(pts, plotter.XY{X: b.X[i], Y: b.Lo[i]})
 		}
-		line, err := plotter.NewLine(xys)
+		poly, err := plotter.NewPolygon(pts)
 		if err != nil {
 			return nil, err
 		}
-		line.LineStyle = lineStyle(l.Color, l.Dashed)
-		pl.Add(line)
-		if l.Points {
-			sc, err := plotter.NewScatter(xys)
-			if err != nil {
-				return nil, err
+		poly.Color = fade(b.Color, 0.25)
+		poly.LineStyle.Width = 0
+		pl.Add(poly)
+	}
+	// Faint lines first, so the smoothed ones are drawn over them.
+	for _, faint := range []bool{true, false} {
+		for _, l := range p.Lines {
+			if len(l.X) == 0 || l.Faint != faint {
+				continue
 			}
-			sc.GlyphStyle = glyphStyle(l.Color, false)
-			sc.GlyphStyle.Radius = vg.Points(2.5)
-			pl.Add(sc)
+			pts := xys(l.X, l.Y)
+			if !l.NoLine {
+				line, err := plotter.NewLine(pts)
+				if err != nil {
+					return nil, err
+				}
+				line.LineStyle = lineStyle(l.Color, l.Dashed)
+				if l.Faint {
+					line.LineStyle = faintStyle(l.Color)
+				}
+				pl.Add(line)
+			}
+			if l.Points || l.NoLine {
+				sc, err := plotter.NewScatter(pts)
+				if err != nil {
+					return nil, err
+				}
+				sc.GlyphStyle = glyphStyle(l.Color, false)
+				sc.GlyphStyle.Radius = vg.Points(2.5)
+				if l.NoLine {
+					sc.GlyphStyle.Radius = vg.Points(3.5)
+				}
+				pl.Add(sc)
+			}
 		}
 	}
 	if len(p.Markers) > 0 {
-		xys := make(plotter.XYs, len(p.Markers))
+		pts := make(plotter.XYs, len(p.Markers))
 		labels := make([]string, len(p.Markers))
 		for i, m := range p.Markers {
-			xys[i] = plotter.XY{X: m.X, Y: m.Y}
+			pts[i] = plotter.XY{X: m.X, Y: m.Y}
 			labels[i] = m.Label
-			sc, err := plotter.NewScatter(plotter.XYs{xys[i]})
+			sc, err := plotter.NewScatter(plotter.XYs{pts[i]})
 			if err != nil {
 				return nil, err
 			}
 			sc.GlyphStyle = glyphStyle(m.Color, m.MoE)
 			pl.Add(sc)
 		}
-		lab, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+		lab, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
 		if err != nil {
 			return nil, err
 		}
@@ -407,14 +645,36 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 		lab.Offset = vg.Point{X: vg.Points(7), Y: vg.Points(3)}
 		pl.Add(lab)
 	}
+	if p.Chance > 0 {
+		pl.Y.Min = math.Min(pl.Y.Min, p.Chance)
+		pl.Y.Max = math.Max(pl.Y.Max, p.Chance)
+	}
 	if pl.X.Min > pl.X.Max || pl.Y.Min > pl.Y.Max { // a panel without data
 		pl.X.Min, pl.X.Max, pl.Y.Min, pl.Y.Max = 1, 10, 0, 1
 	}
+	// One point (one run, one evaluation): widen the axes around it so
+	// that they have ticks to read it by.
+	widen := func(a *plot.Axis) {
+		if a.Min == a.Max {
+			d := math.Max(math.Abs(a.Min)*0.5, 1)
+			a.Min, a.Max = a.Min-d, a.Max+d
+			if a.Min < 0 && a.Max-d >= 0 {
+				a.Min = 0
+			}
+		}
+	}
+	if !p.LogX {
+		widen(&pl.X)
+	}
+	widen(&pl.Y)
 	// Leave a margin so that points on the edge and labels stay inside.
 	if pl.X.Max > pl.X.Min && !p.LogX {
 		pad := 0.04 * (pl.X.Max - pl.X.Min)
 		pl.X.Min -= pad
-		pl.X.Max += 3 * pad
+		pl.X.Max += pad
+		if len(p.Markers) > 0 {
+			pl.X.Max += 0.15 * (pl.X.Max - pl.X.Min) // room for the point labels
+		}
 	}
 	if pl.Y.Max > pl.Y.Min {
 		pad := 0.06 * (pl.Y.Max - pl.Y.Min)
@@ -422,8 +682,15 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 		pl.Y.Max += pad
 	}
 	if p.LogX && pl.X.Max > 0 {
-		pl.X.Max *= 1.6 // room for the point labels
+		if len(p.Markers) > 0 {
+			pl.X.Max *= 1.6 // room for the point labels
+		}
 		pl.X.Min /= 1.2
+	}
+	if p.Chance > 0 {
+		ch := plotter.NewFunction(func(float64) float64 { return p.Chance })
+		ch.LineStyle = dottedStyle(chanceColor)
+		pl.Add(ch)
 	}
 	return pl, nil
 }
@@ -431,11 +698,20 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 // niceTicks puts four to eight labelled ticks at multiples of 1, 2 or 5 × 10^k,
 // with SI labels (2M, 1.5T): more labels than gonum's default, so values
 // can be read off the axis.
-type niceTicks struct{}
+type niceTicks struct {
+	sci bool // m×10ⁿ labels instead of SI letters
+}
 
-func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
+func (n niceTicks) label(v float64) string {
+	if n.sci {
+		return Sci(v)
+	}
+	return SI(v)
+}
+
+func (n niceTicks) Ticks(lo, hi float64) []plot.Tick {
 	if !(hi > lo) || math.IsInf(hi-lo, 0) {
-		return []plot.Tick{{Value: lo, Label: SI(lo)}}
+		return []plot.Tick{{Value: lo, Label: n.label(lo)}}
 	}
 	raw := (hi - lo) / 8
 	mag := math.Pow(10, math.Floor(math.Log10(raw)))
@@ -455,7 +731,7 @@ func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
 		v := k * minor
 		if r := math.Round(v / step); math.Abs(v/step-r) < 1e-6 {
 			v = r * step
-			ts = append(ts, plot.Tick{Value: v, Label: SI(v)})
+			ts = append(ts, plot.Tick{Value: v, Label: n.label(v)})
 		} else {
 			ts = append(ts, plot.Tick{Value: v})
 		}
@@ -466,9 +742,11 @@ func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
 // logTicks labels 1, 2 and 5 × 10^k on a log axis spanning under three
 // decades (only powers of ten above), with minor ticks at the other
 // integer multiples.
-type logTicks struct{}
+type logTicks struct {
+	sci bool // m×10ⁿ labels instead of SI letters
+}
 
-func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+func (lt logTicks) Ticks(lo, hi float64) []plot.Tick {
 	label := map[int]bool{1: true, 2: true, 5: true}
 	if hi/lo >= 1000 {
 		label = map[int]bool{1: true}
@@ -482,7 +760,7 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 			}
 			t := plot.Tick{Value: v}
 			if label[m] {
-				t.Label = SI(v)
+				t.Label = niceTicks{sci: lt.sci}.label(v)
 			}
 			ts = append(ts, t)
 		}
@@ -500,7 +778,13 @@ func WriteFigures(runs []*Run, dir string) ([]string, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	var paths []string
-	for _, f := range Figures(runs) {
+	figs := Figures(runs)
+	for _, r := range runs {
+		if f, ok := LoadFigure(r); ok {
+			figs = append(figs, f)
+		}
+	}
+	for _, f := range figs {
 		if !f.hasData() {
 			continue // e.g. no task has eval lines
 		}
@@ -517,7 +801,7 @@ func WriteFigures(runs []*Run, dir string) ([]string, error) {
 
 func (f Figure) hasData() bool {
 	for _, p := range f.Panels {
-		if len(p.Markers) > 0 {
+		if len(p.Markers) > 0 || p.Heat != nil {
 			return true
 		}
 		for _, l := range p.Lines {

@@ -36,6 +36,9 @@ type fakeEval struct {
 	value        float64
 }
 
+// trainLoss is the fixture's k-th training loss: falling, with noise.
+func trainLoss(k int) float64 { return 5 - 0.1*float64(k) + 0.05*float64(k%2) }
+
 func denseModel(hidden int) func(*configs.Model) {
 	return func(m *configs.Model) {
 		m.Hidden, m.DenseWidth, m.VocabSize = hidden, hidden*8/3, 512
@@ -62,6 +65,7 @@ func curve(q float64, steps int, tasks map[string]string) []fakeEval {
 			out = append(out, fakeEval{tok, task, metric, math.Min(1, 0.25+0.05*q+0.02*float64(s)+0.001*float64(len(task)))})
 			if metric == "acc" {
 				out = append(out, fakeEval{tok, task, "acc_norm", 0.9}) // not the main metric
+				out = append(out, fakeEval{tok, task, "chance", 0.25})
 			}
 		}
 	}
@@ -86,8 +90,8 @@ func writeRun(t *testing.T, root string, r fakeRun) string {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	for _, tok := range r.train {
-		raw, _ := json.Marshal(train.Metrics{Kind: "train", Tokens: tok, Loss: 4, LR: 1e-3})
+	for k, tok := range r.train {
+		raw, _ := json.Marshal(train.Metrics{Kind: "train", Tokens: tok, Loss: trainLoss(k), LR: 1e-3})
 		b.Write(append(raw, '\n'))
 	}
 	for _, e := range r.evals {
@@ -407,25 +411,65 @@ func TestPlotsEqualMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The series each figure draws are the metrics.
+	// The series each figure draws are the metrics: per run (each its own
+	// group here), the smoothed training loss, the raw one pale, and the
+	// held-out points.
 	loss := LossFigure(runs)
 	flops := FLOPsFigure(runs)
+	find := func(p Panel, label, kind string) *Line {
+		for i := range p.Lines {
+			if p.Lines[i].Label == label && p.Lines[i].Kind == kind {
+				return &p.Lines[i]
+			}
+		}
+		return nil
+	}
 	for i, f := range fakes {
+		fpt := model.FLOPsPerToken(runs[i].Config.Model, 128)
 		var xs, ys, fx []float64
 		for _, e := range f.evals {
 			if e.task == HeldOut && e.metric == "loss" {
 				xs, ys = append(xs, float64(e.tokens)), append(ys, e.value)
-				fx = append(fx, float64(e.tokens)*model.FLOPsPerToken(runs[i].Config.Model, 128))
+				fx = append(fx, float64(e.tokens)*fpt)
 			}
 		}
-		l := loss.Panels[0].Lines[i]
-		if fmt.Sprint(l.X, l.Y) != fmt.Sprint(xs, ys) || l.Label != f.name || l.Dashed != strings.HasPrefix(f.name, "dense") {
-			t.Errorf("loss line %d: %v %v (%s), want %v %v", i, l.X, l.Y, l.Label, xs, ys)
+		l := find(loss.Panels[0], f.name, "heldout")
+		if l == nil || fmt.Sprint(l.X, l.Y) != fmt.Sprint(xs, ys) || !l.NoLine || l.Color != RunColor(i) {
+			t.Errorf("held-out points of %s: %+v, want %v %v", f.name, l, xs, ys)
 		}
-		fl := flops.Panels[0].Lines[i]
-		if fmt.Sprint(fl.X, fl.Y) != fmt.Sprint(fx, ys) {
-			t.Errorf("FLOPs line %d: %v %v, want %v %v", i, fl.X, fl.Y, fx, ys)
+		if fl := find(flops.Panels[0], f.name, "heldout"); fl == nil || fmt.Sprint(fl.X, fl.Y) != fmt.Sprint(fx, ys) {
+			t.Errorf("FLOPs held-out points of %s: %+v, want %v %v", f.name, fl, fx, ys)
 		}
+		var tx, ty []float64
+		for k, tok := range f.train {
+			tx, ty = append(tx, float64(tok)), append(ty, trainLoss(k))
+		}
+		raw, sm := find(loss.Panels[0], f.name, "train-raw"), find(loss.Panels[0], f.name, "train")
+		if len(tx) == 0 {
+			if raw != nil || sm != nil {
+				t.Errorf("%s has no train lines but training curves %+v %+v", f.name, raw, sm)
+			}
+			continue
+		}
+		if raw == nil || !raw.Faint || fmt.Sprint(raw.X, raw.Y) != fmt.Sprint(tx, ty) {
+			t.Errorf("raw training loss of %s: %+v, want %v %v", f.name, raw, tx, ty)
+		}
+		// The smoothed curve: the test's own bias-corrected EMA.
+		w := 1 - 2/(math.Max(2, float64(len(ty))/20)+1)
+		var acc, norm float64
+		for k := range ty {
+			acc, norm = w*acc+(1-w)*ty[k], w*norm+(1-w)
+			if sm == nil || sm.X[k] != tx[k] || !near(sm.Y[k], acc/norm, 1e-12, 0) || sm.Dashed != strings.HasPrefix(f.name, "dense") {
+				t.Errorf("smoothed training loss of %s: %+v, want point %d at %v", f.name, sm, k, acc/norm)
+				break
+			}
+		}
+		if fs := find(flops.Panels[0], f.name, "train"); fs == nil || fs.X[0] != tx[0]*fpt {
+			t.Errorf("FLOPs training curve of %s: %+v", f.name, fs)
+		}
+	}
+	if !flops.Panels[0].SciX || !strings.Contains(flops.Panels[0].XLabel, "floating-point operations") {
+		t.Errorf("FLOPs axis %q is not spelled out", flops.Panels[0].XLabel)
 	}
 	tasks := TaskFigure(runs)
 	if len(tasks.Panels) != 3 || tasks.Cols != 3 {
@@ -516,14 +560,18 @@ func TestPlotsEqualMetrics(t *testing.T) {
 	for i, f := range fakes {
 		c := RunColor(i)
 		col := hex([4]uint8{c.R, c.G, c.B, c.A})
-		n := len(loss.Panels[0].Lines[i].X)
+		// The smoothed training curve (when the run has one) and its legend
+		// sample; a marker at every held-out point.
+		want := []int{2}
+		if sm := find(loss.Panels[0], f.name, "train"); sm != nil {
+			want = []int{len(sm.X), 2}
+		}
 		for _, name := range []string{"loss_vs_tokens", "loss_vs_flops"} {
-			got := fmt.Sprint(svgStrokes(svg(name), col))
-			if want := fmt.Sprint([]int{n, 2}); got != want {
-				t.Errorf("%s.svg: %s's strokes have %s vertices, want %s (its line, its legend sample)", name, f.name, got, want)
+			if got := fmt.Sprint(svgStrokes(svg(name), col)); got != fmt.Sprint(want) {
+				t.Errorf("%s.svg: %s's strokes have %s vertices, want %v (its training curve, its legend sample)", name, f.name, got, want)
 			}
 		}
-		// A marker (a filled path) at every eval point.
+		n := len(find(loss.Panels[0], f.name, "heldout").X)
 		if got := svgFills(svg("loss_vs_tokens"), col); got != n {
 			t.Errorf("loss_vs_tokens.svg: %d markers in %s's color, want %d", got, f.name, n)
 		}
@@ -532,7 +580,7 @@ func TestPlotsEqualMetrics(t *testing.T) {
 			t.Errorf("score_vs_params.svg: %d markers in %s's color, want 1", got, f.name)
 		}
 		// In the task grid: one line per panel the run has, plus the legend.
-		var want []int
+		want = nil
 		for _, p := range tasks.Panels {
 			for _, l := range p.Lines {
 				if l.Color == c {

@@ -361,6 +361,10 @@ func (t *trainer) evaluate() (EvalResult, error) {
 			line += fmt.Sprintf(" %s %.4f", m.Name, m.Value)
 		}
 		if r.Chance > 0 {
+			// Logged so that figures can draw the chance line.
+			if err := write(r.Task, "chance", r.Chance); err != nil {
+				return ev, err
+			}
 			line += fmt.Sprintf(" (chance %.4f)", r.Chance)
 		}
 		t.logf("%s", line)

@@ -13,17 +13,23 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "plot RUN_DIR... --out DIR",
 		Short: "Draw loss and task-score figures of runs as PNG and SVG",
-		Long: `Plot writes four figures, each as DIR/NAME.png and DIR/NAME.svg:
+		Long: `Plot writes these figures, each as DIR/NAME.png and DIR/NAME.svg:
 
-  loss_vs_tokens   held-out loss against training tokens, a line per run
-  tasks_vs_tokens  a panel per task: its score against training tokens
-  score_vs_params  average task score against activated parameters, a point
-                   per run (circles dense, triangles MoE) and the
-                   least-squares trend through the dense runs
-  loss_vs_flops    held-out loss against training compute
-                   (tokens × FLOPs per token)
+  loss_vs_tokens     training loss (smoothed; the raw curve pale) and held-out
+                     loss (points) against training tokens
+  loss_vs_flops      the same against training compute (floating-point
+                     operations: tokens × FLOPs per token)
+  tasks_vs_tokens    a panel per task: its score against training tokens, with
+                     the chance score (a uniform guess) dotted
+  score_vs_params    average task score against activated parameters, a point
+                     per run (circles dense, triangles MoE) and the
+                     least-squares trend through the dense runs
+  expert_load_RUN    per MoE run: each layer's per-expert load over training
+                     (expert × tokens; blue under an even share, red over it)
 
-Dense runs are dashed, MoE runs solid; a run keeps its color in every figure.`,
+Runs whose configs differ only in model.init_seed are one group: drawn as the
+mean over their seeds with a min–max band. Dense runs are dashed, MoE runs
+solid; a run keeps its color in every figure; legends sit below the panels.`,
 		Example: `  moetrain plot runs/small-* --out figures`,
 		Args:    argsUsage(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
