@@ -315,7 +315,13 @@ func (t *trainer) evaluate() (EvalResult, error) {
 		e.warned = true
 	}
 	write := func(task, metric string, v float64) error {
-		return t.metrics.write(Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: task, Metric: metric, Value: &v})
+		m := Metrics{Kind: "eval", Tokens: t.state.Tokens, Step: t.state.Step, Task: task, Metric: metric, Value: &v}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// JSON has no NaN: a diverged model's score is a line without a value.
+			t.logf("warning: %s %s is not finite (%g)", task, metric, v)
+			m.Value = nil
+		}
+		return t.metrics.write(m)
 	}
 	var ev EvalResult
 	if e.heldOutErr == nil {

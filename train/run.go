@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -418,12 +419,13 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		t.prog = newTicker(t.out, c.Train.Tokens)
 	}
 	var (
-		logLoss   float64
-		logSteps  int
-		logTime   time.Duration // step time since the last log line: evaluations and checkpoints in between do not count
-		logTokens = t.state.Tokens
-		trainTime time.Duration
-		trained   int64
+		logLoss    float64
+		logSteps   int
+		logSkipped int
+		logTime    time.Duration // step time since the last log line: evaluations and checkpoints in between do not count
+		logTokens  = t.state.Tokens
+		trainTime  time.Duration
+		trained    int64
 	)
 	lastEval := t.state.Tokens
 	for t.state.Tokens < c.Train.Tokens {
@@ -451,12 +453,17 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		}
 		loss, norm := res.Loss, res.Norm
 		if !res.Updated {
+			// The norm is computed only for a finite loss.
+			what := fmt.Sprintf("non-finite loss (%g)", loss)
+			if !math.IsNaN(loss) && !math.IsInf(loss, 0) {
+				what = fmt.Sprintf("non-finite gradient norm (%g)", norm)
+			}
 			if c.Train.NonFinite == "stop" {
-				return sum, fmt.Errorf("step %d (%s tokens): non-finite loss (%g) or gradient norm (%g); the weights were not updated, the last checkpoint is in %s. Lower schedule.max_lr, or set train.non_finite: skip to skip such steps",
-					t.state.Step+1, units.Commas(t.state.Tokens), loss, norm, filepath.Join(t.opt.RunDir, "checkpoints"))
+				return sum, fmt.Errorf("step %d (%s tokens): %s; the weights were not updated, %s. Lower schedule.max_lr, or set train.non_finite: skip to skip such steps",
+					t.state.Step+1, units.Commas(t.state.Tokens), what, t.newestCheckpoint())
 			}
 			t.state.SkippedSteps++
-			t.logf("warning: step %d skipped: non-finite loss (%g) or gradient norm (%g)", t.state.Step+1, loss, norm)
+			t.logf("warning: step %d skipped: %s", t.state.Step+1, what)
 		}
 		t.state.Step++
 		t.state.Tokens += stepTokens
@@ -465,26 +472,43 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		trainTime += dt
 		logTime += dt
 		trained += stepTokens
-		logLoss += loss
-		logSteps++
-		sum.TrainLoss = loss
+		// A skipped step's loss is not part of the run: it stays out of the
+		// averages and out of metrics.jsonl (JSON has no NaN).
+		if res.Updated {
+			logLoss += loss
+			logSteps++
+			sum.TrainLoss = loss
+		} else {
+			logSkipped++
+		}
 		if t.prog != nil {
 			t.prog.update(t.state.Tokens, float64(trained)/trainTime.Seconds(), loss)
 		}
 		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
 			tps := float64(t.state.Tokens-logTokens) / logTime.Seconds()
-			mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
-				GradNorm: norm, TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Balance: t.balanceLosses(res.Balance), MoE: t.routeStats(), EPLoad: t.epLoad(),
-				Elapsed: time.Since(t.started).Seconds()}
-			if err := t.metrics.write(mt); err != nil {
-				return sum, fmt.Errorf("write metrics: %w", err)
+			etaText := eta(c.Train.Tokens-t.state.Tokens, float64(trained)/trainTime.Seconds())
+			if logSteps == 0 {
+				t.logf("tokens %s/%s  step %d  all %d steps since the last line skipped (non-finite)  ETA %s",
+					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, logSkipped, etaText)
+			} else {
+				mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
+					TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Elapsed: time.Since(t.started).Seconds()}
+				if res.Updated { // the last step's own statistics, finite only then
+					mt.GradNorm, mt.Balance, mt.MoE, mt.EPLoad = norm, t.balanceLosses(res.Balance), t.routeStats(), t.epLoad()
+				}
+				if err := t.metrics.write(mt); err != nil {
+					return sum, fmt.Errorf("write metrics: %w", err)
+				}
+				skipped := ""
+				if logSkipped > 0 {
+					skipped = fmt.Sprintf("  (%d steps skipped)", logSkipped)
+				}
+				// Every log interval gets a line, bar or not: train.log is
+				// what `tail -f` and later readers see.
+				t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%  ETA %s%s",
+					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU, etaText, skipped)
 			}
-			// Every log interval gets a line, bar or not: train.log is
-			// what `tail -f` and later readers see.
-			t.logf("tokens %s/%s  step %d  loss %.4f  lr %.3g  grad norm %.3f  %.0f tok/s  MFU %.1f%%  ETA %s",
-				units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, mt.Loss, lr, norm, tps, 100*mt.MFU,
-				eta(c.Train.Tokens-t.state.Tokens, float64(trained)/trainTime.Seconds()))
-			logLoss, logSteps, logTime, logTokens = 0, 0, 0, t.state.Tokens
+			logLoss, logSteps, logSkipped, logTime, logTokens = 0, 0, 0, 0, t.state.Tokens
 		}
 		if (t.eval != nil || t.dist.ep != nil) && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
 			lastEval = t.state.Tokens
@@ -518,6 +542,16 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		sum.ValLoss, sum.ValBPB = ev.Loss, ev.BPB
 	}
 	return t.finish(sum, trained, trainTime), nil
+}
+
+// newestCheckpoint says where the run would resume from, for messages.
+func (t *trainer) newestCheckpoint() string {
+	infos, err := checkpoints.List(t.opt.RunDir)
+	if err != nil || len(infos) == 0 {
+		return "and no checkpoint has been written yet (a new launch starts from zero tokens)"
+	}
+	last := infos[len(infos)-1]
+	return fmt.Sprintf("the newest checkpoint is %s (%s tokens)", last.Dir, units.Commas(last.Tokens))
 }
 
 func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {

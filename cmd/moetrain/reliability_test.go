@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/moetrain/moetrain/train"
 )
 
 // treeSnapshot records every path under dir with its size and modification
@@ -148,5 +151,39 @@ func TestSecondTrainerRefused(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
 	if n := strings.Count(string(b), `"kind":"train"`); n != 60 {
 		t.Errorf("metrics.jsonl has %d train lines for 60 steps", n)
+	}
+}
+
+// A diverging run with train.non_finite: skip finishes (exit 0) and its
+// metrics.jsonl holds only finite values; with stop it exits 1 naming the
+// failing quantity and where the run would resume, not a bogus norm.
+func TestNonFinite(t *testing.T) {
+	cfg := tinyYAML(t, 4)
+	run := t.TempDir()
+	o, e, code := moetrain(t, "train", cfg, "--run-dir", run, "--plain", "--set", "schedule.max_lr=1e6", "--set", "train.non_finite=skip")
+	if code != 0 || !strings.Contains(o+e, "skipped") {
+		t.Fatalf("skip: exit %d\n%s%s", code, o, e)
+	}
+	b, err := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl")); err != nil || strings.Contains(strings.ToLower(string(b)), "nan") {
+		t.Errorf("metrics.jsonl: %v\n%s", err, b)
+	}
+
+	_, e, code = moetrain(t, "train", cfg, "--run-dir", t.TempDir(), "--plain", "--set", "schedule.max_lr=1e6")
+	if code != 1 || !strings.Contains(e, "non-finite loss (NaN)") && !strings.Contains(e, "non-finite loss (+Inf)") ||
+		strings.Contains(e, "gradient norm (0)") {
+		t.Errorf("stop: exit %d, stderr:\n%s", code, e)
+	}
+	// The checkpoint named must exist and be the newest.
+	m := regexp.MustCompile(`newest checkpoint is (\S+) `).FindStringSubmatch(e)
+	if m == nil {
+		t.Fatalf("stop: no checkpoint named:\n%s", e)
+	}
+	cks, _ := filepath.Glob(filepath.Join(filepath.Dir(m[1]), "tokens-*"))
+	if len(cks) == 0 || cks[len(cks)-1] != m[1] {
+		t.Errorf("stop names %s, the checkpoints are %v", m[1], cks)
 	}
 }
