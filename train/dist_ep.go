@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
@@ -23,12 +24,15 @@ import (
 //     checkpoints use it), but only its shard of each expert stack is live:
 //     the graph, the optimizer parameter and its AdamW moments are views or
 //     copies of that slice alone.
+//   - Communicators: dist.Comm.Grid splits the world into the group's
+//     communicator (ep: all-to-alls, norm) and the communicator of the
+//     W/R ranks holding the same shard (dp: expert gradients). Both are
+//     made once at start, in that order on every rank, and freed at the end.
 //   - Gradients: non-expert gradients are all-reduced over all W ranks as
 //     under data parallelism; an expert shard's gradient already sums its
-//     group's tokens and is all-reduced over the W/R ranks holding the same
-//     shard (none when W = R).
-//   - Clipping: the global norm (expertParallelNorm) sums the non-expert squares once and every
-//     shard's squares once (taken from the first group).
+//     group's tokens and is all-reduced over dp (none when W = R).
+//   - Clipping: the global norm (expertParallelNorm) sums the non-expert
+//     squares once and every shard's squares once (over ep).
 //   - Checkpoints: the first group's shards (weights and moments) are
 //     gathered to rank 0, which writes the single-process layout; loading
 //     is the data-parallel broadcast followed by slicing, so a checkpoint
@@ -36,7 +40,8 @@ import (
 
 // epState is the expert-parallel part of a trainer (R = 1: none).
 type epState struct {
-	group    ops.EPComm // this rank's group
+	group    ops.EPComm // this rank's group: ep, timed
+	ep, dp   *dist.Comm // the group; the ranks holding the same shard
 	rank, R  int        // rank within the group, group size
 	expert   []bool     // per t.step.Params entry: an expert shard
 	flat     []float32  // the expert shards' gradients, contiguous
@@ -55,9 +60,22 @@ func (t *trainer) initEP() error {
 	if c.Size()%R != 0 {
 		return fmt.Errorf("model.expert_parallel %d needs a multiple of %d MPI ranks, got %d (run under mpirun -np %d, or resume with --set model.expert_parallel=1)", R, R, c.Size(), R)
 	}
-	t.dist.ep = &epState{R: R, rank: c.Rank() % R}
-	t.dist.ep.group = &timedComm{EPComm: ops.EPGroup(c, R), spent: &t.dist.ep.alltoall}
+	ep, dp, err := c.Grid(R)
+	if err != nil {
+		return err
+	}
+	t.dist.ep = &epState{R: R, rank: ep.Rank(), ep: ep, dp: dp}
+	t.dist.ep.group = &timedComm{EPComm: ep, spent: &t.dist.ep.alltoall}
 	return nil
+}
+
+// freeComms frees the expert- and data-parallel communicators (every rank,
+// in the same order), before dist.Finalize.
+func (t *trainer) freeComms() {
+	if ep := t.dist.ep; ep != nil {
+		ep.ep.Free()
+		ep.dp.Free()
+	}
 }
 
 // timedComm adds the time spent in all-to-alls to spent.
@@ -148,26 +166,18 @@ func (t *trainer) shardExperts() error {
 func (t *trainer) isExpert(j int) bool { return t.dist.ep != nil && t.dist.ep.expert[j] }
 
 // reduceExpertGrads sums the expert shards' gradients over the ranks that
-// hold the same shard (one per group). The world has no sub-communicators,
-// so this is a world all-reduce of R slots in which each rank fills its
-// shard's slot: exact (the other slots add zeros), R times the bytes.
+// hold the same shard (one per group): an all-reduce over dp.
 func (t *trainer) reduceExpertGrads() error {
-	if t.dist.ep == nil || t.dist.comm.Size() == t.dist.ep.R {
+	if t.dist.ep == nil {
 		return nil
 	}
-	n := len(t.dist.ep.flat)
-	buf := make([]float32, n*t.dist.ep.R)
-	copy(buf[t.dist.ep.rank*n:], t.dist.ep.flat)
-	if err := t.dist.comm.AllreduceF32(buf); err != nil {
-		return err
-	}
-	copy(t.dist.ep.flat, buf[t.dist.ep.rank*n:])
-	return nil
+	return t.dist.ep.dp.AllreduceF32(t.dist.ep.flat)
 }
 
 // expertParallelNorm is the global gradient norm of the whole model: it
-// includes every shard once (the first group's), so every rank gets the
-// same norm and clipping scale.
+// includes every shard once (its group's, summed over ep; every group holds
+// the same reduced shards), so every rank gets the same norm and clipping
+// scale.
 func (t *trainer) expertParallelNorm() float64 {
 	var dense, experts []optim.Param
 	for j, p := range t.step.Params {
@@ -178,28 +188,22 @@ func (t *trainer) expertParallelNorm() float64 {
 		}
 	}
 	nd, ne := optim.GlobalNorm(dense), optim.GlobalNorm(experts)
-	sq := make([]float64, t.dist.ep.R)
-	if t.dist.comm.Rank() < t.dist.ep.R {
-		sq[t.dist.ep.rank] = ne * ne
-	}
-	if err := t.dist.comm.AllreduceF64(sq); err != nil {
+	sq := []float64{ne * ne}
+	if err := t.dist.ep.ep.AllreduceF64(sq); err != nil {
 		return math.NaN() // a non-finite step for the caller
 	}
-	total := nd * nd
-	for _, s := range sq {
-		total += s
-	}
-	return math.Sqrt(total)
+	return math.Sqrt(nd*nd + sq[0])
 }
 
 // gatherExperts copies the first group's expert shards into rank 0's full
 // weight tensors and, with moments, returns the full-layout AdamW state
-// for a checkpoint (rank 0; nil elsewhere). Collective.
+// for a checkpoint (rank 0; nil elsewhere). Collective over the first
+// group's ep; the other groups have nothing to do.
 func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
-	if t.dist.ep == nil {
+	if t.dist.ep == nil || t.dist.comm.Rank() >= t.dist.ep.R {
 		return nil, nil
 	}
-	c := t.dist.comm
+	c := t.dist.ep.ep
 	W, me := c.Size(), c.Rank()
 	var st optim.State
 	var local map[string][]float32
@@ -216,7 +220,7 @@ func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
 	gather := func(full, shard []float32) error {
 		n := len(shard)
 		sc, rc := make([]int, W), make([]int, W)
-		if me > 0 && me < t.dist.ep.R {
+		if me > 0 {
 			sc[0] = n
 		}
 		if me == 0 {

@@ -124,6 +124,7 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 	if err := t.initDist(); err != nil {
 		return sum, err
 	}
+	defer t.freeComms()
 	if !t.root() {
 		t.out = io.Discard
 	}

@@ -15,61 +15,14 @@ import (
 
 // EPComm is what the expert-parallel MoE op needs from a communicator: its
 // rank and size within the expert-parallel group and two all-to-alls with
-// the semantics of dist.Comm's (which satisfies it for a group that is the
-// whole world; EPGroup restricts a world to a group). Every rank of the
-// group must run the op's forward and backward passes in the same order.
+// the semantics of dist.Comm's, which satisfies it (the world, or a group
+// made by dist.Comm.Grid). Every rank of the group must run the op's
+// forward and backward passes in the same order.
 type EPComm interface {
 	Rank() int
 	Size() int
 	AlltoallInts(send []int) ([]int, error)
 	AlltoallvF32(send []float32, sendCounts []int, recv []float32, recvCounts []int) error
-}
-
-// EPGroup returns the expert-parallel group of size ranks that world's
-// rank belongs to: the consecutive world ranks [r − r%size, r − r%size +
-// size). Its all-to-alls are world all-to-alls with empty blocks for the
-// ranks outside the group, so groups need no communicator of their own.
-// size must divide world.Size(); a group of the whole world is world itself.
-func EPGroup(world EPComm, size int) EPComm {
-	if size == world.Size() {
-		return world
-	}
-	if size < 1 || world.Size()%size != 0 {
-		panic(fmt.Sprintf("ops: expert-parallel group of %d in a world of %d", size, world.Size()))
-	}
-	return &epGroup{world: world, size: size, base: world.Rank() - world.Rank()%size}
-}
-
-type epGroup struct {
-	world      EPComm
-	size, base int
-}
-
-func (g *epGroup) Rank() int { return g.world.Rank() - g.base }
-func (g *epGroup) Size() int { return g.size }
-
-func (g *epGroup) widen(c []int) []int {
-	w := make([]int, g.world.Size())
-	copy(w[g.base:], c)
-	return w
-}
-
-func (g *epGroup) AlltoallInts(send []int) ([]int, error) {
-	if len(send) != g.size {
-		return nil, fmt.Errorf("ops: all-to-all of %d ints in a group of %d", len(send), g.size)
-	}
-	r, err := g.world.AlltoallInts(g.widen(send))
-	if err != nil {
-		return nil, err
-	}
-	return r[g.base : g.base+g.size], nil
-}
-
-func (g *epGroup) AlltoallvF32(send []float32, sc []int, recv []float32, rc []int) error {
-	if len(sc) != g.size || len(rc) != g.size {
-		return fmt.Errorf("ops: all-to-all with %d/%d counts in a group of %d", len(sc), len(rc), g.size)
-	}
-	return g.world.AlltoallvF32(send, g.widen(sc), recv, g.widen(rc))
 }
 
 // MoEExpertParallel is MoE (same inputs, routing, gates and result) with the
