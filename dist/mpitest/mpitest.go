@@ -7,10 +7,12 @@ package mpitest
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,4 +78,29 @@ func Run(t testing.TB, np int, worker string, extra ...string) string {
 		t.Fatalf("mpirun -np %d %s: %v\n%s", np, worker, err, s)
 	}
 	return s
+}
+
+// Start starts the test binary's test named worker under `mpirun -np np`
+// without waiting, in a process group of its own so that Kill reaches
+// mpirun and every rank. Its output goes to out.
+func Start(t testing.TB, np int, worker string, out io.Writer, extra ...string) *exec.Cmd {
+	t.Helper()
+	mpirun := Mpirun(t)
+	args := append(Args(np), os.Args[0], "-test.run", "^"+worker+"$", "-test.v", "-test.count=1")
+	cmd := exec.Command(mpirun, args...)
+	cmd.Env = Env(append(extra, workerEnv+"="+worker)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mpirun: %v", err)
+	}
+	return cmd
+}
+
+// Kill sends SIGKILL to the process group of a command made by Start (the
+// launcher and the ranks: no rank gets to finish or clean up) and waits for
+// the launcher.
+func Kill(cmd *exec.Cmd) {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
 }
