@@ -467,7 +467,32 @@ func Load(dir string) (*Checkpoint, error) {
 	return ck, nil
 }
 
-func load(dir string) (*Checkpoint, error) {
+// LoadState reads and verifies only the state of one checkpoint directory:
+// manifest.json and state.json, not the tensors. It is the cheap way to learn
+// what config a checkpoint was written with. Like Load it wraps ErrCorrupt.
+func LoadState(dir string) (json.RawMessage, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint state %s: %w", dir, err)
+	}
+	for _, e := range m.Files {
+		if e.Name != stateName {
+			continue
+		}
+		b, err := readVerified(filepath.Join(dir, e.Name), e)
+		if err != nil {
+			return nil, fmt.Errorf("load checkpoint state %s: %w", dir, err)
+		}
+		if !json.Valid(b) {
+			return nil, fmt.Errorf("load checkpoint state %s: %w: %s is not valid JSON", dir, ErrCorrupt, stateName)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("load checkpoint state %s: %w: manifest lists no %s", dir, ErrCorrupt, stateName)
+}
+
+// readManifest reads and checks dir's manifest.json.
+func readManifest(dir string) (*Manifest, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, manifestName))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read manifest: %w", ErrCorrupt, err)
@@ -483,6 +508,14 @@ func load(dir string) (*Checkpoint, error) {
 	}
 	if n, ok := parseDirName(filepath.Base(dir)); ok && n != m.Tokens {
 		return nil, fmt.Errorf("%w: manifest says %d tokens, directory name says %d", ErrCorrupt, m.Tokens, n)
+	}
+	return &m, nil
+}
+
+func load(dir string) (*Checkpoint, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return nil, err
 	}
 	want := []string{modelName, optimName, stateName}
 	if len(m.Files) != len(want) {

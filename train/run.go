@@ -168,39 +168,90 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 }
 
 // checkConfig compares the config with the run's stored one (a resume) or
-// stores it (a new run).
+// stores it (a new run). The stored config is RUN/config.yaml; when that is
+// missing, the newest checkpoint's (every checkpoint carries the config it
+// was written with), and config.yaml is written again from it.
 func (t *trainer) checkConfig() error {
 	path := filepath.Join(t.opt.RunDir, "config.yaml")
-	raw, err := os.ReadFile(path)
+	infos, err := checkpoints.List(t.opt.RunDir)
+	if err != nil {
+		return err
+	}
 	// A run directory without a checkpoint has trained nothing yet (a
 	// launch that failed early): its stored config does not bind.
-	if infos, lerr := checkpoints.List(t.opt.RunDir); lerr == nil && len(infos) == 0 && err == nil {
-		err = os.ErrNotExist
+	if len(infos) == 0 {
+		return writeFileAtomic(path, []byte(t.cfg.YAML()))
 	}
+	var stored configs.Config
+	raw, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		stored, err := configs.Parse(raw, nil)
-		if err != nil {
+		if stored, err = configs.Parse(raw, nil); err != nil {
 			return fmt.Errorf("read the run's config %s: %w", path, err)
 		}
-		if stored.Schedule.TotalTokens == 0 {
-			stored.Schedule.TotalTokens = stored.Train.Tokens
-		}
-		// The schedule's horizon is the launch's, whatever train.tokens says now.
-		if t.opt.Config.Schedule.TotalTokens == 0 {
-			t.cfg.Schedule.TotalTokens = stored.Schedule.TotalTokens
-		}
-		if diff := changedKeys(stored, t.cfg); len(diff) > 0 {
-			return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens and train.non_finite may change on resume):\n  %s\nStart a new run directory to change them.",
-				ErrConfigChanged, t.opt.RunDir, strings.Join(diff, "\n  "))
-		}
-		// Keep the stored file: it is the launch's record.
-		return nil
 	case errors.Is(err, os.ErrNotExist):
-		return writeFileAtomic(path, []byte(t.cfg.YAML()))
+		st, dir, err := newestState(infos)
+		if err != nil {
+			return fmt.Errorf("%s is missing and no checkpoint's state.json can be read to replace it: %w", path, err)
+		}
+		stored = st.Config
+		t.logf("warning: %s is missing: comparing against the config of %s and writing it back", path, dir)
+		defer func() {
+			if err := writeFileAtomic(path, []byte(stored.YAML())); err != nil {
+				t.logf("warning: restore %s: %v", path, err)
+			}
+		}()
 	default:
 		return fmt.Errorf("read the run's config: %w", err)
 	}
+	return t.compareConfig(stored, t.opt.RunDir)
+}
+
+// compareConfig takes the schedule's horizon from the stored config (unless
+// this launch sets schedule.total_tokens) and refuses keys that must not
+// change on resume. where names the stored config in the message.
+func (t *trainer) compareConfig(stored configs.Config, where string) error {
+	if stored.Schedule.TotalTokens == 0 {
+		stored.Schedule.TotalTokens = stored.Train.Tokens
+	}
+	// The schedule's horizon is the launch's, whatever train.tokens says now.
+	if t.opt.Config.Schedule.TotalTokens == 0 {
+		t.cfg.Schedule.TotalTokens = stored.Schedule.TotalTokens
+	}
+	return configDiff(stored, t.cfg, where)
+}
+
+// configDiff refuses keys that differ between a stored config and this
+// launch's and must not change on resume.
+func configDiff(stored, now configs.Config, where string) error {
+	if stored.Schedule.TotalTokens == 0 {
+		stored.Schedule.TotalTokens = stored.Train.Tokens
+	}
+	if diff := changedKeys(stored, now); len(diff) > 0 {
+		return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens and train.non_finite may change on resume):\n  %s\nStart a new run directory to change them.",
+			ErrConfigChanged, where, strings.Join(diff, "\n  "))
+	}
+	return nil
+}
+
+// newestState reads the state of the newest checkpoint whose state.json is
+// intact (only that file is verified).
+func newestState(infos []checkpoints.Info) (State, string, error) {
+	var errs []error
+	for i := len(infos) - 1; i >= 0; i-- {
+		raw, err := checkpoints.LoadState(infos[i].Dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var st State
+		if err := jsonUnmarshal(raw, &st); err != nil {
+			errs = append(errs, fmt.Errorf("%s: state.json: %w", infos[i].Dir, err))
+			continue
+		}
+		return st, infos[i].Dir, nil
+	}
+	return State{}, "", errors.Join(errs...)
 }
 
 func writeFileAtomic(path string, b []byte) error {
@@ -376,6 +427,11 @@ func (t *trainer) resume() (*optim.State, string, error) {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	optState := &os
+	// The checkpoint's own config binds too (config.yaml may have been
+	// edited); checkConfig settled the horizon, which must agree as well.
+	if err := configDiff(st.Config, t.cfg, dir); err != nil {
+		return nil, dir, err
+	}
 	if st.Kernel != t.kernel || st.Threads != runtime.GOMAXPROCS(0) {
 		t.logf("warning: the checkpoint was written with BLAS %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
 			st.Kernel, st.Threads, t.kernel, runtime.GOMAXPROCS(0))

@@ -187,3 +187,31 @@ func TestNonFinite(t *testing.T) {
 		t.Errorf("stop names %s, the checkpoints are %v", m[1], cks)
 	}
 }
+
+// The checkpoint carries the config it was written with: deleting or
+// editing RUN/config.yaml does not let a resume change the model or the
+// schedule.
+func TestResumeComparesCheckpointConfig(t *testing.T) {
+	run := trainedRun(t, 2)
+	cfgPath := filepath.Join(run, "config.yaml")
+	orig, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cfgPath)
+	for _, set := range []string{"model.heads=4", "schedule.max_lr=1e-3"} {
+		_, e, code := moetrain(t, "train", tinyYAML(t, 4), "--run-dir", run, "--plain", "--set", set)
+		if key := strings.Split(set, "=")[0]; code != 2 || !strings.Contains(e, key) {
+			t.Errorf("config.yaml deleted, --set %s: exit %d, stderr:\n%s\nwant exit 2 naming %s", set, code, e, key)
+		}
+	}
+	if now, _ := os.ReadFile(cfgPath); string(now) != string(orig) {
+		t.Errorf("config.yaml not restored from the checkpoint:\n%s\nwant\n%s", now, orig)
+	}
+	// config.yaml edited to agree with a changed launch: the checkpoint disagrees.
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(orig), "heads: 2", "heads: 4", 1)), 0o644)
+	_, e, code := moetrain(t, "train", tinyYAML(t, 4), "--run-dir", run, "--plain", "--set", "model.heads=4")
+	if code != 2 || !strings.Contains(e, "model.heads") || !strings.Contains(e, "tokens-") {
+		t.Errorf("config.yaml edited: exit %d, stderr:\n%s\nwant exit 2 naming model.heads and the checkpoint", code, e)
+	}
+}
