@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Training speed of moetrain against the PyTorch reference on the same
-# models, side by side in one run: for each model in configs/bench (the same
-# models as ../shared/bench/*.json), `moetrain bench` and torchref.py bench
+# models, side by side in one run: for each model in configs/bench,
+# `moetrain bench` and reference/torchref.py bench (reference/README.md)
 # run interleaved ROUNDS times each, same batch, sequence length and thread
 # count, and the table of medians and ratios is printed (docs/BENCHMARKS.md).
 #
 # Usage: scripts/bench-vs-torch.sh [MODEL...]   (default: dense-small moe-small gshard-small)
 # Env:   ROUNDS (5), STEPS (8 timed steps per run), BATCH (8), SEQ (256),
-#        THREADS (2), SHARED (../shared), OUT (keep raw JSON lines here).
+#        THREADS (2), OUT (keep raw JSON lines here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5} STEPS=${STEPS:-8} BATCH=${BATCH:-8} SEQ=${SEQ:-256} THREADS=${THREADS:-2}
-SHARED=${SHARED:-../shared}
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(dense-small moe-small gshard-small)
 
@@ -20,6 +19,9 @@ trap 'rm -rf "$tmp"' EXIT
 OUT=${OUT:-$tmp/raw.jsonl}
 : >"$OUT"
 go build -o "$tmp/moetrain" ./cmd/moetrain
+for m in "${models[@]}"; do
+	"$tmp/moetrain" reference-inputs "configs/bench/$m.yaml" --config-only --out "$tmp/$m"
+done
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq 1 "$ROUNDS"); do
@@ -31,7 +33,7 @@ for r in $(seq 1 "$ROUNDS"); do
 				line=$(GOMAXPROCS=$THREADS "$tmp/moetrain" bench "configs/bench/$m.yaml" --json --breakdown=false \
 					--steps "$STEPS" --batch "$BATCH" --seq "$SEQ")
 			else
-				line=$(/usr/bin/python3 "$SHARED/tools/torchref.py" bench --config "$SHARED/bench/$m.json" \
+				line=$(/usr/bin/python3 reference/torchref.py bench --config "$tmp/$m/config.json" \
 					--batch "$BATCH" --seq "$SEQ" --threads "$THREADS" --steps "$STEPS")
 			fi
 			echo "{\"round\": $r, \"model\": \"$m\", \"side\": \"$side\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\", \"result\": $line}" >>"$OUT"

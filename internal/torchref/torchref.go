@@ -1,7 +1,8 @@
-// Package torchref runs the PyTorch reference (../shared/tools/torchref.py,
-// beside the repository) for tests that compare moetrain with it tensor by
-// tensor. Tests skip when python3-torch is missing, except under CI, which
-// installs it: there a missing reference fails the test.
+// Package torchref runs the PyTorch reference of this repository
+// (reference/torchref.py, reference/README.md) for tests that compare
+// moetrain with it. Tests skip when python3-torch is missing, except under
+// CI (CI set to anything but "" or "false"), where they fail and say what
+// to install.
 package torchref
 
 import (
@@ -19,32 +20,48 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 )
 
-// Python is the interpreter with Debian's python3-torch.
-const Python = "/usr/bin/python3"
+// Python is the interpreter with Debian's python3-torch (a variable so that
+// a test can point it at an interpreter without torch).
+var Python = "/usr/bin/python3"
 
-// Script is the path of torchref.py: shared/tools beside the repository.
-var Script = func() string {
-	_, file, _, _ := runtime.Caller(0) // .../internal/torchref/torchref.go
-	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	return filepath.Join(filepath.Dir(root), "shared", "tools", "torchref.py")
+// Root is the repository's root directory (this file is
+// internal/torchref/torchref.go inside it).
+var Root = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }()
+
+// Dir is the reference's directory, and Script its program.
+var (
+	Dir    = filepath.Join(Root, "reference")
+	Script = filepath.Join(Dir, "torchref.py")
+)
+
+// CI reports whether the tests run under CI, where a missing tool fails a
+// test instead of skipping it.
+func CI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
 
 // Require skips t when the reference cannot run, or fails it under CI.
 func Require(t testing.TB) {
 	t.Helper()
-	ci := os.Getenv("CI") != ""
 	fail := func(format string, args ...any) {
 		t.Helper()
-		if ci {
-			t.Fatalf("CI must run the PyTorch reference: "+format, args...)
+		if CI() {
+			t.Fatalf("CI=true: the PyTorch reference must run: "+format, args...)
+		} else {
+			t.Skipf(format, args...)
 		}
-		t.Skipf(format, args...)
 	}
 	if _, err := os.Stat(Script); err != nil {
-		fail("no reference at %s", Script)
+		fail("no reference at %s: %v", Script, err)
+		return
 	}
-	if err := exec.Command(Python, "-c", "import torch").Run(); err != nil {
-		fail("python3-torch is not installed: %v", err)
+	if out, err := exec.Command(Python, "-c", "import torch").CombinedOutput(); err != nil {
+		fail("%s cannot import torch (%v: %s); install Debian's python3-torch: apt-get install python3-torch",
+			Python, err, bytes.TrimSpace(out))
 	}
 }
 
