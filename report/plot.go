@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -709,6 +710,16 @@ func (n niceTicks) label(v float64) string {
 	return SI(v)
 }
 
+// labelStep labels v on an axis of ticks step apart: SI above one, else
+// as many decimals as the step needs (0.0015, not SI's rounded 0).
+func (n niceTicks) labelStep(v, step float64) string {
+	if n.sci || step >= 1 || v == 0 {
+		return n.label(v)
+	}
+	dec := int(math.Ceil(-math.Log10(step) - 1e-9))
+	return strconv.FormatFloat(v, 'f', dec, 64)
+}
+
 func (n niceTicks) Ticks(lo, hi float64) []plot.Tick {
 	if !(hi > lo) || math.IsInf(hi-lo, 0) {
 		return []plot.Tick{{Value: lo, Label: n.label(lo)}}
@@ -731,7 +742,7 @@ func (n niceTicks) Ticks(lo, hi float64) []plot.Tick {
 		v := k * minor
 		if r := math.Round(v / step); math.Abs(v/step-r) < 1e-6 {
 			v = r * step
-			ts = append(ts, plot.Tick{Value: v, Label: n.label(v)})
+			ts = append(ts, plot.Tick{Value: v, Label: n.labelStep(v, step)})
 		} else {
 			ts = append(ts, plot.Tick{Value: v})
 		}

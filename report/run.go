@@ -32,8 +32,25 @@ type Run struct {
 	Metrics []train.Metrics
 }
 
-// LoadRun reads dir/config.yaml and dir/metrics.jsonl.
+// LoadRun reads dir/config.yaml and dir/metrics.jsonl of a run with
+// evaluations (ErrNoEval otherwise).
 func LoadRun(dir string) (*Run, error) {
+	r, err := ReadRun(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range r.Metrics {
+		if m.Kind == "eval" && m.Value != nil {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("%w in run %s: %s has %d lines but none of kind \"eval\" (set eval.every_tokens, or evaluate the run)",
+		ErrNoEval, dir, filepath.Join(dir, "metrics.jsonl"), len(r.Metrics))
+}
+
+// ReadRun reads dir/config.yaml and dir/metrics.jsonl, whatever lines the
+// metrics have so far (a run still training).
+func ReadRun(dir string) (*Run, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -64,13 +81,7 @@ func LoadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}
-	r := &Run{Dir: dir, Name: filepath.Base(filepath.Clean(dir)), Config: cfg, Metrics: ms}
-	for _, m := range ms {
-		if m.Kind == "eval" && m.Value != nil {
-			return r, nil
-		}
-	}
-	return nil, fmt.Errorf("%w in run %s: %s has %d lines but none of kind \"eval\" (set eval.every_tokens, or evaluate the run)", ErrNoEval, dir, mPath, len(ms))
+	return &Run{Dir: dir, Name: filepath.Base(filepath.Clean(dir)), Config: cfg, Metrics: ms}, nil
 }
 
 // LoadRuns loads every directory and gives each run a unique Name: the

@@ -143,19 +143,25 @@ func (m *metricsFile) write(x Metrics) error {
 
 func (m *metricsFile) Close() error { return m.f.Close() }
 
-// ReadMetrics reads every line of a run's metrics.jsonl.
+// ReadMetrics reads every line of a run's metrics.jsonl. A last line
+// without its newline that does not parse is one being written (a live
+// run): it is left out, not an error.
 func ReadMetrics(path string) ([]Metrics, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read metrics: %w", err)
 	}
 	var out []Metrics
-	for i, line := range bytes.Split(raw, []byte("\n")) {
+	lines := bytes.Split(raw, []byte("\n"))
+	for i, line := range lines {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		var m Metrics
 		if err := json.Unmarshal(line, &m); err != nil {
+			if i == len(lines)-1 {
+				break // a partial last line
+			}
 			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
 		}
 		out = append(out, m)

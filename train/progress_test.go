@@ -93,3 +93,19 @@ func TestMetricsCarryExpertLoad(t *testing.T) {
 		t.Errorf("%d train lines, want 2", lines)
 	}
 }
+
+// A live run's metrics.jsonl may end in a line being written: readers skip
+// it; a broken line anywhere else is an error.
+func TestReadMetricsSkipsAPartialLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.jsonl")
+	full := `{"kind":"train","tokens":128,"step":1,"loss":5}` + "\n"
+	os.WriteFile(path, []byte(full+`{"kind":"train","tok`), 0o644)
+	ms, err := ReadMetrics(path)
+	if err != nil || len(ms) != 1 || ms[0].Loss != 5 {
+		t.Errorf("partial last line: %v, %+v", err, ms)
+	}
+	os.WriteFile(path, []byte(`{"kind":"train","tok`+"\n"+full), 0o644)
+	if _, err := ReadMetrics(path); err == nil {
+		t.Error("a broken first line was accepted")
+	}
+}
