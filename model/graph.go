@@ -113,13 +113,19 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	if ep && (c.FFN == configs.FFNHash || c.RoutedExperts%opt.ExpertComm.Size() != 0) {
 		return nil, fmt.Errorf("model: %d routed %s experts cannot be partitioned over %d ranks", c.RoutedExperts, c.FFN, opt.ExpertComm.Size())
 	}
+	if m.Sharded() && (!ep || opt.ExpertComm.Rank() != m.ShardRank || opt.ExpertComm.Size() != m.ShardSize) {
+		return nil, fmt.Errorf("model: holds expert shard %d of %d only; build it with the ExpertComm of that rank", m.ShardRank, m.ShardSize)
+	}
 	for i, p := range m.Layout {
 		v := m.Values[i]
 		if ep && p.Experts > 0 {
-			// This rank's experts: a view of its slice of the stack.
-			lo, hi := ExpertShard(p, opt.ExpertComm.Rank(), opt.ExpertComm.Size())
+			// This rank's experts: its slice of the stack (all a sharded
+			// model holds, else a view).
 			shape := append([]int{p.Experts / opt.ExpertComm.Size()}, p.Shape[1:]...)
-			v = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v.Data().([]float32)[lo:hi]))
+			if !m.Sharded() {
+				lo, hi := ExpertShard(p, opt.ExpertComm.Rank(), opt.ExpertComm.Size())
+				v = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v.Data().([]float32)[lo:hi]))
+			}
 			gr.weights[i] = G.NewTensor(g, v.Dtype(), len(shape), G.WithShape(shape...), G.WithName(p.Name), G.WithValue(v))
 			continue
 		}

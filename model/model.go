@@ -20,6 +20,12 @@ type Model struct {
 	// checks) tensors, and tensor.Int for hash tables.
 	Values []*tensor.Dense
 	Dtype  tensor.Dtype
+	// ShardRank and ShardSize, with ShardSize > 1, make a model of one
+	// expert-parallel rank (NewSharded): each routed-expert stack holds
+	// only experts [ShardRank·E/ShardSize, (ShardRank+1)·E/ShardSize), as
+	// a [E/ShardSize, out, in] tensor; Layout still describes the whole
+	// model.
+	ShardRank, ShardSize int
 }
 
 // New validates cfg, allocates the weights in dtype (Float32 or Float64) and
@@ -32,17 +38,51 @@ func New(cfg configs.Model, dtype tensor.Dtype) (*Model, error) {
 	if dtype != tensor.Float32 && dtype != tensor.Float64 {
 		return nil, fmt.Errorf("model: dtype %v: want float32 or float64", dtype)
 	}
+	return newModel(cfg, dtype, 0, 1), nil
+}
+
+// NewSharded is New (float32) for expert-parallel rank rank of size: the
+// routed experts of every MoE layer other ranks hold are never allocated.
+// Its values equal the matching part of New's.
+func NewSharded(cfg configs.Model, rank, size int) (*Model, error) {
+	if bad := cfg.Validate(); len(bad) > 0 {
+		return nil, &configs.Error{Fields: bad}
+	}
+	if size < 1 || rank < 0 || rank >= size || cfg.RoutedExperts%size != 0 {
+		return nil, fmt.Errorf("model: expert shard %d of %d for %d routed experts", rank, size, cfg.RoutedExperts)
+	}
+	return newModel(cfg, tensor.Float32, rank, size), nil
+}
+
+func newModel(cfg configs.Model, dtype tensor.Dtype, rank, size int) *Model {
 	m := &Model{Cfg: cfg, Layout: Layout(cfg), Dtype: dtype}
+	if size > 1 {
+		m.ShardRank, m.ShardSize = rank, size
+	}
 	m.Values = make([]*tensor.Dense, len(m.Layout))
 	for i, p := range m.Layout {
-		if p.Int {
+		switch {
+		case p.Int:
 			m.Values[i] = tensor.New(tensor.WithShape(p.Shape...), tensor.WithBacking(make([]int, p.Size())))
-		} else {
+		case p.Experts > 0 && size > 1:
+			shape := append([]int{p.Experts / size}, p.Shape[1:]...)
+			m.Values[i] = tensor.New(tensor.Of(dtype), tensor.WithShape(shape...))
+		default:
 			m.Values[i] = tensor.New(tensor.Of(dtype), tensor.WithShape(p.Shape...))
 		}
 	}
 	m.Init(cfg.InitSeed)
-	return m, nil
+	return m
+}
+
+// Sharded reports whether m holds only some routed experts (NewSharded).
+func (m *Model) Sharded() bool { return m.ShardSize > 1 }
+
+// Own returns the element range [lo, hi) of parameter i's whole tensor
+// that m holds: ExpertShard's range of a sharded model's expert stack,
+// else all of it.
+func (m *Model) Own(i int) (lo, hi int) {
+	return ExpertShard(m.Layout[i], m.ShardRank, m.ShardSize)
 }
 
 // paramSeed derives a per-tensor seed from the model seed and the tensor's
@@ -53,11 +93,17 @@ func paramSeed(seed uint64, name string) uint64 {
 	return h.Sum64() ^ (seed * 0x9E3779B97F4A7C15)
 }
 
-// Init redraws every weight from seed.
+// Init redraws every weight from seed (a sharded model draws the whole
+// sequence of each expert stack and keeps its part).
 func (m *Model) Init(seed uint64) {
 	std := m.Cfg.InitStd
 	for i, p := range m.Layout {
 		r := rand.New(rand.NewPCG(paramSeed(seed, p.Name), 0x6d6f657472616e))
+		if lo, _ := m.Own(i); lo > 0 {
+			for range lo {
+				r.NormFloat64()
+			}
+		}
 		switch {
 		case p.Int:
 			copy(m.Values[i].Data().([]int), ops.HashTable(m.Cfg.VocabSize, m.Cfg.RoutedExperts, paramSeed(seed, p.Name)))

@@ -156,16 +156,25 @@ func (t *trainer) shareState() error {
 }
 
 // shareWeights broadcasts rank 0's weights (initialised or loaded) and
-// AdamW moments, and lays the gradients out in one flat buffer for
+// AdamW moments (under expert parallelism each rank receives only its
+// experts' part), and lays the gradients out in one flat buffer for
 // bucketed all-reduces.
 func (t *trainer) shareWeights() error {
 	if !t.distributed() {
 		return nil
 	}
 	c := t.dist.comm
+	expert := map[string]bool{}
 	for i, p := range t.m.Layout {
 		switch d := t.m.Values[i].Data().(type) {
 		case []float32:
+			if t.dist.ep != nil && p.Experts > 0 {
+				expert[p.Name+".exp_avg"], expert[p.Name+".exp_avg_sq"] = true, true
+				if err := t.scatterExperts(d); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := c.BcastF32(d, 0); err != nil {
 				return err
 			}
@@ -189,7 +198,13 @@ func (t *trainer) shareWeights() error {
 	}
 	st := t.step.Adam.State()
 	for _, s := range st.Slices {
-		if err := c.BcastF32(s.Data, 0); err != nil {
+		var err error
+		if expert[s.Name] {
+			err = t.scatterExperts(s.Data)
+		} else {
+			err = c.BcastF32(s.Data, 0)
+		}
+		if err != nil {
 			return err
 		}
 	}

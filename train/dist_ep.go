@@ -20,10 +20,11 @@ import (
 // them on the tokens of its whole group (the MoE op's all-to-alls). Every
 // rank still trains on its own B/W sequences, as under data parallelism.
 //
-//   - Weights: every rank keeps the model's full layout (evaluation and
-//     checkpoints use it), but only its shard of each expert stack is live:
-//     the graph, the optimizer parameter and its AdamW moments are views or
-//     copies of that slice alone.
+//   - Weights: a rank other than 0 allocates only its shard of each expert
+//     stack (model.NewSharded) and receives it from rank 0 (scatterExperts);
+//     rank 0 keeps the whole model (it loads, evaluates and saves it) and
+//     trains its shard as a view. The graph, the optimizer parameters, the
+//     gradients and the AdamW moments cover the shard alone on every rank.
 //   - Communicators: dist.Comm.Grid splits the world into the group's
 //     communicator (ep: all-to-alls, norm) and the communicator of the
 //     W/R ranks holding the same shard (dp: expert gradients). Both are
@@ -105,9 +106,10 @@ func (t *trainer) expertComm() ops.EPComm {
 }
 
 // shardExperts narrows the expert parameters to this rank's shards after
-// the full weights and moments were broadcast: t.step.Params' Data become views
-// of the shards, their gradients shard-sized, and AdamW is rebuilt over
-// them with the matching slices of the moments.
+// the weights and moments were shared: on rank 0, which holds the whole
+// model, t.step.Params' Data become views of its shards and AdamW is
+// rebuilt over them with the matching slices of the moments; every rank's
+// expert gradients become one flat shard-sized buffer.
 func (t *trainer) shardExperts() error {
 	if t.dist.ep == nil {
 		return nil
@@ -125,6 +127,9 @@ func (t *trainer) shardExperts() error {
 			continue
 		}
 		lo, hi := model.ExpertShard(p, t.dist.ep.rank, t.dist.ep.R)
+		if t.m.Sharded() { // the model holds the shard alone
+			lo, hi = 0, hi-lo
+		}
 		if p.Experts > 0 {
 			t.dist.ep.expert[j] = true
 			t.step.Params[j].Data = t.m.Values[i].Data().([]float32)[lo:hi]
@@ -160,6 +165,29 @@ func (t *trainer) shardExperts() error {
 	t.logf("expert parallel: %d groups of %d ranks; this rank holds experts [%d, %d) of each MoE layer (%d expert values)",
 		t.dist.comm.Size()/t.dist.ep.R, t.dist.ep.R, t.dist.ep.rank*t.cfg.Model.RoutedExperts/t.dist.ep.R, (t.dist.ep.rank+1)*t.cfg.Model.RoutedExperts/t.dist.ep.R, n)
 	return nil
+}
+
+// scatterExperts sends every rank its experts' part of rank 0's whole
+// expert tensor buf (rank r gets shard r mod R); on the other ranks buf is
+// that shard and receives it. Rank 0's own part stays in place. A world
+// collective, one tensor at a time, so no rank but 0 ever holds more than
+// its shard.
+func (t *trainer) scatterExperts(buf []float32) error {
+	c, R := t.dist.comm, t.dist.ep.R
+	W := c.Size()
+	sc, rc := make([]int, W), make([]int, W)
+	if !t.root() {
+		rc[0] = len(buf)
+		return c.AlltoallvF32(nil, sc, buf, rc)
+	}
+	n := len(buf) / R
+	send := make([]float32, 0, (W-1)*n)
+	for r := 1; r < W; r++ {
+		q := r % R
+		sc[r] = n
+		send = append(send, buf[q*n:(q+1)*n]...)
+	}
+	return c.AlltoallvF32(send, sc, nil, rc)
 }
 
 // isExpert reports whether t.step.Params[j] is an expert shard.

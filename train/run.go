@@ -287,7 +287,14 @@ func (t *trainer) setup() error {
 	t.logf("resolved config:\n%s", indent(c.YAML()))
 
 	// Data first: a wrong dataset should fail before the model is allocated.
-	t.m, err = model.New(c.Model, tensor.Float32)
+	// Under expert parallelism a rank other than 0 allocates only its own
+	// experts; rank 0 holds the whole model (it loads, evaluates and saves
+	// it) and trains its shard as a view.
+	if ep := t.dist.ep; ep != nil && !t.root() {
+		t.m, err = model.NewSharded(c.Model, ep.rank, ep.R)
+	} else {
+		t.m, err = model.New(c.Model, tensor.Float32)
+	}
 	if err != nil {
 		return err
 	}
@@ -362,20 +369,15 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return err
 	}
-	t.eval, err = newEvaluator(t.m, c)
-	if err != nil {
-		if evalSetupFatal(err) {
-			return err
+	// Rank 0 evaluates for the run.
+	err = nil
+	if t.root() {
+		if t.eval, err = newEvaluator(t.m, c); err != nil && !evalSetupFatal(err) {
+			t.logf("warning: no held-out evaluation: %v", err)
+			t.eval, err = nil, nil
 		}
-		t.logf("warning: no held-out evaluation: %v", err)
-		t.eval = nil
 	}
-	if !t.root() && t.eval != nil {
-		// Rank 0 evaluates for the run.
-		t.eval.close()
-		t.eval = nil
-	}
-	return nil
+	return t.agree(err)
 }
 
 // resume loads the newest valid checkpoint of the run directory into the
