@@ -3,7 +3,6 @@ package data
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -38,14 +37,9 @@ func Inspect(dir string, sampleTokens int) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokPath := filepath.Join(dir, man.Tokenizer.File)
-	tok, err := loadCodec(tokPath)
+	tok, err := LoadTokenizer(dir, man)
 	if err != nil {
-		return nil, fmt.Errorf("inspect %s: load tokenizer %s: %w", dir, tokPath, err)
-	}
-	if tok.Hash() != man.Tokenizer.Hash || tok.VocabSize() != man.Tokenizer.VocabSize {
-		return nil, fmt.Errorf("inspect %s: tokenizer %s (hash %s, %d ids) is not the one the shards were encoded with (hash %s, %d ids); re-run 'moetrain prepare --force'",
-			dir, tokPath, tok.Hash(), tok.VocabSize(), man.Tokenizer.Hash, man.Tokenizer.VocabSize)
+		return nil, fmt.Errorf("inspect %s: %w", dir, err)
 	}
 	rep := &Report{Dir: dir, Manifest: man, ShortestDoc: -1}
 	counts := make([]int64, man.Tokenizer.VocabSize)

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/moetrain/moetrain/data/tokenizer"
 )
 
 // Names of the files in a dataset directory and of the two splits.
@@ -275,6 +277,27 @@ func (m *Manifest) CheckVocab(modelVocab int) error {
 			m.Tokenizer.VocabSize, modelVocab, m.Tokenizer.VocabSize, modelVocab)
 	}
 	return nil
+}
+
+// ErrTokenizerMismatch is wrapped by LoadTokenizer when a dataset's
+// tokenizer file is not the tokenizer its shards were encoded with.
+var ErrTokenizerMismatch = errors.New("tokenizer does not match the dataset's manifest")
+
+// LoadTokenizer loads the tokenizer of the dataset at dir and checks it
+// against the manifest's hash and vocabulary size: a tokenizer.json swapped
+// for another (even of the same size) would decode the shards' ids into
+// other text. Every reader of a dataset's tokenizer goes through it.
+func LoadTokenizer(dir string, m *Manifest) (*tokenizer.Tokenizer, error) {
+	path := filepath.Join(dir, m.Tokenizer.File)
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokenizer %s: %w", path, err)
+	}
+	if tok.Hash() != m.Tokenizer.Hash || tok.VocabSize() != m.Tokenizer.VocabSize {
+		return nil, fmt.Errorf("%w: %s (hash %s, %d ids) is not the tokenizer %s's shards were encoded with (hash %s, %d ids); restore it or re-run 'moetrain prepare --force'",
+			ErrTokenizerMismatch, path, tok.Hash(), tok.VocabSize(), dir, m.Tokenizer.Hash, m.Tokenizer.VocabSize)
+	}
+	return tok, nil
 }
 
 func tokenTypeFor(vocab int) string {

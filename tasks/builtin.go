@@ -43,7 +43,6 @@ import (
 	"unicode"
 
 	"github.com/moetrain/moetrain/data"
-	"github.com/moetrain/moetrain/data/tokenizer"
 )
 
 // Built-in task names, in build order.
@@ -151,9 +150,9 @@ type builtinDoc struct {
 // builtinValidationText decodes every validation document with the
 // dataset's tokenizer, in stream order.
 func builtinValidationText(ctx context.Context, dir string, man *data.Manifest) ([]builtinDoc, error) {
-	tok, err := tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
+	tok, err := data.LoadTokenizer(dir, man)
 	if err != nil {
-		return nil, fmt.Errorf("load tokenizer: %w", err)
+		return nil, err
 	}
 	var docs []builtinDoc
 	var ids []int

@@ -95,7 +95,7 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 	if err := man.CheckVocab(cfg.Model.VocabSize); err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", dir, err)
 	}
-	tok, err := tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
+	tok, err := data.LoadTokenizer(dir, man)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,9 @@ func newEvaluator(m *model.Model, cfg configs.Config) (*Evaluator, error) {
 // evalSetupFatal reports whether newEvaluator's error must stop the run (a
 // bad task file or an unknown task name) rather than only disable
 // evaluation.
-func evalSetupFatal(err error) bool { return errors.Is(err, errTaskSetup) }
+func evalSetupFatal(err error) bool {
+	return errors.Is(err, errTaskSetup) || errors.Is(err, data.ErrTokenizerMismatch)
+}
 
 // Dir is the dataset evaluated on.
 func (e *Evaluator) Dir() string { return e.dir }

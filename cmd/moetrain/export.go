@@ -105,6 +105,10 @@ func runTokenizer(l *train.Loaded) (string, error) {
 			}
 			continue
 		}
+		// The file shipped must be the one the model was trained with.
+		if _, err := data.LoadTokenizer(dir, man); err != nil {
+			return "", err
+		}
 		return filepath.Join(dir, man.Tokenizer.File), nil
 	}
 	return "", fmt.Errorf("find the run's tokenizer (data.path %s): %w; pass --tokenizer FILE", p, firstErr)

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/data"
-	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/infer"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/train"
@@ -69,7 +67,7 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 			if err != nil {
 				return err
 			}
-			tok, err := tokenizer.Load(filepath.Join(dir, man.Tokenizer.File))
+			tok, err := data.LoadTokenizer(dir, man)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -213,5 +214,43 @@ func TestResumeComparesCheckpointConfig(t *testing.T) {
 	_, e, code := moetrain(t, "train", tinyYAML(t, 4), "--run-dir", run, "--plain", "--set", "model.heads=4")
 	if code != 2 || !strings.Contains(e, "model.heads") || !strings.Contains(e, "tokens-") {
 		t.Errorf("config.yaml edited: exit %d, stderr:\n%s\nwant exit 2 naming model.heads and the checkpoint", code, e)
+	}
+}
+
+// A tokenizer.json swapped for another one of the same size is refused
+// wherever the tokenizer is read: train, generate, eval and export (which
+// would ship it).
+func TestSwappedTokenizerRefused(t *testing.T) {
+	ds := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(ds, os.DirFS(dataset)); err != nil {
+		t.Fatal(err)
+	}
+	run := trainedRun(t, 2, dataset, ds)
+	other := filepath.Join(t.TempDir(), "other")
+	if err := data.PrepareSynthetic(other, 4, 300, 320, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(ds, "tokenizer.json"))
+	b, _ := os.ReadFile(filepath.Join(other, "tokenizer.json"))
+	if string(a) == string(b) {
+		t.Fatal("the other dataset's tokenizer is the same")
+	}
+	if err := os.WriteFile(filepath.Join(ds, "tokenizer.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "hf")
+	for _, args := range [][]string{
+		{"train", tinyYAML(t, 4), "--run-dir", run, "--plain", "--set", "data.path=" + ds},
+		{"generate", run, "--prompt", "hi", "--max-tokens", "1"},
+		{"eval", run, "--no-tasks"},
+		{"export", run, "--out", out},
+	} {
+		_, e, code := moetrain(t, args...)
+		if code != 1 || !strings.Contains(e, "tokenizer does not match") {
+			t.Errorf("%s: exit %d, stderr:\n%s\nwant exit 1 saying the tokenizer does not match", args[0], code, e)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("export wrote %s anyway", out)
 	}
 }
