@@ -54,6 +54,7 @@ type Model struct {
 	FirstDenseLayers int     `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
 	MoELayerFreq     int     `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
 	Balance          Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
+	Router           Router  `mapstructure:"router" yaml:"router" json:"router"`
 	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
 	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
 	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
@@ -83,6 +84,35 @@ type Balance struct {
 	DeviceGroups int     `mapstructure:"device_groups" yaml:"device_groups" json:"device_groups"`
 	PerSequence  bool    `mapstructure:"per_sequence" yaml:"per_sequence" json:"per_sequence"`
 }
+
+// Score functions of the router (Router.Score).
+const (
+	ScoreSoftmax = "softmax"
+	ScoreSigmoid = "sigmoid"
+)
+
+// Router holds the routing and balancing variants of the routed MoE layers
+// beyond the paper's (docs/CONFIG.md gives each formula and its source).
+// The defaults reproduce the paper's routers exactly and add no tensors.
+type Router struct {
+	// Score is softmax (the paper) or sigmoid (DeepSeek-V3: s = σ(u·e),
+	// the chosen scores normalised to sum 1 when k > 1).
+	Score string `mapstructure:"score" yaml:"score" json:"score"`
+	// Scale multiplies every routed gate (DeepSeek-V3's routed scaling
+	// factor); 1 leaves them as they are.
+	Scale float64 `mapstructure:"scale" yaml:"scale" json:"scale"`
+	// ZLoss is α_z of the router z-loss (ST-MoE): α_z · mean_t
+	// logsumexp(logits_t)²; 0 builds no loss node.
+	ZLoss float64 `mapstructure:"z_loss" yaml:"z_loss" json:"z_loss"`
+	// BiasRate is γ of auxiliary-loss-free balancing (DeepSeek-V3): each
+	// layer gets a per-expert bias added to the scores for the top-k
+	// choice only, moved by γ·sign(mean load − load) after every optimizer
+	// step; 0 keeps no bias.
+	BiasRate float64 `mapstructure:"bias_rate" yaml:"bias_rate" json:"bias_rate"`
+}
+
+// Sigmoid reports whether the router scores are sigmoids.
+func (r Router) Sigmoid() bool { return r.Score == ScoreSigmoid }
 
 // Data selects the prepared dataset and the order it is read in.
 type Data struct {
@@ -145,6 +175,7 @@ func Default() Config {
 		Model: Model{
 			VocabSize: 8192, Hidden: 256, Layers: 4, Heads: 4, DenseWidth: 1024, FFN: FFNDense,
 			MoELayerFreq: 1, Balance: Balance{DeviceGroups: 1, PerSequence: true}, ExpertParallel: 1,
+			Router:    Router{Score: ScoreSoftmax, Scale: 1},
 			RopeTheta: 10000, NormEps: 1e-6, InitStd: 0.006, InitSeed: 1,
 		},
 		Data:       Data{Path: "datasets/kjv", Seed: 1234},
@@ -556,6 +587,7 @@ func (m Model) Validate() []string {
 	if m.Balance.DeviceAlpha < 0 || math.IsNaN(m.Balance.DeviceAlpha) || math.IsInf(m.Balance.DeviceAlpha, 0) {
 		add("balance.device_alpha", "must be >= 0 and finite, got %g", m.Balance.DeviceAlpha)
 	}
+	bad = append(bad, m.validateRouter()...)
 	if m.ExpertParallel < 0 {
 		add("expert_parallel", "must be >= 1, got %d", m.ExpertParallel)
 	} else if m.ExpertParallel > 1 && m.FFN == FFNDense {
@@ -614,6 +646,38 @@ func (m Model) Validate() []string {
 		}
 	default:
 		add("ffn", "unknown kind %q (want dense, deepseekmoe, gshard, switch or hash)", m.FFN)
+	}
+	return bad
+}
+
+// validateRouter reports every invalid model.router field.
+func (m Model) validateRouter() []string {
+	var bad []string
+	add := func(key, format string, args ...any) {
+		bad = append(bad, "model.router."+key+": "+fmt.Sprintf(format, args...))
+	}
+	r := m.Router
+	if r.Score != ScoreSoftmax && r.Score != ScoreSigmoid {
+		add("score", "unknown score %q (want softmax or sigmoid)", r.Score)
+	}
+	if !(r.Scale > 0) || math.IsInf(r.Scale, 0) {
+		add("scale", "must be positive and finite, got %g", r.Scale)
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"z_loss", r.ZLoss}, {"bias_rate", r.BiasRate}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			add(f.key, "must be >= 0 and finite, got %g", f.v)
+		}
+	}
+	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
+	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0
+	if changed && !routed {
+		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0)", m.FFN)
+	}
+	if r.Sigmoid() && (m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0) {
+		add("score", "sigmoid scores with a balance loss are not implemented (the loss expects probabilities); use bias_rate for balance, or set balance.expert_alpha and balance.device_alpha to 0")
 	}
 	return bad
 }

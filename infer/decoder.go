@@ -58,7 +58,9 @@ type moe struct {
 	table      []int     // [V] token id → expert (hash layer)
 	eg, eu, ed []float32 // [E, W, D], [E, W, D], [E, D, W]
 	e, w, k    int
-	renorm     bool
+	gating     ops.Gating
+	sigmoid    bool      // router scores σ(logits) instead of softmax
+	bias       []float32 // [E] selection bias, or nil
 	shared     *swiglu
 }
 
@@ -110,7 +112,7 @@ func New(m *model.Model, capacity int) (*Decoder, error) {
 			ly.dense = &swiglu{g: f32(pre + "mlp.gate_proj.weight"), u: f32(pre + "mlp.up_proj.weight"), dn: f32(pre + "mlp.down_proj.weight"), f: c.DenseWidth}
 		} else {
 			k := c.ActiveRouted
-			mo := &moe{e: c.RoutedExperts, w: c.ExpertWidth, k: k, renorm: c.FFN == configs.FFNGShard && k > 1,
+			mo := &moe{e: c.RoutedExperts, w: c.ExpertWidth, k: k, gating: model.RouterGating(c, k), sigmoid: c.Router.Sigmoid(),
 				eg: f32(pre + "mlp.experts.*.gate_proj.weight"), eu: f32(pre + "mlp.experts.*.up_proj.weight"), ed: f32(pre + "mlp.experts.*.down_proj.weight")}
 			if c.FFN == configs.FFNHash {
 				mo.table, mo.k = ints(pre+"mlp.hash_table"), 1
@@ -121,6 +123,9 @@ func New(m *model.Model, capacity int) (*Decoder, error) {
 				}
 			} else {
 				mo.router = f32(pre + "mlp.gate.weight")
+				if c.Router.BiasRate > 0 {
+					mo.bias = f32(pre + model.BiasSuffix)
+				}
 			}
 			if s := c.SharedExperts; s > 0 {
 				mo.shared = &swiglu{g: f32(pre + "mlp.shared_experts.gate_proj.weight"), u: f32(pre + "mlp.shared_experts.up_proj.weight"),
@@ -345,9 +350,13 @@ func (m *moe) forward(x []float32, tokens []int, n, D int) []float32 {
 		matT(n, m.e, D, x, m.router, probs, false)
 		for i := range n {
 			row := probs[i*m.e : (i+1)*m.e]
-			ops.RowSoftmax(row, row)
+			if m.sigmoid {
+				ops.RowSigmoid(row, row)
+			} else {
+				ops.RowSoftmax(row, row)
+			}
 		}
-		r = ops.Route(probs, n, m.e, m.k, m.renorm)
+		r = ops.RouteGated(probs, m.bias, n, m.e, m.gating)
 	} else {
 		r = ops.Routing{N: n, E: m.e, K: 1, Experts: make([]int32, n), Gates: make([]float64, n)}
 		for i, id := range tokens {

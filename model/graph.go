@@ -46,15 +46,26 @@ func ExpertShard(p Param, rank, size int) (lo, hi int) {
 	return rank * per, (rank + 1) * per
 }
 
-// BalanceLoss is one balance-loss node: DESIGN.md §3.1 (expert) or §3.2 (device).
+// BalanceLoss is one auxiliary-loss node: DESIGN.md §3.1 (expert), §3.2
+// (device) or the router z-loss (z).
 type BalanceLoss struct {
 	Layer int
-	Kind  string // "expert" or "device"
+	Kind  string // "expert", "device" or "z"
 	// Counts, when filled (Tokens > 0), makes a batch-level loss
 	// (balance.per_sequence false) use routing counts gathered over a whole
-	// batch of several micro-batches; see ops.BatchCounts.
+	// batch of several micro-batches; see ops.BatchCounts. Nil for the
+	// z-loss, which needs no counts.
 	Counts *ops.BatchCounts
 	node   *G.Node
+}
+
+// RouterGating is how the routed MoE layers of c, activating k experts,
+// turn router scores into gates: GShard renormalises its top-2 softmax
+// probabilities, sigmoid scores are always normalised over the chosen
+// experts (DeepSeek-V3; both skipped at k = 1), and every gate is scaled by
+// model.router.scale.
+func RouterGating(c configs.Model, k int) ops.Gating {
+	return ops.Gating{K: k, Renorm: c.FFN == configs.FFNGShard || c.Router.Sigmoid(), Scale: c.Router.Scale}
 }
 
 // Graph is a compiled graph over a Model's weights for one geometry.
@@ -75,8 +86,11 @@ type Graph struct {
 	Routes  []*ops.RouteRecord
 	RouteOf []int     // layer index of each entry of Routes
 	probs   []*G.Node // router probabilities per entry of Routes (nil: hash layer)
-	idsBuf  []int
-	tgtBuf  []int
+	// stepLoads sums, per entry of Routes, every Run's Load since the last
+	// ResetStepLoads (see StepLoads).
+	stepLoads [][]float64
+	idsBuf    []int
+	tgtBuf    []int
 }
 
 // Result is what one run of a graph produced.
@@ -172,7 +186,18 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				gr.probs = append(gr.probs, nil)
 				f = must(ops.HashMoEWithRecord(u, gr.ids, w(pre+"mlp.hash_table"), eg, eu, ed, rec))
 			} else {
-				probs := must(ops.Softmax(must(ops.Linear(u, w(pre+"mlp.gate.weight")))))
+				logits := must(ops.Linear(u, w(pre+"mlp.gate.weight")))
+				var probs *G.Node
+				if c.Router.Sigmoid() {
+					probs = must(ops.Sigmoid(logits))
+				} else {
+					probs = must(ops.Softmax(logits))
+				}
+				var bias *G.Node
+				if c.Router.BiasRate > 0 {
+					bias = w(pre + BiasSuffix)
+				}
+				gating := RouterGating(c, k)
 				gr.probs = append(gr.probs, probs)
 				routed := probs
 				if opt.DisableTop > 0 {
@@ -182,19 +207,24 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					routed = must(ops.DropTop(probs, opt.DisableTop))
 				}
 				if ep {
-					f = must(ops.MoEExpertParallel(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, opt.ExpertComm, rec))
+					f = must(ops.MoEExpertParallelGated(u, routed, eg, eu, ed, bias, gating, opt.ExpertComm, rec))
 				} else {
-					f = must(ops.MoEWithRecord(u, routed, eg, eu, ed, k, c.FFN == configs.FFNGShard, rec))
+					f = must(ops.MoEGated(u, routed, eg, eu, ed, bias, gating, rec))
+				}
+				if a := c.Router.ZLoss; a > 0 {
+					b := must(ops.ZLoss(logits, a))
+					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "z", node: b})
+					balance = append(balance, b)
 				}
 				if a := c.Balance.ExpertAlpha; a > 0 {
 					counts := &ops.BatchCounts{}
-					b := must(ops.ExpertBalanceWithCounts(probs, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
+					b := must(ops.ExpertBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", Counts: counts, node: b})
 					balance = append(balance, b)
 				}
 				if a := c.Balance.DeviceAlpha; a > 0 {
 					counts := &ops.BatchCounts{}
-					b := must(ops.DeviceBalanceWithCounts(probs, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence, counts))
+					b := must(ops.DeviceBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", Counts: counts, node: b})
 					balance = append(balance, b)
 				}
@@ -219,7 +249,7 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	if opt.Backward {
 		var wrt G.Nodes
 		for i, p := range m.Layout {
-			if !p.Int {
+			if p.Trained() {
 				wrt = append(wrt, gr.weights[i])
 			}
 		}
@@ -229,6 +259,39 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	}
 	gr.vm = G.NewTapeMachine(g)
 	return gr, nil
+}
+
+// StepLoads returns, per entry of Routes, the (token, slot) pairs routed to
+// each expert summed over every Run since the last ResetStepLoads: with a
+// reset before each optimizer step, the step's micro-batches on this
+// process. The slices are the graph's own; valid until the next Run.
+func (gr *Graph) StepLoads() [][]float64 {
+	if gr.stepLoads == nil {
+		gr.stepLoads = make([][]float64, len(gr.Routes))
+		for j := range gr.Routes {
+			gr.stepLoads[j] = make([]float64, gr.m.Cfg.RoutedExperts)
+		}
+	}
+	return gr.stepLoads
+}
+
+// ResetStepLoads zeroes the sums of StepLoads.
+func (gr *Graph) ResetStepLoads() {
+	for _, l := range gr.stepLoads {
+		clear(l)
+	}
+}
+
+// BatchCounted reports whether a loss of the graph is batch-level
+// (balance.per_sequence false) and so can use counts gathered over a whole
+// batch (BalanceLoss.Counts).
+func (gr *Graph) BatchCounted() bool {
+	for _, b := range gr.Balance {
+		if b.Counts != nil && !gr.m.Cfg.Balance.PerSequence {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases the graph's machine.
@@ -259,6 +322,17 @@ func (gr *Graph) Run(tokens []int32) (Result, error) {
 	if err := gr.vm.RunAll(); err != nil {
 		return Result{}, fmt.Errorf("model: run graph: %w", err)
 	}
+	if gr.stepLoads == nil {
+		gr.stepLoads = make([][]float64, len(gr.Routes))
+	}
+	for j, rec := range gr.Routes {
+		if gr.stepLoads[j] == nil {
+			gr.stepLoads[j] = make([]float64, rec.E)
+		}
+		for e, l := range rec.Load {
+			gr.stepLoads[j][e] += float64(l)
+		}
+	}
 	res := Result{Loss: ops.ScalarValue(gr.lm.Value()), Total: ops.ScalarValue(gr.total.Value())}
 	for _, b := range gr.Balance {
 		res.Balance = append(res.Balance, ops.ScalarValue(b.node.Value()))
@@ -267,9 +341,10 @@ func (gr *Graph) Run(tokens []int32) (Result, error) {
 }
 
 // Grad returns the gradient of the total loss with respect to weight i of
-// the Layout, valid until the next Run. It is nil for integer tensors.
+// the Layout, valid until the next Run. It is nil for integer tensors and
+// buffers (Param.Trained).
 func (gr *Graph) Grad(i int) (*tensor.Dense, error) {
-	if gr.m.Layout[i].Int {
+	if !gr.m.Layout[i].Trained() {
 		return nil, nil
 	}
 	if !gr.opt.Backward {

@@ -109,6 +109,8 @@ func (m *Model) Init(seed uint64) {
 			copy(m.Values[i].Data().([]int), ops.HashTable(m.Cfg.VocabSize, m.Cfg.RoutedExperts, paramSeed(seed, p.Name)))
 		case p.Kind == "norm":
 			m.fill(i, func() float64 { return 1 })
+		case p.Buffer:
+			m.fill(i, func() float64 { return 0 })
 		default:
 			m.fill(i, func() float64 { return r.NormFloat64() * std })
 		}
@@ -178,4 +180,61 @@ func (m *Model) Finite() bool {
 		}
 	}
 	return true
+}
+
+// RouterBias returns the selection bias of MoE layer l (auxiliary-loss-free
+// balancing, model.router.bias_rate), as the model's float32 or float64
+// storage, or nil when the layer has none.
+func (m *Model) RouterBias(l int) any {
+	i := m.Index(fmt.Sprintf("model.layers.%d.%s", l, BiasSuffix))
+	if i < 0 {
+		return nil
+	}
+	return m.Values[i].Data()
+}
+
+// UpdateRouterBias applies one step of auxiliary-loss-free balancing
+// (DeepSeek-V3, Wang et al. 2024, arXiv 2408.15664) to layer l's selection
+// bias, given load[e], the (token, slot) pairs routed to expert e over the
+// optimizer step's global batch:
+//
+//	b_e ← b_e + γ · sign(mean_i load_i − load_e)
+//
+// so overloaded experts become less likely to be chosen and idle ones more.
+// The update is computed in the model's dtype, so every process applying it
+// to the same loads holds the same bias bit for bit.
+func (m *Model) UpdateRouterBias(l int, load []float64) error {
+	b := m.RouterBias(l)
+	if b == nil {
+		return fmt.Errorf("model: layer %d has no router bias", l)
+	}
+	if len(load) != m.Cfg.RoutedExperts {
+		return fmt.Errorf("model: layer %d: %d loads for %d experts", l, len(load), m.Cfg.RoutedExperts)
+	}
+	var mean float64
+	for _, v := range load {
+		mean += v
+	}
+	mean /= float64(len(load))
+	rate := m.Cfg.Router.BiasRate
+	step := func(e int) float64 {
+		switch {
+		case load[e] < mean:
+			return rate
+		case load[e] > mean:
+			return -rate
+		}
+		return 0
+	}
+	switch d := b.(type) {
+	case []float32:
+		for e := range d {
+			d[e] += float32(step(e))
+		}
+	case []float64:
+		for e := range d {
+			d[e] += step(e)
+		}
+	}
+	return nil
 }

@@ -85,67 +85,146 @@ func TestInitialLossIsLogVocab(t *testing.T) {
 // perturbation, or the check is meaningless; the test asserts it.
 func TestModelGradientFiniteDifference(t *testing.T) {
 	for _, kind := range allKinds {
-		t.Run(kind, func(t *testing.T) {
-			c := tinyModel(kind)
-			c.Layers = 1
-			m, err := New(c, tensor.Float64)
-			if err != nil {
-				t.Fatal(err)
+		t.Run(kind, func(t *testing.T) { checkModelGradient(t, tinyModel(kind), nil) })
+	}
+}
+
+// routerVariants are the model.router settings beyond the paper's, on
+// DeepSeekMoE (shared experts, k = 3) and Switch (k = 1).
+func routerVariants() map[string]configs.Model {
+	out := map[string]configs.Model{}
+	c := tinyModel(configs.FFNDeepSeekMoE)
+	c.Router.ZLoss, c.Router.BiasRate = 0.05, 0.001
+	out["softmax+z-loss+bias+balance"] = c
+	c = tinyModel(configs.FFNDeepSeekMoE)
+	c.Balance.ExpertAlpha, c.Balance.DeviceAlpha = 0, 0
+	c.Router.Score, c.Router.Scale, c.Router.BiasRate, c.Router.ZLoss = configs.ScoreSigmoid, 2.5, 0.001, 0.01
+	out["sigmoid+bias+scale+z-loss"] = c
+	c = tinyModel(configs.FFNSwitch)
+	c.Balance.ExpertAlpha = 0
+	c.Router.Score, c.Router.BiasRate = configs.ScoreSigmoid, 0.001
+	out["switch sigmoid k=1+bias"] = c
+	return out
+}
+
+// setBias gives every router bias of m distinct values, so that it changes
+// the routing.
+func setBias(m *Model) {
+	for l := 0; l < m.Cfg.Layers; l++ {
+		if b, ok := m.RouterBias(l).([]float64); ok {
+			for e := range b {
+				b[e] = 0.02 * float64((e*5)%7)
 			}
-			g, err := m.Build(GraphOptions{Batch: 2, Seq: 5, Backward: true})
-			if err != nil {
-				t.Fatal(err)
+		}
+	}
+}
+
+// The float64 finite-difference check of the whole model for each router
+// variant (the selection bias set, so it moves the routing).
+func TestModelGradientRouterVariants(t *testing.T) {
+	for name, c := range routerVariants() {
+		t.Run(name, func(t *testing.T) { checkModelGradient(t, c, setBias) })
+	}
+}
+
+func checkModelGradient(t *testing.T, c configs.Model, prep func(*Model)) {
+	c.Layers = 1
+	m, err := New(c, tensor.Float64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prep != nil {
+		prep(m)
+	}
+	g, err := m.Build(GraphOptions{Batch: 2, Seq: 5, Backward: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	r := rand.New(rand.NewPCG(7, 7))
+	toks := randomTokens(r, 2, 5, c.VocabSize)
+	run := func() (float64, []int32) {
+		res, err := g.Run(toks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var route []int32
+		for _, rec := range g.Routes {
+			route = append(route, rec.Experts...)
+		}
+		return res.Total, route
+	}
+	_, route0 := run()
+	grads := make([][]float64, len(m.Layout))
+	for i, p := range m.Layout {
+		if !p.Trained() {
+			continue
+		}
+		gt, err := g.Grad(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads[i] = append([]float64(nil), gt.Data().([]float64)...)
+	}
+	const h = 1e-6
+	for i, p := range m.Layout {
+		if !p.Trained() {
+			continue
+		}
+		w := m.Values[i].Data().([]float64)
+		for s := 0; s < 6; s++ {
+			j := r.IntN(len(w))
+			orig := w[j]
+			w[j] = orig + h
+			lp, rp := run()
+			w[j] = orig - h
+			lm, rm := run()
+			w[j] = orig
+			if !slices.Equal(rp, route0) || !slices.Equal(rm, route0) {
+				t.Fatalf("%s[%d]: routing changed under a %g perturbation; pick another fixture", p.Name, j, h)
 			}
-			defer g.Close()
-			r := rand.New(rand.NewPCG(7, 7))
-			toks := randomTokens(r, 2, 5, c.VocabSize)
-			run := func() (float64, []int32) {
-				res, err := g.Run(toks)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var route []int32
-				for _, rec := range g.Routes {
-					route = append(route, rec.Experts...)
-				}
-				return res.Total, route
+			num := (lp - lm) / (2 * h)
+			if !gradcheck.Default.Close(grads[i][j], num) {
+				t.Errorf("%s[%d]: analytic %.8g, numeric %.8g", p.Name, j, grads[i][j], num)
 			}
-			_, route0 := run()
-			grads := make([][]float64, len(m.Layout))
-			for i, p := range m.Layout {
-				if p.Int {
-					continue
-				}
-				gt, err := g.Grad(i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				grads[i] = append([]float64(nil), gt.Data().([]float64)...)
-			}
-			const h = 1e-6
-			for i, p := range m.Layout {
-				if p.Int {
-					continue
-				}
-				w := m.Values[i].Data().([]float64)
-				for s := 0; s < 6; s++ {
-					j := r.IntN(len(w))
-					orig := w[j]
-					w[j] = orig + h
-					lp, rp := run()
-					w[j] = orig - h
-					lm, rm := run()
-					w[j] = orig
-					if !slices.Equal(rp, route0) || !slices.Equal(rm, route0) {
-						t.Fatalf("%s[%d]: routing changed under a %g perturbation; pick another fixture", p.Name, j, h)
-					}
-					num := (lp - lm) / (2 * h)
-					if !gradcheck.Default.Close(grads[i][j], num) {
-						t.Errorf("%s[%d]: analytic %.8g, numeric %.8g", p.Name, j, grads[i][j], num)
-					}
-				}
-			}
-		})
+		}
+	}
+}
+
+// TestUpdateRouterBias checks one bias step against a hand computation:
+// loads 6, 2, 4, 0 have mean 3, so b += γ·(−1, +1, −1, +1); a load equal to
+// the mean leaves its bias alone.
+func TestUpdateRouterBias(t *testing.T) {
+	c := tinyModel(configs.FFNGShard)
+	c.RoutedExperts, c.Router.BiasRate = 4, 0.25
+	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+		m, err := New(c, dt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.UpdateRouterBias(1, []float64{6, 2, 4, 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.UpdateRouterBias(1, []float64{3, 3, 5, 1}); err != nil {
+			t.Fatal(err)
+		}
+		want := []float64{-0.25, 0.25, -0.5, 0.5}
+		got := m.Float64s(m.Index("model.layers.1." + BiasSuffix))
+		if !slices.Equal(got, want) {
+			t.Errorf("%v: bias %v, want %v", dt, got, want)
+		}
+		if b := m.Float64s(m.Index("model.layers.0." + BiasSuffix)); !slices.Equal(b, make([]float64, 4)) {
+			t.Errorf("%v: layer 0 bias moved: %v", dt, b)
+		}
+		if err := m.UpdateRouterBias(1, []float64{1, 2}); err == nil {
+			t.Error("2 loads for 4 experts accepted")
+		}
+	}
+	// The bias is model state, not a parameter.
+	plain := c
+	plain.Router.BiasRate = 0
+	if Count(c) != Count(plain) {
+		t.Errorf("the bias changed the parameter counts: %+v, without %+v", Count(c), Count(plain))
 	}
 }
 

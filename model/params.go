@@ -21,7 +21,14 @@ type Param struct {
 	Kind    string // embed, norm, attn, dense, router, experts, shared, head, hash
 	Layer   int    // -1 outside the decoder layers
 	Int     bool   // an integer tensor stored with the weights (hash table), not trained
+	// Buffer marks a float tensor that is model state but not trained by
+	// the optimizer: the router's selection bias of auxiliary-loss-free
+	// balancing, moved by the trainer after each step (PyTorch's buffers).
+	Buffer bool
 }
+
+// Trained reports whether the optimizer trains p (it has a gradient).
+func (p Param) Trained() bool { return !p.Int && !p.Buffer }
 
 // Size is the number of elements.
 func (p Param) Size() int64 {
@@ -77,6 +84,10 @@ func Layout(m configs.Model) []Param {
 			ps = append(ps, Param{Name: pre + "mlp.hash_table", Shape: []int{v}, Kind: "hash", Layer: i, Int: true})
 		} else {
 			ps = append(ps, Param{Name: pre + "mlp.gate.weight", Shape: []int{e, d}, Decay: true, Kind: "router", Layer: i})
+			if m.Router.BiasRate > 0 {
+				// DeepSeek-V3's HF key for the same tensor.
+				ps = append(ps, Param{Name: pre + BiasSuffix, Shape: []int{e}, Kind: "bias", Layer: i, Buffer: true})
+			}
 		}
 		ps = append(ps,
 			Param{Name: pre + "mlp.experts.*.gate_proj.weight", Shape: []int{e, w, d}, Experts: e, Decay: true, Kind: "experts", Layer: i},
@@ -98,10 +109,14 @@ func Layout(m configs.Model) []Param {
 	return ps
 }
 
+// BiasSuffix ends the name of a layer's router selection bias
+// ("model.layers.L." + BiasSuffix).
+const BiasSuffix = "mlp.gate.e_score_correction_bias"
+
 // Counts are parameter counts under DESIGN.md §7.1's convention: totals count
 // everything (embedding, untied lm_head, norms, routers, all experts);
 // activated counts only the shared plus the active routed experts of each
-// MoE layer. The hash table is not a parameter.
+// MoE layer. The hash table and the router bias are not parameters.
 type Counts struct {
 	Total            int64 `json:"total"`
 	Activated        int64 `json:"activated"`
@@ -113,7 +128,7 @@ type Counts struct {
 func Count(m configs.Model) Counts {
 	var c Counts
 	for _, p := range Layout(m) {
-		if p.Int {
+		if !p.Trained() {
 			continue
 		}
 		n := p.Size()

@@ -123,7 +123,7 @@ func (t *trainer) shardExperts() error {
 	t.dist.ep.expert = make([]bool, len(t.step.Params))
 	j, n := 0, 0
 	for i, p := range t.m.Layout {
-		if p.Int {
+		if !p.Trained() {
 			continue
 		}
 		lo, hi := model.ExpertShard(p, t.dist.ep.rank, t.dist.ep.R)

@@ -50,6 +50,27 @@ type LayerStats struct {
 	// 0 a dead expert), rounded to 5 decimals to keep the lines short. The
 	// expert-load heatmaps are drawn from it.
 	Load []float64 `json:"load,omitempty"`
+	// MaxVio is max_e load_e / mean_e load_e − 1 over the whole step's
+	// micro-batches on rank 0 (DeepSeek-V3's balance measure; 0 is
+	// perfectly balanced).
+	MaxVio float64 `json:"max_vio"`
+	// BiasMin and BiasMax are the range of the layer's router selection
+	// bias after the step (model.router.bias_rate > 0 only).
+	BiasMin *float64 `json:"bias_min,omitempty"`
+	BiasMax *float64 `json:"bias_max,omitempty"`
+}
+
+// maxVio is max(load) / mean(load) − 1 (0 for no load).
+func maxVio(load []float64) float64 {
+	var mx, sum float64
+	for _, l := range load {
+		sum += l
+		mx = max(mx, l)
+	}
+	if sum == 0 {
+		return 0
+	}
+	return mx/(sum/float64(len(load))) - 1
 }
 
 func layerStats(layer int, rec *ops.RouteRecord, entropy float64) LayerStats {

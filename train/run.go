@@ -332,7 +332,7 @@ func (t *trainer) setup() error {
 	// over the micro-batches gathers them (one extra forward per step, only
 	// in this configuration).
 	// Under data parallelism the batch is spread over ranks: always.
-	if !c.Model.Balance.PerSequence && (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && len(t.g.Balance) > 0 {
+	if (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && t.g.BatchCounted() {
 		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, ExpertComm: t.expertComm()})
 		if err != nil {
 			return err
@@ -505,6 +505,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			return t.finish(sum, trained, trainTime), nil
 		}
 		t0 := time.Now()
+		t.g.ResetStepLoads()
 		lr := t.sched.LR(t.state.Tokens + stepTokens)
 		res, err := t.trainStep(lr)
 		if err != nil {
@@ -523,6 +524,8 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			t.state.SkippedSteps++
 			t.logf("warning: step %d skipped: %s", t.state.Step+1, what)
+		} else if err := t.updateBias(); err != nil {
+			return sum, err
 		}
 		t.state.Step++
 		t.state.Tokens += stepTokens
@@ -684,8 +687,10 @@ func (t *trainer) balanceLosses(values []float64) map[string]float64 {
 // counts over the whole batch.
 func (t *trainer) gatherBatchCounts(micro [][]int32) error {
 	for _, bl := range t.g.Balance {
-		bl.Counts.Tokens = 0
-		bl.Counts.Load = bl.Counts.Load[:0]
+		if bl.Counts != nil {
+			bl.Counts.Tokens = 0
+			bl.Counts.Load = bl.Counts.Load[:0]
+		}
 	}
 	loads := make([][]float64, len(t.fwd.Routes))
 	tokens := 0
@@ -709,7 +714,7 @@ func (t *trainer) gatherBatchCounts(micro [][]int32) error {
 	}
 	for _, bl := range t.g.Balance {
 		for j, layer := range t.fwd.RouteOf {
-			if layer == bl.Layer {
+			if layer == bl.Layer && bl.Counts != nil {
 				bl.Counts.Load = append(bl.Counts.Load[:0], loads[j]...)
 				bl.Counts.Tokens = tokens
 			}
@@ -725,7 +730,13 @@ func (t *trainer) routeStats() []LayerStats {
 		if p := t.g.RouterProbs(j); p != nil {
 			ent = rowEntropy(p.Data().([]float32), rec.N, rec.E)
 		}
-		out = append(out, layerStats(t.g.RouteOf[j], rec, ent))
+		st := layerStats(t.g.RouteOf[j], rec, ent)
+		st.MaxVio = maxVio(t.g.StepLoads()[j])
+		if b := t.m.RouterBias(st.Layer); b != nil {
+			lo, hi := biasRange(b)
+			st.BiasMin, st.BiasMax = &lo, &hi
+		}
+		out = append(out, st)
 	}
 	return out
 }

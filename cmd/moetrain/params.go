@@ -74,7 +74,7 @@ func printParams(w io.Writer, cfg configs.Config, micro int, asJSON bool) error 
 	rep := paramsReport{Counts: c, FLOPsPerToken: fpt, FLOPsPer2K: fpt * 2048, SeqLen: cfg.Train.SeqLen,
 		TrainMemoryBytes: mem.Total, Memory: mem, MicroBatch: micro}
 	for _, p := range model.Layout(m) {
-		if p.Int {
+		if !p.Trained() {
 			continue
 		}
 		rep.Tensors = append(rep.Tensors, tensorRow{Name: p.Name, Shape: p.Shape, Experts: p.Experts, Count: p.Size()})

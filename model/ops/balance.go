@@ -50,26 +50,28 @@ type BatchCounts struct {
 }
 
 // ExpertBalanceWithCounts is ExpertBalance whose batch-level f comes from
-// counts when counts.Tokens > 0 (ignored when perSequence).
-func ExpertBalanceWithCounts(probs *G.Node, batch, seq, k int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
-	return balanceCounts("ExpertBalance", probs, batch, seq, k, 0, alpha, perSequence, counts)
+// counts when counts.Tokens > 0 (ignored when perSequence). When bias [E] is
+// not nil, the counts of this run come from TopK(probs_t + bias), the
+// selection of an MoE op with that bias (RouteGated); P is unchanged.
+func ExpertBalanceWithCounts(probs, bias *G.Node, batch, seq, k int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
+	return balanceCounts("ExpertBalance", probs, bias, batch, seq, k, 0, alpha, perSequence, counts)
 }
 
-// DeviceBalanceWithCounts is DeviceBalance with batch counts, as
-// ExpertBalanceWithCounts.
-func DeviceBalanceWithCounts(probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
+// DeviceBalanceWithCounts is DeviceBalance with batch counts and a
+// selection bias, as ExpertBalanceWithCounts.
+func DeviceBalanceWithCounts(probs, bias *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
 	if groups < 1 {
 		return nil, fmt.Errorf("DeviceBalance: %d groups, want >= 1", groups)
 	}
-	return balanceCounts("DeviceBalance", probs, batch, seq, k, groups, alpha, perSequence, counts)
+	return balanceCounts("DeviceBalance", probs, bias, batch, seq, k, groups, alpha, perSequence, counts)
 }
 
 // balance builds the op; groups 0 means one group per expert.
 func balance(name string, probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool) (*G.Node, error) {
-	return balanceCounts(name, probs, batch, seq, k, groups, alpha, perSequence, nil)
+	return balanceCounts(name, probs, nil, batch, seq, k, groups, alpha, perSequence, nil)
 }
 
-func balanceCounts(name string, probs *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
+func balanceCounts(name string, probs, bias *G.Node, batch, seq, k, groups int, alpha float64, perSequence bool, counts *BatchCounts) (*G.Node, error) {
 	s := probs.Shape()
 	if s.Dims() != 2 {
 		return nil, fmt.Errorf("%s: probs %v, want [B·T, E]", name, s)
@@ -91,7 +93,14 @@ func balanceCounts(name string, probs *G.Node, batch, seq, k, groups int, alpha 
 		base:  base{name: name, arity: 1, key: fmt.Sprintf("B=%d,T=%d,k=%d,gsize=%d,alpha=%g,seq=%t", batch, seq, k, gsize, alpha, perSequence)},
 		batch: batch, seq: seq, k: k, gsize: gsize, alpha: alpha, perSeq: perSequence, global: counts,
 	}
-	return G.ApplyOp(op, probs)
+	if bias == nil {
+		return G.ApplyOp(op, probs)
+	}
+	if bias.Shape().Dims() != 1 || bias.Shape()[0] != e {
+		return nil, fmt.Errorf("%s: bias %v with %d experts: want [%d]", name, bias.Shape(), e, e)
+	}
+	op.arity, op.bias, op.key = 2, true, op.key+",bias"
+	return G.ApplyOp(op, probs, bias)
 }
 
 type balanceOp struct {
@@ -101,9 +110,15 @@ type balanceOp struct {
 	alpha         float64
 	perSeq        bool
 	global        *BatchCounts // batch-level counts from outside (micro-batching), or nil
+	bias          bool         // a second input: the selection bias [E]
 }
 
-func (op *balanceOp) Type() hm.Type { return fnType(2, 0) }
+func (op *balanceOp) Type() hm.Type {
+	if op.bias {
+		return fnType(2, 1, 0)
+	}
+	return fnType(2, 0)
+}
 
 func (op *balanceOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -120,7 +135,7 @@ func (op *balanceOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 // c[seg,g] = ∂L/∂P'[seg,g] · 1/(tokens per segment), i.e. the coefficient of
 // every probs entry of that segment and group: L = Σ c·Σ_t probs. Forward and
 // backward share it, so the gradient is exactly the loss's coefficients.
-func (op *balanceOp) groupWeights(probs any, e int) []float64 {
+func (op *balanceOp) groupWeights(probs, bias any, e int) []float64 {
 	n := op.batch * op.seq
 	segs, segLen := 1, n
 	if op.perSeq {
@@ -135,9 +150,9 @@ func (op *balanceOp) groupWeights(probs any, e int) []float64 {
 			for t := sg * segLen; t < (sg+1)*segLen; t++ {
 				switch p := probs.(type) {
 				case []float32:
-					TopK(idx, p[t*e:(t+1)*e], op.k)
+					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
 				case []float64:
-					TopK(idx, p[t*e:(t+1)*e], op.k)
+					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
 				}
 				for _, x := range idx {
 					cnt[x]++
@@ -166,6 +181,33 @@ func (op *balanceOp) groupWeights(probs any, e int) []float64 {
 	return c
 }
 
+// biasedTopK is TopK(row + bias) computed in F, as RouteGated selects (bias
+// nil or []F of the row's length).
+func biasedTopK[F Float](idx []int32, row []F, bias any, k int) {
+	b, _ := bias.([]F)
+	if b == nil {
+		TopK(idx, row, k)
+		return
+	}
+	biased := make([]F, len(row))
+	for i, v := range row {
+		biased[i] = v + b[i]
+	}
+	TopK(idx, biased, k)
+}
+
+// biasData returns the bias input's data ([]float32 or []float64), or nil.
+func biasData(op *balanceOp, vs []G.Value, i int) (any, error) {
+	if !op.bias {
+		return nil, nil
+	}
+	b, err := dense(op.name, vs[i])
+	if err != nil {
+		return nil, err
+	}
+	return b.Data(), nil
+}
+
 func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
 		defer record(op.name, time.Now())
@@ -174,13 +216,17 @@ func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	bias, err := biasData(op, vs, 1)
+	if err != nil {
+		return nil, err
+	}
 	e := p.Shape()[1]
 	var loss float64
 	switch p.Dtype() {
 	case tensor.Float32:
-		loss = balanceLoss(op, slice[float32](p), e)
+		loss = balanceLoss(op, slice[float32](p), bias, e)
 	case tensor.Float64:
-		loss = balanceLoss(op, slice[float64](p), e)
+		loss = balanceLoss(op, slice[float64](p), bias, e)
 	default:
 		return nil, fmt.Errorf("%s: dtype %v", op.name, p.Dtype())
 	}
@@ -188,8 +234,8 @@ func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 }
 
 // balanceLoss sums c[seg, group(i)]·probs[t,i] in float64, in a fixed order.
-func balanceLoss[F Float](op *balanceOp, probs []F, e int) float64 {
-	c := op.groupWeights(probs, e)
+func balanceLoss[F Float](op *balanceOp, probs []F, bias any, e int) float64 {
+	c := op.groupWeights(probs, bias, e)
 	segLen, ng := op.batch*op.seq, e/op.gsize
 	if op.perSeq {
 		segLen = op.seq
@@ -204,25 +250,43 @@ func balanceLoss[F Float](op *balanceOp, probs []F, e int) float64 {
 	return loss
 }
 
-func (op *balanceOp) DiffWRT(int) []bool { return []bool{true} }
+func (op *balanceOp) DiffWRT(int) []bool {
+	if op.bias {
+		return []bool{true, false}
+	}
+	return []bool{true}
+}
 
 func (op *balanceOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	bwd := &balanceBackward{base: base{name: op.name + "Backward", arity: 2, key: op.key}, fwd: op}
-	d, err := G.ApplyOp(bwd, in[0], grad)
+	children := G.Nodes{in[0], grad}
+	if op.bias {
+		bwd.arity = 3
+		children = append(children, in[1])
+	}
+	d, err := G.ApplyOp(bwd, children...)
 	if err != nil {
 		return nil, err
+	}
+	if op.bias {
+		return G.Nodes{d, nil}, nil
 	}
 	return G.Nodes{d}, nil
 }
 
-// balanceBackward computes dprobs [B·T, E] from (probs, dL).
+// balanceBackward computes dprobs [B·T, E] from (probs, dL[, bias]).
 type balanceBackward struct {
 	base
 	sameShape
 	fwd *balanceOp
 }
 
-func (op *balanceBackward) Type() hm.Type { return fnType(2, 0, 2) }
+func (op *balanceBackward) Type() hm.Type {
+	if op.fwd.bias {
+		return fnType(2, 0, 1, 2)
+	}
+	return fnType(2, 0, 2)
+}
 
 func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
@@ -236,21 +300,25 @@ func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
+	bias, err := biasData(op.fwd, vs, 2)
+	if err != nil {
+		return nil, err
+	}
 	n, e := p.Shape()[0], p.Shape()[1]
 	out := op.output(p.Dtype(), n, e)
 	switch p.Dtype() {
 	case tensor.Float32:
-		balanceGrad(op.fwd, slice[float32](out), slice[float32](p), e, dl)
+		balanceGrad(op.fwd, slice[float32](out), slice[float32](p), bias, e, dl)
 	case tensor.Float64:
-		balanceGrad(op.fwd, slice[float64](out), slice[float64](p), e, dl)
+		balanceGrad(op.fwd, slice[float64](out), slice[float64](p), bias, e, dl)
 	default:
 		return nil, fmt.Errorf("%s: dtype %v", op.name, p.Dtype())
 	}
 	return out, nil
 }
 
-func balanceGrad[F Float](op *balanceOp, dp, probs []F, e int, dl float64) {
-	c := op.groupWeights(probs, e)
+func balanceGrad[F Float](op *balanceOp, dp, probs []F, bias any, e int, dl float64) {
+	c := op.groupWeights(probs, bias, e)
 	segLen, ng := op.batch*op.seq, e/op.gsize
 	if op.perSeq {
 		segLen = op.seq

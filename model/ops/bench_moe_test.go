@@ -80,8 +80,8 @@ func moeBenchStep(b *testing.B, e, k, w int, renorm, backward bool) func() {
 		moeBenchTensor(r, 0.06, e, d, w),
 	}
 	dy := moeBenchTensor(r, 1, n, d)
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: k, renorm: renorm, cache: &expertCache{}}
-	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: k, renorm: renorm, cache: op.cache}
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: k, gating: Gating{K: k, Renorm: renorm}, cache: &expertCache{}}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: k, gating: op.gating, cache: op.cache}
 	bin := append(append([]G.Value(nil), in...), dy)
 	step := func() {
 		if _, err := op.Do(in...); err != nil {

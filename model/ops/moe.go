@@ -39,30 +39,49 @@ func MoE(u, probs, wg, wu, wd *G.Node, k int, renorm bool) (*G.Node, error) {
 // MoEWithRecord is MoE that also writes each forward pass's routing into rec
 // (nil for none).
 func MoEWithRecord(u, probs, wg, wu, wd *G.Node, k int, renorm bool, rec *RouteRecord) (*G.Node, error) {
-	if k < 1 {
-		return nil, fmt.Errorf("MoE: k = %d, want >= 1", k)
+	return MoEGated(u, probs, wg, wu, wd, nil, Gating{K: k, Renorm: renorm}, rec)
+}
+
+// MoEGated is MoEWithRecord with the whole Gating (renormalisation, gate
+// scale) and, when bias is not nil, a per-expert selection bias [E] added to
+// the scores for the top-k choice only (RouteGated). The bias is read, never
+// differentiated: auxiliary-loss-free balancing moves it outside the graph.
+// probs may be any non-negative scores (softmax or sigmoid).
+func MoEGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
+	if g.K < 1 {
+		return nil, fmt.Errorf("MoE: k = %d, want >= 1", g.K)
 	}
 	op := &moeOp{
-		base:   base{name: "MoE", arity: 5, key: fmt.Sprintf("k=%d,renorm=%t", k, renorm && k > 1)},
-		k:      k,
-		renorm: renorm && k > 1,
+		base:   base{name: "MoE", arity: 5, key: g.key()},
+		k:      g.K,
+		gating: g,
 		rec:    rec,
 		cache:  &expertCache{},
 	}
-	return G.ApplyOp(op, u, probs, wg, wu, wd)
+	if bias == nil {
+		return G.ApplyOp(op, u, probs, wg, wu, wd)
+	}
+	op.arity, op.bias, op.key = 6, true, op.key+",bias"
+	return G.ApplyOp(op, u, probs, wg, wu, wd, bias)
 }
 
 type moeOp struct {
 	base
 	k      int
-	renorm bool
+	gating Gating
+	bias   bool // a sixth input: the selection bias [E]
 	rec    *RouteRecord
 	// cache carries the routing and the expert activations from a forward
 	// pass to the backward pass of the same run (see expertCache).
 	cache *expertCache
 }
 
-func (op *moeOp) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2) }
+func (op *moeOp) Type() hm.Type {
+	if op.bias {
+		return fnType(2, 2, 3, 3, 3, 1, 2)
+	}
+	return fnType(2, 2, 3, 3, 3, 2)
+}
 
 func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -79,7 +98,18 @@ func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if op.k > e {
 		return nil, fmt.Errorf("MoE: k = %d > %d experts", op.k, e)
 	}
+	if op.bias && (s[5].Dims() != 1 || s[5][0] != e) {
+		return nil, fmt.Errorf("MoE: bias %v with %d experts: want [%d]", s[5], e, e)
+	}
 	return u.Clone(), nil
+}
+
+// biasOf returns the selection bias input (the sixth) as []F, or nil.
+func biasOf[F Float](in []*tensor.Dense, has bool) []F {
+	if !has {
+		return nil
+	}
+	return slice[F](in[5])
 }
 
 // checkExpertShapes validates u [N, D], wg and wu [E, W, D], wd [E, D, W].
@@ -112,11 +142,11 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	var r Routing
 	switch u.Dtype() {
 	case tensor.Float32:
-		r = Route(slice[float32](probs), n, e, op.k, op.renorm)
-		expertsForward(op.cache, in, r, slice[float32](y), d, w)
+		r = RouteGated(slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
+		expertsForward(op.cache, in[:5], r, slice[float32](y), d, w)
 	case tensor.Float64:
-		r = Route(slice[float64](probs), n, e, op.k, op.renorm)
-		expertsForward(op.cache, in, r, slice[float64](y), d, w)
+		r = RouteGated(slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
+		expertsForward(op.cache, in[:5], r, slice[float64](y), d, w)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
@@ -124,23 +154,42 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	return y, nil
 }
 
-func (op *moeOp) DiffWRT(int) []bool { return []bool{true, true, true, true, true} }
+func (op *moeOp) DiffWRT(int) []bool { return moeDiff(op.bias) }
+
+// moeDiff is which inputs of an MoE op take gradients: all but the bias.
+func moeDiff(bias bool) []bool {
+	if bias {
+		return []bool{true, true, true, true, true, false}
+	}
+	return []bool{true, true, true, true, true}
+}
 
 func (op *moeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, renorm: op.renorm, cache: op.cache}
-	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}, in, []bool{true, true, true, true, true})
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, gating: op.gating, cache: op.cache}
+	children := G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}
+	if op.bias {
+		bwd.arity, bwd.bias = 7, true
+		children = append(children, in[5])
+	}
+	return packedGrads(bwd, children, in, moeDiff(op.bias))
 }
 
 // moeBackward packs [du (N·D) | dprobs (N·E) | dwg | dwu | dwd] from
-// (u, probs, wg, wu, wd, dy).
+// (u, probs, wg, wu, wd, dy[, bias]).
 type moeBackward struct {
 	base
 	k      int
-	renorm bool
+	gating Gating
+	bias   bool
 	cache  *expertCache
 }
 
-func (op *moeBackward) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2, 1) }
+func (op *moeBackward) Type() hm.Type {
+	if op.bias {
+		return fnType(2, 2, 3, 3, 3, 2, 1, 1)
+	}
+	return fnType(2, 2, 3, 3, 3, 2, 1)
+}
 
 func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -168,20 +217,20 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	p := op.output(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
 	switch u.Dtype() {
 	case tensor.Float32:
-		moeBackwardTyped(op, in[:5], slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in[:5], backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
 	case tensor.Float64:
-		moeBackwardTyped(op, in[:5], slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in[:5], backwardBias[float64](in, op.bias), slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
 	default:
 		return nil, fmt.Errorf("MoEBackward: dtype %v", u.Dtype())
 	}
 	return p, nil
 }
 
-func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, probs, dy []F, g [][]F, n, e, d, w int) {
+func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs, dy []F, g [][]F, n, e, d, w int) {
 	r, act := op.cache.load(in)
 	if act == nil {
 		// No forward pass of these inputs to reuse: route and recompute.
-		r = Route(probs, n, e, op.k, op.renorm)
+		r = RouteGated(probs, bias, n, e, op.gating)
 		act = expertsActivations[F](nil, r, slice[F](in[0]), slice[F](in[2]), slice[F](in[3]), d, w)
 	}
 	a, ok := act.(*expertAct[F])
@@ -190,15 +239,31 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, probs, dy []
 	}
 	dgate := make([]float64, n*op.k)
 	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
-	gateBackward(g[1], dgate, probs, r, op.renorm)
+	gateBackward(g[1], dgate, probs, r, op.gating)
+}
+
+// backwardBias returns the bias input of an MoE backward op (its seventh,
+// after dy), or nil.
+func backwardBias[F Float](in []*tensor.Dense, has bool) []F {
+	if !has {
+		return nil
+	}
+	return slice[F](in[6])
 }
 
 // gateBackward turns the gradients of the gates (dgate, per slot) into the
-// gradient of the probabilities. Without renormalisation g = p at the chosen
-// experts. With it g_j = p_j/Z, Z = Σ_i p_i + ε over the chosen set, so
-// ∂L/∂p_j = a_j/Z − Σ_i a_i p_i / Z². Unchosen experts get zero.
-func gateBackward[F Float](dprobs []F, dgate []float64, probs []F, r Routing, renorm bool) {
+// gradient of the probabilities. Without renormalisation g = c·p at the
+// chosen experts (c the gate scale). With it g_j = c·p_j/Z, Z = Σ_i p_i + ε
+// over the chosen set, so ∂L/∂p_j = c·(a_j/Z − Σ_i a_i p_i / Z²). Unchosen
+// experts get zero; so does the selection bias, which only picks.
+func gateBackward[F Float](dprobs []F, dgate []float64, probs []F, r Routing, gating Gating) {
 	k, e := r.K, r.E
+	renorm, c := gating.renorm(), gating.scale()
+	if c != 1 {
+		for i := range dgate {
+			dgate[i] *= c
+		}
+	}
 	parallel.For(r.N, 256, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			idx, a := r.Experts[t*k:(t+1)*k], dgate[t*k:(t+1)*k]

@@ -45,6 +45,14 @@ type EPComm interface {
 // the single-process MoE op in the same order. Results are deterministic.
 // Float32 only (the wire format).
 func MoEExpertParallel(u, probs, wg, wu, wd *G.Node, k int, renorm bool, comm EPComm, rec *RouteRecord) (*G.Node, error) {
+	return MoEExpertParallelGated(u, probs, wg, wu, wd, nil, Gating{K: k, Renorm: renorm}, comm, rec)
+}
+
+// MoEExpertParallelGated is MoEExpertParallel with the whole Gating and an
+// optional selection bias [E], as MoEGated. Every rank holds the whole
+// bias, so every rank routes its tokens as the single-process op would.
+func MoEExpertParallelGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, comm EPComm, rec *RouteRecord) (*G.Node, error) {
+	k := g.K
 	if k < 1 {
 		return nil, fmt.Errorf("MoEExpertParallel: k = %d, want >= 1", k)
 	}
@@ -52,20 +60,25 @@ func MoEExpertParallel(u, probs, wg, wu, wd *G.Node, k int, renorm bool, comm EP
 		return nil, fmt.Errorf("MoEExpertParallel: no communicator")
 	}
 	op := &moeEPOp{
-		base:   base{name: "MoEExpertParallel", arity: 5, key: fmt.Sprintf("k=%d,renorm=%t,rank=%d/%d", k, renorm && k > 1, comm.Rank(), comm.Size())},
+		base:   base{name: "MoEExpertParallel", arity: 5, key: fmt.Sprintf("%s,rank=%d/%d", g.key(), comm.Rank(), comm.Size())},
 		k:      k,
-		renorm: renorm && k > 1,
+		gating: g,
 		comm:   comm,
 		rec:    rec,
 		st:     &epState{},
 	}
-	return G.ApplyOp(op, u, probs, wg, wu, wd)
+	if bias == nil {
+		return G.ApplyOp(op, u, probs, wg, wu, wd)
+	}
+	op.arity, op.bias, op.key = 6, true, op.key+",bias"
+	return G.ApplyOp(op, u, probs, wg, wu, wd, bias)
 }
 
 type moeEPOp struct {
 	base
 	k      int
-	renorm bool
+	gating Gating
+	bias   bool // a sixth input: the selection bias [E]
 	comm   EPComm
 	rec    *RouteRecord
 	st     *epState
@@ -86,7 +99,12 @@ type epState struct {
 	hits     int
 }
 
-func (op *moeEPOp) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2) }
+func (op *moeEPOp) Type() hm.Type {
+	if op.bias {
+		return fnType(2, 2, 3, 3, 3, 1, 2)
+	}
+	return fnType(2, 2, 3, 3, 3, 2)
+}
 
 func (op *moeEPOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -104,14 +122,22 @@ func (op *moeEPOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if op.k > e {
 		return nil, fmt.Errorf("%s: k = %d > %d experts", op.name, op.k, e)
 	}
+	if op.bias && (s[5].Dims() != 1 || s[5][0] != e) {
+		return nil, fmt.Errorf("%s: bias %v with %d experts: want [%d]", op.name, s[5], e, e)
+	}
 	return u.Clone(), nil
 }
 
-func (op *moeEPOp) DiffWRT(int) []bool { return []bool{true, true, true, true, true} }
+func (op *moeEPOp) DiffWRT(int) []bool { return moeDiff(op.bias) }
 
 func (op *moeEPOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	bwd := &moeEPBackward{base: base{name: "MoEExpertParallelBackward", arity: 6, key: op.key}, fwd: op}
-	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}, in, []bool{true, true, true, true, true})
+	children := G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}
+	if op.bias {
+		bwd.arity = 7
+		children = append(children, in[5])
+	}
+	return packedGrads(bwd, children, in, moeDiff(op.bias))
 }
 
 func (op *moeEPOp) Do(vs ...G.Value) (G.Value, error) {
@@ -129,7 +155,7 @@ func (op *moeEPOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	n, d := in[0].Shape()[0], in[0].Shape()[1]
 	y := op.output(tensor.Float32, n, d)
-	if err := op.forward(in, y.Float32s()); err != nil {
+	if err := op.forward(in[:5], biasOf[float32](in, op.bias), y.Float32s()); err != nil {
 		return nil, err
 	}
 	op.rec.store(&op.st.route)
@@ -138,7 +164,7 @@ func (op *moeEPOp) Do(vs ...G.Value) (G.Value, error) {
 
 // forward runs the exchange and the local experts, fills y when non-nil and
 // leaves everything the backward needs in op.st.
-func (op *moeEPOp) forward(in []*tensor.Dense, y []float32) error {
+func (op *moeEPOp) forward(in []*tensor.Dense, bias, y []float32) error {
 	st := op.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -149,7 +175,7 @@ func (op *moeEPOp) forward(in []*tensor.Dense, y []float32) error {
 	el, w := in[2].Shape()[0], in[2].Shape()[1]
 	R, k := op.comm.Size(), op.k
 	e := el * R
-	r := Route(probs, n, e, k, op.renorm)
+	r := RouteGated(probs, bias, n, e, op.gating)
 	st.route = r
 
 	// Dispatch: to rank q go its experts' per-expert counts, then the rows
@@ -268,7 +294,12 @@ type moeEPBackward struct {
 	fwd *moeEPOp
 }
 
-func (op *moeEPBackward) Type() hm.Type { return fnType(2, 2, 3, 3, 3, 2, 1) }
+func (op *moeEPBackward) Type() hm.Type {
+	if op.fwd.bias {
+		return fnType(2, 2, 3, 3, 3, 2, 1, 1)
+	}
+	return fnType(2, 2, 3, 3, 3, 2, 1)
+}
 
 func (op *moeEPBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -296,7 +327,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	if !st.matches(in[:5]) {
 		// No forward of these inputs in this run: redo its exchange (every
 		// rank of the group is in the same situation, so they all do).
-		if err := f.forward(in[:5], nil); err != nil {
+		if err := f.forward(in[:5], backwardBias[float32](in, f.bias), nil); err != nil {
 			return nil, err
 		}
 	} else {
@@ -368,7 +399,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 			}
 		}
 	})
-	gateBackward(g[1], dg, probs, r, f.renorm)
+	gateBackward(g[1], dg, probs, r, f.gating)
 	return p, nil
 }
 

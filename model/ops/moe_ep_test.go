@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/dist"
@@ -83,8 +84,20 @@ func (c *fakeComm) AlltoallvF32(send []float32, sc []int, recv []float32, rc []i
 type epCase struct {
 	R, n, d, e, w, k int
 	renorm           bool
+	scale            float64     // gate scale (0: 1)
+	bias             []float32   // selection bias [E], or nil
 	u, probs, dy     [][]float32 // per rank
 	wg, wu, wd       []float32   // all experts
+}
+
+func (c *epCase) gating() Gating { return Gating{K: c.k, Renorm: c.renorm, Scale: c.scale} }
+
+// withBias appends the case's bias (if any) to an op's inputs.
+func (c *epCase) withBias(vs ...G.Value) []G.Value {
+	if c.bias != nil {
+		vs = append(vs, t32(c.bias, c.e))
+	}
+	return vs
 }
 
 func newEPCase(seed uint64, R, n, d, e, w, k int, renorm bool) *epCase {
@@ -144,13 +157,13 @@ func epReference(t *testing.T, c *epCase) (y, du, dprobs, dwg, dwu, dwd []float3
 	t.Helper()
 	N := c.R * c.n
 	in := []*tensor.Dense{t32(cat(c.u), N, c.d), t32(cat(c.probs), N, c.e), t32(c.wg, c.e, c.w, c.d), t32(c.wu, c.e, c.w, c.d), t32(c.wd, c.e, c.d, c.w)}
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, renorm: c.renorm && c.k > 1, cache: &expertCache{}}
-	yv, err := op.Do(in[0], in[1], in[2], in[3], in[4])
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: c.gating(), bias: c.bias != nil, cache: &expertCache{}}
+	yv, err := op.Do(c.withBias(in[0], in[1], in[2], in[3], in[4])...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: op.k, renorm: op.renorm, cache: op.cache}
-	pv, err := bwd.Do(in[0], in[1], in[2], in[3], in[4], t32(cat(c.dy), N, c.d))
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: op.k, gating: op.gating, bias: op.bias, cache: op.cache}
+	pv, err := bwd.Do(c.withBias(in[0], in[1], in[2], in[3], in[4], t32(cat(c.dy), N, c.d))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,15 +181,15 @@ func epRank(c *epCase, comm EPComm, ref [6][]float32, steps int) error {
 	in := []*tensor.Dense{t32(c.u[r], c.n, c.d), t32(c.probs[r], c.n, c.e),
 		t32(c.wg[a:b], el, c.w, c.d), t32(c.wu[a:b], el, c.w, c.d), t32(c.wd[a:b], el, c.d, c.w)}
 	rec := &RouteRecord{}
-	op := &moeEPOp{base: base{name: "MoEExpertParallel", arity: 5}, k: c.k, renorm: c.renorm && c.k > 1, comm: comm, rec: rec, st: &epState{}}
+	op := &moeEPOp{base: base{name: "MoEExpertParallel", arity: 5}, k: c.k, gating: c.gating(), bias: c.bias != nil, comm: comm, rec: rec, st: &epState{}}
 	bwd := &moeEPBackward{base: base{name: "MoEExpertParallelBackward", arity: 6}, fwd: op}
 	// Several runs: buffers are reused between runs and must not leak state.
 	for s := 0; s < steps; s++ {
-		yv, err := op.Do(in[0], in[1], in[2], in[3], in[4])
+		yv, err := op.Do(c.withBias(in[0], in[1], in[2], in[3], in[4])...)
 		if err != nil {
 			return err
 		}
-		pv, err := bwd.Do(in[0], in[1], in[2], in[3], in[4], t32(c.dy[r], c.n, c.d))
+		pv, err := bwd.Do(c.withBias(in[0], in[1], in[2], in[3], in[4], t32(c.dy[r], c.n, c.d))...)
 		if err != nil {
 			return err
 		}
@@ -219,12 +232,19 @@ func TestMoEExpertParallelInProcess(t *testing.T) {
 	for _, tc := range []struct {
 		world, group, k int
 		renorm          bool
-	}{{2, 2, 3, false}, {4, 4, 2, true}, {4, 2, 1, false}} {
-		t.Run(fmt.Sprintf("world%d_group%d_k%d", tc.world, tc.group, tc.k), func(t *testing.T) {
+		bias            bool // a selection bias and a gate scale (bias balancing)
+	}{{2, 2, 3, false, false}, {4, 4, 2, true, false}, {4, 2, 1, false, false}, {2, 2, 2, true, true}} {
+		t.Run(fmt.Sprintf("world%d_group%d_k%d_bias%t", tc.world, tc.group, tc.k, tc.bias), func(t *testing.T) {
 			cases := make([]*epCase, tc.world/tc.group)
 			refs := make([][6][]float32, len(cases))
 			for i := range cases {
 				cases[i] = newEPCase(uint64(10+i), tc.group, 12, 8, 8, 6, tc.k, tc.renorm)
+				if tc.bias {
+					// Against the skew towards expert 0: the bias must change
+					// the choice on every rank alike.
+					cases[i].bias = []float32{-0.5, 0.1, 0, 0.2, -0.1, 0.3, 0, 0.05}
+					cases[i].scale = 2.5
+				}
 				refs[i] = epRefs(t, cases[i])
 			}
 			world := fakeWorld(tc.world)

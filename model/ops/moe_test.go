@@ -387,8 +387,8 @@ func TestMoEBackwardRecomputes(t *testing.T) {
 	c := moeCase{"k=2 renorm", 20, 6, 5, 4, 2, true}
 	ins := c.inputs(60)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(6, 6)), 1, c.n, c.d)
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, renorm: c.renorm, cache: &expertCache{}}
-	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, renorm: c.renorm, cache: op.cache}
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k, Renorm: c.renorm}, cache: &expertCache{}}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, gating: op.gating, cache: op.cache}
 	vals := func(ts []*tensor.Dense) []G.Value {
 		out := make([]G.Value, len(ts))
 		for i, x := range ts {

@@ -77,6 +77,33 @@ func (r *Routing) Loads() []int {
 // renormEps matches the reference implementation's w / (Σw + 1e-20).
 const renormEps = 1e-20
 
+// Gating says how Route turns a token's router scores into its experts and
+// their gates.
+type Gating struct {
+	K int // experts per token (top-k)
+	// Renorm divides the chosen scores by their sum (GShard, and sigmoid
+	// scores); skipped at K = 1, where it would make the gate the constant 1
+	// and starve the router of gradient.
+	Renorm bool
+	// Scale multiplies every gate (DeepSeek-V3's routed scaling factor);
+	// 0 means 1.
+	Scale float64
+}
+
+func (g Gating) renorm() bool { return g.Renorm && g.K > 1 }
+
+func (g Gating) scale() float64 {
+	if g.Scale == 0 {
+		return 1
+	}
+	return g.Scale
+}
+
+// key is the part of an op's hash key the gating decides.
+func (g Gating) key() string {
+	return fmt.Sprintf("k=%d,renorm=%t,scale=%g", g.K, g.renorm(), g.scale())
+}
+
 // Route selects the k most probable of e experts for each of the n rows of
 // probs ([n, e], row-major) with TopK. Gates are the raw probabilities
 // (Switch, DeepSeekMoE), or, when renorm is set and k > 1, the chosen
@@ -84,22 +111,50 @@ const renormEps = 1e-20
 // is skipped, as in the HF reference. It panics if len(probs) != n·e or k is
 // out of [1, e] (callers validate shapes first).
 func Route[F Float](probs []F, n, e, k int, renorm bool) Routing {
-	if len(probs) != n*e || k < 1 || k > e {
-		panic(fmt.Sprintf("ops: Route of %d probabilities as [%d, %d] with k=%d", len(probs), n, e, k))
+	return RouteGated(probs, nil, n, e, Gating{K: k, Renorm: renorm})
+}
+
+// RouteGated is Route with the whole Gating and a per-expert selection bias
+// (auxiliary-loss-free balancing, DeepSeek-V3): when bias is not nil
+// (length e), token t's experts are TopK(scores_t + bias), computed in F,
+// while its gates are still made from the unbiased scores:
+//
+//	g_j = scale · s_{t,e_j} [/ (Σ_{i<k} s_{t,e_i} + ε) when renormalising]
+func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
+	k := g.K
+	if len(scores) != n*e || k < 1 || k > e || (bias != nil && len(bias) != e) {
+		panic(fmt.Sprintf("ops: Route of %d scores as [%d, %d] with k=%d and %d biases", len(scores), n, e, k, len(bias)))
 	}
 	r := newRouting(n, e, k)
+	renorm, scale := g.renorm(), g.scale()
 	parallel.For(n, 256, func(lo, hi int) {
+		var biased []F
+		if bias != nil {
+			biased = make([]F, e)
+		}
 		for t := lo; t < hi; t++ {
-			row, idx, g := probs[t*e:(t+1)*e], r.Experts[t*k:(t+1)*k], r.Gates[t*k:(t+1)*k]
-			TopK(idx, row, k)
+			row, idx, gt := scores[t*e:(t+1)*e], r.Experts[t*k:(t+1)*k], r.Gates[t*k:(t+1)*k]
+			if bias != nil {
+				for i, v := range row {
+					biased[i] = v + bias[i]
+				}
+				TopK(idx, biased, k)
+			} else {
+				TopK(idx, row, k)
+			}
 			var sum float64
 			for j, x := range idx {
-				g[j] = float64(row[x])
-				sum += g[j]
+				gt[j] = float64(row[x])
+				sum += gt[j]
 			}
-			if renorm && k > 1 {
-				for j := range g {
-					g[j] /= sum + renormEps
+			if renorm {
+				for j := range gt {
+					gt[j] /= sum + renormEps
+				}
+			}
+			if scale != 1 {
+				for j := range gt {
+					gt[j] *= scale
 				}
 			}
 		}

@@ -43,7 +43,7 @@ type Step struct {
 func New(m *model.Model, g *model.Graph, cfg optim.AdamWConfig, clip float64, microBatches int) (*Step, error) {
 	s := &Step{Graph: g, MicroBatches: microBatches, Clip: clip}
 	for i, p := range m.Layout {
-		if p.Int {
+		if !p.Trained() {
 			continue
 		}
 		d := m.Values[i].Data().([]float32)

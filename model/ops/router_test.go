@@ -1,0 +1,174 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/gradcheck"
+	"github.com/moetrain/moetrain/internal/tol"
+)
+
+func TestSigmoidGradient(t *testing.T) {
+	in := []gradcheck.Input{{Name: "x", Value: gradcheck.Rand(rand.New(rand.NewPCG(1, 40)), 4, 5, 7), Diff: true}}
+	build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Sigmoid(in[0]) }
+	gradcheck.Check(t, 41, in, build, gradcheck.Default)
+	checkOpFloat32(t, in, build)
+}
+
+func TestZLoss(t *testing.T) {
+	const alpha = 0.3
+	x := gradcheck.Rand(rand.New(rand.NewPCG(2, 40)), 3, 6, 5)
+	in := []gradcheck.Input{{Name: "x", Value: x, Diff: true}}
+	build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return ZLoss(in[0], alpha) }
+	gradcheck.Check(t, 42, in, build, gradcheck.Default)
+	checkOpFloat32(t, in, build)
+	// The value, by the formula: α · mean_t (log Σ_i e^{x_ti})².
+	got, _ := runOpGraph(t, tensor.Float64, []gradcheck.Input{{Name: "x", Value: x}}, build)
+	d := x.Data().([]float64)
+	var want float64
+	for r := 0; r < 6; r++ {
+		var s float64
+		for _, v := range d[r*5 : (r+1)*5] {
+			s += math.Exp(v)
+		}
+		want += math.Log(s) * math.Log(s)
+	}
+	want *= alpha / 6
+	if !tol.Float64.Close(got[0], want) {
+		t.Errorf("z-loss %.15g, want %.15g", got[0], want)
+	}
+}
+
+// biasedCase is a router whose sigmoid scores, shifted by a bias, pick other
+// experts than the scores alone for some tokens, with every biased gap at
+// the top-k cut far wider than a finite-difference step.
+func biasedCase(t *testing.T, n, e, k int) (logits *tensor.Dense, bias []float64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(9, 40))
+	bias = make([]float64, e)
+	for i := range bias {
+		bias[i] = 0.15 * float64(i%3)
+	}
+	for try := 0; try < 1000; try++ {
+		x := make([]float64, n*e)
+		for tok := 0; tok < n; tok++ {
+			for j, i := range r.Perm(e) {
+				x[tok*e+i] = 1.5 - 0.5*float64(j)
+			}
+		}
+		ok, differs := true, false
+		for tok := 0; tok < n && ok; tok++ {
+			s, b := make([]float64, e), make([]float64, e)
+			for i := range s {
+				s[i] = safeSigmoid(x[tok*e+i])
+				b[i] = s[i] + bias[i]
+			}
+			sorted := slices.Clone(b)
+			slices.Sort(sorted)
+			ok = sorted[e-k]-sorted[e-k-1] > 1e-3
+			if !slices.Equal(sortedTopK(s, k), sortedTopK(b, k)) {
+				differs = true
+			}
+		}
+		if ok && differs {
+			return tensor.New(tensor.WithShape(n, e), tensor.WithBacking(x)), bias
+		}
+	}
+	t.Fatal("no well-separated biased case found")
+	return nil, nil
+}
+
+// TestMoEGatedGradient checks the DeepSeek-V3 router end to end: logits →
+// sigmoid → top-k on score + bias → gates normalised over the chosen
+// unbiased scores and scaled, through the experts. The gradient reaches the
+// logits through the gates only; the bias takes none.
+func TestMoEGatedGradient(t *testing.T) {
+	const n, d, e, w = 6, 4, 6, 3
+	for _, k := range []int{1, 2, 3} {
+		logits, bias := biasedCase(t, n, e, k)
+		r := rand.New(rand.NewPCG(uint64(k), 41))
+		ins := []gradcheck.Input{
+			{Name: "u", Value: gradcheck.Rand(r, 1, n, d), Diff: true},
+			{Name: "logits", Value: logits, Diff: true},
+			{Name: "wg", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wu", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wd", Value: gradcheck.Rand(r, 0.5, e, d, w), Diff: true},
+			{Name: "bias", Value: tensor.New(tensor.WithShape(e), tensor.WithBacking(bias))},
+		}
+		g := Gating{K: k, Renorm: true, Scale: 2.5}
+		build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			s, err := Sigmoid(in[1])
+			if err != nil {
+				return nil, err
+			}
+			return MoEGated(in[0], s, in[2], in[3], in[4], in[5], g, nil)
+		}
+		gradcheck.Check(t, 43, ins, build, gradcheck.Default)
+		checkOpFloat32(t, ins, build)
+	}
+}
+
+// TestRouteGated checks the gates by hand: selection by score + bias, gates
+// from the unbiased scores, normalised only when k > 1, then scaled.
+func TestRouteGated(t *testing.T) {
+	scores := []float64{0.5, 0.3, 0.2, 0.9, 0.8, 0.1}
+	bias := []float64{0, 0, 0.4, -0.5, 0, 0}
+	for _, tc := range []struct {
+		name    string
+		scores  []float64
+		bias    []float64
+		g       Gating
+		experts []int32
+		gates   []float64
+	}{
+		{"k=1 biased choice, raw gate", scores[:3], bias[:3], Gating{K: 1, Renorm: true, Scale: 2}, []int32{2}, []float64{0.4}},
+		{"k=2 biased, renormalised, scaled", scores, bias, Gating{K: 2, Renorm: true, Scale: 3}, []int32{4, 2}, []float64{3 * 0.8 / 1.0, 3 * 0.2 / 1.0}},
+		{"k=2 no bias, raw", scores, nil, Gating{K: 2}, []int32{3, 4}, []float64{0.9, 0.8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := RouteGated(tc.scores, tc.bias, 1, len(tc.scores), tc.g)
+			if !slices.Equal(r.Experts, tc.experts) {
+				t.Fatalf("experts %v, want %v", r.Experts, tc.experts)
+			}
+			if err := tol.Float64.CheckSlice("gates", r.Gates, tc.gates); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestBalanceCountsFollowTheBias: with a selection bias, the balance loss's f
+// counts the experts the MoE op actually chose.
+func TestBalanceCountsFollowTheBias(t *testing.T) {
+	// Two tokens over 3 experts, k = 1: probabilities favour expert 0, the
+	// bias sends both tokens to expert 2.
+	probs := []float64{0.5, 0.3, 0.2, 0.6, 0.1, 0.3}
+	bias := []float64{0, 0, 0.5}
+	run := func(withBias bool) float64 {
+		ins := []gradcheck.Input{{Name: "p", Value: tensor.New(tensor.WithShape(2, 3), tensor.WithBacking(slices.Clone(probs)))}}
+		if withBias {
+			ins = append(ins, gradcheck.Input{Name: "b", Value: tensor.New(tensor.WithShape(3), tensor.WithBacking(slices.Clone(bias)))})
+		}
+		got, _ := runOpGraph(t, tensor.Float64, ins, func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			var b *G.Node
+			if withBias {
+				b = in[1]
+			}
+			return ExpertBalanceWithCounts(in[0], b, 1, 2, 1, 1, false, nil)
+		})
+		return got[0]
+	}
+	// f_i = count_i·E/(N·k); L = Σ f_i·P_i with P the mean probabilities.
+	p := []float64{0.55, 0.2, 0.25}
+	if got, want := run(false), 3.0*p[0]; !tol.Float64.Close(got, want) {
+		t.Errorf("unbiased loss %g, want %g (both tokens on expert 0)", got, want)
+	}
+	if got, want := run(true), 3.0*p[2]; !tol.Float64.Close(got, want) {
+		t.Errorf("biased loss %g, want %g (both tokens on expert 2)", got, want)
+	}
+}
