@@ -26,6 +26,22 @@ func TestShippedConfigsLoad(t *testing.T) {
 	}
 }
 
+// The routing variants are reachable from --set and off by default.
+func TestRouterKeys(t *testing.T) {
+	d := Default().Model.Router
+	if d != (Router{Score: ScoreSoftmax, Scale: 1}) {
+		t.Errorf("default router %+v: want softmax, scale 1, everything else off", d)
+	}
+	moe := "model:\n  ffn: deepseekmoe\n  routed_experts: 8\n  active_routed: 2\n  expert_width: 16\n"
+	cfg, err := Parse([]byte(moe), []string{"model.router.score=sigmoid", "model.router.scale=2.5", "model.router.z_loss=0.001", "model.router.bias_rate=0.001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Model.Router; r != (Router{Score: ScoreSigmoid, Scale: 2.5, ZLoss: 0.001, BiasRate: 0.001}) {
+		t.Errorf("got %+v", r)
+	}
+}
+
 func TestOverridesAreYAMLScalars(t *testing.T) {
 	cfg, err := Parse([]byte("model:\n  layers: 2\n"), []string{"model.hidden=128", "model.balance.per_sequence=false", "optim.eps=1e-6", "data.weights.code=2"})
 	if err != nil {
@@ -74,6 +90,12 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"--set without =", "", []string{"model.hidden"}, "want key=value"},
 		{"bad yaml", "model: [\n", nil, "yaml:"},
 		{"non-finite policy", "train:\n  non_finite: ignore\n", nil, "train.non_finite: want stop or skip"},
+		{"unknown router score", moe, []string{"model.router.score=tanh"}, "model.router.score: unknown score"},
+		{"zero gate scale", moe, []string{"model.router.scale=0"}, "model.router.scale: must be positive"},
+		{"negative z-loss", moe, []string{"model.router.z_loss=-1"}, "model.router.z_loss: must be >= 0"},
+		{"negative bias rate", moe, []string{"model.router.bias_rate=-0.1"}, "model.router.bias_rate: must be >= 0"},
+		{"router keys on hash", "model:\n  ffn: hash\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n  router:\n    bias_rate: 0.001\n", nil, "model.router.score: ffn hash has no learned router"},
+		{"sigmoid with a balance loss", moe, []string{"model.router.score=sigmoid", "model.balance.expert_alpha=0.01"}, "model.router.score: sigmoid scores with a balance loss"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

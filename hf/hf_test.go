@@ -474,6 +474,38 @@ func TestHashIsRefused(t *testing.T) {
 	}
 }
 
+// Models with router variants DeepseekForCausalLM cannot express are
+// refused, naming the setting; the z-loss (training only) exports.
+func TestRouterVariantsRefusedByName(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*configs.Router)
+		want string // "" : exports
+	}{
+		{func(r *configs.Router) { r.Score = configs.ScoreSigmoid }, "model.router.score"},
+		{func(r *configs.Router) { r.Scale = 2.5 }, "model.router.scale"},
+		{func(r *configs.Router) { r.BiasRate = 0.001 }, "model.router.bias_rate"},
+		{func(r *configs.Router) { r.ZLoss = 0.001 }, ""},
+	} {
+		c := tinyConfig(configs.FFNDeepSeekMoE)
+		if tc.want == "model.router.score" {
+			c.Model.Balance.ExpertAlpha = 0
+		}
+		tc.set(&c.Model.Router)
+		m, err := model.New(c.Model, tensor.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "hf")
+		_, err = Export(m, ExportOptions{Out: out, MaxPositions: 16})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("z-loss model: %v", err)
+		case tc.want != "" && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("got %v, want ErrUnsupported naming %s", err, tc.want)
+		}
+	}
+}
+
 func TestExportRefusesNonEmptyOut(t *testing.T) {
 	m, _ := model.New(tinyConfig(configs.FFNDense).Model, tensor.Float32)
 	out := t.TempDir()

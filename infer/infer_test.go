@@ -15,6 +15,10 @@ import (
 
 var kinds = []string{configs.FFNDense, configs.FFNDeepSeekMoE, configs.FFNGShard, configs.FFNSwitch, configs.FFNHash}
 
+// v3Kind is tinyModel's DeepSeekMoE with DeepSeek-V3's routing: sigmoid
+// scores, a gate scale and a selection bias (set to distinct values).
+const v3Kind = "deepseekmoe-v3"
+
 // tinyModel is a random float32 model of the given FFN kind. The weights are
 // drawn wider than the training init so that logits and router
 // probabilities are far apart compared with float32 rounding (greedy and
@@ -22,6 +26,11 @@ var kinds = []string{configs.FFNDense, configs.FFNDeepSeekMoE, configs.FFNGShard
 func tinyModel(t *testing.T, ffn string) *model.Model {
 	t.Helper()
 	c := configs.Default().Model
+	v3 := ffn == v3Kind
+	if v3 {
+		ffn = configs.FFNDeepSeekMoE
+		c.Router = configs.Router{Score: configs.ScoreSigmoid, Scale: 2.5, BiasRate: 0.001}
+	}
 	c.VocabSize, c.Hidden, c.Layers, c.Heads, c.DenseWidth, c.FFN = 97, 32, 3, 4, 48, ffn
 	c.InitStd, c.InitSeed = 0.15, 7
 	switch ffn {
@@ -41,6 +50,11 @@ func tinyModel(t *testing.T, ffn string) *model.Model {
 	// Norm weights away from 1, so a mix-up of the norms shows.
 	r := rand.New(rand.NewPCG(3, 4))
 	for i, p := range m.Layout {
+		if p.Buffer {
+			for j, d := 0, m.Values[i].Data().([]float32); j < len(d); j++ {
+				d[j] = float32(0.2 * r.Float64())
+			}
+		}
 		if p.Kind == "norm" {
 			for j, d := 0, m.Values[i].Data().([]float32); j < len(d); j++ {
 				d[j] = float32(0.5 + r.Float64())
@@ -99,7 +113,7 @@ var logitTol = 2e-4
 // The cache gives the graph's logits whether the prompt is fed at once,
 // token by token, or in uneven chunks.
 func TestLogitsMatchGraph(t *testing.T) {
-	for _, kind := range kinds {
+	for _, kind := range append(slices.Clone(kinds), v3Kind) {
 		t.Run(kind, func(t *testing.T) {
 			m := tinyModel(t, kind)
 			V := m.Cfg.VocabSize

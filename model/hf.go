@@ -131,9 +131,32 @@ func copyFloats[F float32 | float64](dst []F, src HFTensor) error {
 // HFConfig returns the DeepseekForCausalLM config.json fields for cfg
 // (DESIGN.md §8), with maxPositions as max_position_embeddings. Hash models have
 // no HF equivalent and return an error.
+// hfInexpressible names the model.router settings DeepseekForCausalLM
+// cannot express ("" when it can). The z-loss only shapes training: a model
+// trained with it exports as usual.
+func hfInexpressible(r configs.Router) string {
+	var what []string
+	if r.Sigmoid() {
+		what = append(what, "sigmoid router scores (model.router.score)")
+	}
+	if r.Scale != 1 {
+		what = append(what, fmt.Sprintf("routed gates scaled by %g (model.router.scale)", r.Scale))
+	}
+	if r.BiasRate > 0 {
+		what = append(what, "a router selection bias (model.router.bias_rate, auxiliary-loss-free balancing)")
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return "this model has " + strings.Join(what, ", ")
+}
+
 func HFConfig(cfg configs.Model, maxPositions int) (map[string]any, error) {
 	if cfg.FFN == configs.FFNHash {
 		return nil, fmt.Errorf("hash routing has no Hugging Face equivalent (the DeepSeek code has no hash router); export a dense or learned-router model")
+	}
+	if why := hfInexpressible(cfg.Router); why != "" {
+		return nil, fmt.Errorf("%s; DeepseekForCausalLM's router is a softmax top-k with unscaled gates and no selection bias, so the model would not compute what was trained", why)
 	}
 	c := map[string]any{
 		"architectures": []string{"DeepseekForCausalLM"},

@@ -1,0 +1,87 @@
+package train
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/moetrain/moetrain/checkpoints"
+	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/model"
+)
+
+// biasConfig is tinyConfig with DeepSeek-V3-style routing: sigmoid scores,
+// auxiliary-loss-free bias balancing, a gate scale and the z-loss.
+func biasConfig() configs.Config {
+	c := tinyConfig(configs.FFNDeepSeekMoE)
+	c.Model.Balance.ExpertAlpha = 0
+	c.Model.Router = configs.Router{Score: configs.ScoreSigmoid, Scale: 2, ZLoss: 0.001, BiasRate: 0.01}
+	return c
+}
+
+// biasRanges returns every train line's per-layer (min, max) bias.
+func biasRanges(t *testing.T, dir string) [][2]float64 {
+	t.Helper()
+	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][2]float64
+	for _, m := range ms {
+		if m.Kind != "train" {
+			continue
+		}
+		for _, l := range m.MoE {
+			if l.BiasMin == nil || l.BiasMax == nil {
+				t.Fatalf("step %d layer %d: no bias range logged", m.Step, l.Layer)
+			}
+			out = append(out, [2]float64{*l.BiasMin, *l.BiasMax})
+		}
+	}
+	return out
+}
+
+// The bias is model state: it moves by ±γ per step, is saved in the
+// checkpoint under DeepSeek-V3's key, and a resumed run ends with the same
+// bytes (bias included) as a straight one.
+func TestBiasBalancingResumeIsBitExact(t *testing.T) {
+	c := biasConfig()
+	c.Train.MicroBatchSize = 2
+	c.Schedule.TotalTokens = c.Train.Tokens
+	straight := t.TempDir()
+	run(t, c, straight)
+	split := t.TempDir()
+	half := c
+	half.Train.Tokens = c.Train.Tokens / 2
+	run(t, half, split)
+	run(t, c, split)
+	if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, split)) {
+		t.Error("model.safetensors differs between the straight and the resumed run")
+	}
+	a, b := biasRanges(t, straight), biasRanges(t, split)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("bias ranges differ:\n straight %v\n resumed  %v", a, b)
+	}
+	// After s steps every bias is a sum of s terms in {−γ, 0, γ}.
+	steps := int(c.Train.Tokens / int64(c.Train.BatchSize*c.Train.SeqLen))
+	last := a[len(a)-1]
+	if !(last[1] > last[0]) || last[0] < -float64(steps)*0.01-1e-6 || last[1] > float64(steps)*0.01+1e-6 {
+		t.Errorf("final bias range %v: want a bias that moved, within ±%d·γ", last, steps)
+	}
+	ck, err := checkpoints.Load(latestCheckpoint(t, straight))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, ts := range ck.Model {
+		for l := 0; l < c.Model.Layers; l++ {
+			if ts.Name == fmt.Sprintf("model.layers.%d.%s", l, model.BiasSuffix) {
+				found++
+			}
+		}
+	}
+	if found != c.Model.Layers {
+		t.Errorf("checkpoint holds %d router biases, want %d", found, c.Model.Layers)
+	}
+}
