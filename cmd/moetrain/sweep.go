@@ -9,9 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/moetrain/moetrain/bench"
+	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/report"
 	"github.com/moetrain/moetrain/sweep"
@@ -19,11 +22,12 @@ import (
 
 func init() {
 	var (
-		parallel int
-		dryRun   bool
-		sets     []string
-		seeds    string
-		out      string
+		parallel  int
+		dryRun    bool
+		noMeasure bool
+		sets      []string
+		seeds     string
+		out       string
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep SWEEP.yaml [--parallel N] [--dry-run] [--set key=value]... [--seeds 1,2,3] [--out DIR]",
@@ -72,14 +76,35 @@ compare table and figures of 'moetrain compare' and 'moetrain plot'.`,
 			}
 			w := cmd.OutOrStdout()
 			if dryRun {
-				for _, r := range runs {
+				// Time a few training steps of every distinct model (the
+				// rate a partial run logged, when it has one).
+				measure := func(c configs.Config) (float64, error) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "timing 3 training steps of %s (d=%d, %d layers) for the estimate...\n", report.Variant(c.Model), c.Model.Hidden, c.Model.Layers)
+					res, err := bench.Run(c, "", bench.Options{Steps: 3, Warmup: 1, NoPeak: true})
+					return res.TokensPerS, err
+				}
+				if noMeasure {
+					measure = func(configs.Config) (float64, error) { return 0, nil }
+				}
+				ests, err := sweep.Estimates(runs, measure)
+				if err != nil {
+					return err
+				}
+				var total float64
+				for i, r := range runs {
 					st, err := sweep.StatusOf(r)
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(w, "# %s (%s)\nmoetrain %s\n", r.Name, st, shellJoin(sweep.Args(r)))
+					e := ests[i]
+					fmt.Fprintf(w, "# %s (%s): %s\nmoetrain %s\n", r.Name, st, estimateLine(e), shellJoin(sweep.Args(r)))
+					total += e.Seconds
 				}
-				fmt.Fprintf(w, "# %d runs, %s training tokens each\n", len(runs), units.Commas(runs[0].Config.Train.Tokens))
+				fmt.Fprintf(w, "# %d runs, %s training tokens each", len(runs), units.Commas(runs[0].Config.Train.Tokens))
+				if !noMeasure {
+					fmt.Fprintf(w, "; estimated %s one run at a time (rates measured now, on this machine, at its current load; task evaluations not counted)", duration(total))
+				}
+				fmt.Fprintln(w)
 				return nil
 			}
 			exe, err := os.Executable()
@@ -102,7 +127,8 @@ compare table and figures of 'moetrain compare' and 'moetrain plot'.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&parallel, "parallel", 1, "runs to train at once (each a separate process; on 2 cores 1 is fastest)")
-	f.BoolVar(&dryRun, "dry-run", false, "print every run's status and command without training")
+	f.BoolVar(&dryRun, "dry-run", false, "print every run's status, command and estimated time without training")
+	f.BoolVar(&noMeasure, "no-measure", false, "with --dry-run: skip timing steps (no time estimates)")
 	f.StringArrayVar(&sets, "set", nil, "override a config key in every run, after the sweep's own overrides (key=value)")
 	f.StringVar(&seeds, "seeds", "", "replace the sweep's seeds (comma-separated init seeds)")
 	f.StringVar(&out, "out", "", "replace the sweep's out directory")
@@ -176,4 +202,34 @@ func shellJoin(args []string) string {
 		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
 	}
 	return b.String()
+}
+
+// estimateLine says how long a run should take and why.
+func estimateLine(e sweep.Estimate) string {
+	if e.TokensLeft == 0 {
+		return "nothing left to train"
+	}
+	if e.TokensPerS == 0 {
+		return units.Commas(e.TokensLeft) + " tokens left, " + report.Sci(e.FLOPs) + " FLOPs"
+	}
+	return fmt.Sprintf("about %s: %s tokens left, %s FLOPs at %.0f tokens/s (%.2f GFLOP/s, from %s)",
+		duration(e.Seconds), units.Commas(e.TokensLeft), report.Sci(e.FLOPs), e.TokensPerS, e.FLOPs/(float64(e.TokensLeft))*e.TokensPerS/1e9, e.Measured)
+}
+
+// duration rounds seconds for people: 3h25m, 12m30s, 45s.
+func duration(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d >= time.Hour:
+		d = d.Round(time.Minute)
+	case d >= time.Minute:
+		d = d.Round(time.Second)
+	default:
+		d = d.Round(time.Second)
+	}
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	return out
 }
