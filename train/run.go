@@ -262,6 +262,15 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
+// mfu is the model FLOPs utilisation at tps tokens/s, 0 without a peak
+// (pure-Go kernel).
+func (t *trainer) mfu(tps float64) float64 {
+	if t.peak <= 0 {
+		return 0
+	}
+	return tps * t.fpt / (t.peak * 1e9)
+}
+
 func (t *trainer) setup() error {
 	c := t.cfg
 	// Guard: refuse before allocating a model that cannot fit.
@@ -282,8 +291,9 @@ func (t *trainer) setup() error {
 	t.kernel = info.Kernel
 	t.logf("moetrain: run %s", t.opt.RunDir)
 	t.logf("BLAS: %s", info)
-	t.peak = blas.PeakGFLOPS()
-	t.logf("sgemm peak (best of 5 × 2048³): %.1f GFLOP/s", t.peak)
+	peak := blas.MachinePeak(false)
+	t.peak = peak.GFLOPS
+	t.logf("MFU against peak: %s", peak)
 	t.logf("resolved config:\n%s", indent(c.YAML()))
 
 	// Data first: a wrong dataset should fail before the model is allocated.
@@ -554,7 +564,7 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, logSkipped, etaText)
 			} else {
 				mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
-					TokensPerS: tps, MFU: tps * t.fpt / (t.peak * 1e9), Elapsed: time.Since(t.started).Seconds()}
+					TokensPerS: tps, MFU: t.mfu(tps), Elapsed: time.Since(t.started).Seconds()}
 				if res.Updated { // the last step's own statistics, finite only then
 					mt.GradNorm, mt.Balance, mt.MoE, mt.EPLoad = norm, t.balanceLosses(res.Balance), t.routeStats(), t.epLoad()
 				}
@@ -620,7 +630,7 @@ func (t *trainer) finish(sum Summary, trained int64, d time.Duration) Summary {
 	sum.Tokens, sum.Steps = t.state.Tokens, t.state.Step
 	if d > 0 {
 		sum.TokensPerS = float64(trained) / d.Seconds()
-		sum.MFU = sum.TokensPerS * t.fpt / (t.peak * 1e9)
+		sum.MFU = t.mfu(sum.TokensPerS)
 	}
 	if t.prog != nil {
 		t.prog.finish()

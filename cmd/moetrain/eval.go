@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/data"
-	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/tasks"
 	"github.com/moetrain/moetrain/train"
@@ -68,8 +67,8 @@ on stderr; --strict makes it an error naming the file and line.`,
 			if err != nil {
 				return err
 			}
-			if _, err := blas.Init(); err != nil {
-				fmt.Fprintf(os.Stderr, "warning: %v; using pure-Go matrix products\n", err)
+			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
+				return err
 			}
 			cfg := l.State.Config
 			e, err := train.NewEvaluator(l.Model, cfg, train.EvalOptions{Data: dir, Tasks: names, NoTasks: noTasks, TaskLimit: limit, Truncate: !strict})

@@ -10,7 +10,6 @@ import (
 
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/infer"
-	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -74,8 +73,8 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 			if tok.VocabSize() != l.Model.Cfg.VocabSize {
 				return usagef("the tokenizer of %s has %d ids, the model %d", dir, tok.VocabSize(), l.Model.Cfg.VocabSize)
 			}
-			if _, err := blas.Init(); err != nil {
-				fmt.Fprintf(os.Stderr, "warning: %v; using pure-Go matrix products\n", err)
+			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
+				return err
 			}
 			ctxLen := l.State.Config.Train.SeqLen
 			eos := man.Tokenizer.EOS

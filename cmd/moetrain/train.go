@@ -40,6 +40,9 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 			if err != nil {
 				return asUsage(err)
 			}
+			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			var stop atomic.Bool
 			sig := make(chan os.Signal, 2)
 			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

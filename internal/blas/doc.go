@@ -32,5 +32,13 @@
 // not depend on goroutine timing. docs/BENCHMARKS.md ("BLAS") has the
 // measurements behind this choice.
 //
-// PeakGFLOPS measures the fp32 peak that MFU is quoted against (DESIGN.md §7.3).
+// # Peak and fallback
+//
+// MachinePeak is the fp32 peak MFU is quoted against (DESIGN.md §7.3): the
+// best 2048³ sgemm rate, measured once per machine and cached in the user's
+// cache directory, keyed by CPU model, cores and kernel (PeakKey);
+// measurements taken while other processes held the cores are measured
+// again at the next launch. With the pure-Go kernel there is no peak and
+// Info.FallbackWarning is the warning compute commands print first.
+// MOETRAIN_OPENBLAS (LibraryEnv) names the library to load, or "none".
 package blas

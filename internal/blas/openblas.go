@@ -55,6 +55,23 @@ type Info struct {
 	Warnings []string // things the user should see (wrong results, a detected core that differs from the one asked for)
 }
 
+// LibraryEnv names the environment variable that overrides DefaultPaths:
+// the path of the OpenBLAS library to load, or "none" for pure Go.
+const LibraryEnv = "MOETRAIN_OPENBLAS"
+
+// FallbackWarning is the warning every compute command prints first when
+// the pure-Go kernel is active (empty when OpenBLAS is): matrix products
+// are then about 8× slower (dense-small trained at 377 instead of 3,097
+// tokens/s, docs/BENCHMARKS.md) and there is no MFU.
+func (i Info) FallbackWarning() string {
+	if i.Library != "" {
+		return ""
+	}
+	return "WARNING: OpenBLAS is not in use (" + i.Fallback + ").\n" +
+		"WARNING: matrix products run in pure Go, about 8× slower (training, eval and generation alike); no MFU is reported.\n" +
+		"WARNING: install the libopenblas0 package (Debian/Ubuntu: apt install libopenblas0), or set " + LibraryEnv + " to the library's path."
+}
+
 // String is a one-line summary for start-up logs.
 func (i Info) String() string {
 	var b strings.Builder
@@ -145,11 +162,18 @@ func Load(opts Options) (Info, error) {
 }
 
 func load(opts Options) Info {
+	info := Info{Kernel: pureGoName}
 	paths := opts.Paths
 	if paths == nil {
 		paths = DefaultPaths()
+		switch v := os.Getenv(LibraryEnv); {
+		case v == "none":
+			info.Fallback = LibraryEnv + "=none"
+			return info
+		case v != "":
+			paths = []string{v}
+		}
 	}
-	info := Info{Kernel: pureGoName}
 	wantCore := setDefaultEnv()
 
 	var lib *openBLAS

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/moetrain/moetrain/internal/blas"
+)
+
+// initBLAS loads OpenBLAS for a compute command (train, bench, eval,
+// generate) and, when pure Go runs instead, prints the fallback warning to
+// stderr before any work starts: a silent fallback made every product ~8×
+// slower and MFU meaningless. Loading never fails on a missing library;
+// an error here is an internal one.
+func initBLAS(stderr io.Writer) (blas.Info, error) {
+	info, err := blas.Init()
+	if err != nil {
+		return info, fmt.Errorf("load BLAS: %w", err)
+	}
+	if w := info.FallbackWarning(); w != "" {
+		fmt.Fprintln(stderr, w)
+	}
+	return info, nil
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// moetrainEnv is moetrain with extra environment variables.
+func moetrainEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// Without OpenBLAS every compute command starts with a warning that names
+// the package and the slowdown, and bench reports no MFU.
+func TestPureGoWarnsAndReportsNoMFU(t *testing.T) {
+	env := []string{"MOETRAIN_OPENBLAS=none", "XDG_CACHE_HOME=" + t.TempDir()}
+	cfg := tinyYAML(t, 2)
+	run := t.TempDir()
+	for _, args := range [][]string{
+		{"bench", cfg, "--steps", "1", "--warmup", "0", "--breakdown=false", "--json"},
+		{"train", cfg, "--run-dir", run, "--plain"},
+	} {
+		stdout, stderr, code := moetrainEnv(t, env, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", args[0], code, stderr)
+		}
+		if !strings.HasPrefix(stderr, "WARNING: OpenBLAS is not in use") || !strings.Contains(stderr, "libopenblas0") || !strings.Contains(stderr, "8× slower") {
+			t.Errorf("%s: stderr does not start with the warning naming libopenblas0 and the slowdown:\n%s", args[0], stderr)
+		}
+		if args[0] != "bench" {
+			continue
+		}
+		var r struct {
+			MFU        float64 `json:"mfu"`
+			Peak       float64 `json:"sgemm_gflops"`
+			PeakSource string  `json:"peak_source"`
+			GFLOPS     float64 `json:"achieved_gflops"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("bench --json: %v\n%s", err, stdout)
+		}
+		if r.MFU != 0 || r.Peak != 0 || !strings.Contains(r.PeakSource, "pure-Go") || r.GFLOPS <= 0 {
+			t.Errorf("pure Go: MFU %g against peak %g (%q), achieved %g GFLOP/s; want no MFU, no peak, a reason and the achieved rate", r.MFU, r.Peak, r.PeakSource, r.GFLOPS)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env[1][len("XDG_CACHE_HOME="):], "moetrain")); err == nil {
+		t.Error("pure Go wrote a peak cache")
+	}
+}
+
+// With OpenBLAS the first bench measures the peak and caches it in the
+// user's cache directory; the next one takes it from there and says so.
+func TestBenchCachesPeak(t *testing.T) {
+	cache := t.TempDir()
+	env := []string{"XDG_CACHE_HOME=" + cache}
+	cfg := tinyYAML(t, 2)
+	args := []string{"bench", cfg, "--steps", "1", "--warmup", "0", "--breakdown=false"}
+	out1, stderr, code := moetrainEnv(t, env, args...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "WARNING") {
+		t.Skipf("OpenBLAS not available here:\n%s", stderr)
+	}
+	if !strings.Contains(out1, "measured now") {
+		t.Errorf("first run does not say it measured the peak:\n%s", out1)
+	}
+	b, err := os.ReadFile(filepath.Join(cache, "moetrain", "peak.json"))
+	if err != nil {
+		t.Fatalf("no peak cache: %v", err)
+	}
+	if !strings.Contains(string(b), "OpenBLAS") {
+		t.Errorf("cache entry not keyed by the kernel:\n%s", b)
+	}
+	out2, stderr, code := moetrainEnv(t, env, args...)
+	if code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(out2, "MFU") || !strings.Contains(out2, "achieved") {
+		t.Errorf("second run reports no MFU or achieved rate:\n%s", out2)
+	}
+	// A first measurement taken while other processes held the cores is
+	// measured again; a clean one is taken from the cache.
+	contended := strings.Contains(out1, "other processes")
+	if cached := strings.Contains(out2, "peak") && strings.Contains(out2, "cached, best of"); cached == contended {
+		t.Errorf("first measurement contended %v, second run cached %v; want exactly one:\n%s\n%s", contended, cached, out1, out2)
+	}
+}

@@ -1,0 +1,154 @@
+package blas
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeMeasure returns the given figures in turn (with the core share
+// shares[i], 1 when not given) and counts its calls.
+type fakeMeasure struct {
+	figures, shares []float64
+	calls           int
+}
+
+func (f *fakeMeasure) measure() (float64, float64) {
+	i := min(f.calls, len(f.figures)-1)
+	share := 1.0
+	if i < len(f.shares) {
+		share = f.shares[i]
+	}
+	f.calls++
+	return f.figures[i], share
+}
+
+func TestMachinePeakCachesPerKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moetrain", "peak.json")
+	m := &fakeMeasure{figures: []float64{200, 150, 250, 90}}
+	keyA, keyB := "cpu X; 2 cores; OpenBLAS 0.3.21 Haswell", "cpu X; 2 cores; OpenBLAS 0.3.21 SkylakeX"
+
+	p := machinePeak(keyA, path, nil, false, m.measure)
+	if p.GFLOPS != 200 || m.calls != 1 || !strings.Contains(p.Source, "measured now") {
+		t.Fatalf("first call: %+v after %d measurements; want 200 measured now", p, m.calls)
+	}
+	p = machinePeak(keyA, path, nil, false, m.measure)
+	if p.GFLOPS != 200 || m.calls != 1 || !strings.Contains(p.Source, "cached") || p.Key != keyA {
+		t.Errorf("same key again: %+v after %d measurements; want the cached 200 without measuring", p, m.calls)
+	}
+	// Another kernel on the same CPU is another entry.
+	p = machinePeak(keyB, path, nil, false, m.measure)
+	if p.GFLOPS != 150 || m.calls != 2 {
+		t.Errorf("other key: %+v after %d measurements; want a fresh 150", p, m.calls)
+	}
+	// Measuring again keeps the best figure per key.
+	if p = machinePeak(keyA, path, nil, true, m.measure); p.GFLOPS != 250 {
+		t.Errorf("remeasure to 250: got %+v", p)
+	}
+	if p = machinePeak(keyA, path, nil, true, m.measure); p.GFLOPS != 250 || !strings.Contains(p.Source, "below the cached best") {
+		t.Errorf("remeasure to 90 under load: got %+v, want the best 250 kept", p)
+	}
+	if p = machinePeak(keyB, path, nil, false, m.measure); p.GFLOPS != 150 || m.calls != 4 {
+		t.Errorf("key B after key A's updates: %+v after %d measurements", p, m.calls)
+	}
+	c, err := readPeakCache(path)
+	if err != nil || len(c.Peaks) != 2 || c.Peaks[keyA].Runs != 3 || c.Peaks[keyB].Runs != 1 {
+		t.Errorf("cache file: %+v, %v; want two keys with 3 and 1 runs", c, err)
+	}
+}
+
+// A measurement taken while other processes held the cores is used but
+// measured again at every launch until a clean one replaces it, even a
+// lower clean one; after that a contended one never replaces it.
+func TestMachinePeakRemeasuresContended(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peak.json")
+	m := &fakeMeasure{figures: []float64{40, 60, 180, 100}, shares: []float64{0.2, 0.3, 0.95, 0.4}}
+	p := machinePeak("k", path, nil, false, m.measure)
+	if p.GFLOPS != 40 || !strings.Contains(p.Source, "other processes") {
+		t.Errorf("contended first measurement: %+v", p)
+	}
+	if p = machinePeak("k", path, nil, false, m.measure); p.GFLOPS != 60 || m.calls != 2 {
+		t.Errorf("second launch after a contended measurement: %+v after %d measurements, want a new one (60)", p, m.calls)
+	}
+	if p = machinePeak("k", path, nil, false, m.measure); p.GFLOPS != 180 || m.calls != 3 {
+		t.Errorf("clean measurement: %+v after %d", p, m.calls)
+	}
+	if p = machinePeak("k", path, nil, false, m.measure); p.GFLOPS != 180 || m.calls != 3 || !strings.Contains(p.Source, "cached") {
+		t.Errorf("after a clean measurement: %+v after %d measurements, want the cached 180", p, m.calls)
+	}
+	if p = machinePeak("k", path, nil, true, m.measure); p.GFLOPS != 180 {
+		t.Errorf("a contended remeasurement replaced the clean figure: %+v", p)
+	}
+	m2 := &fakeMeasure{figures: []float64{90, 70}, shares: []float64{0.1, 0.99}}
+	path2 := filepath.Join(t.TempDir(), "peak.json")
+	machinePeak("k", path2, nil, false, m2.measure)
+	if p = machinePeak("k", path2, nil, false, m2.measure); p.GFLOPS != 70 {
+		t.Errorf("a clean 70 after a contended 90: kept %g, want the clean one", p.GFLOPS)
+	}
+}
+
+func TestMachinePeakWithoutCache(t *testing.T) {
+	dir := t.TempDir()
+	m := &fakeMeasure{figures: []float64{120}}
+	p := machinePeak("k", "", os.ErrNotExist, false, m.measure)
+	if p.GFLOPS != 120 || !strings.Contains(p.Source, "not cached") {
+		t.Errorf("no cache directory: %+v", p)
+	}
+	// A corrupt file is reported and left alone, not overwritten.
+	path := filepath.Join(dir, "peak.json")
+	os.WriteFile(path, []byte("{not json"), 0o644)
+	p = machinePeak("k", path, nil, false, m.measure)
+	if p.GFLOPS != 120 || !strings.Contains(p.Source, "not cached") {
+		t.Errorf("corrupt cache: %+v", p)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "{not json" {
+		t.Errorf("corrupt cache overwritten with %q", b)
+	}
+}
+
+func TestPeakKeyNamesCPUCoresAndKernel(t *testing.T) {
+	a := Info{Kernel: "OpenBLAS 0.3.21 Haswell", Library: "/lib/libopenblas.so.0", Threads: 1, Split: 2}
+	k := PeakKey(a)
+	for _, want := range []string{cpuModel(), "cores", "OpenBLAS 0.3.21 Haswell", "split 2"} {
+		if !strings.Contains(k, want) {
+			t.Errorf("key %q does not contain %q", k, want)
+		}
+	}
+	b := a
+	b.Kernel = "OpenBLAS 0.3.21 SkylakeX"
+	c := a
+	c.Threads, c.Split = 2, 1
+	if PeakKey(b) == k || PeakKey(c) == k {
+		t.Errorf("different kernels or threading share a key: %q, %q, %q", k, PeakKey(b), PeakKey(c))
+	}
+}
+
+func TestPureGoHasNoPeakAndWarns(t *testing.T) {
+	defer Init() //nolint:errcheck // restores the default kernel for later tests
+	t.Setenv(LibraryEnv, "none")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	info, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Library != "" || !strings.Contains(info.Fallback, LibraryEnv+"=none") {
+		t.Fatalf("%s=none: %+v, want pure Go", LibraryEnv, info)
+	}
+	w := info.FallbackWarning()
+	for _, want := range []string{"libopenblas0", "8× slower", "no MFU", LibraryEnv} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning does not mention %q:\n%s", want, w)
+		}
+	}
+	p := MachinePeak(false)
+	if p.GFLOPS != 0 || p.MFU(100) != 0 || !strings.Contains(p.String(), "none") {
+		t.Errorf("pure-Go peak %+v (%s), MFU %g; want none", p, p, p.MFU(100))
+	}
+	t.Setenv(LibraryEnv, "")
+	if l, err := Init(); err == nil && l.Library != "" {
+		if w := l.FallbackWarning(); w != "" {
+			t.Errorf("OpenBLAS loaded but warning %q", w)
+		}
+	}
+}
