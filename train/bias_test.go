@@ -3,7 +3,10 @@ package train
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moetrain/moetrain/checkpoints"
@@ -83,5 +86,61 @@ func TestBiasBalancingResumeIsBitExact(t *testing.T) {
 	}
 	if found != c.Model.Layers {
 		t.Errorf("checkpoint holds %d router biases, want %d", found, c.Model.Layers)
+	}
+}
+
+// routerBiases reads every layer's router bias from a run's newest checkpoint.
+func routerBiases(t *testing.T, dir string) map[string][]float32 {
+	t.Helper()
+	ck, err := checkpoints.Load(latestCheckpoint(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	for _, ts := range ck.Model {
+		if strings.HasSuffix(ts.Name, model.BiasSuffix) {
+			out[ts.Name] = ts.F32
+		}
+	}
+	return out
+}
+
+// A skipped non-finite step moves no bias: with a learning rate so large
+// that the first update overflows the weights, step 1 trains and every later
+// step is skipped, so the run ends with the bias of a one-step run, bit for
+// bit.
+func TestSkippedStepLeavesBias(t *testing.T) {
+	c := biasConfig()
+	c.Train.NonFinite = "skip"
+	c.Schedule.MaxLR, c.Schedule.WarmupTokens, c.Schedule.Kind = 1e30, 0, "constant"
+	c.Train.Tokens = 4 * int64(c.Train.BatchSize*c.Train.SeqLen)
+	one := c
+	one.Train.Tokens = int64(c.Train.BatchSize * c.Train.SeqLen)
+	a, b := t.TempDir(), t.TempDir()
+	run(t, one, a)
+	run(t, c, b)
+	log, err := os.ReadFile(filepath.Join(b, "train.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := int(c.Train.Tokens / one.Train.Tokens)
+	if n := strings.Count(string(log), "skipped: non-finite"); n != steps-1 {
+		t.Fatalf("%d of %d steps skipped, want all but the first (the fixture must overflow)", n, steps)
+	}
+	want, got := routerBiases(t, a), routerBiases(t, b)
+	if len(want) != c.Model.Layers {
+		t.Fatalf("%d biases in the checkpoint, want %d", len(want), c.Model.Layers)
+	}
+	moved := false
+	for name, w := range want {
+		if !slices.Equal(got[name], w) {
+			t.Errorf("%s: %v after the skipped steps, %v after step 1", name, got[name], w)
+		}
+		for _, v := range w {
+			moved = moved || v != 0
+		}
+	}
+	if !moved {
+		t.Error("the first step did not move the bias")
 	}
 }
