@@ -5,8 +5,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/moetrain/moetrain/internal/tol"
 )
@@ -94,6 +97,14 @@ func TestEvalAndGenerate(t *testing.T) {
 	s2 := gen("--prompt", "package", "--max-tokens", "8", "--temperature", "1", "--seed", "5")
 	if s1 != s2 {
 		t.Errorf("seeded sampling gave %q and %q", s1, s2)
+	}
+	// Hot sampling draws byte tokens that are not text on their own: the
+	// terminal gets valid UTF-8 without control characters.
+	for seed := 1; seed <= 3; seed++ {
+		hot := gen("--prompt", "x", "--max-tokens", "48", "--temperature", "4", "--seed", strconv.Itoa(seed))
+		if !utf8.ValidString(hot) || strings.ContainsFunc(hot, func(r rune) bool { return r != '\n' && r != '\t' && unicode.IsControl(r) }) {
+			t.Errorf("generate printed invalid UTF-8 or control characters: %q", hot)
+		}
 	}
 	for _, args := range [][]string{{"--max-tokens", "3"}, {"--prompt", "x", "--temperature", "-1"}, {"--prompt", "x", "--top-p", "2"}, {"--prompt", strings.Repeat("and the ", 40)}} {
 		if _, _, code := moetrain(t, append([]string{"generate", run}, args...)...); code != 2 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/infer"
+	"github.com/moetrain/moetrain/internal/termtext"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -87,13 +88,17 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 				return err
 			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
-			w.WriteString(prompt)
+			// Tokens are bytes: shown through termtext, a character split
+			// over two tokens prints whole and bytes that are not text
+			// print as U+FFFD (the tokens themselves are unchanged).
+			tw := termtext.New(w)
+			tw.Write([]byte(prompt))
 			var werr error
 			gen, err := d.Generate(ids, infer.GenerateOptions{MaxTokens: maxTokens, Sampler: sampler, Stop: []int{eos}}, func(id int) bool {
 				if id == eos {
 					return false
 				}
-				w.Write(tok.TokenBytes(id))
+				tw.Write(tok.TokenBytes(id))
 				// Flush per token: the point is to watch it appear.
 				werr = w.Flush()
 				return werr == nil
@@ -104,6 +109,7 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 			if werr != nil {
 				return fmt.Errorf("write: %w", werr)
 			}
+			tw.Close()
 			w.WriteString("\n")
 			if err := w.Flush(); err != nil {
 				return fmt.Errorf("write: %w", err)
