@@ -72,6 +72,9 @@ type Summary struct {
 	MFU         float64 `json:"mfu"`
 	Checkpoint  string  `json:"checkpoint"`
 	Interrupted bool    `json:"interrupted"`
+	// Complete: the run had already reached train.tokens; nothing was
+	// trained, saved or evaluated.
+	Complete bool `json:"complete"`
 	Resumed     bool    `json:"resumed"`
 }
 
@@ -482,6 +485,22 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	counts := model.Count(c.Model)
 	sum := Summary{Total: counts.Total, Activated: counts.Activated, Resumed: t.state.Tokens > 0}
 	lastCkpt := t.state.Tokens
+	if sum.Resumed && t.state.Tokens >= c.Train.Tokens {
+		// Running a finished run again changes nothing: no checkpoint is
+		// re-saved and no evaluation appended twice.
+		sum.Complete, sum.Tokens, sum.Steps = true, t.state.Tokens, t.state.Step
+		if infos, err := checkpoints.List(t.opt.RunDir); err == nil && len(infos) > 0 {
+			sum.Checkpoint = infos[len(infos)-1].Dir
+		}
+		t.logf("the run is complete: %s tokens trained, train.tokens is %s; raise train.tokens to train further",
+			units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens))
+		return sum, nil
+	}
+	if r := c.Train.Tokens % stepTokens; r != 0 {
+		steps := (c.Train.Tokens + stepTokens - 1) / stepTokens
+		t.logf("note: train.tokens %s is not a multiple of one step's %s tokens (train.batch_size × train.seq_len): the run trains %d steps, %s tokens",
+			units.Commas(c.Train.Tokens), units.Commas(stepTokens), steps, units.Commas(steps*stepTokens))
+	}
 	if t.opt.Live {
 		t.prog = newBar(t.out, c.Train.Tokens, t.state.Tokens)
 	} else {

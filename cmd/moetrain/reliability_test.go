@@ -254,3 +254,29 @@ func TestSwappedTokenizerRefused(t *testing.T) {
 		t.Errorf("export wrote %s anyway", out)
 	}
 }
+
+// Training a finished run again says it is complete, exits 0 and changes
+// neither its checkpoints nor its metrics.
+func TestFinishedRunAgain(t *testing.T) {
+	run := trainedRun(t, 2)
+	before := treeSnapshot(t, filepath.Join(run, "checkpoints"))
+	metrics, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	o, e, code := moetrain(t, "train", tinyYAML(t, 2), "--run-dir", run, "--plain")
+	if code != 0 || !strings.Contains(o, "already complete") || strings.Contains(o, "final train loss") {
+		t.Fatalf("exit %d\n%s%s", code, o, e)
+	}
+	if after := treeSnapshot(t, filepath.Join(run, "checkpoints")); after != before {
+		t.Errorf("checkpoints changed:\nbefore:\n%safter:\n%s", before, after)
+	}
+	if now, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); string(now) != string(metrics) {
+		t.Errorf("metrics.jsonl changed:\n%s\nwas\n%s", now, metrics)
+	}
+}
+
+// A budget that is not a whole number of steps is rounded up, with a note.
+func TestBudgetNotWholeSteps(t *testing.T) {
+	o, e, code := moetrain(t, "train", tinyYAML(t, 1), "--run-dir", t.TempDir(), "--plain", "--set", "train.tokens=100", "--set", "schedule.warmup_tokens=50")
+	if code != 0 || !strings.Contains(o, "train.tokens 100 is not a multiple of one step's 128 tokens") || !strings.Contains(o, "1 steps, 128 tokens") {
+		t.Errorf("exit %d\n%s%s", code, o, e)
+	}
+}

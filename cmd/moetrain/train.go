@@ -90,6 +90,10 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 func printSummary(cmd *cobra.Command, s train.Summary) {
 	w := cmd.OutOrStdout()
 	var b strings.Builder
+	if s.Complete {
+		fmt.Fprintf(w, "\nalready complete: %s tokens in %d steps; checkpoint %s\n", units.Commas(s.Tokens), s.Steps, s.Checkpoint)
+		return
+	}
 	if s.Interrupted {
 		fmt.Fprintf(&b, "\ninterrupted at %s tokens (step %d); checkpoint %s\n", units.Commas(s.Tokens), s.Steps, s.Checkpoint)
 		fmt.Fprint(w, b.String())
