@@ -75,7 +75,7 @@ type Summary struct {
 	// Complete: the run had already reached train.tokens; nothing was
 	// trained, saved or evaluated.
 	Complete bool `json:"complete"`
-	Resumed     bool    `json:"resumed"`
+	Resumed  bool `json:"resumed"`
 }
 
 // trainer holds one run's live state.
