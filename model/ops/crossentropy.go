@@ -272,8 +272,16 @@ func logSumExp[F Float](row []F) float64 {
 	case []float32:
 		m := maxOfRow(r)
 		var s float64
-		for _, z := range r {
-			s += float64(exp32(z - m))
+		var buf [256]float32 // exp32s in chunks: the row itself must stay
+		for c := 0; c < len(r); c += len(buf) {
+			e := buf[:min(len(buf), len(r)-c)]
+			for j := range e {
+				e[j] = r[c+j] - m
+			}
+			exp32s(e, e)
+			for _, v := range e {
+				s += float64(v)
+			}
 		}
 		return float64(m) + math.Log(s)
 	case []float64:
@@ -294,10 +302,12 @@ func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	switch r := any(row).(type) {
 	case []float32:
 		m, zt := maxOfRow(r), r[t]
-		var s float64
 		for j, z := range r {
-			e := exp32(z - m)
-			r[j] = e
+			r[j] = z - m
+		}
+		exp32s(r, r)
+		var s float64
+		for _, e := range r {
 			s += float64(e)
 		}
 		k := float32(scale / s)

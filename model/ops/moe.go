@@ -397,9 +397,7 @@ func silu[F Float](h, g, sg, up []F) {
 func sigmoids[F Float](s, g []F) {
 	switch s := any(s).(type) {
 	case []float32:
-		for i, v := range any(g).([]float32) {
-			s[i] = sigmoid32(v)
-		}
+		sigmoid32s(s, any(g).([]float32))
 	case []float64:
 		for i, v := range any(g).([]float64) {
 			s[i] = safeSigmoid(v)

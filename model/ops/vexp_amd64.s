@@ -1,0 +1,107 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Vector forms of exp32 and sigmoid32 (see vexp.go): the same float32
+// operations as the Go code, in the same order, on eight lanes.
+//
+// Registers loaded once: Y4 = 88, Y6..Y11 = polynomial p5..p0,
+// Y13 = ln2Hi, Y14 = 0.5, Y15 = log2e; R8 points at vexpTable for the
+// rows used as memory operands (0 lo, 32 sign, 64 int 127, 96 one,
+// 128 ln2Lo).
+
+#define LOADCONSTS \
+	LEAQ ·vexpTable(SB), R8 \
+	VMOVUPS 160(R8), Y4 \
+	VMOVUPS 192(R8), Y6 \
+	VMOVUPS 224(R8), Y7 \
+	VMOVUPS 256(R8), Y8 \
+	VMOVUPS 288(R8), Y9 \
+	VMOVUPS 320(R8), Y10 \
+	VMOVUPS 352(R8), Y11 \
+	VMOVUPS 384(R8), Y13 \
+	VMOVUPS 416(R8), Y14 \
+	VMOVUPS 448(R8), Y15
+
+// EXP32: Y3 = exp32(Y0). Clobbers Y0, Y1, Y2, Y5.
+//   zero mask: x < -87.33654 (false for NaN)
+//   x = min(88, x) with NaN kept (VMINPS returns its second source on NaN)
+//   ni = trunc(x·log2e ± 0.5), sign of the half from x·log2e
+//   r = (x − n·ln2Hi) − n·ln2Lo
+//   p = ((((p0·r + p1)·r + p2)·r + p3)·r + p4)·r + p5
+//   p = ((p·r)·r + r) + 1, times 2^ni
+#define EXP32 \
+	VCMPPS $1, 0(R8), Y0, Y1 \
+	VMINPS Y0, Y4, Y0 \
+	VMULPS Y15, Y0, Y2 \
+	VANDPS 32(R8), Y2, Y3 \
+	VORPS Y14, Y3, Y3 \
+	VADDPS Y3, Y2, Y2 \
+	VCVTTPS2DQ Y2, Y2 \
+	VCVTDQ2PS Y2, Y3 \
+	VMULPS Y13, Y3, Y5 \
+	VSUBPS Y5, Y0, Y0 \
+	VMULPS 128(R8), Y3, Y5 \
+	VSUBPS Y5, Y0, Y0 \
+	VMULPS Y0, Y11, Y3 \
+	VADDPS Y10, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VADDPS Y9, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VADDPS Y8, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VADDPS Y7, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VADDPS Y6, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VMULPS Y0, Y3, Y3 \
+	VADDPS Y0, Y3, Y3 \
+	VADDPS 96(R8), Y3, Y3 \
+	VPADDD 64(R8), Y2, Y2 \
+	VPSLLD $23, Y2, Y2 \
+	VMULPS Y2, Y3, Y3 \
+	VANDNPS Y3, Y1, Y3
+
+// func exp32x8(dst, src *float32, n int)
+TEXT ·exp32x8(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	LOADCONSTS
+	XORQ AX, AX
+expLoop:
+	CMPQ AX, CX
+	JGE expDone
+	VMOVUPS (SI)(AX*4), Y0
+	EXP32
+	VMOVUPS Y3, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP expLoop
+expDone:
+	VZEROUPPER
+	RET
+
+// func sigmoid32x8(dst, src *float32, n int)
+// s = num/(1 + e), e = exp32(−|a|), num = e where a's sign bit is set, else 1.
+TEXT ·sigmoid32x8(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	LOADCONSTS
+	XORQ AX, AX
+sigLoop:
+	CMPQ AX, CX
+	JGE sigDone
+	VMOVUPS (SI)(AX*4), Y12
+	VORPS 32(R8), Y12, Y0
+	EXP32
+	VMOVUPS 96(R8), Y1
+	VBLENDVPS Y12, Y3, Y1, Y1
+	VADDPS 96(R8), Y3, Y2
+	VDIVPS Y2, Y1, Y1
+	VMOVUPS Y1, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP sigLoop
+sigDone:
+	VZEROUPPER
+	RET

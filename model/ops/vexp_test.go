@@ -1,0 +1,113 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// vexpInputs covers the special values, the clamp and flush edges, and
+// random values over exp32's domain and beyond, in a length that is not a
+// multiple of 8 (so the scalar tail runs too).
+func vexpInputs() []float32 {
+	xs := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 88, 88.5, 100, -87.33654, -87.3365, -87.4, -88, -103, -1e-30, 1e-30,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), math.Float32frombits(0xffc00001),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 0.5, -0.5, 0.3465736, -0.3465736}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		xs = append(xs, float32(-90*r.Float64()), float32(40*(2*r.Float64()-1)), float32(4*(2*r.Float64()-1)))
+	}
+	for i := uint32(0); i < 1<<32-1<<20; i += 1<<20 - 7 { // a sweep over bit patterns
+		xs = append(xs, math.Float32frombits(i))
+	}
+	return append(xs, 3, 2, 1)
+}
+
+func sameBits(a, b float32) bool {
+	return math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b)
+}
+
+func TestVectorExpSigmoidMatchScalarBits(t *testing.T) {
+	if !vexpOK {
+		t.Skip("no vector kernels on this CPU")
+	}
+	xs := vexpInputs()
+	e, s := make([]float32, len(xs)), make([]float32, len(xs))
+	exp32s(e, xs)
+	sigmoid32s(s, xs)
+	bad := 0
+	for i, x := range xs {
+		if x <= 88 || x != x { // exp32's domain (larger x is clamped, also checked)
+			if want := exp32(x); !sameBits(e[i], want) && bad < 10 {
+				t.Errorf("exp32s(%g [%#x]) = %g [%#x], exp32 %g [%#x]", x, math.Float32bits(x), e[i], math.Float32bits(e[i]), want, math.Float32bits(want))
+				bad++
+			}
+		}
+		if want := sigmoid32(x); !sameBits(s[i], want) && bad < 10 {
+			t.Errorf("sigmoid32s(%g [%#x]) = %g [%#x], sigmoid32 %g [%#x]", x, math.Float32bits(x), s[i], math.Float32bits(s[i]), want, math.Float32bits(want))
+			bad++
+		}
+	}
+	// In place, as the callers use it.
+	in := append([]float32(nil), xs...)
+	exp32s(in, in)
+	for i := range in {
+		if !sameBits(in[i], e[i]) {
+			t.Fatalf("exp32s in place differs at %d", i)
+		}
+	}
+}
+
+// The vector kernels at the shapes they run on: attention rows (T = 128,
+// 256), a SwiGLU hidden matrix of the science model ([2048, 344]) and of
+// the bench model ([2048, 1024]).
+func BenchmarkExp32(b *testing.B) {
+	for _, n := range []int{128, 256, 2048 * 344, 2048 * 1024} {
+		xs := make([]float32, n)
+		r := rand.New(rand.NewPCG(3, 4))
+		for i := range xs {
+			xs[i] = float32(-20 * r.Float64())
+		}
+		dst := make([]float32, n)
+		b.Run(sizeName(n)+"/scalar", func(b *testing.B) {
+			b.SetBytes(int64(8 * n))
+			for b.Loop() {
+				for i, x := range xs {
+					dst[i] = exp32(x)
+				}
+			}
+		})
+		b.Run(sizeName(n)+"/vector", func(b *testing.B) {
+			b.SetBytes(int64(8 * n))
+			for b.Loop() {
+				exp32s(dst, xs)
+			}
+		})
+		b.Run(sizeName(n)+"/sigmoid-scalar", func(b *testing.B) {
+			b.SetBytes(int64(8 * n))
+			for b.Loop() {
+				for i, x := range xs {
+					dst[i] = sigmoid32(x)
+				}
+			}
+		})
+		b.Run(sizeName(n)+"/sigmoid-vector", func(b *testing.B) {
+			b.SetBytes(int64(8 * n))
+			for b.Loop() {
+				sigmoid32s(dst, xs)
+			}
+		})
+	}
+}
+
+func sizeName(n int) string {
+	switch n {
+	case 128:
+		return "row128"
+	case 256:
+		return "row256"
+	case 2048 * 344:
+		return "sci-swiglu"
+	}
+	return "bench-swiglu"
+}
