@@ -10,7 +10,8 @@ import (
 )
 
 // A sharded model holds exactly its part of every expert stack, with the
-// values the whole model draws there, and everything else whole.
+// values the whole model draws there, and everything else whole; a shard
+// view is the same part of the whole model's memory.
 func TestNewShardedIsTheWholeModelsPart(t *testing.T) {
 	cfg := tinyModel(configs.FFNGShard) // 6 routed experts
 	whole, err := New(cfg, tensor.Float32)
@@ -23,6 +24,10 @@ func TestNewShardedIsTheWholeModelsPart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			view, err := whole.ShardView(rank, size)
+			if err != nil {
+				t.Fatal(err)
+			}
 			held := 0
 			for i, p := range m.Layout {
 				got, all := m.Values[i].Data().([]float32), whole.Values[i].Data().([]float32)
@@ -32,6 +37,9 @@ func TestNewShardedIsTheWholeModelsPart(t *testing.T) {
 				}
 				if !slices.Equal(got, all[lo:hi]) {
 					t.Fatalf("%s shard %d/%d differs from the whole model's [%d, %d)", p.Name, rank, size, lo, hi)
+				}
+				if got := view.Values[i].Data().([]float32); !slices.Equal(got, all[lo:hi]) || &got[0] != &all[lo] || !slices.Equal(view.Values[i].Shape(), m.Values[i].Shape()) {
+					t.Fatalf("%s: the view of shard %d/%d is not the whole model's [%d, %d)", p.Name, rank, size, lo, hi)
 				}
 				held += len(got)
 			}

@@ -159,17 +159,21 @@ func (t *trainer) shareState() error {
 // AdamW moments (under expert parallelism each rank receives only its
 // experts' part), and lays the gradients out in one flat buffer for
 // bucketed all-reduces.
-func (t *trainer) shareWeights() error {
+func (t *trainer) shareWeights(resumed *optim.State) error {
 	if !t.distributed() {
 		return nil
 	}
 	c := t.dist.comm
-	expert := map[string]bool{}
-	for i, p := range t.m.Layout {
-		switch d := t.m.Values[i].Data().(type) {
+	src := t.m // rank 0 sends from the whole model
+	if t.root() {
+		src = t.whole
+	}
+	expert := map[string]int{} // moment slice → whole size
+	for i, p := range src.Layout {
+		switch d := src.Values[i].Data().(type) {
 		case []float32:
 			if t.dist.ep != nil && p.Experts > 0 {
-				expert[p.Name+".exp_avg"], expert[p.Name+".exp_avg_sq"] = true, true
+				expert[p.Name+".exp_avg"], expert[p.Name+".exp_avg_sq"] = int(p.Size()), int(p.Size())
 				if err := t.scatterExperts(d); err != nil {
 					return err
 				}
@@ -197,10 +201,26 @@ func (t *trainer) shareWeights() error {
 		}
 	}
 	st := t.step.Adam.State()
+	var whole map[string][]float32 // rank 0: the resumed moments
+	if resumed != nil {
+		whole = map[string][]float32{}
+		for _, s := range resumed.Slices {
+			whole[s.Name] = s.Data
+		}
+	}
 	for _, s := range st.Slices {
 		var err error
-		if expert[s.Name] {
-			err = t.scatterExperts(s.Data)
+		if size, ok := expert[s.Name]; ok {
+			buf := s.Data
+			if t.root() {
+				// Rank 0 holds shard 0 (already set); the others
+				// receive theirs from the whole moments, zeros
+				// without any.
+				if buf = whole[s.Name]; len(buf) != size {
+					buf = make([]float32, size)
+				}
+			}
+			err = t.scatterExperts(buf)
 		} else {
 			err = c.BcastF32(s.Data, 0)
 		}

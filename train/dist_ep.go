@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/dist"
-	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
 )
@@ -22,9 +21,10 @@ import (
 //
 //   - Weights: a rank other than 0 allocates only its shard of each expert
 //     stack (model.NewSharded) and receives it from rank 0 (scatterExperts);
-//     rank 0 keeps the whole model (it loads, evaluates and saves it) and
-//     trains its shard as a view. The graph, the optimizer parameters, the
-//     gradients and the AdamW moments cover the shard alone on every rank.
+//     rank 0 keeps the whole model's weights (it loads, evaluates and saves
+//     them) and trains a view of its shard (model.Model.ShardView). The
+//     graph, the optimizer parameters, the gradients and the AdamW moments
+//     cover the shard alone on every rank.
 //   - Communicators: dist.Comm.Grid splits the world into the group's
 //     communicator (ep: all-to-alls, norm) and the communicator of the
 //     W/R ranks holding the same shard (dp: expert gradients). Both are
@@ -105,44 +105,37 @@ func (t *trainer) expertComm() ops.EPComm {
 	return t.dist.ep.group
 }
 
-// shardExperts narrows the expert parameters to this rank's shards after
-// the weights and moments were shared: on rank 0, which holds the whole
-// model, t.step.Params' Data become views of its shards and AdamW is
-// rebuilt over them with the matching slices of the moments; every rank's
-// expert gradients become one flat shard-sized buffer.
+// ownMoments cuts a whole-model AdamW state (a checkpoint's) to the
+// moments of this rank's parameters: its shard of each expert stack.
+func (t *trainer) ownMoments(st optim.State) optim.State {
+	if t.dist.ep == nil {
+		return st
+	}
+	out := optim.State{Step: st.Step}
+	for _, s := range st.Slices {
+		name := strings.TrimSuffix(strings.TrimSuffix(s.Name, ".exp_avg_sq"), ".exp_avg")
+		if i := t.m.Index(name); i >= 0 && t.m.Layout[i].Experts > 0 {
+			lo, hi := t.m.Own(i)
+			s.Data = s.Data[lo:hi]
+		}
+		out.Slices = append(out.Slices, s)
+	}
+	return out
+}
+
+// shardExperts lays the expert shards' gradients out in one flat buffer
+// (they are reduced apart from the rest) and marks them.
 func (t *trainer) shardExperts() error {
 	if t.dist.ep == nil {
 		return nil
 	}
-	full := t.step.Adam.State()
-	byName := map[string][]float32{}
-	for _, s := range full.Slices {
-		byName[s.Name] = s.Data
-	}
-	var slices []optim.NamedSlice
 	t.dist.ep.expert = make([]bool, len(t.step.Params))
-	j, n := 0, 0
-	for i, p := range t.m.Layout {
-		if !p.Trained() {
-			continue
-		}
-		lo, hi := model.ExpertShard(p, t.dist.ep.rank, t.dist.ep.R)
-		if t.m.Sharded() { // the model holds the shard alone
-			lo, hi = 0, hi-lo
-		}
-		if p.Experts > 0 {
+	n := 0
+	for j, p := range t.step.Params {
+		if i := t.step.Layout[j]; t.m.Layout[i].Experts > 0 {
 			t.dist.ep.expert[j] = true
-			t.step.Params[j].Data = t.m.Values[i].Data().([]float32)[lo:hi]
-			n += hi - lo
+			n += len(p.Data)
 		}
-		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
-			d, ok := byName[p.Name+suf]
-			if !ok {
-				return fmt.Errorf("expert parallel: no optimizer slice %s", p.Name+suf)
-			}
-			slices = append(slices, optim.NamedSlice{Name: p.Name + suf, Data: d[lo:hi]})
-		}
-		j++
 	}
 	t.dist.ep.flat = make([]float32, n)
 	off := 0
@@ -153,15 +146,6 @@ func (t *trainer) shardExperts() error {
 			off += l
 		}
 	}
-	c := t.cfg.Optim
-	adam, err := optim.NewAdamW(optim.AdamWConfig{Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}, t.step.Params)
-	if err != nil {
-		return err
-	}
-	if err := adam.SetState(optim.State{Step: full.Step, Slices: slices}); err != nil {
-		return fmt.Errorf("expert parallel: %w", err)
-	}
-	t.step.Adam = adam
 	t.logf("expert parallel: %d groups of %d ranks; this rank holds experts [%d, %d) of each MoE layer (%d expert values)",
 		t.dist.comm.Size()/t.dist.ep.R, t.dist.ep.R, t.dist.ep.rank*t.cfg.Model.RoutedExperts/t.dist.ep.R, (t.dist.ep.rank+1)*t.cfg.Model.RoutedExperts/t.dist.ep.R, n)
 	return nil
@@ -273,7 +257,10 @@ func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
 			}
 			continue
 		}
-		full := t.m.Values[i].Data().([]float32)
+		var full []float32
+		if me == 0 {
+			full = t.whole.Values[i].Data().([]float32)
+		}
 		// Rank 0's shard is already in place: its Data is a view of it.
 		if err := gather(full, append([]float32(nil), p.Data...)); err != nil {
 			return nil, err

@@ -84,7 +84,8 @@ type trainer struct {
 	cfg     configs.Config
 	out     io.Writer
 	logFile *os.File
-	m       *model.Model
+	m       *model.Model // the model trained here (under expert parallelism this rank's shard)
+	whole   *model.Model // what rank 0 loads, evaluates and saves: m itself, or the whole model m is a shard view of
 	g       *model.Graph
 	fwd     *model.Graph // forward-only twin of g: gathers batch-level routing counts
 	step    *step.Step   // the graph g's parameters, gradients and AdamW
@@ -301,12 +302,18 @@ func (t *trainer) setup() error {
 
 	// Data first: a wrong dataset should fail before the model is allocated.
 	// Under expert parallelism a rank other than 0 allocates only its own
-	// experts; rank 0 holds the whole model (it loads, evaluates and saves
-	// it) and trains its shard as a view.
-	if ep := t.dist.ep; ep != nil && !t.root() {
+	// experts; rank 0 holds the whole model's weights (it loads, evaluates
+	// and saves them) and trains a view of its shard.
+	switch ep := t.dist.ep; {
+	case ep != nil && !t.root():
 		t.m, err = model.NewSharded(c.Model, ep.rank, ep.R)
-	} else {
+	case ep != nil:
+		if t.whole, err = model.New(c.Model, tensor.Float32); err == nil {
+			t.m, err = t.whole.ShardView(ep.rank, ep.R)
+		}
+	default:
 		t.m, err = model.New(c.Model, tensor.Float32)
+		t.whole = t.m
 	}
 	if err != nil {
 		return err
@@ -359,11 +366,11 @@ func (t *trainer) setup() error {
 	// A checkpoint without optimizer state (an imported model) starts AdamW
 	// from zero moments.
 	if optState != nil && len(optState.Slices) > 0 {
-		if err := t.step.Adam.SetState(*optState); err != nil {
+		if err := t.step.Adam.SetState(t.ownMoments(*optState)); err != nil {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
 	}
-	if err := t.shareWeights(); err != nil {
+	if err := t.shareWeights(optState); err != nil {
 		return err
 	}
 	if t.distributed() {
@@ -385,7 +392,7 @@ func (t *trainer) setup() error {
 	// Rank 0 evaluates for the run.
 	err = nil
 	if t.root() {
-		if t.eval, err = newEvaluator(t.m, c); err != nil && !evalSetupFatal(err) {
+		if t.eval, err = newEvaluator(t.whole, c); err != nil && !evalSetupFatal(err) {
 			t.logf("warning: no held-out evaluation: %v", err)
 			t.eval, err = nil, nil
 		}
@@ -434,7 +441,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if st.Version != stateVersion {
 		return nil, dir, fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
 	}
-	if err := LoadModelTensors(t.m, ck.Model); err != nil {
+	if err := LoadModelTensors(t.whole, ck.Model); err != nil {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
@@ -801,7 +808,7 @@ func (t *trainer) saveFiles() (string, error) {
 		return "", err
 	}
 	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
-		Tokens: t.state.Tokens, Model: ModelTensors(t.m), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
+		Tokens: t.state.Tokens, Model: ModelTensors(t.whole), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
 	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
 	if err != nil {
 		if dir != "" {
