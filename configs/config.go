@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -388,6 +389,12 @@ func build(tree map[string]any, overrides []string) (Config, error) {
 			bad = append(bad, fmt.Sprintf("--set %q: want key=value", o))
 			continue
 		}
+		if strings.TrimSpace(val) == "" {
+			// YAML reads nothing as null, which would silently restore the
+			// default: say so instead.
+			bad = append(bad, fmt.Sprintf("%s: --set with an empty value (write %s=null for the default, or %s='' for an empty string)", key, key, key))
+			continue
+		}
 		var x any
 		if err := yaml.Unmarshal([]byte(val), &x); err != nil {
 			bad = append(bad, fmt.Sprintf("%s: --set value %q is not valid YAML: %v", key, val, err))
@@ -403,32 +410,93 @@ func build(tree map[string]any, overrides []string) (Config, error) {
 		return Config{}, &Error{Fields: bad}
 	}
 	dropNulls(tree)
+	cfg, bad := decode(tree, true)
+	if len(bad) == 0 {
+		if err := cfg.Validate(); err != nil {
+			return Config{}, err
+		}
+		return cfg, nil
+	}
+	// Report every mistake at once: validate what decodes, with the keys
+	// that failed to decode at their defaults (an unknown key is ignored).
+	failed := map[string]bool{}
+	for _, b := range bad {
+		k, _, _ := strings.Cut(b, ":")
+		failed[k] = true
+		if IsKey(k) {
+			override(tree, k, nil)
+		}
+	}
+	if cfg, more := decode(tree, false); len(more) == 0 {
+		var ce *Error
+		if errors.As(cfg.Validate(), &ce) {
+			for _, f := range ce.Fields {
+				if k, _, _ := strings.Cut(f, ":"); !failed[k] {
+					bad = append(bad, f)
+				}
+			}
+		}
+	}
+	return Config{}, &Error{Fields: bad}
+}
+
+// decode decodes tree over the defaults; strict refuses unknown keys. It
+// returns the config-mistake lines, if any.
+func decode(tree map[string]any, strict bool) (Config, []string) {
 	raw, err := yaml.Marshal(tree)
 	if err != nil {
-		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+		return Config{}, []string{fmt.Sprintf("yaml: %v", err)}
 	}
 	v := viper.New()
 	v.SetConfigType("yaml")
 	setDefaults(v, "", Default())
 	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
-		return Config{}, &Error{Fields: []string{fmt.Sprintf("yaml: %v", err)}}
+		return Config{}, []string{fmt.Sprintf("yaml: %v", err)}
 	}
 	var cfg Config
-	err = v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+	err = v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.WeaklyTypedInput = false
-		dc.ErrorUnused = true
-		dc.DecodeHook = nil
+		dc.ErrorUnused = strict
+		dc.DecodeHook = wholeNumbers
 	})
 	if err != nil {
-		return Config{}, &Error{Fields: decodeErrors(err)}
+		return Config{}, decodeErrors(err)
 	}
 	if len(cfg.Data.Weights) == 0 {
 		cfg.Data.Weights = nil // {} and absent both mean the natural mixture
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
 	return cfg, nil
+}
+
+// wholeNumbers refuses to decode a fraction, or a number beyond the
+// integer's range, into an integer key (mapstructure would truncate 64.5
+// to 64 and wrap 1e20 around to a negative number).
+func wholeNumbers(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.Float64 && from.Kind() != reflect.Float32 {
+		return data, nil
+	}
+	f := reflect.ValueOf(data).Float()
+	var lo, hi float64
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64:
+		lo, hi = math.MinInt64, math.MaxInt64
+	case reflect.Int32:
+		lo, hi = math.MinInt32, math.MaxInt32
+	case reflect.Uint, reflect.Uint64:
+		lo, hi = 0, math.MaxUint64
+	default:
+		return data, nil
+	}
+	switch {
+	case f != math.Trunc(f):
+		return nil, fmt.Errorf("must be a whole number, got %v", f)
+	case f < lo || f >= hi:
+		return nil, fmt.Errorf("%v is out of range", f)
+	}
+	if to.Kind() == reflect.Uint || to.Kind() == reflect.Uint64 {
+		return uint64(f), nil
+	}
+	return int64(f), nil
 }
 
 // decodeErrors splits mapstructure's joined error into one line per field.

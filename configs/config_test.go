@@ -292,3 +292,49 @@ func TestSmallConfigsNameNoDomain(t *testing.T) {
 		}
 	}
 }
+
+// Integer keys refuse fractions and numbers beyond their range instead of
+// truncating or wrapping them; an empty --set value is refused instead of
+// meaning the default.
+func TestNumbersAndEmptyValues(t *testing.T) {
+	tests := []struct {
+		yaml string
+		set  []string
+		want string
+	}{
+		{"", []string{"model.hidden=64.5"}, "model.hidden: must be a whole number, got 64.5"},
+		{"model:\n  heads: 4.7\n", nil, "model.heads: must be a whole number, got 4.7"},
+		{"", []string{"train.tokens=99999999999999999999"}, "train.tokens: 1e+20 is out of range"},
+		{"", []string{"data.path="}, "data.path: --set with an empty value"},
+		{"", []string{"model.hidden= "}, "model.hidden: --set with an empty value"},
+	}
+	for _, tc := range tests {
+		_, err := Parse([]byte(tc.yaml), tc.set)
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q %v: got %v, want a *configs.Error containing %q", tc.yaml, tc.set, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "-9223372036854775808") {
+			t.Errorf("%v: wrapped around: %v", tc.set, err)
+		}
+	}
+	// A whole number written as a float is fine.
+	c, err := Parse([]byte("model:\n  hidden: 64.0\n"), []string{"train.tokens=1e6"})
+	if err != nil || c.Model.Hidden != 64 || c.Train.Tokens != 1_000_000 {
+		t.Errorf("got hidden %d, tokens %d, %v; want 64, 1000000", c.Model.Hidden, c.Train.Tokens, err)
+	}
+}
+
+// An unknown key does not hide the other mistakes of the same config.
+func TestUnknownKeyDoesNotHideOthers(t *testing.T) {
+	_, err := Parse([]byte("model:\n  heads: 3\n  bogus: 1\n  hidden: \"x\"\noptim:\n  beta1: 2\n"), nil)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want *configs.Error", err)
+	}
+	for _, want := range []string{"model.bogus: unknown key", "model.hidden: expected type 'int'", "optim.beta1: must be in [0, 1)", "model.heads: 3 does not divide hidden"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
