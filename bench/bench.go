@@ -119,7 +119,7 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 	if err != nil {
 		return nil, err
 	}
-	g, err := m.Build(model.GraphOptions{Batch: batch, Seq: seq, Backward: true})
+	g, err := m.Build(model.GraphOptions{Batch: batch, Seq: seq, Backward: true, Training: true})
 	if err != nil {
 		return nil, err
 	}

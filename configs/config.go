@@ -110,6 +110,11 @@ type Router struct {
 	// choice only, moved by γ·sign(mean load − load) after every optimizer
 	// step; 0 keeps no bias.
 	BiasRate float64 `mapstructure:"bias_rate" yaml:"bias_rate" json:"bias_rate"`
+	// CapacityFactor, when > 0, caps every expert at
+	// ⌈k · seq_len · factor / E⌉ (token, slot) pairs per sequence in
+	// training (GShard, Switch); the slots over it, smallest gates first,
+	// skip the expert and the residual carries them. 0 drops nothing.
+	CapacityFactor float64 `mapstructure:"capacity_factor" yaml:"capacity_factor" json:"capacity_factor"`
 }
 
 // Sigmoid reports whether the router scores are sigmoids.
@@ -734,15 +739,23 @@ func (m Model) validateRouter() []string {
 	for _, f := range []struct {
 		key string
 		v   float64
-	}{{"z_loss", r.ZLoss}, {"bias_rate", r.BiasRate}} {
+	}{{"z_loss", r.ZLoss}, {"bias_rate", r.BiasRate}, {"capacity_factor", r.CapacityFactor}} {
 		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			add(f.key, "must be >= 0 and finite, got %g", f.v)
 		}
 	}
 	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
-	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0
+	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0
 	if changed && !routed {
 		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0)", m.FFN)
+	}
+	if r.CapacityFactor > 0 {
+		switch {
+		case m.FFN != FFNGShard && m.FFN != FFNSwitch:
+			add("capacity_factor", "token dropping is GShard's and Switch's; ffn %s drops nothing (set it to 0)", m.FFN)
+		case m.ExpertParallel > 1:
+			add("capacity_factor", "token dropping is not expert-parallel; set it to 0 or model.expert_parallel to 1")
+		}
 	}
 	if r.Sigmoid() && (m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0) {
 		add("score", "sigmoid scores with a balance loss are not implemented (the loss expects probabilities); use bias_rate for balance, or set balance.expert_alpha and balance.device_alpha to 0")

@@ -95,6 +95,9 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"negative z-loss", moe, []string{"model.router.z_loss=-1"}, "model.router.z_loss: must be >= 0"},
 		{"negative bias rate", moe, []string{"model.router.bias_rate=-0.1"}, "model.router.bias_rate: must be >= 0"},
 		{"router keys on hash", "model:\n  ffn: hash\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n  router:\n    bias_rate: 0.001\n", nil, "model.router.score: ffn hash has no learned router"},
+		{"capacity on deepseekmoe", moe, []string{"model.router.capacity_factor=1.25"}, "model.router.capacity_factor: token dropping is GShard's and Switch's"},
+		{"negative capacity", "model:\n  ffn: gshard\n  routed_experts: 4\n  active_routed: 2\n  expert_width: 8\n", []string{"model.router.capacity_factor=-1"}, "model.router.capacity_factor: must be >= 0"},
+		{"capacity under expert parallelism", "model:\n  ffn: switch\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n", []string{"model.router.capacity_factor=1", "model.expert_parallel=2"}, "model.router.capacity_factor: token dropping is not expert-parallel"},
 		{"sigmoid with a balance loss", moe, []string{"model.router.score=sigmoid", "model.balance.expert_alpha=0.01"}, "model.router.score: sigmoid scores with a balance loss"},
 	}
 	for _, tc := range tests {

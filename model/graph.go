@@ -15,7 +15,11 @@ import (
 type GraphOptions struct {
 	Batch, Seq int  // B sequences of T positions per run
 	Backward   bool // build gradient nodes (training)
-	Logits     bool // also output the full [N, V] logits (reference comparisons, generation)
+	// Training marks a graph that trains (or gathers counts for training):
+	// only such graphs drop tokens over an expert's capacity
+	// (model.router.capacity_factor); evaluation never does.
+	Training bool
+	Logits   bool // also output the full [N, V] logits (reference comparisons, generation)
 	// ActiveRouted, when > 0, evaluates MoE layers with fewer (or more)
 	// activated routed experts than trained (expert analyses).
 	ActiveRouted int
@@ -89,8 +93,11 @@ type Graph struct {
 	// stepLoads sums, per entry of Routes, every Run's Load since the last
 	// ResetStepLoads (see StepLoads).
 	stepLoads [][]float64
-	idsBuf    []int
-	tgtBuf    []int
+	// stepDropped and stepSlots sum, per entry of Routes, the dropped and
+	// all (token, slot) pairs of those Runs.
+	stepDropped, stepSlots []int
+	idsBuf                 []int
+	tgtBuf                 []int
 }
 
 // Result is what one run of a graph produced.
@@ -198,6 +205,12 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					bias = w(pre + BiasSuffix)
 				}
 				gating := RouterGating(c, k)
+				if f := c.Router.CapacityFactor; f > 0 && opt.Training {
+					if ep {
+						return nil, fmt.Errorf("model: capacity-factor token dropping is not expert-parallel; set model.router.capacity_factor to 0 or model.expert_parallel to 1")
+					}
+					gating.Capacity, gating.Seq = ops.CapacityOf(k, opt.Seq, c.RoutedExperts, f), opt.Seq
+				}
 				gr.probs = append(gr.probs, probs)
 				routed := probs
 				if opt.DisableTop > 0 {
@@ -275,11 +288,23 @@ func (gr *Graph) StepLoads() [][]float64 {
 	return gr.stepLoads
 }
 
-// ResetStepLoads zeroes the sums of StepLoads.
+// StepDropped returns, for entry j of Routes, the fraction of the (token,
+// slot) pairs of the Runs since the last ResetStepLoads that were dropped
+// for capacity (model.router.capacity_factor).
+func (gr *Graph) StepDropped(j int) float64 {
+	if gr.stepSlots == nil || gr.stepSlots[j] == 0 {
+		return 0
+	}
+	return float64(gr.stepDropped[j]) / float64(gr.stepSlots[j])
+}
+
+// ResetStepLoads zeroes the sums of StepLoads and StepDropped.
 func (gr *Graph) ResetStepLoads() {
 	for _, l := range gr.stepLoads {
 		clear(l)
 	}
+	clear(gr.stepDropped)
+	clear(gr.stepSlots)
 }
 
 // BatchCounted reports whether a loss of the graph is batch-level
@@ -325,7 +350,12 @@ func (gr *Graph) Run(tokens []int32) (Result, error) {
 	if gr.stepLoads == nil {
 		gr.stepLoads = make([][]float64, len(gr.Routes))
 	}
+	if gr.stepDropped == nil {
+		gr.stepDropped, gr.stepSlots = make([]int, len(gr.Routes)), make([]int, len(gr.Routes))
+	}
 	for j, rec := range gr.Routes {
+		gr.stepDropped[j] += rec.Dropped
+		gr.stepSlots[j] += rec.N * rec.K
 		if gr.stepLoads[j] == nil {
 			gr.stepLoads[j] = make([]float64, rec.E)
 		}

@@ -262,3 +262,45 @@ func TestInitIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// Capacity-factor dropping applies to training graphs only: an evaluation
+// graph of a model with a capacity factor computes exactly what the same
+// weights without one compute, while its training graph drops slots.
+func TestCapacityDropsInTrainingOnly(t *testing.T) {
+	for _, kind := range []string{configs.FFNGShard, configs.FFNSwitch} {
+		c := tinyModel(kind)
+		c.Router.CapacityFactor = 0.5
+		plain := c
+		plain.Router.CapacityFactor = 0
+		toks := randomTokens(rand.New(rand.NewPCG(3, 3)), 2, 8, c.VocabSize)
+		loss := func(cfg configs.Model, training bool) (float64, int) {
+			m, err := New(cfg, tensor.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := m.Build(GraphOptions{Batch: 2, Seq: 8, Training: training})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			res, err := g.Run(toks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dropped := 0
+			for _, rec := range g.Routes {
+				dropped += rec.Dropped
+			}
+			return res.Loss, dropped
+		}
+		evalLoss, evalDropped := loss(c, false)
+		plainLoss, _ := loss(plain, true)
+		trainLoss, trainDropped := loss(c, true)
+		if evalLoss != plainLoss || evalDropped != 0 {
+			t.Errorf("%s: evaluation loss %v with %d dropped, without a capacity factor %v", kind, evalLoss, evalDropped, plainLoss)
+		}
+		if trainDropped == 0 || trainLoss == plainLoss {
+			t.Errorf("%s: training graph dropped %d slots (loss %v, undropped %v); factor 0.5 must drop", kind, trainDropped, trainLoss, plainLoss)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -142,5 +143,40 @@ func TestSkippedStepLeavesBias(t *testing.T) {
 	}
 	if !moved {
 		t.Error("the first step did not move the bias")
+	}
+}
+
+// MoE health per layer: MaxVio always, the dropped fraction with a capacity
+// factor (a tight one drops some but not all slots).
+func TestMoEHealthLogged(t *testing.T) {
+	c := tinyConfig(configs.FFNGShard)
+	c.Model.Router.CapacityFactor = 0.5
+	c.Train.Tokens = 2 * int64(c.Train.BatchSize*c.Train.SeqLen)
+	dir := t.TempDir()
+	run(t, c, dir)
+	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, m := range ms {
+		if m.Kind != "train" {
+			continue
+		}
+		lines++
+		for _, l := range m.MoE {
+			if l.Dropped == nil || *l.Dropped <= 0 || *l.Dropped >= 0.75 {
+				t.Errorf("step %d layer %d: dropped %v, want a fraction in (0, 0.75) at capacity factor 0.5", m.Step, l.Layer, l.Dropped)
+			}
+			if l.MaxVio < 0 || math.Abs(l.MaxVio-(l.LoadMaxOverMean-1)) > 1 {
+				t.Errorf("step %d layer %d: max_vio %v with load_max_over_mean %v", m.Step, l.Layer, l.MaxVio, l.LoadMaxOverMean)
+			}
+			if l.BiasMin != nil {
+				t.Errorf("step %d layer %d: a bias range without bias balancing", m.Step, l.Layer)
+			}
+		}
+	}
+	if lines != 2 {
+		t.Fatalf("%d train lines, want 2", lines)
 	}
 }

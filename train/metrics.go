@@ -58,6 +58,10 @@ type LayerStats struct {
 	// bias after the step (model.router.bias_rate > 0 only).
 	BiasMin *float64 `json:"bias_min,omitempty"`
 	BiasMax *float64 `json:"bias_max,omitempty"`
+	// Dropped is the fraction of the step's (token, slot) pairs on rank 0
+	// that exceeded their expert's capacity and skipped it
+	// (model.router.capacity_factor > 0 only).
+	Dropped *float64 `json:"dropped,omitempty"`
 }
 
 // maxVio is max(load) / mean(load) − 1 (0 for no load).

@@ -343,7 +343,7 @@ func (t *trainer) setup() error {
 			c.Data.Path, id, t.state.DataID)
 	}
 	t.state.DataID = id
-	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true, ExpertComm: t.expertComm()})
+	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true, Training: true, ExpertComm: t.expertComm()})
 	if err != nil {
 		return err
 	}
@@ -353,7 +353,7 @@ func (t *trainer) setup() error {
 	// in this configuration).
 	// Under data parallelism the batch is spread over ranks: always.
 	if (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && t.g.BatchCounted() {
-		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, ExpertComm: t.expertComm()})
+		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Training: true, ExpertComm: t.expertComm()})
 		if err != nil {
 			return err
 		}
@@ -768,6 +768,10 @@ func (t *trainer) routeStats() []LayerStats {
 		}
 		st := layerStats(t.g.RouteOf[j], rec, ent)
 		st.MaxVio = maxVio(t.g.StepLoads()[j])
+		if t.cfg.Model.Router.CapacityFactor > 0 {
+			d := t.g.StepDropped(j)
+			st.Dropped = &d
+		}
 		if b := t.m.RouterBias(st.Layer); b != nil {
 			lo, hi := biasRange(b)
 			st.BiasMin, st.BiasMax = &lo, &hi

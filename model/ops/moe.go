@@ -372,8 +372,11 @@ func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []
 			yr := y[t*d : (t+1)*d]
 			for j := 0; j < k; j++ {
 				sl := t*k + j
-				gt := F(r.Gates[sl])
 				p := int(r.Pos[sl])
+				if p < 0 {
+					continue // dropped: the residual carries the token
+				}
+				gt := F(r.Gates[sl])
 				or := o[p*d : (p+1)*d]
 				for i := range yr {
 					yr[i] += gt * or[i]
@@ -471,6 +474,9 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			dr := du[t*d : (t+1)*d]
 			for j := 0; j < k; j++ {
 				p := int(r.Pos[t*k+j])
+				if p < 0 {
+					continue
+				}
 				xr := ob[p*d : (p+1)*d]
 				for i := range dr {
 					dr[i] += xr[i]

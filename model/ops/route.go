@@ -1,7 +1,11 @@
 package ops
 
 import (
+	"cmp"
 	"fmt"
+	"math"
+	"slices"
+	"sync"
 
 	"github.com/moetrain/moetrain/internal/parallel"
 )
@@ -58,11 +62,19 @@ type Routing struct {
 	Slots   []int32
 	Offsets []int32
 	// Pos is the inverse of Slots: slot s sits at position Pos[s] of the
-	// expert-major order, where the kernels keep that slot's rows.
+	// expert-major order, where the kernels keep that slot's rows; −1 for a
+	// dropped slot.
 	Pos []int32
+	// Dropped, when not nil, marks the slots dropped for exceeding their
+	// expert's capacity (Gating.Capacity): they are in no expert's Slots,
+	// contribute nothing to the output and get no gradient; Experts and
+	// Gates still hold the router's choice.
+	Dropped []bool
+	// NumDropped counts the true entries of Dropped.
+	NumDropped int
 }
 
-// Load returns how many tokens were routed to expert e.
+// Load returns how many tokens expert e computes (after any dropping).
 func (r *Routing) Load(e int) int { return int(r.Offsets[e+1] - r.Offsets[e]) }
 
 // Loads returns the per-expert token counts (length E).
@@ -88,6 +100,10 @@ type Gating struct {
 	// Scale multiplies every gate (DeepSeek-V3's routed scaling factor);
 	// 0 means 1.
 	Scale float64
+	// Capacity, when > 0, is how many slots each expert takes from each
+	// run of Seq consecutive tokens (one sequence); the slots beyond it are
+	// dropped, those with the smallest gates first (see drop).
+	Capacity, Seq int
 }
 
 func (g Gating) renorm() bool { return g.Renorm && g.K > 1 }
@@ -101,7 +117,14 @@ func (g Gating) scale() float64 {
 
 // key is the part of an op's hash key the gating decides.
 func (g Gating) key() string {
-	return fmt.Sprintf("k=%d,renorm=%t,scale=%g", g.K, g.renorm(), g.scale())
+	return fmt.Sprintf("k=%d,renorm=%t,scale=%g,capacity=%d/%d", g.K, g.renorm(), g.scale(), g.Capacity, g.Seq)
+}
+
+// CapacityOf is the capacity per expert of GShard and Switch (Lepikhin et
+// al. 2020; Fedus et al. 2021): ⌈k · tokens routed together · factor / E⌉,
+// tokens routed together being one sequence of seq tokens.
+func CapacityOf(k, seq, experts int, factor float64) int {
+	return int(math.Ceil(float64(k*seq) * factor / float64(experts)))
 }
 
 // Route selects the k most probable of e experts for each of the n rows of
@@ -122,7 +145,7 @@ func Route[F Float](probs []F, n, e, k int, renorm bool) Routing {
 //	g_j = scale · s_{t,e_j} [/ (Σ_{i<k} s_{t,e_i} + ε) when renormalising]
 func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
 	k := g.K
-	if len(scores) != n*e || k < 1 || k > e || (bias != nil && len(bias) != e) {
+	if len(scores) != n*e || k < 1 || k > e || (bias != nil && len(bias) != e) || (g.Capacity > 0 && (g.Seq < 1 || n%g.Seq != 0)) {
 		panic(fmt.Sprintf("ops: Route of %d scores as [%d, %d] with k=%d and %d biases", len(scores), n, e, k, len(bias)))
 	}
 	r := newRouting(n, e, k)
@@ -159,8 +182,50 @@ func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
 			}
 		}
 	})
+	if g.Capacity > 0 {
+		r.drop(g.Seq, g.Capacity)
+	}
 	r.group()
 	return r
+}
+
+// drop marks, within each run of seq tokens, the slots of every expert
+// beyond its capacity as dropped, keeping the slots with the largest gates
+// (ties: the earlier token, then the earlier choice). The token keeps its
+// other experts; a token dropped by all of them passes through the layer on
+// the residual alone.
+func (r *Routing) drop(seq, capacity int) {
+	k, e := r.K, r.E
+	r.Dropped = make([]bool, r.N*k)
+	var mu sync.Mutex
+	parallel.For(r.N/seq, 1, func(lo, hi int) {
+		byExpert := make([][]int32, e)
+		dropped := 0
+		for b := lo; b < hi; b++ {
+			for x := range byExpert {
+				byExpert[x] = byExpert[x][:0]
+			}
+			for s := b * seq * k; s < (b+1)*seq*k; s++ {
+				x := r.Experts[s]
+				byExpert[x] = append(byExpert[x], int32(s))
+			}
+			for _, slots := range byExpert {
+				if len(slots) <= capacity {
+					continue
+				}
+				// Slot order is token order, then choice order: a stable
+				// sort by descending gate breaks ties as stated.
+				slices.SortStableFunc(slots, func(a, b int32) int { return cmp.Compare(r.Gates[b], r.Gates[a]) })
+				for _, s := range slots[capacity:] {
+					r.Dropped[s] = true
+					dropped++
+				}
+			}
+		}
+		mu.Lock()
+		r.NumDropped += dropped
+		mu.Unlock()
+	})
 }
 
 // fixedRouting routes token t to experts[t] with gate 1 (top-1, Hash layer).
@@ -185,10 +250,13 @@ func newRouting(n, e, k int) Routing {
 	}
 }
 
-// group fills Slots, Offsets and Pos from Experts by a stable counting sort.
+// group fills Slots, Offsets and Pos from Experts by a stable counting
+// sort, leaving out dropped slots (Pos −1).
 func (r *Routing) group() {
-	for _, x := range r.Experts {
-		r.Offsets[x+1]++
+	for s, x := range r.Experts {
+		if r.Dropped == nil || !r.Dropped[s] {
+			r.Offsets[x+1]++
+		}
 	}
 	for i := 1; i <= r.E; i++ {
 		r.Offsets[i] += r.Offsets[i-1]
@@ -196,6 +264,10 @@ func (r *Routing) group() {
 	next := make([]int32, r.E)
 	copy(next, r.Offsets[:r.E])
 	for s, x := range r.Experts {
+		if r.Dropped != nil && r.Dropped[s] {
+			r.Pos[s] = -1
+			continue
+		}
 		p := next[x]
 		next[x]++
 		r.Slots[p] = int32(s)
@@ -210,8 +282,11 @@ type RouteRecord struct {
 	N, E, K int
 	// Experts[t·K+j] is token t's j-th expert (descending probability).
 	Experts []int32
-	// Load[e] is the number of (token, slot) pairs routed to expert e.
+	// Load[e] is the number of (token, slot) pairs the router sent to
+	// expert e, dropped ones included (the router's demand).
 	Load []int
+	// Dropped is how many of the N·K slots were dropped for capacity.
+	Dropped int
 }
 
 func (rec *RouteRecord) store(r *Routing) {
@@ -220,8 +295,9 @@ func (rec *RouteRecord) store(r *Routing) {
 	}
 	rec.N, rec.E, rec.K = r.N, r.E, r.K
 	rec.Experts = append(rec.Experts[:0], r.Experts...)
-	rec.Load = rec.Load[:0]
-	for e := 0; e < r.E; e++ {
-		rec.Load = append(rec.Load, r.Load(e))
+	rec.Load = append(rec.Load[:0], make([]int, r.E)...)
+	for _, x := range r.Experts {
+		rec.Load[x]++
 	}
+	rec.Dropped = r.NumDropped
 }

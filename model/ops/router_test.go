@@ -172,3 +172,124 @@ func TestBalanceCountsFollowTheBias(t *testing.T) {
 		t.Errorf("biased loss %g, want %g (both tokens on expert 2)", got, want)
 	}
 }
+
+// TestRouteCapacity checks token dropping by hand: capacity is per expert
+// per sequence, the smallest gates go first (ties: the later token), and a
+// dropped slot leaves the expert-major order.
+func TestRouteCapacity(t *testing.T) {
+	// Two sequences of 4 tokens, 2 experts, k = 1: capacity
+	// ⌈1·4·1.0/2⌉ = 2. Sequence 0 sends tokens 0, 1, 2 to expert 0 with
+	// gates 0.9, 0.6, 0.8 (token 1 is dropped); sequence 1 sends all four
+	// to expert 1 with gates 0.7, 0.7, 0.9, 0.7 (tokens 6 and 4, the
+	// earlier of the tied, are kept; 5 and 7 dropped).
+	scores := []float64{
+		0.9, 0.1, 0.6, 0.4, 0.8, 0.2, 0.3, 0.7,
+		0.3, 0.7, 0.3, 0.7, 0.1, 0.9, 0.3, 0.7,
+	}
+	c := CapacityOf(1, 4, 2, 1.0)
+	if c != 2 {
+		t.Fatalf("capacity %d, want 2", c)
+	}
+	r := RouteGated(scores, nil, 8, 2, Gating{K: 1, Capacity: c, Seq: 4})
+	want := []bool{false, true, false, false, false, true, false, true}
+	if !slices.Equal(r.Dropped, want) || r.NumDropped != 3 {
+		t.Fatalf("dropped %v (%d), want %v", r.Dropped, r.NumDropped, want)
+	}
+	for s, d := range want {
+		if d != (r.Pos[s] < 0) {
+			t.Errorf("slot %d: Pos %d, dropped %v", s, r.Pos[s], d)
+		}
+	}
+	if r.Load(0) != 2 || r.Load(1) != 3 {
+		t.Errorf("computed loads %d, %d, want 2, 3", r.Load(0), r.Load(1))
+	}
+	rec := &RouteRecord{}
+	rec.store(&r)
+	if !slices.Equal(rec.Load, []int{3, 5}) || rec.Dropped != 3 {
+		t.Errorf("record: load %v dropped %d, want the router's demand [3 5] and 3", rec.Load, rec.Dropped)
+	}
+	// GShard's figure: k = 2, 4 tokens per sequence, 4 experts, factor
+	// 1.25: ⌈2·4·1.25/4⌉ = 3.
+	if c := CapacityOf(2, 4, 4, 1.25); c != 3 {
+		t.Errorf("capacity %d, want 3", c)
+	}
+}
+
+// TestMoECapacityGradient: with dropping, a dropped slot adds nothing to
+// the output, and the gradient (through the renormalised gates of GShard,
+// whose sum still includes the dropped choice) matches finite differences.
+func TestMoECapacityGradient(t *testing.T) {
+	const n, d, e, w, k, seq = 12, 4, 4, 3, 2, 6
+	g := Gating{K: k, Renorm: true, Capacity: CapacityOf(k, seq, e, 0.75), Seq: seq}
+	var ins []gradcheck.Input
+	for seed := uint64(1); ; seed++ {
+		r := rand.New(rand.NewPCG(seed, 44))
+		probs := separatedProbs(r, n, e)
+		rt := RouteGated(probs.Data().([]float64), nil, n, e, g)
+		if rt.NumDropped == 0 || !dropMargins(rt, seq, 1e-3) {
+			continue
+		}
+		ins = []gradcheck.Input{
+			{Name: "u", Value: gradcheck.Rand(r, 1, n, d), Diff: true},
+			{Name: "probs", Value: probs, Diff: true},
+			{Name: "wg", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wu", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wd", Value: gradcheck.Rand(r, 0.5, e, d, w), Diff: true},
+		}
+		break
+	}
+	build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		return MoEGated(in[0], in[1], in[2], in[3], in[4], nil, g, nil)
+	}
+	gradcheck.Check(t, 45, ins, build, gradcheck.Default)
+	// The output equals the naive per-token sum over the kept slots.
+	p := ins[1].Value.Data().([]float64)
+	rt := RouteGated(p, nil, n, e, g)
+	u, wg, wu, wd := ins[0].Value.Data().([]float64), ins[2].Value.Data().([]float64), ins[3].Value.Data().([]float64), ins[4].Value.Data().([]float64)
+	want := make([]float64, n*d)
+	for s, x := range rt.Experts {
+		if rt.Dropped[s] {
+			continue
+		}
+		tok := s / k
+		one := naiveMoE(u[tok*d:(tok+1)*d], onehot(e, int(x)), wg, wu, wd, 1, d, e, w, 1, false)
+		for i := range one {
+			want[tok*d+i] += rt.Gates[s] * one[i]
+		}
+	}
+	got, _ := runOpGraph(t, tensor.Float64, ins, build)
+	if err := tol.Float64.CheckSlice("output", got, want); err != nil {
+		t.Error(err)
+	}
+}
+
+func onehot(e, x int) []float64 {
+	p := make([]float64, e)
+	p[x] = 1
+	return p
+}
+
+// dropMargins reports whether, in every sequence, each over-capacity
+// expert's last kept and first dropped gates differ by more than m (so a
+// finite-difference step cannot change what is dropped).
+func dropMargins(r Routing, seq int, m float64) bool {
+	for b := 0; b < r.N/seq; b++ {
+		for x := 0; x < r.E; x++ {
+			var kept, dropped []float64
+			for s := b * seq * r.K; s < (b+1)*seq*r.K; s++ {
+				if int(r.Experts[s]) != x {
+					continue
+				}
+				if r.Dropped[s] {
+					dropped = append(dropped, r.Gates[s])
+				} else {
+					kept = append(kept, r.Gates[s])
+				}
+			}
+			if len(dropped) > 0 && slices.Min(kept)-slices.Max(dropped) <= m {
+				return false
+			}
+		}
+	}
+	return true
+}
