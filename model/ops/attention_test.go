@@ -305,11 +305,17 @@ func TestAttentionShapeErrors(t *testing.T) {
 	}
 }
 
-// Benchmarks at a d=256 model's attention: B=8, T=256, H=4, dh=64, float32.
-// GFLOP/s counts the causal half of each T×T×dh product (T²·dh·2/2 per
-// product per head): 2 products forward, 4 more backward.
+// Benchmarks of attention at benchShapes (bench: B=8, T=256, H=4, dh=64;
+// sci: B=16, T=128, H=4, dh=32), float32. GFLOP/s counts the causal half
+// of each T×T×dh product (T²·dh·2/2 per product per head): 2 products
+// forward, 4 more backward.
 func benchmarkAttention(b *testing.B, backward bool) {
-	c := attnCase{"bench", 8, 256, 4, 64, 10000, 1}
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		benchmarkAttentionAt(b, attnCase{sh.name, sh.b, sh.t, sh.h, sh.d / sh.h, 10000, 1}, backward)
+	})
+}
+
+func benchmarkAttentionAt(b *testing.B, c attnCase, backward bool) {
 	q, k, v := attnInputs(11, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(12, 12)), 1, c.b*c.t, c.h*c.dh)
 	q32, k32, v32, dy32 := toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)

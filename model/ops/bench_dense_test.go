@@ -11,19 +11,37 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 )
 
-// Benchmarks of the dense ops at the bench model's shapes (configs/bench):
-// N = 2048 tokens (B=8 × T=256), d = 256, f = 1024, V = 8192, E = 63 routed
-// experts, float32. Each op is timed through its Do methods, allocations
+// Benchmarks of the hot ops, each at two shapes (sub-benchmarks):
+//
+//	bench: the speed benchmark models (configs/bench/*-small.yaml): N = 2048
+//	       tokens (B=8 × T=256), d = 256, f = 1024, V = 8192, E = 63
+//	sci:   the science yardsticks (configs/bench/sci-*.yaml): N = 2048
+//	       (B=16 × T=128), d = 128, f = 344, V = 258 (bytes), E = 63
+//
+// float32 throughout. Each op is timed through its Do methods, allocations
 // included, as the TapeMachine calls them. GFLOP/s counts only the GEMM
 // work of the formula (2·m·n·k per product), not recomputation; the
-// memory-bound ops report GB/s of tensor data read plus written.
-const (
-	benchN = 2048
-	benchD = 256
-	benchF = 1024
-	benchV = 8192
-	benchE = 63
-)
+// memory-bound ops report GB/s of tensor data read plus written. Compare
+// runs with benchstat:
+//
+//	go test ./model/ops -run '^$' -bench . -benchtime 20x -count 5 > new.txt
+type benchShape struct {
+	name          string
+	n, d, f, v, e int
+	b, t, h       int // attention: batch, sequence, heads (dh = d/h)
+}
+
+var benchShapes = []benchShape{
+	{name: "bench", n: 2048, d: 256, f: 1024, v: 8192, e: 63, b: 8, t: 256, h: 4},
+	{name: "sci", n: 2048, d: 128, f: 344, v: 258, e: 63, b: 16, t: 128, h: 4},
+}
+
+// forShapes runs fn as one sub-benchmark per shape.
+func forShapes(b *testing.B, fn func(b *testing.B, s benchShape)) {
+	for _, s := range benchShapes {
+		b.Run(s.name, func(b *testing.B) { fn(b, s) })
+	}
+}
 
 var benchBLASOnce sync.Once
 
@@ -69,13 +87,13 @@ type denseBench struct {
 	unit             string // "GFLOP/s" or "GB/s"
 }
 
-func newDenseBench(name string, backward bool) denseBench {
+func newDenseBench(name string, sh benchShape, backward bool) denseBench {
 	r := rand.New(rand.NewPCG(21, 22))
-	const n, d, f, v, e = benchN, benchD, benchF, benchV, benchE
+	n, d, f, v, e := float64(sh.n), float64(sh.d), float64(sh.f), float64(sh.v), float64(sh.e)
 	const fl = 4 // bytes per float32
 	switch name {
 	case "Linear": // an attention projection, d → d
-		x, w, dy := benchRand(r, 1, n, d), benchRand(r, 0.06, d, d), benchRand(r, 1, n, d)
+		x, w, dy := benchRand(r, 1, sh.n, sh.d), benchRand(r, 0.06, sh.d, sh.d), benchRand(r, 1, sh.n, sh.d)
 		return denseBench{
 			fwd: newLinearOp(), bwd: &linearBackward{base{name: "LinearBackward", arity: 3}},
 			fwdIn: []G.Value{x, w}, bwdIn: []G.Value{x, w, dy},
@@ -83,29 +101,36 @@ func newDenseBench(name string, backward bool) denseBench {
 		}
 	case "SwiGLU": // the dense FFN
 		op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
-		x := benchRand(r, 1, n, d)
-		wg, wu, wd := benchRand(r, 0.06, f, d), benchRand(r, 0.06, f, d), benchRand(r, 0.03, d, f)
-		dy := benchRand(r, 1, n, d)
+		x := benchRand(r, 1, sh.n, sh.d)
+		wg, wu, wd := benchRand(r, 0.06, sh.f, sh.d), benchRand(r, 0.06, sh.f, sh.d), benchRand(r, 0.03, sh.d, sh.f)
+		dy := benchRand(r, 1, sh.n, sh.d)
 		return denseBench{
 			fwd: op, bwd: &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache},
 			fwdIn: []G.Value{x, wg, wu, wd}, bwdIn: []G.Value{x, wg, wu, wd, dy},
 			fwdWork: 6 * n * d * f, bwdWork: 12 * n * d * f, unit: "GFLOP/s",
 		}
 	case "Embed":
-		ids, table, dy := benchIDs(r, n, v), benchRand(r, 1, v, d), benchRand(r, 1, n, d)
+		ids, table, dy := benchIDs(r, sh.n, sh.v), benchRand(r, 1, sh.v, sh.d), benchRand(r, 1, sh.n, sh.d)
 		return denseBench{
 			fwd: newEmbedOp(), bwd: &embedBackward{base{name: "EmbedBackward", arity: 3}},
 			fwdIn: []G.Value{ids, table}, bwdIn: []G.Value{ids, table, dy},
 			fwdWork: 2 * n * d * fl, bwdWork: (n*d + v*d) * fl, unit: "GB/s",
 		}
+	case "RMSNorm": // before every attention and FFN
+		x, w, dy := benchRand(r, 1, sh.n, sh.d), benchRand(r, 1, sh.d), benchRand(r, 1, sh.n, sh.d)
+		return denseBench{
+			fwd: newRMSNormOp(1e-6), bwd: &rmsNormBackward{base: base{name: "RMSNormBackward", arity: 3}, eps: 1e-6},
+			fwdIn: []G.Value{x, w}, bwdIn: []G.Value{x, w, dy},
+			fwdWork: 2 * n * d * fl, bwdWork: 4 * n * d * fl, unit: "GB/s",
+		}
 	case "Add": // a residual connection
-		a, c, dy := benchRand(r, 1, n, d), benchRand(r, 1, n, d), benchRand(r, 1, n, d)
+		a, c, dy := benchRand(r, 1, sh.n, sh.d), benchRand(r, 1, sh.n, sh.d), benchRand(r, 1, sh.n, sh.d)
 		return denseBench{
 			fwd: newAddOp(2), fwdIn: []G.Value{a, c}, bwdIn: []G.Value{dy},
 			fwdWork: 3 * n * d * fl, unit: "GB/s",
 		}
 	case "Softmax": // the MoE router
-		x, dy := benchRand(r, 3, n, e), benchRand(r, 1, n, e)
+		x, dy := benchRand(r, 3, sh.n, sh.e), benchRand(r, 1, sh.n, sh.e)
 		s, err := newSoftmaxOp().Do(x)
 		if err != nil {
 			panic(err)
@@ -116,7 +141,7 @@ func newDenseBench(name string, backward bool) denseBench {
 			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
 		}
 	case "CrossEntropy": // LM head + loss; eager gradients when differentiated
-		x, w, t := benchRand(r, 1, n, d), benchRand(r, 0.06, v, d), benchIDs(r, n, v)
+		x, w, t := benchRand(r, 1, sh.n, sh.d), benchRand(r, 0.06, sh.v, sh.d), benchIDs(r, sh.n, sh.v)
 		cache := &ceCache{eager: backward}
 		return denseBench{
 			fwd:   &ceOp{base: base{name: "LMHeadCrossEntropy", arity: 3}, cache: cache},
@@ -129,39 +154,44 @@ func newDenseBench(name string, backward bool) denseBench {
 }
 
 // benchmarkDense times the forward op, or forward then backward (Add's
-// backward is the incoming gradient itself, so it has none to time).
+// backward is the incoming gradient itself, so it has none to time), at
+// every shape.
 func benchmarkDense(b *testing.B, name string, backward bool) {
 	benchBLAS(b)
-	c := newDenseBench(name, backward)
-	run := func() {
-		if _, err := c.fwd.Do(c.fwdIn...); err != nil {
-			b.Fatal(err)
-		}
-		if backward && c.bwd != nil {
-			if _, err := c.bwd.Do(c.bwdIn...); err != nil {
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		c := newDenseBench(name, sh, backward)
+		run := func() {
+			if _, err := c.fwd.Do(c.fwdIn...); err != nil {
 				b.Fatal(err)
 			}
+			if backward && c.bwd != nil {
+				if _, err := c.bwd.Do(c.bwdIn...); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
-	}
-	run() // warm up: page faults, OpenBLAS threads
-	work := c.fwdWork
-	if backward {
-		work += c.bwdWork
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		run()
-	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(work/sec/1e9, c.unit)
-	b.ReportMetric(benchN/sec, "tok/s")
+		run() // warm up: page faults, OpenBLAS threads
+		work := c.fwdWork
+		if backward {
+			work += c.bwdWork
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			run()
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(work/sec/1e9, c.unit)
+		b.ReportMetric(float64(sh.n)/sec, "tok/s")
+	})
 }
 
 func BenchmarkLinearForward(b *testing.B)               { benchmarkDense(b, "Linear", false) }
 func BenchmarkLinearForwardBackward(b *testing.B)       { benchmarkDense(b, "Linear", true) }
 func BenchmarkSwiGLUForward(b *testing.B)               { benchmarkDense(b, "SwiGLU", false) }
 func BenchmarkSwiGLUForwardBackward(b *testing.B)       { benchmarkDense(b, "SwiGLU", true) }
+func BenchmarkRMSNormForward(b *testing.B)              { benchmarkDense(b, "RMSNorm", false) }
+func BenchmarkRMSNormForwardBackward(b *testing.B)      { benchmarkDense(b, "RMSNorm", true) }
 func BenchmarkEmbedForward(b *testing.B)                { benchmarkDense(b, "Embed", false) }
 func BenchmarkEmbedForwardBackward(b *testing.B)        { benchmarkDense(b, "Embed", true) }
 func BenchmarkAddForward(b *testing.B)                  { benchmarkDense(b, "Add", false) }

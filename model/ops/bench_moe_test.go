@@ -14,15 +14,17 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 )
 
-// Benchmarks of the routed MoE op at N = 2048 tokens, d = 256, float32,
-// through its Do methods as the TapeMachine calls them (allocations and
-// routing included; the backward uses the forward's cache, as in training):
+// Benchmarks of the routed MoE op at N = 2048 tokens, float32, through its
+// Do methods as the TapeMachine calls them (allocations and routing
+// included; the backward uses the forward's cache, as in training), at the
+// two shapes of benchShapes:
 //
-//	DeepSeekMoE routed part: E = 63, k = 7, W = 256
-//	GShard:                  E = 16, k = 2, W = 1024, renormalised gates
+//	                          bench (d = 256)   sci (d = 128)
+//	DeepSeekMoE routed part:  E 63, k 7, W 256  E 63, k 7, W 86
+//	GShard (renormalised):    E 16, k 2, W 1024 E 16, k 2, W 344
 //
-// Both activate the same expert FLOPs per token (k·W = 1792 vs 2048). Run
-// with e.g. go test ./model/ops -run '^$' -bench MoE -benchtime 10x.
+// Both activate about the same expert FLOPs per token (k·W). Run with e.g.
+// go test ./model/ops -run '^$' -bench MoE -benchtime 10x.
 
 var moeBenchOnce sync.Once
 
@@ -70,7 +72,10 @@ func moeBenchProbs(r *rand.Rand, n, e int) *tensor.Dense {
 // moeBenchStep returns one forward (and backward) pass of a routed MoE op
 // at N = 2048, d = 256 on fixed random inputs.
 func moeBenchStep(b *testing.B, e, k, w int, renorm, backward bool) func() {
-	const n, d = 2048, 256
+	return moeBenchStepAt(b, 2048, 256, e, k, w, renorm, backward)
+}
+
+func moeBenchStepAt(b *testing.B, n, d, e, k, w int, renorm, backward bool) func() {
 	r := rand.New(rand.NewPCG(31, 32))
 	in := []G.Value{
 		moeBenchTensor(r, 1, n, d),
@@ -96,10 +101,22 @@ func moeBenchStep(b *testing.B, e, k, w int, renorm, backward bool) func() {
 	return step
 }
 
+// benchmarkMoE runs one sub-benchmark per shape; w is the expert width
+// at the bench shape, scaled with f at the science shape (256 → 86 =
+// 344/4, 1024 → 344).
 func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
 	moeBenchBLAS(b)
-	const n, d = 2048, 256
-	step := moeBenchStep(b, e, k, w, renorm, backward)
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		ww := w
+		if sh.d != 256 {
+			ww = w * sh.f / 1024
+		}
+		benchmarkMoEAt(b, sh.n, sh.d, e, k, ww, renorm, backward)
+	})
+}
+
+func benchmarkMoEAt(b *testing.B, n, d, e, k, w int, renorm, backward bool) {
+	step := moeBenchStepAt(b, n, d, e, k, w, renorm, backward)
 	step() // warm up: page faults, buffers, OpenBLAS
 	step()
 	iters := 0
