@@ -172,7 +172,7 @@ func lossPanel(gs []Group, xscale func(Group) float64) (Panel, []LegendEntry) {
 		key = append(key, LegendEntry{Label: "min–max over seeds (band)", Color: fade(keyColor, 0.25), Box: true})
 	}
 	if heldout {
-		key = append(key, LegendEntry{Label: "held-out loss (points)", Color: keyColor, Glyph: "circle"})
+		key = append(key, LegendEntry{Label: "held-out loss: first eval.tokens of the validation split (points)", Color: keyColor, Glyph: "circle"})
 	}
 	return p, key
 }

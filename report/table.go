@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -20,6 +21,7 @@ type Column struct {
 	FLOPsPer2K float64 // model.FLOPsPerToken × 2048
 	Tokens     int64   // training tokens reached
 	Loss       float64 // last held-out loss; NaN when the run has none
+	EvalTokens int64   // eval.tokens: the held-out tokens that loss is over
 	// Scores maps task → the last value of its main metric (a fraction);
 	// Metric maps task → that metric's name. Tasks the run lacks are absent.
 	Scores  map[string]float64
@@ -42,7 +44,7 @@ func Compare(runs []*Run) Table {
 		c := model.Count(m)
 		col := Column{
 			Name: r.Name, Variant: Variant(m), Total: c.Total, Activated: c.Activated,
-			FLOPsPer2K: r.FLOPsPerToken() * 2048, Tokens: r.TokensTrained(),
+			FLOPsPer2K: r.FLOPsPerToken() * 2048, Tokens: r.TokensTrained(), EvalTokens: r.Config.Eval.Tokens,
 			Scores: map[string]float64{}, Metric: map[string]string{},
 		}
 		col.Loss, _ = r.Last(HeldOut, "loss")
@@ -182,6 +184,25 @@ func (t Table) Markdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// HeldOutNote says what the held-out loss is: the one definition compare,
+// eval, plot and serve share.
+func (t Table) HeldOutNote() string {
+	seen := map[int64]bool{}
+	var ns []string
+	for _, c := range t.Columns {
+		if !seen[c.EvalTokens] {
+			seen[c.EvalTokens] = true
+			if c.EvalTokens == 0 {
+				ns = append(ns, "all")
+			} else {
+				ns = append(ns, units.Commas(c.EvalTokens))
+			}
+		}
+	}
+	return "Held-out loss: the run's last evaluation, mean cross-entropy over the first eval.tokens (" + strings.Join(ns, ", ") +
+		") tokens of the validation split; `moetrain eval RUN` reports the same number by default."
 }
 
 // CSV writes the table with exact values: counts as integers, losses and

@@ -40,11 +40,13 @@ the table with exact values (scores as fractions).`,
 					return fmt.Errorf("write CSV: %w", err)
 				}
 			}
-			if mdPath == "" {
-				return tbl.Markdown(cmd.OutOrStdout())
-			}
 			var b bytes.Buffer
 			if err := tbl.Markdown(&b); err != nil {
+				return err
+			}
+			b.WriteString("\n" + tbl.HeldOutNote() + "\n")
+			if mdPath == "" {
+				_, err := cmd.OutOrStdout().Write(b.Bytes())
 				return err
 			}
 			if err := os.WriteFile(mdPath, b.Bytes(), 0o644); err != nil {

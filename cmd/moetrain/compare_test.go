@@ -39,6 +39,9 @@ func TestCompareAndPlotCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("compare: exit %d\n%s", code, stderr)
 	}
+	if !strings.Contains(stdout, "Held-out loss: the run's last evaluation, mean cross-entropy over the first eval.tokens (1,024) tokens of the validation split") {
+		t.Errorf("compare does not say which held-out loss it shows:\n%s", stdout)
+	}
 	if !strings.Contains(stdout, "| Variant | DeepSeekMoE 1+3/7 |") || !strings.Contains(stdout, "| Held-out loss (nats/token) | "+strconv.FormatFloat(loss, 'f', 3, 64)+" |") {
 		t.Errorf("compare markdown lacks the variant or the loss %.3f:\n%s", loss, stdout)
 	}

@@ -34,9 +34,12 @@ func init() {
 		Short: "Held-out loss and bits per byte (overall and per domain) and task scores of a trained model",
 		Long: `Evaluate the newest checkpoint of a run directory (or one checkpoint directory).
 
-Held-out: mean cross-entropy (nats per token) and bits per byte on the whole
+Held-out: mean cross-entropy (nats per token) and bits per byte on the
 validation split of the run's dataset (data.path in its config), or of any
 prepared dataset with the same tokenizer (--data), overall and for each domain.
+By default it scores the split's first eval.tokens tokens (the run's config):
+the held-out loss of the run's in-training evaluations, the one number that
+compare, plot and serve report. --tokens 0 scores the whole split.
 
 Tasks: every DATASET/tasks/*.jsonl, or those named by --tasks: multiple choice
 scored by log-likelihood (acc, acc_norm) and generation by greedy decoding
@@ -45,8 +48,8 @@ model's (train.seq_len) is cut from the left, as during training, with a note
 on stderr; --strict makes it an error naming the file and line.`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if tokens < 0 || limit < 0 {
-				return usagef("--tokens and --limit must be >= 0")
+			if tokens < -1 || limit < 0 {
+				return usagef("--tokens must be >= 0 (or -1, the run's eval.tokens) and --limit >= 0")
 			}
 			var names []string
 			if taskList != "" {
@@ -86,6 +89,13 @@ on stderr; --strict makes it an error naming the file and line.`,
 			warnTokenizer(l, dir, e.Manifest())
 			rep := evalReport{Checkpoint: l.Dir, Tokens: l.State.Tokens, FFN: cfg.Model.FFN, Dataset: dir, SeqLen: cfg.Train.SeqLen}
 			if ok, why := e.HasHeldOut(); ok {
+				// The held-out number is defined once: the first eval.tokens
+				// tokens of the validation split, as the run's in-training
+				// evaluations (compare, plot, serve) score it.
+				if tokens < 0 {
+					tokens = cfg.Eval.Tokens
+				}
+				rep.HeldOutScope = heldOutScope(tokens, cfg.Eval.Tokens)
 				h, err := e.HeldOut(tokens, true)
 				if err != nil {
 					return err
@@ -112,7 +122,7 @@ on stderr; --strict makes it an error naming the file and line.`,
 	cmd.Flags().BoolVar(&noTasks, "no-tasks", false, "held-out loss only")
 	cmd.Flags().StringVar(&dataDir, "data", "", "prepared dataset to evaluate on (default: the run's data.path)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().Int64Var(&tokens, "tokens", 0, "score at most this many held-out tokens (0: the whole validation split)")
+	cmd.Flags().Int64Var(&tokens, "tokens", -1, "score the first this many held-out tokens (-1: the run's eval.tokens, the number compare and plot report; 0: the whole validation split)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "score at most this many examples per task (0: all)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on a task example longer than the model's context instead of cutting its context from the left (as training does)")
 	rootCmd.AddCommand(cmd)
@@ -126,7 +136,9 @@ type evalReport struct {
 	Dataset    string            `json:"dataset"`
 	SeqLen     int               `json:"seq_len"`
 	HeldOut    *train.EvalResult `json:"heldout,omitempty"`
-	Tasks      []tasks.Result    `json:"tasks"`
+	// HeldOutScope says which held-out tokens were scored.
+	HeldOutScope string         `json:"heldout_scope,omitempty"`
+	Tasks        []tasks.Result `json:"tasks"`
 }
 
 func printEval(w io.Writer, r evalReport, asJSON bool) error {
@@ -142,7 +154,7 @@ func printEval(w io.Writer, r evalReport, asJSON bool) error {
 	fmt.Fprintf(w, "dataset  %s\n", r.Dataset)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if h := r.HeldOut; h != nil {
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "\nheld-out: %s\n", r.HeldOutScope)
 		fmt.Fprintln(tw, "held-out\ttokens\tbytes\tloss\tbits/byte\t")
 		fmt.Fprintf(tw, "all\t%s\t%s\t%.4f\t%.4f\t\n", units.Commas(h.Tokens), units.Commas(h.Bytes), h.Loss, h.BPB)
 		doms := make([]string, 0, len(h.Domains))
@@ -220,4 +232,18 @@ func warnTokenizer(l *train.Loaded, dir string, man *data.Manifest) {
 	if err == nil && m.Tokenizer.Hash != man.Tokenizer.Hash {
 		fmt.Fprintf(os.Stderr, "warning: %s was encoded with another tokenizer than the run's dataset %s: the model reads different ids\n", dir, own)
 	}
+}
+
+// heldOutScope says which held-out tokens `eval` scored, and whether that
+// is the number the run's own evaluations (compare, plot) report.
+func heldOutScope(tokens, evalTokens int64) string {
+	switch {
+	case tokens == evalTokens && tokens > 0:
+		return fmt.Sprintf("the first %s tokens of the validation split (eval.tokens): the held-out loss compare, plot and serve report", units.Commas(tokens))
+	case tokens == 0 && evalTokens == 0:
+		return "the whole validation split (eval.tokens 0): the held-out loss compare, plot and serve report"
+	case tokens == 0:
+		return fmt.Sprintf("the whole validation split (--tokens 0); compare, plot and serve report its first %s tokens (eval.tokens)", units.Commas(evalTokens))
+	}
+	return fmt.Sprintf("the first %s tokens of the validation split (--tokens); compare, plot and serve report the first %s (eval.tokens)", units.Commas(tokens), units.Commas(evalTokens))
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moetrain/moetrain/internal/tol"
+	"github.com/moetrain/moetrain/train"
 )
 
 // moetrain eval and generate on a tiny trained run: JSON held-out scores
@@ -37,6 +38,25 @@ func TestEvalAndGenerate(t *testing.T) {
 	}
 	if want := h.Loss * float64(h.Tokens) / float64(h.Bytes) / math.Ln2; !(tol.Tol{Rel: 1e-12}).Close(h.BPB, want) {
 		t.Errorf("bits per byte %g, want %g", h.BPB, want)
+	}
+	// One held-out number: by default eval scores what the run's own
+	// final evaluation scored (eval.tokens), the loss compare reports.
+	ms, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := math.NaN()
+	for _, m := range ms {
+		if m.Kind == "eval" && m.Task == "heldout" && m.Metric == "loss" {
+			logged = *m.Value
+		}
+	}
+	if !(tol.Tol{Rel: 1e-9}).Close(h.Loss, logged) || !strings.Contains(rep.HeldOutScope, "first 1,024 tokens") {
+		t.Errorf("eval's held-out loss %v (%s), want the run's logged %v over eval.tokens", h.Loss, rep.HeldOutScope, logged)
+	}
+	out, _, _ = moetrain(t, "eval", run, "--no-tasks", "--tokens", "0")
+	if !strings.Contains(out, "held-out: the whole validation split (--tokens 0); compare, plot and serve report its first 1,024 tokens") {
+		t.Errorf("eval --tokens 0 does not say which held-out number it is:\n%s", out)
 	}
 
 	// Task files of another copy of the dataset, through --data.

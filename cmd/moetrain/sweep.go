@@ -164,7 +164,13 @@ func writeSweepReports(spec *sweep.Spec, runs []sweep.Run, w interface{ Write([]
 		name  string
 		write func(f *os.File) error
 	}{
-		{"compare.md", func(f *os.File) error { return t.Markdown(f) }},
+		{"compare.md", func(f *os.File) error {
+			if err := t.Markdown(f); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(f, "\n%s\n", t.HeldOutNote())
+			return err
+		}},
 		{"compare.csv", func(f *os.File) error { return t.CSV(f) }},
 	} {
 		fh, err := os.Create(filepath.Join(spec.Out, o.name))
