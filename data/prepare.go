@@ -153,10 +153,10 @@ func (o *PrepareOptions) defaults() error {
 // documentation). Nothing is written to opts.Out until everything succeeded.
 func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manifest, error) {
 	if err := opts.defaults(); err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
+		return nil, fmt.Errorf("prepare: %w", &OptionError{err})
 	}
 	if len(sources) == 0 {
-		return nil, errors.New("prepare: no sources given")
+		return nil, fmt.Errorf("prepare: %w", &OptionError{errors.New("no sources given")})
 	}
 	if err := checkOut(opts.Out, opts.Force); err != nil {
 		return nil, err
@@ -172,7 +172,7 @@ func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manif
 // synthetic corpus). DocStart, Include and Exclude are ignored.
 func PrepareDocuments(ctx context.Context, docs []Document, opts PrepareOptions) (*Manifest, error) {
 	if err := opts.defaults(); err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
+		return nil, fmt.Errorf("prepare: %w", &OptionError{err})
 	}
 	if err := checkOut(opts.Out, opts.Force); err != nil {
 		return nil, err
@@ -190,6 +190,18 @@ func PrepareDocuments(ctx context.Context, docs []Document, opts PrepareOptions)
 		return nil, errors.New("prepare: no documents with text")
 	}
 	return prepare(ctx, c, opts)
+}
+
+// OptionError marks a mistake in what Prepare was asked to do (options,
+// sources, an occupied output directory), as opposed to a failure while
+// preparing: the CLI reports it as a usage error.
+type OptionError struct{ Err error }
+
+func (e *OptionError) Error() string { return e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+func optionErrorf(format string, args ...any) error {
+	return &OptionError{fmt.Errorf(format, args...)}
 }
 
 // corpus lists the documents of the sources and iterates them in a fixed
@@ -221,13 +233,13 @@ func scanSources(sources []Source, o *PrepareOptions) (*corpus, error) {
 			s.Domain = DefaultDomain
 		}
 		if !domainRE.MatchString(s.Domain) {
-			return nil, fmt.Errorf("source %s: domain label %q must match %s", s, s.Domain, domainRE)
+			return nil, optionErrorf("source %s: domain label %q must match %s", s, s.Domain, domainRE)
 		}
 		in := &input{src: s}
 		switch {
 		case s.Path == "-":
 			if stdinUsed {
-				return nil, fmt.Errorf("source %s: standard input can be read only once", s)
+				return nil, optionErrorf("source %s: standard input can be read only once", s)
 			}
 			stdinUsed = true
 			b, err := io.ReadAll(o.Stdin)
@@ -238,7 +250,7 @@ func scanSources(sources []Source, o *PrepareOptions) (*corpus, error) {
 		default:
 			st, err := os.Stat(s.Path)
 			if err != nil {
-				return nil, fmt.Errorf("source %s: %w; check the path", s, err)
+				return nil, optionErrorf("source %s: %w; check the path", s, err)
 			}
 			if st.IsDir() {
 				in.dir = true
@@ -260,7 +272,7 @@ func scanSources(sources []Source, o *PrepareOptions) (*corpus, error) {
 			if in.dir {
 				what = fmt.Sprintf("has no readable text file matching --include %q and not --exclude %q", o.Include, o.Exclude)
 			}
-			return nil, fmt.Errorf("source %s %s (0 documents); give a source with text", in.src, what)
+			return nil, optionErrorf("source %s %s (0 documents); give a source with text", in.src, what)
 		}
 	}
 	return c, nil
@@ -328,11 +340,14 @@ func (c *corpus) each(ctx context.Context, docStart *regexp.Regexp, fn func(in *
 			if err != nil {
 				return fmt.Errorf("source %s: %w", in.src, err)
 			}
+			binary := bytes.IndexByte(b[:min(len(b), 8192)], 0) >= 0
 			if in.dir {
-				if bytes.IndexByte(b[:min(len(b), 8192)], 0) >= 0 {
-					continue // binary
+				if binary {
+					continue
 				}
 				err = emit(path, string(b))
+			} else if binary {
+				return optionErrorf("source %s: %s is not a text file (a NUL byte in its first 8 KiB)", in.src, path)
 			} else {
 				err = splitDocs(path, string(b), docStart, emit)
 			}
@@ -614,7 +629,7 @@ func checkOut(out string, force bool) error {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("prepare: output %s exists and is not a directory; choose another --out", out)
+		return fmt.Errorf("prepare: %w", optionErrorf("output %s exists and is not a directory; choose another --out", out))
 	}
 	ents, err := os.ReadDir(out)
 	if err != nil {
@@ -625,7 +640,7 @@ func checkOut(out string, force bool) error {
 		if _, err := os.Stat(filepath.Join(out, ManifestFile)); err == nil {
 			what = "a dataset (" + ManifestFile + ")"
 		}
-		return fmt.Errorf("prepare: output directory %s already holds %s; pass --force to replace it or choose another --out", out, what)
+		return fmt.Errorf("prepare: %w", optionErrorf("output directory %s already holds %s; pass --force to replace it or choose another --out", out, what))
 	}
 	return nil
 }

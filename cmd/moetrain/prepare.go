@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -66,6 +67,10 @@ documents, chosen with --seed.`,
 			o.Progress = prog.update
 			man, err := data.Prepare(ctx, sources, o)
 			prog.finish()
+			var oe *data.OptionError
+			if errors.As(err, &oe) {
+				return asUsage(err)
+			}
 			if err != nil {
 				return err
 			}

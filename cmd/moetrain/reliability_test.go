@@ -280,3 +280,28 @@ func TestBudgetNotWholeSteps(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, o, e)
 	}
 }
+
+// Mistakes in what prepare is asked to do are usage errors (exit 2), a
+// binary file given as a source included.
+func TestPrepareUsageErrors(t *testing.T) {
+	text := filepath.Join(t.TempDir(), "a.txt")
+	os.WriteFile(text, []byte("In the beginning God created the heaven and the earth.\n"), 0o644)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"prepare", "--vocab", "10", "--out", filepath.Join(t.TempDir(), "d"), text}, "vocab size 10 is too small"},
+		{[]string{"prepare", "--out", dataset, text}, "already holds a dataset"},
+		{[]string{"prepare", "--out", filepath.Join(t.TempDir(), "d"), exe}, "is not a text file"},
+		{[]string{"prepare", "--out", filepath.Join(t.TempDir(), "d"), filepath.Join(t.TempDir(), "missing.txt")}, "check the path"},
+	} {
+		_, e, code := moetrain(t, tc.args...)
+		if code != 2 || !strings.Contains(e, tc.want) {
+			t.Errorf("%v: exit %d, stderr:\n%s\nwant exit 2 and %q", tc.args, code, e, tc.want)
+		}
+	}
+}
