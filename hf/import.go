@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 
@@ -14,13 +13,12 @@ import (
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/train"
 )
 
 // ErrRunExists is wrapped when Import's run directory is already a run.
-var ErrRunExists = errors.New("hf: run directory already holds a run")
+var ErrRunExists = train.ErrRunExists
 
 // ReadWeights reads the safetensors weights of an HF model directory and
 // returns them sorted by name, with the files read. It looks for, in order:
@@ -248,33 +246,11 @@ func Import(dir string, opt ImportOptions) (res ImportResult, err error) {
 		return res, &configs.Error{Source: "--set", Fields: fixed}
 	}
 
-	st := train.NewState(cfg)
-	// Record this machine's kernel, as Run does, so that continuing the
-	// import does not warn about a kernel change that never happened.
-	if info, err := blas.Init(); err == nil {
-		st.Kernel, st.Threads = info.Kernel, runtime.GOMAXPROCS(0)
-	}
-	state, err := json.MarshalIndent(st, "", "  ")
+	ck, err := train.NewRun(opt.RunDir, cfg, l.Model)
 	if err != nil {
-		return res, fmt.Errorf("import: encode state: %w", err)
+		return res, fmt.Errorf("import: %w", err)
 	}
-	ts := train.ModelTensors(l.Model)
-	if err := os.MkdirAll(opt.RunDir, 0o755); err != nil {
-		return res, fmt.Errorf("import: create run directory: %w", err)
-	}
-	cfgPath := filepath.Join(opt.RunDir, "config.yaml")
-	if err := os.WriteFile(cfgPath+".tmp", []byte(cfg.YAML()), 0o644); err != nil {
-		return res, fmt.Errorf("import: write config: %w", err)
-	}
-	if err := os.Rename(cfgPath+".tmp", cfgPath); err != nil {
-		return res, fmt.Errorf("import: write config: %w", err)
-	}
-	ck, err := checkpoints.Save(opt.RunDir, checkpoints.Checkpoint{Tokens: 0, Model: ts, State: state},
-		checkpoints.Policy{KeepLast: cfg.Checkpoint.KeepLast, KeepEveryTokens: cfg.Checkpoint.KeepEveryTokens})
-	if err != nil && ck == "" {
-		return res, fmt.Errorf("import: save checkpoint: %w", err)
-	}
-	res = ImportResult{Config: cfg, Checkpoint: ck, Files: l.Files, Tensors: len(ts)}
+	res = ImportResult{Config: cfg, Checkpoint: ck, Files: l.Files, Tensors: len(train.ModelTensors(l.Model))}
 	for _, p := range l.Model.Layout {
 		if p.Experts > 0 && strings.HasSuffix(p.Name, ".gate_proj.weight") {
 			res.MoELayers++
