@@ -38,7 +38,11 @@ type Options struct {
 	// step after the timed ones, so the timing switch never touches the
 	// figures above.
 	Breakdown bool
-	Seed      uint64 // random tokens; 0 means 1
+	// Forward also times forward-only passes through an evaluation graph
+	// (no gradients, as the held-out evaluation runs the model), after the
+	// training steps and the peak-RSS reading: Result.ForwardTokensPerS.
+	Forward bool
+	Seed    uint64 // random tokens; 0 means 1
 }
 
 // OpTime is the time one kind of op spent in Do during the breakdown step.
@@ -77,6 +81,10 @@ type Result struct {
 	Ops           []OpTime     `json:"ops,omitempty"`
 	OpsStepS      float64      `json:"ops_step_s,omitempty"` // wall time of the breakdown step
 	Phases        Phases       `json:"phases"`               // median split of a timed step
+	// ForwardTokensPerS is B·T over the median forward-only pass (Options.Forward);
+	// ForwardRatio is that over TokensPerS.
+	ForwardTokensPerS float64 `json:"forward_tokens_per_s,omitempty"`
+	ForwardRatio      float64 `json:"forward_ratio,omitempty"`
 }
 
 // Phases splits the median step into the graph run (forward + backward),
@@ -95,6 +103,7 @@ type Stepper struct {
 	cfg    configs.Config
 	m      *model.Model
 	g      *model.Graph
+	fwd    *model.Graph // forward-only graph (Forward), nil until used
 	step   *step.Step
 	tokens []int32
 	rng    *rand.Rand
@@ -131,16 +140,40 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 	return &Stepper{cfg: cfg, m: m, g: g, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
 }
 
-// Close releases the graph.
-func (s *Stepper) Close() error { return s.g.Close() }
+// Close releases the graphs.
+func (s *Stepper) Close() error {
+	if s.fwd != nil {
+		s.fwd.Close()
+	}
+	return s.g.Close()
+}
 
-// Step runs one training step (train/step, as train runs it with one
-// micro-batch) on fresh random tokens at a fixed learning rate.
-func (s *Stepper) Step() (step.Result, error) {
+// Forward runs the model forward only, through an evaluation graph built
+// on first use (no gradient nodes, as the held-out evaluation builds it),
+// on fresh random tokens.
+func (s *Stepper) Forward() (model.Result, error) {
+	if s.fwd == nil {
+		g, err := s.m.Build(model.GraphOptions{Batch: s.Batch, Seq: s.Seq})
+		if err != nil {
+			return model.Result{}, err
+		}
+		s.fwd = g
+	}
+	s.randomTokens()
+	return s.fwd.Run(s.tokens)
+}
+
+func (s *Stepper) randomTokens() {
 	V := s.cfg.Model.VocabSize
 	for i := range s.tokens {
 		s.tokens[i] = int32(s.rng.IntN(V))
 	}
+}
+
+// Step runs one training step (train/step, as train runs it with one
+// micro-batch) on fresh random tokens at a fixed learning rate.
+func (s *Stepper) Step() (step.Result, error) {
+	s.randomTokens()
 	res, err := s.step.Run([][]int32{s.tokens}, 1e-4)
 	if err != nil {
 		return res, err
@@ -221,6 +254,20 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		r.Ops = breakdown(ops.Profile(), r.OpsStepS, s.last)
 	}
 	r.PeakRSS = PeakRSS()
+	if opt.Forward {
+		var ts []float64
+		for i := range opt.Steps + 1 {
+			t0 := time.Now()
+			if _, err := s.Forward(); err != nil {
+				return Result{}, err
+			}
+			if i > 0 { // the first pass builds the graph and warms it up
+				ts = append(ts, time.Since(t0).Seconds())
+			}
+		}
+		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
+		r.ForwardRatio = r.ForwardTokensPerS / r.TokensPerS
+	}
 	return r, nil
 }
 

@@ -31,7 +31,7 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 	for _, ffn := range []string{configs.FFNDense, configs.FFNDeepSeekMoE} {
 		t.Run(string(ffn), func(t *testing.T) {
 			cfg := tiny(ffn)
-			r, err := Run(cfg, "tiny", Options{Steps: 3, Warmup: 1, NoPeak: true, Breakdown: true})
+			r, err := Run(cfg, "tiny", Options{Steps: 3, Warmup: 1, NoPeak: true, Breakdown: true, Forward: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,6 +47,9 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			}
 			if r.PeakRSS <= 0 || r.Estimated <= 0 {
 				t.Errorf("peak RSS %d, estimate %d", r.PeakRSS, r.Estimated)
+			}
+			if r.ForwardTokensPerS <= 0 || math.Abs(r.ForwardRatio-r.ForwardTokensPerS/r.TokensPerS) > 1e-9*r.ForwardRatio {
+				t.Errorf("forward-only %g tokens/s, ratio %g to training's %g", r.ForwardTokensPerS, r.ForwardRatio, r.TokensPerS)
 			}
 			if r.MFU != 0 {
 				t.Errorf("MFU %g without a peak measurement", r.MFU)

@@ -193,7 +193,7 @@ func machinePeak(key, path string, pathErr error, remeasure bool, measure func()
 func measuredNow(g, share, kept float64) string {
 	s := "measured now"
 	if share < minPeakShare {
-		s = fmt.Sprintf("measured now while other processes held the cores (this one got %.0f%% of them): too low, MFU overstated; measured again at the next launch until the machine is idle", 100*share)
+		s = fmt.Sprintf("measured now under load (this process got %.0f%% of its cores): too low, so MFU is overstated; measured again at each launch until the machine is idle", 100*share)
 	}
 	if kept > 0 && kept != g {
 		s += fmt.Sprintf(" at %.1f GFLOP/s, below the cached best", g)
