@@ -203,6 +203,10 @@ func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 	return s, nil
 }
 
+// ErrWeights is wrapped by Open when the mixture weights do not fit the
+// dataset (a domain it does not have, no positive weight): a config mistake.
+var ErrWeights = errors.New("the domain weights do not fit the dataset")
+
 // OtherDomains is the Weights key that stands for every domain not named.
 const OtherDomains = "*"
 
@@ -223,7 +227,7 @@ func (s *Stream) weightedUnits() ([]float64, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrWeights, err)
 	}
 	var ws []float64
 	for _, d := range s.man.Domains {
@@ -237,7 +241,7 @@ func (s *Stream) weightedUnits() ([]float64, error) {
 		}
 	}
 	if len(ws) == 0 {
-		return nil, errors.New("every domain weight is zero; give at least one domain a positive weight")
+		return nil, fmt.Errorf("%w: every domain weight is zero; give at least one domain a positive weight", ErrWeights)
 	}
 	return ws, nil
 }

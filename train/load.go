@@ -19,6 +19,11 @@ type Loaded struct {
 	Dir   string // the checkpoint directory read
 }
 
+// ErrNoCheckpoint is wrapped by LoadModel when path is neither a run
+// directory with a checkpoint nor a checkpoint directory: a mistaken
+// argument rather than a damaged run.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
 // LoadModel reads the model of a run directory's newest valid checkpoint, or
 // of one checkpoint directory (RUN/checkpoints/tokens-N), in float32. It is
 // how eval, generate and export find their model.
@@ -40,7 +45,7 @@ func LoadModel(path string) (*Loaded, error) {
 			return nil, err
 		}
 		if c == nil {
-			return nil, fmt.Errorf("%s holds no checkpoint (want a run directory with checkpoints/tokens-N, or a checkpoint directory)", path)
+			return nil, fmt.Errorf("%w: %s holds no checkpoint (want a run directory with checkpoints/tokens-N, or a checkpoint directory)", ErrNoCheckpoint, path)
 		}
 		ck, dir = c, d
 	}

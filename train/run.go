@@ -23,6 +23,7 @@ import (
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/tasks"
 	"github.com/moetrain/moetrain/train/step"
 )
 
@@ -334,6 +335,9 @@ func (t *trainer) setup() error {
 
 	t.stream, err = data.Open(data.StreamConfig{Dir: c.Data.Path, Split: "train", SeqLen: c.Train.SeqLen,
 		Batch: c.Train.MicroBatch(), Seed: c.Data.Seed, Weights: c.Data.Weights, Vocab: c.Model.VocabSize}, t.state.Cursor)
+	if errors.Is(err, data.ErrWeights) {
+		return &configs.Error{Fields: []string{fmt.Sprintf("data.weights: %v (data.path %s)", err, c.Data.Path)}}
+	}
 	if err != nil {
 		return fmt.Errorf("open training data (data.path %s): %w", c.Data.Path, err)
 	}
@@ -392,7 +396,11 @@ func (t *trainer) setup() error {
 	// Rank 0 evaluates for the run.
 	err = nil
 	if t.root() {
-		if t.eval, err = newEvaluator(t.whole, c); err != nil && !evalSetupFatal(err) {
+		t.eval, err = newEvaluator(t.whole, c)
+		if errors.Is(err, tasks.ErrNoTask) {
+			// A task name the dataset lacks is a config mistake.
+			err = &configs.Error{Fields: []string{"eval.tasks: " + err.Error()}}
+		} else if err != nil && !evalSetupFatal(err) {
 			t.logf("warning: no held-out evaluation: %v", err)
 			t.eval, err = nil, nil
 		}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/analysis"
-	"github.com/moetrain/moetrain/train"
 )
 
 func init() {
@@ -43,7 +42,7 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 					return usagef("--what %q: want redundancy, topk or load", w)
 				}
 			}
-			l, err := train.LoadModel(args[0])
+			l, err := loadModel(args[0])
 			if err != nil {
 				return err
 			}

@@ -62,7 +62,7 @@ on stderr; --strict makes it an error naming the file and line.`,
 			if noTasks && len(names) > 0 {
 				return usagef("--tasks and --no-tasks together")
 			}
-			l, err := train.LoadModel(args[0])
+			l, err := loadModel(args[0])
 			if err != nil {
 				return err
 			}

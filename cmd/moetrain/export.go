@@ -50,7 +50,7 @@ trust_remote_code and DeepSeek's public modeling_deepseek.py.`,
 			if _, err := os.Stat(args[0]); err != nil {
 				return usagef("%s: %v", args[0], errors.Unwrap(err))
 			}
-			l, err := train.LoadModel(args[0])
+			l, err := loadModel(args[0])
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/infer"
 	"github.com/moetrain/moetrain/internal/termtext"
-	"github.com/moetrain/moetrain/train"
 )
 
 func init() {
@@ -55,7 +54,7 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 				}
 				prompt = string(raw)
 			}
-			l, err := train.LoadModel(args[0])
+			l, err := loadModel(args[0])
 			if err != nil {
 				return err
 			}

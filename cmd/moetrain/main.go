@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/train"
 )
 
 // usageError marks a mistake in the command line or config: exit code 2.
@@ -75,4 +76,15 @@ func main() {
 // are usage errors (exit code 2).
 func argsUsage(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error { return asUsage(v(cmd, args)) }
+}
+
+// loadModel is train.LoadModel for the commands that read a trained model:
+// a path that holds no checkpoint is a usage mistake (exit 2), a damaged
+// one a run-time failure (exit 1).
+func loadModel(path string) (*train.Loaded, error) {
+	l, err := train.LoadModel(path)
+	if errors.Is(err, train.ErrNoCheckpoint) {
+		return nil, asUsage(err)
+	}
+	return l, err
 }

@@ -305,3 +305,27 @@ func TestPrepareUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// Usage and config mistakes exit 2 naming what is wrong: a directory that
+// is no run for the commands that read one, a task or a domain the dataset
+// does not have.
+func TestMistakesExitTwo(t *testing.T) {
+	empty := t.TempDir()
+	for _, args := range [][]string{
+		{"eval", empty},
+		{"generate", empty, "--prompt", "hi"},
+		{"export", empty, "--out", filepath.Join(t.TempDir(), "hf")},
+		{"analyze", empty, "--what", "load"},
+	} {
+		if _, e, code := moetrain(t, args...); code != 2 || !strings.Contains(e, "holds no checkpoint") {
+			t.Errorf("%s on a directory without checkpoints: exit %d\n%s", args[0], code, e)
+		}
+	}
+	for _, set := range []string{"eval.tasks=[nosuchtask]", "data.weights={nosuchdomain: 1}"} {
+		key := strings.Split(set, "=")[0]
+		_, e, code := moetrain(t, "train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--plain", "--set", set)
+		if code != 2 || !strings.Contains(e, key+":") {
+			t.Errorf("--set %s: exit %d, stderr:\n%s\nwant exit 2 naming %s", set, code, e, key)
+		}
+	}
+}
