@@ -28,9 +28,25 @@ import struct
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def _threads():
+    """--threads, read before torch loads: Debian's torch calls OpenBLAS,
+    whose own worker threads (one per core unless told) spin while they
+    wait and ruin timings on a busy machine; --threads bounds them too."""
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, _threads())
+
+import torch  # noqa: E402  (after the thread settings above)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -168,7 +184,7 @@ class RMSNorm(nn.Module):
 
 
 def rotary(x, theta):
-    """RoPE on [B, H, T, Dh], the rotate-half pairing (i, i + Dh/2) of the
+    """RoPE on [..., T, Dh], the rotate-half pairing (i, i + Dh/2) of the
     Llama/DeepSeek code; angles are formed in float64 and rounded once."""
     T, Dh = x.shape[-2], x.shape[-1]
     inv = theta ** (-torch.arange(0, Dh, 2, dtype=torch.float64) / Dh)
