@@ -292,6 +292,26 @@ func (s *Stream) openShard(info ShardInfo) (*shardReader, error) {
 	return r, err
 }
 
+// VerifySplit checks every shard of one split of the dataset at dir as Open
+// does (size, SHA-256, schema), without reading it for training: a run
+// calls it at launch for the split it reads only later (validation), so that
+// a damaged shard stops it before the training, not after.
+func VerifySplit(dir string, man *Manifest, split string) error {
+	for _, info := range man.ShardsOf(split, "") {
+		f, r, err := openVerifiedShard(dir, man, info)
+		if r != nil {
+			r.close()
+		}
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // openVerifiedShard checks a shard's size and SHA-256 against its manifest
 // entry, then parses it and checks its schema metadata against the
 // manifest. The caller closes f (returned even on some errors) and r.

@@ -102,6 +102,8 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 	e := &Evaluator{m: m, cfg: cfg, dir: dir, man: man, tok: tok, graphs: map[int]*model.Graph{}}
 	if man.Splits["validation"].Tokens <= int64(cfg.Train.SeqLen) {
 		e.heldOutErr = fmt.Errorf("the dataset %s has no validation window of %d tokens", dir, cfg.Train.SeqLen+1)
+	} else if err := data.VerifySplit(dir, man, data.Validation); err != nil {
+		return nil, err
 	}
 	if !o.NoTasks {
 		ts, err := tasks.LoadDir(filepath.Join(dir, "tasks"), o.Tasks)
@@ -150,7 +152,7 @@ func newEvaluator(m *model.Model, cfg configs.Config) (*Evaluator, error) {
 // bad task file or an unknown task name) rather than only disable
 // evaluation.
 func evalSetupFatal(err error) bool {
-	return errors.Is(err, errTaskSetup) || errors.Is(err, data.ErrTokenizerMismatch)
+	return errors.Is(err, errTaskSetup) || errors.Is(err, data.ErrTokenizerMismatch) || errors.Is(err, data.ErrCorruptShard)
 }
 
 // Dir is the dataset evaluated on.

@@ -329,3 +329,32 @@ func TestMistakesExitTwo(t *testing.T) {
 		}
 	}
 }
+
+// A damaged validation shard stops the run at launch, before any training,
+// not at the final evaluation.
+func TestDamagedValidationShardStopsAtLaunch(t *testing.T) {
+	ds := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(ds, os.DirFS(dataset)); err != nil {
+		t.Fatal(err)
+	}
+	man, err := data.LoadManifest(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := man.ShardsOf(data.Validation, "")
+	if len(val) == 0 {
+		t.Fatal("the test dataset has no validation shard")
+	}
+	p := filepath.Join(ds, val[0].File)
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 1
+	os.WriteFile(p, b, 0o644)
+	run := t.TempDir()
+	_, e, code := moetrain(t, "train", tinyYAML(t, 2), "--run-dir", run, "--plain", "--set", "data.path="+ds)
+	if code != 1 || !strings.Contains(e, val[0].File) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 naming %s", code, e, val[0].File)
+	}
+	if n := trainLines(run); n != 0 {
+		t.Errorf("%d steps trained before the damaged shard was noticed", n)
+	}
+}
