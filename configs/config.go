@@ -115,6 +115,12 @@ type Router struct {
 	// training (GShard, Switch); the slots over it, smallest gates first,
 	// skip the expert and the residual carries them. 0 drops nothing.
 	CapacityFactor float64 `mapstructure:"capacity_factor" yaml:"capacity_factor" json:"capacity_factor"`
+	// ExpertChoice routes the other way round (Zhou et al. 2022): within
+	// each sequence every expert takes the ⌈seq_len·k/E⌉ tokens it scores
+	// highest. The choice sees future tokens, so a causal LM's loss is not
+	// comparable with the token-choice routers', and generation cannot
+	// route as in training: generate and task scoring refuse such models.
+	ExpertChoice bool `mapstructure:"expert_choice" yaml:"expert_choice" json:"expert_choice"`
 }
 
 // Sigmoid reports whether the router scores are sigmoids.
@@ -745,7 +751,7 @@ func (m Model) validateRouter() []string {
 		}
 	}
 	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
-	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0
+	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0 || r.ExpertChoice
 	if changed && !routed {
 		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0)", m.FFN)
 	}
@@ -755,6 +761,24 @@ func (m Model) validateRouter() []string {
 			add("capacity_factor", "token dropping is GShard's and Switch's; ffn %s drops nothing (set it to 0)", m.FFN)
 		case m.ExpertParallel > 1:
 			add("capacity_factor", "token dropping is not expert-parallel; set it to 0 or model.expert_parallel to 1")
+		}
+	}
+	if r.ExpertChoice {
+		var clash []string
+		if m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0 {
+			clash = append(clash, "balance losses (balance.expert_alpha, balance.device_alpha)")
+		}
+		if r.BiasRate > 0 {
+			clash = append(clash, "bias_rate")
+		}
+		if r.CapacityFactor > 0 {
+			clash = append(clash, "capacity_factor")
+		}
+		if m.ExpertParallel > 1 {
+			clash = append(clash, "expert_parallel > 1")
+		}
+		if len(clash) > 0 {
+			add("expert_choice", "every expert takes a fixed number of tokens, so it is balanced by construction; drop %s", strings.Join(clash, ", "))
 		}
 	}
 	if r.Sigmoid() && (m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0) {

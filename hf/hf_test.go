@@ -485,9 +485,10 @@ func TestRouterVariantsRefusedByName(t *testing.T) {
 		{func(r *configs.Router) { r.Scale = 2.5 }, "model.router.scale"},
 		{func(r *configs.Router) { r.BiasRate = 0.001 }, "model.router.bias_rate"},
 		{func(r *configs.Router) { r.ZLoss = 0.001 }, ""},
+		{func(r *configs.Router) { r.ExpertChoice = true }, "model.router.expert_choice"},
 	} {
 		c := tinyConfig(configs.FFNDeepSeekMoE)
-		if tc.want == "model.router.score" {
+		if tc.want == "model.router.score" || tc.want == "model.router.expert_choice" {
 			c.Model.Balance.ExpertAlpha = 0
 		}
 		tc.set(&c.Model.Router)

@@ -64,10 +64,18 @@ type moe struct {
 	shared     *swiglu
 }
 
+// ErrExpertChoice is returned by New for an expert-choice model: its
+// experts pick tokens from the whole sequence, future ones included, so a
+// decoder that sees one token at a time cannot route as in training.
+var ErrExpertChoice = errors.New("expert-choice routing (model.router.expert_choice) chooses tokens from the whole sequence, future tokens included, so the model cannot generate or score continuations token by token as it was trained; evaluate it with held-out loss on whole sequences (moetrain eval)")
+
 // New returns a decoder over m's weights with room for capacity positions
 // (the prompt and everything generated, except the last generated token,
 // which is never read back). m must be float32.
 func New(m *model.Model, capacity int) (*Decoder, error) {
+	if m.Cfg.Router.ExpertChoice {
+		return nil, ErrExpertChoice
+	}
 	if m.Dtype != tensor.Float32 {
 		return nil, fmt.Errorf("infer: model dtype %v: want float32", m.Dtype)
 	}

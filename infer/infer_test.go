@@ -1,9 +1,11 @@
 package infer
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -327,5 +329,19 @@ func TestSampler(t *testing.T) {
 		if _, err := NewSampler(bad[0], bad[1], 0); err == nil {
 			t.Errorf("NewSampler(%g, %g): no error", bad[0], bad[1])
 		}
+	}
+}
+
+// An expert-choice model cannot be decoded token by token: New refuses it,
+// saying why.
+func TestExpertChoiceIsRefused(t *testing.T) {
+	c := tinyModel(t, configs.FFNGShard).Cfg
+	c.Router.ExpertChoice = true
+	m, err := model.New(c, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(m, 16); !errors.Is(err, ErrExpertChoice) || !strings.Contains(err.Error(), "future tokens") {
+		t.Errorf("got %v, want ErrExpertChoice", err)
 	}
 }

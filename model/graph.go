@@ -205,6 +205,14 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					bias = w(pre + BiasSuffix)
 				}
 				gating := RouterGating(c, k)
+				if c.Router.ExpertChoice {
+					if ep {
+						return nil, fmt.Errorf("model: expert-choice routing is not expert-parallel")
+					}
+					// Every graph, evaluation included, routes as trained.
+					gating.ExpertChoice, gating.Seq = true, opt.Seq
+					gating.Capacity = min(opt.Seq, ops.CapacityOf(k, opt.Seq, c.RoutedExperts, 1))
+				}
 				if f := c.Router.CapacityFactor; f > 0 && opt.Training {
 					if ep {
 						return nil, fmt.Errorf("model: capacity-factor token dropping is not expert-parallel; set model.router.capacity_factor to 0 or model.expert_parallel to 1")

@@ -145,6 +145,9 @@ func hfInexpressible(r configs.Router) string {
 	if r.BiasRate > 0 {
 		what = append(what, "a router selection bias (model.router.bias_rate, auxiliary-loss-free balancing)")
 	}
+	if r.ExpertChoice {
+		what = append(what, "expert-choice routing (model.router.expert_choice)")
+	}
 	if len(what) == 0 {
 		return ""
 	}

@@ -104,6 +104,10 @@ func routerVariants() map[string]configs.Model {
 	c.Balance.ExpertAlpha = 0
 	c.Router.Score, c.Router.BiasRate = configs.ScoreSigmoid, 0.001
 	out["switch sigmoid k=1+bias"] = c
+	c = tinyModel(configs.FFNGShard)
+	c.Balance.ExpertAlpha = 0
+	c.Router.ExpertChoice, c.Router.ZLoss = true, 0.01
+	out["gshard expert choice+z-loss"] = c
 	return out
 }
 

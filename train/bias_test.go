@@ -180,3 +180,16 @@ func TestMoEHealthLogged(t *testing.T) {
 		t.Fatalf("%d train lines, want 2", lines)
 	}
 }
+
+// An expert-choice model trains and is evaluated as trained, on whole
+// held-out sequences (its experts choose within each sequence).
+func TestExpertChoiceTrainsAndEvaluates(t *testing.T) {
+	c := tinyConfig(configs.FFNGShard)
+	c.Model.Balance.ExpertAlpha = 0
+	c.Model.Router.ExpertChoice = true
+	c.Train.Tokens = 2 * int64(c.Train.BatchSize*c.Train.SeqLen)
+	s := run(t, c, t.TempDir())
+	if !(s.ValLoss > 0) || math.IsInf(s.ValLoss, 0) {
+		t.Errorf("held-out loss %v", s.ValLoss)
+	}
+}

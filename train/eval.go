@@ -105,7 +105,9 @@ func NewEvaluator(m *model.Model, cfg configs.Config, o EvalOptions) (*Evaluator
 	} else if err := data.VerifySplit(dir, man, data.Validation); err != nil {
 		return nil, err
 	}
-	if !o.NoTasks {
+	if !o.NoTasks && cfg.Model.Router.ExpertChoice {
+		e.notes = append(e.notes, "tasks not scored: "+infer.ErrExpertChoice.Error())
+	} else if !o.NoTasks {
 		ts, err := tasks.LoadDir(filepath.Join(dir, "tasks"), o.Tasks)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errTaskSetup, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,6 +84,9 @@ The tokenizer is the run's dataset's (data.path, or --data).`,
 				return usagef("the prompt is %d tokens (with the start-of-document token); the model's context is %d", len(ids), ctxLen)
 			}
 			d, err := infer.New(l.Model, ctxLen)
+			if errors.Is(err, infer.ErrExpertChoice) {
+				return asUsage(err)
+			}
 			if err != nil {
 				return err
 			}

@@ -237,7 +237,7 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	if !ok {
 		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
 	}
-	dgate := make([]float64, n*op.k)
+	dgate := make([]float64, n*r.K)
 	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
 }

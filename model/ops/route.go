@@ -72,6 +72,9 @@ type Routing struct {
 	Dropped []bool
 	// NumDropped counts the true entries of Dropped.
 	NumDropped int
+	// ExpertChoice marks an expert-choice routing: K = E slots per token,
+	// the slots no expert took dropped (Gating.ExpertChoice).
+	ExpertChoice bool
 }
 
 // Load returns how many tokens expert e computes (after any dropping).
@@ -104,6 +107,13 @@ type Gating struct {
 	// run of Seq consecutive tokens (one sequence); the slots beyond it are
 	// dropped, those with the smallest gates first (see drop).
 	Capacity, Seq int
+	// ExpertChoice routes the other way round (Zhou et al. 2022): within
+	// each run of Seq tokens, every expert takes the Capacity tokens with
+	// the largest scores for it (ties: the earlier token), with the score as
+	// gate; a token may get any number of experts, none included. K is then
+	// only the k of the capacity; the Routing has one slot per (token,
+	// expert), those not taken dropped.
+	ExpertChoice bool
 }
 
 func (g Gating) renorm() bool { return g.Renorm && g.K > 1 }
@@ -117,7 +127,7 @@ func (g Gating) scale() float64 {
 
 // key is the part of an op's hash key the gating decides.
 func (g Gating) key() string {
-	return fmt.Sprintf("k=%d,renorm=%t,scale=%g,capacity=%d/%d", g.K, g.renorm(), g.scale(), g.Capacity, g.Seq)
+	return fmt.Sprintf("k=%d,renorm=%t,scale=%g,capacity=%d/%d,ec=%t", g.K, g.renorm(), g.scale(), g.Capacity, g.Seq, g.ExpertChoice)
 }
 
 // CapacityOf is the capacity per expert of GShard and Switch (Lepikhin et
@@ -147,6 +157,9 @@ func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
 	k := g.K
 	if len(scores) != n*e || k < 1 || k > e || (bias != nil && len(bias) != e) || (g.Capacity > 0 && (g.Seq < 1 || n%g.Seq != 0)) {
 		panic(fmt.Sprintf("ops: Route of %d scores as [%d, %d] with k=%d and %d biases", len(scores), n, e, k, len(bias)))
+	}
+	if g.ExpertChoice {
+		return routeExpertChoice(scores, n, e, g)
 	}
 	r := newRouting(n, e, k)
 	renorm, scale := g.renorm(), g.scale()
@@ -228,6 +241,39 @@ func (r *Routing) drop(seq, capacity int) {
 	})
 }
 
+// routeExpertChoice is RouteGated for Gating.ExpertChoice.
+func routeExpertChoice[F Float](scores []F, n, e int, g Gating) Routing {
+	seq, c := g.Seq, g.Capacity
+	if seq < 1 || n%seq != 0 || c < 1 || c > seq {
+		panic(fmt.Sprintf("ops: expert choice of %d tokens in sequences of %d, capacity %d", n, seq, c))
+	}
+	r := newRouting(n, e, e)
+	r.ExpertChoice = true
+	r.Dropped = make([]bool, n*e)
+	scale := g.scale()
+	for s := range r.Experts {
+		r.Experts[s] = int32(s % e)
+		r.Gates[s] = scale * float64(scores[s])
+		r.Dropped[s] = true
+	}
+	parallel.For(n/seq*e, 1, func(lo, hi int) {
+		col, idx := make([]F, seq), make([]int32, c)
+		for i := lo; i < hi; i++ {
+			b, x := i/e, i%e
+			for t := 0; t < seq; t++ {
+				col[t] = scores[(b*seq+t)*e+x]
+			}
+			TopK(idx, col, c)
+			for _, t := range idx {
+				r.Dropped[(b*seq+int(t))*e+x] = false
+			}
+		}
+	})
+	r.NumDropped = n*e - n/seq*e*c
+	r.group()
+	return r
+}
+
 // fixedRouting routes token t to experts[t] with gate 1 (top-1, Hash layer).
 func fixedRouting(experts []int32, e int) Routing {
 	r := newRouting(len(experts), e, 1)
@@ -296,8 +342,14 @@ func (rec *RouteRecord) store(r *Routing) {
 	rec.N, rec.E, rec.K = r.N, r.E, r.K
 	rec.Experts = append(rec.Experts[:0], r.Experts...)
 	rec.Load = append(rec.Load[:0], make([]int, r.E)...)
-	for _, x := range r.Experts {
-		rec.Load[x]++
+	for s, x := range r.Experts {
+		// Under expert choice the slots no expert took are not routed.
+		if !r.ExpertChoice || !r.Dropped[s] {
+			rec.Load[x]++
+		}
 	}
 	rec.Dropped = r.NumDropped
+	if r.ExpertChoice {
+		rec.Dropped = 0
+	}
 }

@@ -293,3 +293,76 @@ func dropMargins(r Routing, seq int, m float64) bool {
 	}
 	return true
 }
+
+// TestRouteExpertChoice checks expert choice by hand: each expert takes its
+// top-c tokens of each sequence by score, a token may get none or several.
+func TestRouteExpertChoice(t *testing.T) {
+	// One sequence of 4 tokens, 2 experts, capacity 2 (k = 1:
+	// ⌈4·1/2⌉). Expert 0's scores 0.9, 0.2, 0.6, 0.5 → tokens 0, 2;
+	// expert 1's 0.1, 0.8, 0.4, 0.5 → tokens 1, 3.
+	scores := []float64{0.9, 0.1, 0.2, 0.8, 0.6, 0.4, 0.5, 0.5}
+	r := RouteGated(scores, nil, 4, 2, Gating{K: 1, ExpertChoice: true, Capacity: 2, Seq: 4, Scale: 2})
+	want := []bool{false, true, true, false, false, true, true, false}
+	if !slices.Equal(r.Dropped, want) || r.NumDropped != 4 {
+		t.Fatalf("dropped %v (%d), want %v", r.Dropped, r.NumDropped, want)
+	}
+	if r.Load(0) != 2 || r.Load(1) != 2 || r.Gates[0] != 1.8 || r.Gates[7] != 1 {
+		t.Errorf("loads %d, %d, gates %v", r.Load(0), r.Load(1), r.Gates)
+	}
+	// A token every expert wants gets them all; another gets none.
+	scores = []float64{0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.2, 0.2}
+	r = RouteGated(scores, nil, 4, 2, Gating{K: 1, ExpertChoice: true, Capacity: 2, Seq: 4})
+	if want := []bool{false, false, true, true, false, false, true, true}; !slices.Equal(r.Dropped, want) {
+		t.Errorf("dropped %v, want %v", r.Dropped, want)
+	}
+	rec := &RouteRecord{}
+	rec.store(&r)
+	if !slices.Equal(rec.Load, []int{2, 2}) || rec.Dropped != 0 {
+		t.Errorf("record load %v dropped %d, want [2 2] and 0", rec.Load, rec.Dropped)
+	}
+}
+
+// TestMoEExpertChoiceGradient: the gradient of expert-choice routing (the
+// score is the gate) matches finite differences.
+func TestMoEExpertChoiceGradient(t *testing.T) {
+	const n, d, e, w, seq = 10, 4, 4, 3, 5
+	g := Gating{K: 2, ExpertChoice: true, Capacity: CapacityOf(2, seq, e, 1), Seq: seq}
+	var ins []gradcheck.Input
+	for seed := uint64(1); ins == nil; seed++ {
+		r := rand.New(rand.NewPCG(seed, 46))
+		probs := separatedProbs(r, n, e)
+		if !columnMargins(probs.Data().([]float64), n, e, seq, g.Capacity, 1e-3) {
+			continue
+		}
+		ins = []gradcheck.Input{
+			{Name: "u", Value: gradcheck.Rand(r, 1, n, d), Diff: true},
+			{Name: "probs", Value: probs, Diff: true},
+			{Name: "wg", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wu", Value: gradcheck.Rand(r, 0.5, e, w, d), Diff: true},
+			{Name: "wd", Value: gradcheck.Rand(r, 0.5, e, d, w), Diff: true},
+		}
+	}
+	build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		return MoEGated(in[0], in[1], in[2], in[3], in[4], nil, g, nil)
+	}
+	gradcheck.Check(t, 47, ins, build, gradcheck.Default)
+	checkOpFloat32(t, ins, build)
+}
+
+// columnMargins reports whether, in every sequence and expert column, the
+// c-th and (c+1)-th largest scores differ by more than m.
+func columnMargins(p []float64, n, e, seq, c int, m float64) bool {
+	for b := 0; b < n/seq; b++ {
+		for x := 0; x < e; x++ {
+			col := make([]float64, seq)
+			for t := range col {
+				col[t] = p[(b*seq+t)*e+x]
+			}
+			slices.Sort(col)
+			if col[seq-c]-col[seq-c-1] <= m {
+				return false
+			}
+		}
+	}
+	return true
+}
