@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // On-disk names; docs/FORMAT.md documents them.
@@ -179,7 +181,7 @@ func writeTmp(ckDir string, ck Checkpoint) (_ string, err error) {
 	}); err != nil {
 		return "", err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return "", err
 	}
 	return tmp, nil
@@ -246,7 +248,7 @@ func commit(ckDir, tmp, final string) error {
 		}
 		return fmt.Errorf("rename into place: %w", err)
 	}
-	if err := syncDir(ckDir); err != nil {
+	if err := atomicfile.SyncDir(ckDir); err != nil {
 		return err
 	}
 	if old != "" {
@@ -303,7 +305,7 @@ func recoverLeftovers(ckDir string) (notes []string, err error) {
 		}
 	}
 	if changed {
-		if err := syncDir(ckDir); err != nil {
+		if err := atomicfile.SyncDir(ckDir); err != nil {
 			return notes, err
 		}
 	}
@@ -344,7 +346,7 @@ func prune(ckDir string, justSaved int64, keep Policy) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Base(info.Dir), err))
 		}
 	}
-	if err := syncDir(ckDir); err != nil {
+	if err := atomicfile.SyncDir(ckDir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -585,7 +587,7 @@ func mkdirDurable(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	return syncDir(filepath.Dir(dir))
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 // randSuffix returns a short random hex string for hidden directory names.
@@ -593,21 +595,4 @@ func randSuffix() string {
 	var b [6]byte
 	rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
 	return hex.EncodeToString(b[:])
-}
-
-// syncDir fsyncs a directory so that entries created, renamed or removed in
-// it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir for sync: %w", err)
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("close dir %s: %w", dir, err)
-	}
-	return nil
 }

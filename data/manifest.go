@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/moetrain/moetrain/data/tokenizer"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // Names of the files in a dataset directory and of the two splits.
@@ -312,7 +313,7 @@ func writeManifest(path string, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // EOSToken is the special token Prepare's tokenizer appends to every document.
@@ -537,7 +539,7 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 	}()
 	tokPath := filepath.Join(tmp, TokenizerFile)
 	if tokBytes != nil {
-		err = os.WriteFile(tokPath, tokBytes, 0o644)
+		err = atomicfile.WriteFile(tokPath, tokBytes, 0o644)
 	} else {
 		err = tok.Save(tokPath)
 	}
@@ -662,6 +664,9 @@ func moveInto(tmp, out string) error {
 			os.Rename(old, out)
 		}
 		return fmt.Errorf("move dataset into %s: %w", out, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(filepath.Clean(out))); err != nil {
+		return err
 	}
 	if old != "" {
 		return os.RemoveAll(old)

@@ -1,10 +1,10 @@
 package hf
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/data/tokenizer"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -173,7 +174,7 @@ func Export(m *model.Model, opt ExportOptions) (res ExportResult, err error) {
 		return res, fmt.Errorf("export: %w", err)
 	}
 	if tokRaw != nil {
-		if err := os.WriteFile(filepath.Join(tmp, TokenizerFile), tokRaw, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(tmp, TokenizerFile), tokRaw, 0o644); err != nil {
 			return res, fmt.Errorf("export: %w", err)
 		}
 		// Without it, AutoTokenizer cannot tell which class reads tokenizer.json.
@@ -193,6 +194,9 @@ func Export(m *model.Model, opt ExportOptions) (res ExportResult, err error) {
 		return res, fmt.Errorf("export: %w", err)
 	}
 	if err := os.Rename(tmp, opt.Out); err != nil {
+		return res, fmt.Errorf("export: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(opt.Out)); err != nil {
 		return res, fmt.Errorf("export: %w", err)
 	}
 	res.Dir = opt.Out
@@ -292,26 +296,10 @@ func tensorBytes(t checkpoints.Tensor) int64 {
 }
 
 func writeSafetensors(path string, ts []checkpoints.Tensor) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	// transformers refuses safetensors files whose metadata lacks format "pt".
-	err = checkpoints.WriteSafetensors(w, ts, map[string]string{"format": "pt"})
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		// transformers refuses safetensors files whose metadata lacks format "pt".
+		return checkpoints.WriteSafetensors(w, ts, map[string]string{"format": "pt"})
+	})
 }
 
 func writeJSON(path string, v any) error {
@@ -319,10 +307,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
-	if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, append(raw, '\n'), 0o644)
 }
 
 // verify reads dir's weights back and checks that they are exactly want:

@@ -18,6 +18,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // Line is one plotted line (a run's curve, or a trend).
@@ -825,20 +827,5 @@ func (f Figure) hasData() bool {
 }
 
 func writeFigure(f Figure, format, path string) error {
-	tmp := path + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	err = Render(f, format, out)
-	if cerr := out.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("write %s: %w", path, cerr)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return Render(f, format, w) })
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/checkpoints"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // DoneFile is the marker a finished run's directory holds.
@@ -197,7 +198,7 @@ func lastCheckpoint(dir string) (int64, error) {
 	return infos[len(infos)-1].Tokens, nil
 }
 
-// markDone writes the marker atomically (temp file + rename), so a crash
+// markDone writes the marker atomically (internal/atomicfile), so a crash
 // never leaves a half-written marker that would skip an unfinished run.
 func markDone(r Run, tokens int64) error {
 	raw, err := json.MarshalIndent(map[string]any{
@@ -207,11 +208,7 @@ func markDone(r Run, tokens int64) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(r.Dir, DoneFile+".tmp")
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
-		return fmt.Errorf("mark done: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(r.Dir, DoneFile)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.Dir, DoneFile), append(raw, '\n'), 0o644); err != nil {
 		return fmt.Errorf("mark done: %w", err)
 	}
 	return nil

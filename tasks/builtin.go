@@ -43,6 +43,7 @@ import (
 	"unicode"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // Built-in task names, in build order.
@@ -489,13 +490,5 @@ func builtinWrite(path string, hdr builtinHeader, exs []builtinExample) error {
 			return fmt.Errorf("encode %s: %w", path, err)
 		}
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, buf.Bytes(), 0o644)
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/model/ops"
 )
 
@@ -146,7 +147,7 @@ func openMetrics(path string, keepUpTo int64) (*metricsFile, error) {
 		kept.WriteByte('\n')
 	}
 	if kept.Len() != len(raw) {
-		if err := os.WriteFile(path, kept.Bytes(), 0o644); err != nil {
+		if err := atomicfile.WriteFile(path, kept.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("rewrite metrics: %w", err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/model"
 )
@@ -41,7 +42,7 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create run directory: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.yaml"), []byte(cfg.YAML())); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg.YAML()), 0o644); err != nil {
 		return "", fmt.Errorf("write config: %w", err)
 	}
 	ck, err := checkpoints.Save(dir, checkpoints.Checkpoint{Tokens: 0, Model: ModelTensors(m), State: state},

@@ -18,6 +18,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/runlock"
 	"github.com/moetrain/moetrain/internal/units"
@@ -185,7 +186,7 @@ func (t *trainer) checkConfig() error {
 	// A run directory without a checkpoint has trained nothing yet (a
 	// launch that failed early): its stored config does not bind.
 	if len(infos) == 0 {
-		return writeFileAtomic(path, []byte(t.cfg.YAML()))
+		return atomicfile.WriteFile(path, []byte(t.cfg.YAML()), 0o644)
 	}
 	var stored configs.Config
 	raw, err := os.ReadFile(path)
@@ -202,7 +203,7 @@ func (t *trainer) checkConfig() error {
 		stored = st.Config
 		t.logf("warning: %s is missing: comparing against the config of %s and writing it back", path, dir)
 		defer func() {
-			if err := writeFileAtomic(path, []byte(stored.YAML())); err != nil {
+			if err := atomicfile.WriteFile(path, []byte(stored.YAML()), 0o644); err != nil {
 				t.logf("warning: restore %s: %v", path, err)
 			}
 		}()
@@ -257,14 +258,6 @@ func newestState(infos []checkpoints.Info) (State, string, error) {
 		return st, infos[i].Dir, nil
 	}
 	return State{}, "", errors.Join(errs...)
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // mfu is the model FLOPs utilisation at tps tokens/s, 0 without a peak

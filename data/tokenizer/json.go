@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/moetrain/moetrain/internal/atomicfile"
 )
 
 // Marshal returns the tokenizer as a Hugging Face tokenizer.json: model BPE
@@ -100,46 +101,14 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 }
 
-// Save writes Marshal() to path atomically: a temporary file in the same
-// directory, synced, then renamed over path.
+// Save writes Marshal() to path atomically and durably (internal/atomicfile).
 func (t *Tokenizer) Save(path string) error {
 	data, err := t.Marshal()
 	if err != nil {
 		return fmt.Errorf("save tokenizer %s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save tokenizer %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("save tokenizer %s: write: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("save tokenizer %s: chmod: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save tokenizer %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save tokenizer %s: close: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("save tokenizer %s: rename: %w", path, err)
-	}
-	ok = true
-	// Best effort: make the rename itself durable.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("save tokenizer: %w", err)
 	}
 	return nil
 }

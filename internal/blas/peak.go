@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
@@ -232,21 +233,7 @@ func writePeakCache(path string, c peakCache) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".peak-*.json")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(append(b, '\n'))
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-	}
-	return werr
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // cpuModel is the "model name" of /proc/cpuinfo, or the architecture where
