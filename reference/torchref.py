@@ -67,7 +67,11 @@ class Spec:
 
 def spec_from_moetrain(m):
     b = m.get("balance") or {}
+    r = m.get("router") or {}
     return Spec(
+        score=r.get("score", "softmax"), scale=r.get("scale", 1.0), z_loss=r.get("z_loss", 0.0),
+        bias_rate=r.get("bias_rate", 0.0), capacity_factor=r.get("capacity_factor", 0.0),
+        expert_choice=bool(r.get("expert_choice", False)),
         vocab=m["vocab_size"], hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
         dense_width=m["dense_width"], ffn=m["ffn"], shared=m.get("shared_experts", 0),
         routed=m.get("routed_experts", 0), k=m.get("active_routed", 0),
@@ -76,7 +80,7 @@ def spec_from_moetrain(m):
         device_alpha=b.get("device_alpha", 0.0), device_groups=b.get("device_groups", 1) or 1,
         per_sequence=b.get("per_sequence", True), rope_theta=m.get("rope_theta", 10000.0),
         norm_eps=m.get("norm_eps", 1e-6), init_std=m.get("init_std", 0.006),
-        renorm=m["ffn"] == "gshard")
+        renorm=m["ffn"] == "gshard" or r.get("score") == "sigmoid")
 
 
 def spec_from_hf(c):
@@ -94,7 +98,8 @@ def spec_from_hf(c):
         expert_alpha=c.get("aux_loss_alpha", 0.001), device_alpha=0.0, device_groups=1,
         per_sequence=bool(c.get("seq_aux", True)), rope_theta=c.get("rope_theta", 10000.0),
         norm_eps=c.get("rms_norm_eps", 1e-6), init_std=c.get("initializer_range", 0.02),
-        renorm=norm)
+        renorm=norm, score="softmax", scale=1.0, z_loss=0.0, bias_rate=0.0, capacity_factor=0.0,
+        expert_choice=False)
 
 
 def read_config(path):
@@ -234,28 +239,83 @@ class SwiGLU(nn.Module):
 
 
 class Router(nn.Module):
-    """Softmax router, greedy top-k. Records, for tests, the chosen experts,
-    the per-expert load and the smallest margin between a token's k-th and
-    (k+1)-th probability (a near-tie makes float32 comparisons fragile)."""
+    """Softmax (or sigmoid) router, greedy top-k. Records, for tests, the
+    chosen experts, the per-expert load and the smallest margin between a
+    token's k-th and (k+1)-th selection score (a near-tie makes float32
+    comparisons fragile).
+
+    The variants of model.router (docs/CONFIG.md): sigmoid scores; a
+    selection bias e_score_correction_bias added to the scores for the
+    choice only (auxiliary-loss-free balancing); gates renormalised for
+    GShard and for sigmoid scores (both only at k > 1), then multiplied by
+    the routed scaling factor."""
 
     def __init__(self, s):
         super().__init__()
-        self.E, self.k, self.renorm = s.routed, s.k, s.renorm
+        self.s, self.E, self.k, self.renorm = s, s.routed, s.k, s.renorm
         self.weight = nn.Parameter(torch.empty(s.routed, s.hidden))
+        if s.bias_rate > 0:
+            self.register_buffer("e_score_correction_bias", torch.zeros(s.routed))
 
     def forward(self, x):  # x [N, D]
-        probs = F.linear(x, self.weight).softmax(-1)
-        top, idx = torch.topk(probs, self.k, dim=-1)
+        logits = F.linear(x, self.weight)
+        self.logits = logits
+        probs = logits.sigmoid() if self.s.score == "sigmoid" else logits.softmax(-1)
+        sel = probs.detach()
+        if self.s.bias_rate > 0:
+            sel = sel + self.e_score_correction_bias
+        _, idx = torch.topk(sel, self.k, dim=-1)
+        top = probs.gather(1, idx)
         gates = top
         if self.renorm and self.k > 1:
             gates = top / (top.sum(-1, keepdim=True) + 1e-20)
+        gates = gates * self.s.scale
         with torch.no_grad():
             if self.E > self.k:
-                nxt = torch.topk(probs, self.k + 1, dim=-1).values
+                nxt = torch.topk(sel, self.k + 1, dim=-1).values
                 self.margin = float((nxt[:, self.k - 1] - nxt[:, self.k]).min())
             else:
                 self.margin = math.inf
         return probs, idx, gates
+
+
+def z_loss(logits, alpha):
+    """Router z-loss (ST-MoE): α · mean over tokens of logsumexp(logits)²."""
+    return alpha * torch.logsumexp(logits, -1).pow(2).mean()
+
+
+def capacity_keep(idx, gates, E, B, T, capacity):
+    """Token dropping of GShard/Switch (router.capacity_factor): within each
+    sequence, an expert keeps its `capacity` slots with the largest gates
+    (ties: the earlier token, then the earlier choice). Returns a 0/1 mask
+    [N, k] of the kept slots."""
+    k = idx.shape[1]
+    keep = torch.ones(idx.shape)
+    g = gates.detach()
+    for b in range(B):
+        for e in range(E):
+            slots = [(t, j) for t in range(b * T, (b + 1) * T) for j in range(k) if idx[t, j] == e]
+            if len(slots) <= capacity:
+                continue
+            order = sorted(range(len(slots)), key=lambda i: -float(g[slots[i]]))  # sorted() is stable
+            for i in order[capacity:]:
+                keep[slots[i]] = 0.0
+    return keep
+
+
+def expert_choice_mask(probs, E, B, T, capacity):
+    """Expert-choice routing (router.expert_choice): within each sequence,
+    expert e takes the `capacity` tokens with the largest scores for it.
+    Returns a 0/1 mask [N, E] of the taken (token, expert) pairs."""
+    mask = torch.zeros(B * T, E)
+    p = probs.detach().view(B, T, E)
+    for b in range(B):
+        for e in range(E):
+            col = p[b, :, e]
+            order = sorted(range(T), key=lambda t: -float(col[t]))  # ties: the earlier token
+            for t in order[:capacity]:
+                mask[b * T + t, e] = 1.0
+    return mask
 
 
 def balance_loss(probs, idx, E, k, B, T, alpha, groups, per_sequence, batch_counts):
@@ -315,6 +375,13 @@ class MoE(nn.Module):
             probs, idx, gates = self.gate(flat)
             self.margin = self.gate.margin
             s = self.s
+            if s.z_loss > 0:
+                balance.append(z_loss(self.gate.logits, s.z_loss))
+            if s.expert_choice:
+                return self.expert_choice(x, flat, probs, balance)
+            if s.capacity_factor > 0 and self.training:
+                cap = math.ceil(self.k * T * s.capacity_factor / s.routed)
+                gates = gates * capacity_keep(idx, gates, s.routed, B, T, cap)
             if s.expert_alpha > 0:
                 balance.append(balance_loss(probs, idx, s.routed, self.k, B, T, s.expert_alpha, 1,
                                             s.per_sequence, self.batch_counts))
@@ -333,6 +400,25 @@ class MoE(nn.Module):
                 y[mask] = expert(rows[mask])
         out = (y.view(-1, k, D) * gates.unsqueeze(-1)).sum(1).view(B, T, D)
         if self.s.shared > 0:
+            out = out + self.shared_experts(x)
+        return out, balance
+
+    def expert_choice(self, x, flat, probs, balance):
+        """Each expert computes the tokens it took, weighted by their scores."""
+        B, T, D = x.shape
+        s = self.s
+        cap = min(T, math.ceil(self.k * T / s.routed))
+        mask = expert_choice_mask(probs, s.routed, B, T, cap)
+        self.load = mask.sum(0).long()
+        self.last_idx = None
+        self.margin = math.inf
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            rows = mask[:, e].nonzero().squeeze(1)
+            if rows.numel():
+                out = out.index_add(0, rows, expert(flat[rows]) * (probs[rows, e] * s.scale).unsqueeze(1))
+        out = out.view(B, T, D)
+        if s.shared > 0:
             out = out + self.shared_experts(x)
         return out, balance
 
@@ -494,6 +580,7 @@ class Trainer:
         acc = [None] * len(self.params)
         scale = torch.tensor(1.0 / self.accum, dtype=torch.float32)
         loss, balance, margin = 0.0, 0.0, math.inf
+        loads = [torch.zeros(self.m.s.routed, dtype=torch.float64) for _ in self.m.moe_layers()]
         for w in micro_batches:
             for p in self.params:
                 p.grad = None
@@ -501,6 +588,8 @@ class Trainer:
             total = ce + sum(bl) if bl else ce
             total.backward()
             margin = min(margin, self.m.margin())
+            for j, (_, m) in enumerate(self.m.moe_layers()):
+                loads[j] = loads[j] + m.load.double()
             loss += ce.item() / self.accum
             balance += sum(b.item() for b in bl) / self.accum
             for i, p in enumerate(self.params):
@@ -520,10 +609,24 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.step()
+        self.update_bias(loads)
         self.tokens += self.step_tokens
         self.steps += 1
         return {"step": self.steps, "tokens": self.tokens, "lr": lr, "loss": loss, "balance": balance,
                 "grad_norm": norm, "min_topk_margin": margin}
+
+
+    def update_bias(self, loads):
+        """Auxiliary-loss-free balancing (router.bias_rate γ) after the
+        optimizer step: b_e += γ·sign(mean load − load_e), the loads counted
+        over every micro-batch of the step."""
+        s = self.m.s
+        if s.bias_rate <= 0:
+            return
+        with torch.no_grad():
+            for j, (_, m) in enumerate(self.m.moe_layers()):
+                b = m.gate.e_score_correction_bias
+                b += (torch.sign(loads[j].mean() - loads[j]) * s.bias_rate).to(b.dtype)
 
 
 def evaluate(model, windows, batch):
@@ -578,7 +681,8 @@ def mode_dump(a):
     out = {"grad." + n: (p.grad if p.grad is not None else torch.zeros_like(p)) for n, p in m.named_parameters()}
     out.update(logits=logits, loss=ce.reshape(1), aux_loss=aux.reshape(1))
     for i, moe in m.moe_layers():
-        out[f"route.{i}.topk_idx"] = moe.last_idx.sort(-1).values
+        if moe.last_idx is not None:
+            out[f"route.{i}.topk_idx"] = moe.last_idx.sort(-1).values
     save_safetensors(a.out, out)
     margin = m.margin()
     print(json.dumps({"loss": ce.item(), "aux_loss": float(aux), "batch": list(w.shape), "wrote": a.out,
