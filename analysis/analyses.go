@@ -7,8 +7,9 @@ import (
 	"strconv"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Point is one evaluation of a sweep over an eval-time setting.
@@ -32,7 +33,7 @@ type Curve struct {
 // the paper's Fig. 4): the next K' experts are used instead with their raw
 // probabilities as gates. A model whose routed experts were redundant would
 // barely notice; the paper finds DeepSeekMoE hurt more than GShard.
-func Redundancy(l *train.Loaded, o Options) (Curve, error) {
+func Redundancy(l *rundir.Loaded, o Options) (Curve, error) {
 	c := l.State.Config
 	if err := needRouter(c.Model, "redundancy"); err != nil {
 		return Curve{}, err
@@ -42,7 +43,7 @@ func Redundancy(l *train.Loaded, o Options) (Curve, error) {
 	rmax := min(int(math.Round(4.0/16.0*float64(n))), n-k)
 	cv := Curve{What: "redundancy", Routed: n, Active: k}
 	for r := 0; r <= rmax; r++ {
-		p, err := evaluate(l.Model, c, o, model.GraphOptions{DisableTop: r}, "")
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{DisableTop: r}, "")
 		if err != nil {
 			return cv, fmt.Errorf("redundancy with %d disabled: %w", r, err)
 		}
@@ -55,7 +56,7 @@ func Redundancy(l *train.Loaded, o Options) (Curve, error) {
 // TopK evaluates the model with k = 1 .. K' activated routed experts
 // (GraphOptions.ActiveRouted; the paper's Fig. 5): how much of the trained
 // model's quality fewer activated experts keep.
-func TopK(l *train.Loaded, o Options) (Curve, error) {
+func TopK(l *rundir.Loaded, o Options) (Curve, error) {
 	c := l.State.Config
 	if err := needRouter(c.Model, "topk"); err != nil {
 		return Curve{}, err
@@ -65,7 +66,7 @@ func TopK(l *train.Loaded, o Options) (Curve, error) {
 	cv := Curve{What: "topk", Routed: n, Active: k}
 	var trained float64
 	for a := k; a >= 1; a-- { // the trained setting first: the reference
-		p, err := evaluate(l.Model, c, o, model.GraphOptions{ActiveRouted: a}, "")
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{ActiveRouted: a}, "")
 		if err != nil {
 			return cv, fmt.Errorf("topk with %d active: %w", a, err)
 		}
@@ -148,7 +149,7 @@ type LoadResult struct {
 // router entropy per domain, the Jensen-Shannon divergence between the
 // domains' load distributions and how specialised each expert is to one
 // domain.
-func Load(l *train.Loaded, o Options) (LoadResult, error) {
+func Load(l *rundir.Loaded, o Options) (LoadResult, error) {
 	c := l.State.Config
 	if c.Model.FFN == "dense" {
 		return LoadResult{}, fmt.Errorf("load: a dense model has no experts")
@@ -168,9 +169,9 @@ func Load(l *train.Loaded, o Options) (LoadResult, error) {
 		return LoadResult{}, fmt.Errorf("load: %s has no validation text", o.Data)
 	}
 	res := LoadResult{DomainLoss: map[string]float64{}}
-	var passes []pass
+	var passes []evaluate.Pass
 	for _, d := range doms {
-		p, err := evaluate(l.Model, c, o, model.GraphOptions{}, d)
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{}, d)
 		if err != nil {
 			return res, fmt.Errorf("load of domain %s: %w", d, err)
 		}
@@ -178,14 +179,15 @@ func Load(l *train.Loaded, o Options) (LoadResult, error) {
 		res.DomainLoss[d] = p.Loss
 		res.TokensPerPass = p.Tokens
 	}
-	for j, layer := range passes[0].Layers {
-		ll := LayerLoad{Layer: layer, Experts: len(passes[0].Load[j])}
+	for j, route := range passes[0].Routes {
+		ll := LayerLoad{Layer: route.Layer, Experts: len(route.Load)}
 		for i, p := range passes {
+			r := p.Routes[j]
 			h := math.NaN()
-			if p.Router[j] {
-				h = p.Entropy[j] / float64(p.Tokens)
+			if r.Router {
+				h = r.Entropy / float64(p.Tokens)
 			}
-			ll.Domains = append(ll.Domains, DomainLoad{Domain: doms[i], Tokens: p.Tokens, Load: p.Load[j], Entropy: h})
+			ll.Domains = append(ll.Domains, DomainLoad{Domain: doms[i], Tokens: p.Tokens, Load: r.Load, Entropy: h})
 		}
 		dists := make([][]float64, len(passes))
 		for i, d := range ll.Domains {

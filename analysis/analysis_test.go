@@ -14,6 +14,7 @@ import (
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -52,9 +53,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func load(t *testing.T) *train.Loaded {
+func load(t *testing.T) *rundir.Loaded {
 	t.Helper()
-	l, err := train.LoadModel(runDir)
+	l, err := rundir.LoadModel(runDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package hf converts moetrain models to and from the public Hugging Face
+// Package hf writes and reads moetrain models in the public Hugging Face
 // DeepseekForCausalLM layout (DESIGN.md §8): config.json, safetensors weights
 // (one file, or shards with model.safetensors.index.json),
 // generation_config.json and the dataset's tokenizer.json.
@@ -9,21 +9,11 @@
 // exactly the model's values (after bf16 rounding when asked for), and Load
 // refuses missing, unexpected or mis-shaped tensors, listing all of them.
 //
-// # Mapping (DESIGN.md §8)
+// # Mapping
 //
-//	moetrain ffn   n_shared_experts  num_experts_per_tok  norm_topk_prob  n_routed_experts
-//	dense          null              null                 false           null
-//	deepseekmoe    Ks (null if 0)    K'                   false           N'
-//	gshard         null              2                    true            N
-//	switch         null              1                    false           N
-//	hash           refused: the DeepSeek code has no hash router
-//
-// Import reads n_shared_experts 0 and null alike. A top-1 model imports as
-// switch whatever its norm_topk_prob (renormalising one gate is a no-op in
-// the HF code); top-2 with norm_topk_prob and no shared experts as gshard;
-// any other routed model as deepseekmoe. Fields moetrain cannot compute
-// (rope_scaling, attention_bias, tied embeddings, grouped-query attention, a
-// non-softmax router, a non-SiLU activation) are refused, never ignored.
+// Which config.json fields and tensor keys a moetrain model maps to, both
+// ways, is model/hf.go's (model.HFConfig, model.ParseHFConfig,
+// Model.HFTensors, Model.LoadHF); this package reads and writes the files.
 //
 // # Example
 //

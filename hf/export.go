@@ -229,7 +229,7 @@ func checkOut(out string) error {
 // final norm, head; experts by index) in the export dtype. Float32 tensors
 // alias the model's storage.
 func exportTensors(m *model.Model, dt DType) ([]checkpoints.Tensor, error) {
-	byName := map[string]model.HFTensor{}
+	byName := map[string]checkpoints.Tensor{}
 	for _, h := range m.HFTensors() {
 		byName[h.Name] = h
 	}
@@ -241,22 +241,22 @@ func exportTensors(m *model.Model, dt DType) ([]checkpoints.Tensor, error) {
 	for _, p := range m.Layout {
 		parts := max(p.Experts, 1)
 		for e := 0; e < parts; e++ {
-			h, ok := byName[p.HFName(e)]
+			t, ok := byName[p.HFName(e)]
 			if !ok {
 				panic("hf: HFTensors lacks " + p.HFName(e)) // model invariant
 			}
-			t := checkpoints.Tensor{Name: h.Name, DType: st, Shape: h.Shape}
 			switch {
-			case h.F32 != nil:
-				t.F32 = h.F32
-			case h.F64 != nil:
-				t.F32 = make([]float32, len(h.F64))
-				for i, v := range h.F64 {
+			case t.F32 != nil:
+			case t.F64 != nil:
+				t.F32 = make([]float32, len(t.F64))
+				for i, v := range t.F64 {
 					t.F32[i] = float32(v)
 				}
+				t.F64 = nil
 			default:
-				return nil, fmt.Errorf("%w: integer tensor %s", ErrUnsupported, h.Name)
+				return nil, fmt.Errorf("%w: integer tensor %s", ErrUnsupported, t.Name)
 			}
+			t.DType = st
 			out = append(out, t)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/train"
 )
 
@@ -160,7 +161,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, kind := range exportable {
 		t.Run(kind, func(t *testing.T) {
 			run := trained(t, kind)
-			orig, err := train.LoadModel(run)
+			orig, err := rundir.LoadModel(run)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +186,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := train.LoadModel(run2)
+			back, err := rundir.LoadModel(run2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +233,7 @@ func TestRoundTrip(t *testing.T) {
 			if strings.Contains(log.String(), "warning: the checkpoint was written with BLAS") {
 				t.Errorf("continuing an import warned about a kernel change:\n%s", log.String())
 			}
-			ms, err := train.ReadMetrics(filepath.Join(run2, "metrics.jsonl"))
+			ms, err := rundir.ReadMetrics(filepath.Join(run2, "metrics.jsonl"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -537,7 +538,7 @@ func TestConfigMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			raw, _ := json.Marshal(hc)
-			got, err := ParseConfig(raw)
+			got, err := model.ParseHFConfig(raw)
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", kind, err, raw)
 			}
@@ -562,11 +563,11 @@ func hfJSON(t *testing.T, kind string, edit func(map[string]any)) []byte {
 }
 
 func TestParseConfigCases(t *testing.T) {
-	zeroShared, err := ParseConfig(hfJSON(t, configs.FFNGShard, func(c map[string]any) { c["n_shared_experts"] = 0 }))
+	zeroShared, err := model.ParseHFConfig(hfJSON(t, configs.FFNGShard, func(c map[string]any) { c["n_shared_experts"] = 0 }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nullShared, err := ParseConfig(hfJSON(t, configs.FFNGShard, nil))
+	nullShared, err := model.ParseHFConfig(hfJSON(t, configs.FFNGShard, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +575,7 @@ func TestParseConfigCases(t *testing.T) {
 		t.Errorf("n_shared_experts 0 gave %+v, null gave %+v", zeroShared.Model, nullShared.Model)
 	}
 	// The DeepSeek code's defaults fill absent optional fields.
-	sparse, err := ParseConfig([]byte(`{"model_type":"deepseek","vocab_size":300,"hidden_size":16,"num_hidden_layers":2,
+	sparse, err := model.ParseHFConfig([]byte(`{"model_type":"deepseek","vocab_size":300,"hidden_size":16,"num_hidden_layers":2,
 		"num_attention_heads":2,"intermediate_size":40,"n_routed_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":8,"n_shared_experts":1}`))
 	if err != nil {
 		t.Fatal(err)
@@ -603,7 +604,7 @@ func TestParseConfigCases(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig(hfJSON(t, configs.FFNGShard, tc.edit))
+			_, err := model.ParseHFConfig(hfJSON(t, configs.FFNGShard, tc.edit))
 			if err == nil {
 				t.Fatal("accepted")
 			}

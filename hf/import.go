@@ -14,11 +14,11 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // ErrRunExists is wrapped when Import's run directory is already a run.
-var ErrRunExists = train.ErrRunExists
+var ErrRunExists = rundir.ErrRunExists
 
 // ReadWeights reads the safetensors weights of an HF model directory and
 // returns them sorted by name, with the files read. It looks for, in order:
@@ -137,9 +137,9 @@ func readSharded(dir, idxPath string, raw []byte) ([]checkpoints.Tensor, []strin
 
 // Loaded is a model read from an HF directory.
 type Loaded struct {
-	Model  *model.Model // float32
-	Config Config       // what config.json said
-	Files  []string     // weight files read
+	Model  *model.Model  // float32
+	Config model.HFModel // what config.json said
+	Files  []string      // weight files read
 }
 
 // Load reads an HF DeepseekForCausalLM directory (config.json plus
@@ -153,7 +153,7 @@ func Load(dir string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	hc, err := ParseConfig(raw)
+	hc, err := model.ParseHFConfig(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
@@ -172,7 +172,7 @@ func Load(dir string) (*Loaded, error) {
 			kept = append(kept, t)
 		}
 	}
-	if err := train.LoadModelTensors(m, kept); err != nil {
+	if err := m.LoadHF(kept); err != nil {
 		return nil, fmt.Errorf("%s (config %s): %w", strings.Join(files, ", "), cfgPath, err)
 	}
 	if !m.Finite() {
@@ -246,11 +246,11 @@ func Import(dir string, opt ImportOptions) (res ImportResult, err error) {
 		return res, &configs.Error{Source: "--set", Fields: fixed}
 	}
 
-	ck, err := train.NewRun(opt.RunDir, cfg, l.Model)
+	ck, err := rundir.NewRun(opt.RunDir, cfg, l.Model)
 	if err != nil {
 		return res, fmt.Errorf("import: %w", err)
 	}
-	res = ImportResult{Config: cfg, Checkpoint: ck, Files: l.Files, Tensors: len(train.ModelTensors(l.Model))}
+	res = ImportResult{Config: cfg, Checkpoint: ck, Files: l.Files, Tensors: len(l.Model.HFTensors())}
 	for _, p := range l.Model.Layout {
 		if p.Experts > 0 && strings.HasSuffix(p.Name, ".gate_proj.weight") {
 			res.MoELayers++

@@ -122,24 +122,16 @@ func WriteConfig(cfg configs.Config, dir string) error {
 // WriteWeights writes m's weights as the reference reads them: float32
 // under their HF names, routed experts one tensor each, hash tables int32.
 func WriteWeights(path string, m *model.Model) error {
-	var ts []checkpoints.Tensor
-	for _, h := range m.HFTensors() {
-		t := checkpoints.Tensor{Name: h.Name, Shape: h.Shape}
-		switch {
-		case h.F32 != nil:
-			t.DType, t.F32 = checkpoints.F32, h.F32
-		case h.F64 != nil:
-			t.DType, t.F32 = checkpoints.F32, make([]float32, len(h.F64))
-			for i, v := range h.F64 {
-				t.F32[i] = float32(v)
+	// HFTensors gives float32 (or float64) weights and int32 hash tables.
+	ts := m.HFTensors()
+	for i, t := range ts {
+		if t.F64 != nil {
+			t.DType, t.F32, t.F64 = checkpoints.F32, make([]float32, len(t.F64)), nil
+			for j, v := range ts[i].F64 {
+				t.F32[j] = float32(v)
 			}
-		default:
-			t.DType, t.I32 = checkpoints.I32, make([]int32, len(h.Ints))
-			for i, v := range h.Ints {
-				t.I32[i] = int32(v)
-			}
+			ts[i] = t
 		}
-		ts = append(ts, t)
 	}
 	var buf bytes.Buffer
 	if err := checkpoints.WriteSafetensors(&buf, ts, nil); err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Task panels of multiple-choice tasks carry the logged chance score and
@@ -58,7 +58,7 @@ func writeSeedRun(t *testing.T, root, name string, seed uint64, off float64) str
 	var b bytes.Buffer
 	for k := 1; k <= 6; k++ {
 		tok := int64(k) * 1024
-		m := train.Metrics{Kind: "train", Tokens: tok, Loss: 6 - 0.2*float64(k) + off, LR: 1e-3}
+		m := rundir.Metrics{Kind: "train", Tokens: tok, Loss: 6 - 0.2*float64(k) + off, LR: 1e-3}
 		for layer := 0; layer < 2; layer++ {
 			load := make([]float64, 7)
 			load[k%7] = 0.5 // one hot expert, one dead (layer 1: expert 6 never used)
@@ -67,13 +67,13 @@ func writeSeedRun(t *testing.T, root, name string, seed uint64, off float64) str
 					load[e] += 0.5 / float64(6-layer)
 				}
 			}
-			m.MoE = append(m.MoE, train.LayerStats{Layer: layer, Load: load})
+			m.MoE = append(m.MoE, rundir.LayerStats{Layer: layer, Load: load})
 		}
 		raw, _ := json.Marshal(m)
 		b.Write(append(raw, '\n'))
 		if k%2 == 0 {
 			v := 5.5 - 0.1*float64(k) + off
-			raw, _ = json.Marshal(train.Metrics{Kind: "eval", Tokens: tok, Task: HeldOut, Metric: "loss", Value: &v})
+			raw, _ = json.Marshal(rundir.Metrics{Kind: "eval", Tokens: tok, Task: HeldOut, Metric: "loss", Value: &v})
 			b.Write(append(raw, '\n'))
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // fakeRun describes a run directory the test writes by hand.
@@ -91,12 +91,12 @@ func writeRun(t *testing.T, root string, r fakeRun) string {
 	}
 	var b bytes.Buffer
 	for k, tok := range r.train {
-		raw, _ := json.Marshal(train.Metrics{Kind: "train", Tokens: tok, Loss: trainLoss(k), LR: 1e-3})
+		raw, _ := json.Marshal(rundir.Metrics{Kind: "train", Tokens: tok, Loss: trainLoss(k), LR: 1e-3})
 		b.Write(append(raw, '\n'))
 	}
 	for _, e := range r.evals {
 		v := e.value
-		raw, _ := json.Marshal(train.Metrics{Kind: "eval", Tokens: e.tokens, Task: e.task, Metric: e.metric, Value: &v})
+		raw, _ := json.Marshal(rundir.Metrics{Kind: "eval", Tokens: e.tokens, Task: e.task, Metric: e.metric, Value: &v})
 		b.Write(append(raw, '\n'))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "metrics.jsonl"), b.Bytes(), 0o644); err != nil {

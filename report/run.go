@@ -11,7 +11,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // ErrNotRun is wrapped when a path is not a run directory (missing, or
@@ -29,7 +29,7 @@ type Run struct {
 	Dir     string // as given
 	Name    string // column and legend label (the directory's base name, made unique)
 	Config  configs.Config
-	Metrics []train.Metrics
+	Metrics []rundir.Metrics
 }
 
 // LoadRun reads dir/config.yaml and dir/metrics.jsonl of a run with
@@ -77,7 +77,7 @@ func ReadRun(dir string) (*Run, error) {
 	if _, err := os.Stat(mPath); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s has no metrics.jsonl (has the run started?)", ErrNotRun, dir)
 	}
-	ms, err := train.ReadMetrics(mPath)
+	ms, err := rundir.ReadMetrics(mPath)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}

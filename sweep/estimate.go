@@ -8,7 +8,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Estimate is a run's expected training time: the FLOPs left to train
@@ -91,7 +91,7 @@ func shapeKey(c configs.Config) string {
 // progress reads a run's metrics: the tokens trained and the median
 // tokens/s of its last five train lines (0 without any).
 func progress(dir string) (int64, float64) {
-	ms, err := train.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return 0, 0
 	}

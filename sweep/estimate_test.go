@@ -9,7 +9,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/model"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Seeds of one model are timed once; a partial run uses the rate its log
@@ -31,10 +31,10 @@ func TestEstimates(t *testing.T) {
 	// a3 logged 2048 tokens at a median rate of 500 tokens/s.
 	f, _ := os.Create(filepath.Join(runs[3].Dir, "metrics.jsonl"))
 	for i, tps := range []float64{900, 400, 500} {
-		raw, _ := json.Marshal(train.Metrics{Kind: "train", Tokens: int64(i+1) * 512 * 4 / 3, TokensPerS: tps, Loss: 5})
+		raw, _ := json.Marshal(rundir.Metrics{Kind: "train", Tokens: int64(i+1) * 512 * 4 / 3, TokensPerS: tps, Loss: 5})
 		f.Write(append(raw, '\n'))
 	}
-	raw, _ := json.Marshal(train.Metrics{Kind: "train", Tokens: 2048, TokensPerS: 500, Loss: 5})
+	raw, _ := json.Marshal(rundir.Metrics{Kind: "train", Tokens: 2048, TokensPerS: 500, Loss: 5})
 	f.Write(append(raw, '\n'))
 	f.Close()
 	os.WriteFile(filepath.Join(runs[4].Dir, DoneFile), []byte("{}"), 0o644)

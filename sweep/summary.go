@@ -20,7 +20,7 @@ import (
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/report"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // RunResult is one run's outcome, read from its run directory.
@@ -96,7 +96,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		c := model.Count(r.Config.Model)
 		rr := RunResult{Name: r.Name, Group: r.Group, Seed: r.Seed, Status: st, ValLoss: math.NaN(), ValBPB: math.NaN(), TrainLoss: math.NaN(),
 			Total: c.Total, Activated: c.Activated, FLOPs: model.FLOPsPerToken(r.Config.Model, r.Config.Train.SeqLen), Budget: r.Config.Train.Tokens}
-		ms, err := train.ReadMetrics(filepath.Join(r.Dir, "metrics.jsonl"))
+		ms, err := rundir.ReadMetrics(filepath.Join(r.Dir, "metrics.jsonl"))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return s, fmt.Errorf("run %s: %w", r.Name, err)
 		}

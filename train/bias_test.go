@@ -13,6 +13,7 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // biasConfig is tinyConfig with DeepSeek-V3-style routing: sigmoid scores,
@@ -27,7 +28,7 @@ func biasConfig() configs.Config {
 // biasRanges returns every train line's per-layer (min, max) bias.
 func biasRanges(t *testing.T, dir string) [][2]float64 {
 	t.Helper()
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestMoEHealthLogged(t *testing.T) {
 	c.Train.Tokens = 2 * int64(c.Train.BatchSize*c.Train.SeqLen)
 	dir := t.TempDir()
 	run(t, c, dir)
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

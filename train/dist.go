@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Data parallelism (docs/DISTRIBUTED.md). Every rank holds the whole model
@@ -147,7 +147,7 @@ func (t *trainer) shareState() error {
 	if t.root() {
 		return nil
 	}
-	var st State
+	var st rundir.State
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("state from rank 0: %w", err)
 	}
@@ -385,15 +385,6 @@ func (t *trainer) checkReplicas() error {
 		}
 	}
 	return nil
-}
-
-// devNullMetrics is where ranks other than 0 write metrics.
-func devNullMetrics() (*metricsFile, error) {
-	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &metricsFile{f: f}, nil
 }
 
 // beforeSave prepares a data-parallel checkpoint: it checks that the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/dist/mpitest"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // epConfig is distConfig with the routed experts partitioned over r ranks
@@ -38,7 +39,7 @@ func TestExpertParallelMatchesSingleProcess(t *testing.T) {
 		if log := string(readFile(t, filepath.Join(dir, "train.log"))); !strings.Contains(log, "expert parallel: ") {
 			t.Fatalf("%d ranks: train.log does not mention expert parallelism:\n%s", np, log)
 		}
-		ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+		ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 		if err != nil {
 			t.Fatal(err)
 		}

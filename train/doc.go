@@ -4,11 +4,8 @@
 //
 // # Run directory
 //
-//	RUN/config.yaml       the resolved config (the launch's; a resume must match it
-//	                      except for keys documented as safe to change)
-//	RUN/metrics.jsonl     one JSON object per log or eval point, in training tokens
-//	RUN/train.log         the human-readable log
-//	RUN/checkpoints/      tokens-<N>/ directories (checkpoints package, docs/FORMAT.md)
+// The run directory's format (config, metrics, checkpoints and their
+// state.json) is package rundir's.
 //
 // # One optimizer step
 //

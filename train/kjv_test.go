@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
 )
 
@@ -116,7 +117,7 @@ func TestKJVLossBelowUnigramEntropy(t *testing.T) {
 // taskScore reads the last eval value of task/metric from a run's metrics.
 func taskScore(t *testing.T, dir, task, metric string) float64 {
 	t.Helper()
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Every log interval writes a loss line with an ETA to train.log, with the
@@ -56,7 +57,7 @@ func TestMetricsCarryExpertLoad(t *testing.T) {
 	c.Train.Tokens = 2 * 4 * 32
 	dir := t.TempDir()
 	run(t, c, dir)
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,12 +101,12 @@ func TestReadMetricsSkipsAPartialLastLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metrics.jsonl")
 	full := `{"kind":"train","tokens":128,"step":1,"loss":5}` + "\n"
 	os.WriteFile(path, []byte(full+`{"kind":"train","tok`), 0o644)
-	ms, err := ReadMetrics(path)
+	ms, err := rundir.ReadMetrics(path)
 	if err != nil || len(ms) != 1 || ms[0].Loss != 5 {
 		t.Errorf("partial last line: %v, %+v", err, ms)
 	}
 	os.WriteFile(path, []byte(`{"kind":"train","tok`+"\n"+full), 0o644)
-	if _, err := ReadMetrics(path); err == nil {
+	if _, err := rundir.ReadMetrics(path); err == nil {
 		t.Error("a broken first line was accepted")
 	}
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +19,13 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/dist"
-	"github.com/moetrain/moetrain/internal/atomicfile"
+	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/runlock"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
 	"github.com/moetrain/moetrain/train/step"
 )
@@ -82,27 +84,28 @@ type Summary struct {
 
 // trainer holds one run's live state.
 type trainer struct {
-	opt     Options
-	cfg     configs.Config
-	out     io.Writer
-	logFile *os.File
-	m       *model.Model // the model trained here (under expert parallelism this rank's shard)
-	whole   *model.Model // what rank 0 loads, evaluates and saves: m itself, or the whole model m is a shard view of
-	g       *model.Graph
-	fwd     *model.Graph // forward-only twin of g: gathers batch-level routing counts
-	step    *step.Step   // the graph g's parameters, gradients and AdamW
-	batch   []int32      // the last global batch read (reused)
-	sched   optim.Schedule
-	stream  *data.Stream
-	metrics *metricsFile
-	eval    *evaluator
-	state   State
-	peak    float64 // GFLOP/s
-	fpt     float64 // FLOPs per token
-	kernel  string
-	started time.Time
-	prog    progress
-	dist    distState // data parallelism (dist.go)
+	opt        Options
+	cfg        configs.Config
+	out        io.Writer
+	logFile    *os.File
+	m          *model.Model // the model trained here (under expert parallelism this rank's shard)
+	whole      *model.Model // what rank 0 loads, evaluates and saves: m itself, or the whole model m is a shard view of
+	g          *model.Graph
+	fwd        *model.Graph // forward-only twin of g: gathers batch-level routing counts
+	step       *step.Step   // the graph g's parameters, gradients and AdamW
+	batch      []int32      // the last global batch read (reused)
+	sched      optim.Schedule
+	stream     *data.Stream
+	metrics    *rundir.MetricsWriter
+	eval       *evaluate.Evaluator
+	evalWarned bool // the evaluator's warnings and notes were logged
+	state      rundir.State
+	peak       float64 // GFLOP/s
+	fpt        float64 // FLOPs per token
+	kernel     string
+	started    time.Time
+	prog       progress
+	dist       distState // data parallelism (dist.go)
 }
 
 func (t *trainer) logf(format string, args ...any) {
@@ -186,7 +189,7 @@ func (t *trainer) checkConfig() error {
 	// A run directory without a checkpoint has trained nothing yet (a
 	// launch that failed early): its stored config does not bind.
 	if len(infos) == 0 {
-		return atomicfile.WriteFile(path, []byte(t.cfg.YAML()), 0o644)
+		return rundir.WriteConfig(t.opt.RunDir, t.cfg)
 	}
 	var stored configs.Config
 	raw, err := os.ReadFile(path)
@@ -203,7 +206,7 @@ func (t *trainer) checkConfig() error {
 		stored = st.Config
 		t.logf("warning: %s is missing: comparing against the config of %s and writing it back", path, dir)
 		defer func() {
-			if err := atomicfile.WriteFile(path, []byte(stored.YAML()), 0o644); err != nil {
+			if err := rundir.WriteConfig(t.opt.RunDir, stored); err != nil {
 				t.logf("warning: restore %s: %v", path, err)
 			}
 		}()
@@ -242,7 +245,7 @@ func configDiff(stored, now configs.Config, where string) error {
 
 // newestState reads the state of the newest checkpoint whose state.json is
 // intact (only that file is verified).
-func newestState(infos []checkpoints.Info) (State, string, error) {
+func newestState(infos []checkpoints.Info) (rundir.State, string, error) {
 	var errs []error
 	for i := len(infos) - 1; i >= 0; i-- {
 		raw, err := checkpoints.LoadState(infos[i].Dir)
@@ -250,14 +253,14 @@ func newestState(infos []checkpoints.Info) (State, string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var st State
-		if err := jsonUnmarshal(raw, &st); err != nil {
+		var st rundir.State
+		if err := json.Unmarshal(raw, &st); err != nil {
 			errs = append(errs, fmt.Errorf("%s: state.json: %w", infos[i].Dir, err))
 			continue
 		}
 		return st, infos[i].Dir, nil
 	}
-	return State{}, "", errors.Join(errs...)
+	return rundir.State{}, "", errors.Join(errs...)
 }
 
 // mfu is the model FLOPs utilisation at tps tokens/s, 0 without a peak
@@ -317,7 +320,7 @@ func (t *trainer) setup() error {
 	t.logf("parameters: %s total, %s activated; %.3g FLOPs/token; estimated memory %s", units.Commas(counts.Total), units.Commas(counts.Activated), t.fpt, units.Bytes(mem.Total))
 
 	// Resume from the newest valid checkpoint.
-	t.state = State{Version: stateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
+	t.state = rundir.State{Version: rundir.StateVersion, Config: t.cfg, Kernel: t.kernel, Threads: runtime.GOMAXPROCS(0)}
 	optState, dir, err := t.resume()
 	if err := t.agree(err); err != nil {
 		return err
@@ -378,13 +381,11 @@ func (t *trainer) setup() error {
 	if err := t.sched.Validate(); err != nil {
 		return fmt.Errorf("schedule: %w", err)
 	}
+	// Rank 0 writes the metrics; a nil writer discards them.
 	if t.root() {
-		t.metrics, err = openMetrics(filepath.Join(t.opt.RunDir, "metrics.jsonl"), t.state.Tokens)
-	} else {
-		t.metrics, err = devNullMetrics()
-	}
-	if err != nil {
-		return err
+		if t.metrics, err = rundir.OpenMetrics(filepath.Join(t.opt.RunDir, "metrics.jsonl"), t.state.Tokens); err != nil {
+			return err
+		}
 	}
 	// Rank 0 evaluates for the run.
 	err = nil
@@ -435,17 +436,14 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if ck == nil {
 		return nil, dir, nil
 	}
-	var st State
-	if err := jsonUnmarshal(ck.State, &st); err != nil {
-		return nil, dir, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
+	st, err := rundir.DecodeState(ck.State, dir)
+	if err != nil {
+		return nil, dir, err
 	}
-	if st.Version != stateVersion {
-		return nil, dir, fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
-	}
-	if err := LoadModelTensors(t.whole, ck.Model); err != nil {
+	if err := t.whole.LoadHF(ck.Model); err != nil {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	os, err := optimizerState(st.OptimizerStep, ck.Optimizer)
+	os, err := rundir.OptimizerState(st.OptimizerStep, ck.Optimizer)
 	if err != nil {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
@@ -479,7 +477,7 @@ func (t *trainer) close() {
 		t.fwd.Close()
 	}
 	if t.eval != nil {
-		t.eval.close()
+		t.eval.Close()
 	}
 	if t.metrics != nil {
 		t.metrics.Close()
@@ -590,12 +588,12 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 				t.logf("tokens %s/%s  step %d  all %d steps since the last line skipped (non-finite)  ETA %s",
 					units.Commas(t.state.Tokens), units.Commas(c.Train.Tokens), t.state.Step, logSkipped, etaText)
 			} else {
-				mt := Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
+				mt := rundir.Metrics{Kind: "train", Tokens: t.state.Tokens, Step: t.state.Step, LR: lr, Loss: logLoss / float64(logSteps),
 					TokensPerS: tps, MFU: t.mfu(tps), Elapsed: time.Since(t.started).Seconds()}
 				if res.Updated { // the last step's own statistics, finite only then
 					mt.GradNorm, mt.Balance, mt.MoE, mt.EPLoad = norm, t.balanceLosses(res.Balance), t.routeStats(), t.epLoad()
 				}
-				if err := t.metrics.write(mt); err != nil {
+				if err := t.metrics.Write(mt); err != nil {
 					return sum, fmt.Errorf("write metrics: %w", err)
 				}
 				skipped := ""
@@ -760,28 +758,6 @@ func (t *trainer) gatherBatchCounts(micro [][]int32) error {
 	return nil
 }
 
-func (t *trainer) routeStats() []LayerStats {
-	var out []LayerStats
-	for j, rec := range t.g.Routes {
-		var ent float64
-		if p := t.g.RouterProbs(j); p != nil {
-			ent = rowEntropy(p.Data().([]float32), rec.N, rec.E)
-		}
-		st := layerStats(t.g.RouteOf[j], rec, ent)
-		st.MaxVio = maxVio(t.g.StepLoads()[j])
-		if t.cfg.Model.Router.CapacityFactor > 0 {
-			d := t.g.StepDropped(j)
-			st.Dropped = &d
-		}
-		if b := t.m.RouterBias(st.Layer); b != nil {
-			lo, hi := biasRange(b)
-			st.BiasMin, st.BiasMax = &lo, &hi
-		}
-		out = append(out, st)
-	}
-	return out
-}
-
 // save writes a checkpoint of the current state. Under data parallelism it
 // is collective: the replicas are checked (beforeSave), rank 0 writes the
 // single-process format, and every rank learns its directory or the
@@ -808,12 +784,12 @@ func (t *trainer) save() (string, error) {
 
 // saveFiles writes a checkpoint of the current state (see save).
 func (t *trainer) saveFiles() (string, error) {
-	st, err := marshalState(t.state)
+	st, err := rundir.EncodeState(t.state)
 	if err != nil {
 		return "", err
 	}
 	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
-		Tokens: t.state.Tokens, Model: ModelTensors(t.whole), Optimizer: optimizerTensors(t.optimizerStateForSave()), State: st,
+		Tokens: t.state.Tokens, Model: t.whole.HFTensors(), Optimizer: rundir.OptimizerTensors(t.optimizerStateForSave()), State: st,
 	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
 	if err != nil {
 		if dir != "" {

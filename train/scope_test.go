@@ -8,6 +8,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/dist/mpitest"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // scopeConfig is distConfig (batch-level expert and device losses, a
@@ -23,7 +24,7 @@ func scopeConfig() configs.Config {
 // balanceLines returns every train line's balance losses, in a fixed order.
 func balanceLines(t *testing.T, dir string) []float64 {
 	t.Helper()
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/internal/tol"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // dataset is a small synthetic dataset prepared once for the package.
@@ -72,7 +73,7 @@ func run(t *testing.T, c configs.Config, dir string) Summary {
 
 func trainLosses(t *testing.T, dir string) []float64 {
 	t.Helper()
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func TestMicroBatchesEqualOneBatchBatchLevelBalance(t *testing.T) {
 }
 
 func balanceOf(t *testing.T, dir string) []float64 {
-	ms, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

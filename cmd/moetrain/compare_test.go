@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"github.com/moetrain/moetrain/data"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // A trained run with held-out evals, compared and plotted through the CLI;
 // then the bad inputs and their exit codes.
 func TestCompareAndPlotCLI(t *testing.T) {
 	run := trainedRun(t, 4, "  every_tokens: 0\n", "  every_tokens: 256\n")
-	ms, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -14,9 +13,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/internal/units"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
-	"github.com/moetrain/moetrain/train"
 )
 
 func init() {
@@ -74,7 +74,7 @@ on stderr; --strict makes it an error naming the file and line.`,
 				return err
 			}
 			cfg := l.State.Config
-			e, err := train.NewEvaluator(l.Model, cfg, train.EvalOptions{Data: dir, Tasks: names, NoTasks: noTasks, TaskLimit: limit, Truncate: !strict})
+			e, err := evaluate.New(l.Model, cfg, evaluate.Options{Data: dir, Tasks: names, NoTasks: noTasks, TaskLimit: limit, Truncate: !strict})
 			var te *tasks.Error
 			if errors.Is(err, tasks.ErrNoTask) || errors.As(err, &te) {
 				return asUsage(err)
@@ -130,12 +130,12 @@ on stderr; --strict makes it an error naming the file and line.`,
 
 // evalReport is the JSON form of `moetrain eval`.
 type evalReport struct {
-	Checkpoint string            `json:"checkpoint"`
-	Tokens     int64             `json:"tokens"` // training tokens of the checkpoint
-	FFN        string            `json:"ffn"`
-	Dataset    string            `json:"dataset"`
-	SeqLen     int               `json:"seq_len"`
-	HeldOut    *train.EvalResult `json:"heldout,omitempty"`
+	Checkpoint string           `json:"checkpoint"`
+	Tokens     int64            `json:"tokens"` // training tokens of the checkpoint
+	FFN        string           `json:"ffn"`
+	Dataset    string           `json:"dataset"`
+	SeqLen     int              `json:"seq_len"`
+	HeldOut    *evaluate.Result `json:"heldout,omitempty"`
 	// HeldOutScope says which held-out tokens were scored.
 	HeldOutScope string         `json:"heldout_scope,omitempty"`
 	Tasks        []tasks.Result `json:"tasks"`
@@ -190,40 +190,26 @@ func printEval(w io.Writer, r evalReport, asJSON bool) error {
 	return nil
 }
 
-// runDataset finds the dataset of a loaded run: --data when given, else the
-// config's data.path as written, or relative to the run directory or its
-// parent (runs are often launched from the repository root).
-func runDataset(l *train.Loaded, override string) (string, error) {
+// runDataset is --data when given (a usage error when it is not a prepared
+// dataset), else the run's own dataset (rundir.Loaded.Dataset).
+func runDataset(l *rundir.Loaded, override string) (string, error) {
 	if override != "" {
 		if _, err := data.LoadManifest(override); err != nil {
 			return "", usagef("--data %s: %v", override, err)
 		}
 		return override, nil
 	}
-	p := l.State.Config.Data.Path
-	cands := []string{p}
-	if !filepath.IsAbs(p) {
-		// l.Dir is RUN/checkpoints/tokens-N.
-		run := filepath.Dir(filepath.Dir(l.Dir))
-		cands = append(cands, filepath.Join(run, p), filepath.Join(filepath.Dir(run), p))
+	dir, err := l.Dataset()
+	if err != nil {
+		return "", fmt.Errorf("%w; pass --data DIR", err)
 	}
-	var firstErr error
-	for _, dir := range cands {
-		if _, err := data.LoadManifest(dir); err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		return dir, nil
-	}
-	return "", fmt.Errorf("find the run's dataset (data.path %s): %w; pass --data DIR", p, firstErr)
+	return dir, nil
 }
 
 // warnTokenizer warns when the evaluated dataset was encoded with another
 // tokenizer than the run's own dataset (same vocabulary size, other ids:
 // the scores would be meaningless).
-func warnTokenizer(l *train.Loaded, dir string, man *data.Manifest) {
+func warnTokenizer(l *rundir.Loaded, dir string, man *data.Manifest) {
 	own, err := runDataset(l, "")
 	if err != nil || own == dir {
 		return

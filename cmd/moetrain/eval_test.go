@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moetrain/moetrain/internal/tol"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // moetrain eval and generate on a tiny trained run: JSON held-out scores
@@ -41,7 +41,7 @@ func TestEvalAndGenerate(t *testing.T) {
 	}
 	// One held-out number: by default eval scores what the run's own
 	// final evaluation scored (eval.tokens), the loss compare reports.
-	ms, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

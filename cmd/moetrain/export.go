@@ -12,7 +12,7 @@ import (
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/hf"
 	"github.com/moetrain/moetrain/internal/units"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 func init() {
@@ -88,7 +88,7 @@ trust_remote_code and DeepSeek's public modeling_deepseek.py.`,
 // runTokenizer finds the tokenizer the run trained with: data.path's
 // manifest names it. A relative data.path is tried from the working
 // directory, then from the run directory's parent.
-func runTokenizer(l *train.Loaded) (string, error) {
+func runTokenizer(l *rundir.Loaded) (string, error) {
 	p := l.State.Config.Data.Path
 	cands := []string{p}
 	if !filepath.IsAbs(p) {

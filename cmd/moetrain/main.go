@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/dist"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // usageError marks a mistake in the command line or config: exit code 2.
@@ -78,12 +78,12 @@ func argsUsage(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error { return asUsage(v(cmd, args)) }
 }
 
-// loadModel is train.LoadModel for the commands that read a trained model:
+// loadModel is rundir.LoadModel for the commands that read a trained model:
 // a path that holds no checkpoint is a usage mistake (exit 2), a damaged
 // one a run-time failure (exit 1).
-func loadModel(path string) (*train.Loaded, error) {
-	l, err := train.LoadModel(path)
-	if errors.Is(err, train.ErrNoCheckpoint) {
+func loadModel(path string) (*rundir.Loaded, error) {
+	l, err := rundir.LoadModel(path)
+	if errors.Is(err, rundir.ErrNoCheckpoint) {
 		return nil, asUsage(err)
 	}
 	return l, err

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/moetrain/moetrain/data"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // treeSnapshot records every path under dir with its size and modification
@@ -169,7 +169,7 @@ func TestNonFinite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl")); err != nil || strings.Contains(strings.ToLower(string(b)), "nan") {
+	if _, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl")); err != nil || strings.Contains(strings.ToLower(string(b)), "nan") {
 		t.Errorf("metrics.jsonl: %v\n%s", err, b)
 	}
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // chromium returns Debian's chromium, skipping the test outside CI when it
@@ -82,11 +82,11 @@ func nonWhite(t *testing.T, raw []byte) float64 {
 func TestServePageInChromium(t *testing.T) {
 	browser := chromium(t)
 	run := trainedRun(t, 4, "  every_tokens: 0\n", "  every_tokens: 256\n")
-	ms, err := train.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var trainLines []train.Metrics
+	var trainLines []rundir.Metrics
 	var heldout []float64
 	for _, m := range ms {
 		if m.Kind == "train" {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/units"
-	"github.com/moetrain/moetrain/train"
+	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/upcycle"
 )
 
@@ -43,7 +43,7 @@ rope_theta and norm_eps. Then
 			if err != nil {
 				return asUsage(err)
 			}
-			l, err := train.LoadModel(args[0])
+			l, err := rundir.LoadModel(args[0])
 			if err != nil {
 				return err
 			}
@@ -56,8 +56,8 @@ rope_theta and norm_eps. Then
 			if err != nil {
 				return err
 			}
-			ck, err := train.NewRun(out, cfg, m)
-			if errors.Is(err, train.ErrRunExists) {
+			ck, err := rundir.NewRun(out, cfg, m)
+			if errors.Is(err, rundir.ErrRunExists) {
 				return asUsage(err)
 			}
 			if err != nil {

@@ -1,4 +1,4 @@
-package train
+package rundir
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/checkpoints"
+	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -49,22 +50,46 @@ func LoadModel(path string) (*Loaded, error) {
 		}
 		ck, dir = c, d
 	}
-	var st State
-	if err := jsonUnmarshal(ck.State, &st); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
-	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("checkpoint %s: state version %d, this moetrain reads %d", dir, st.Version, stateVersion)
+	st, err := DecodeState(ck.State, dir)
+	if err != nil {
+		return nil, err
 	}
 	m, err := model.New(st.Config.Model, tensor.Float32)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if err := LoadModelTensors(m, ck.Model); err != nil {
+	if err := m.LoadHF(ck.Model); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if !m.Finite() {
 		return nil, errors.New("checkpoint " + dir + ": weights are not finite")
 	}
 	return &Loaded{Model: m, State: st, Dir: dir}, nil
+}
+
+// Run is the run directory of the loaded checkpoint (Dir is
+// RUN/checkpoints/tokens-N).
+func (l *Loaded) Run() string { return filepath.Dir(filepath.Dir(l.Dir)) }
+
+// Dataset finds the prepared dataset of a loaded run: its config's
+// data.path as written, or relative to the run directory or its parent
+// (runs are often launched from the repository root).
+func (l *Loaded) Dataset() (string, error) {
+	p := l.State.Config.Data.Path
+	cands := []string{p}
+	if !filepath.IsAbs(p) {
+		run := l.Run()
+		cands = append(cands, filepath.Join(run, p), filepath.Join(filepath.Dir(run), p))
+	}
+	var firstErr error
+	for _, dir := range cands {
+		if _, err := data.LoadManifest(dir); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		return dir, nil
+	}
+	return "", fmt.Errorf("find the run's dataset (data.path %s): %w", p, firstErr)
 }

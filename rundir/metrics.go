@@ -1,15 +1,13 @@
-package train
+package rundir
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/moetrain/moetrain/internal/atomicfile"
-	"github.com/moetrain/moetrain/model/ops"
 )
 
 // Metrics is one line of metrics.jsonl. Train lines carry the loss fields;
@@ -65,70 +63,17 @@ type LayerStats struct {
 	Dropped *float64 `json:"dropped,omitempty"`
 }
 
-// maxVio is max(load) / mean(load) − 1 (0 for no load).
-func maxVio(load []float64) float64 {
-	var mx, sum float64
-	for _, l := range load {
-		sum += l
-		mx = max(mx, l)
-	}
-	if sum == 0 {
-		return 0
-	}
-	return mx/(sum/float64(len(load))) - 1
-}
-
-func layerStats(layer int, rec *ops.RouteRecord, entropy float64) LayerStats {
-	s := LayerStats{Layer: layer, RouterEntropy: entropy}
-	if rec == nil || rec.E == 0 {
-		return s
-	}
-	var mx, sum, dead int
-	for _, l := range rec.Load {
-		sum += l
-		if l > mx {
-			mx = l
-		}
-		if l == 0 {
-			dead++
-		}
-	}
-	if sum > 0 {
-		s.LoadMaxOverMean = float64(mx) / (float64(sum) / float64(rec.E))
-		s.Load = make([]float64, len(rec.Load))
-		for e, l := range rec.Load {
-			s.Load[e] = math.Round(1e5*float64(l)/float64(sum)) / 1e5
-		}
-	}
-	s.DeadShare = float64(dead) / float64(rec.E)
-	return s
-}
-
-// rowEntropy returns the mean entropy of the rows of probs [n, e].
-func rowEntropy[F float32 | float64](probs []F, n, e int) float64 {
-	if n == 0 {
-		return 0
-	}
-	var total float64
-	for i := 0; i < n; i++ {
-		for _, p := range probs[i*e : (i+1)*e] {
-			if p > 0 {
-				total -= float64(p) * math.Log(float64(p))
-			}
-		}
-	}
-	return total / float64(n)
-}
-
-// metricsFile appends JSON lines to RUN/metrics.jsonl.
-type metricsFile struct {
+// MetricsWriter appends JSON lines to RUN/metrics.jsonl. A nil
+// *MetricsWriter discards them (the ranks other than 0 of a data-parallel
+// run).
+type MetricsWriter struct {
 	f *os.File
 }
 
-// openMetrics opens the metrics file for appending, first dropping every
+// OpenMetrics opens the metrics file for appending, first dropping every
 // line past the resumed token count: those steps are trained again, and the
 // file must read as if the run had never stopped.
-func openMetrics(path string, keepUpTo int64) (*metricsFile, error) {
+func OpenMetrics(path string, keepUpTo int64) (*MetricsWriter, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("read metrics: %w", err)
@@ -155,10 +100,14 @@ func openMetrics(path string, keepUpTo int64) (*metricsFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metrics: %w", err)
 	}
-	return &metricsFile{f: f}, nil
+	return &MetricsWriter{f: f}, nil
 }
 
-func (m *metricsFile) write(x Metrics) error {
+// Write appends one line.
+func (m *MetricsWriter) Write(x Metrics) error {
+	if m == nil {
+		return nil
+	}
 	raw, err := json.Marshal(x)
 	if err != nil {
 		return err
@@ -167,7 +116,13 @@ func (m *metricsFile) write(x Metrics) error {
 	return err
 }
 
-func (m *metricsFile) Close() error { return m.f.Close() }
+// Close closes the file.
+func (m *MetricsWriter) Close() error {
+	if m == nil {
+		return nil
+	}
+	return m.f.Close()
+}
 
 // ReadMetrics reads every line of a run's metrics.jsonl. A last line
 // without its newline that does not parse is one being written (a live

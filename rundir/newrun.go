@@ -1,4 +1,4 @@
-package train
+package rundir
 
 import (
 	"encoding/json"
@@ -19,9 +19,9 @@ import (
 var ErrRunExists = errors.New("run directory already holds a run")
 
 // NewRun writes a run that has trained no tokens from a model made outside
-// Run (moetrain import, moetrain upcycle): dir/config.yaml and a checkpoint
-// at 0 tokens holding m's weights and no optimizer state, so that Run
-// continues it (AdamW from zero moments) and LoadModel reads it. It returns
+// the trainer (moetrain import, moetrain upcycle): dir/config.yaml and a checkpoint
+// at 0 tokens holding m's weights and no optimizer state, so that the
+// trainer continues it (AdamW from zero moments) and LoadModel reads it. It returns
 // the checkpoint directory.
 func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	for _, p := range []string{"config.yaml", "checkpoints"} {
@@ -30,7 +30,7 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 		}
 	}
 	st := NewState(cfg)
-	// Record this machine's kernel, as Run does, so that continuing the
+	// Record this machine's kernel, as the trainer does, so that continuing the
 	// run does not warn about a kernel change that never happened.
 	if info, err := blas.Init(); err == nil {
 		st.Kernel, st.Threads = info.Kernel, runtime.GOMAXPROCS(0)
@@ -42,13 +42,19 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create run directory: %w", err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg.YAML()), 0o644); err != nil {
+	if err := WriteConfig(dir, cfg); err != nil {
 		return "", fmt.Errorf("write config: %w", err)
 	}
-	ck, err := checkpoints.Save(dir, checkpoints.Checkpoint{Tokens: 0, Model: ModelTensors(m), State: state},
+	ck, err := checkpoints.Save(dir, checkpoints.Checkpoint{Tokens: 0, Model: m.HFTensors(), State: state},
 		checkpoints.Policy{KeepLast: cfg.Checkpoint.KeepLast, KeepEveryTokens: cfg.Checkpoint.KeepEveryTokens})
 	if err != nil && ck == "" {
 		return "", fmt.Errorf("save checkpoint: %w", err)
 	}
 	return ck, nil
+}
+
+// WriteConfig writes the run's resolved config as RUN/config.yaml, crash
+// safe (internal/atomicfile).
+func WriteConfig(dir string, cfg configs.Config) error {
+	return atomicfile.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg.YAML()), 0o644)
 }
