@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/moetrain/moetrain/checkpoints"
@@ -360,28 +359,4 @@ func roundBF16(f float32) float32 {
 	lsb := (b >> 16) & 1
 	b += 0x7fff + lsb
 	return math.Float32frombits(b &^ 0xffff)
-}
-
-// ParseSize reads a byte count: a plain integer, or a number with a unit
-// (KB, MB, GB = powers of 1000, as transformers reads max_shard_size; KiB,
-// MiB, GiB = powers of 1024).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mul    float64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mul := 1.0
-	up := strings.ToUpper(t)
-	for _, u := range units {
-		if strings.HasSuffix(up, u.suffix) {
-			mul, t = u.mul, strings.TrimSpace(t[:len(t)-len(u.suffix)])
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || !(v > 0) || v*mul > math.MaxInt64/2 {
-		return 0, fmt.Errorf("size %q: want a positive byte count such as 2000000, 500MB or 2GiB", s)
-	}
-	return int64(v * mul), nil
 }

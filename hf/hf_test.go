@@ -775,20 +775,3 @@ func TestImportRefusals(t *testing.T) {
 		t.Errorf("got %v, want ErrRunExists", err)
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{{"123", 123}, {"5GB", 5_000_000_000}, {"500MB", 500_000_000}, {"2GiB", 2 << 30}, {"1.5kb", 1500}, {"64 KiB", 65536}}
-	for _, tc := range tests {
-		if got, err := ParseSize(tc.in); err != nil || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"", "0", "-5MB", "lots", "5TB"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
-}

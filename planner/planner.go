@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/intmath"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -225,13 +226,6 @@ func moeLayers(m configs.Model) int {
 	return n
 }
 
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
 // Plan estimates every layout DP·EP = devices whose EP divides the routed
 // experts (EP = 1 only for dense models; only o.EP when set), in increasing
 // EP. train.batch_size must be divisible by the devices.
@@ -277,7 +271,7 @@ func Plan(cfg configs.Config, c Cluster, o Options) ([]Layout, error) {
 		st := States(po, pr, dp, ep, o)
 		r := Layout{DP: dp, EP: ep, Weights: st.Weights, Gradients: st.Gradients, Optimizer: st.Optimizer}
 		for mb := local; mb >= 1; mb-- {
-			if local%mb != 0 || (o.MicroBatch > 0 && mb != gcd(o.MicroBatch, local)) {
+			if local%mb != 0 || (o.MicroBatch > 0 && mb != intmath.GCD(o.MicroBatch, local)) {
 				continue
 			}
 			r.MicroBatch, r.Activations = mb, ActivationBytes(m, mb, t.SeqLen, o)

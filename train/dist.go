@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/internal/intmath"
 	"github.com/moetrain/moetrain/optim"
 	"github.com/moetrain/moetrain/rundir"
 )
@@ -64,15 +65,8 @@ func (t *trainer) initDist() error {
 		return fmt.Errorf("train.batch_size %d is not divisible by the %d MPI ranks: each rank trains on an equal share of every batch", B, R)
 	}
 	t.dist.local = B / R
-	t.dist.micro = gcd(t.cfg.Train.MicroBatch(), t.dist.local)
+	t.dist.micro = intmath.GCD(t.cfg.Train.MicroBatch(), t.dist.local)
 	return t.initEP()
-}
-
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }
 
 // distributed reports whether several ranks train together.

@@ -43,7 +43,7 @@ trust_remote_code and DeepSeek's public modeling_deepseek.py.`,
 			if err != nil {
 				return asUsage(fmt.Errorf("--dtype: %w", err))
 			}
-			size, err := hf.ParseSize(shard)
+			size, err := units.ParseBytes(shard)
 			if err != nil {
 				return asUsage(fmt.Errorf("--shard-size: %w", err))
 			}

@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -50,7 +47,7 @@ those that do not. The formulas are written out in docs/DISTRIBUTED.md.`,
 			if err != nil {
 				return asUsage(err)
 			}
-			if c.MemBytes, err = parseBytes(mem); err != nil {
+			if c.MemBytes, err = units.ParseBytes(mem); err != nil {
 				return usagef("--gpu-mem: %v", err)
 			}
 			o.Precision, o.Recompute = planner.Precision(precision), planner.Recompute(recompute)
@@ -135,26 +132,3 @@ func printPlan(w io.Writer, cfg configs.Config, c planner.Cluster, o planner.Opt
 }
 
 func gib(n int64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
-
-// parseBytes reads sizes like 80GiB, 40GB, 512MiB, 1.5TiB or a plain byte
-// count.
-func parseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-		{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	mult := 1.0
-	for _, u := range units {
-		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
-			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || !(v > 0) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("%q is not a positive size such as 80GiB", s)
-	}
-	return int64(v * mult), nil
-}

@@ -12,19 +12,6 @@ import (
 	"github.com/moetrain/moetrain/model"
 )
 
-func TestParseBytes(t *testing.T) {
-	for s, want := range map[string]int64{"80GiB": 80 << 30, "40GB": 40e9, "512 MiB": 512 << 20, "1.5TiB": 3 << 39, "1000": 1000} {
-		if got, err := parseBytes(s); err != nil || got != want {
-			t.Errorf("parseBytes(%q) = %d, %v; want %d", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "GiB", "-1GiB", "eightyGiB"} {
-		if _, err := parseBytes(s); err == nil {
-			t.Errorf("parseBytes(%q) did not fail", s)
-		}
-	}
-}
-
 func TestPlanCLI(t *testing.T) {
 	out, err := exec.Command(binary, "plan", "../../configs/paper/deepseekmoe-145b.yaml", "--gpus", "8", "--gpu-mem", "80GiB", "--tflops", "150").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "all-to-all s") || !strings.Contains(string(out), "No layout fits") {

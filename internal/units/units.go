@@ -1,10 +1,13 @@
 // Package units formats counts and sizes for people: one way to print a
-// parameter count, a byte size or a token count everywhere in moetrain.
+// parameter count, a byte size or a token count everywhere in moetrain, and
+// one way to read a byte size from a flag (ParseBytes).
 package units
 
 import (
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 )
 
 // Commas writes n with thousands separators: 16375728128 → "16,375,728,128".
@@ -52,4 +55,30 @@ func Short(n int64) string {
 		return fmt.Sprintf("%.1fK", float64(n)/1e3)
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// ParseBytes reads a size written for people: a plain byte count, or a
+// number with a unit, case-insensitive, with or without a space: KB, MB,
+// GB, TB are powers of 1000 (as transformers reads max_shard_size), KiB,
+// MiB, GiB, TiB powers of 1024. The size must be positive and fit an int64.
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := 1.0
+	up := strings.ToUpper(t)
+	for _, u := range units {
+		if strings.HasSuffix(up, u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(v > 0) || v*mult >= math.MaxInt64 || v*mult < 1 {
+		return 0, fmt.Errorf("size %q: want a positive byte count such as 2000000, 500MB or 80GiB", s)
+	}
+	return int64(v * mult), nil
 }
