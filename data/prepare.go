@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/internal/atomicfile"
+	"github.com/moetrain/moetrain/internal/scratch"
 )
 
 // EOSToken is the special token Prepare's tokenizer appends to every document.
@@ -99,6 +100,14 @@ type PrepareOptions struct {
 	Stdin    io.Reader // read for the source "-" (default os.Stdin)
 	Workers  int       // encoding goroutines (default GOMAXPROCS)
 	Progress func(Progress)
+	// Note, when non-nil, receives remarks (leftovers of an interrupted
+	// prepare cleaned up).
+	Note func(string)
+	// BeforePublish, when non-nil, is called with the finished dataset's
+	// temporary directory before it replaces Out, to add files derived
+	// from it (the built-in tasks): a kill before the rename leaves the old
+	// Out, never a dataset without them.
+	BeforePublish func(ctx context.Context, dir string) error
 }
 
 // Progress is reported by Prepare while it works.
@@ -521,7 +530,16 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 		return nil, fmt.Errorf("prepare: tokenizer %s has no end-of-text token; it needs the special token %q", o.Tokenizer, EOSToken)
 	}
 
-	tmp := fmt.Sprintf("%s.tmp-%d", filepath.Clean(o.Out), os.Getpid())
+	notes, err := scratch.Sweep(o.Out)
+	for _, n := range notes {
+		if o.Note != nil {
+			o.Note(n)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	tmp := scratch.Tmp(o.Out)
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, fmt.Errorf("prepare: remove stale %s: %w", tmp, err)
 	}
@@ -614,6 +632,11 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 	if err := writeManifest(filepath.Join(tmp, ManifestFile), man); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
+	if o.BeforePublish != nil {
+		if err := o.BeforePublish(ctx, tmp); err != nil {
+			return nil, err
+		}
+	}
 	if err := moveInto(tmp, o.Out); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
@@ -654,7 +677,7 @@ func moveInto(tmp, out string) error {
 	}
 	old := ""
 	if _, err := os.Stat(out); err == nil {
-		old = fmt.Sprintf("%s.old-%d", filepath.Clean(out), os.Getpid())
+		old = scratch.Old(out)
 		if err := os.Rename(out, old); err != nil {
 			return fmt.Errorf("move old %s aside: %w", out, err)
 		}

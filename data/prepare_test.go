@@ -139,3 +139,38 @@ func TestKJV(t *testing.T) {
 		t.Fatalf("first validation document is not a KJV chapter:\n%.300s", ch)
 	}
 }
+
+// BeforePublish runs on the finished dataset before it replaces Out: Out
+// still holds the old dataset then, and when the hook fails (or the process
+// is killed in it) the old dataset stays and no temporary directory is left.
+func TestBeforePublish(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "ds")
+	old, err := PrepareDocuments(context.Background(), Synthetic(3, 40), fixtureOpts(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fixtureOpts(out)
+	o.Force = true
+	var seen string
+	o.BeforePublish = func(_ context.Context, dir string) error {
+		seen = dir
+		if m, err := LoadManifest(dir); err != nil {
+			t.Errorf("the hook's directory holds no dataset yet: %v", err)
+		} else if m.ID() == old.ID() {
+			t.Error("the hook got the old dataset")
+		}
+		if m, err := LoadManifest(out); err != nil || m.ID() != old.ID() {
+			t.Errorf("Out was replaced before the hook ran: %v", err)
+		}
+		return os.ErrDeadlineExceeded // any failure
+	}
+	if _, err := PrepareDocuments(context.Background(), Synthetic(4, 40), o); err == nil {
+		t.Fatal("a failing hook did not fail Prepare")
+	}
+	if m, err := LoadManifest(out); err != nil || m.ID() != old.ID() {
+		t.Errorf("the old dataset did not survive the failed hook: %v", err)
+	}
+	if _, err := os.Stat(seen); !os.IsNotExist(err) {
+		t.Errorf("temporary directory %s left behind: %v", seen, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/internal/atomicfile"
+	"github.com/moetrain/moetrain/internal/scratch"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -134,8 +135,15 @@ func Export(m *model.Model, opt ExportOptions) (res ExportResult, err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return res, fmt.Errorf("export: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(opt.Out)+".tmp-")
-	if err != nil {
+	// Leftovers of a killed export of the same --out go first.
+	if _, err := scratch.Sweep(opt.Out); err != nil {
+		return res, fmt.Errorf("export: %w", err)
+	}
+	tmp := scratch.Tmp(opt.Out)
+	if err := os.RemoveAll(tmp); err != nil {
+		return res, fmt.Errorf("export: %w", err)
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return res, fmt.Errorf("export: %w", err)
 	}
 	defer func() {

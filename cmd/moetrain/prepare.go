@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,13 @@ documents, chosen with --seed.`,
 			defer stop()
 			prog := newPrepareProgress(cmd.ErrOrStderr())
 			o.Progress = prog.update
+			o.Note = func(n string) { fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", n) }
+			// The built-in tasks are built inside the unpublished dataset, so
+			// that no kill leaves a dataset without them.
+			var taskReport bytes.Buffer
+			o.BeforePublish = func(ctx context.Context, dir string) error {
+				return buildTasks(ctx, &taskReport, dir, o.Out, 0) // tasks.go
+			}
 			man, err := data.Prepare(ctx, sources, o)
 			prog.finish()
 			var oe *data.OptionError
@@ -77,7 +85,8 @@ documents, chosen with --seed.`,
 			tr, va := man.Splits[data.Train], man.Splits[data.Validation]
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d shards; train %d documents, %d tokens; validation %d documents, %d tokens; vocab %d (%s)\n",
 				o.Out, len(man.Shards), tr.Documents, tr.Tokens, va.Documents, va.Tokens, man.Tokenizer.VocabSize, man.Tokenizer.Hash)
-			return buildTasks(ctx, cmd.OutOrStdout(), o.Out, 0) // built-in tasks from the validation split (tasks.go)
+			_, err = cmd.OutOrStdout().Write(taskReport.Bytes())
+			return err
 		},
 	}
 	f := cmd.Flags()

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/rundir"
@@ -357,4 +358,71 @@ func TestDamagedValidationShardStopsAtLaunch(t *testing.T) {
 	if n := trainLines(run); n != 0 {
 		t.Errorf("%d steps trained before the damaged shard was noticed", n)
 	}
+}
+
+// prepare and export killed while they build their output leave a
+// <out>.tmp-<pid> directory; the next prepare or export of the same output
+// removes it, and the killed prepare --force left the old dataset intact.
+func TestKilledPrepareAndExportLeaveNothing(t *testing.T) {
+	root := t.TempDir()
+	var text strings.Builder
+	for i := 0; text.Len() < 4<<20; i++ {
+		fmt.Fprintf(&text, "Chapter %d\n\n  1 And the %d word of line %d went forth unto %x.\n", i, i*7, i, i*31)
+	}
+	src := filepath.Join(root, "text.txt")
+	os.WriteFile(src, []byte(text.String()), 0o644)
+	out := filepath.Join(root, "ds")
+	args := []string{"prepare", "--out", out, "--vocab", "300", "--force", "--doc-start", "^Chapter", "--val-fraction", "0.05", src}
+	if _, e, code := moetrain(t, args...); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", code, e)
+	}
+	oldID := manifestID(t, out)
+	cmd := exec.Command(binary, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", out, cmd.Process.Pid)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(tmp); err == nil {
+			break
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(tmp); err != nil {
+		t.Fatalf("the kill left no %s (%v): the test did not kill prepare while it wrote", tmp, err)
+	}
+	if id := manifestID(t, out); id != oldID {
+		t.Errorf("the killed prepare --force replaced the dataset")
+	}
+	_, e, code := moetrain(t, args...)
+	if code != 0 || !strings.Contains(e, "removed "+tmp) {
+		t.Errorf("prepare after the kill: exit %d, stderr:\n%s\nwant a note that %s was removed", code, e, tmp)
+	}
+	if left, _ := filepath.Glob(out + ".*"); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+
+	// export: a leftover of a dead process is removed by the next export.
+	run := trainedRun(t, 2)
+	hf := filepath.Join(t.TempDir(), "hf")
+	dead := exec.Command("true")
+	dead.Run()
+	stale := fmt.Sprintf("%s.tmp-%d", hf, dead.Process.Pid)
+	os.MkdirAll(stale, 0o755)
+	if _, e, code := moetrain(t, "export", run, "--out", hf); code != 0 {
+		t.Fatalf("export: exit %d\n%s", code, e)
+	}
+	if left, _ := filepath.Glob(hf + ".*"); len(left) != 0 {
+		t.Errorf("export left: %v", left)
+	}
+}
+
+func manifestID(t *testing.T, dir string) string {
+	t.Helper()
+	m, err := data.LoadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.ID()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +48,7 @@ All three are multiple choice with four choices, scored by log-likelihood:
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			return buildTasks(ctx, cmd.OutOrStdout(), args[0], maxExamples)
+			return buildTasks(ctx, cmd.OutOrStdout(), args[0], args[0], maxExamples)
 		},
 	}
 	build.Flags().IntVar(&maxExamples, "max-examples", tasks.DefaultBuiltinExamples, "examples per task at most")
@@ -55,9 +56,10 @@ All three are multiple choice with four choices, scored by log-likelihood:
 	rootCmd.AddCommand(group)
 }
 
-// buildTasks builds the built-in tasks of a dataset and reports them; prepare
-// calls it once the dataset is written.
-func buildTasks(ctx context.Context, w io.Writer, dir string, maxExamples int) error {
+// buildTasks builds the built-in tasks of the dataset in dir and reports
+// them as if dir were shownAs (prepare builds them in the dataset's
+// temporary directory, before publishing it).
+func buildTasks(ctx context.Context, w io.Writer, dir, shownAs string, maxExamples int) error {
 	res, err := tasks.BuildBuiltin(ctx, dir, tasks.BuiltinOptions{MaxExamples: maxExamples})
 	if err != nil {
 		return err
@@ -67,7 +69,11 @@ func buildTasks(ctx context.Context, w io.Writer, dir string, maxExamples int) e
 			fmt.Fprintf(w, "task %s: no material in the validation split; no file written\n", t.Name)
 			continue
 		}
-		fmt.Fprintf(w, "task %s: %d %s examples in %s\n", t.Name, t.Examples, t.Kind, t.Path)
+		path := t.Path
+		if rel, err := filepath.Rel(dir, t.Path); err == nil {
+			path = filepath.Join(shownAs, rel)
+		}
+		fmt.Fprintf(w, "task %s: %d %s examples in %s\n", t.Name, t.Examples, t.Kind, path)
 	}
 	return nil
 }
