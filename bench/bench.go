@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gorgonia.org/tensor"
@@ -85,6 +86,13 @@ type Result struct {
 	// ForwardRatio is that over TokensPerS.
 	ForwardTokensPerS float64 `json:"forward_tokens_per_s,omitempty"`
 	ForwardRatio      float64 `json:"forward_ratio,omitempty"`
+	// CPUPerStep and ForwardCPUPerPass are the process's CPU time (user +
+	// system, all threads) per timed training step and per forward-only
+	// pass: on a machine shared with other jobs they follow the work done
+	// far more than wall times do. ForwardCPURatio is their ratio.
+	CPUPerStep        float64 `json:"cpu_s_per_step"`
+	ForwardCPUPerPass float64 `json:"forward_cpu_s_per_pass,omitempty"`
+	ForwardCPURatio   float64 `json:"forward_cpu_ratio,omitempty"`
 }
 
 // Phases splits the median step into the graph run (forward + backward),
@@ -218,6 +226,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
 	phases := make([]Phases, 0, opt.Steps)
 	for range opt.Steps {
 		t0 := time.Now()
@@ -229,6 +238,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		phases = append(phases, s.last)
 		r.Loss = res.Loss
 	}
+	r.CPUPerStep = (cpuTime() - cpu0) / float64(opt.Steps)
 	runtime.ReadMemStats(&ms1)
 	n := float64(opt.Steps)
 	r.AllocBytes = float64(ms1.TotalAlloc-ms0.TotalAlloc) / n
@@ -256,17 +266,23 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	r.PeakRSS = PeakRSS()
 	if opt.Forward {
 		var ts []float64
+		var cpu float64
 		for i := range opt.Steps + 1 {
-			t0 := time.Now()
+			t0, c0 := time.Now(), cpuTime()
 			if _, err := s.Forward(); err != nil {
 				return Result{}, err
 			}
 			if i > 0 { // the first pass builds the graph and warms it up
 				ts = append(ts, time.Since(t0).Seconds())
+				cpu += cpuTime() - c0
 			}
 		}
 		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
 		r.ForwardRatio = r.ForwardTokensPerS / r.TokensPerS
+		r.ForwardCPUPerPass = cpu / float64(opt.Steps)
+		if r.ForwardCPUPerPass > 0 {
+			r.ForwardCPURatio = r.CPUPerStep / r.ForwardCPUPerPass
+		}
 	}
 	return r, nil
 }
@@ -320,6 +336,15 @@ func medianPhases(ps []Phases) Phases {
 		ClipS:  col(func(p Phases) float64 { return p.ClipS }),
 		AdamS:  col(func(p Phases) float64 { return p.AdamS }),
 	}
+}
+
+// cpuTime is the process's user + system CPU time in seconds (0 if unknown).
+func cpuTime() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // PeakRSS returns the process's peak resident set (VmHWM in

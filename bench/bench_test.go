@@ -2,7 +2,6 @@ package bench
 
 import (
 	"math"
-	"syscall"
 	"testing"
 	"time"
 
@@ -213,13 +212,4 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 	b.ReportMetric(moeCPU/gsCPU, "cpu-ratio")
 	b.ReportMetric(ph.GraphS*1e3, "moe-graph-ms")
 	b.ReportMetric((ph.CopyS+ph.ClipS+ph.AdamS)*1e3, "moe-optim-ms")
-}
-
-// cpuTime is this process's user + system CPU time in seconds.
-func cpuTime() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

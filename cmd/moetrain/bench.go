@@ -83,7 +83,7 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 		return json.NewEncoder(w).Encode(r)
 	}
 	fmt.Fprintf(w, "%s (%s): batch %d × seq %d, %d timed steps, %d workers, BLAS %s\n", r.Config, r.FFN, r.Batch, r.Seq, r.Steps, r.Threads, r.Kernel)
-	fmt.Fprintf(w, "tokens/s        %.0f (median step %.1f ms)\n", r.TokensPerS, r.StepS*1e3)
+	fmt.Fprintf(w, "tokens/s        %.0f (median step %.1f ms, %.1f ms CPU time per step)\n", r.TokensPerS, r.StepS*1e3, r.CPUPerStep*1e3)
 	fmt.Fprintf(w, "  graph %.1f ms, gradient copy %.1f ms, clip %.1f ms, AdamW %.1f ms\n", r.Phases.GraphS*1e3, r.Phases.CopyS*1e3, r.Phases.ClipS*1e3, r.Phases.AdamS*1e3)
 	fmt.Fprintf(w, "achieved        %.1f GFLOP/s (%.4g FLOPs/token, DESIGN.md §7.3)\n", r.GFLOPS, r.FLOPsPerToken)
 	switch {
@@ -94,7 +94,7 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 		fmt.Fprintf(w, "MFU             none: %s\n", r.PeakSource)
 	}
 	if r.ForwardTokensPerS > 0 {
-		fmt.Fprintf(w, "forward only    %.0f tokens/s, %.2f× training (evaluation graph, no gradients)\n", r.ForwardTokensPerS, r.ForwardRatio)
+		fmt.Fprintf(w, "forward only    %.0f tokens/s, %.2f× training (evaluation graph, no gradients; %.2f× in CPU time)\n", r.ForwardTokensPerS, r.ForwardRatio, r.ForwardCPURatio)
 	}
 	ratio := 0.0
 	if r.Estimated > 0 {
