@@ -426,3 +426,26 @@ func manifestID(t *testing.T, dir string) string {
 	}
 	return m.ID()
 }
+
+// --set data.weights=null clears the config's map and --set
+// data.weights={...} replaces it whole: a weight naming a domain the
+// dataset lacks is gone either way (without them the run stops, exit 2).
+func TestSetClearsAndReplacesWeights(t *testing.T) {
+	cfg := tinyYAML(t, 2)
+	raw, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(raw), "data:\n", "data:\n  weights:\n    prose: 1\n    nosuchdomain: 1\n", 1)), 0o644)
+	if _, e, code := moetrain(t, "train", cfg, "--run-dir", t.TempDir(), "--plain"); code != 2 || !strings.Contains(e, "nosuchdomain") {
+		t.Fatalf("the config's own weights: exit %d\n%s", code, e)
+	}
+	for set, want := range map[string]string{"data.weights=null": "", "data.weights={code: 1}": "code: 1"} {
+		run := t.TempDir()
+		if _, e, code := moetrain(t, "train", cfg, "--run-dir", run, "--plain", "--set", set); code != 0 {
+			t.Errorf("--set %s: exit %d\n%s", set, code, e)
+			continue
+		}
+		stored, _ := os.ReadFile(filepath.Join(run, "config.yaml"))
+		if strings.Contains(string(stored), "prose") || want != "" && !strings.Contains(string(stored), want) {
+			t.Errorf("--set %s: the run's config.yaml:\n%s", set, stored)
+		}
+	}
+}
