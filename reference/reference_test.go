@@ -9,12 +9,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/internal/torchref"
+	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/reference"
 	"github.com/moetrain/moetrain/train"
 )
@@ -83,14 +86,25 @@ var fixtures = map[string]fixture{
 	configs.FFNGShard:      {6, 0.1}, // 1.9e-5
 	configs.FFNDeepSeekMoE: {6, 0.2}, // 1.6e-5 (at std 0.1 no seed of 1-6 reached 1e-5)
 	configs.FFNHash:        {1, 0.1},
+	biasKind:               {6, 0.1}, // 2.2e-5
 }
+
+// biasKind is GShard with auxiliary-loss-free bias balancing and the
+// router z-loss on top of its balance loss (model.router): the bias moves
+// after every step from the loads of both micro-batches, and it must end
+// bit for bit where the reference's does.
+const biasKind = "gshard+bias+z-loss"
 
 // trajConfig is a tiny model of the given FFN kind.
 func trajConfig(ffn string, micro int) configs.Config {
 	c := configs.Default()
 	m := &c.Model
-	m.VocabSize, m.Hidden, m.Layers, m.Heads, m.DenseWidth, m.FFN = 384, 16, 2, 2, 32, ffn
 	m.InitSeed, m.InitStd = fixtures[ffn].seed, fixtures[ffn].std
+	if ffn == biasKind {
+		ffn = configs.FFNGShard
+		m.Router.BiasRate, m.Router.ZLoss = 0.001, 0.001
+	}
+	m.VocabSize, m.Hidden, m.Layers, m.Heads, m.DenseWidth, m.FFN = 384, 16, 2, 2, 32, ffn
 	switch ffn {
 	case configs.FFNDeepSeekMoE:
 		m.SharedExperts, m.RoutedExperts, m.ActiveRouted, m.ExpertWidth = 1, 7, 3, 8
@@ -163,8 +177,11 @@ func relDiff(a, b []float64) float64 {
 // reference must have seen no near-tie in routing.
 func TestTrajectoryAgreesWithPyTorch(t *testing.T) {
 	torchref.Require(t)
-	for _, kind := range []string{configs.FFNDense, configs.FFNSwitch, configs.FFNGShard, configs.FFNDeepSeekMoE, configs.FFNHash} {
+	for _, kind := range []string{configs.FFNDense, configs.FFNSwitch, configs.FFNGShard, configs.FFNDeepSeekMoE, configs.FFNHash, biasKind} {
 		for _, micro := range []int{trajBatch, trajBatch / 2} {
+			if kind == biasKind && micro == trajBatch {
+				continue // accumulation is the case that sums loads over micro-batches
+			}
 			name := fmt.Sprintf("%s/accumulate-%d", kind, trajBatch/micro)
 			// Not parallel: two trainers in one process deadlock in
 			// internal/blas (its sgemm workers are shared).
@@ -252,6 +269,14 @@ func TestTrajectoryAgreesWithPyTorch(t *testing.T) {
 							t.Errorf("%s: integer tensor differs", x.Name)
 						}
 						continue
+					}
+					if strings.HasSuffix(x.Name, model.BiasSuffix) {
+						if fmt.Sprint(x.F32) != fmt.Sprint(want.F32) {
+							t.Errorf("%s: router bias %v, reference %v: the bias updates differ", x.Name, x.F32, want.F32)
+						}
+						if slices.Max(x.F32) == slices.Min(x.F32) {
+							t.Errorf("%s: the bias %v never moved", x.Name, x.F32)
+						}
 					}
 					d := relDiff(torchref.Float64s(x), torchref.Float64s(want))
 					if d > worstW {
