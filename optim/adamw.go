@@ -202,6 +202,18 @@ func (o *AdamW) match(params []Param) error {
 	return nil
 }
 
+// Moments is State without the copies: the slices are the optimizer's own
+// moments, to read (a checkpoint being written, a hash) or fill in place
+// (a broadcast, then SetState with them for the step count), not to keep
+// past the next Step. It saves a second copy of every moment.
+func (o *AdamW) Moments() State {
+	s := State{Step: o.step, Slices: make([]NamedSlice, 0, 2*len(o.names))}
+	for i, n := range o.names {
+		s.Slices = append(s.Slices, NamedSlice{Name: n + expAvgSuffix, Data: o.m[i]}, NamedSlice{Name: n + expAvgSqSuffix, Data: o.v[i]})
+	}
+	return s
+}
+
 // State returns a copy of the optimizer state: the step count and, for each
 // parameter in order, its first and second moments.
 func (o *AdamW) State() State {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/intmath"
+	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 )
 
@@ -79,6 +80,10 @@ type Cluster struct {
 	// backward pass (0: none, moetrain's case; 1: all). All-to-alls are
 	// never overlapped: the next layer waits for them.
 	Overlap float64
+	// OverheadBytes is each device's memory outside the model's state and
+	// activations: the process's runtime and libraries (for moetrain on a
+	// CPU, what a run of a tiny model peaks at), a GPU's CUDA context.
+	OverheadBytes int64
 }
 
 // Layout is one data-parallel × expert-parallel layout's estimate, per rank.
@@ -90,6 +95,7 @@ type Layout struct {
 	Gradients   int64   `json:"gradients_bytes"`
 	Optimizer   int64   `json:"optimizer_bytes"`
 	Activations int64   `json:"activations_bytes"`
+	Overhead    int64   `json:"overhead_bytes"`
 	Total       int64   `json:"total_bytes"`
 	Fits        bool    `json:"fits"`
 	ComputeS    float64 `json:"compute_s"`
@@ -147,6 +153,8 @@ func (c Cluster) Validate() error {
 		return fmt.Errorf("bandwidth %v: want a positive number of GB/s per device", c.BandwidthGBs)
 	case !(c.Overlap >= 0 && c.Overlap <= 1):
 		return fmt.Errorf("overlap %v: want a fraction in [0, 1]", c.Overlap)
+	case c.OverheadBytes < 0:
+		return fmt.Errorf("overhead %d bytes: want >= 0", c.OverheadBytes)
 	}
 	return nil
 }
@@ -269,13 +277,13 @@ func Plan(cfg configs.Config, c Cluster, o Options) ([]Layout, error) {
 		}
 		dp := c.Devices / ep
 		st := States(po, pr, dp, ep, o)
-		r := Layout{DP: dp, EP: ep, Weights: st.Weights, Gradients: st.Gradients, Optimizer: st.Optimizer}
+		r := Layout{DP: dp, EP: ep, Weights: st.Weights, Gradients: st.Gradients, Optimizer: st.Optimizer, Overhead: c.OverheadBytes}
 		for mb := local; mb >= 1; mb-- {
 			if local%mb != 0 || (o.MicroBatch > 0 && mb != intmath.GCD(o.MicroBatch, local)) {
 				continue
 			}
 			r.MicroBatch, r.Activations = mb, ActivationBytes(m, mb, t.SeqLen, o)
-			r.Total = st.Total + r.Activations
+			r.Total = st.Total + r.Activations + r.Overhead
 			if r.Total <= c.MemBytes || o.MicroBatch > 0 {
 				break
 			}
@@ -345,5 +353,6 @@ func Assumptions(c Cluster, o Options) []string {
 		fmt.Sprintf("%.4g TFLOP/s sustained per device on 6·(activated − V·d) + 12·L·T·d FLOPs per token, plus recomputation", c.TFLOPS),
 		fmt.Sprintf("%.4g GB/s per device for ring all-reduce (ZeRO's reduce-scatter + all-gather move the same bytes) and for all-to-all; balanced routing", c.BandwidthGBs),
 		fmt.Sprintf("%.0f%% of the gradient reduction overlapped with the backward pass; all-to-alls and compute not overlapped", 100*c.Overlap),
+		fmt.Sprintf("%s per device outside the model's state and activations (runtime, libraries, CUDA context)", units.Bytes(c.OverheadBytes)),
 	}
 }

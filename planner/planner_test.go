@@ -156,6 +156,14 @@ func TestPlanTimes(t *testing.T) {
 			t.Errorf("EP %d: overlap 1 leaves %g s of all-reduce", rows[i].EP, hidden[i].AllReduceS)
 		}
 	}
+	// A per-device overhead adds to every layout's total and nothing else.
+	c.Overlap, c.OverheadBytes = 0, 3<<30
+	heavy, _ := Plan(cfg, c, o)
+	for i := range rows {
+		if heavy[i].Total != rows[i].Total+3<<30 || heavy[i].StepS != rows[i].StepS {
+			t.Errorf("EP %d: overhead 3 GiB gives total %d (was %d), step %g s (was %g)", rows[i].EP, heavy[i].Total, rows[i].Total, heavy[i].StepS, rows[i].StepS)
+		}
+	}
 	if _, err := Plan(cfg, Cluster{Devices: 7, MemBytes: 1, TFLOPS: 1, BandwidthGBs: 1}, o); err == nil {
 		t.Error("7 devices for a batch of 4608 did not fail")
 	}

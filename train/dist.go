@@ -194,7 +194,8 @@ func (t *trainer) shareWeights(resumed *optim.State) error {
 			return fmt.Errorf("broadcast %s: dtype %T", p.Name, d)
 		}
 	}
-	st := t.step.Adam.State()
+	// Received in place into the optimizer's own moments: no second copy.
+	st := t.step.Adam.Moments()
 	var whole map[string][]float32 // rank 0: the resumed moments
 	if resumed != nil {
 		whole = map[string][]float32{}
@@ -234,8 +235,9 @@ func (t *trainer) shareWeights(resumed *optim.State) error {
 	n, last := 0, -1
 	for j, p := range t.step.Params {
 		if !t.isExpert(j) {
-			n += len(p.Grad)
+			n += len(p.Data)
 			last = j
+			t.step.Params[j].Grad = nil // free before the flat buffer replaces it
 		}
 	}
 	t.dist.flat = make([]float32, n)
@@ -246,7 +248,7 @@ func (t *trainer) shareWeights(resumed *optim.State) error {
 		if t.isExpert(j) {
 			continue
 		}
-		l := len(t.step.Params[j].Grad)
+		l := len(t.step.Params[j].Data)
 		t.step.Params[j].Grad = t.dist.flat[off : off+l : off+l]
 		off += l
 		if off-lo >= distBucket || j == last {
@@ -366,7 +368,7 @@ func (t *trainer) checkReplicas() error {
 	for _, p := range t.step.Params {
 		put(p.Data)
 	}
-	for _, s := range t.step.Adam.State().Slices {
+	for _, s := range t.step.Adam.Moments().Slices {
 		put(s.Data)
 	}
 	all, err := t.dist.comm.AllgatherBytes(h.Sum(nil))

@@ -135,6 +135,7 @@ func (t *trainer) shardExperts() error {
 		if i := t.step.Layout[j]; t.m.Layout[i].Experts > 0 {
 			t.dist.ep.expert[j] = true
 			n += len(p.Data)
+			t.step.Params[j].Grad = nil // free before the flat buffer replaces it
 		}
 	}
 	t.dist.ep.flat = make([]float32, n)
@@ -220,7 +221,7 @@ func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
 	var st optim.State
 	var local map[string][]float32
 	if moments {
-		s := t.step.Adam.State()
+		s := t.step.Adam.Moments()
 		st.Step = s.Step
 		local = map[string][]float32{}
 		for _, ns := range s.Slices {
@@ -291,7 +292,7 @@ func (t *trainer) optimizerStateForSave() optim.State {
 	if t.dist.ep != nil && t.dist.ep.saveOpt != nil {
 		return *t.dist.ep.saveOpt
 	}
-	return t.step.Adam.State()
+	return t.step.Adam.Moments()
 }
 
 // epHashes returns the SHA-256 of the non-expert weights and moments and
@@ -314,7 +315,7 @@ func (t *trainer) epHashes() (dense, experts []byte) {
 			put(hd, p.Data)
 		}
 	}
-	for _, s := range t.step.Adam.State().Slices {
+	for _, s := range t.step.Adam.Moments().Slices {
 		name := strings.TrimSuffix(strings.TrimSuffix(s.Name, ".exp_avg_sq"), ".exp_avg")
 		if expertName[name] {
 			put(he, s.Data)

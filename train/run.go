@@ -134,6 +134,7 @@ func Run(ctx context.Context, opt Options) (sum Summary, err error) {
 		return sum, err
 	}
 	defer t.freeComms()
+	defer limitGarbage()()
 	if !t.root() {
 		t.out = io.Discard
 	}

@@ -19,6 +19,7 @@ func init() {
 		sets      []string
 		c         planner.Cluster
 		mem       string
+		overhead  string
 		precision string
 		recompute string
 		o         planner.Options
@@ -50,6 +51,11 @@ those that do not. The formulas are written out in docs/DISTRIBUTED.md.`,
 			if c.MemBytes, err = units.ParseBytes(mem); err != nil {
 				return usagef("--gpu-mem: %v", err)
 			}
+			if overhead != "0" {
+				if c.OverheadBytes, err = units.ParseBytes(overhead); err != nil {
+					return usagef("--overhead: %v", err)
+				}
+			}
 			o.Precision, o.Recompute = planner.Precision(precision), planner.Recompute(recompute)
 			if !cmd.Flags().Changed("micro-batch") {
 				o.MicroBatch = cfg.Train.MicroBatchSize
@@ -73,6 +79,7 @@ those that do not. The formulas are written out in docs/DISTRIBUTED.md.`,
 	f.Float64Var(&c.TFLOPS, "tflops", 0, "sustained TFLOP/s per device for the model's matrix products (required)")
 	f.Float64Var(&c.BandwidthGBs, "bandwidth", 25, "network bandwidth per device in GB/s (gradient reduction and all-to-all)")
 	f.Float64Var(&c.Overlap, "overlap", 0, "fraction of the gradient reduction hidden behind the backward pass, 0 to 1")
+	f.StringVar(&overhead, "overhead", "0", "memory per device outside the model (runtime and libraries, CUDA context), e.g. 90MiB or 2GiB")
 	f.StringVar(&precision, "precision", "fp32", "fp32 (moetrain) or bf16 (bf16 weights, gradients and activations; fp32 master weights and AdamW moments)")
 	f.IntVar(&o.ZeRO, "zero", 0, "optimizer-state sharding over data-parallel ranks: 0 none, 1 optimizer states, 2 also gradients")
 	f.StringVar(&recompute, "recompute", "none", "activation recomputation: none, selective (attention scores) or full (each layer from its input)")
