@@ -238,7 +238,7 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
 	}
 	dgate := make([]float64, n*r.K)
-	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[4]), d, w)
+	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
 }
 
@@ -322,10 +322,20 @@ func sameDtype(name string, in []*tensor.Dense) error {
 // 6 GEMM calls per expert per forward+backward instead of 9, which pays
 // for the many small products of fine-grained experts.
 type expertAct[F Float] struct {
-	x   []F // [S, D] gathered inputs
-	gu  []F // [S, 2W]: row p is [Wg·x_p | Wu·x_p], gate and up pre-activations
-	sg  []F // [S, W] sigmoid of the gate pre-activations
-	wgu []F // [E, 2W, D]: each expert's [Wg_e; Wu_e] (experts with slots only)
+	x  []F // [S, D] gathered inputs
+	gu []F // [S, 2W]: row p is [Wg·x_p | Wu·x_p], gate and up pre-activations
+	sg []F // [S, W] sigmoid of the gate pre-activations
+}
+
+// stackedExpert copies expert e's [W, D] gate and up matrices into one
+// [2W, D] buffer from the stacks pool (poolPut it there after use). The copy
+// (2·W·D floats) is made per pass rather than kept, so the stacked weights
+// never add to the memory a layer holds between steps.
+func stackedExpert[F Float](wg, wu []F, e, w, d int) []F {
+	st := poolGet[F](&stacks, 2*w*d)
+	copy(st[:w*d], wg[e*w*d:(e+1)*w*d])
+	copy(st[w*d:], wu[e*w*d:(e+1)*w*d])
+	return st
 }
 
 // hidden writes h = silu(g)⊙up for slots lo..hi−1 into h ([hi−lo, W]).
@@ -344,7 +354,7 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	if a == nil {
 		a = &expertAct[F]{}
 	}
-	a.x, a.gu, a.sg, a.wgu = grow(a.x, s*d), grow(a.gu, 2*s*w), grow(a.sg, s*w), grow(a.wgu, 2*len(wg))
+	a.x, a.gu, a.sg = grow(a.x, s*d), grow(a.gu, 2*s*w), grow(a.sg, s*w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		x := a.x[lo*d : hi*d]
@@ -352,10 +362,9 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 			t := int(r.Slots[p]) / r.K
 			copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
 		}
-		wgu := a.wgu[2*e*w*d : 2*(e+1)*w*d]
-		copy(wgu[:w*d], wg[e*w*d:(e+1)*w*d])
-		copy(wgu[w*d:], wu[e*w*d:(e+1)*w*d])
+		wgu := stackedExpert(wg, wu, e, w, d)
 		expertMatMul[F](c, s, w, d)(false, true, c, 2*w, d, x, wgu, a.gu[2*lo*w:2*hi*w], false)
+		poolPut(&stacks, wgu)
 		for p := lo; p < hi; p++ {
 			sigmoids(a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w])
 		}
@@ -436,7 +445,7 @@ func sigmoids[F Float](s, g []F) {
 // Weight gradients are one GEMM per expert over its tokens, written once:
 // [dWg_e; dWu_e] = [dG | dU]ᵀ·x as one product into scratch, then copied to
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
-func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, dy, wd []F, d, w int) {
+func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
 	ob, hb, db, gb := getScratch[F](s*d), getScratch[F](s*w), getScratch[F](s*w), getScratch[F](2*s*w)
 	defer putScratch(ob)
@@ -487,13 +496,15 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 				dU[j] = dh * g[j] * sv
 			}
 		}
-		dw := getScratch[F](2 * w * d)
+		dw := poolGet[F](&stacks, 2*w*d)
 		mm(true, false, 2*w, d, c, dgu, x, dw, false)
 		copy(dwg[e*w*d:(e+1)*w*d], dw[:w*d])
 		copy(dwu[e*w*d:(e+1)*w*d], dw[w*d:2*w*d])
-		putScratch(dw)
+		poolPut(&stacks, dw)
 		// dx = [dG | dU]·[Wg_e; Wu_e]: [c, 2W]·[2W, D], into the dy buffer.
-		mm(false, false, c, d, 2*w, dgu, a.wgu[2*e*w*d:2*(e+1)*w*d], dyg, false)
+		wgu := stackedExpert(wg, wu, e, w, d)
+		mm(false, false, c, d, 2*w, dgu, wgu, dyg, false)
+		poolPut(&stacks, wgu)
 	})
 	parallel.For(r.N, 64, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
@@ -686,25 +697,36 @@ func grow[F Float](s []F, n int) []F {
 
 // Scratch buffers shared by all expert layers (only one op runs at a time in
 // a graph run, but the pool also serves concurrent graphs safely).
-var scratch32, scratch64 sync.Pool
+var activations, stacks scratchPool
 
-func getScratch[F Float](n int) []F {
-	var z F
-	pool := &scratch64
-	if _, ok := any(z).(float32); ok {
-		pool = &scratch32
+// scratchPool keeps reusable float32 and float64 buffers. Buffers of very
+// different sizes go to different pools (activations: [S, ·] per layer;
+// stacks: one expert's [2W, D] weights), so a small buffer never stands in
+// for a large one and forces a fresh allocation.
+type scratchPool struct{ p32, p64 sync.Pool }
+
+func (sp *scratchPool) of(f32 bool) *sync.Pool {
+	if f32 {
+		return &sp.p32
 	}
-	if p, ok := pool.Get().(*[]F); ok && cap(*p) >= n {
+	return &sp.p64
+}
+
+func getScratch[F Float](n int) []F { return poolGet[F](&activations, n) }
+
+func putScratch[F Float](s []F) { poolPut(&activations, s) }
+
+func poolGet[F Float](sp *scratchPool, n int) []F {
+	var z F
+	_, f32 := any(z).(float32)
+	if p, ok := sp.of(f32).Get().(*[]F); ok && cap(*p) >= n {
 		return (*p)[:n]
 	}
 	return make([]F, n)
 }
 
-func putScratch[F Float](s []F) {
+func poolPut[F Float](sp *scratchPool, s []F) {
 	var z F
-	pool := &scratch64
-	if _, ok := any(z).(float32); ok {
-		pool = &scratch32
-	}
-	pool.Put(&s)
+	_, f32 := any(z).(float32)
+	sp.of(f32).Put(&s)
 }

@@ -338,7 +338,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	u, probs, dy := in[0], in[1].Float32s(), in[5].Float32s()
-	wd := in[4].Float32s()
+	wg, wu, wd := in[2].Float32s(), in[3].Float32s(), in[4].Float32s()
 	n, d := u.Shape()[0], u.Shape()[1]
 	el, w := in[2].Shape()[0], in[2].Shape()[1]
 	R, k := f.comm.Size(), f.k
@@ -372,7 +372,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	dx := make([]float32, m*d)
 	dgate := make([]float64, m)
-	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, dyr, wd, d, w)
+	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, dyr, wg, wu, wd, d, w)
 
 	// (dx, dgate) back in the order received.
 	back := growBuf(&st.bufs[3], m*(d+1))
