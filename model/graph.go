@@ -11,6 +11,18 @@ import (
 	"github.com/moetrain/moetrain/model/ops"
 )
 
+// Shapes in this file (llm.c's legend; docs/DESIGN.md has the config keys):
+//
+//	B  sequences per Run (GraphOptions.Batch)   T  positions per sequence (Seq)
+//	N  = B·T, the token rows every op works on   d  hidden width
+//	H  heads, dh = d/H                           V  vocabulary
+//	f  dense FFN width                           w  one expert's width
+//	E  routed experts                            k  routed experts per token
+//	Ks shared experts (stored merged, width Ks·w)
+//
+// Activations are row-major [N, d]: token t of sequence b is row b·T+t.
+// Attention alone regroups them per sequence and head inside its op.
+
 // GraphOptions fixes the geometry and the outputs of a graph.
 type GraphOptions struct {
 	Batch, Seq int  // B sequences of T positions per run
@@ -169,31 +181,36 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	if opt.ActiveRouted > 0 {
 		k = opt.ActiveRouted
 	}
-	h := must(ops.Embed(gr.ids, w("model.embed_tokens.weight")))
+	h := must(ops.Embed(gr.ids, w("model.embed_tokens.weight"))) // [N] ids × [V, d] → h [N, d]
 	var balance []*G.Node
 	for l := 0; l < c.Layers; l++ {
 		pre := fmt.Sprintf("model.layers.%d.", l)
-		a := must(ops.RMSNorm(h, w(pre+"input_layernorm.weight"), c.NormEps))
-		q := must(ops.Linear(a, w(pre+"self_attn.q_proj.weight")))
-		kk := must(ops.Linear(a, w(pre+"self_attn.k_proj.weight")))
-		v := must(ops.Linear(a, w(pre+"self_attn.v_proj.weight")))
-		o := must(ops.Attention(q, kk, v, opt.Batch, opt.Seq, c.Heads, c.RopeTheta))
-		h = must(ops.Add(h, must(ops.Linear(o, w(pre+"self_attn.o_proj.weight")))))
-		u := must(ops.RMSNorm(h, w(pre+"post_attention_layernorm.weight"), c.NormEps))
+		// Attention block: h + o_proj(Attention(RMSNorm(h))), DESIGN.md §1.
+		a := must(ops.RMSNorm(h, w(pre+"input_layernorm.weight"), c.NormEps))        // [N, d]
+		q := must(ops.Linear(a, w(pre+"self_attn.q_proj.weight")))                   // [N, d] = [N, H·dh]
+		kk := must(ops.Linear(a, w(pre+"self_attn.k_proj.weight")))                  // [N, d]
+		v := must(ops.Linear(a, w(pre+"self_attn.v_proj.weight")))                   // [N, d]
+		o := must(ops.Attention(q, kk, v, opt.Batch, opt.Seq, c.Heads, c.RopeTheta)) // [N, d]: RoPE, causal softmax per sequence and head
+		h = must(ops.Add(h, must(ops.Linear(o, w(pre+"self_attn.o_proj.weight")))))  // [N, d]
+		// FFN block: h + FFN(RMSNorm(h)), a dense SwiGLU or an MoE layer.
+		u := must(ops.RMSNorm(h, w(pre+"post_attention_layernorm.weight"), c.NormEps)) // [N, d]
 		var f *G.Node
 		switch {
 		case !c.IsMoELayer(l):
+			// gate, up [f, d]; down [d, f] → f [N, d]
 			f = must(ops.SwiGLU(u, w(pre+"mlp.gate_proj.weight"), w(pre+"mlp.up_proj.weight"), w(pre+"mlp.down_proj.weight")))
 		default:
+			// Routed experts, stacked: gate, up [E, w, d]; down [E, d, w].
 			eg, eu, ed := w(pre+"mlp.experts.*.gate_proj.weight"), w(pre+"mlp.experts.*.up_proj.weight"), w(pre+"mlp.experts.*.down_proj.weight")
 			rec := &ops.RouteRecord{}
 			gr.Routes = append(gr.Routes, rec)
 			gr.RouteOf = append(gr.RouteOf, l)
 			if c.FFN == configs.FFNHash {
 				gr.probs = append(gr.probs, nil)
+				// hash_table [V] ints: token id → its one expert, gate 1. f [N, d]
 				f = must(ops.HashMoEWithRecord(u, gr.ids, w(pre+"mlp.hash_table"), eg, eu, ed, rec))
 			} else {
-				logits := must(ops.Linear(u, w(pre+"mlp.gate.weight")))
+				logits := must(ops.Linear(u, w(pre+"mlp.gate.weight"))) // router [E, d] → [N, E]
 				var probs *G.Node
 				if c.Router.Sigmoid() {
 					probs = must(ops.Sigmoid(logits))
@@ -219,7 +236,7 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					}
 					gating.Capacity, gating.Seq = ops.CapacityOf(k, opt.Seq, c.RoutedExperts, f), opt.Seq
 				}
-				gr.probs = append(gr.probs, probs)
+				gr.probs = append(gr.probs, probs) // [N, E] scores s
 				routed := probs
 				if opt.DisableTop > 0 {
 					if opt.DisableTop+k > c.RoutedExperts {
@@ -227,6 +244,8 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					}
 					routed = must(ops.DropTop(probs, opt.DisableTop))
 				}
+				// Top-k of the scores per row, each token through its k
+				// experts, outputs summed with their gates: f [N, d].
 				if ep {
 					f = must(ops.MoEExpertParallelGated(u, routed, eg, eu, ed, bias, gating, opt.ExpertComm, rec))
 				} else {
@@ -251,21 +270,24 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				}
 			}
 			if c.SharedExperts > 0 {
+				// Ks shared experts as one SwiGLU: gate, up [Ks·w, d]; down [d, Ks·w].
 				s := must(ops.SwiGLU(u, w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")))
 				f = must(ops.Add(f, s))
 			}
 		}
-		h = must(ops.Add(h, f))
+		h = must(ops.Add(h, f)) // [N, d]
 	}
-	final := must(ops.RMSNorm(h, w("model.norm.weight"), c.NormEps))
-	head := w("lm_head.weight")
+	final := must(ops.RMSNorm(h, w("model.norm.weight"), c.NormEps)) // [N, d]
+	head := w("lm_head.weight")                                      // [V, d], untied
+	// Mean over the N targets of −log softmax(final·headᵀ): a scalar; the
+	// [N, V] logits are formed in row chunks inside the op, never whole.
 	gr.lm = must(ops.LMHeadCrossEntropy(final, head, gr.targets))
 	gr.total = gr.lm
 	for _, b := range balance {
 		gr.total = must(ops.Add(gr.total, b))
 	}
 	if opt.Logits {
-		gr.logits = must(ops.Linear(final, head))
+		gr.logits = must(ops.Linear(final, head)) // [N, V]
 	}
 	if opt.Backward {
 		var wrt G.Nodes
