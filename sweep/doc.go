@@ -19,7 +19,10 @@
 // sweep-done.json marker is skipped, an interrupted run resumes from its
 // newest checkpoint (train's own resume). Summarise reads the runs' metrics
 // and writes a table of every run's and every group's (mean ± std over seeds)
-// held-out loss with its total and activated parameters and FLOPs, a plot,
+// held-out loss with its total and activated parameters and FLOPs, its MoE
+// health (MaxVio, dead experts over training) and time per step, a plot,
 // and the verdict on each expected ordering: an ordering holds only where
-// every gap exceeds two standard errors.
+// every gap exceeds two standard errors. Groups listed under apart
+// (expert-choice routing, whose loss is not comparable) get a table of
+// their own and take part in no ordering.
 package sweep

@@ -49,6 +49,10 @@ type Spec struct {
 	// Expect lists the paper's orderings to test, each a list of group names
 	// (a run's name without its seed), lowest held-out loss first.
 	Expect [][]string `yaml:"expect"`
+	// Apart names groups reported in a table of their own, apart from the
+	// ranking (expert-choice routing, whose loss is not comparable), and
+	// allowed in no Expect ordering.
+	Apart []string `yaml:"apart"`
 	// Notes is free text copied into the summary (why the sizes and budget).
 	Notes string `yaml:"notes"`
 

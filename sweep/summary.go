@@ -38,6 +38,11 @@ type RunResult struct {
 	Budget      int64   // train.tokens
 	// Curve is the held-out loss at every evaluation, by training tokens.
 	Curve map[int64]float64
+	// MoE health (NaN without MoE layers): MaxVio of the last train line
+	// (mean over layers), the share of dead experts averaged over every
+	// train line and layer (dead experts over training), and the mean step
+	// time over the train lines (seconds).
+	MaxVio, Dead, StepSeconds float64
 }
 
 // CurvePoint is a group's held-out loss at one evaluation point, over the
@@ -58,6 +63,11 @@ type GroupResult struct {
 	FLOPs            float64
 	Budget           int64
 	Curve            []CurvePoint // evaluation points every finished seed has
+	// Means over the finished seeds of the runs' MoE health and step time.
+	MaxVio, Dead, StepSeconds float64
+	// Apart marks a group the sweep reports apart from the ranking
+	// (Spec.Apart): its loss is not comparable with the others'.
+	Apart bool
 }
 
 // Pair is the verdict on "Better has lower held-out loss than Worse".
@@ -100,10 +110,25 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return s, fmt.Errorf("run %s: %w", r.Name, err)
 		}
+		rr.MaxVio, rr.Dead, rr.StepSeconds = math.NaN(), math.NaN(), math.NaN()
+		var dead, steps []float64
+		stepTokens := float64(r.Config.Train.BatchSize * r.Config.Train.SeqLen)
 		for _, m := range ms {
 			switch {
 			case m.Kind == "train":
 				rr.TrainLoss = m.Loss
+				if len(m.MoE) > 0 {
+					var v, d []float64
+					for _, l := range m.MoE {
+						v, d = append(v, l.MaxVio), append(d, l.DeadShare)
+					}
+					rr.MaxVio, _ = meanStd(v)
+					mean, _ := meanStd(d)
+					dead = append(dead, mean)
+				}
+				if m.TokensPerS > 0 {
+					steps = append(steps, stepTokens/m.TokensPerS)
+				}
 			case m.Kind == "eval" && m.Task == "heldout" && m.Value != nil && m.Tokens >= rr.Tokens:
 				rr.Tokens = m.Tokens
 				if m.Metric == "loss" {
@@ -116,6 +141,12 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 					rr.ValBPB = *m.Value
 				}
 			}
+		}
+		if len(dead) > 0 {
+			rr.Dead, _ = meanStd(dead)
+		}
+		if len(steps) > 0 {
+			rr.StepSeconds, _ = meanStd(steps)
 		}
 		s.Runs = append(s.Runs, rr)
 	}
@@ -131,15 +162,20 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 	for _, gname := range order {
 		rs := by[gname]
 		g := GroupResult{Group: gname, Total: rs[0].Total, Activated: rs[0].Activated, FLOPs: rs[0].FLOPs, Budget: rs[0].Budget}
-		var loss, bpb []float64
+		var loss, bpb, vio, dead, step []float64
 		var done []RunResult
 		for _, r := range rs {
 			if r.Status == Done && !math.IsNaN(r.ValLoss) {
 				loss = append(loss, r.ValLoss)
 				bpb = append(bpb, r.ValBPB)
+				vio, dead, step = append(vio, r.MaxVio), append(dead, r.Dead), append(step, r.StepSeconds)
 				done = append(done, r)
 			}
 		}
+		g.MaxVio, _ = meanStd(vio)
+		g.Dead, _ = meanStd(dead)
+		g.StepSeconds, _ = meanStd(step)
+		g.Apart = slices.Contains(spec.Apart, gname)
 		g.Curve = groupCurve(done)
 		g.N = len(loss)
 		g.Loss, g.Std = meanStd(loss)
@@ -148,7 +184,17 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		s.Groups = append(s.Groups, g)
 		groups[gname] = g
 	}
+	for _, a := range spec.Apart {
+		if _, ok := groups[a]; !ok {
+			return s, fmt.Errorf("apart: no group %q (groups: %s)", a, strings.Join(order, ", "))
+		}
+	}
 	for _, exp := range spec.Expect {
+		for _, gname := range exp {
+			if slices.Contains(spec.Apart, gname) {
+				return s, fmt.Errorf("expect: group %q is reported apart and takes part in no ordering", gname)
+			}
+		}
 		o := Ordering{Order: exp, Holds: true}
 		for i := 0; i+1 < len(exp); i++ {
 			a, okA := groups[exp[i]]
@@ -252,11 +298,31 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "%s\n\n", s.Notes)
 	}
 	b.WriteString("Held-out loss in nats per token (mean ± sample std over seeds; n = finished seeds). FLOPs per token by DESIGN.md §7.3.\n\n")
-	b.WriteString("| group | n | held-out loss | bits/byte | total params | activated params | FLOPs/token | train tokens | tokens / activated param |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("MaxVio: max expert load / mean − 1 on the last logged step (mean over MoE layers); dead: share of routed experts without a token, averaged over every logged step and layer; s/step: mean time per optimizer step.\n\n")
+	header := "| group | n | held-out loss | bits/byte | total params | activated params | FLOPs/token | train tokens | tokens / activated param | MaxVio | dead | s/step |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+	row := func(g GroupResult) {
+		fmt.Fprintf(&b, "| %s | %d | %s ± %s | %s ± %s | %s | %s | %s | %s | %.2f | %s | %s | %s |\n", g.Group, g.N, f4(g.Loss), f4(g.Std), f4(g.BPB), f4(g.BPBStd),
+			units.Short(g.Total), units.Short(g.Activated), units.Short(int64(g.FLOPs)), units.Short(g.Budget), float64(g.Budget)/float64(g.Activated),
+			f4(g.MaxVio), f4(g.Dead), f4(g.StepSeconds))
+	}
+	b.WriteString(header)
+	apart := 0
 	for _, g := range s.Groups {
-		fmt.Fprintf(&b, "| %s | %d | %s ± %s | %s ± %s | %s | %s | %s | %s | %.2f |\n", g.Group, g.N, f4(g.Loss), f4(g.Std), f4(g.BPB), f4(g.BPBStd),
-			units.Short(g.Total), units.Short(g.Activated), units.Short(int64(g.FLOPs)), units.Short(g.Budget), float64(g.Budget)/float64(g.Activated))
+		if g.Apart {
+			apart++
+			continue
+		}
+		row(g)
+	}
+	if apart > 0 {
+		b.WriteString("\nReported apart from the ranking (not comparable with the groups above; see the notes):\n\n")
+		b.WriteString(header)
+		for _, g := range s.Groups {
+			if g.Apart {
+				row(g)
+			}
+		}
 	}
 	if len(s.Orderings) > 0 {
 		b.WriteString("\nExpected orderings (lowest loss first). A gap is claimed only when it exceeds two standard errors of the difference of the means.\n\n")

@@ -417,6 +417,12 @@ expect:
 	if len(sum.Orderings) != 1 || sum.Orderings[0].Holds {
 		t.Errorf("one seed can never resolve an ordering: %+v", sum.Orderings)
 	}
+	for _, g := range sum.Groups {
+		// MoE health and step time, read from every run's metrics.
+		if !(g.MaxVio >= 0) || !(g.Dead >= 0 && g.Dead < 1) || !(g.StepSeconds > 0) {
+			t.Errorf("group %s: MaxVio %v, dead %v, s/step %v", g.Group, g.MaxVio, g.Dead, g.StepSeconds)
+		}
+	}
 	if err := sum.Write(out); err != nil {
 		t.Fatal(err)
 	}
@@ -504,5 +510,45 @@ func TestComparePair(t *testing.T) {
 		if got := ComparePair(tc.a, tc.b); got.Verdict != tc.want {
 			t.Errorf("%v vs %v: %s, want %s", tc.a, tc.b, got.Verdict, tc.want)
 		}
+	}
+}
+
+// TestApartGroups: a group named under apart gets its own table in the
+// summary, and may take part in no ordering.
+func TestApartGroups(t *testing.T) {
+	dir := t.TempDir()
+	tinyBase(t, dir)
+	spec := `
+base: base.yaml
+out: ` + filepath.Join(dir, "out") + `
+variants:
+  - {name: gshard}
+  - {name: ec, set: {model.balance.expert_alpha: 0, model.router.expert_choice: true}}
+apart: [ec]
+`
+	s := parseSpec(t, dir, spec)
+	runs, err := s.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Summarise(s, runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md strings.Builder
+	if err := sum.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	g, i, j := strings.Index(md.String(), "| gshard |"), strings.Index(md.String(), "Reported apart"), strings.Index(md.String(), "| ec |")
+	if g < 0 || i < g || j < i {
+		t.Errorf("ec is not in a table of its own after the ranking:\n%s", md.String())
+	}
+	s = parseSpec(t, dir, spec+"expect:\n  - [ec, gshard]\n")
+	if _, err := Summarise(s, runs); err == nil || !strings.Contains(err.Error(), "reported apart") {
+		t.Errorf("an apart group in an ordering: got %v", err)
+	}
+	s = parseSpec(t, dir, strings.Replace(spec, "apart: [ec]", "apart: [nope]", 1))
+	if _, err := Summarise(s, runs); err == nil || !strings.Contains(err.Error(), `no group "nope"`) {
+		t.Errorf("an unknown apart group: got %v", err)
 	}
 }
