@@ -46,6 +46,10 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 			if err != nil {
 				return err
 			}
+			// The analyses evaluate the model: without this every product ran in pure Go.
+			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			if out == "" {
 				out = filepath.Join(args[0], "analysis")
 			}

@@ -8,7 +8,7 @@ import (
 )
 
 // initBLAS loads OpenBLAS for a compute command (train, bench, eval,
-// generate) and, when pure Go runs instead, prints the fallback warning to
+// generate, analyze) and, when pure Go runs instead, prints the fallback warning to
 // stderr before any work starts: a silent fallback made every product ~8×
 // slower and MFU meaningless. Loading never fails on a missing library;
 // an error here is an internal one.
