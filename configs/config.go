@@ -42,29 +42,47 @@ type Config struct {
 // i >= first_dense_layers and i % moe_layer_freq == 0; other layers are dense
 // SwiGLU FFNs of width dense_width.
 type Model struct {
-	VocabSize        int     `mapstructure:"vocab_size" yaml:"vocab_size" json:"vocab_size"`
-	Hidden           int     `mapstructure:"hidden" yaml:"hidden" json:"hidden"`
-	Layers           int     `mapstructure:"layers" yaml:"layers" json:"layers"`
-	Heads            int     `mapstructure:"heads" yaml:"heads" json:"heads"`
-	DenseWidth       int     `mapstructure:"dense_width" yaml:"dense_width" json:"dense_width"`
-	FFN              string  `mapstructure:"ffn" yaml:"ffn" json:"ffn"`
-	SharedExperts    int     `mapstructure:"shared_experts" yaml:"shared_experts" json:"shared_experts"`
-	RoutedExperts    int     `mapstructure:"routed_experts" yaml:"routed_experts" json:"routed_experts"`
-	ActiveRouted     int     `mapstructure:"active_routed" yaml:"active_routed" json:"active_routed"`
-	ExpertWidth      int     `mapstructure:"expert_width" yaml:"expert_width" json:"expert_width"`
-	FirstDenseLayers int     `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
-	MoELayerFreq     int     `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
-	Balance          Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
-	Router           Router  `mapstructure:"router" yaml:"router" json:"router"`
-	RopeTheta        float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
-	NormEps          float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
-	InitStd          float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
-	InitSeed         uint64  `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
+	// V: must equal the dataset tokenizer's ids; 8192 is the paper's validation BPE.
+	VocabSize int `mapstructure:"vocab_size" yaml:"vocab_size" json:"vocab_size"`
+	// d, the residual width; every projection is d wide.
+	Hidden int `mapstructure:"hidden" yaml:"hidden" json:"hidden"`
+	// L, decoder blocks (attention + FFN each).
+	Layers int `mapstructure:"layers" yaml:"layers" json:"layers"`
+	// H: d/H is the head dim, which RoPE needs even.
+	Heads int `mapstructure:"heads" yaml:"heads" json:"heads"`
+	// f, the standard SwiGLU width that expert sizes are fractions of (the paper infers ≈8d/3).
+	DenseWidth int `mapstructure:"dense_width" yaml:"dense_width" json:"dense_width"`
+	// The FFN kind: dense, or the router of the MoE layers: deepseekmoe, gshard, switch or hash (DESIGN.md §3.4).
+	FFN string `mapstructure:"ffn" yaml:"ffn" json:"ffn"`
+	// Ks, experts every token passes (deepseekmoe): common knowledge kept out of the routed ones.
+	SharedExperts int `mapstructure:"shared_experts" yaml:"shared_experts" json:"shared_experts"`
+	// E, routed experts per MoE layer.
+	RoutedExperts int `mapstructure:"routed_experts" yaml:"routed_experts" json:"routed_experts"`
+	// k of top-k: routed experts per token, which sets activated parameters and FLOPs.
+	ActiveRouted int `mapstructure:"active_routed" yaml:"active_routed" json:"active_routed"`
+	// One expert's width; floor(f/m) for granularity m (DESIGN.md §4.1).
+	ExpertWidth int `mapstructure:"expert_width" yaml:"expert_width" json:"expert_width"`
+	// Leading layers kept dense (16B: 1, because layer 0's routing balances slowly).
+	FirstDenseLayers int `mapstructure:"first_dense_layers" yaml:"first_dense_layers" json:"first_dense_layers"`
+	// Every n-th layer is MoE (the HF moe_layer_freq); 1 makes all eligible layers MoE.
+	MoELayerFreq int `mapstructure:"moe_layer_freq" yaml:"moe_layer_freq" json:"moe_layer_freq"`
+	// Auxiliary balance losses, against routing collapse.
+	Balance Balance `mapstructure:"balance" yaml:"balance" json:"balance"`
+	// Routing variants beyond the paper's; the defaults are the paper's routers.
+	Router Router `mapstructure:"router" yaml:"router" json:"router"`
+	// RoPE base; 10000 as in the HF release, so exports load unchanged.
+	RopeTheta float64 `mapstructure:"rope_theta" yaml:"rope_theta" json:"rope_theta"`
+	// RMSNorm epsilon, 1e-6 as in the HF release.
+	NormEps float64 `mapstructure:"norm_eps" yaml:"norm_eps" json:"norm_eps"`
+	// Every matrix starts ~ N(0, init_std²); 0.006 at every paper scale.
+	InitStd float64 `mapstructure:"init_std" yaml:"init_std" json:"init_std"`
+	// Seed of the weights and the hash table, apart from data.seed so seeds vary the model, not the data.
+	InitSeed uint64 `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
 
 	// ExpertParallel is R, the ranks the routed experts of every MoE layer
-	// are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
-	// every rank. A property of the launch, not of the model: it may change
-	// on resume.
+	// Are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
+	// Every rank. A property of the launch, not of the model: it may change
+	// On resume.
 	ExpertParallel int `mapstructure:"expert_parallel" yaml:"expert_parallel" json:"expert_parallel"`
 }
 
@@ -80,10 +98,14 @@ func (m Model) ExpertRanks() int {
 // Balance holds the balance-loss coefficients (DESIGN.md §3). A coefficient of 0
 // builds no loss nodes.
 type Balance struct {
-	ExpertAlpha  float64 `mapstructure:"expert_alpha" yaml:"expert_alpha" json:"expert_alpha"`
-	DeviceAlpha  float64 `mapstructure:"device_alpha" yaml:"device_alpha" json:"device_alpha"`
-	DeviceGroups int     `mapstructure:"device_groups" yaml:"device_groups" json:"device_groups"`
-	PerSequence  bool    `mapstructure:"per_sequence" yaml:"per_sequence" json:"per_sequence"`
+	// Α1 of the expert-level loss (DESIGN.md §3.1); small, only against collapse.
+	ExpertAlpha float64 `mapstructure:"expert_alpha" yaml:"expert_alpha" json:"expert_alpha"`
+	// Α2 of the device-level loss (DESIGN.md §3.2): balance groups of experts, not experts.
+	DeviceAlpha float64 `mapstructure:"device_alpha" yaml:"device_alpha" json:"device_alpha"`
+	// D, contiguous groups of routed experts the device-level loss balances (a device each).
+	DeviceGroups int `mapstructure:"device_groups" yaml:"device_groups" json:"device_groups"`
+	// Compute the losses per sequence and average (HF seq_aux), or once over the batch.
+	PerSequence bool `mapstructure:"per_sequence" yaml:"per_sequence" json:"per_sequence"`
 }
 
 // Score functions of the router (Router.Score).
@@ -97,29 +119,29 @@ const (
 // The defaults reproduce the paper's routers exactly and add no tensors.
 type Router struct {
 	// Score is softmax (the paper) or sigmoid (DeepSeek-V3: s = σ(u·e),
-	// the chosen scores normalised to sum 1 when k > 1).
+	// The chosen scores normalised to sum 1 when k > 1).
 	Score string `mapstructure:"score" yaml:"score" json:"score"`
 	// Scale multiplies every routed gate (DeepSeek-V3's routed scaling
-	// factor); 1 leaves them as they are.
+	// Factor); 1 leaves them as they are.
 	Scale float64 `mapstructure:"scale" yaml:"scale" json:"scale"`
 	// ZLoss is α_z of the router z-loss (ST-MoE): α_z · mean_t
-	// logsumexp(logits_t)²; 0 builds no loss node.
+	// Logsumexp(logits_t)²; 0 builds no loss node.
 	ZLoss float64 `mapstructure:"z_loss" yaml:"z_loss" json:"z_loss"`
 	// BiasRate is γ of auxiliary-loss-free balancing (DeepSeek-V3): each
-	// layer gets a per-expert bias added to the scores for the top-k
-	// choice only, moved by γ·sign(mean load − load) after every optimizer
-	// step; 0 keeps no bias.
+	// Layer gets a per-expert bias added to the scores for the top-k
+	// Choice only, moved by γ·sign(mean load − load) after every optimizer
+	// Step; 0 keeps no bias.
 	BiasRate float64 `mapstructure:"bias_rate" yaml:"bias_rate" json:"bias_rate"`
 	// CapacityFactor, when > 0, caps every expert at
 	// ⌈k · seq_len · factor / E⌉ (token, slot) pairs per sequence in
-	// training (GShard, Switch); the slots over it, smallest gates first,
-	// skip the expert and the residual carries them. 0 drops nothing.
+	// Training (GShard, Switch); the slots over it, smallest gates first,
+	// Skip the expert and the residual carries them. 0 drops nothing.
 	CapacityFactor float64 `mapstructure:"capacity_factor" yaml:"capacity_factor" json:"capacity_factor"`
 	// ExpertChoice routes the other way round (Zhou et al. 2022): within
-	// each sequence every expert takes the ⌈seq_len·k/E⌉ tokens it scores
-	// highest. The choice sees future tokens, so a causal LM's loss is not
-	// comparable with the token-choice routers', and generation cannot
-	// route as in training: generate and task scoring refuse such models.
+	// Each sequence every expert takes the ⌈seq_len·k/E⌉ tokens it scores
+	// Highest. The choice sees future tokens, so a causal LM's loss is not
+	// Comparable with the token-choice routers', and generation cannot
+	// Route as in training: generate and task scoring refuse such models.
 	ExpertChoice bool `mapstructure:"expert_choice" yaml:"expert_choice" json:"expert_choice"`
 }
 
@@ -128,56 +150,80 @@ func (r Router) Sigmoid() bool { return r.Score == ScoreSigmoid }
 
 // Data selects the prepared dataset and the order it is read in.
 type Data struct {
-	Path    string             `mapstructure:"path" yaml:"path" json:"path"`
-	Seed    uint64             `mapstructure:"seed" yaml:"seed" json:"seed"`
+	// a directory moetrain prepare wrote.
+	Path string `mapstructure:"path" yaml:"path" json:"path"`
+	// Order of the training windows: the same seed reads the same tokens in the same order.
+	Seed uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
+	// Domain → mixture weight ("*" for every domain not named); nil reads the natural proportions.
 	Weights map[string]float64 `mapstructure:"weights" yaml:"weights" json:"weights"`
 }
 
 // Optim is AdamW with global-norm clipping.
 type Optim struct {
-	Beta1       float64 `mapstructure:"beta1" yaml:"beta1" json:"beta1"`
-	Beta2       float64 `mapstructure:"beta2" yaml:"beta2" json:"beta2"`
-	Eps         float64 `mapstructure:"eps" yaml:"eps" json:"eps"`
+	// AdamW first-moment decay, the paper's 0.9.
+	Beta1 float64 `mapstructure:"beta1" yaml:"beta1" json:"beta1"`
+	// AdamW second-moment decay, the paper's 0.95 (steadier than 0.999 at large LR).
+	Beta2 float64 `mapstructure:"beta2" yaml:"beta2" json:"beta2"`
+	// AdamW denominator floor; 1e-8 (not stated by the paper).
+	Eps float64 `mapstructure:"eps" yaml:"eps" json:"eps"`
+	// Decoupled decay on every matrix, never on RMSNorm weights; the paper's 0.1.
 	WeightDecay float64 `mapstructure:"weight_decay" yaml:"weight_decay" json:"weight_decay"`
-	Clip        float64 `mapstructure:"clip" yaml:"clip" json:"clip"`
+	// Global gradient-norm clip, the paper's 1.0; 0 disables.
+	Clip float64 `mapstructure:"clip" yaml:"clip" json:"clip"`
 }
 
 // Schedule is the learning rate as a function of training tokens.
 type Schedule struct {
-	Kind         string  `mapstructure:"kind" yaml:"kind" json:"kind"`
-	MaxLR        float64 `mapstructure:"max_lr" yaml:"max_lr" json:"max_lr"`
-	WarmupTokens int64   `mapstructure:"warmup_tokens" yaml:"warmup_tokens" json:"warmup_tokens"`
-	TotalTokens  int64   `mapstructure:"total_tokens" yaml:"total_tokens" json:"total_tokens"`
-	MinLRRatio   float64 `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio" json:"min_lr_ratio"`
+	// Step (the paper's: ×0.316 at 80% and 90%), cosine or constant.
+	Kind string `mapstructure:"kind" yaml:"kind" json:"kind"`
+	// Peak learning rate after warmup; 1.08e-3 is the paper's 2B value.
+	MaxLR float64 `mapstructure:"max_lr" yaml:"max_lr" json:"max_lr"`
+	// Linear warmup from 0; in tokens so a changed batch size keeps the curve.
+	WarmupTokens int64 `mapstructure:"warmup_tokens" yaml:"warmup_tokens" json:"warmup_tokens"`
+	// The schedule's horizon, fixed at launch so extending train.tokens does not move the decay; 0 means train.tokens.
+	TotalTokens int64 `mapstructure:"total_tokens" yaml:"total_tokens" json:"total_tokens"`
+	// Cosine only: the final LR as a fraction of max_lr.
+	MinLRRatio float64 `mapstructure:"min_lr_ratio" yaml:"min_lr_ratio" json:"min_lr_ratio"`
 }
 
 // Train is the token budget and batch geometry.
 type Train struct {
-	Tokens         int64  `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
-	BatchSize      int    `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
-	MicroBatchSize int    `mapstructure:"micro_batch_size" yaml:"micro_batch_size" json:"micro_batch_size"`
-	SeqLen         int    `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
-	NonFinite      string `mapstructure:"non_finite" yaml:"non_finite" json:"non_finite"`
+	// The budget: training stops after this many tokens (raising it extends a run).
+	Tokens int64 `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
+	// Sequences per optimizer step.
+	BatchSize int `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
+	// Sequences per forward/backward, to fit memory; gradients accumulate to batch_size. 0 means batch_size.
+	MicroBatchSize int `mapstructure:"micro_batch_size" yaml:"micro_batch_size" json:"micro_batch_size"`
+	// T, tokens per sequence (each example reads T+1).
+	SeqLen int `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
+	// a NaN/Inf loss or gradient: stop the run, or skip the step and go on.
+	NonFinite string `mapstructure:"non_finite" yaml:"non_finite" json:"non_finite"`
 }
 
 // Checkpoint sets how often checkpoints are written and which are kept.
 type Checkpoint struct {
-	EveryTokens     int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
-	KeepLast        int   `mapstructure:"keep_last" yaml:"keep_last" json:"keep_last"`
+	// Checkpoint interval (and always at the end): how much work a crash can cost.
+	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
+	// Newest checkpoints kept; more than 1 survives a corrupt newest one.
+	KeepLast int `mapstructure:"keep_last" yaml:"keep_last" json:"keep_last"`
+	// Also keep checkpoints at multiples of this, for later analyses; 0 keeps none extra.
 	KeepEveryTokens int64 `mapstructure:"keep_every_tokens" yaml:"keep_every_tokens" json:"keep_every_tokens"`
 }
 
 // Eval sets evaluation during training.
 type Eval struct {
+	// Held-out evaluation interval; 0 disables.
 	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
-	Tokens      int64 `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
+	// Held-out tokens per evaluation: a fixed slice, so evaluations compare.
+	Tokens int64 `mapstructure:"tokens" yaml:"tokens" json:"tokens"`
 	// Tasks names the task files (DATASET/tasks/*.jsonl, docs/TASKS.md)
-	// scored at each evaluation; empty scores every one found.
+	// Scored at each evaluation; empty scores every one found.
 	Tasks []string `mapstructure:"tasks" yaml:"tasks" json:"tasks"`
 }
 
 // Log sets how often metrics are written.
 type Log struct {
+	// Metrics line interval.
 	EveryTokens int64 `mapstructure:"every_tokens" yaml:"every_tokens" json:"every_tokens"`
 }
 
@@ -429,7 +475,7 @@ func build(tree map[string]any, overrides []string) (Config, error) {
 		return cfg, nil
 	}
 	// Report every mistake at once: validate what decodes, with the keys
-	// that failed to decode at their defaults (an unknown key is ignored).
+	// That failed to decode at their defaults (an unknown key is ignored).
 	failed := map[string]bool{}
 	for _, b := range bad {
 		k, _, _ := strings.Cut(b, ":")
