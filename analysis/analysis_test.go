@@ -11,6 +11,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	err = data.PrepareSynthetic(dataset, 3, 240, 320, 0.15)
+	err = prepare.SyntheticDataset(dataset, 3, 240, 320, 0.15)
 	if err != nil {
 		panic(err)
 	}

@@ -1,15 +1,10 @@
 package data
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
@@ -23,8 +18,8 @@ func writeRandomDataset(tb testing.TB, dir string, tokens int64) *Manifest {
 		tb.Fatal(err)
 	}
 	const vocab = 8192
-	hdr := shardHeader{TokenizerHash: "random", Vocab: vocab, EOS: vocab - 1, Split: Train, Domain: "random", RecordTokens: 8192}
-	w := newShardWriter(dir, hdr, 1<<24)
+	hdr := ShardHeader{TokenizerHash: "random", Vocab: vocab, EOS: vocab - 1, Split: Train, Domain: "random", RecordTokens: 8192}
+	w := NewShardWriter(dir, hdr, 1<<24)
 	r := rand.New(rand.NewPCG(1, 2))
 	doc := make([]int, 0, 4096)
 	var n, docs int64
@@ -33,17 +28,17 @@ func writeRandomDataset(tb testing.TB, dir string, tokens int64) *Manifest {
 		for i := range doc {
 			doc[i] = r.IntN(vocab - 1)
 		}
-		if err := w.writeDoc(doc); err != nil {
+		if err := w.WriteDoc(doc); err != nil {
 			tb.Fatal(err)
 		}
 		n += int64(len(doc)) + 1
 		docs++
 	}
-	shards, err := w.close()
+	shards, err := w.Close()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m := &Manifest{Format: manifestFormat, Version: manifestVersion,
+	m := &Manifest{Format: ManifestFormat, Version: ManifestVersion,
 		Tokenizer: TokenizerInfo{File: TokenizerFile, Hash: "random", VocabSize: vocab, EOS: vocab - 1},
 		TokenType: "uint16", RecordTokens: 8192, Domains: []string{"random"}, Shards: shards,
 		Splits: map[string]SplitInfo{
@@ -53,7 +48,7 @@ func writeRandomDataset(tb testing.TB, dir string, tokens int64) *Manifest {
 	if err := m.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	if err := writeManifest(filepath.Join(dir, ManifestFile), m); err != nil {
+	if err := m.Write(filepath.Join(dir, ManifestFile)); err != nil {
 		tb.Fatal(err)
 	}
 	return m
@@ -84,33 +79,5 @@ func BenchmarkStream(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*c.B*(c.T+1))/time.Since(start).Seconds(), "tok/s")
 		})
-	}
-}
-
-// BenchmarkPrepareDefault prepares the default dataset (KJV + Go source,
-// vocab 8192) and reports tokens written per second, tokenizer training
-// included. Skipped without the bible command.
-func BenchmarkPrepareDefault(b *testing.B) {
-	if _, err := exec.LookPath("bible"); err != nil {
-		b.Skip("bible not installed")
-	}
-	kjv, err := exec.Command("bible", "Gen1:1-Rev22:21").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	src := filepath.Join(runtime.GOROOT(), "src")
-	for i := 0; i < b.N; i++ {
-		out := filepath.Join(b.TempDir(), "ds")
-		start := time.Now()
-		m, err := Prepare(context.Background(), []Source{{"prose", "-"}, {"code", src}}, PrepareOptions{
-			Out: out, VocabSize: 8192, ValFraction: 0.01, Seed: 1, DocStart: regexp.MustCompile(KJVChapter),
-			Include: []string{"*.go"}, Exclude: []string{"*_test.go", "testdata"}, Stdin: strings.NewReader(string(kjv)),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		tok := m.Splits[Train].Tokens + m.Splits[Validation].Tokens
-		b.ReportMetric(float64(tok)/time.Since(start).Seconds(), "tok/s")
-		b.ReportMetric(float64(tok), "tokens")
 	}
 }

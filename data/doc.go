@@ -1,11 +1,11 @@
-// Package data turns text into token shards and streams them to the trainer.
+// Package data is the format of a prepared dataset and its reader: it
+// streams token shards to the trainer and the evaluation. Package
+// data/prepare writes datasets (text sources, tokenizer training, the
+// train/validation split); the trainer does not link it.
 //
 // # Overview
 //
-// Prepare reads text sources (files, directories, stdin), trains or loads a
-// byte-level BPE tokenizer, splits the documents into a train and a
-// validation split (by document, with a seed), and writes a dataset
-// directory:
+// A dataset directory holds:
 //
 //	DIR/tokenizer.json                 HF tokenizer (data/tokenizer)
 //	DIR/manifest.json                  shards, token counts, checksums (Manifest)
@@ -29,9 +29,9 @@
 //     parsing; a parser failure is returned as an error, never a panic.
 //   - Shards are read with ReadAt one record batch (RecordTokens tokens) at a
 //     time: resident memory is O(shards), not O(tokens).
-//   - Prepare writes into DIR.tmp-* and renames it into place, so a failed
-//     run leaves nothing half-written, and an existing DIR is replaced only
-//     with Force.
+//   - data/prepare writes into DIR.tmp-* and renames it into place, so a
+//     failed run leaves nothing half-written, and an existing DIR is
+//     replaced only with Force.
 //
 // # Use from a trainer
 //

@@ -2,7 +2,6 @@ package data
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -159,56 +158,5 @@ func TestManifestErrors(t *testing.T) {
 			continue
 		}
 		wantErr(t, err, path)
-	}
-}
-
-func TestPrepareErrors(t *testing.T) {
-	root := t.TempDir()
-	empty := filepath.Join(root, "empty.txt")
-	os.WriteFile(empty, []byte("  \n\n"), 0o644)
-	os.Mkdir(filepath.Join(root, "emptydir"), 0o755)
-	ctx := context.Background()
-	opts := PrepareOptions{Out: filepath.Join(root, "out"), VocabSize: 300}
-	_, err := Prepare(ctx, []Source{{Domain: "prose", Path: filepath.Join(root, "nope.txt")}}, opts)
-	wantErr(t, err, "nope.txt", "check the path")
-	_, err = Prepare(ctx, []Source{{Domain: "prose", Path: empty}}, opts)
-	wantErr(t, err, "empty.txt", "0 documents")
-	_, err = Prepare(ctx, []Source{{Domain: "code", Path: filepath.Join(root, "emptydir")}}, opts)
-	wantErr(t, err, "emptydir", "0 documents")
-	opts.Stdin = strings.NewReader("")
-	_, err = Prepare(ctx, []Source{{Domain: "prose", Path: "-"}}, opts)
-	wantErr(t, err, "prose=-", "0 documents")
-	if _, err := os.Stat(opts.Out); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("failed prepares left %s behind", opts.Out)
-	}
-	if m, _ := filepath.Glob(opts.Out + ".tmp-*"); len(m) > 0 {
-		t.Fatalf("failed prepares left %v behind", m)
-	}
-}
-
-// TestPrepareNoOverwrite: an existing dataset is kept unless Force.
-func TestPrepareNoOverwrite(t *testing.T) {
-	dir, man := copyFixture(t)
-	before, _ := os.ReadFile(filepath.Join(dir, ManifestFile))
-	docs := Synthetic(2, 20)
-	_, err := PrepareDocuments(context.Background(), docs, fixtureOpts(dir))
-	wantErr(t, err, dir, "--force")
-	after, _ := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if !bytes.Equal(before, after) {
-		t.Fatal("a refused prepare changed the manifest")
-	}
-	opts := fixtureOpts(dir)
-	opts.Force = true
-	opts.Tokenizer = filepath.Join(dir, TokenizerFile) // reuse the dataset's own tokenizer, as is
-	m2, err := PrepareDocuments(context.Background(), docs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m2.Tokenizer.Hash != man.Tokenizer.Hash || m2.Tokenizer.Trained {
-		t.Fatalf("--tokenizer: hash %s trained %v, want the reused %s", m2.Tokenizer.Hash, m2.Tokenizer.Trained, man.Tokenizer.Hash)
-	}
-	got, err := LoadManifest(dir)
-	if err != nil || got.Splits[Train].Documents+got.Splits[Validation].Documents != 20 {
-		t.Fatalf("after --force: %v, %+v", err, got)
 	}
 }

@@ -2,7 +2,6 @@ package data
 
 import (
 	"bytes"
-	"context"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,11 +18,21 @@ var (
 	fixtureErr  error
 )
 
+// fixtureDocs synthetic documents (data/prepare's Synthetic, seed 1) make
+// the fixture.
 const fixtureDocs = 120
 
-func fixtureOpts(out string) PrepareOptions {
-	return PrepareOptions{Out: out, VocabSize: 400, ValFraction: 0.1, Seed: 7, RecordTokens: 64, ShardTokens: 1024}
-}
+// textDoc is one document of the fixture's input.
+type textDoc struct{ Domain, Text string }
+
+// prepareFixture prepares the fixture into a directory and syntheticDocs
+// returns its input documents. The preparer imports this package, so only
+// a test file outside it can call the preparer: fixture_test.go (package
+// data_test) sets both through SetFixture.
+var (
+	prepareFixture func(dir string) (*Manifest, error)
+	syntheticDocs  func() []textDoc
+)
 
 func fixture(t testing.TB) (string, *Manifest) {
 	t.Helper()
@@ -34,7 +43,7 @@ func fixture(t testing.TB) (string, *Manifest) {
 			return
 		}
 		fixtureDir = filepath.Join(dir, "ds")
-		fixtureMan, fixtureErr = PrepareDocuments(context.Background(), Synthetic(1, fixtureDocs), fixtureOpts(fixtureDir))
+		fixtureMan, fixtureErr = prepareFixture(fixtureDir)
 	})
 	if fixtureErr != nil {
 		t.Fatalf("prepare fixture: %v", fixtureErr)

@@ -24,8 +24,10 @@ const (
 	Train         = "train"
 	Validation    = "validation"
 
-	manifestFormat  = "moetrain-dataset"
-	manifestVersion = 1
+	// ManifestFormat and ManifestVersion are manifest.json's format and
+	// version fields as this package writes and reads them.
+	ManifestFormat  = "moetrain-dataset"
+	ManifestVersion = 1
 )
 
 // Manifest describes a dataset directory. It is written by Prepare as
@@ -99,8 +101,9 @@ type SourceInfo struct {
 }
 
 var (
-	domainRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// DomainPattern is what a domain label must match.
+	DomainPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // LoadManifest reads and validates DIR/manifest.json.
@@ -142,11 +145,11 @@ func ParseManifest(b []byte) (*Manifest, error) {
 func (m *Manifest) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if m.Format != manifestFormat {
-		bad("format %q, want %q", m.Format, manifestFormat)
+	if m.Format != ManifestFormat {
+		bad("format %q, want %q", m.Format, ManifestFormat)
 	}
-	if m.Version != manifestVersion {
-		bad("version %d, want %d", m.Version, manifestVersion)
+	if m.Version != ManifestVersion {
+		bad("version %d, want %d", m.Version, ManifestVersion)
 	}
 	t := m.Tokenizer
 	if t.VocabSize < 2 || t.VocabSize > 1<<31-1 {
@@ -161,7 +164,7 @@ func (m *Manifest) Validate() error {
 	if t.File != "" && (filepath.Base(t.File) != t.File || t.File == "." || t.File == "..") {
 		bad("tokenizer.file %q must be a plain file name", t.File)
 	}
-	if want := tokenTypeFor(t.VocabSize); m.TokenType != want {
+	if want := TokenType(t.VocabSize); m.TokenType != want {
 		bad("token_type %q, want %q for vocab %d", m.TokenType, want, t.VocabSize)
 	}
 	if m.RecordTokens < 1 || m.RecordTokens > 1<<30 {
@@ -172,7 +175,7 @@ func (m *Manifest) Validate() error {
 	}
 	domains := map[string]bool{}
 	for _, d := range m.Domains {
-		if !domainRE.MatchString(d) {
+		if !DomainPattern.MatchString(d) {
 			bad("domain %q is not a lower-case label", d)
 		}
 		if domains[d] {
@@ -301,14 +304,16 @@ func LoadTokenizer(dir string, m *Manifest) (*tokenizer.Tokenizer, error) {
 	return tok, nil
 }
 
-func tokenTypeFor(vocab int) string {
+// TokenType is the shards' token column type for a vocabulary size.
+func TokenType(vocab int) string {
 	if vocab <= 1<<16 {
 		return "uint16"
 	}
 	return "uint32"
 }
 
-func writeManifest(path string, m *Manifest) error {
+// Write writes m as the manifest.json at path.
+func (m *Manifest) Write(path string) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)

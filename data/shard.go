@@ -32,8 +32,8 @@ const (
 	tokenColumn      = "tokens"
 )
 
-// shardHeader is what a shard's schema metadata says about it.
-type shardHeader struct {
+// ShardHeader is what a shard's schema metadata says about it.
+type ShardHeader struct {
 	TokenizerHash string
 	Vocab, EOS    int
 	Domain, Split string
@@ -41,7 +41,7 @@ type shardHeader struct {
 	Uint32        bool
 }
 
-func shardSchema(h shardHeader) *arrow.Schema {
+func shardSchema(h ShardHeader) *arrow.Schema {
 	var typ arrow.DataType = arrow.PrimitiveTypes.Uint16
 	if h.Uint32 {
 		typ = arrow.PrimitiveTypes.Uint32
@@ -53,12 +53,12 @@ func shardSchema(h shardHeader) *arrow.Schema {
 	return arrow.NewSchema([]arrow.Field{{Name: tokenColumn, Type: typ}}, &md)
 }
 
-// shardWriter appends documents to the shards of one (split, domain),
+// ShardWriter appends documents to the shards of one (split, domain),
 // starting a new shard file every shardTokens tokens. Every record batch
 // holds RecordTokens tokens except a shard's last one.
-type shardWriter struct {
+type ShardWriter struct {
 	dir         string
-	hdr         shardHeader
+	hdr         ShardHeader
 	schema      *arrow.Schema
 	shardTokens int64
 
@@ -91,15 +91,15 @@ func (c *countWriter) Seek(offset int64, whence int) (int64, error) {
 	return c.n, nil
 }
 
-func newShardWriter(dir string, hdr shardHeader, shardTokens int64) *shardWriter {
+func NewShardWriter(dir string, hdr ShardHeader, shardTokens int64) *ShardWriter {
 	if shardTokens%hdr.RecordTokens != 0 {
 		panic("data: shard size must be a multiple of the record size")
 	}
-	return &shardWriter{dir: dir, hdr: hdr, schema: shardSchema(hdr), shardTokens: shardTokens}
+	return &ShardWriter{dir: dir, hdr: hdr, schema: shardSchema(hdr), shardTokens: shardTokens}
 }
 
 // writeDoc appends one document's tokens followed by EOS.
-func (w *shardWriter) writeDoc(tokens []int) error {
+func (w *ShardWriter) WriteDoc(tokens []int) error {
 	for _, t := range tokens {
 		if err := w.push(uint32(t)); err != nil {
 			return err
@@ -114,7 +114,7 @@ func (w *shardWriter) writeDoc(tokens []int) error {
 	return w.push(uint32(w.hdr.EOS))
 }
 
-func (w *shardWriter) push(t uint32) error {
+func (w *ShardWriter) push(t uint32) error {
 	if w.w == nil {
 		if err := w.openShard(); err != nil {
 			return err
@@ -132,7 +132,7 @@ func (w *shardWriter) push(t uint32) error {
 	return nil
 }
 
-func (w *shardWriter) openShard() error {
+func (w *ShardWriter) openShard() error {
 	name := fmt.Sprintf("%s-%s-%05d.arrow", w.hdr.Split, w.hdr.Domain, len(w.done))
 	f, err := os.Create(filepath.Join(w.dir, name))
 	if err != nil {
@@ -149,7 +149,7 @@ func (w *shardWriter) openShard() error {
 	return nil
 }
 
-func (w *shardWriter) flushRecord() error {
+func (w *ShardWriter) flushRecord() error {
 	n := len(w.buf)
 	if n == 0 {
 		return nil
@@ -183,7 +183,7 @@ func (w *shardWriter) flushRecord() error {
 	return nil
 }
 
-func (w *shardWriter) closeShard() error {
+func (w *ShardWriter) closeShard() error {
 	if err := w.flushRecord(); err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func (w *shardWriter) closeShard() error {
 }
 
 // close finishes the last shard and returns all shards written.
-func (w *shardWriter) close() ([]ShardInfo, error) {
+func (w *ShardWriter) Close() ([]ShardInfo, error) {
 	if w.w != nil {
 		if err := w.closeShard(); err != nil {
 			return nil, err
@@ -216,7 +216,7 @@ func (w *shardWriter) close() ([]ShardInfo, error) {
 }
 
 // abort closes an open file after a failure; the caller removes the directory.
-func (w *shardWriter) abort() {
+func (w *ShardWriter) Abort() {
 	if w.f != nil {
 		w.f.Close()
 	}
@@ -245,7 +245,7 @@ func fileSHA256(path string) (string, int64, error) {
 // record batch it decoded (RecordTokens × 4 bytes).
 type shardReader struct {
 	name   string
-	hdr    shardHeader
+	hdr    ShardHeader
 	fr     *ipc.FileReader
 	tokens int64
 	nrec   int

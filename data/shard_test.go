@@ -18,15 +18,15 @@ func TestShardWriterBoundaries(t *testing.T) {
 		if wide {
 			vocab = 70000
 		}
-		hdr := shardHeader{TokenizerHash: "h", Vocab: vocab, EOS: 0, Split: Train, Domain: "d", RecordTokens: 4, Uint32: wide}
-		w := newShardWriter(dir, hdr, 8)
+		hdr := ShardHeader{TokenizerHash: "h", Vocab: vocab, EOS: 0, Split: Train, Domain: "d", RecordTokens: 4, Uint32: wide}
+		w := NewShardWriter(dir, hdr, 8)
 		var want []int32
 		for d := 0; d < 7; d++ {
 			doc := []int{d + 1, vocab - 1, d + 2} // 3 tokens + EOS = one record
 			if d == 5 {
 				doc = doc[:1]
 			}
-			if err := w.writeDoc(doc); err != nil {
+			if err := w.WriteDoc(doc); err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range doc {
@@ -34,7 +34,7 @@ func TestShardWriterBoundaries(t *testing.T) {
 			}
 			want = append(want, 0)
 		}
-		shards, err := w.close()
+		shards, err := w.Close()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/moetrain/moetrain/data/internal/perm"
 )
 
 // StreamConfig says what to stream from a dataset directory.
@@ -96,15 +98,6 @@ type unit struct {
 // blockSlots is the number of examples in one block of the weighted
 // schedule; each block holds a fixed number of slots per domain.
 const blockSlots = 4096
-
-// Key tags keep the permutations of different purposes independent.
-const (
-	tagNatural = 1 + iota
-	tagBlock
-	tagDomain
-	tagValidation
-	tagTokSample
-)
 
 // Open opens a stream positioned at cursor at (Cursor{} for the start). It
 // verifies the checksum of every shard it will read before parsing it.
@@ -471,7 +464,7 @@ func (sc *scheduler) locate(c Cursor) (int, int64) {
 		if !s.shuffle {
 			return 0, c.Position
 		}
-		return 0, int64(newPerm(uint64(u.windows), hashKey(s.cfg.Seed, tagNatural, uint64(c.Epoch))).at(uint64(c.Position)))
+		return 0, int64(perm.New(uint64(u.windows), perm.HashKey(s.cfg.Seed, perm.TagNatural, uint64(c.Epoch))).At(uint64(c.Position)))
 	}
 	g := uint64(c.Epoch)*uint64(s.epochLen) + uint64(c.Position)
 	blk, j := g/blockSlots, g%blockSlots
@@ -487,7 +480,7 @@ func (sc *scheduler) locate(c Cursor) (int, int64) {
 	if !s.shuffle {
 		return u, int64(i)
 	}
-	return u, int64(newPerm(uint64(un.windows), hashKey(s.cfg.Seed, tagDomain, strKey(un.name), pass)).at(i))
+	return u, int64(perm.New(uint64(un.windows), perm.HashKey(s.cfg.Seed, perm.TagDomain, perm.StrKey(un.name), pass)).At(i))
 }
 
 func (sc *scheduler) fillPattern(blk uint64) {
@@ -495,15 +488,15 @@ func (sc *scheduler) fillPattern(blk uint64) {
 	if sc.pat == nil {
 		sc.pat = make([]slotRef, blockSlots)
 	}
-	p := newPerm(blockSlots, hashKey(s.cfg.Seed, tagBlock, blk))
+	p := perm.New(blockSlots, perm.HashKey(s.cfg.Seed, perm.TagBlock, blk))
 	if !s.shuffle {
-		p = newPerm(1, 0) // identity below
+		p = perm.New(1, 0) // identity below
 	}
 	rank := make([]int32, len(s.units))
 	for j := uint64(0); j < blockSlots; j++ {
 		slot := int64(j)
 		if s.shuffle {
-			slot = int64(p.at(j))
+			slot = int64(p.At(j))
 		}
 		u := sort.Search(len(s.units), func(i int) bool { return s.slots[i+1] > slot })
 		sc.pat[j] = slotRef{int32(u), rank[u]}

@@ -14,7 +14,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	dir, man := fixture(t)
 	tok := loadTok(t, dir)
-	docs := Synthetic(1, fixtureDocs)
+	docs := syntheticDocs()
 	const T = 16
 	for _, split := range []string{Validation, Train} {
 		s := openT(t, StreamConfig{Dir: dir, Split: split, SeqLen: T, Batch: 3, Epochs: 1}, Cursor{})
@@ -83,9 +83,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		last := map[string]int{"prose": -1, "code": -1}
 		for k, g := range got {
-			j := slices.IndexFunc(docs, func(d Document) bool { return d.Text == g })
+			j := slices.IndexFunc(docs, func(d textDoc) bool { return d.Text == g })
 			for j >= 0 && j <= last[docs[j].Domain] {
-				n := slices.IndexFunc(docs[j+1:], func(d Document) bool { return d.Text == g })
+				n := slices.IndexFunc(docs[j+1:], func(d textDoc) bool { return d.Text == g })
 				if n < 0 {
 					j = -1
 					break
@@ -282,7 +282,7 @@ func TestDocuments(t *testing.T) {
 	dir, man := fixture(t)
 	tok := loadTok(t, dir)
 	texts := map[string]string{}
-	for _, d := range Synthetic(1, fixtureDocs) {
+	for _, d := range syntheticDocs() {
 		texts[d.Text] = d.Domain
 	}
 	for _, split := range []string{Train, Validation} {

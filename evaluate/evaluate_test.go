@@ -10,7 +10,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	if err := data.PrepareSynthetic(dataset, 5, 300, 384, 0.1); err != nil {
+	if err := prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1); err != nil {
 		panic(err)
 	}
 	code := m.Run()
@@ -51,8 +51,8 @@ func TestBitsPerByteOnKnownText(t *testing.T) {
 	text := "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep."
 	dir := filepath.Join(t.TempDir(), "known")
 	// Two copies: one goes to validation, one stays in train.
-	docs := []data.Document{{Domain: "prose", Name: "a", Text: text}, {Domain: "prose", Name: "b", Text: text}}
-	man, err := data.PrepareDocuments(context.Background(), docs, data.PrepareOptions{Out: dir, VocabSize: 300, ValFraction: 0.5, Seed: 3})
+	docs := []prepare.Document{{Domain: "prose", Name: "a", Text: text}, {Domain: "prose", Name: "b", Text: text}}
+	man, err := prepare.Documents(context.Background(), docs, prepare.Options{Out: dir, VocabSize: 300, ValFraction: 0.5, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/rundir"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	err = data.PrepareSynthetic(dataset, 7, 200, 300, 0.1)
+	err = prepare.SyntheticDataset(dataset, 7, 200, 300, 0.1)
 	if err != nil {
 		panic(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/internal/torchref"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/reference"
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	if err := data.PrepareSynthetic(dataset, 5, 300, 384, 0.1); err != nil {
+	if err := prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1); err != nil {
 		panic(err)
 	}
 	code := m.Run()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/train"
 )
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	err = data.PrepareSynthetic(dataset, 5, 200, 320, 0.1)
+	err = prepare.SyntheticDataset(dataset, 5, 200, 320, 0.1)
 	if err != nil {
 		panic(err)
 	}

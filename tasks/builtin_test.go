@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 )
 
 // The built-in task fixture: a small synthetic prose+code dataset, prepared
@@ -24,8 +25,8 @@ var (
 	builtinErr     error
 )
 
-func builtinFixtureOpts(out string) data.PrepareOptions {
-	return data.PrepareOptions{Out: out, VocabSize: 400, ValFraction: 0.25, Seed: 11, RecordTokens: 64, ShardTokens: 512}
+func builtinFixtureOpts(out string) prepare.Options {
+	return prepare.Options{Out: out, VocabSize: 400, ValFraction: 0.25, Seed: 11, RecordTokens: 64, ShardTokens: 512}
 }
 
 func builtinFixture(t *testing.T) string {
@@ -36,7 +37,7 @@ func builtinFixture(t *testing.T) string {
 			return
 		}
 		builtinDataset = filepath.Join(builtinRoot, "ds")
-		_, builtinErr = data.PrepareDocuments(context.Background(), data.Synthetic(3, 80), builtinFixtureOpts(builtinDataset))
+		_, builtinErr = prepare.Documents(context.Background(), prepare.Synthetic(3, 80), builtinFixtureOpts(builtinDataset))
 	})
 	if builtinErr != nil {
 		t.Fatalf("prepare fixture: %v", builtinErr)
@@ -114,7 +115,7 @@ func TestBuiltinValidationTextIsTheValidationDocuments(t *testing.T) {
 		t.Fatalf("got %d validation documents, manifest says %d", len(docs), man.Splits[data.Validation].Documents)
 	}
 	orig := map[string]string{}
-	for _, d := range data.Synthetic(3, 80) {
+	for _, d := range prepare.Synthetic(3, 80) {
 		orig[d.Text] = d.Domain
 	}
 	for i, d := range docs {
@@ -249,7 +250,7 @@ func TestBuiltinTasksDeterministic(t *testing.T) {
 	a := copyDataset(t, src)
 	// b is the same corpus prepared again from scratch.
 	b := filepath.Join(t.TempDir(), "ds")
-	if _, err := data.PrepareDocuments(context.Background(), data.Synthetic(3, 80), builtinFixtureOpts(b)); err != nil {
+	if _, err := prepare.Documents(context.Background(), prepare.Synthetic(3, 80), builtinFixtureOpts(b)); err != nil {
 		t.Fatal(err)
 	}
 	ra, err := BuildBuiltin(context.Background(), a, BuiltinOptions{})

@@ -21,7 +21,7 @@ import (
 	"github.com/moetrain/moetrain/tasks"
 )
 
-// Word lists of data.Synthetic's generator: prose nouns, code identifiers.
+// Word lists of prepare.Synthetic's generator: prose nouns, code identifiers.
 var (
 	synNouns = strings.Fields("king people land city house river mountain servant lord son daughter field water bread fire stone gate temple army shepherd")
 	synIdent = strings.Fields("buf n err ctx val key idx count total name size off")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
 )
@@ -46,7 +47,7 @@ func kjvDataset(t *testing.T) string {
 		if kjvErr = os.WriteFile(src, text, 0o644); kjvErr != nil {
 			return
 		}
-		_, kjvErr = data.Prepare(context.Background(), []data.Source{{Domain: "prose", Path: src}}, data.PrepareOptions{
+		_, kjvErr = prepare.Run(context.Background(), []prepare.Source{{Domain: "prose", Path: src}}, prepare.Options{
 			Out: dir, VocabSize: 1024, ValFraction: 0.02, Seed: 1,
 			DocStart: regexp.MustCompile(`^[1-9A-Z][A-Za-z ]* [0-9]+$`),
 		})

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/rundir"
 )
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dataset = filepath.Join(dir, "data")
-	err = data.PrepareSynthetic(dataset, 5, 300, 384, 0.1)
+	err = prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1)
 	if err != nil {
 		panic(err)
 	}
@@ -264,7 +264,7 @@ func TestResumeOnOtherDatasetIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	run(t, c, dir)
 	other := filepath.Join(t.TempDir(), "other")
-	if err := data.PrepareSynthetic(other, 6, 300, 384, 0.1); err != nil {
+	if err := prepare.SyntheticDataset(other, 6, 300, 384, 0.1); err != nil {
 		t.Fatal(err)
 	}
 	// Same path, other contents: replace the dataset directory in place.

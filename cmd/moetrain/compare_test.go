@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/rundir"
 )
 
@@ -145,7 +145,7 @@ func TestPrepareBuildsTasksCLI(t *testing.T) {
 	var prose strings.Builder
 	codeDir := filepath.Join(src, "code")
 	os.MkdirAll(codeDir, 0o755)
-	for i, d := range data.Synthetic(5, 80) {
+	for i, d := range prepare.Synthetic(5, 80) {
 		if d.Domain == "prose" {
 			prose.WriteString(d.Text + "\n")
 			continue

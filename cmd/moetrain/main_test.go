@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 )
 
 // The CLI is tested as users run it: a built binary in a subprocess.
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		panic(fmt.Sprintf("build: %v\n%s", err, out))
 	}
 	dataset = filepath.Join(workdir, "data")
-	if err := data.PrepareSynthetic(dataset, 3, 300, 320, 0.1); err != nil {
+	if err := prepare.SyntheticDataset(dataset, 3, 300, 320, 0.1); err != nil {
 		panic(err)
 	}
 	code := m.Run()

@@ -19,10 +19,11 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 )
 
 func init() {
-	var o data.PrepareOptions
+	var o prepare.Options
 	var docStart string
 	cmd := &cobra.Command{
 		Use:   "prepare --out DIR [label=]SOURCE...",
@@ -46,7 +47,7 @@ documents, chosen with --seed.`,
 			switch docStart {
 			case "":
 			case "kjv":
-				o.DocStart = regexp.MustCompile(data.KJVChapter)
+				o.DocStart = regexp.MustCompile(prepare.KJVChapter)
 			default:
 				re, err := regexp.Compile(docStart)
 				if err != nil {
@@ -54,9 +55,9 @@ documents, chosen with --seed.`,
 				}
 				o.DocStart = re
 			}
-			var sources []data.Source
+			var sources []prepare.Source
 			for _, a := range args {
-				s, err := data.ParseSource(a)
+				s, err := prepare.ParseSource(a)
 				if err != nil {
 					return asUsage(err)
 				}
@@ -73,9 +74,9 @@ documents, chosen with --seed.`,
 			o.BeforePublish = func(ctx context.Context, dir string) error {
 				return buildTasks(ctx, &taskReport, dir, o.Out, 0) // tasks.go
 			}
-			man, err := data.Prepare(ctx, sources, o)
+			man, err := prepare.Run(ctx, sources, o)
 			prog.finish()
-			var oe *data.OptionError
+			var oe *prepare.OptionError
 			if errors.As(err, &oe) {
 				return asUsage(err)
 			}
@@ -114,7 +115,7 @@ type prepareProgress struct {
 	tty   bool
 	p     *mpb.Progress
 	bar   *mpb.Bar
-	last  data.Progress
+	last  prepare.Progress
 	phase string
 	shown time.Time
 	rate  atomic.Uint64 // tokens/s as float64 bits, read by the bar's goroutine
@@ -130,14 +131,14 @@ func newPrepareProgress(w io.Writer) *prepareProgress {
 	return pp
 }
 
-func tokRate(p data.Progress) float64 {
+func tokRate(p prepare.Progress) float64 {
 	if s := p.Elapsed.Seconds(); s > 0 {
 		return float64(p.Tokens) / s
 	}
 	return 0
 }
 
-func (pp *prepareProgress) update(p data.Progress) {
+func (pp *prepareProgress) update(p prepare.Progress) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	pp.last = p

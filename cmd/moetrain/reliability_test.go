@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/rundir"
 )
 
@@ -228,7 +229,7 @@ func TestSwappedTokenizerRefused(t *testing.T) {
 	}
 	run := trainedRun(t, 2, dataset, ds)
 	other := filepath.Join(t.TempDir(), "other")
-	if err := data.PrepareSynthetic(other, 4, 300, 320, 0.1); err != nil {
+	if err := prepare.SyntheticDataset(other, 4, 300, 320, 0.1); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(filepath.Join(ds, "tokenizer.json"))

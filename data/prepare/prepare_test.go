@@ -1,25 +1,31 @@
-package data
+package prepare
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/moetrain/moetrain/data"
 )
 
 // TestPrepareDeterministic: the output does not depend on the number of
 // encoding goroutines, and the tokenizer is trained the same way each time.
 func TestPrepareDeterministic(t *testing.T) {
 	docs := Synthetic(3, 60)
-	var mans []*Manifest
+	var mans []*data.Manifest
 	for _, w := range []int{1, 3} {
 		o := fixtureOpts(filepath.Join(t.TempDir(), "ds"))
 		o.Workers = w
-		m, err := PrepareDocuments(context.Background(), docs, o)
+		m, err := Documents(context.Background(), docs, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,7 +36,7 @@ func TestPrepareDeterministic(t *testing.T) {
 	}
 	// Counts add up to the documents given, split by val_fraction.
 	m := mans[0]
-	tr, va := m.Splits[Train], m.Splits[Validation]
+	tr, va := m.Splits[data.Train], m.Splits[data.Validation]
 	if tr.Documents+va.Documents != 60 || va.Domains["prose"].Documents != 3 || va.Domains["code"].Documents != 3 {
 		t.Fatalf("train %d + validation %d documents (prose %d, code %d), want 60 with 3+3 in validation", tr.Documents, va.Documents, va.Domains["prose"].Documents, va.Domains["code"].Documents)
 	}
@@ -48,15 +54,15 @@ func TestPrepareFilesAndDirs(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "a", "bin.go"), []byte("package a\x00\x01"), 0o644)
 	os.WriteFile(filepath.Join(src, "b.go"), []byte("package b\n"), 0o644)
 	os.WriteFile(filepath.Join(src, "README"), []byte("not go\n"), 0o644)
-	o := PrepareOptions{Out: filepath.Join(root, "ds"), VocabSize: 300, DocStart: regexp.MustCompile(`^Book \d+$`),
+	o := Options{Out: filepath.Join(root, "ds"), VocabSize: 300, DocStart: regexp.MustCompile(`^Book \d+$`),
 		Include: []string{"*.go"}, Exclude: []string{"*_test.go", "testdata"}, Stdin: strings.NewReader("from stdin\n")}
-	m, err := Prepare(context.Background(), []Source{{"prose", filepath.Join(root, "book.txt")}, {"code", src}, {"misc", "-"}}, o)
+	m, err := Run(context.Background(), []Source{{"prose", filepath.Join(root, "book.txt")}, {"code", src}, {"misc", "-"}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]int64{"prose": 2, "code": 2, "misc": 1}
 	for d, n := range want {
-		if got := m.Splits[Train].Domains[d].Documents; got != n {
+		if got := m.Splits[data.Train].Domains[d].Documents; got != n {
 			t.Errorf("domain %s: %d documents, want %d", d, got, n)
 		}
 	}
@@ -113,16 +119,16 @@ func TestKJV(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "kjv")
-	o := PrepareOptions{Out: dir, VocabSize: 1024, ValFraction: 0.01, Seed: 1, DocStart: regexp.MustCompile(KJVChapter), Stdin: strings.NewReader(string(kjv))}
-	m, err := Prepare(context.Background(), []Source{{"prose", "-"}}, o)
+	o := Options{Out: dir, VocabSize: 1024, ValFraction: 0.01, Seed: 1, DocStart: regexp.MustCompile(KJVChapter), Stdin: strings.NewReader(string(kjv))}
+	m, err := Run(context.Background(), []Source{{"prose", "-"}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := m.Splits[Train].Documents + m.Splits[Validation].Documents; n != 1189 {
+	if n := m.Splits[data.Train].Documents + m.Splits[data.Validation].Documents; n != 1189 {
 		t.Fatalf("%d KJV chapters, want 1189", n)
 	}
 	// The first validation chapter decodes back to a chapter of the text.
-	s := openT(t, StreamConfig{Dir: dir, Split: Validation, SeqLen: 4096, Batch: 1, Epochs: 1}, Cursor{})
+	s := openT(t, data.StreamConfig{Dir: dir, Split: data.Validation, SeqLen: 4096, Batch: 1, Epochs: 1}, data.Cursor{})
 	b, err := s.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +151,7 @@ func TestKJV(t *testing.T) {
 // is killed in it) the old dataset stays and no temporary directory is left.
 func TestBeforePublish(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "ds")
-	old, err := PrepareDocuments(context.Background(), Synthetic(3, 40), fixtureOpts(out))
+	old, err := Documents(context.Background(), Synthetic(3, 40), fixtureOpts(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,23 +160,102 @@ func TestBeforePublish(t *testing.T) {
 	var seen string
 	o.BeforePublish = func(_ context.Context, dir string) error {
 		seen = dir
-		if m, err := LoadManifest(dir); err != nil {
+		if m, err := data.LoadManifest(dir); err != nil {
 			t.Errorf("the hook's directory holds no dataset yet: %v", err)
 		} else if m.ID() == old.ID() {
 			t.Error("the hook got the old dataset")
 		}
-		if m, err := LoadManifest(out); err != nil || m.ID() != old.ID() {
+		if m, err := data.LoadManifest(out); err != nil || m.ID() != old.ID() {
 			t.Errorf("Out was replaced before the hook ran: %v", err)
 		}
 		return os.ErrDeadlineExceeded // any failure
 	}
-	if _, err := PrepareDocuments(context.Background(), Synthetic(4, 40), o); err == nil {
+	if _, err := Documents(context.Background(), Synthetic(4, 40), o); err == nil {
 		t.Fatal("a failing hook did not fail Prepare")
 	}
-	if m, err := LoadManifest(out); err != nil || m.ID() != old.ID() {
+	if m, err := data.LoadManifest(out); err != nil || m.ID() != old.ID() {
 		t.Errorf("the old dataset did not survive the failed hook: %v", err)
 	}
 	if _, err := os.Stat(seen); !os.IsNotExist(err) {
 		t.Errorf("temporary directory %s left behind: %v", seen, err)
+	}
+}
+
+func TestPrepareErrors(t *testing.T) {
+	root := t.TempDir()
+	empty := filepath.Join(root, "empty.txt")
+	os.WriteFile(empty, []byte("  \n\n"), 0o644)
+	os.Mkdir(filepath.Join(root, "emptydir"), 0o755)
+	ctx := context.Background()
+	opts := Options{Out: filepath.Join(root, "out"), VocabSize: 300}
+	_, err := Run(ctx, []Source{{Domain: "prose", Path: filepath.Join(root, "nope.txt")}}, opts)
+	wantErr(t, err, "nope.txt", "check the path")
+	_, err = Run(ctx, []Source{{Domain: "prose", Path: empty}}, opts)
+	wantErr(t, err, "empty.txt", "0 documents")
+	_, err = Run(ctx, []Source{{Domain: "code", Path: filepath.Join(root, "emptydir")}}, opts)
+	wantErr(t, err, "emptydir", "0 documents")
+	opts.Stdin = strings.NewReader("")
+	_, err = Run(ctx, []Source{{Domain: "prose", Path: "-"}}, opts)
+	wantErr(t, err, "prose=-", "0 documents")
+	if _, err := os.Stat(opts.Out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed prepares left %s behind", opts.Out)
+	}
+	if m, _ := filepath.Glob(opts.Out + ".tmp-*"); len(m) > 0 {
+		t.Fatalf("failed prepares left %v behind", m)
+	}
+}
+
+// TestPrepareNoOverwrite: an existing dataset is kept unless Force.
+func TestPrepareNoOverwrite(t *testing.T) {
+	dir, man := fixture(t)
+	before, _ := os.ReadFile(filepath.Join(dir, data.ManifestFile))
+	docs := Synthetic(2, 20)
+	_, err := Documents(context.Background(), docs, fixtureOpts(dir))
+	wantErr(t, err, dir, "--force")
+	after, _ := os.ReadFile(filepath.Join(dir, data.ManifestFile))
+	if !bytes.Equal(before, after) {
+		t.Fatal("a refused prepare changed the manifest")
+	}
+	opts := fixtureOpts(dir)
+	opts.Force = true
+	opts.Tokenizer = filepath.Join(dir, data.TokenizerFile) // reuse the dataset's own tokenizer, as is
+	m2, err := Documents(context.Background(), docs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Tokenizer.Hash != man.Tokenizer.Hash || m2.Tokenizer.Trained {
+		t.Fatalf("--tokenizer: hash %s trained %v, want the reused %s", m2.Tokenizer.Hash, m2.Tokenizer.Trained, man.Tokenizer.Hash)
+	}
+	got, err := data.LoadManifest(dir)
+	if err != nil || got.Splits[data.Train].Documents+got.Splits[data.Validation].Documents != 20 {
+		t.Fatalf("after --force: %v, %+v", err, got)
+	}
+}
+
+// BenchmarkPrepareDefault prepares the default dataset (KJV + Go source,
+// vocab 8192) and reports tokens written per second, tokenizer training
+// included. Skipped without the bible command.
+func BenchmarkPrepareDefault(b *testing.B) {
+	if _, err := exec.LookPath("bible"); err != nil {
+		b.Skip("bible not installed")
+	}
+	kjv, err := exec.Command("bible", "Gen1:1-Rev22:21").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := filepath.Join(runtime.GOROOT(), "src")
+	for i := 0; i < b.N; i++ {
+		out := filepath.Join(b.TempDir(), "ds")
+		start := time.Now()
+		m, err := Run(context.Background(), []Source{{"prose", "-"}, {"code", src}}, Options{
+			Out: out, VocabSize: 8192, ValFraction: 0.01, Seed: 1, DocStart: regexp.MustCompile(KJVChapter),
+			Include: []string{"*.go"}, Exclude: []string{"*_test.go", "testdata"}, Stdin: strings.NewReader(string(kjv)),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok := m.Splits[data.Train].Tokens + m.Splits[data.Validation].Tokens
+		b.ReportMetric(float64(tok)/time.Since(start).Seconds(), "tok/s")
+		b.ReportMetric(float64(tok), "tokens")
 	}
 }

@@ -1,4 +1,4 @@
-package data
+package perm
 
 import "testing"
 
@@ -8,10 +8,10 @@ func TestPermBijective(t *testing.T) {
 	ns := []uint64{0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 100, 255, 256, 257, 344, 1000, 4096, 5000, 65537}
 	for _, n := range ns {
 		for key := uint64(0); key < 3; key++ {
-			p := newPerm(n, key)
+			p := New(n, key)
 			seen := make([]bool, n)
 			for i := uint64(0); i < n; i++ {
-				v := p.at(i)
+				v := p.At(i)
 				if v >= n || seen[v] {
 					t.Fatalf("n=%d key=%d: at(%d) = %d repeats or is out of range", n, key, i, v)
 				}
@@ -19,13 +19,13 @@ func TestPermBijective(t *testing.T) {
 			}
 		}
 		if n >= 16 {
-			a, b := newPerm(n, 1), newPerm(n, 2)
+			a, b := New(n, 1), New(n, 2)
 			same, fixed := 0, 0
 			for i := uint64(0); i < n; i++ {
-				if a.at(i) == b.at(i) {
+				if a.At(i) == b.At(i) {
 					same++
 				}
-				if a.at(i) == i {
+				if a.At(i) == i {
 					fixed++
 				}
 			}
@@ -43,5 +43,5 @@ func TestPermPanicsOutOfRange(t *testing.T) {
 			t.Fatal("at(n) did not panic")
 		}
 	}()
-	newPerm(10, 1).at(10)
+	New(10, 1).At(10)
 }

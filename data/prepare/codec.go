@@ -1,9 +1,9 @@
-package data
+package prepare
 
 import "github.com/moetrain/moetrain/data/tokenizer"
 
 // codec is what this package needs from a tokenizer. It is an interface so
-// that Inspect and Prepare name exactly the methods they rely on.
+// that the preparer names exactly the methods it relies on.
 type codec interface {
 	Encode(text string) []int
 	Decode(ids []int) string

@@ -1,4 +1,4 @@
-package data
+package prepare
 
 import (
 	"bytes"
@@ -17,17 +17,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moetrain/moetrain/data"
+	"github.com/moetrain/moetrain/data/internal/perm"
 	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/internal/scratch"
 )
 
-// EOSToken is the special token Prepare's tokenizer appends to every document.
+// EOSToken is the special token a trained tokenizer appends to every document.
 const EOSToken = "<|endoftext|>"
 
 // DefaultDomain labels a source given without "label=".
 const DefaultDomain = "text"
 
-// Source is one input of Prepare.
+// Source is one input of Run.
 type Source struct {
 	Domain string // lower-case label such as "prose" or "code"
 	// Path is a text file, a directory (every matching file under it is one
@@ -42,14 +44,14 @@ func ParseSource(arg string) (Source, error) {
 	if arg == "" {
 		return Source{}, errors.New("empty source")
 	}
-	if i := strings.IndexByte(arg, '='); i > 0 && domainRE.MatchString(arg[:i]) {
+	if i := strings.IndexByte(arg, '='); i > 0 && data.DomainPattern.MatchString(arg[:i]) {
 		if arg[i+1:] == "" {
 			return Source{}, fmt.Errorf("source %q has a label but no path", arg)
 		}
 		return Source{Domain: arg[:i], Path: arg[i+1:]}, nil
 	}
 	if i := strings.IndexByte(arg, '='); i > 0 && !strings.ContainsAny(arg[:i], `/\.`) {
-		return Source{}, fmt.Errorf("source %q: domain label %q must match %s", arg, arg[:i], domainRE)
+		return Source{}, fmt.Errorf("source %q: domain label %q must match %s", arg, arg[:i], data.DomainPattern)
 	}
 	return Source{Domain: DefaultDomain, Path: arg}, nil
 }
@@ -61,8 +63,8 @@ type Document struct {
 	Text   string
 }
 
-// PrepareOptions configures Prepare. Zero fields take the defaults noted.
-type PrepareOptions struct {
+// Options configures Run and Documents. Zero fields take the defaults noted.
+type Options struct {
 	Out   string // dataset directory to create
 	Force bool   // replace Out if it already holds anything
 
@@ -110,7 +112,7 @@ type PrepareOptions struct {
 	BeforePublish func(ctx context.Context, dir string) error
 }
 
-// Progress is reported by Prepare while it works.
+// Progress is reported while a dataset is prepared.
 type Progress struct {
 	Phase      string // "scan", "tokenizer", "encode" or "done"
 	Bytes      int64  // source bytes encoded so far
@@ -119,7 +121,7 @@ type Progress struct {
 	Elapsed    time.Duration
 }
 
-func (o *PrepareOptions) defaults() error {
+func (o *Options) defaults() error {
 	if o.Out == "" {
 		return errors.New("no output directory given")
 	}
@@ -160,9 +162,9 @@ func (o *PrepareOptions) defaults() error {
 	return errors.Join(errs...)
 }
 
-// Prepare reads the sources and writes a dataset directory (see the package
+// Run reads the sources and writes a dataset directory (see the package
 // documentation). Nothing is written to opts.Out until everything succeeded.
-func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manifest, error) {
+func Run(ctx context.Context, sources []Source, opts Options) (*data.Manifest, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("prepare: %w", &OptionError{err})
 	}
@@ -179,9 +181,9 @@ func Prepare(ctx context.Context, sources []Source, opts PrepareOptions) (*Manif
 	return prepare(ctx, c, opts)
 }
 
-// PrepareDocuments is Prepare over documents held in memory (tests, the
+// Documents is Run over documents held in memory (tests, the
 // synthetic corpus). DocStart, Include and Exclude are ignored.
-func PrepareDocuments(ctx context.Context, docs []Document, opts PrepareOptions) (*Manifest, error) {
+func Documents(ctx context.Context, docs []Document, opts Options) (*data.Manifest, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("prepare: %w", &OptionError{err})
 	}
@@ -190,8 +192,8 @@ func PrepareDocuments(ctx context.Context, docs []Document, opts PrepareOptions)
 	}
 	c := &corpus{docs: docs}
 	for _, d := range docs {
-		if !domainRE.MatchString(d.Domain) {
-			return nil, fmt.Errorf("prepare: document %q: domain %q must match %s", d.Name, d.Domain, domainRE)
+		if !data.DomainPattern.MatchString(d.Domain) {
+			return nil, fmt.Errorf("prepare: document %q: domain %q must match %s", d.Name, d.Domain, data.DomainPattern)
 		}
 	}
 	if err := c.scan(&opts); err != nil {
@@ -219,7 +221,7 @@ func optionErrorf(format string, args ...any) error {
 // order as often as needed (stdin is kept in memory).
 type corpus struct {
 	inputs  []*input
-	docs    []Document // PrepareDocuments only
+	docs    []Document // Documents only
 	domains []string
 	// Per domain, in iteration order: byte size and split of each document.
 	sizes map[string][]int64
@@ -236,15 +238,15 @@ type input struct {
 	bytes int64
 }
 
-func scanSources(sources []Source, o *PrepareOptions) (*corpus, error) {
+func scanSources(sources []Source, o *Options) (*corpus, error) {
 	c := &corpus{}
 	stdinUsed := false
 	for _, s := range sources {
 		if s.Domain == "" {
 			s.Domain = DefaultDomain
 		}
-		if !domainRE.MatchString(s.Domain) {
-			return nil, optionErrorf("source %s: domain label %q must match %s", s, s.Domain, domainRE)
+		if !data.DomainPattern.MatchString(s.Domain) {
+			return nil, optionErrorf("source %s: domain label %q must match %s", s, s.Domain, data.DomainPattern)
 		}
 		in := &input{src: s}
 		switch {
@@ -398,7 +400,7 @@ func splitDocs(name, text string, re *regexp.Regexp, emit func(name, text string
 
 // scan counts the documents and bytes per domain and picks the validation
 // documents.
-func (c *corpus) scan(o *PrepareOptions) error {
+func (c *corpus) scan(o *Options) error {
 	c.sizes = map[string][]int64{}
 	c.val = map[string][]bool{}
 	err := c.each(context.Background(), o.DocStart, func(in *input, d Document) error {
@@ -425,10 +427,10 @@ func (c *corpus) scan(o *PrepareOptions) error {
 		if nv >= n {
 			nv = n - 1
 		}
-		p := newPerm(uint64(n), hashKey(o.Seed, tagValidation, strKey(d)))
+		p := perm.New(uint64(n), perm.HashKey(o.Seed, perm.TagValidation, perm.StrKey(d)))
 		v := make([]bool, n)
 		for i := range v {
-			v[i] = int64(p.at(uint64(i))) < nv
+			v[i] = int64(p.At(uint64(i))) < nv
 		}
 		c.val[d] = v
 	}
@@ -470,7 +472,7 @@ func (c *corpus) sampleRates(budget int64) map[string]float64 {
 // unit01 maps a key to [0, 1).
 func unit01(k uint64) float64 { return float64(k>>11) / (1 << 53) }
 
-func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, err error) {
+func prepare(ctx context.Context, c *corpus, o Options) (man *data.Manifest, err error) {
 	start := time.Now()
 	report := func(p Progress) {
 		if o.Progress != nil {
@@ -487,7 +489,7 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 	// The tokenizer.
 	var tok codec
 	var tokBytes []byte
-	info := TokenizerInfo{File: TokenizerFile}
+	info := data.TokenizerInfo{File: data.TokenizerFile}
 	if o.Tokenizer != "" {
 		if tokBytes, err = os.ReadFile(o.Tokenizer); err != nil {
 			return nil, fmt.Errorf("prepare: read tokenizer: %w", err)
@@ -503,7 +505,7 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 		err := c.each(ctx, o.DocStart, func(_ *input, d Document) error {
 			i := idx[d.Domain]
 			idx[d.Domain]++
-			if !c.val[d.Domain][i] && unit01(hashKey(o.Seed, tagTokSample, strKey(d.Domain), uint64(i))) < rates[d.Domain] {
+			if !c.val[d.Domain][i] && unit01(perm.HashKey(o.Seed, perm.TagTokSample, perm.StrKey(d.Domain), uint64(i))) < rates[d.Domain] {
 				sample = append(sample, d.Text)
 				info.TrainBytes += int64(len(d.Text))
 			}
@@ -546,16 +548,16 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	var writers map[string]*shardWriter
+	var writers map[string]*data.ShardWriter
 	defer func() {
 		if err != nil {
 			for _, w := range writers {
-				w.abort()
+				w.Abort()
 			}
 			os.RemoveAll(tmp)
 		}
 	}()
-	tokPath := filepath.Join(tmp, TokenizerFile)
+	tokPath := filepath.Join(tmp, data.TokenizerFile)
 	if tokBytes != nil {
 		err = atomicfile.WriteFile(tokPath, tokBytes, 0o644)
 	} else {
@@ -565,26 +567,26 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 		return nil, fmt.Errorf("prepare: save tokenizer: %w", err)
 	}
 
-	hdr := shardHeader{TokenizerHash: info.Hash, Vocab: info.VocabSize, EOS: info.EOS,
+	hdr := data.ShardHeader{TokenizerHash: info.Hash, Vocab: info.VocabSize, EOS: info.EOS,
 		RecordTokens: o.RecordTokens, Uint32: info.VocabSize > 1<<16}
-	writers = map[string]*shardWriter{}
-	counts := map[string]map[string]DomainCount{Train: {}, Validation: {}}
+	writers = map[string]*data.ShardWriter{}
+	counts := map[string]map[string]data.DomainCount{data.Train: {}, data.Validation: {}}
 	var done, tokens int64
 	lastReport := time.Now()
 	err = encodeOrdered(ctx, c, o, tok, func(d Document, val bool, ids []int) error {
-		split := Train
+		split := data.Train
 		if val {
-			split = Validation
+			split = data.Validation
 		}
 		key := split + "/" + d.Domain
 		w := writers[key]
 		if w == nil {
 			h := hdr
 			h.Split, h.Domain = split, d.Domain
-			w = newShardWriter(tmp, h, o.ShardTokens)
+			w = data.NewShardWriter(tmp, h, o.ShardTokens)
 			writers[key] = w
 		}
-		if err := w.writeDoc(ids); err != nil {
+		if err := w.WriteDoc(ids); err != nil {
 			return err
 		}
 		dc := counts[split][d.Domain]
@@ -603,14 +605,14 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 
-	man = &Manifest{Format: manifestFormat, Version: manifestVersion, Tokenizer: info,
-		TokenType: tokenTypeFor(info.VocabSize), RecordTokens: o.RecordTokens, Seed: o.Seed,
-		ValFraction: o.ValFraction, Domains: c.domains, Splits: map[string]SplitInfo{}}
-	for _, split := range []string{Train, Validation} {
-		si := SplitInfo{Domains: map[string]DomainCount{}}
+	man = &data.Manifest{Format: data.ManifestFormat, Version: data.ManifestVersion, Tokenizer: info,
+		TokenType: data.TokenType(info.VocabSize), RecordTokens: o.RecordTokens, Seed: o.Seed,
+		ValFraction: o.ValFraction, Domains: c.domains, Splits: map[string]data.SplitInfo{}}
+	for _, split := range []string{data.Train, data.Validation} {
+		si := data.SplitInfo{Domains: map[string]data.DomainCount{}}
 		for _, d := range c.domains {
 			if w := writers[split+"/"+d]; w != nil {
-				shards, err := w.close()
+				shards, err := w.Close()
 				if err != nil {
 					return nil, fmt.Errorf("prepare: %w", err)
 				}
@@ -624,12 +626,12 @@ func prepare(ctx context.Context, c *corpus, o PrepareOptions) (man *Manifest, e
 		man.Splits[split] = si
 	}
 	for _, in := range c.inputs {
-		man.Sources = append(man.Sources, SourceInfo{Domain: in.src.Domain, Path: in.src.Path, Documents: in.docs, Bytes: in.bytes})
+		man.Sources = append(man.Sources, data.SourceInfo{Domain: in.src.Domain, Path: in.src.Path, Documents: in.docs, Bytes: in.bytes})
 	}
 	if err := man.Validate(); err != nil {
-		panic(fmt.Sprintf("data: prepare wrote an inconsistent manifest: %v", err))
+		panic(fmt.Sprintf("prepare: wrote an inconsistent manifest: %v", err))
 	}
-	if err := writeManifest(filepath.Join(tmp, ManifestFile), man); err != nil {
+	if err := man.Write(filepath.Join(tmp, data.ManifestFile)); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	if o.BeforePublish != nil {
@@ -662,8 +664,8 @@ func checkOut(out string, force bool) error {
 	}
 	if len(ents) > 0 && !force {
 		what := fmt.Sprintf("%d entries", len(ents))
-		if _, err := os.Stat(filepath.Join(out, ManifestFile)); err == nil {
-			what = "a dataset (" + ManifestFile + ")"
+		if _, err := os.Stat(filepath.Join(out, data.ManifestFile)); err == nil {
+			what = "a dataset (" + data.ManifestFile + ")"
 		}
 		return fmt.Errorf("prepare: %w", optionErrorf("output directory %s already holds %s; pass --force to replace it or choose another --out", out, what))
 	}
@@ -699,7 +701,7 @@ func moveInto(tmp, out string) error {
 
 // encodeOrdered encodes documents on o.Workers goroutines and calls write
 // in document order, so the output does not depend on scheduling.
-func encodeOrdered(ctx context.Context, c *corpus, o PrepareOptions, tok codec, write func(d Document, val bool, ids []int) error) error {
+func encodeOrdered(ctx context.Context, c *corpus, o Options, tok codec, write func(d Document, val bool, ids []int) error) error {
 	type job struct {
 		seq int
 		doc Document

@@ -1,4 +1,4 @@
-package data
+package prepare
 
 import (
 	"context"
@@ -47,12 +47,12 @@ func Synthetic(seed uint64, n int) []Document {
 	return docs
 }
 
-// PrepareSynthetic prepares Synthetic(seed, docs) into the dataset directory
+// SyntheticDataset prepares Synthetic(seed, docs) into the dataset directory
 // out, with a tokenizer of vocab ids, valFraction of each domain's documents
 // held out and small shards: the tiny dataset other packages' tests build
 // once in their TestMain.
-func PrepareSynthetic(out string, seed uint64, docs, vocab int, valFraction float64) error {
-	_, err := PrepareDocuments(context.Background(), Synthetic(seed, docs), PrepareOptions{
+func SyntheticDataset(out string, seed uint64, docs, vocab int, valFraction float64) error {
+	_, err := Documents(context.Background(), Synthetic(seed, docs), Options{
 		Out: out, VocabSize: vocab, ValFraction: valFraction, Seed: 1, ShardTokens: 16384, RecordTokens: 1024,
 	})
 	return err
