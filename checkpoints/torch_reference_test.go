@@ -19,7 +19,7 @@ import (
 	"github.com/moetrain/moetrain/internal/torchref"
 )
 
-// A file written by the PyTorch reference (HF key layout, SPEC.md §8) reads
+// A file written by the PyTorch reference (HF key layout, docs/DESIGN.md §8) reads
 // back with the expected keys and shapes, and its values match what PyTorch
 // itself reads from the same file.
 func TestReadPyTorchFile(t *testing.T) {
@@ -45,7 +45,7 @@ func TestReadPyTorchFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Expected keys from SPEC.md §8 with d=8, V=32, H·dh=8, w_e=4, E=4,
+	// Expected keys from docs/DESIGN.md §8 with d=8, V=32, H·dh=8, w_e=4, E=4,
 	// n_shared=1. torchref's default first_k_dense_replace decides which
 	// layers are dense, so a layer may have either MLP form.
 	want := map[string][]int{

@@ -21,16 +21,6 @@ var outside = regexp.MustCompile(strings.Join([]string{
 	`/wor[k]/`, `/hom[e]/`, `/roo[t]/`,         // machine paths
 }, "|"))
 
-// pendingElsewhere lists files another change is rewriting (the in-repo
-// PyTorch reference replaces the external one they call). Remove entries as
-// they are fixed; the test fails on any other file.
-var pendingElsewhere = map[string]bool{
-	"checkpoints/safetensors_test.go": true,
-	"internal/torchref/torchref.go":   true,
-	"scripts/bench-vs-torch.sh":       true,
-	"scripts/reproduce-torchref.sh":   true,
-}
-
 // TestNoPathOutsideRepository scans every tracked text file for outside.
 func TestNoPathOutsideRepository(t *testing.T) {
 	root := repoRoot(t)
@@ -40,9 +30,6 @@ func TestNoPathOutsideRepository(t *testing.T) {
 	}
 	bad := 0
 	for _, f := range files {
-		if pendingElsewhere[f] {
-			continue
-		}
 		raw, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
