@@ -23,7 +23,7 @@ type Loaded struct {
 // ErrNoCheckpoint is wrapped by LoadModel when path is neither a run
 // directory with a checkpoint nor a checkpoint directory: a mistaken
 // argument rather than a damaged run.
-var ErrNoCheckpoint = errors.New("no checkpoint")
+var ErrNoCheckpoint = errors.New("holds no checkpoint")
 
 // LoadModel reads the model of a run directory's newest valid checkpoint, or
 // of one checkpoint directory (RUN/checkpoints/tokens-N), in float32. It is
@@ -46,7 +46,7 @@ func LoadModel(path string) (*Loaded, error) {
 			return nil, err
 		}
 		if c == nil {
-			return nil, fmt.Errorf("%w: %s holds no checkpoint (want a run directory with checkpoints/tokens-N, or a checkpoint directory)", ErrNoCheckpoint, path)
+			return nil, fmt.Errorf("%s %w (want a run directory with checkpoints/tokens-N, or a checkpoint directory)", path, ErrNoCheckpoint)
 		}
 		ck, dir = c, d
 	}

@@ -114,7 +114,7 @@ func TestExportImportExitCodes(t *testing.T) {
 		{"export missing path", []string{"export", "/nonexistent/run", "--out", t.TempDir() + "/o"}, 2, "/nonexistent/run"},
 		{"export into a full dir", []string{"export", run, "--out", full}, 2, "not empty"},
 		{"export hash", []string{"export", hashRun, "--out", t.TempDir() + "/o"}, 2, "hash routing has no Hugging Face equivalent"},
-		{"export no checkpoint", []string{"export", t.TempDir(), "--out", t.TempDir() + "/o"}, 1, "holds no checkpoint"},
+		{"export no checkpoint", []string{"export", t.TempDir(), "--out", t.TempDir() + "/o"}, 2, "holds no checkpoint"},
 		{"import missing path", []string{"import", "/nonexistent/hf", "--out", t.TempDir() + "/r"}, 2, "/nonexistent/hf"},
 		{"import without --out", []string{"import", good}, 2, "--out is required"},
 		{"import no config.json", []string{"import", noConfig, "--out", t.TempDir() + "/r"}, 1, filepath.Join(noConfig, "config.json")},
