@@ -191,7 +191,7 @@ func TestScatterOfOneRun(t *testing.T) {
 	if p.LogX {
 		t.Error("one run on a log axis")
 	}
-	pl, err := buildPlot(p)
+	pl, err := buildPlot(p, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"image/color"
@@ -401,7 +402,7 @@ func Render(f Figure, format string, w io.Writer) error {
 		plots[i] = make([]*plot.Plot, f.Cols)
 	}
 	for i, p := range f.Panels {
-		pl, err := buildPlot(p)
+		pl, err := buildPlot(p, len(f.Panels) > 1)
 		if err != nil {
 			return fmt.Errorf("plot %s: %w", f.Name, err)
 		}
@@ -553,7 +554,9 @@ func xys(x, y []float64) plotter.XYs {
 	return out
 }
 
-func buildPlot(p Panel) (*plot.Plot, error) {
+// buildPlot makes one panel's plot; a narrow one (a panel of a grid) gets
+// fewer labelled x ticks, so that they do not run into each other.
+func buildPlot(p Panel, narrow bool) (*plot.Plot, error) {
 	pl := plot.New()
 	pl.Title.Text = p.Title
 	pl.Title.TextStyle.Font.Size = fontPts + 1
@@ -562,10 +565,11 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 		ax.Label.TextStyle.Font.Size = fontPts
 		ax.Tick.Label.Font.Size = fontPts - 1
 	}
-	pl.X.Tick.Marker, pl.Y.Tick.Marker = niceTicks{}, niceTicks{}
-	if p.SciX {
-		pl.X.Tick.Marker = niceTicks{sci: true}
+	xt := niceTicks{sci: p.SciX}
+	if narrow {
+		xt.labels = 5
 	}
+	pl.X.Tick.Marker, pl.Y.Tick.Marker = xt, niceTicks{}
 	if p.LogX {
 		pl.X.Scale = plot.LogScale{}
 		pl.X.Tick.Marker = logTicks{sci: p.SciX}
@@ -702,7 +706,8 @@ func buildPlot(p Panel) (*plot.Plot, error) {
 // with SI labels (2M, 1.5T): more labels than gonum's default, so values
 // can be read off the axis.
 type niceTicks struct {
-	sci bool // m×10ⁿ labels instead of SI letters
+	sci    bool // m×10ⁿ labels instead of SI letters
+	labels int  // the most labelled ticks wanted (0: 8)
 }
 
 func (n niceTicks) label(v float64) string {
@@ -726,7 +731,7 @@ func (n niceTicks) Ticks(lo, hi float64) []plot.Tick {
 	if !(hi > lo) || math.IsInf(hi-lo, 0) {
 		return []plot.Tick{{Value: lo, Label: n.label(lo)}}
 	}
-	raw := (hi - lo) / 8
+	raw := (hi - lo) / float64(cmp.Or(n.labels, 8))
 	mag := math.Pow(10, math.Floor(math.Log10(raw)))
 	step := mag
 	for _, m := range []float64{1, 2, 5, 10} {
