@@ -46,6 +46,9 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 			if err != nil {
 				return err
 			}
+			if l.Model.Cfg.Router.ExpertChoice {
+				return usagef("%s routes by expert choice (model.router.expert_choice): the analyses disable or vary each token's top-k experts, which expert choice does not have", args[0])
+			}
 			// The analyses evaluate the model: without this every product ran in pure Go.
 			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
 				return err
