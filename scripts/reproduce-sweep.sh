@@ -9,7 +9,7 @@
 #
 #   scripts/reproduce-sweep.sh SWEEP [moetrain sweep flags...]
 #
-# SWEEP is table1, ladder or ratios (configs/sweeps/SWEEP.yaml). Results go to
+# SWEEP is table1, ladder, ratios or routing (configs/sweeps/SWEEP.yaml). Results go to
 # runs/SWEEP/: summary.md (mean ± std over seeds, orderings), compare.md,
 # figures/, and RUN/analysis/ for the analyses. Env: MOETRAIN (a prebuilt
 # binary), ANALYZE_TOKENS (held-out tokens per analysis point, 32768), ANALYZE_RUNS
@@ -40,7 +40,7 @@ for a in "$@"; do # an --out among the sweep flags moves the runs
 done
 for d in "$out"/${ANALYZE_RUNS:-*_seed-1}/; do
 	[ -f "$d/sweep-done.json" ] || continue
-	grep -q '"model.ffn=dense"\|/dense.yaml\|/hash.yaml' "$d/sweep-done.json" && continue
+	grep -q '"model.ffn=dense"\|/dense.yaml\|/hash.yaml\|"model.router.expert_choice=true"' "$d/sweep-done.json" && continue
 	for what in redundancy topk load; do
 		[ -f "$d/analysis/analysis-$what.md" ] && continue
 		echo "== $(date -u +%FT%TZ) analyze $d $what"
