@@ -11,7 +11,9 @@
 # medians are what docs/BENCHMARKS.md quotes.
 #
 # Usage: scripts/bench-revs.sh REV... [-- MODEL...]   (default models: sci-dense sci-moe)
-# Env:   ROUNDS (5), STEPS (8), OUT (keep the raw lines here).
+# Env:   ROUNDS (5), STEPS (8), OUT (keep the raw lines here), CONFIGS (the
+#        directory of MODEL.yaml, default configs/bench: older revisions may
+#        not read the current files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 revs=() models=()
@@ -20,7 +22,7 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do revs+=("$1"); shift; done
 models=("$@")
 [ ${#revs[@]} -ge 1 ] || { echo "usage: $0 REV... [-- MODEL...]" >&2; exit 2; }
 [ ${#models[@]} -gt 0 ] || models=(sci-dense sci-moe)
-ROUNDS=${ROUNDS:-5} STEPS=${STEPS:-8}
+ROUNDS=${ROUNDS:-5} STEPS=${STEPS:-8} CONFIGS=${CONFIGS:-configs/bench}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 OUT=${OUT:-$tmp/raw.txt}
@@ -90,7 +92,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	for m in "${models[@]}"; do
 		for j in $(seq 0 $((n - 1))); do
 			i=$(((r + j) % n))
-			echo "${revs[$i]} $m $("$tmp/driver$i" "configs/bench/$m.yaml" "$STEPS")" >>"$OUT"
+			echo "${revs[$i]} $m $("$tmp/driver$i" "$CONFIGS/$m.yaml" "$STEPS")" >>"$OUT"
 		done
 	done
 done
