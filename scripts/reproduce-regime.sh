@@ -40,7 +40,7 @@ fi
 sweep() { # SWEEP [flags...]
 	s=$1; shift
 	echo "== $(date -u +%FT%TZ) sweep $s $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-	"$MOETRAIN" sweep "$repo/configs/sweeps/$s.yaml" --out "runs/$s" "$@"
+	"$MOETRAIN" sweep "$repo/configs/sweeps/$s.yaml" "$@"
 }
 analyze() { # RUN_DIR
 	for what in redundancy topk load; do
