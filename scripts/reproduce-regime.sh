@@ -51,8 +51,8 @@ analyze() { # RUN_DIR
 }
 case $phase in
 A | all)
-	sweep regime-dense-seeds
 	sweep regime-table1 --seeds 1
+	sweep regime-dense-seeds
 	;;
 esac
 case $phase in
