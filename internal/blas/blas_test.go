@@ -253,8 +253,18 @@ func TestInitReportsKernel(t *testing.T) {
 	if len(info.Warnings) > 0 || info.Fallback != "" {
 		t.Errorf("OpenBLAS loaded with warnings %q, fallback %q", info.Warnings, info.Fallback)
 	}
-	if want := coreType(); want != "" && !strings.EqualFold(info.CoreName, want) {
-		t.Errorf("core %q, want %q for this CPU", info.CoreName, want)
+	// OpenBLAS may step a forced core type down when its own checks disagree
+	// (on an AMD EPYC with AVX-512, 0.3.21 runs SkylakeX as Haswell), but it
+	// must never fall back to the generic Prescott kernel, which is ~5x slower.
+	if want := coreType(); want != "" {
+		ok := map[string][]string{"SkylakeX": {"SkylakeX", "Haswell", "Zen"}, "Haswell": {"Haswell", "Zen"}, "Sandybridge": {"Sandybridge"}}[want]
+		found := false
+		for _, c := range ok {
+			found = found || strings.EqualFold(info.CoreName, c)
+		}
+		if !found {
+			t.Errorf("core %q, want one of %q for this CPU", info.CoreName, ok)
+		}
 	}
 	if got := int(l.getNumThreads()); got != info.Threads {
 		t.Errorf("openblas_get_num_threads() = %d, Info.Threads = %d", got, info.Threads)
