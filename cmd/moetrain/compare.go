@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/report"
 )
 
@@ -36,7 +36,7 @@ the table with exact values (scores as fractions).`,
 				if err := tbl.CSV(&b); err != nil {
 					return err
 				}
-				if err := os.WriteFile(csvPath, b.Bytes(), 0o644); err != nil {
+				if err := atomicfile.WriteFile(csvPath, b.Bytes(), 0o644); err != nil {
 					return fmt.Errorf("write CSV: %w", err)
 				}
 			}
@@ -49,7 +49,7 @@ the table with exact values (scores as fractions).`,
 				_, err := cmd.OutOrStdout().Write(b.Bytes())
 				return err
 			}
-			if err := os.WriteFile(mdPath, b.Bytes(), 0o644); err != nil {
+			if err := atomicfile.WriteFile(mdPath, b.Bytes(), 0o644); err != nil {
 				return fmt.Errorf("write markdown: %w", err)
 			}
 			return nil
