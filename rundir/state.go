@@ -68,7 +68,9 @@ func EncodeState(s State) (json.RawMessage, error) {
 // DecodeState reads the state.json of checkpoint dir and checks its
 // version.
 func DecodeState(raw []byte, dir string) (State, error) {
-	var st State
+	// Keys a checkpoint does not carry (written before they existed) mean
+	// their defaults, as in a config file: decode over the defaults.
+	st := State{Config: configs.Default()}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
 	}
