@@ -95,38 +95,56 @@ func Smooth(ps []Point) []Point {
 }
 
 // Spread is a group's curve over seeds: the mean and the min and max at
-// every token count all its seeds have.
+// the first seed's token counts inside the range every seed covers.
 type Spread struct {
 	Tokens       []int64
 	Mean, Lo, Hi []float64
 	Seeds        int
 }
 
-// spreadOf combines one series per seed.
+// spreadOf combines one series per seed. Seeds need not log at the same
+// token counts (a run resumed from a checkpoint between two log points logs
+// at shifted counts afterwards), so each other seed is interpolated linearly
+// at the first seed's counts; where counts coincide that is its own value.
 func spreadOf(series [][]Point) Spread {
 	s := Spread{Seeds: len(series)}
-	count := map[int64]int{}
-	vals := map[int64][]float64{}
+	if len(series) == 0 || len(series[0]) == 0 {
+		return s
+	}
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	for _, ps := range series {
-		for _, p := range ps {
-			count[p.Tokens]++
-			vals[p.Tokens] = append(vals[p.Tokens], p.Value)
+		if len(ps) == 0 {
+			return s
 		}
+		from, to = max(from, ps[0].Tokens), min(to, ps[len(ps)-1].Tokens)
 	}
-	for tok, c := range count {
-		if c == len(series) {
-			s.Tokens = append(s.Tokens, tok)
+	for _, p := range series[0] {
+		if p.Tokens < from || p.Tokens > to {
+			continue
 		}
-	}
-	sort.Slice(s.Tokens, func(i, j int) bool { return s.Tokens[i] < s.Tokens[j] })
-	for _, tok := range s.Tokens {
 		lo, hi, sum := math.Inf(1), math.Inf(-1), 0.0
-		for _, v := range vals[tok] {
+		for _, ps := range series {
+			v := interpolate(ps, p.Tokens)
 			lo, hi, sum = math.Min(lo, v), math.Max(hi, v), sum+v
 		}
-		s.Mean, s.Lo, s.Hi = append(s.Mean, sum/float64(len(vals[tok]))), append(s.Lo, lo), append(s.Hi, hi)
+		s.Tokens = append(s.Tokens, p.Tokens)
+		s.Mean, s.Lo, s.Hi = append(s.Mean, sum/float64(len(series))), append(s.Lo, lo), append(s.Hi, hi)
 	}
 	return s
+}
+
+// interpolate is ps's value at tok (ps sorted by tokens, tok inside its range).
+func interpolate(ps []Point, tok int64) float64 {
+	k := sort.Search(len(ps), func(i int) bool { return ps[i].Tokens >= tok })
+	if k == len(ps) {
+		return ps[len(ps)-1].Value
+	}
+	if ps[k].Tokens == tok || k == 0 {
+		return ps[k].Value
+	}
+	a, b := ps[k-1], ps[k]
+	f := float64(tok-a.Tokens) / float64(b.Tokens-a.Tokens)
+	return a.Value + f*(b.Value-a.Value)
 }
 
 // seedsLabel is "" for one seed, else " (mean of n seeds)".
