@@ -70,17 +70,19 @@ func eta(remaining int64, tps float64) string {
 
 // bar is a live mpb progress bar: tokens done / budget, tokens/s, loss, ETA.
 type bar struct {
-	mu   sync.Mutex
-	p    *mpb.Progress
-	b    *mpb.Bar
-	out  io.Writer
-	tps  float64
-	loss float64
-	done bool
+	mu    sync.Mutex
+	p     *mpb.Progress
+	b     *mpb.Bar
+	out   io.Writer
+	tps   float64
+	loss  float64
+	total int64
+	at    int64 // tokens of the last update
+	done  bool
 }
 
 func newBar(out io.Writer, total, start int64) *bar {
-	br := &bar{out: out}
+	br := &bar{out: out, total: total}
 	br.p = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40), mpb.WithAutoRefresh())
 	br.b = br.p.New(total, mpb.BarStyle(),
 		mpb.PrependDecorators(
@@ -106,7 +108,11 @@ func (br *bar) update(tokens int64, tps, loss float64) {
 	br.mu.Lock()
 	br.tps, br.loss = tps, loss
 	br.mu.Unlock()
-	br.b.SetCurrent(tokens)
+	// A bar that reaches its total completes, and mpb then stops printing
+	// the lines written above it: the last step's loss line, written after
+	// this update, would be lost. finish completes the bar.
+	br.b.SetCurrent(min(tokens, br.total-1))
+	br.at = tokens
 }
 
 func (br *bar) println(line string) {
@@ -120,6 +126,7 @@ func (br *bar) finish() {
 		return
 	}
 	br.done = true
-	br.b.Abort(false)
+	br.b.SetCurrent(br.at) // every line is written: now the bar may complete
+	br.b.Abort(false)      // stops a bar short of its total (an interrupted run)
 	br.p.Wait()
 }
