@@ -3,7 +3,6 @@ package evaluate
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data/prepare"
 	"github.com/moetrain/moetrain/data/tokenizer"
+	"github.com/moetrain/moetrain/internal/testdata"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
 )
@@ -20,19 +20,7 @@ import (
 // package.
 var dataset string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moetrain-evaluate-test-")
-	if err != nil {
-		panic(err)
-	}
-	dataset = filepath.Join(dir, "data")
-	if err := prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testdata.Main(m, &dataset, 5, 300, 384, 0.1) }
 
 // tinyConfig is a tiny dense model on the synthetic data.
 func tinyConfig() configs.Config {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/data/prepare"
+	"github.com/moetrain/moetrain/internal/testdata"
 	"github.com/moetrain/moetrain/internal/torchref"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/reference"
@@ -25,19 +25,7 @@ import (
 // dataset is a small synthetic dataset prepared once for the package.
 var dataset string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moetrain-reference-test-")
-	if err != nil {
-		panic(err)
-	}
-	dataset = filepath.Join(dir, "data")
-	if err := prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testdata.Main(m, &dataset, 5, 300, 384, 0.1) }
 
 // Trajectory geometry: 56 optimizer steps of 4 windows of 16 tokens.
 const (

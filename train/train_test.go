@@ -11,6 +11,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data/prepare"
+	"github.com/moetrain/moetrain/internal/testdata"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/rundir"
 )
@@ -18,20 +19,7 @@ import (
 // dataset is a small synthetic dataset prepared once for the package.
 var dataset string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moetrain-train-test-")
-	if err != nil {
-		panic(err)
-	}
-	dataset = filepath.Join(dir, "data")
-	err = prepare.SyntheticDataset(dataset, 5, 300, 384, 0.1)
-	if err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testdata.Main(m, &dataset, 5, 300, 384, 0.1) }
 
 // tinyConfig is a tiny DeepSeekMoE (or other kind) on the synthetic data.
 func tinyConfig(ffn string) configs.Config {
