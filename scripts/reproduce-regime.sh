@@ -9,8 +9,11 @@
 #      are reused), the compare table and figures
 #   C  the Figure 3 ladder and shared:routed ratios (3 seeds), and the expert
 #      analyses (redundancy, top-k, load) of seed 1 of DeepSeekMoE and GShard
+#   R  the routing and balancing sweep (configs/sweeps/routing.yaml: 10 groups x
+#      3 seeds); independent of B and C, so it can run beside them (e.g. with
+#      GOMAXPROCS=1 in each of two shells on a 2-core machine)
 #
-#   scripts/reproduce-regime.sh A|B|C|all
+#   scripts/reproduce-regime.sh A|B|C|R|all
 #
 # Resumable: run the same command again after an interruption; finished runs
 # are skipped and interrupted ones continue from their newest checkpoint. Safe
@@ -22,7 +25,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-phase=${1:?usage: scripts/reproduce-regime.sh A|B|C|all}
+phase=${1:?usage: scripts/reproduce-regime.sh A|B|C|R|all}
 RUNS=${RUNS:-runs/regime}
 mkdir -p "$RUNS/bin" "$RUNS/datasets"
 if [ -z "${MOETRAIN:-}" ]; then
@@ -65,5 +68,8 @@ C | all)
 	analyze runs/regime-table1/deepseekmoe_seed-1
 	analyze runs/regime-table1/gshard_seed-1
 	;;
+esac
+case $phase in
+R | all) sweep routing ;;
 esac
 echo "== $(date -u +%FT%TZ) phase $phase done in $(pwd)/runs"

@@ -9,7 +9,8 @@
 #
 #   scripts/reproduce-sweep.sh SWEEP [moetrain sweep flags...]
 #
-# SWEEP is table1, ladder, ratios or routing (configs/sweeps/SWEEP.yaml). Results go to
+# SWEEP is table1, ladder or ratios (configs/sweeps/SWEEP.yaml; the routing
+# sweep runs in the regime: scripts/reproduce-regime.sh R). Results go to
 # runs/SWEEP/: summary.md (mean ± std over seeds, orderings), compare.md,
 # figures/, and RUN/analysis/ for the analyses. Env: MOETRAIN (a prebuilt
 # binary), ANALYZE_TOKENS (held-out tokens per analysis point, 32768), ANALYZE_RUNS
