@@ -21,10 +21,12 @@
 # (default runs/regime; put it outside the work tree for long runs);
 # MOETRAIN, a prebuilt binary (default: built from the checked-out commit
 # into $RUNS/bin, named after the commit, so every run of a phase uses one
-# binary).
+# binary); CONFIGS, the configs directory the sweeps read (default: the
+# repository's; for long runs give a copy, so edits to the work tree cannot
+# reach a sweep in progress).
 set -eu
 cd "$(dirname "$0")/.."
-repo=$(pwd)
+configs=$(cd "${CONFIGS:-configs}" && pwd)
 phase=${1:?usage: scripts/reproduce-regime.sh A|B|C|R|all}
 RUNS=${RUNS:-runs/regime}
 mkdir -p "$RUNS/bin" "$RUNS/datasets"
@@ -43,7 +45,7 @@ fi
 sweep() { # SWEEP [flags...]
 	s=$1; shift
 	echo "== $(date -u +%FT%TZ) sweep $s $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-	"$MOETRAIN" sweep "$repo/configs/sweeps/$s.yaml" "$@"
+	"$MOETRAIN" sweep "$configs/sweeps/$s.yaml" "$@"
 }
 analyze() { # RUN_DIR
 	for what in redundancy topk load; do
