@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,43 @@ func TestSeedsAreOneCurveWithABand(t *testing.T) {
 		if !near(b.Lo[k], lo[k].Value, 1e-12, 0) || !near(b.Hi[k], hi[k].Value, 1e-12, 0) || !(b.Lo[k] < tr.Y[k] && tr.Y[k] < b.Hi[k]) {
 			t.Errorf("band at %v: [%v, %v] around %v, want [%v, %v]", b.X[k], b.Lo[k], b.Hi[k], tr.Y[k], lo[k].Value, hi[k].Value)
 		}
+	}
+}
+
+// In the seed scatter a group of seeds is one point: the mean of its runs'
+// last held-out losses, with their sample standard deviation as its bar.
+func TestScatterPointPerSeedGroup(t *testing.T) {
+	root := t.TempDir()
+	offs := []float64{0, 0.3, -0.1}
+	var dirs []string
+	for i, off := range offs {
+		dirs = append(dirs, writeSeedRun(t, root, fmt.Sprintf("moe_seed-%d", i+1), uint64(i+1), off))
+	}
+	runs, err := LoadRuns(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := ScatterFigure(runs)
+	if len(f.Panels) != 1 { // the runs have no task scores: only the loss panel
+		t.Fatalf("%d panels, want the loss panel only", len(f.Panels))
+	}
+	ms := f.Panels[0].Markers
+	if len(ms) != 1 {
+		t.Fatalf("%d points, want one for the group", len(ms))
+	}
+	// Last held-out loss at k = 6: 4.9 + off; mean 4.9 + 0.2/3,
+	// deviations from the mean of the offsets -0.2/3, 0.7/3, -0.5/3.
+	mean := 4.9 + 0.2/3
+	std := math.Sqrt((0.04 + 0.49 + 0.25) / 9 / 2)
+	if m := ms[0]; !near(m.Y, mean, 1e-12, 0) || !near(m.YErr, std, 1e-12, 0) || m.Label != "moe (3)" || !m.MoE {
+		t.Errorf("point %+v, want y %v ± %v labelled \"moe (3)\"", m, mean, std)
+	}
+	pl, err := buildPlot(f.Panels[0], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Y.Min > mean-std || pl.Y.Max < mean+std {
+		t.Errorf("y axis [%v, %v] cuts the bar [%v, %v]", pl.Y.Min, pl.Y.Max, mean-std, mean+std)
 	}
 }
 

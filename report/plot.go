@@ -47,6 +47,7 @@ type Band struct {
 type Marker struct {
 	Label string
 	X, Y  float64
+	YErr  float64 // half-length of a vertical bar (the std over seeds); 0: none
 	Color color.RGBA
 	MoE   bool // MoE runs are triangles, dense runs circles
 }
@@ -312,22 +313,88 @@ func FitLogTrend(xs, ys []float64) Trend {
 	return Trend{A: (sy - b*sx) / n, B: b, OK: true}
 }
 
-// ScatterFigure is the average score (over the tasks all runs share)
-// against activated parameters: a labelled point per run (circles dense,
-// triangles MoE) and the least-squares trend through the dense runs (score
-// linear in log parameters), drawn across the whole x range.
+// ScatterFigure is the seed scatter: two panels against activated
+// parameters, the average score over the tasks all runs share and the
+// held-out loss. A point per seed group (Groups): the mean over its seeds
+// with a ±1 standard deviation bar when it has several, circles dense,
+// triangles MoE, and in each panel the least-squares trend through the dense
+// groups (linear in log parameters), drawn across the whole x range. It
+// returns the score panel's trend.
 func ScatterFigure(runs []*Run) (Figure, Trend) {
 	common := CommonTasks(runs)
 	tbl := Compare(runs)
-	p := Panel{XLabel: "Activated parameters", YLabel: fmt.Sprintf("Average score over %d tasks (%%)", len(common))}
+	col := map[*Run]Column{}
+	for i, r := range runs {
+		col[r] = tbl.Columns[i]
+	}
+	gs := Groups(runs)
+	score := Panel{XLabel: "Activated parameters", YLabel: fmt.Sprintf("Average score over %d tasks (%%)", len(common))}
+	tr := scatterPanel(&score, gs, col, func(c Column) float64 { return 100 * c.Average })
+	loss := Panel{XLabel: "Activated parameters", YLabel: "Held-out loss (nats/token)"}
+	lt := scatterPanel(&loss, gs, col, func(c Column) float64 { return c.Loss })
+	score.Title, loss.Title = "Average task score", "Held-out loss"
+	if tr.OK {
+		score.Title += fmt.Sprintf(" (dense trend %+.1f per 10×)", tr.B)
+	}
+	if lt.OK {
+		loss.Title += fmt.Sprintf(" (dense trend %+.3f per 10×)", lt.B)
+	}
+	var legend []LegendEntry
+	var dense, moe bool
+	for _, p := range []Panel{score, loss} {
+		for _, m := range p.Markers {
+			dense, moe = dense || !m.MoE, moe || m.MoE
+		}
+	}
+	if dense {
+		legend = append(legend, LegendEntry{Label: "Dense", Color: trendColor, Glyph: "circle"})
+	}
+	if moe {
+		legend = append(legend, LegendEntry{Label: "MoE", Color: trendColor, Glyph: "triangle"})
+	}
+	if tr.OK || lt.OK {
+		legend = append(legend, LegendEntry{Label: "Dense trend (least squares in log parameters)", Color: trendColor, Dashed: true, Line: true})
+	}
+	for _, g := range gs {
+		if len(g.Runs) > 1 {
+			legend = append(legend, LegendEntry{Label: "bars: ±1 std over seeds", Color: trendColor, Line: true})
+			break
+		}
+	}
+	var panels []Panel
+	for _, p := range []Panel{score, loss} {
+		if len(p.Markers) > 0 {
+			panels = append(panels, p)
+		}
+	}
+	if len(panels) == 0 {
+		panels = []Panel{score}
+	}
+	return Figure{Name: "score_vs_params", Title: "Task score and held-out loss against activated parameters", Cols: len(panels), Panels: panels, Legend: legend}, tr
+}
+
+// scatterPanel adds a marker per group with a finite value (the mean over
+// its seeds, the sample std as its bar) and the dense groups' trend, and
+// returns the trend.
+func scatterPanel(p *Panel, gs []Group, col map[*Run]Column, value func(Column) float64) Trend {
 	var dx, dy []float64
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for i, r := range runs {
-		c := tbl.Columns[i]
-		if math.IsNaN(c.Average) {
+	for _, g := range gs {
+		var vs []float64
+		for _, r := range g.Runs {
+			if v := value(col[r]); !math.IsNaN(v) {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) == 0 {
 			continue
 		}
-		m := Marker{Label: r.Name, X: float64(c.Activated), Y: 100 * c.Average, Color: RunColor(i), MoE: r.IsMoE()}
+		mean, std := meanStd(vs)
+		label := g.Name
+		if len(vs) > 1 {
+			label = fmt.Sprintf("%s (%d)", g.Name, len(vs))
+		}
+		m := Marker{Label: label, X: float64(col[g.Runs[0]].Activated), Y: mean, YErr: std, Color: RunColor(g.Index), MoE: g.IsMoE()}
 		p.Markers = append(p.Markers, m)
 		lo, hi = math.Min(lo, m.X), math.Max(hi, m.X)
 		if !m.MoE {
@@ -335,27 +402,35 @@ func ScatterFigure(runs []*Run) (Figure, Trend) {
 		}
 	}
 	tr := FitLogTrend(dx, dy)
-	var legend []LegendEntry
-	if len(dx) > 0 {
-		legend = append(legend, LegendEntry{Label: "Dense", Color: trendColor, Glyph: "circle"})
-	}
-	if len(dx) < len(p.Markers) {
-		legend = append(legend, LegendEntry{Label: "MoE", Color: trendColor, Glyph: "triangle"})
-	}
 	if tr.OK {
 		const n = 64
-		l := Line{Label: "Dense trend", Color: trendColor, Dashed: true}
+		l := Line{Label: "Dense trend", Color: trendColor, Dashed: true, Kind: "trend"}
 		for k := 0; k < n; k++ {
 			x := lo * math.Pow(hi/lo, float64(k)/(n-1))
 			l.X, l.Y = append(l.X, x), append(l.Y, tr.At(x))
 		}
 		p.Lines = append(p.Lines, l)
-		legend = append(legend, LegendEntry{Label: fmt.Sprintf("Dense trend (%+.1f per 10×)", tr.B), Color: trendColor, Dashed: true, Line: true})
 	}
 	// Parameters compare by ratio, and the trend is linear in log x; a
 	// narrow range (one run, or runs of one size) reads better linear.
 	p.LogX = len(p.Markers) > 0 && lo > 0 && hi/lo >= 3
-	return Figure{Name: "score_vs_params", Title: "Average task score against activated parameters", Cols: 1, Panels: []Panel{p}, Legend: legend}, tr
+	return tr
+}
+
+// meanStd returns the mean and the sample standard deviation (0 for one
+// value) of vs.
+func meanStd(vs []float64) (mean, std float64) {
+	for _, v := range vs {
+		mean += v
+	}
+	mean /= float64(len(vs))
+	if len(vs) < 2 {
+		return mean, 0
+	}
+	for _, v := range vs {
+		std += (v - mean) * (v - mean)
+	}
+	return mean, math.Sqrt(std / float64(len(vs)-1))
 }
 
 // wideRange reports whether a panel's x values are all positive and span a
@@ -641,6 +716,14 @@ func buildPlot(p Panel, narrow bool) (*plot.Plot, error) {
 			}
 			sc.GlyphStyle = glyphStyle(m.Color, m.MoE)
 			pl.Add(sc)
+			if m.YErr > 0 {
+				bar, err := plotter.NewYErrorBars(errorPoints{plotter.XYs{pts[i]}, plotter.YErrors{{Low: m.YErr, High: m.YErr}}})
+				if err != nil {
+					return nil, err
+				}
+				bar.LineStyle = lineStyle(m.Color, false)
+				pl.Add(bar)
+			}
 		}
 		lab, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
 		if err != nil {
@@ -700,6 +783,12 @@ func buildPlot(p Panel, narrow bool) (*plot.Plot, error) {
 		pl.Add(ch)
 	}
 	return pl, nil
+}
+
+// errorPoints are points with vertical error bars (plotter.YErrorBars).
+type errorPoints struct {
+	plotter.XYs
+	plotter.YErrors
 }
 
 // niceTicks puts four to eight labelled ticks at multiples of 1, 2 or 5 × 10^k,

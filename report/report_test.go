@@ -518,6 +518,16 @@ func TestPlotsEqualMetrics(t *testing.T) {
 			dx, dy = append(dx, m.X), append(dy, m.Y)
 		}
 	}
+	// The loss panel: each run's last held-out loss at its activated size.
+	if len(sc.Panels) != 2 {
+		t.Fatalf("%d scatter panels, want score and loss", len(sc.Panels))
+	}
+	for i, m := range sc.Panels[1].Markers {
+		c := tbl.Columns[i]
+		if m.X != float64(c.Activated) || m.Y != c.Loss || m.YErr != 0 {
+			t.Errorf("loss point %d: %+v, want (%d, %v) without a bar", i, m, c.Activated, c.Loss)
+		}
+	}
 	// Two dense points: the trend passes through both.
 	if !tr.OK || !near(tr.At(dx[0]), dy[0], 1e-9, 0) || !near(tr.At(dx[1]), dy[1], 1e-9, 0) {
 		t.Errorf("trend %+v misses the dense points %v %v", tr, dx, dy)
@@ -575,9 +585,9 @@ func TestPlotsEqualMetrics(t *testing.T) {
 		if got := svgFills(svg("loss_vs_tokens"), col); got != n {
 			t.Errorf("loss_vs_tokens.svg: %d markers in %s's color, want %d", got, f.name, n)
 		}
-		// The scatter: one marker per run.
-		if got := svgFills(svg("score_vs_params"), col); got != 1 {
-			t.Errorf("score_vs_params.svg: %d markers in %s's color, want 1", got, f.name)
+		// The scatter: one marker per run in each panel (score, loss).
+		if got := svgFills(svg("score_vs_params"), col); got != 2 {
+			t.Errorf("score_vs_params.svg: %d markers in %s's color, want 2", got, f.name)
 		}
 		// In the task grid: one line per panel the run has, plus the legend.
 		want = nil
@@ -616,3 +626,34 @@ func containsInt(xs []int, x int) bool {
 
 // near compares floats through the repository's one tolerance helper.
 func near(got, want, abs, rel float64) bool { return tol.Tol{Abs: abs, Rel: rel}.Close(got, want) }
+
+// KeepTasks leaves only the named tasks (and the held-out loss): the table's
+// tasks, common tasks and average follow; a task no run has is an error
+// naming it, and leaves the runs as they were.
+func TestKeepTasks(t *testing.T) {
+	dirs, fakes := fixtureRuns(t)
+	runs, err := LoadRuns(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := KeepTasks(runs, []string{"last_word", "nope"}); !errors.Is(err, ErrUnknownTask) || !strings.Contains(err.Error(), "nope") || strings.Contains(err.Error(), "last_word:") {
+		t.Fatalf("unknown task: %v, want ErrUnknownTask naming nope", err)
+	}
+	if got := Compare(runs).Common; fmt.Sprint(got) != "[last_word next_verse]" {
+		t.Fatalf("after a refused KeepTasks the common tasks are %v", got)
+	}
+	if err := KeepTasks(runs, []string{"last_word"}); err != nil {
+		t.Fatal(err)
+	}
+	tbl := Compare(runs)
+	if fmt.Sprint(tbl.Tasks) != "[last_word]" || fmt.Sprint(tbl.Common) != "[last_word]" {
+		t.Fatalf("tasks %v common %v, want only last_word", tbl.Tasks, tbl.Common)
+	}
+	for i, c := range tbl.Columns {
+		want, _ := lastOf(fakes[i], "last_word", "acc")
+		loss, _ := lastOf(fakes[i], HeldOut, "loss")
+		if c.Average != want || c.Loss != loss {
+			t.Errorf("%s: average %v loss %v, want last_word's %v and the held-out loss %v", c.Name, c.Average, c.Loss, want, loss)
+		}
+	}
+}

@@ -21,6 +21,10 @@ var ErrNotRun = errors.New("report: not a run directory")
 // ErrNoEval is wrapped when a run has no eval lines to compare.
 var ErrNoEval = errors.New("report: no eval metrics")
 
+// ErrUnknownTask is wrapped when a task named by the user (KeepTasks) is
+// in no run.
+var ErrUnknownTask = errors.New("report: unknown task")
+
 // HeldOut is the task name of the held-out loss lines train writes.
 const HeldOut = "heldout"
 
@@ -258,4 +262,46 @@ func AllTasks(runs []*Run) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// KeepTasks drops the eval lines of every benchmark task not in tasks (the
+// held-out loss lines stay), so that tables and figures, averages included,
+// cover only those tasks: e.g. the tasks with headroom at a model size. A
+// task no run has is an error naming it.
+func KeepTasks(runs []*Run, tasks []string) error {
+	keep := map[string]bool{}
+	for _, t := range tasks {
+		keep[t] = true
+	}
+	seen := map[string]bool{}
+	for _, r := range runs {
+		for _, t := range r.Tasks() {
+			seen[t] = true
+		}
+	}
+	var missing []string
+	for _, t := range tasks {
+		if !seen[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		var have []string
+		for t := range seen {
+			have = append(have, t)
+		}
+		sort.Strings(have)
+		return fmt.Errorf("%w %s: no run has it (they have: %s)", ErrUnknownTask, strings.Join(missing, ", "), strings.Join(have, ", "))
+	}
+	for _, r := range runs {
+		kept := r.Metrics[:0:0]
+		for _, m := range r.Metrics {
+			if m.Kind == "eval" && m.Task != "" && m.Task != HeldOut && !strings.HasPrefix(m.Task, HeldOut+"/") && !keep[m.Task] {
+				continue
+			}
+			kept = append(kept, m)
+		}
+		r.Metrics = kept
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 func init() {
 	var csvPath, mdPath string
+	var tasks []string
 	cmd := &cobra.Command{
 		Use:   "compare RUN_DIR... [--csv FILE] [--md FILE]",
 		Short: "Tabulate runs side by side: variant, parameters, FLOPs, tokens, held-out loss, task scores",
@@ -26,7 +27,7 @@ the table with exact values (scores as fractions).`,
 		Example: `  moetrain compare runs/small-dense runs/small-deepseekmoe --csv compare.csv`,
 		Args:    argsUsage(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			runs, err := loadRuns(args)
+			runs, err := loadRuns(args, tasks)
 			if err != nil {
 				return err
 			}
@@ -57,16 +58,27 @@ the table with exact values (scores as fractions).`,
 	}
 	cmd.Flags().StringVar(&csvPath, "csv", "", "also write the table as CSV to this file")
 	cmd.Flags().StringVar(&mdPath, "md", "", "write the markdown table to this file instead of stdout")
+	tasksFlag(cmd, &tasks)
 	rootCmd.AddCommand(cmd)
 }
 
 // loadRuns loads run directories; a path that is not a run, or a run with
 // nothing to compare, is a usage mistake (exit 2), and unreadable files are
 // run-time failures (exit 1).
-func loadRuns(dirs []string) ([]*report.Run, error) {
+// loadRuns reads the run directories and, when tasks is not empty, keeps
+// only those benchmark tasks (report.KeepTasks).
+func loadRuns(dirs, tasks []string) ([]*report.Run, error) {
 	runs, err := report.LoadRuns(dirs)
-	if err != nil && (errors.Is(err, report.ErrNotRun) || errors.Is(err, report.ErrNoEval)) {
+	if err == nil && len(tasks) > 0 {
+		err = report.KeepTasks(runs, tasks)
+	}
+	if err != nil && (errors.Is(err, report.ErrNotRun) || errors.Is(err, report.ErrNoEval) || errors.Is(err, report.ErrUnknownTask)) {
 		return nil, asUsage(err)
 	}
 	return runs, err
+}
+
+// tasksFlag is the --tasks flag of the commands that tabulate or plot runs.
+func tasksFlag(cmd *cobra.Command, tasks *[]string) {
+	cmd.Flags().StringSliceVar(tasks, "tasks", nil, "only these benchmark tasks (comma-separated) in the scores and their average, e.g. the tasks above chance at this scale")
 }

@@ -101,6 +101,8 @@ func TestCompareAndPlotCLI(t *testing.T) {
 		{[]string{"compare", missing}, 2, missing},
 		{[]string{"compare", run, noEval}, 2, noEval},
 		{[]string{"compare", corrupt}, 1, corrupt},
+		{[]string{"compare", run, "--tasks", "nope"}, 2, "unknown task nope"},
+		{[]string{"plot", run, "--tasks", "nope", "--out", out}, 2, "unknown task nope"},
 		{[]string{"plot", run}, 2, "--out"},
 		{[]string{"plot", missing, "--out", out}, 2, missing},
 		{[]string{"plot", corrupt, "--out", out}, 1, corrupt},
