@@ -1,6 +1,9 @@
 package prepare
 
-import "github.com/moetrain/moetrain/data/tokenizer"
+import (
+	"github.com/moetrain/moetrain/data/tokenizer"
+	"github.com/moetrain/moetrain/data/tokenizer/bpetrain"
+)
 
 // codec is what this package needs from a tokenizer. It is an interface so
 // that the preparer names exactly the methods it relies on.
@@ -17,7 +20,7 @@ type codec interface {
 var _ codec = (*tokenizer.Tokenizer)(nil)
 
 func trainCodec(next func() (string, error), vocabSize int, specials []string) (codec, error) {
-	t, err := tokenizer.Train(next, vocabSize, specials)
+	t, err := bpetrain.Train(next, vocabSize, specials)
 	if err != nil {
 		return nil, err
 	}

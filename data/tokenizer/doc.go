@@ -1,6 +1,9 @@
-// Package tokenizer trains, saves, loads and applies a deterministic
-// byte-level BPE tokenizer stored as a Hugging Face tokenizer.json that
+// Package tokenizer saves, loads and applies a deterministic byte-level BPE
+// tokenizer stored as a Hugging Face tokenizer.json that
 // github.com/sugarme/tokenizer v0.3.0 loads and encodes to the same ids.
+// Training lives in data/tokenizer/bpetrain, which builds its result with
+// New, so that the model trainer and everything else that only loads a
+// tokenizer do not link the BPE trainer.
 //
 // sugarme's own trainer orders equal-count merges by Go map order and its
 // Save is a stub, so training and writing happen here; sugarme is only the
@@ -18,22 +21,11 @@
 //  3. Each pre-token's UTF-8 bytes start as byte tokens and are merged by
 //     rank, reproducing sugarme's merge loop exactly (see bpe).
 //
-// # Training and tie-break
-//
-// Train counts pre-tokens, then repeatedly merges the most frequent adjacent
-// pair (counts weighted by pre-token frequency, updated incrementally for
-// the pre-tokens that contain the merged pair). Among pairs of equal count
-// it picks the lexicographically smallest (left token bytes, right token
-// bytes), compared as raw bytes; so the result does not depend on map order
-// or on the order of the training texts, and training twice gives a
-// byte-identical tokenizer.json. Within a pre-token a merge replaces
-// occurrences left to right without overlap ("aaa" -> "aa" "a").
-//
 // # Ids
 //
-// A trained tokenizer has ids 0..255 for the bytes 0x00..0xff, then one id
-// per merge that made a new token (in merge order), then the specials, with
-// "<|endoftext|>" first. A loaded file keeps its own ids.
+// New gives the specials the ids after the tokens (a trained tokenizer has
+// ids 0..255 for the bytes, then the merged tokens, then the specials with
+// "<|endoftext|>" first). A loaded file keeps its own ids.
 //
 // # Differences from Hugging Face's Rust tokenizers
 //

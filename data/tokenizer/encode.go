@@ -25,6 +25,17 @@ func (t *Tokenizer) Encode(text string) []int {
 	return out
 }
 
+// PreTokens calls emit with each pre-token of text in order: the pieces
+// Encode runs BPE on, with the added tokens cut out first. A BPE trainer
+// counts these, so that it learns merges on exactly what Encode will see.
+func (t *Tokenizer) PreTokens(text string, emit func(word string)) {
+	t.forSegments(text, func(seg string, special int) {
+		if special < 0 {
+			splitWords(seg, emit)
+		}
+	})
+}
+
 // forSegments splits text at the added tokens: fn gets either a plain text
 // segment with special == -1, or an added token's text and its id.
 func (t *Tokenizer) forSegments(text string, fn func(seg string, special int)) {

@@ -214,7 +214,7 @@ func Parse(data []byte) (*Tokenizer, error) {
 	spellOf := make(map[int]string, len(m.Vocab)+len(f.AddedTokens))
 	idOf := make(map[string]int, len(m.Vocab)+len(f.AddedTokens))
 	for s, id := range m.Vocab {
-		if id < 0 || id >= maxVocab {
+		if id < 0 || id >= MaxVocab {
 			return nil, fmt.Errorf("parse tokenizer.json: token %q has id %d out of range", s, id)
 		}
 		if prev, dup := spellOf[id]; dup {
@@ -239,7 +239,7 @@ func Parse(data []byte) (*Tokenizer, error) {
 			return nil, fmt.Errorf("parse tokenizer.json: added token %q has no id", a.Content)
 		}
 		id := *a.ID
-		if id < 0 || id >= maxVocab {
+		if id < 0 || id >= MaxVocab {
 			return nil, fmt.Errorf("parse tokenizer.json: added token %q has id %d out of range", a.Content, id)
 		}
 		if vid, ok := m.Vocab[a.Content]; ok && vid != id {

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moetrain/moetrain/data/tokenizer/internal/testtext"
+
 	"github.com/sugarme/tokenizer/pretrained"
 )
 
-// TestSugarmeParity saves a trained tokenizer, loads it with sugarme's
+// TestSugarmeParity saves the golden trained tokenizer, loads it with sugarme's
 // pretrained.FromFile and checks that sugarme encodes held-out text, and
 // many random strings over a tricky alphabet, to exactly our ids.
 func TestSugarmeParity(t *testing.T) {
@@ -27,8 +29,8 @@ func TestSugarmeParity(t *testing.T) {
 	if got := ref.GetVocabSize(true); got != tok.VocabSize() {
 		t.Fatalf("sugarme vocab size %d, ours %d", got, tok.VocabSize())
 	}
-	cases := []string{heldOutText, strings.ReplaceAll(heldOutText, "<|endoftext|>", ""), "a<|endoftext|>b <|pad|>c", proseText, codeText, pyText,
-		unicodeText, whitespaceText, syntheticText(20_000, 42),
+	cases := []string{testtext.HeldOut, strings.ReplaceAll(testtext.HeldOut, "<|endoftext|>", ""), "a<|endoftext|>b <|pad|>c", testtext.Prose, testtext.Code, testtext.Py,
+		testtext.Unicode, testtext.Whitespace, testtext.Synthetic(20_000, 42),
 		"x" + strings.Repeat(" ", 13) + "y", strings.Repeat("=", 37), strings.Repeat("\t", 9) + "return",
 		strings.Repeat("0", 21), "aaaaaaaaaaaaaaaaaaaaa"}
 	alphabet := []string{" ", " ", "  ", "    ", "\n", "\t", "\n\t", "'s", "'", "the", "and", " of", "e", "r", "t", "h",
@@ -78,7 +80,7 @@ func TestSugarmeParityForeign(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sugarme cannot load the foreign layout: %v", err)
 	}
-	for _, s := range []string{heldOutText, codeText, whitespaceText, unicodeText} {
+	for _, s := range []string{testtext.HeldOut, testtext.Code, testtext.Whitespace, testtext.Unicode} {
 		enc, err := ref.EncodeSingle(s, false)
 		if err != nil {
 			t.Fatal(err)

@@ -5,25 +5,26 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
 )
 
 // EndOfText is the special token that separates documents; every Tokenizer
-// has it, and Train makes it the first special.
+// has it, and a trained one has it as its first special.
 const EndOfText = "<|endoftext|>"
 
 // cacheLimit bounds the word cache of Encode; when it fills up it is
 // cleared, which keeps memory flat on an unbounded stream of rare words.
 const cacheLimit = 1 << 17
 
-// maxVocab keeps ids comfortably inside int32 (the merge table packs two
-// ids into a uint64).
-const maxVocab = 1 << 24
+// MaxVocab is the largest vocabulary a Tokenizer holds; it keeps ids
+// comfortably inside int32 (the merge table packs two ids into a uint64).
+const MaxVocab = 1 << 24
 
-// Tokenizer is a byte-level BPE tokenizer. It is immutable after Train,
-// Load or Parse, and safe for concurrent use.
+// Tokenizer is a byte-level BPE tokenizer. It is immutable after New, Load
+// or Parse, and safe for concurrent use.
 type Tokenizer struct {
 	tokens  [][]byte // id -> raw bytes; for an added token, its content
 	added   []addedToken
@@ -46,6 +47,10 @@ type addedToken struct {
 }
 
 type mergeRule struct{ left, right, result int32 }
+
+// Merge is one BPE merge rule, by id: the adjacent tokens Left and Right
+// become Result.
+type Merge struct{ Left, Right, Result int }
 
 type mergeValue struct{ rank, result int32 }
 
@@ -119,11 +124,57 @@ func (t *Tokenizer) Decode(ids []int) string {
 	return sb.String()
 }
 
+// New builds a tokenizer from its tables, as a BPE trainer produces them:
+// tokens[id] is the raw bytes of token id (every byte 0x00..0xff must have
+// a single-byte token), merges are in rank order, and specials are the
+// added tokens, given the ids len(tokens), len(tokens)+1, ... in order.
+// "<|endoftext|>" must be among the specials. A special may not be empty,
+// invalid UTF-8, given twice, or spelled like one of the tokens in the
+// byte-level alphabet (tokenizer.json would then have one key twice).
+func New(tokens [][]byte, merges []Merge, specials []string) (*Tokenizer, error) {
+	if len(tokens)+len(specials) > MaxVocab {
+		return nil, fmt.Errorf("vocabulary of %d entries exceeds %d", len(tokens)+len(specials), MaxVocab)
+	}
+	spelled := make(map[string]int, len(tokens))
+	for id, tok := range tokens {
+		spelled[byteLevelString(tok)] = id
+	}
+	all := slices.Clone(tokens)
+	var added []addedToken
+	seen := make(map[string]bool, len(specials))
+	for _, s := range specials {
+		switch {
+		case s == "":
+			return nil, errors.New("empty special token")
+		case !utf8.ValidString(s):
+			return nil, fmt.Errorf("special token %q is not valid UTF-8", s)
+		case seen[s]:
+			return nil, fmt.Errorf("special token %q given twice", s)
+		}
+		if id, ok := spelled[s]; ok {
+			return nil, fmt.Errorf("special %q equals the byte-level spelling of token %d", s, id)
+		}
+		seen[s] = true
+		added = append(added, addedToken{content: s, id: len(all), special: true})
+		all = append(all, []byte(s))
+	}
+	rules := make([]mergeRule, len(merges))
+	for r, m := range merges {
+		for _, id := range []int{m.Left, m.Right, m.Result} {
+			if id < 0 || id >= len(tokens) {
+				return nil, fmt.Errorf("merge %d: id %d out of range", r, id)
+			}
+		}
+		rules[r] = mergeRule{left: int32(m.Left), right: int32(m.Right), result: int32(m.Result)}
+	}
+	return newTokenizer(all, added, rules)
+}
+
 // newTokenizer checks the tables and builds the derived lookups. tokens
 // must be dense; added tokens' ids index tokens.
 func newTokenizer(tokens [][]byte, added []addedToken, merges []mergeRule) (*Tokenizer, error) {
-	if len(tokens) > maxVocab {
-		return nil, fmt.Errorf("vocabulary of %d entries exceeds %d", len(tokens), maxVocab)
+	if len(tokens) > MaxVocab {
+		return nil, fmt.Errorf("vocabulary of %d entries exceeds %d", len(tokens), MaxVocab)
 	}
 	t := &Tokenizer{
 		tokens:  tokens,

@@ -2,7 +2,6 @@ package tokenizer
 
 import (
 	"bytes"
-	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/moetrain/moetrain/data/tokenizer/internal/testtext"
 )
 
 var (
@@ -20,15 +21,19 @@ var (
 	sharedErr  error
 )
 
-// trained returns a tokenizer trained once on trainingTexts (vocab 1024,
-// two extra specials).
+// golden is a tokenizer.json that bpetrain trained on testtext.Training()
+// (vocab 1024, specials "<|pad|>" and "<|sep|>"); bpetrain's tests check
+// that training still gives these exact bytes.
+const golden = "testdata/tokenizer.json"
+
+// trained returns the golden tokenizer, loaded once.
 func trained(t testing.TB) *Tokenizer {
 	t.Helper()
 	sharedOnce.Do(func() {
-		sharedTok, sharedErr = Train(sliceSource(trainingTexts()), 1024, []string{"<|pad|>", "<|sep|>"})
+		sharedTok, sharedErr = Load(golden)
 	})
 	if sharedErr != nil {
-		t.Fatalf("train: %v", sharedErr)
+		t.Fatalf("load the golden tokenizer: %v", sharedErr)
 	}
 	return sharedTok
 }
@@ -64,7 +69,7 @@ func TestSplitWordsMatchesRegexp(t *testing.T) {
 	t.Parallel()
 	fixed := []string{"", " ", "  ", "a", " a", "a ", "a  b", "a\n\nb", "a \nb", "it's", "it''s", " 's", "'re 've 'll 'd 'm 't 'x",
 		"x'", "''", "don't", "3.14 apples", " 123abc", "a\u00a0b", "a\vb", "\t\tx", "!!! ???", "é", "\xff\xfe a", "Ⅻ½",
-		proseText, codeText, pyText, unicodeText, whitespaceText, heldOutText}
+		testtext.Prose, testtext.Code, testtext.Py, testtext.Unicode, testtext.Whitespace, testtext.HeldOut}
 	alphabet := []string{" ", " ", "\n", "\t", "\r", "\f", "\v", "'", "s", "t", "r", "e", "v", "l", "m", "d", "a", "Z", "1", "9",
 		"٣", "½", "é", "中", "😀", "\u00a0", "\u3000", "!", ".", "-", "_", "\xff", "\xc3", "\u0301"}
 	r := rand.New(rand.NewSource(7))
@@ -87,40 +92,7 @@ func TestSplitWordsMatchesRegexp(t *testing.T) {
 	}
 }
 
-func TestTrainDeterministic(t *testing.T) {
-	t.Parallel()
-	texts := trainingTexts()
-	a, err := Train(sliceSource(texts), 700, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Same texts in reverse order: word counts, hence merges, are the same.
-	rev := slices.Clone(texts)
-	slices.Reverse(rev)
-	b, err := Train(sliceSource(rev), 700, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ma, err := a.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, err := b.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(ma, mb) {
-		t.Fatalf("two trainings on the same texts differ (hashes %s, %s)", a.Hash(), b.Hash())
-	}
-	if a.Hash() != b.Hash() {
-		t.Fatalf("equal Marshal bytes but hashes %s != %s", a.Hash(), b.Hash())
-	}
-	if a.VocabSize() != 700 {
-		t.Fatalf("VocabSize = %d, want 700", a.VocabSize())
-	}
-}
-
-func TestTrainLayout(t *testing.T) {
+func TestLayout(t *testing.T) {
 	t.Parallel()
 	tok := trained(t)
 	if got := tok.VocabSize(); got != 1024 {
@@ -156,45 +128,10 @@ func TestTrainLayout(t *testing.T) {
 	}
 }
 
-func TestTieBreakAndFrequency(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name  string
-		texts []string
-		want  []string // merged tokens 256, 257, ... in order
-	}{
-		// All pairs occur once: (' ','c') < ('a','b') < ('c','d') by left
-		// byte; then (" c",'d') still beats ('a','b') since ' ' < 'a'.
-		{"ties by bytes", []string{"ab cd"}, []string{" c", " cd", "ab"}},
-		// ('x','y') occurs three times, ('a','b') once: count beats bytes.
-		{"frequency first", []string{"ab", "xy", "xy", "xy"}, []string{"xy", "ab"}},
-		// Equal counts and left token: the right token decides.
-		{"right decides", []string{"ac", "ab"}, []string{"ab", "ac"}},
-		// Counts are per pre-token occurrence: " x" and "xy" tie at three,
-		// and ' ' < 'x'.
-		{"space pair", []string{"ab xy xy xy"}, []string{" x", " xy", "ab"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tok, err := Train(sliceSource(tc.texts), 256+len(tc.want)+1, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for id := 256; id < 256+len(tc.want); id++ {
-				got = append(got, string(tok.TokenBytes(id)))
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("merged tokens %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	tok := trained(t)
-	cases := []string{"", " ", "\n", "a", proseText, codeText, pyText, unicodeText, whitespaceText, heldOutText,
+	cases := []string{"", " ", "\n", "a", testtext.Prose, testtext.Code, testtext.Py, testtext.Unicode, testtext.Whitespace, testtext.HeldOut,
 		"<|endoftext|>", "x<|endoftext|>y<|pad|><|endoftext|>", "<|endoftext", "\xff\xfe invalid \xc3 utf8",
 		strings.Repeat(" ", 1000), strings.Repeat("ab", 500), "\x00\x01\x02 control"}
 	r := rand.New(rand.NewSource(3))
@@ -232,22 +169,6 @@ func TestSpecialsInText(t *testing.T) {
 	}
 }
 
-func TestCompresses(t *testing.T) {
-	t.Parallel()
-	tok := trained(t)
-	text := strings.Join(trainingTexts(), "")
-	n := len(tok.Encode(text))
-	ratio := float64(n) / float64(len(text))
-	// 768 merges on ~60 KB of text with a ~230-word vocabulary: far below
-	// one token per byte.
-	if ratio > 0.35 {
-		t.Fatalf("tokens per byte on the training text = %.3f, want well below 1", ratio)
-	}
-	if held := float64(len(tok.Encode(heldOutText))) / float64(len(heldOutText)); held >= 0.9 {
-		t.Fatalf("tokens per byte on held-out text = %.3f, want below 0.9", held)
-	}
-}
-
 func TestSaveLoad(t *testing.T) {
 	t.Parallel()
 	tok := trained(t)
@@ -278,7 +199,7 @@ func TestSaveLoad(t *testing.T) {
 	if back.Hash() != tok.Hash() || back.EOS() != tok.EOS() || back.VocabSize() != tok.VocabSize() {
 		t.Fatal("loaded tokenizer differs in hash, EOS or size")
 	}
-	for _, s := range []string{heldOutText, codeText, unicodeText, whitespaceText} {
+	for _, s := range []string{testtext.HeldOut, testtext.Code, testtext.Unicode, testtext.Whitespace} {
 		if a, b := tok.Encode(s), back.Encode(s); !slices.Equal(a, b) {
 			t.Fatalf("Load(Save(t)) encodes %q differently", s)
 		}
@@ -302,7 +223,7 @@ func TestParseForeignLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{heldOutText, codeText, whitespaceText, "a<|sep|>b"} {
+	for _, s := range []string{testtext.HeldOut, testtext.Code, testtext.Whitespace, "a<|sep|>b"} {
 		ids := tok.Encode(s)
 		for i, id := range ids {
 			ids[i] = perm[id]
@@ -397,45 +318,12 @@ func TestErrors(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("Load of a missing file: no error")
 	}
-
-	boom := errors.New("boom")
-	trainCases := []struct {
-		name     string
-		next     func() (string, error)
-		vocab    int
-		specials []string
-	}{
-		{"vocab too small", sliceSource([]string{"abc"}), 257, nil},
-		{"vocab too small for specials", sliceSource([]string{"abc"}), 258, []string{"<|pad|>"}},
-		{"reader error", func() (string, error) { return "", boom }, 300, nil},
-		{"empty special", sliceSource([]string{"abc"}), 300, []string{""}},
-		{"duplicate special", sliceSource([]string{"abc"}), 300, []string{"<|x|>", "<|x|>"}},
-		{"byte special", sliceSource([]string{"abc"}), 300, []string{"a"}},
-		{"invalid special", sliceSource([]string{"abc"}), 300, []string{"\xff"}},
-		{"huge vocab", sliceSource([]string{"abc"}), 1 << 30, nil},
-	}
-	for _, tc := range trainCases {
-		if _, err := Train(tc.next, tc.vocab, tc.specials); err == nil {
-			t.Errorf("Train(%s): no error", tc.name)
-		}
-	}
-	if _, err := Train(func() (string, error) { return "", boom }, 300, nil); !errors.Is(err, boom) {
-		t.Errorf("Train reader error not wrapped: %v", err)
-	}
-	// Running out of pairs is not an error: the vocabulary is smaller.
-	small, err := Train(sliceSource([]string{"abcd"}), 400, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if small.VocabSize() != 256+3+1 {
-		t.Errorf("VocabSize on a 4-byte corpus = %d, want %d", small.VocabSize(), 256+3+1)
-	}
 }
 
 func TestEncodeConcurrent(t *testing.T) {
 	t.Parallel()
 	tok := trained(t)
-	texts := []string{heldOutText, codeText, unicodeText, syntheticText(5000, 9)}
+	texts := []string{testtext.HeldOut, testtext.Code, testtext.Unicode, testtext.Synthetic(5000, 9)}
 	want := make([][]int, len(texts))
 	for i, s := range texts {
 		want[i] = tok.Encode(s)
@@ -461,76 +349,59 @@ func TestEncodeConcurrent(t *testing.T) {
 	}
 }
 
-// TestTrainMatchesNaive checks the incremental pair counting against a
-// reference that recounts every pair from scratch before each merge.
-func TestTrainMatchesNaive(t *testing.T) {
+func TestPreTokens(t *testing.T) {
 	t.Parallel()
-	texts := []string{proseText, codeText, whitespaceText, unicodeText, syntheticText(8000, 2)}
-	const merges = 300
-	tok, err := Train(sliceSource(texts), 256+merges+1, nil)
+	tok := trained(t)
+	for _, s := range []string{"", testtext.Prose, testtext.Whitespace, "a<|endoftext|>b<|pad|> c<|sep|>", "<|endoftext|>"} {
+		var got []string
+		tok.PreTokens(s, func(w string) { got = append(got, w) })
+		var want []string
+		for _, seg := range strings.Split(strings.NewReplacer("<|pad|>", "<|endoftext|>", "<|sep|>", "<|endoftext|>").Replace(s), "<|endoftext|>") {
+			want = append(want, splitAll(seg)...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("PreTokens(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// New builds the golden tokenizer from its tables, byte for byte, and
+// refuses tables that would not make a valid tokenizer.json.
+func TestNew(t *testing.T) {
+	t.Parallel()
+	tok := trained(t)
+	n := tok.VocabSize() - len(tok.Specials())
+	tokens := tok.tokens[:n]
+	merges := make([]Merge, len(tok.merges))
+	for i, m := range tok.merges {
+		merges[i] = Merge{Left: int(m.left), Right: int(m.right), Result: int(m.result)}
+	}
+	built, err := New(tokens, merges, tok.Specials())
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// Reference: words as byte-string pieces, naive recount each step.
-	counts := map[string]int{}
-	for _, s := range texts {
-		splitWords(s, func(w string) { counts[w]++ })
+	if built.Hash() != tok.Hash() {
+		t.Fatal("New from the golden tokenizer's tables gives a different tokenizer.json")
 	}
-	type word struct {
-		parts []string
-		n     int
+	bytesOnly := tokens[:256]
+	bad := []struct {
+		name     string
+		tokens   [][]byte
+		merges   []Merge
+		specials []string
+	}{
+		{"no eos", bytesOnly, nil, []string{"<|pad|>"}},
+		{"empty special", bytesOnly, nil, []string{EndOfText, ""}},
+		{"special twice", bytesOnly, nil, []string{EndOfText, "<|x|>", "<|x|>"}},
+		{"invalid special", bytesOnly, nil, []string{EndOfText, "\xff"}},
+		{"special spelled like a byte", bytesOnly, nil, []string{EndOfText, "a"}},
+		{"special spelled like a merged token", tokens, merges, []string{EndOfText, byteLevelString(tokens[n-1])}},
+		{"missing byte", tokens[1:], nil, []string{EndOfText}},
+		{"merge out of range", bytesOnly, []Merge{{Left: 'a', Right: 'b', Result: 256}}, []string{EndOfText}},
 	}
-	var words []word
-	for w, n := range counts {
-		var parts []string
-		for i := 0; i < len(w); i++ {
-			parts = append(parts, w[i:i+1])
+	for _, tc := range bad {
+		if _, err := New(tc.tokens, tc.merges, tc.specials); err == nil {
+			t.Errorf("New(%s): no error", tc.name)
 		}
-		words = append(words, word{parts, n})
-	}
-	var want []string
-	for len(want) < merges {
-		pc := map[[2]string]int{}
-		for _, w := range words {
-			for i := 0; i+1 < len(w.parts); i++ {
-				pc[[2]string{w.parts[i], w.parts[i+1]}] += w.n
-			}
-		}
-		var best [2]string
-		bestN := 0
-		for p, n := range pc {
-			if n > bestN || (n == bestN && (p[0] < best[0] || (p[0] == best[0] && p[1] < best[1]))) {
-				best, bestN = p, n
-			}
-		}
-		if bestN == 0 {
-			break
-		}
-		want = append(want, best[0]+"\x00"+best[1])
-		for wi, w := range words {
-			var out []string
-			for i := 0; i < len(w.parts); i++ {
-				if i+1 < len(w.parts) && w.parts[i] == best[0] && w.parts[i+1] == best[1] {
-					out = append(out, best[0]+best[1])
-					i++
-				} else {
-					out = append(out, w.parts[i])
-				}
-			}
-			words[wi].parts = out
-		}
-	}
-	var got []string
-	for _, m := range tok.merges {
-		got = append(got, string(tok.TokenBytes(int(m.left)))+"\x00"+string(tok.TokenBytes(int(m.right))))
-	}
-	if !slices.Equal(got, want) {
-		for i := range min(len(got), len(want)) {
-			if got[i] != want[i] {
-				t.Fatalf("merge %d: got %q, want %q", i, got[i], want[i])
-			}
-		}
-		t.Fatalf("got %d merges, want %d", len(got), len(want))
 	}
 }

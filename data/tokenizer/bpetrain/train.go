@@ -1,4 +1,4 @@
-package tokenizer
+package bpetrain
 
 import (
 	"bytes"
@@ -7,7 +7,8 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/moetrain/moetrain/data/tokenizer"
 )
 
 // Train learns a byte-level BPE vocabulary of vocabSize entries (256 byte
@@ -20,21 +21,23 @@ import (
 // (added if missing). Occurrences of specials in the texts are cut out
 // before counting, as Encode does. When the texts run out of pairs before
 // vocabSize is reached, the vocabulary is smaller: check VocabSize.
-func Train(next func() (string, error), vocabSize int, specials []string) (*Tokenizer, error) {
-	specs, err := normalizeSpecials(specials)
-	if err != nil {
-		return nil, err
-	}
+func Train(next func() (string, error), vocabSize int, specials []string) (*tokenizer.Tokenizer, error) {
+	specs := withEndOfTextFirst(specials)
 	if vocabSize < 257+len(specs) {
 		return nil, fmt.Errorf("vocab size %d below 257+%d specials (256 bytes, one merge)", vocabSize, len(specs))
 	}
-	if vocabSize > maxVocab {
-		return nil, fmt.Errorf("vocab size %d above %d", vocabSize, maxVocab)
+	if vocabSize > tokenizer.MaxVocab {
+		return nil, fmt.Errorf("vocab size %d above %d", vocabSize, tokenizer.MaxVocab)
 	}
-	// A throwaway tokenizer that knows only the specials does the cutting.
-	cutter := &Tokenizer{}
-	for i, s := range specs {
-		cutter.added = append(cutter.added, addedToken{content: s, id: i, special: true})
+	// A tokenizer that knows only the bytes and the specials pre-tokenizes
+	// as the trained one will; building it also checks the specials.
+	bytesOnly := make([][]byte, 256)
+	for b := range bytesOnly {
+		bytesOnly[b] = []byte{byte(b)}
+	}
+	cutter, err := tokenizer.New(bytesOnly, nil, specs)
+	if err != nil {
+		return nil, err
 	}
 
 	counts := make(map[string]int64)
@@ -46,67 +49,30 @@ func Train(next func() (string, error), vocabSize int, specials []string) (*Toke
 		if err != nil {
 			return nil, fmt.Errorf("read training text: %w", err)
 		}
-		cutter.forSegments(text, func(seg string, special int) {
-			if special >= 0 {
-				return
+		cutter.PreTokens(text, func(w string) {
+			if c, ok := counts[w]; ok {
+				counts[w] = c + 1
+			} else {
+				counts[strings.Clone(w)] = 1
 			}
-			splitWords(seg, func(w string) {
-				if c, ok := counts[w]; ok {
-					counts[w] = c + 1
-				} else {
-					counts[strings.Clone(w)] = 1
-				}
-			})
 		})
 	}
 
 	tr := newTrainer(counts)
 	tr.run(vocabSize - len(specs))
-
-	tokens := tr.tokens
-	var added []addedToken
-	for _, s := range specs {
-		added = append(added, addedToken{content: s, id: len(tokens), special: true})
-		tokens = append(tokens, []byte(s))
-	}
-	// A special whose text is also a learned token would give tokenizer.json
-	// two vocab entries with one key.
-	for id, tok := range tr.tokens {
-		spelled := byteLevelString(tok)
-		for _, a := range added {
-			if spelled == a.content {
-				return nil, fmt.Errorf("special %q equals the byte-level spelling of token %d", a.content, id)
-			}
-		}
-	}
-	return newTokenizer(tokens, added, tr.merges)
+	return tokenizer.New(tr.tokens, tr.merges, specs)
 }
 
-// normalizeSpecials puts "<|endoftext|>" first and rejects empty, invalid
-// or repeated specials.
-func normalizeSpecials(specials []string) ([]string, error) {
-	out := []string{EndOfText}
-	seen := map[string]bool{EndOfText: true}
+// withEndOfTextFirst puts "<|endoftext|>" first, once; tokenizer.New checks
+// the rest.
+func withEndOfTextFirst(specials []string) []string {
+	out := []string{tokenizer.EndOfText}
 	for _, s := range specials {
-		if s == EndOfText {
-			continue
+		if s != tokenizer.EndOfText {
+			out = append(out, s)
 		}
-		if s == "" {
-			return nil, errors.New("empty special token")
-		}
-		if !utf8.ValidString(s) {
-			return nil, fmt.Errorf("special token %q is not valid UTF-8", s)
-		}
-		if raw, ok := byteLevelBytes(s); ok && len(raw) == 1 {
-			return nil, fmt.Errorf("special token %q equals the byte-level spelling of a byte token", s)
-		}
-		if seen[s] {
-			return nil, fmt.Errorf("special token %q given twice", s)
-		}
-		seen[s] = true
-		out = append(out, s)
 	}
-	return out, nil
+	return out
 }
 
 // trainer holds the BPE state: distinct pre-tokens as id sequences with
@@ -115,7 +81,7 @@ func normalizeSpecials(specials []string) ([]string, error) {
 type trainer struct {
 	tokens  [][]byte
 	byBytes map[string]int32
-	merges  []mergeRule
+	merges  []tokenizer.Merge
 
 	words  [][]int32
 	wcount []int64
@@ -172,6 +138,9 @@ func newTrainer(counts map[string]int64) *trainer {
 	}
 	return tr
 }
+
+// pairKey packs an adjacent pair of ids into one map key.
+func pairKey(left, right int32) uint64 { return uint64(uint32(left))<<32 | uint64(uint32(right)) }
 
 // better orders candidates: higher count first; among equal counts the
 // lexicographically smallest (left bytes, right bytes). It is a total order
@@ -260,7 +229,7 @@ func (tr *trainer) run(size int) {
 			tr.tokens = append(tr.tokens, nb)
 			tr.byBytes[string(nb)] = id
 		}
-		tr.merges = append(tr.merges, mergeRule{left: a, right: b, result: id})
+		tr.merges = append(tr.merges, tokenizer.Merge{Left: int(a), Right: int(b), Result: int(id)})
 		stamp := int32(len(tr.merges))
 
 		key := pairKey(a, b)

