@@ -23,7 +23,8 @@
 # into $RUNS/bin, named after the commit, so every run of a phase uses one
 # binary); CONFIGS, the configs directory the sweeps read (default: the
 # repository's; for long runs give a copy, so edits to the work tree cannot
-# reach a sweep in progress).
+# reach a sweep in progress); SWEEP_FLAGS, flags for every sweep (e.g.
+# "--parallel 2" with GOMAXPROCS=1: two one-thread runs at a time).
 set -eu
 cd "$(dirname "$0")/.."
 configs=$(cd "${CONFIGS:-configs}" && pwd)
@@ -45,7 +46,8 @@ fi
 sweep() { # SWEEP [flags...]
 	s=$1; shift
 	echo "== $(date -u +%FT%TZ) sweep $s $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-	"$MOETRAIN" sweep "$configs/sweeps/$s.yaml" "$@"
+	# shellcheck disable=SC2086 # SWEEP_FLAGS is a list of flags
+	"$MOETRAIN" sweep "$configs/sweeps/$s.yaml" "$@" ${SWEEP_FLAGS:-}
 }
 analyze() { # RUN_DIR
 	for what in redundancy topk load; do
