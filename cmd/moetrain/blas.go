@@ -11,7 +11,8 @@ import (
 // generate, analyze) and, when pure Go runs instead, prints the fallback warning to
 // stderr before any work starts: a silent fallback made every product ~8×
 // slower and MFU meaningless. Loading never fails on a missing library;
-// an error here is an internal one.
+// an error here is an internal one. A kernel held below the CPU's by
+// OPENBLAS_CORETYPE gets a one-line note (blas.Info.SlowCore).
 func initBLAS(stderr io.Writer) (blas.Info, error) {
 	info, err := blas.Init()
 	if err != nil {
@@ -19,6 +20,9 @@ func initBLAS(stderr io.Writer) (blas.Info, error) {
 	}
 	if w := info.FallbackWarning(); w != "" {
 		fmt.Fprintln(stderr, w)
+	}
+	if info.SlowCore != "" {
+		fmt.Fprintln(stderr, info.SlowCore)
 	}
 	return info, nil
 }

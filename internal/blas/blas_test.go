@@ -253,9 +253,10 @@ func TestInitReportsKernel(t *testing.T) {
 	if len(info.Warnings) > 0 || info.Fallback != "" {
 		t.Errorf("OpenBLAS loaded with warnings %q, fallback %q", info.Warnings, info.Fallback)
 	}
-	// OpenBLAS may step a forced core type down when its own checks disagree
-	// (on an AMD EPYC with AVX-512, 0.3.21 runs SkylakeX as Haswell), but it
-	// must never fall back to the generic Prescott kernel, which is ~5x slower.
+	// The core may be below coreType()'s: the user's OPENBLAS_CORETYPE wins
+	// (this AMD EPYC's environment sets Haswell; unset, OpenBLAS 0.3.21 runs
+	// SkylakeX here), but it must never fall back to the generic Prescott
+	// kernel, which is ~5x slower.
 	if want := coreType(); want != "" {
 		ok := map[string][]string{"SkylakeX": {"SkylakeX", "Haswell", "Zen"}, "Haswell": {"Haswell", "Zen"}, "Sandybridge": {"Sandybridge"}}[want]
 		found := false
@@ -529,6 +530,34 @@ func TestCoreTypeOnAVX512(t *testing.T) {
 	if has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq") && has("avx512cd") {
 		if got := coreType(); got != "SkylakeX" {
 			t.Errorf("coreType() = %q on an AVX-512 CPU, want SkylakeX", got)
+		}
+	}
+}
+
+// A user's OPENBLAS_CORETYPE that picks narrower vectors than the CPU has
+// gets a note naming both kernels; an equal or wider choice, or a family
+// not ranked, gets none.
+func TestSlowCoreNote(t *testing.T) {
+	for _, tc := range []struct {
+		user, running, best string
+		note                bool
+	}{
+		{"Haswell", "Haswell", "SkylakeX", true},
+		{"haswell", "Haswell", "SkylakeX", true},
+		{"Sandybridge", "Sandybridge", "Haswell", true},
+		{"Zen", "Zen", "SkylakeX", true},
+		{"SkylakeX", "SkylakeX", "SkylakeX", false},
+		{"Haswell", "Haswell", "Haswell", false},
+		{"Cooperlake", "Cooperlake", "SkylakeX", false},
+		{"Prescott", "Prescott", "SkylakeX", false}, // not ranked: the core-mismatch warning covers odd cases
+		{"Haswell", "Haswell", "", false},           // non-x86 or unknown CPU
+	} {
+		n := slowCoreNote(tc.user, tc.running, tc.best)
+		if (n != "") != tc.note {
+			t.Errorf("slowCoreNote(%q, %q, %q) = %q, want a note: %v", tc.user, tc.running, tc.best, n, tc.note)
+		}
+		if n != "" && (!strings.Contains(n, "OPENBLAS_CORETYPE="+tc.user) || !strings.Contains(n, tc.best) || strings.Contains(n, "WARNING")) {
+			t.Errorf("note %q does not name OPENBLAS_CORETYPE=%s and %s (or shouts WARNING, which CLI tests read as pure Go)", n, tc.user, tc.best)
 		}
 	}
 }

@@ -53,6 +53,10 @@ type Info struct {
 	Split    int      // goroutines Gemm splits one large product over (1: no split)
 	Fallback string   // why pure Go is in use; empty when OpenBLAS is active
 	Warnings []string // things the user should see (wrong results, a detected core that differs from the one asked for)
+	// SlowCore, when not empty, says that OPENBLAS_CORETYPE from the
+	// environment holds OpenBLAS to an older kernel than this CPU runs
+	// (see slowCoreNote); compute commands print it, and String ends with it.
+	SlowCore string
 }
 
 // LibraryEnv names the environment variable that overrides DefaultPaths:
@@ -84,6 +88,9 @@ func (i Info) String() string {
 	}
 	for _, w := range i.Warnings {
 		fmt.Fprintf(&b, "; warning: %s", w)
+	}
+	if i.SlowCore != "" {
+		fmt.Fprintf(&b, "; %s", i.SlowCore)
 	}
 	return b.String()
 }
@@ -174,6 +181,7 @@ func load(opts Options) Info {
 			paths = []string{v}
 		}
 	}
+	userCore, userSet := os.LookupEnv("OPENBLAS_CORETYPE")
 	wantCore := setDefaultEnv()
 
 	var lib *openBLAS
@@ -201,6 +209,11 @@ func load(opts Options) Info {
 		info.Warnings = append(info.Warnings, fmt.Sprintf(
 			"asked OpenBLAS for core %s, it runs %s (OPENBLAS_CORETYPE=%s; the library may have been opened before Load)",
 			wantCore, info.CoreName, os.Getenv("OPENBLAS_CORETYPE")))
+	}
+	if userSet {
+		if n := slowCoreNote(userCore, info.CoreName, coreType()); n != "" {
+			info.SlowCore = n
+		}
 	}
 	info.Kernel = "OpenBLAS"
 	if f := strings.Fields(info.Config); len(f) > 1 && f[0] == "OpenBLAS" {
@@ -260,6 +273,36 @@ func coreType() string {
 		return "Sandybridge"
 	}
 	return ""
+}
+
+// vectorBits is the widest float32 vector OpenBLAS's x86 kernel family
+// core uses (0 for families not listed: nothing to compare).
+func vectorBits(core string) int {
+	switch strings.ToLower(core) {
+	case "skylakex", "cooperlake", "sapphirerapids":
+		return 512
+	case "haswell", "zen", "excavator":
+		return 256 // with FMA
+	case "sandybridge", "bulldozer", "piledriver", "steamroller":
+		return 255 // AVX without FMA: below Haswell
+	}
+	return 0
+}
+
+// slowCoreNote returns a note when the kernel OpenBLAS runs (running, as
+// set through OPENBLAS_CORETYPE=user) uses narrower vectors than the one
+// this CPU supports (best, coreType()), else "". On the AMD EPYC (Zen 5)
+// of docs/BENCHMARKS.md an environment that set OPENBLAS_CORETYPE=Haswell
+// made every science-size training step 1.7-2× slower in CPU time.
+func slowCoreNote(user, running, best string) string {
+	r, b := vectorBits(running), vectorBits(best)
+	if r == 0 || b == 0 || r >= b {
+		return ""
+	}
+	return fmt.Sprintf("note: OPENBLAS_CORETYPE=%s in the environment holds OpenBLAS to its %s kernel; this CPU runs %s, "+
+		"whose products are up to 2× faster at small model sizes (docs/BENCHMARKS.md). Unset OPENBLAS_CORETYPE "+
+		"unless a run must keep %s's rounding (a run resumed under another kernel is not bit-identical to an uninterrupted one)",
+		user, running, best, running)
 }
 
 // openBLAS is the float32 kernel backed by a loaded libopenblas.
