@@ -806,7 +806,7 @@ func (m Model) validateRouter() []string {
 		case m.FFN != FFNGShard && m.FFN != FFNSwitch:
 			add("capacity_factor", "token dropping is GShard's and Switch's; ffn %s drops nothing (set it to 0)", m.FFN)
 		case m.ExpertParallel > 1:
-			add("capacity_factor", "token dropping is not expert-parallel; set it to 0 or model.expert_parallel to 1")
+			add("capacity_factor", "token dropping is not expert-parallel (model.expert_parallel %d): set capacity_factor to 0 or model.expert_parallel to 1", m.ExpertParallel)
 		}
 	}
 	if r.ExpertChoice {
@@ -820,11 +820,11 @@ func (m Model) validateRouter() []string {
 		if r.CapacityFactor > 0 {
 			clash = append(clash, "capacity_factor")
 		}
-		if m.ExpertParallel > 1 {
-			clash = append(clash, "expert_parallel > 1")
-		}
 		if len(clash) > 0 {
 			add("expert_choice", "every expert takes a fixed number of tokens, so it is balanced by construction; drop %s", strings.Join(clash, ", "))
+		}
+		if m.ExpertParallel > 1 {
+			add("expert_choice", "expert-choice routing is not expert-parallel (model.expert_parallel %d): set model.expert_parallel to 1 or expert_choice to false", m.ExpertParallel)
 		}
 	}
 	if r.Sigmoid() && (m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0) {

@@ -98,6 +98,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"capacity on deepseekmoe", moe, []string{"model.router.capacity_factor=1.25"}, "model.router.capacity_factor: token dropping is GShard's and Switch's"},
 		{"negative capacity", "model:\n  ffn: gshard\n  routed_experts: 4\n  active_routed: 2\n  expert_width: 8\n", []string{"model.router.capacity_factor=-1"}, "model.router.capacity_factor: must be >= 0"},
 		{"capacity under expert parallelism", "model:\n  ffn: switch\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n", []string{"model.router.capacity_factor=1", "model.expert_parallel=2"}, "model.router.capacity_factor: token dropping is not expert-parallel"},
+		{"expert choice under expert parallelism", "model:\n  ffn: gshard\n  routed_experts: 4\n  active_routed: 2\n  expert_width: 8\n", []string{"model.router.expert_choice=true", "model.expert_parallel=2"}, "model.router.expert_choice: expert-choice routing is not expert-parallel (model.expert_parallel 2)"},
 		{"expert choice with a balance loss", moe, []string{"model.router.expert_choice=true", "model.balance.expert_alpha=0.01"}, "model.router.expert_choice: every expert takes a fixed number"},
 		{"sigmoid with a balance loss", moe, []string{"model.router.score=sigmoid", "model.balance.expert_alpha=0.01"}, "model.router.score: sigmoid scores with a balance loss"},
 	}

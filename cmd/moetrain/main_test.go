@@ -125,6 +125,14 @@ func TestExitCodes(t *testing.T) {
 		{"bad --set", []string{"params", tinyYAML(t, 2), "--set", "model.heads=x"}, 2, "model.heads"},
 		{"missing dataset", []string{"train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--set", "data.path=/nonexistent"}, 1, "/nonexistent"},
 		{"no args", []string{"params"}, 2, "accepts 1 arg"},
+		// Token dropping and expert choice are single-rank routings: refused at
+		// launch, before any rank trains, naming both keys.
+		{"capacity under expert parallelism", []string{"train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--set", "model.ffn=gshard", "--set", "model.shared_experts=0",
+			"--set", "model.routed_experts=8", "--set", "model.active_routed=2", "--set", "model.router.capacity_factor=1.25", "--set", "model.expert_parallel=2"},
+			2, "model.router.capacity_factor: token dropping is not expert-parallel (model.expert_parallel 2)"},
+		{"expert choice under expert parallelism", []string{"train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--set", "model.routed_experts=8",
+			"--set", "model.balance.expert_alpha=0", "--set", "model.router.expert_choice=true", "--set", "model.expert_parallel=2"},
+			2, "model.router.expert_choice: expert-choice routing is not expert-parallel (model.expert_parallel 2)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
