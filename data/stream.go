@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -95,9 +97,9 @@ type unit struct {
 	windows int64
 }
 
-// blockSlots is the number of examples in one block of the weighted
+// BlockSlots is the number of examples in one block of the weighted
 // schedule; each block holds a fixed number of slots per domain.
-const blockSlots = 4096
+const BlockSlots = 4096
 
 // Open opens a stream positioned at cursor at (Cursor{} for the start). It
 // verifies the checksum of every shard it will read before parsing it.
@@ -146,10 +148,15 @@ func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 			s.closeFiles()
 		}
 	}()
-	var weights []float64
+	var mix []Share
 	if s.weighted {
-		if weights, err = s.weightedUnits(); err != nil {
+		if mix, err = man.Mixture(cfg.Weights); err != nil {
 			return nil, fmt.Errorf("open stream %s: %w", cfg.Dir, err)
+		}
+		s.slots = []int64{0}
+		for _, sh := range mix {
+			s.units = append(s.units, &unit{name: sh.Domain})
+			s.slots = append(s.slots, s.slots[len(s.slots)-1]+sh.Slots)
 		}
 	} else {
 		s.units = []*unit{{name: cfg.Split}}
@@ -184,11 +191,6 @@ func open(cfg StreamConfig, at Cursor) (*Stream, error) {
 		u.windows = (tokens - 1) / T
 		s.epochLen += u.windows
 	}
-	if s.weighted {
-		if s.slots, err = apportion(weights, blockSlots, s.units); err != nil {
-			return nil, fmt.Errorf("open stream %s: %w", cfg.Dir, err)
-		}
-	}
 	if at.Epoch < 0 || at.Position < 0 || at.Position >= s.epochLen {
 		return nil, fmt.Errorf("open stream %s: cursor %+v outside an epoch of %d examples (was it saved for another dataset, split or seq_len?)", cfg.Dir, at, s.epochLen)
 	}
@@ -203,17 +205,33 @@ var ErrWeights = errors.New("the domain weights do not fit the dataset")
 // OtherDomains is the Weights key that stands for every domain not named.
 const OtherDomains = "*"
 
-// weightedUnits makes one unit per domain with a positive weight and
-// returns the weights in unit order (manifest domain order).
-func (s *Stream) weightedUnits() ([]float64, error) {
+// Share is one domain's part of a weighted stream: the number of the
+// BlockSlots examples of every block that come from Domain.
+type Share struct {
+	Domain string
+	Slots  int64
+}
+
+// Mixture resolves weights against the dataset's domains as Open does: the
+// domains with a positive weight, in manifest order, each with its slots
+// (in proportion to the weights by largest remainders, ties to the earlier
+// domain). It is what a weighted stream reads, so two weight maps with the
+// same Mixture ({"*": 1} and {"prose": 1, "code": 1}, or {"a": 1} and
+// {"a": 2}) give the same stream. Errors wrap ErrWeights, except a weight
+// too small for one slot. nil weights mean the unweighted stream: nil.
+func (m *Manifest) Mixture(weights map[string]float64) ([]Share, error) {
+	if weights == nil {
+		return nil, nil
+	}
 	known := map[string]bool{}
-	for _, d := range s.man.Domains {
+	for _, d := range m.Domains {
 		known[d] = true
 	}
 	var errs []error
-	for d, w := range s.cfg.Weights {
+	for _, d := range slices.Sorted(maps.Keys(weights)) {
+		w := weights[d]
 		if !known[d] && d != OtherDomains {
-			errs = append(errs, fmt.Errorf("weights name domain %q, but the dataset's domains are %s", d, strings.Join(s.man.Domains, ", ")))
+			errs = append(errs, fmt.Errorf("weights name domain %q, but the dataset's domains are %s", d, strings.Join(m.Domains, ", ")))
 		}
 		if !(w >= 0) || math.IsInf(w, 0) {
 			errs = append(errs, fmt.Errorf("weight of domain %q is %v; weights must be finite and >= 0", d, w))
@@ -222,26 +240,35 @@ func (s *Stream) weightedUnits() ([]float64, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrWeights, err)
 	}
+	var names []string
 	var ws []float64
-	for _, d := range s.man.Domains {
-		w, ok := s.cfg.Weights[d]
+	for _, d := range m.Domains {
+		w, ok := weights[d]
 		if !ok {
-			w = s.cfg.Weights[OtherDomains]
+			w = weights[OtherDomains]
 		}
 		if w > 0 {
-			s.units = append(s.units, &unit{name: d})
+			names = append(names, d)
 			ws = append(ws, w)
 		}
 	}
 	if len(ws) == 0 {
 		return nil, fmt.Errorf("%w: every domain weight is zero; give at least one domain a positive weight", ErrWeights)
 	}
-	return ws, nil
+	counts, err := apportion(ws, BlockSlots, names)
+	if err != nil {
+		return nil, err
+	}
+	mix := make([]Share, len(names))
+	for i, d := range names {
+		mix[i] = Share{Domain: d, Slots: counts[i]}
+	}
+	return mix, nil
 }
 
-// apportion splits k slots among the units in proportion to weights by
-// largest remainders (ties to the earlier unit) and returns the prefix sums.
-func apportion(weights []float64, k int64, units []*unit) ([]int64, error) {
+// apportion splits k slots among the named units in proportion to weights
+// by largest remainders (ties to the earlier unit) and returns the counts.
+func apportion(weights []float64, k int64, names []string) ([]int64, error) {
 	var sum float64
 	for _, w := range weights {
 		sum += w
@@ -264,14 +291,12 @@ func apportion(weights []float64, k int64, units []*unit) ([]int64, error) {
 		counts[rems[j%len(rems)].i]++
 		used++
 	}
-	slots := make([]int64, len(weights)+1)
 	for i, c := range counts {
 		if c == 0 {
-			return nil, fmt.Errorf("weight of domain %q is below 1/%d of the total; raise it or set it to 0", units[i].name, k)
+			return nil, fmt.Errorf("weight of domain %q is below 1/%d of the total; raise it or set it to 0", names[i], k)
 		}
-		slots[i+1] = slots[i] + c
 	}
-	return slots, nil
+	return counts, nil
 }
 
 func (s *Stream) openShard(info ShardInfo) (*shardReader, error) {
@@ -467,7 +492,7 @@ func (sc *scheduler) locate(c Cursor) (int, int64) {
 		return 0, int64(perm.New(uint64(u.windows), perm.HashKey(s.cfg.Seed, perm.TagNatural, uint64(c.Epoch))).At(uint64(c.Position)))
 	}
 	g := uint64(c.Epoch)*uint64(s.epochLen) + uint64(c.Position)
-	blk, j := g/blockSlots, g%blockSlots
+	blk, j := g/BlockSlots, g%BlockSlots
 	if blk != sc.patBlk {
 		sc.fillPattern(blk)
 	}
@@ -486,14 +511,14 @@ func (sc *scheduler) locate(c Cursor) (int, int64) {
 func (sc *scheduler) fillPattern(blk uint64) {
 	s := sc.s
 	if sc.pat == nil {
-		sc.pat = make([]slotRef, blockSlots)
+		sc.pat = make([]slotRef, BlockSlots)
 	}
-	p := perm.New(blockSlots, perm.HashKey(s.cfg.Seed, perm.TagBlock, blk))
+	p := perm.New(BlockSlots, perm.HashKey(s.cfg.Seed, perm.TagBlock, blk))
 	if !s.shuffle {
 		p = perm.New(1, 0) // identity below
 	}
 	rank := make([]int32, len(s.units))
-	for j := uint64(0); j < blockSlots; j++ {
+	for j := uint64(0); j < BlockSlots; j++ {
 		slot := int64(j)
 		if s.shuffle {
 			slot = int64(p.At(j))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -208,8 +209,8 @@ func TestWeights(t *testing.T) {
 	sc := s.scheduler()
 	for blk := int64(0); blk < 3; blk++ {
 		n := map[int]int{}
-		for j := int64(0); j < blockSlots; j++ {
-			g := blk*blockSlots + j
+		for j := int64(0); j < BlockSlots; j++ {
+			g := blk*BlockSlots + j
 			u, w := sc.locate(Cursor{Epoch: g / s.EpochLen(), Position: g % s.EpochLen()})
 			n[u]++
 			if w < 0 || w >= s.units[u].windows {
@@ -273,6 +274,55 @@ func TestOtherDomainsWeight(t *testing.T) {
 		if !reflect.DeepEqual(gotSlots, wantSlots) || !reflect.DeepEqual(got, want) {
 			t.Errorf("weights %v: slots %v, want %v as for %v (same tokens: %v)", tc.star, gotSlots, wantSlots, tc.named, reflect.DeepEqual(got, want))
 		}
+	}
+}
+
+// TestMixture: Mixture is what Open streams, so maps that resolve alike
+// (scaled, or "*" for the same domains) read the same tokens, and the
+// shares are the slots Open uses.
+func TestMixture(t *testing.T) {
+	dir, man := fixture(t)
+	if mix, err := man.Mixture(nil); mix != nil || err != nil {
+		t.Fatalf("Mixture(nil) = %v, %v; want nil: the unweighted stream", mix, err)
+	}
+	for _, w := range []map[string]float64{{"text": 1}, {"prose": math.NaN()}, {"*": 0}} {
+		if _, err := man.Mixture(w); !errors.Is(err, ErrWeights) {
+			t.Errorf("Mixture(%v): %v, want ErrWeights", w, err)
+		}
+	}
+	read := func(w map[string]float64) []int32 {
+		s := openT(t, StreamConfig{Dir: dir, SeqLen: 16, Batch: 4, Seed: 5, Weights: w}, Cursor{})
+		var toks []int32
+		for i := 0; i < 20; i++ {
+			b, err := s.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks = append(toks, b.Tokens...)
+		}
+		return toks
+	}
+	equal := map[string]float64{"prose": 1, "code": 1}
+	want, _ := man.Mixture(equal)
+	for _, w := range []map[string]float64{{"*": 1}, {"prose": 2, "code": 2}, {"prose": 1, "*": 1}} {
+		got, err := man.Mixture(w)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Mixture(%v) = %v, %v; want %v as for %v", w, got, err, want, equal)
+		}
+		if !reflect.DeepEqual(read(w), read(equal)) {
+			t.Errorf("weights %v stream other tokens than %v", w, equal)
+		}
+	}
+	other, _ := man.Mixture(map[string]float64{"prose": 1, "code": 3})
+	if reflect.DeepEqual(other, want) {
+		t.Errorf("Mixture of {prose: 1, code: 3} = %v, the same as of equal weights", other)
+	}
+	var sum int64
+	for _, sh := range other {
+		sum += sh.Slots
+	}
+	if sum != BlockSlots {
+		t.Errorf("shares %v sum to %d slots, want %d", other, sum, BlockSlots)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/moetrain/moetrain/configs"
@@ -214,6 +215,43 @@ func TestChangedConfigIsRefused(t *testing.T) {
 	}
 	if bytes.Contains([]byte(err.Error()), []byte("log.every_tokens")) {
 		t.Errorf("error %q names a key that is safe to change", err)
+	}
+}
+
+// data.weights compare on resume by the stream they read: a run started
+// with a round-1 config's {prose: 1, code: 1} resumes under {"*": 1} to the
+// weights an uninterrupted {"*": 1} run reaches, and a different mixture is
+// refused in the dataset's terms.
+func TestEquivalentWeightsResume(t *testing.T) {
+	c := tinyConfig(configs.FFNDense)
+	c.Schedule.TotalTokens = 8 * 4 * 32
+	c.Train.Tokens = 4 * 4 * 32 // stop at the first checkpoint
+	c.Data.Weights = map[string]float64{"prose": 1, "code": 1}
+	dir := t.TempDir()
+	run(t, c, dir)
+
+	c.Train.Tokens = 8 * 4 * 32
+	c.Data.Weights = map[string]float64{"*": 1}
+	run(t, c, dir)
+	whole := t.TempDir()
+	run(t, c, whole)
+	if !bytes.Equal(latestModelBytes(t, dir), latestModelBytes(t, whole)) {
+		t.Fatal(`resumed under {"*": 1} from {prose: 1, code: 1}: final weights differ from an uninterrupted {"*": 1} run`)
+	}
+
+	c.Train.Tokens = 12 * 4 * 32
+	c.Data.Weights = map[string]float64{"prose": 1, "code": 3}
+	_, err := Run(context.Background(), Options{Config: c, RunDir: dir})
+	if !errors.Is(err, ErrConfigChanged) {
+		t.Fatalf("resume with {prose: 1, code: 3}: got %v, want ErrConfigChanged", err)
+	}
+	for _, want := range []string{"data.weights: {code: 1, prose: 1} → {code: 3, prose: 1}", "code 50%", "code 75%"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "data.weights.") {
+		t.Errorf("error %q lists the maps key by key besides their meaning", err)
 	}
 }
 
