@@ -124,7 +124,7 @@ func spreadOf(series [][]Point) Spread {
 		}
 		lo, hi, sum := math.Inf(1), math.Inf(-1), 0.0
 		for _, ps := range series {
-			v := interpolate(ps, p.Tokens)
+			v := Interpolate(ps, p.Tokens)
 			lo, hi, sum = math.Min(lo, v), math.Max(hi, v), sum+v
 		}
 		s.Tokens = append(s.Tokens, p.Tokens)
@@ -133,8 +133,10 @@ func spreadOf(series [][]Point) Spread {
 	return s
 }
 
-// interpolate is ps's value at tok (ps sorted by tokens, tok inside its range).
-func interpolate(ps []Point, tok int64) float64 {
+// Interpolate is ps's value at tok, linear between its neighbours (ps
+// sorted by tokens, tok inside its range): how runs that evaluated or
+// logged at different token counts are compared at the same count.
+func Interpolate(ps []Point, tok int64) float64 {
 	k := sort.Search(len(ps), func(i int) bool { return ps[i].Tokens >= tok })
 	if k == len(ps) {
 		return ps[len(ps)-1].Value

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,8 +46,8 @@ type RunResult struct {
 	MaxVio, Dead, StepSeconds float64
 }
 
-// CurvePoint is a group's held-out loss at one evaluation point, over the
-// seeds that all reached it.
+// CurvePoint is a group's held-out loss at one evaluation point, over its
+// finished seeds (interpolated where a seed evaluated at other counts).
 type CurvePoint struct {
 	Tokens    int64
 	N         int
@@ -62,7 +63,7 @@ type GroupResult struct {
 	Total, Activated int64
 	FLOPs            float64
 	Budget           int64
-	Curve            []CurvePoint // evaluation points every finished seed has
+	Curve            []CurvePoint // at the summary's evaluation points inside every finished seed's range
 	// Means over the finished seeds of the runs' MoE health and step time.
 	MaxVio, Dead, StepSeconds float64
 	// Apart marks a group the sweep reports apart from the ranking
@@ -159,6 +160,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		by[r.Group] = append(by[r.Group], r)
 	}
 	groups := map[string]GroupResult{}
+	var finished [][]RunResult // per group, the runs its statistics use
 	for _, gname := range order {
 		rs := by[gname]
 		g := GroupResult{Group: gname, Total: rs[0].Total, Activated: rs[0].Activated, FLOPs: rs[0].FLOPs, Budget: rs[0].Budget}
@@ -176,7 +178,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		g.Dead, _ = meanStd(dead)
 		g.StepSeconds, _ = meanStd(step)
 		g.Apart = slices.Contains(spec.Apart, gname)
-		g.Curve = groupCurve(done)
+		finished = append(finished, done)
 		g.N = len(loss)
 		g.Loss, g.Std = meanStd(loss)
 		g.BPB, g.BPBStd = meanStd(bpb)
@@ -184,6 +186,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 		s.Groups = append(s.Groups, g)
 		groups[gname] = g
 	}
+	setCurves(s.Groups, finished)
 	for _, a := range spec.Apart {
 		if _, ok := groups[a]; !ok {
 			return s, fmt.Errorf("apart: no group %q (groups: %s)", a, strings.Join(order, ", "))
@@ -213,29 +216,81 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 	return s, nil
 }
 
-// groupCurve averages the runs' held-out curves at the evaluation points
-// every run has, so that a point's mean never mixes different seed sets.
-func groupCurve(runs []RunResult) []CurvePoint {
+// setCurves gives every group its held-out curve at the same evaluation
+// points (the table's columns): the union of the groups' own points
+// (curvePoints), each group's seeds interpolated at them (groupCurve).
+// groups[i]'s finished seeds are finished[i].
+func setCurves(groups []GroupResult, finished [][]RunResult) {
+	var at []int64
+	for _, runs := range finished {
+		at = append(at, curvePoints(runs)...)
+	}
+	slices.Sort(at)
+	at = slices.Compact(at)
+	for i := range groups {
+		groups[i].Curve = groupCurve(finished[i], at)
+	}
+}
+
+// curvePoints are the evaluation points of the seed that shares the most
+// of them with the other seeds (ties to the first). A run resumed from a
+// checkpoint between two evaluations evaluates at shifted token counts
+// afterwards; the seeds that were not interrupted set the points.
+func curvePoints(runs []RunResult) []int64 {
+	best, bestShared := -1, -1
+	for i, r := range runs {
+		shared := 0
+		for j, o := range runs {
+			if j == i {
+				continue
+			}
+			for tk := range r.Curve {
+				if _, ok := o.Curve[tk]; ok {
+					shared++
+				}
+			}
+		}
+		if len(r.Curve) > 0 && shared > bestShared {
+			best, bestShared = i, shared
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(runs[best].Curve))
+}
+
+// groupCurve is the mean and sample std over the runs of their held-out
+// loss at each point of at inside the range every run evaluated. A run
+// without an evaluation at a point is interpolated there between its
+// neighbouring evaluations (report.Interpolate, as the figures' seed bands
+// are), so a resumed seed's shifted points do not drop the point.
+func groupCurve(runs []RunResult, at []int64) []CurvePoint {
 	if len(runs) == 0 {
 		return nil
 	}
-	var tokens []int64
-	for tk := range runs[0].Curve {
-		tokens = append(tokens, tk)
+	series := make([][]report.Point, len(runs))
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	for i, r := range runs {
+		if len(r.Curve) == 0 {
+			return nil
+		}
+		for _, tk := range slices.Sorted(maps.Keys(r.Curve)) {
+			series[i] = append(series[i], report.Point{Tokens: tk, Value: r.Curve[tk]})
+		}
+		from, to = max(from, series[i][0].Tokens), min(to, series[i][len(series[i])-1].Tokens)
 	}
-	slices.Sort(tokens)
 	var out []CurvePoint
-	for _, tk := range tokens {
-		var xs []float64
-		for _, r := range runs {
-			if v, ok := r.Curve[tk]; ok {
-				xs = append(xs, v)
-			}
+	for _, tk := range at {
+		if tk < from || tk > to {
+			continue
 		}
-		if len(xs) == len(runs) {
-			m, sd := meanStd(xs)
-			out = append(out, CurvePoint{Tokens: tk, N: len(xs), Loss: m, Std: sd})
+		xs := make([]float64, len(series))
+		for i, ps := range series {
+			xs[i] = report.Interpolate(ps, tk)
 		}
+		m, sd := meanStd(xs)
+		out = append(out, CurvePoint{Tokens: tk, N: len(xs), Loss: m, Std: sd})
 	}
 	return out
 }
@@ -361,7 +416,7 @@ func (s Summary) writeCurveTable(b *strings.Builder) {
 		return
 	}
 	slices.Sort(cols)
-	b.WriteString("\nHeld-out loss during training (mean ± std over the seeds that reached each point):\n\n| group |")
+	b.WriteString("\nHeld-out loss during training (mean ± std over the seeds; a seed that evaluated at other token counts, after a resume, is interpolated between its evaluations):\n\n| group |")
 	for _, c := range cols {
 		fmt.Fprintf(b, " %s tokens |", units.Short(c))
 	}

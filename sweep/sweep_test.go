@@ -479,7 +479,7 @@ func TestGroupCurve(t *testing.T) {
 		{Curve: map[int64]float64{100: 2.0, 200: 1.0, 300: 0.5}},
 		{Curve: map[int64]float64{100: 3.0, 200: 2.0}},
 	}
-	got := groupCurve(runs)
+	got := groupCurve(runs, curvePoints(runs))
 	if len(got) != 2 || got[0].Tokens != 100 || got[1].Tokens != 200 {
 		t.Fatalf("points %+v, want tokens 100 and 200 only", got)
 	}
@@ -488,8 +488,39 @@ func TestGroupCurve(t *testing.T) {
 			t.Errorf("point %d: %+v, want mean %g and std √0.5 over 2 seeds", i, got[i], want)
 		}
 	}
-	if groupCurve(nil) != nil {
+	if groupCurve(nil, []int64{100}) != nil {
 		t.Error("no runs: want no curve")
+	}
+}
+
+// TestCurveTableKeepsResumedSeeds: a seed resumed between evaluations
+// evaluates at shifted token counts; the table still has every group at
+// every evaluation point, the shifted seed interpolated there.
+func TestCurveTableKeepsResumedSeeds(t *testing.T) {
+	steady := func(l ...float64) map[int64]float64 {
+		return map[int64]float64{1000: l[0], 2000: l[1], 3000: l[2], 4000: l[3]}
+	}
+	finished := [][]RunResult{
+		{ // a: seed 2 resumed from a checkpoint at 1500 tokens
+			{Curve: steady(3.0, 2.0, 1.5, 1.2)},
+			{Curve: map[int64]float64{1000: 3.2, 2500: 2.0, 3500: 1.6, 4000: 1.4}},
+		},
+		{{Curve: steady(3.1, 2.1, 1.6, 1.3)}, {Curve: steady(3.3, 2.3, 1.8, 1.5)}},
+	}
+	groups := []GroupResult{{Group: "a", N: 2}, {Group: "b", N: 2}}
+	setCurves(groups, finished)
+	var md strings.Builder
+	Summary{Groups: groups}.writeCurveTable(&md)
+	// a at 2000: (2.0 + (3.2 + 2/3·(2.0−3.2))) / 2 = 2.2; at 3000:
+	// (1.5 + (2.0 + 1/2·(1.6−2.0))) / 2 = 1.65.
+	for _, want := range []string{
+		"| group | 1.0K tokens | 2.0K tokens | 3.0K tokens | 4.0K tokens |",
+		"| a | 3.1000 ± 0.1414 | 2.2000 ± 0.2828 | 1.6500 ± 0.2121 | 1.3000 ± 0.1414 |",
+		"| b | 3.2000 ± 0.1414 | 2.2000 ± 0.1414 | 1.7000 ± 0.1414 | 1.4000 ± 0.1414 |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, md.String())
+		}
 	}
 }
 
