@@ -80,9 +80,9 @@ type Model struct {
 	InitSeed uint64 `mapstructure:"init_seed" yaml:"init_seed" json:"init_seed"`
 
 	// ExpertParallel is R, the ranks the routed experts of every MoE layer
-	// Are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
-	// Every rank. A property of the launch, not of the model: it may change
-	// On resume.
+	// are partitioned over (docs/DISTRIBUTED.md); 1 keeps them all on
+	// every rank. A property of the launch, not of the model: it may change
+	// on resume.
 	ExpertParallel int `mapstructure:"expert_parallel" yaml:"expert_parallel" json:"expert_parallel"`
 }
 
@@ -119,29 +119,29 @@ const (
 // The defaults reproduce the paper's routers exactly and add no tensors.
 type Router struct {
 	// Score is softmax (the paper) or sigmoid (DeepSeek-V3: s = σ(u·e),
-	// The chosen scores normalised to sum 1 when k > 1).
+	// the chosen scores normalised to sum 1 when k > 1).
 	Score string `mapstructure:"score" yaml:"score" json:"score"`
 	// Scale multiplies every routed gate (DeepSeek-V3's routed scaling
-	// Factor); 1 leaves them as they are.
+	// factor); 1 leaves them as they are.
 	Scale float64 `mapstructure:"scale" yaml:"scale" json:"scale"`
 	// ZLoss is α_z of the router z-loss (ST-MoE): α_z · mean_t
-	// Logsumexp(logits_t)²; 0 builds no loss node.
+	// logsumexp(logits_t)²; 0 builds no loss node.
 	ZLoss float64 `mapstructure:"z_loss" yaml:"z_loss" json:"z_loss"`
 	// BiasRate is γ of auxiliary-loss-free balancing (DeepSeek-V3): each
-	// Layer gets a per-expert bias added to the scores for the top-k
-	// Choice only, moved by γ·sign(mean load − load) after every optimizer
-	// Step; 0 keeps no bias.
+	// layer gets a per-expert bias added to the scores for the top-k
+	// choice only, moved by γ·sign(mean load − load) after every optimizer
+	// step; 0 keeps no bias.
 	BiasRate float64 `mapstructure:"bias_rate" yaml:"bias_rate" json:"bias_rate"`
 	// CapacityFactor, when > 0, caps every expert at
 	// ⌈k · seq_len · factor / E⌉ (token, slot) pairs per sequence in
-	// Training (GShard, Switch); the slots over it, smallest gates first,
-	// Skip the expert and the residual carries them. 0 drops nothing.
+	// training (GShard, Switch); the slots over it, smallest gates first,
+	// skip the expert and the residual carries them. 0 drops nothing.
 	CapacityFactor float64 `mapstructure:"capacity_factor" yaml:"capacity_factor" json:"capacity_factor"`
 	// ExpertChoice routes the other way round (Zhou et al. 2022): within
-	// Each sequence every expert takes the ⌈seq_len·k/E⌉ tokens it scores
-	// Highest. The choice sees future tokens, so a causal LM's loss is not
-	// Comparable with the token-choice routers', and generation cannot
-	// Route as in training: generate and task scoring refuse such models.
+	// each sequence every expert takes the ⌈seq_len·k/E⌉ tokens it scores
+	// highest. The choice sees future tokens, so a causal LM's loss is not
+	// comparable with the token-choice routers', and generation cannot
+	// route as in training: generate and task scoring refuse such models.
 	ExpertChoice bool `mapstructure:"expert_choice" yaml:"expert_choice" json:"expert_choice"`
 }
 
@@ -475,7 +475,7 @@ func build(tree map[string]any, overrides []string) (Config, error) {
 		return cfg, nil
 	}
 	// Report every mistake at once: validate what decodes, with the keys
-	// That failed to decode at their defaults (an unknown key is ignored).
+	// that failed to decode at their defaults (an unknown key is ignored).
 	failed := map[string]bool{}
 	for _, b := range bad {
 		k, _, _ := strings.Cut(b, ":")

@@ -238,7 +238,7 @@ func configDiff(stored, now configs.Config, where string) error {
 		stored.Schedule.TotalTokens = stored.Train.Tokens
 	}
 	if diff := changedKeys(stored, now); len(diff) > 0 {
-		return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens and train.non_finite may change on resume):\n  %s\nStart a new run directory to change them.",
+		return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens, train.non_finite and model.expert_parallel may change on resume, and data.weights to weights that give the same mixture):\n  %s\nStart a new run directory to change them.",
 			ErrConfigChanged, where, strings.Join(diff, "\n  "))
 	}
 	return nil
