@@ -422,6 +422,12 @@ func Recover(runDir string) (notes []string, err error) {
 // When there are checkpoints but none loads, err wraps ErrNoIntact and
 // warnings say what is wrong with each.
 func LoadLatest(runDir string) (ck *Checkpoint, dir string, warnings []string, err error) {
+	return LoadLatestPart(runDir, nil)
+}
+
+// LoadLatestPart is LoadLatest keeping of each tensor only what sel
+// selects (LoadPart).
+func LoadLatestPart(runDir string, sel Select) (ck *Checkpoint, dir string, warnings []string, err error) {
 	ckDir := filepath.Join(runDir, subdir)
 	const attempts = 10 // each retry means a checkpoint was pruned meanwhile
 	for attempt := 0; ; attempt++ {
@@ -432,7 +438,7 @@ func LoadLatest(runDir string) (ck *Checkpoint, dir string, warnings []string, e
 		warnings = warnings[:0]
 		pruned := false
 		for i := len(infos) - 1; i >= 0; i-- {
-			ck, err := Load(infos[i].Dir)
+			ck, err := LoadPart(infos[i].Dir, sel)
 			if err == nil {
 				return ck, infos[i].Dir, warnings, nil
 			}
@@ -456,13 +462,24 @@ func LoadLatest(runDir string) (ck *Checkpoint, dir string, warnings []string, e
 // match their manifest or cannot be parsed.
 var ErrCorrupt = errors.New("checkpoints: corrupt checkpoint")
 
-// Load reads and verifies one checkpoint directory. Every file's size and
-// SHA-256 are checked against manifest.json before any file is parsed, and
-// the bytes verified are the bytes parsed. It returns an error wrapping
-// ErrCorrupt for a checkpoint that is incomplete, damaged or of another
-// format version. Load never modifies the directory.
+// Load reads and verifies one checkpoint directory. Each file is read once,
+// front to back: every byte is hashed and the tensors are decoded from the
+// same bytes as they pass, and nothing is returned unless every file's size
+// and SHA-256 match manifest.json. A file whose hash does not match is
+// reported as such, even when it also fails to parse. It returns an error
+// wrapping ErrCorrupt for a checkpoint that is incomplete, damaged or of
+// another format version. Load never modifies the directory.
 func Load(dir string) (*Checkpoint, error) {
-	ck, err := load(dir)
+	return LoadPart(dir, nil)
+}
+
+// LoadPart is Load keeping of each tensor, model and optimizer alike, only
+// what sel selects: the rows a process owns, say. Every file is still read
+// and verified whole, but the bytes of what is not kept are dropped as they
+// pass, so a process never holds more than its part plus one tensor's kept
+// rows. A nil sel keeps everything.
+func LoadPart(dir string, sel Select) (*Checkpoint, error) {
+	ck, err := load(dir, sel)
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
@@ -514,7 +531,7 @@ func readManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
-func load(dir string) (*Checkpoint, error) {
+func load(dir string, sel Select) (*Checkpoint, error) {
 	m, err := readManifest(dir)
 	if err != nil {
 		return nil, err
@@ -523,50 +540,74 @@ func load(dir string) (*Checkpoint, error) {
 	if len(m.Files) != len(want) {
 		return nil, fmt.Errorf("%w: manifest lists %d files, want %d", ErrCorrupt, len(m.Files), len(want))
 	}
-	data := map[string][]byte{}
+	seen := map[string]bool{}
 	for _, e := range m.Files {
-		if !slices.Contains(want, e.Name) || data[e.Name] != nil {
+		if !slices.Contains(want, e.Name) || seen[e.Name] {
 			return nil, fmt.Errorf("%w: manifest lists unexpected or repeated file %q", ErrCorrupt, e.Name)
 		}
-		b, err := readVerified(filepath.Join(dir, e.Name), e)
+		seen[e.Name] = true
+	}
+	ck := &Checkpoint{Tokens: m.Tokens}
+	for _, e := range m.Files {
+		path := filepath.Join(dir, e.Name)
+		switch e.Name {
+		case modelName:
+			ck.Model, err = readVerifiedTensors(path, e, sel)
+		case optimName:
+			ck.Optimizer, err = readVerifiedTensors(path, e, sel)
+		case stateName:
+			var b []byte
+			if b, err = readVerified(path, e); err == nil && !json.Valid(b) {
+				err = fmt.Errorf("%w: %s is not valid JSON", ErrCorrupt, stateName)
+			}
+			ck.State = json.RawMessage(b)
+		}
 		if err != nil {
 			return nil, err
 		}
-		data[e.Name] = b
 	}
-	ck := &Checkpoint{Tokens: m.Tokens}
-	if ck.Model, _, err = ReadSafetensors(data[modelName]); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, modelName, err)
-	}
-	if ck.Optimizer, _, err = ReadSafetensors(data[optimName]); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, optimName, err)
-	}
-	if !json.Valid(data[stateName]) {
-		return nil, fmt.Errorf("%w: %s is not valid JSON", ErrCorrupt, stateName)
-	}
-	ck.State = json.RawMessage(data[stateName])
 	return ck, nil
+}
+
+// readVerifiedTensors reads the safetensors file path once, hashing every
+// byte while decoding what sel keeps, and checks it against e. A hash or
+// size mismatch is reported before any parse error: a damaged file is
+// damaged, whatever its bytes now parse as.
+func readVerifiedTensors(path string, e FileEntry, sel Select) ([]Tensor, error) {
+	f, err := openVerified(path, e)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	r := bufio.NewReaderSize(io.TeeReader(f, h), 1<<20)
+	ts, _, perr := readSafetensors(r, e.Size, sel)
+	// Hash what the parser did not need (the rest of a malformed file).
+	rest, err := io.Copy(io.Discard, r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrCorrupt, e.Name, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return nil, fmt.Errorf("%w: %s: sha256 %s, manifest says %s", ErrCorrupt, e.Name, got, e.SHA256)
+	}
+	if perr == nil && rest > 0 {
+		perr = fmt.Errorf("%d bytes after the data", rest) // the file grew after it was measured
+	}
+	if perr != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, e.Name, perr)
+	}
+	return ts, nil
 }
 
 // readVerified reads path whole and checks it against e. It refuses to
 // read more than e.Size+1 bytes, so a corrupt manifest cannot make it
 // allocate beyond the file's real size.
 func readVerified(path string, e FileEntry) ([]byte, error) {
-	if e.Size < 0 || e.Size > math.MaxInt-1 {
-		return nil, fmt.Errorf("%w: %s: manifest size %d invalid", ErrCorrupt, e.Name, e.Size)
-	}
-	f, err := os.Open(path)
+	f, err := openVerified(path, e)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: stat %s: %w", ErrCorrupt, e.Name, err)
-	}
-	if fi.Size() != e.Size {
-		return nil, fmt.Errorf("%w: %s: size %d, manifest says %d", ErrCorrupt, e.Name, fi.Size(), e.Size)
-	}
 	b := make([]byte, e.Size)
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrCorrupt, e.Name, err)
@@ -576,6 +617,27 @@ func readVerified(path string, e FileEntry) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: sha256 %s, manifest says %s", ErrCorrupt, e.Name, got, e.SHA256)
 	}
 	return b, nil
+}
+
+// openVerified opens path and checks its size against e.
+func openVerified(path string, e FileEntry) (*os.File, error) {
+	if e.Size < 0 || e.Size > math.MaxInt-1 {
+		return nil, fmt.Errorf("%w: %s: manifest size %d invalid", ErrCorrupt, e.Name, e.Size)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: stat %s: %w", ErrCorrupt, e.Name, err)
+	}
+	if fi.Size() != e.Size {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s: size %d, manifest says %d", ErrCorrupt, e.Name, fi.Size(), e.Size)
+	}
+	return f, nil
 }
 
 // mkdirDurable creates dir (and parents) and, when it did not exist, fsyncs

@@ -15,9 +15,19 @@
 // A run's checkpoints live in RUN/checkpoints/tokens-<N>/ (N = training
 // tokens, 15 digits). Save writes a complete checkpoint into a hidden
 // temporary directory, fsyncs it and renames it into place, then prunes old
-// ones by a Policy. LoadLatest verifies sizes and SHA-256 sums before parsing
-// anything and falls back to older checkpoints, with a warning, when the
-// newest is damaged. docs/FORMAT.md describes the on-disk format.
+// ones by a Policy. LoadLatest reads each file once, hashing every byte as
+// it decodes, returns nothing unless every size and SHA-256 sum matches, and
+// falls back to older checkpoints, with a warning, when the newest is
+// damaged. docs/FORMAT.md describes the on-disk format.
+//
+// # Partial reads and streamed writes
+//
+// LoadPart and LoadLatestPart keep only what a Select chooses (rows of a
+// tensor's leading dimension, or nothing), dropping the rest as it is read
+// and verified; a Tensor with a Stream instead of values is written piece by
+// piece when the writer reaches it. Together they let each process of a
+// sharded job hold only its part while the files keep the single-process
+// layout.
 //
 // # Concurrency
 //

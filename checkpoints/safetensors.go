@@ -1,7 +1,9 @@
 package checkpoints
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,14 +53,21 @@ var ErrMalformed = errors.New("checkpoints: malformed safetensors")
 // Tensor is one named tensor. Exactly one of the slices holds the values, in
 // row-major order, the one DType names: F32 for F32, BF16 and F16; F64 for
 // F64; I32 for I32; I64 for I64. The others are empty.
+//
+// A tensor to be written may instead leave every slice empty and set Stream
+// (F32, BF16 and F16 only): the writer calls it once, when it reaches the
+// tensor's place in the file, and Stream passes the values to put in
+// row-major pieces. A tensor whose parts live in several processes is
+// written that way without ever being held whole.
 type Tensor struct {
-	Name  string
-	DType DType
-	Shape []int // empty for a scalar
-	F32   []float32
-	F64   []float64
-	I32   []int32
-	I64   []int64
+	Name   string
+	DType  DType
+	Shape  []int // empty for a scalar
+	F32    []float32
+	F64    []float64
+	I32    []int32
+	I64    []int64
+	Stream func(put func(piece []float32) error) error
 }
 
 // numElems returns the product of Shape, or an error for a negative or
@@ -88,6 +97,12 @@ func (t *Tensor) check() error {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
 	want := t.field()
+	if t.Stream != nil {
+		if want != "F32" {
+			return fmt.Errorf("tensor %q: dtype %v cannot be streamed", t.Name, t.DType)
+		}
+		n = 0 // the values come from Stream
+	}
 	for _, f := range []struct {
 		field string
 		l     int
@@ -117,26 +132,37 @@ func (t *Tensor) field() string {
 	}
 }
 
+// encodeF32 returns float32 values as little-endian bytes of dt (F32, BF16
+// or F16).
+func encodeF32(dt DType, vs []float32) []byte {
+	le := binary.LittleEndian
+	b := make([]byte, 0, dtypeInfo[dt].size*len(vs))
+	switch dt {
+	case F32:
+		for _, v := range vs {
+			b = le.AppendUint32(b, math.Float32bits(v))
+		}
+	case BF16:
+		for _, v := range vs {
+			b = le.AppendUint16(b, bf16FromF32(v))
+		}
+	case F16:
+		for _, v := range vs {
+			b = le.AppendUint16(b, f16FromF32(v))
+		}
+	default:
+		panic("checkpoints: encodeF32 of " + dt.String())
+	}
+	return b
+}
+
 // encode returns t's values as little-endian bytes of its DType.
 func (t *Tensor) encode() []byte {
 	le := binary.LittleEndian
 	var b []byte
 	switch t.DType {
-	case F32:
-		b = make([]byte, 0, 4*len(t.F32))
-		for _, v := range t.F32 {
-			b = le.AppendUint32(b, math.Float32bits(v))
-		}
-	case BF16:
-		b = make([]byte, 0, 2*len(t.F32))
-		for _, v := range t.F32 {
-			b = le.AppendUint16(b, bf16FromF32(v))
-		}
-	case F16:
-		b = make([]byte, 0, 2*len(t.F32))
-		for _, v := range t.F32 {
-			b = le.AppendUint16(b, f16FromF32(v))
-		}
+	case F32, BF16, F16:
+		b = encodeF32(t.DType, t.F32)
 	case F64:
 		b = make([]byte, 0, 8*len(t.F64))
 		for _, v := range t.F64 {
@@ -158,19 +184,44 @@ func (t *Tensor) encode() []byte {
 	return b
 }
 
-// view adapts a checked Tensor to the safetensors library's writer. Data is
-// encoded lazily, once, when the writer reaches the tensor, so at most one
-// tensor's bytes are held at a time.
+// writeData writes t's values to w: encoded whole, or, for a streamed
+// tensor, piece by piece as Stream hands them over, so that at most one
+// piece's bytes are held at a time.
+func (t *Tensor) writeData(w io.Writer) error {
+	if t.Stream == nil {
+		_, err := w.Write(t.encode())
+		return err
+	}
+	n, _ := t.numElems()
+	got := 0
+	err := t.Stream(func(piece []float32) error {
+		if got += len(piece); got > n {
+			return fmt.Errorf("tensor %q: streamed more than the %d values of shape %v", t.Name, n, t.Shape)
+		}
+		_, err := w.Write(encodeF32(t.DType, piece))
+		return err
+	})
+	if err == nil && got != n {
+		err = fmt.Errorf("tensor %q: streamed %d values, shape %v needs %d", t.Name, got, t.Shape, n)
+	}
+	return err
+}
+
+// view adapts a checked Tensor to the safetensors library's writer, which
+// here only lays out and writes the header: Data records the order in
+// which the library places the tensors and returns nothing, and
+// WriteSafetensors writes the data itself in that order.
 type view struct {
 	t     *Tensor
 	shape []uint64
 	bytes uint64
+	order *[]*Tensor
 }
 
 func (v view) DType() st.DType { return dtypeInfo[v.t.DType].st }
 func (v view) Shape() []uint64 { return v.shape }
 func (v view) DataLen() uint64 { return v.bytes }
-func (v view) Data() []byte    { return v.t.encode() }
+func (v view) Data() []byte    { *v.order = append(*v.order, v.t); return nil }
 
 // WriteSafetensors writes ts and meta (the optional "__metadata__" strings)
 // to w as one safetensors file. The output depends only on the set of
@@ -178,10 +229,12 @@ func (v view) Data() []byte    { return v.t.encode() }
 // by descending dtype alignment, then name (the reference implementation's
 // order), so the same tensors always give byte-identical files. It returns an
 // error for an empty or duplicate name, an unknown dtype, or values that do
-// not match the shape. w is written in a few large writes; wrap a file in a
-// bufio.Writer only if that matters.
+// not match the shape, and any error a streamed tensor's Stream returns. w
+// is written in a few large writes (one per tensor or streamed piece); wrap a
+// file in a bufio.Writer only if that matters.
 func WriteSafetensors(w io.Writer, ts []Tensor, meta map[string]string) error {
 	views := make(map[string]view, len(ts))
+	order := make([]*Tensor, 0, len(ts))
 	for i := range ts {
 		t := &ts[i]
 		if t.Name == "" || t.Name == "__metadata__" {
@@ -198,13 +251,25 @@ func WriteSafetensors(w io.Writer, ts []Tensor, meta map[string]string) error {
 		for j, d := range t.Shape {
 			shape[j] = uint64(d)
 		}
-		views[t.Name] = view{t: t, shape: shape, bytes: uint64(n) * uint64(dtypeInfo[t.DType].size)}
+		views[t.Name] = view{t: t, shape: shape, bytes: uint64(n) * uint64(dtypeInfo[t.DType].size), order: &order}
 	}
 	if len(meta) == 0 {
 		meta = nil // the library omits an empty "__metadata__" only when nil
 	}
-	if err := st.SerializeToWriter(views, meta, w); err != nil {
+	var header bytes.Buffer // the length and the JSON header; Data wrote nothing
+	if err := st.SerializeToWriter(views, meta, &header); err != nil {
 		return fmt.Errorf("write safetensors: %w", err)
+	}
+	if len(order) != len(ts) {
+		return fmt.Errorf("write safetensors: the header placed %d of %d tensors", len(order), len(ts))
+	}
+	if _, err := w.Write(header.Bytes()); err != nil {
+		return fmt.Errorf("write safetensors: %w", err)
+	}
+	for _, t := range order {
+		if err := t.writeData(w); err != nil {
+			return fmt.Errorf("write safetensors: %w", err)
+		}
 	}
 	return nil
 }
@@ -219,40 +284,131 @@ func WriteSafetensors(w io.Writer, ts []Tensor, meta map[string]string) error {
 // returns an error wrapping ErrMalformed; it never panics. The returned
 // tensors do not alias b.
 func ReadSafetensors(b []byte) ([]Tensor, map[string]string, error) {
-	// The library checks the header length, the JSON, that the data
-	// offsets tile the data section exactly (no gap, overlap or overrun),
-	// and that each tensor's byte length equals its shape's element count
-	// × dtype size (with overflow checks).
-	n, md, err := st.ReadMetadata(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	data := b[8+n:]
-	infos := md.Tensors()
-	names := make([]string, 0, len(infos))
-	for name := range infos {
-		names = append(names, name)
-	}
-	sort.Strings(names) // result order, and which error is reported first, must not depend on map order
-	ts := make([]Tensor, 0, len(infos))
-	for _, name := range names {
-		info := infos[name]
-		lo, hi := info.DataOffsets[0], info.DataOffsets[1]
-		if lo > hi || hi > uint64(len(data)) { // already refused by the library; never slice blindly
-			return nil, nil, fmt.Errorf("%w: tensor %q: data offsets [%d, %d] outside %d data bytes", ErrMalformed, name, lo, hi, len(data))
-		}
-		t, err := decode(name, info.DType, info.Shape, data[lo:hi])
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: tensor %q: %w", ErrMalformed, name, err)
-		}
-		ts = append(ts, t)
-	}
-	return ts, md.Metadata(), nil
+	return readSafetensors(bytes.NewReader(b), int64(len(b)), nil)
 }
 
-// decode converts one tensor's little-endian bytes into a Tensor, checking
-// the byte count against the shape itself rather than trusting the caller.
-func decode(name string, sdt st.DType, shape []uint64, data []byte) (Tensor, error) {
+// Select says what a partial read keeps of one tensor: rows [lo, hi) of
+// its leading dimension, or nothing when keep is false. A scalar is kept
+// whole when keep is true. A nil Select keeps every tensor whole.
+type Select func(name string, shape []int) (lo, hi int, keep bool)
+
+// maxHeader bounds the JSON header, as the reference implementation does.
+const maxHeader = 100_000_000
+
+// readSafetensors reads a safetensors file of size bytes from r in one pass,
+// front to back, and returns what sel keeps, sorted by name, and the
+// metadata. Only the kept rows of one tensor are held as bytes at a time;
+// everything else is read and dropped. It validates the header as
+// ReadSafetensors documents before reading any data. On a malformed file it
+// stops early and returns an error wrapping ErrMalformed; r is then not
+// read to its end.
+func readSafetensors(r io.Reader, size int64, sel Select) ([]Tensor, map[string]string, error) {
+	bad := func(format string, a ...any) ([]Tensor, map[string]string, error) {
+		return nil, nil, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
+	}
+	var nb [8]byte
+	if size < 8 {
+		return bad("%d bytes, too short for a header", size)
+	}
+	if _, err := io.ReadFull(r, nb[:]); err != nil {
+		return bad("read header length: %v", err)
+	}
+	n := binary.LittleEndian.Uint64(nb[:])
+	if n > maxHeader || n > uint64(size-8) {
+		return bad("header of %d bytes in a file of %d", n, size)
+	}
+	hb := make([]byte, n)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return bad("read header: %v", err)
+	}
+	var md st.Metadata
+	if err := json.Unmarshal(hb, &md); err != nil {
+		return bad("header: %v", err)
+	}
+	// The data offsets, taken in order, must tile the data section exactly.
+	type entry struct {
+		name string
+		info *st.TensorInfo
+	}
+	var entries []entry
+	for name, info := range md.Tensors() {
+		entries = append(entries, entry{name, info})
+	}
+	sort.Slice(entries, func(a, b int) bool { // the order must not depend on map order
+		x, y := entries[a].info.DataOffsets, entries[b].info.DataOffsets
+		return x[0] < y[0] || x[0] == y[0] && (x[1] < y[1] || x[1] == y[1] && entries[a].name < entries[b].name)
+	})
+	dataLen, off := uint64(size)-8-n, uint64(0)
+	heads := make([]Tensor, len(entries))
+	for i, e := range entries {
+		lo, hi := e.info.DataOffsets[0], e.info.DataOffsets[1]
+		if lo != off || hi < lo || hi > dataLen {
+			return bad("tensor %q: data offsets [%d, %d], want [%d, …] within %d data bytes", e.name, lo, hi, off, dataLen)
+		}
+		off = hi
+		t, err := tensorHeader(e.name, e.info.DType, e.info.Shape, hi-lo)
+		if err != nil {
+			return bad("tensor %q: %v", e.name, err)
+		}
+		heads[i] = t
+	}
+	if off != dataLen {
+		return bad("tensors end at byte %d of %d data bytes", off, dataLen)
+	}
+	var out []Tensor
+	for i, e := range entries {
+		t := heads[i]
+		bytes := int64(e.info.DataOffsets[1] - e.info.DataOffsets[0])
+		lo, hi, keep := 0, 1, true
+		if len(t.Shape) > 0 {
+			hi = t.Shape[0]
+		}
+		if sel != nil {
+			if lo, hi, keep = sel(t.Name, t.Shape); keep && len(t.Shape) == 0 {
+				lo, hi = 0, 1
+			}
+		}
+		if !keep {
+			if _, err := io.CopyN(io.Discard, r, bytes); err != nil {
+				return bad("read tensor %q: %v", t.Name, err)
+			}
+			continue
+		}
+		rows := 1
+		if len(t.Shape) > 0 {
+			rows = t.Shape[0]
+		}
+		if lo < 0 || hi < lo || hi > rows {
+			return nil, nil, fmt.Errorf("read safetensors: rows [%d, %d) of tensor %q of shape %v", lo, hi, t.Name, t.Shape)
+		}
+		var rowBytes int64
+		if rows > 0 {
+			rowBytes = bytes / int64(rows)
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(lo)*rowBytes); err != nil {
+			return bad("read tensor %q: %v", t.Name, err)
+		}
+		data := make([]byte, int64(hi-lo)*rowBytes)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return bad("read tensor %q: %v", t.Name, err)
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(rows-hi)*rowBytes); err != nil {
+			return bad("read tensor %q: %v", t.Name, err)
+		}
+		if len(t.Shape) > 0 {
+			t.Shape[0] = hi - lo
+		}
+		t.fill(data)
+		out = append(out, t)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out, md.Metadata(), nil
+}
+
+// tensorHeader returns a tensor's name, DType and Shape without values,
+// checking the byte count of its data against the shape itself rather than
+// trusting the header.
+func tensorHeader(name string, sdt st.DType, shape []uint64, nbytes uint64) (Tensor, error) {
 	var dt DType
 	for d, info := range dtypeInfo {
 		if info.st == sdt {
@@ -273,11 +429,18 @@ func decode(name string, sdt st.DType, shape []uint64, data []byte) (Tensor, err
 	if err != nil {
 		return Tensor{}, err
 	}
-	if n > len(data) || len(data) != n*dtypeInfo[dt].size {
-		return Tensor{}, fmt.Errorf("%d bytes for shape %v of %v", len(data), t.Shape, dt)
+	if uint64(n) > nbytes || nbytes != uint64(n)*uint64(dtypeInfo[dt].size) {
+		return Tensor{}, fmt.Errorf("%d bytes for shape %v of %v", nbytes, t.Shape, dt)
 	}
+	return t, nil
+}
+
+// fill decodes t's values from data, little-endian bytes of its DType for
+// exactly its shape (tensorHeader checked the count).
+func (t *Tensor) fill(data []byte) {
+	n := len(data) / dtypeInfo[t.DType].size
 	le := binary.LittleEndian
-	switch dt {
+	switch t.DType {
 	case F32:
 		t.F32 = make([]float32, n)
 		for i := range t.F32 {
@@ -309,5 +472,4 @@ func decode(name string, sdt st.DType, shape []uint64, data []byte) (Tensor, err
 			t.I64[i] = int64(le.Uint64(data[8*i:]))
 		}
 	}
-	return t, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/infer"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/tasks"
 )
 
@@ -28,6 +29,12 @@ type Options struct {
 	// Truncate cuts task contexts longer than train.seq_len from the left
 	// (lm-eval's rule) instead of failing; Notes says how many.
 	Truncate bool
+	// ExpertComm evaluates a model holding one expert shard (model.NewSharded)
+	// together with the other ranks of its expert-parallel group: the
+	// held-out graphs are built with it, and every rank of the group must
+	// make the same calls (they all score the same windows). The task
+	// decoder holds the whole model, so tasks are not scored (Notes says so).
+	ExpertComm ops.EPComm
 }
 
 // Evaluator scores a model on a dataset's validation split (forward-only
@@ -74,15 +81,23 @@ func New(m *model.Model, cfg configs.Config, o Options) (*Evaluator, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Evaluator{m: m, cfg: cfg, dir: dir, man: man, tok: tok, scorer: NewScorer(m, cfg.Train.SeqLen, model.GraphOptions{})}
+	e := &Evaluator{m: m, cfg: cfg, dir: dir, man: man, tok: tok, scorer: NewScorer(m, cfg.Train.SeqLen, model.GraphOptions{ExpertComm: o.ExpertComm})}
 	if man.Splits["validation"].Tokens <= int64(cfg.Train.SeqLen) {
 		e.heldOutErr = fmt.Errorf("the dataset %s has no validation window of %d tokens", dir, cfg.Train.SeqLen+1)
 	} else if err := data.VerifySplit(dir, man, data.Validation); err != nil {
 		return nil, err
 	}
-	if !o.NoTasks && cfg.Model.Router.ExpertChoice {
+	switch {
+	case o.NoTasks:
+	case cfg.Model.Router.ExpertChoice:
 		e.notes = append(e.notes, "tasks not scored: "+infer.ErrExpertChoice.Error())
-	} else if !o.NoTasks {
+	case m.Sharded():
+		// The task names are still checked, so a typo fails at launch.
+		if _, err := tasks.LoadDir(filepath.Join(dir, "tasks"), o.Tasks); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTaskSetup, err)
+		}
+		e.notes = append(e.notes, "tasks not scored under expert parallelism (each rank holds only its experts); score them on a checkpoint with moetrain eval")
+	default:
 		ts, err := tasks.LoadDir(filepath.Join(dir, "tasks"), o.Tasks)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTaskSetup, err)

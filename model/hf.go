@@ -14,41 +14,57 @@ import (
 
 // hfView is one weight under its Hugging Face key (DESIGN.md §8): routed
 // experts one key each, in PyTorch [out, in] layout. Exactly one of f32,
-// f64 or ints is set, aliasing the model's storage.
+// f64 or ints is set, aliasing the model's storage, except for an expert
+// another shard holds (param, expert ≥ 0; listed only on request).
 type hfView struct {
-	name  string
-	shape []int
-	f32   []float32
-	f64   []float64
-	ints  []int
+	name   string
+	shape  []int
+	f32    []float32
+	f64    []float64
+	ints   []int
+	param  int // index in Layout
+	expert int // the routed expert of a stack, -1 otherwise
 }
 
-// hfViews lists every weight under its HF key, experts expanded, sorted by
-// name. Hash tables are included (model-specific key mlp.hash_table).
-func (m *Model) hfViews() []hfView {
+// hfViews lists every weight m holds under its HF key, experts expanded,
+// sorted by name. Hash tables are included (model-specific key
+// mlp.hash_table). A sharded model (NewSharded) lists only its own experts,
+// unless others is set: then the other shards' experts are listed too,
+// without values.
+func (m *Model) hfViews(others bool) []hfView {
 	var out []hfView
 	for i, p := range m.Layout {
 		v := m.Values[i]
 		if p.Int {
-			out = append(out, hfView{name: p.Name, shape: append([]int(nil), p.Shape...), ints: v.Data().([]int)})
+			out = append(out, hfView{name: p.Name, shape: append([]int(nil), p.Shape...), ints: v.Data().([]int), param: i, expert: -1})
 			continue
 		}
-		n := 1
-		for _, s := range p.Shape {
-			n *= s
-		}
-		parts, shape := 1, p.Shape
-		if p.Experts > 0 {
-			parts, shape = p.Experts, p.Shape[1:]
-		}
-		per := n / parts
-		for e := 0; e < parts; e++ {
-			t := hfView{name: p.HFName(e), shape: append([]int(nil), shape...)}
+		if p.Experts == 0 {
+			t := hfView{name: p.Name, shape: append([]int(nil), p.Shape...), param: i, expert: -1}
 			switch d := v.Data().(type) {
 			case []float32:
-				t.f32 = d[e*per : (e+1)*per]
+				t.f32 = d
 			case []float64:
-				t.f64 = d[e*per : (e+1)*per]
+				t.f64 = d
+			}
+			out = append(out, t)
+			continue
+		}
+		per := int(p.Size()) / p.Experts
+		lo, hi := m.Own(i)
+		for e := 0; e < p.Experts; e++ {
+			t := hfView{name: p.HFName(e), shape: append([]int(nil), p.Shape[1:]...), param: i, expert: e}
+			own := e*per >= lo && (e+1)*per <= hi
+			if !own && !others {
+				continue
+			}
+			if own {
+				switch d := v.Data().(type) {
+				case []float32:
+					t.f32 = d[e*per-lo : (e+1)*per-lo]
+				case []float64:
+					t.f64 = d[e*per-lo : (e+1)*per-lo]
+				}
 			}
 			out = append(out, t)
 		}
@@ -60,13 +76,48 @@ func (m *Model) hfViews() []hfView {
 // HFTensors lists every weight as a tensor under its HF key, sorted by
 // name: the layout of checkpoints and of Hugging Face exports. Float
 // tensors alias the model's storage (copy before changing them); hash
-// tables are copied as int32.
+// tables are copied as int32. A sharded model lists only its own experts.
 func (m *Model) HFTensors() []checkpoints.Tensor {
-	views := m.hfViews()
+	return m.hfTensors(m.hfViews(false), nil)
+}
+
+// HFTensorsFrom is HFTensors of a sharded model that lists every expert,
+// as an unsharded model does: each expert another shard holds is a
+// tensor whose values are streamed, when a writer reaches it, from
+// fetch(i, e), expert e of Layout[i]. So a checkpoint of the whole model
+// is written while this process holds only its shard plus one expert.
+func (m *Model) HFTensorsFrom(fetch func(i, e int) ([]float32, error)) []checkpoints.Tensor {
+	return m.hfTensors(m.hfViews(true), fetch)
+}
+
+// HFForeign reports whether name is the HF key of an expert that another
+// shard holds (always false for an unsharded model): what a sharded
+// model's load leaves out.
+func (m *Model) HFForeign() func(name string) bool {
+	foreign := map[string]bool{}
+	for _, v := range m.hfViews(true) {
+		if v.expert >= 0 && v.f32 == nil && v.f64 == nil {
+			foreign[v.name] = true
+		}
+	}
+	return func(name string) bool { return foreign[name] }
+}
+
+func (m *Model) hfTensors(views []hfView, fetch func(i, e int) ([]float32, error)) []checkpoints.Tensor {
 	out := make([]checkpoints.Tensor, 0, len(views))
 	for _, v := range views {
 		t := checkpoints.Tensor{Name: v.name, Shape: v.shape}
 		switch {
+		case v.expert >= 0 && v.f32 == nil && v.f64 == nil:
+			i, e := v.param, v.expert
+			t.DType = checkpoints.F32
+			t.Stream = func(put func([]float32) error) error {
+				vals, err := fetch(i, e)
+				if err != nil {
+					return err
+				}
+				return put(vals)
+			}
 		case v.f32 != nil:
 			t.DType, t.F32 = checkpoints.F32, v.f32
 		case v.f64 != nil:
@@ -93,7 +144,7 @@ func (m *Model) LoadHF(ts []checkpoints.Tensor) error {
 	}
 	want := map[string]bool{}
 	var problems []string
-	for _, dst := range m.hfViews() {
+	for _, dst := range m.hfViews(false) {
 		want[dst.name] = true
 		src, ok := byName[dst.name]
 		if !ok {

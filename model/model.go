@@ -75,28 +75,6 @@ func newModel(cfg configs.Model, dtype tensor.Dtype, rank, size int) *Model {
 	return m
 }
 
-// ShardView is the model of expert-parallel rank rank of size that shares
-// m's memory: its expert stacks are views of that rank's part of m's, the
-// other tensors m's own. Training it trains m's part in place.
-func (m *Model) ShardView(rank, size int) (*Model, error) {
-	if m.Sharded() || m.Dtype != tensor.Float32 || size < 1 || rank < 0 || rank >= size || m.Cfg.RoutedExperts%size != 0 {
-		return nil, fmt.Errorf("model: expert shard view %d of %d of a %v model with %d routed experts", rank, size, m.Dtype, m.Cfg.RoutedExperts)
-	}
-	v := &Model{Cfg: m.Cfg, Layout: m.Layout, Dtype: m.Dtype, Values: append([]*tensor.Dense(nil), m.Values...)}
-	if size == 1 {
-		return v, nil
-	}
-	v.ShardRank, v.ShardSize = rank, size
-	for i, p := range m.Layout {
-		if p.Experts > 0 {
-			lo, hi := v.Own(i)
-			shape := append([]int{p.Experts / size}, p.Shape[1:]...)
-			v.Values[i] = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(m.Values[i].Data().([]float32)[lo:hi]))
-		}
-	}
-	return v, nil
-}
-
 // Sharded reports whether m holds only some routed experts (NewSharded).
 func (m *Model) Sharded() bool { return m.ShardSize > 1 }
 

@@ -150,29 +150,21 @@ func (t *trainer) shareState() error {
 }
 
 // shareWeights broadcasts rank 0's weights (initialised or loaded) and
-// AdamW moments (under expert parallelism each rank receives only its
-// experts' part), and lays the gradients out in one flat buffer for
-// bucketed all-reduces.
-func (t *trainer) shareWeights(resumed *optim.State) error {
+// AdamW moments, and lays the gradients out in one flat buffer for
+// bucketed all-reduces. Under expert parallelism the expert shards are not
+// sent: every rank initialised its own, or read it from the checkpoint
+// (loadShard), moments included.
+func (t *trainer) shareWeights() error {
 	if !t.distributed() {
 		return nil
 	}
 	c := t.dist.comm
-	src := t.m // rank 0 sends from the whole model
-	if t.root() {
-		src = t.whole
-	}
-	expert := map[string]int{} // moment slice → whole size
-	for i, p := range src.Layout {
-		switch d := src.Values[i].Data().(type) {
+	for i, p := range t.m.Layout {
+		if t.dist.ep != nil && p.Experts > 0 {
+			continue
+		}
+		switch d := t.m.Values[i].Data().(type) {
 		case []float32:
-			if t.dist.ep != nil && p.Experts > 0 {
-				expert[p.Name+".exp_avg"], expert[p.Name+".exp_avg_sq"] = int(p.Size()), int(p.Size())
-				if err := t.scatterExperts(d); err != nil {
-					return err
-				}
-				continue
-			}
 			if err := c.BcastF32(d, 0); err != nil {
 				return err
 			}
@@ -196,30 +188,11 @@ func (t *trainer) shareWeights(resumed *optim.State) error {
 	}
 	// Received in place into the optimizer's own moments: no second copy.
 	st := t.step.Adam.Moments()
-	var whole map[string][]float32 // rank 0: the resumed moments
-	if resumed != nil {
-		whole = map[string][]float32{}
-		for _, s := range resumed.Slices {
-			whole[s.Name] = s.Data
-		}
-	}
 	for _, s := range st.Slices {
-		var err error
-		if size, ok := expert[s.Name]; ok {
-			buf := s.Data
-			if t.root() {
-				// Rank 0 holds shard 0 (already set); the others
-				// receive theirs from the whole moments, zeros
-				// without any.
-				if buf = whole[s.Name]; len(buf) != size {
-					buf = make([]float32, size)
-				}
-			}
-			err = t.scatterExperts(buf)
-		} else {
-			err = c.BcastF32(s.Data, 0)
+		if t.dist.ep != nil && t.expertMoment(s.Name) >= 0 {
+			continue
 		}
-		if err != nil {
+		if err := c.BcastF32(s.Data, 0); err != nil {
 			return err
 		}
 	}
@@ -383,22 +356,14 @@ func (t *trainer) checkReplicas() error {
 	return nil
 }
 
-// beforeSave prepares a data-parallel checkpoint: it checks that the
-// replicas agree and, under expert parallelism, gathers the first group's
-// shards and moments to rank 0. done undoes what must not outlive the save.
-func (t *trainer) beforeSave() (done func(), err error) {
+// beforeSave checks, before a data-parallel checkpoint, that the replicas
+// agree (under expert parallelism: the non-expert state on all ranks, each
+// shard on the ranks holding it).
+func (t *trainer) beforeSave() error {
 	if t.dist.ep == nil {
-		return func() {}, t.checkReplicas()
+		return t.checkReplicas()
 	}
-	if err := t.checkShards(); err != nil {
-		return nil, err
-	}
-	st, err := t.gatherExperts(true)
-	if err != nil {
-		return nil, err
-	}
-	t.dist.ep.saveOpt = st
-	return func() { t.dist.ep.saveOpt = nil }, nil
+	return t.checkShards()
 }
 
 // logDist reports the time spent waiting for gradient all-reduces.

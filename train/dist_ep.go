@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moetrain/moetrain/checkpoints"
 	"github.com/moetrain/moetrain/dist"
 	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 // Expert parallelism (docs/DISTRIBUTED.md). With model.expert_parallel R
@@ -19,12 +21,10 @@ import (
 // them on the tokens of its whole group (the MoE op's all-to-alls). Every
 // rank still trains on its own B/W sequences, as under data parallelism.
 //
-//   - Weights: a rank other than 0 allocates only its shard of each expert
-//     stack (model.NewSharded) and receives it from rank 0 (scatterExperts);
-//     rank 0 keeps the whole model's weights (it loads, evaluates and saves
-//     them) and trains a view of its shard (model.Model.ShardView). The
-//     graph, the optimizer parameters, the gradients and the AdamW moments
-//     cover the shard alone on every rank.
+//   - Weights: every rank, 0 included, allocates only its shard of each
+//     expert stack (model.NewSharded, initialised as the matching part of
+//     the whole model). The graph, the optimizer parameters, the gradients
+//     and the AdamW moments cover the shard alone.
 //   - Communicators: dist.Comm.Grid splits the world into the group's
 //     communicator (ep: all-to-alls, norm) and the communicator of the
 //     W/R ranks holding the same shard (dp: expert gradients). Both are
@@ -34,19 +34,24 @@ import (
 //     group's tokens and is all-reduced over dp (none when W = R).
 //   - Clipping: the global norm (expertParallelNorm) sums the non-expert
 //     squares once and every shard's squares once (over ep).
-//   - Checkpoints: the first group's shards (weights and moments) are
-//     gathered to rank 0, which writes the single-process layout; loading
-//     is the data-parallel broadcast followed by slicing, so a checkpoint
-//     moves between any expert_parallel values.
+//   - Checkpoints: rank 0 writes the single-process layout, streamed: each
+//     expert tensor another rank holds is fetched from its owner in the
+//     first group when the writer reaches it (fetch / serveExperts), so no
+//     rank ever holds more than its shard plus one expert's tensor. Loading:
+//     every rank reads the checkpoint rank 0 chose, keeping only the
+//     replicated tensors and its own experts' rows (checkpoints.LoadPart),
+//     so a checkpoint moves between any expert_parallel values.
+//   - Evaluation: the ranks of the first group evaluate together with the
+//     expert-parallel graph, all on the same held-out windows.
 
 // epState is the expert-parallel part of a trainer (R = 1: none).
 type epState struct {
-	group    ops.EPComm // this rank's group: ep, timed
-	ep, dp   *dist.Comm // the group; the ranks holding the same shard
-	rank, R  int        // rank within the group, group size
-	expert   []bool     // per t.step.Params entry: an expert shard
-	flat     []float32  // the expert shards' gradients, contiguous
-	saveOpt  *optim.State
+	group    ops.EPComm    // this rank's group: ep, timed
+	ep, dp   *dist.Comm    // the group; the ranks holding the same shard
+	rank, R  int           // rank within the group, group size
+	expert   []bool        // per t.step.Params entry: an expert shard
+	flat     []float32     // the expert shards' gradients, contiguous
+	fetched  []float32     // rank 0: the buffer fetch receives into
 	alltoall time.Duration // time in the MoE ops' all-to-alls (timed comm)
 }
 
@@ -105,24 +110,6 @@ func (t *trainer) expertComm() ops.EPComm {
 	return t.dist.ep.group
 }
 
-// ownMoments cuts a whole-model AdamW state (a checkpoint's) to the
-// moments of this rank's parameters: its shard of each expert stack.
-func (t *trainer) ownMoments(st optim.State) optim.State {
-	if t.dist.ep == nil {
-		return st
-	}
-	out := optim.State{Step: st.Step}
-	for _, s := range st.Slices {
-		name := strings.TrimSuffix(strings.TrimSuffix(s.Name, ".exp_avg_sq"), ".exp_avg")
-		if i := t.m.Index(name); i >= 0 && t.m.Layout[i].Experts > 0 {
-			lo, hi := t.m.Own(i)
-			s.Data = s.Data[lo:hi]
-		}
-		out.Slices = append(out.Slices, s)
-	}
-	return out
-}
-
 // shardExperts lays the expert shards' gradients out in one flat buffer
 // (they are reduced apart from the rest) and marks them.
 func (t *trainer) shardExperts() error {
@@ -149,30 +136,23 @@ func (t *trainer) shardExperts() error {
 	}
 	t.logf("expert parallel: %d groups of %d ranks; this rank holds experts [%d, %d) of each MoE layer (%d expert values)",
 		t.dist.comm.Size()/t.dist.ep.R, t.dist.ep.R, t.dist.ep.rank*t.cfg.Model.RoutedExperts/t.dist.ep.R, (t.dist.ep.rank+1)*t.cfg.Model.RoutedExperts/t.dist.ep.R, n)
+	// What is actually allocated, by the capacity of the arrays (a view of
+	// a larger array would count whole): tested at EP 2.
+	var weights, moments, whole int
+	for i, p := range t.m.Layout {
+		if p.Experts > 0 {
+			weights += cap(t.m.Values[i].Data().([]float32))
+			whole += int(p.Size())
+		}
+	}
+	for _, s := range t.step.Adam.Moments().Slices {
+		if t.expertMoment(s.Name) >= 0 {
+			moments += cap(s.Data)
+		}
+	}
+	t.logf("expert parallel: this rank allocates %d routed-expert weights, %d gradients and %d AdamW moments (the whole model has %d routed-expert weights)",
+		weights, cap(t.dist.ep.flat), moments, whole)
 	return nil
-}
-
-// scatterExperts sends every rank its experts' part of rank 0's whole
-// expert tensor buf (rank r gets shard r mod R); on the other ranks buf is
-// that shard and receives it. Rank 0's own part stays in place. A world
-// collective, one tensor at a time, so no rank but 0 ever holds more than
-// its shard.
-func (t *trainer) scatterExperts(buf []float32) error {
-	c, R := t.dist.comm, t.dist.ep.R
-	W := c.Size()
-	sc, rc := make([]int, W), make([]int, W)
-	if !t.root() {
-		rc[0] = len(buf)
-		return c.AlltoallvF32(nil, sc, buf, rc)
-	}
-	n := len(buf) / R
-	send := make([]float32, 0, (W-1)*n)
-	for r := 1; r < W; r++ {
-		q := r % R
-		sc[r] = n
-		send = append(send, buf[q*n:(q+1)*n]...)
-	}
-	return c.AlltoallvF32(send, sc, nil, rc)
 }
 
 // isExpert reports whether t.step.Params[j] is an expert shard.
@@ -206,93 +186,6 @@ func (t *trainer) expertParallelNorm() float64 {
 		return math.NaN() // a non-finite step for the caller
 	}
 	return math.Sqrt(nd*nd + sq[0])
-}
-
-// gatherExperts copies the first group's expert shards into rank 0's full
-// weight tensors and, with moments, returns the full-layout AdamW state
-// for a checkpoint (rank 0; nil elsewhere). Collective over the first
-// group's ep; the other groups have nothing to do.
-func (t *trainer) gatherExperts(moments bool) (*optim.State, error) {
-	if t.dist.ep == nil || t.dist.comm.Rank() >= t.dist.ep.R {
-		return nil, nil
-	}
-	c := t.dist.ep.ep
-	W, me := c.Size(), c.Rank()
-	var st optim.State
-	var local map[string][]float32
-	if moments {
-		s := t.step.Adam.Moments()
-		st.Step = s.Step
-		local = map[string][]float32{}
-		for _, ns := range s.Slices {
-			local[ns.Name] = ns.Data
-		}
-	}
-	// gather sends shard (this rank's, from ranks 1..R-1 of the first
-	// group) to rank 0, which assembles full.
-	gather := func(full, shard []float32) error {
-		n := len(shard)
-		sc, rc := make([]int, W), make([]int, W)
-		if me > 0 {
-			sc[0] = n
-		}
-		if me == 0 {
-			for q := 1; q < t.dist.ep.R; q++ {
-				rc[q] = n
-			}
-			copy(full[:n], shard)
-		}
-		var recv []float32
-		if me == 0 {
-			recv = full[n:]
-		}
-		return c.AlltoallvF32(shard, sc, recv, rc)
-	}
-	for j, p := range t.step.Params {
-		name := p.Name
-		i := t.step.Layout[j]
-		if !t.dist.ep.expert[j] {
-			if moments {
-				st.Slices = append(st.Slices, optim.NamedSlice{Name: name + ".exp_avg", Data: local[name+".exp_avg"]},
-					optim.NamedSlice{Name: name + ".exp_avg_sq", Data: local[name+".exp_avg_sq"]})
-			}
-			continue
-		}
-		var full []float32
-		if me == 0 {
-			full = t.whole.Values[i].Data().([]float32)
-		}
-		// Rank 0's shard is already in place: its Data is a view of it.
-		if err := gather(full, append([]float32(nil), p.Data...)); err != nil {
-			return nil, err
-		}
-		if !moments {
-			continue
-		}
-		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
-			var buf []float32
-			if me == 0 {
-				buf = make([]float32, len(full))
-			}
-			if err := gather(buf, local[name+suf]); err != nil {
-				return nil, err
-			}
-			st.Slices = append(st.Slices, optim.NamedSlice{Name: name + suf, Data: buf})
-		}
-	}
-	if !moments || me != 0 {
-		return nil, nil
-	}
-	return &st, nil
-}
-
-// optimizerStateForSave is the AdamW state a checkpoint stores: the
-// gathered full layout under expert parallelism.
-func (t *trainer) optimizerStateForSave() optim.State {
-	if t.dist.ep != nil && t.dist.ep.saveOpt != nil {
-		return *t.dist.ep.saveOpt
-	}
-	return t.step.Adam.Moments()
 }
 
 // epHashes returns the SHA-256 of the non-expert weights and moments and
@@ -373,4 +266,250 @@ func (t *trainer) epLoad() []float64 {
 		}
 	}
 	return load
+}
+
+// expertMoment returns the Layout index of the expert stack whose AdamW
+// moment name is (p.exp_avg or p.exp_avg_sq), or -1.
+func (t *trainer) expertMoment(name string) int {
+	base := strings.TrimSuffix(strings.TrimSuffix(name, ".exp_avg_sq"), ".exp_avg")
+	if base == name {
+		return -1
+	}
+	if i := t.m.Index(base); i >= 0 && t.m.Layout[i].Experts > 0 {
+		return i
+	}
+	return -1
+}
+
+// checkpointPart is what this rank reads of a checkpoint: everything
+// without expert parallelism; else the replicated tensors and its own
+// experts: their weights (one HF key per expert) and its rows of their
+// stacked AdamW moments.
+func (t *trainer) checkpointPart() checkpoints.Select {
+	if t.dist.ep == nil {
+		return nil
+	}
+	foreign := t.m.HFForeign()
+	return func(name string, shape []int) (int, int, bool) {
+		rows := 1
+		if len(shape) > 0 {
+			rows = shape[0]
+		}
+		if foreign(name) {
+			return 0, 0, false
+		}
+		if i := t.expertMoment(name); i >= 0 && len(shape) == 1 && int64(rows) == t.m.Layout[i].Size() {
+			lo, hi := t.m.Own(i)
+			return lo, hi, true
+		}
+		return 0, rows, true // a mismatch is left to LoadHF and SetState to report
+	}
+}
+
+// loadShard makes the ranks other than 0 read their part of the checkpoint
+// rank 0 resumed from (dir, "" for none) and returns its AdamW moments.
+// Collective; rank 0 only sends dir.
+func (t *trainer) loadShard(dir string) (*optim.State, error) {
+	raw, err := t.dist.comm.BcastBytes([]byte(dir), 0)
+	if err != nil || t.root() || len(raw) == 0 {
+		return nil, err
+	}
+	dir = string(raw)
+	ck, err := checkpoints.LoadPart(dir, t.checkpointPart())
+	if err != nil {
+		return nil, err
+	}
+	if err := t.m.LoadHF(ck.Model); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	st, err := rundir.OptimizerState(t.state.OptimizerStep, ck.Optimizer)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	return &st, nil
+}
+
+// modelTensors are the weights a checkpoint stores: the whole model's,
+// the experts other ranks hold streamed from them (fetch).
+func (t *trainer) modelTensors() []checkpoints.Tensor {
+	if t.dist.ep == nil {
+		return t.m.HFTensors()
+	}
+	per := t.cfg.Model.RoutedExperts / t.dist.ep.R // experts per shard
+	return t.m.HFTensorsFrom(func(i, e int) ([]float32, error) {
+		n := int(t.m.Layout[i].Size()) / t.cfg.Model.RoutedExperts // values per expert
+		lo := (e % per) * n
+		return t.fetch(i, 0, e/per, lo, lo+n)
+	})
+}
+
+// optimizerTensors is the AdamW state a checkpoint stores: each expert
+// stack's moments whole, shard after shard, the other ranks' streamed from
+// them (fetch).
+func (t *trainer) optimizerTensors() []checkpoints.Tensor {
+	ts := rundir.OptimizerTensors(t.step.Adam.Moments())
+	if t.dist.ep == nil {
+		return ts
+	}
+	for k := range ts {
+		i := t.expertMoment(ts[k].Name)
+		if i < 0 {
+			continue
+		}
+		kind := 1
+		if strings.HasSuffix(ts[k].Name, ".exp_avg_sq") {
+			kind = 2
+		}
+		own := ts[k].F32 // shard 0: rank 0's
+		ts[k].Shape, ts[k].F32 = []int{int(t.m.Layout[i].Size())}, nil
+		ts[k].Stream = func(put func([]float32) error) error {
+			if err := put(own); err != nil {
+				return err
+			}
+			for q := 1; q < t.dist.ep.R; q++ {
+				v, err := t.fetch(i, kind, q, 0, len(own))
+				if err != nil {
+					return err
+				}
+				if err := put(v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return ts
+}
+
+// A fetch request, broadcast by rank 0 over the first group's ep: values
+// [lo, hi) of Layout[param]'s shard held by group rank owner, of its
+// weights (kind 0) or AdamW first (1) or second (2) moment. param < 0 ends
+// the save.
+type fetchRequest struct{ param, kind, owner, lo, hi int64 }
+
+// fetch has the owner of a shard in the first group send rank 0 part of it
+// (see fetchRequest); rank 0 only. The result is valid until the next
+// fetch.
+func (t *trainer) fetch(i, kind, owner, lo, hi int) ([]float32, error) {
+	ep := t.dist.ep
+	if err := t.sendRequest(fetchRequest{int64(i), int64(kind), int64(owner), int64(lo), int64(hi)}); err != nil {
+		return nil, err
+	}
+	if cap(ep.fetched) < hi-lo {
+		ep.fetched = make([]float32, hi-lo)
+	}
+	buf := ep.fetched[:hi-lo]
+	sc, rc := make([]int, ep.R), make([]int, ep.R)
+	rc[owner] = hi - lo
+	return buf, ep.ep.AlltoallvF32(nil, sc, buf, rc)
+}
+
+// endFetches tells the first group's other ranks that the save is over
+// (rank 0, after a save, whether it succeeded or not).
+func (t *trainer) endFetches() error { return t.sendRequest(fetchRequest{param: -1}) }
+
+func (t *trainer) sendRequest(r fetchRequest) error {
+	var b []byte
+	for _, v := range []int64{r.param, r.kind, r.owner, r.lo, r.hi} {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	_, err := t.dist.ep.ep.BcastBytes(b, 0)
+	return err
+}
+
+func decodeRequest(b []byte) (fetchRequest, error) {
+	if len(b) != 40 {
+		return fetchRequest{}, fmt.Errorf("expert parallel: a fetch request of %d bytes", len(b))
+	}
+	v := func(k int) int64 { return int64(binary.LittleEndian.Uint64(b[8*k:])) }
+	return fetchRequest{v(0), v(1), v(2), v(3), v(4)}, nil
+}
+
+// servesExperts reports whether this rank answers rank 0's fetches during
+// a save: the ranks of the first group other than 0.
+func (t *trainer) servesExperts() bool {
+	return t.dist.ep != nil && !t.root() && t.dist.comm.Rank() < t.dist.ep.R
+}
+
+// serveExperts answers rank 0's fetch requests until it ends the save.
+func (t *trainer) serveExperts() error {
+	ep := t.dist.ep
+	moments := map[string][]float32{}
+	for _, s := range t.step.Adam.Moments().Slices {
+		moments[s.Name] = s.Data
+	}
+	for {
+		raw, err := ep.ep.BcastBytes(nil, 0)
+		if err != nil {
+			return err
+		}
+		r, err := decodeRequest(raw)
+		if err != nil {
+			return err
+		}
+		if r.param < 0 {
+			return nil
+		}
+		sc, rc := make([]int, ep.R), make([]int, ep.R)
+		var send []float32
+		if int(r.owner) == ep.rank {
+			i := int(r.param)
+			var src []float32
+			switch p := t.m.Layout[i]; r.kind {
+			case 0:
+				src = t.m.Values[i].Data().([]float32)
+			case 1:
+				src = moments[p.Name+".exp_avg"]
+			default:
+				src = moments[p.Name+".exp_avg_sq"]
+			}
+			if r.lo < 0 || r.hi < r.lo || int(r.hi) > len(src) {
+				return fmt.Errorf("expert parallel: fetch of [%d, %d) of %d values of %s", r.lo, r.hi, len(src), t.m.Layout[i].Name)
+			}
+			send = src[r.lo:r.hi]
+			sc[0] = len(send)
+		}
+		if err := ep.ep.AlltoallvF32(send, sc, nil, rc); err != nil {
+			return err
+		}
+	}
+}
+
+// evaluates reports whether this rank holds an evaluator: rank 0, and
+// under expert parallelism the rest of its group.
+func (t *trainer) evaluates() bool {
+	return t.root() || t.dist.ep != nil && t.dist.comm.Rank() < t.dist.ep.R
+}
+
+// evalComm is the evaluator's expert-parallel group (the untimed ep: its
+// all-to-alls are not training's).
+func (t *trainer) evalComm() ops.EPComm {
+	if t.dist.ep == nil {
+		return nil
+	}
+	return t.dist.ep.ep
+}
+
+// shareEval gives the evaluating ranks rank 0's decision: without a
+// held-out set or tasks rank 0 has no evaluator, and then none has.
+func (t *trainer) shareEval() error {
+	if !t.distributed() {
+		return nil
+	}
+	has := []byte{0}
+	if t.eval != nil {
+		has[0] = 1
+	}
+	raw, err := t.dist.comm.BcastBytes(has, 0)
+	if err != nil {
+		return err
+	}
+	if raw[0] == 0 && t.eval != nil {
+		t.eval.Close()
+		t.eval = nil
+	}
+	if raw[0] == 1 && t.eval == nil && t.evaluates() {
+		return fmt.Errorf("rank %d has no evaluator while rank 0 has one", t.dist.comm.Rank())
+	}
+	return nil
 }

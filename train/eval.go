@@ -11,15 +11,16 @@ import (
 	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/rundir"
 )
 
 // newEvaluator is the trainer's evaluator: the config's dataset and tasks.
 // Task contexts longer than train.seq_len are cut (and logged): built-in
 // tasks are made without knowing the model, and a run should not refuse to
-// start over them.
-func newEvaluator(m *model.Model, cfg configs.Config) (*evaluate.Evaluator, error) {
-	return evaluate.New(m, cfg, evaluate.Options{Tasks: cfg.Eval.Tasks, Truncate: true})
+// start over them. A sharded model evaluates over its group's comm.
+func newEvaluator(m *model.Model, cfg configs.Config, comm ops.EPComm) (*evaluate.Evaluator, error) {
+	return evaluate.New(m, cfg, evaluate.Options{Tasks: cfg.Eval.Tasks, Truncate: true, ExpertComm: comm})
 }
 
 // evalSetupFatal reports whether newEvaluator's error must stop the run (a

@@ -171,7 +171,7 @@ func TestTaskErrorsStopTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var te *tasks.Error
-	_, err = newEvaluator(m, c)
+	_, err = newEvaluator(m, c, nil)
 	if !evalSetupFatal(err) || !errors.As(err, &te) || te.Line != 2 || !strings.Contains(err.Error(), "bad.jsonl:2") {
 		t.Errorf("bad task file: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestTaskErrorsStopTheRun(t *testing.T) {
 		t.Errorf("too long for the context: %v", err)
 	}
 	// The trainer cuts such contexts from the left and says so.
-	e, err := newEvaluator(m, c)
+	e, err := newEvaluator(m, c, nil)
 	if err != nil || len(e.Notes()) != 1 || !strings.Contains(e.Notes()[0], "1 of 1 examples") {
 		t.Errorf("the trainer's evaluator on a long example: %v, notes %v", err, e.Notes())
 	}
@@ -194,7 +194,7 @@ func TestTaskErrorsStopTheRun(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "tasks")); err != nil {
 		t.Fatal(err)
 	}
-	e, err = newEvaluator(m, c)
+	e, err = newEvaluator(m, c, nil)
 	if err != nil || len(e.Tasks()) != 0 {
 		t.Fatalf("no task files: %v", err)
 	}

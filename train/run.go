@@ -89,7 +89,6 @@ type trainer struct {
 	out        io.Writer
 	logFile    *os.File
 	m          *model.Model // the model trained here (under expert parallelism this rank's shard)
-	whole      *model.Model // what rank 0 loads, evaluates and saves: m itself, or the whole model m is a shard view of
 	g          *model.Graph
 	fwd        *model.Graph // forward-only twin of g: gathers batch-level routing counts
 	step       *step.Step   // the graph g's parameters, gradients and AdamW
@@ -299,19 +298,12 @@ func (t *trainer) setup() error {
 	t.logf("resolved config:\n%s", indent(c.YAML()))
 
 	// Data first: a wrong dataset should fail before the model is allocated.
-	// Under expert parallelism a rank other than 0 allocates only its own
-	// experts; rank 0 holds the whole model's weights (it loads, evaluates
-	// and saves them) and trains a view of its shard.
-	switch ep := t.dist.ep; {
-	case ep != nil && !t.root():
+	// Under expert parallelism every rank, 0 included, allocates only its
+	// own experts.
+	if ep := t.dist.ep; ep != nil {
 		t.m, err = model.NewSharded(c.Model, ep.rank, ep.R)
-	case ep != nil:
-		if t.whole, err = model.New(c.Model, tensor.Float32); err == nil {
-			t.m, err = t.whole.ShardView(ep.rank, ep.R)
-		}
-	default:
+	} else {
 		t.m, err = model.New(c.Model, tensor.Float32)
-		t.whole = t.m
 	}
 	if err != nil {
 		return err
@@ -328,6 +320,16 @@ func (t *trainer) setup() error {
 	}
 	if err := t.shareState(); err != nil {
 		return err
+	}
+	if t.dist.ep != nil {
+		// Every rank reads its own part of the checkpoint rank 0 chose.
+		os, err := t.loadShard(dir)
+		if err := t.agree(err); err != nil {
+			return err
+		}
+		if !t.root() {
+			optState = os
+		}
 	}
 
 	t.stream, err = data.Open(data.StreamConfig{Dir: c.Data.Path, Split: "train", SeqLen: c.Train.SeqLen,
@@ -367,11 +369,11 @@ func (t *trainer) setup() error {
 	// A checkpoint without optimizer state (an imported model) starts AdamW
 	// from zero moments.
 	if optState != nil && len(optState.Slices) > 0 {
-		if err := t.step.Adam.SetState(t.ownMoments(*optState)); err != nil {
+		if err := t.step.Adam.SetState(*optState); err != nil {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
 	}
-	if err := t.shareWeights(optState); err != nil {
+	if err := t.shareWeights(); err != nil {
 		return err
 	}
 	if t.distributed() {
@@ -388,10 +390,11 @@ func (t *trainer) setup() error {
 			return err
 		}
 	}
-	// Rank 0 evaluates for the run.
+	// Rank 0 evaluates for the run, under expert parallelism together with
+	// the other ranks of its group.
 	err = nil
-	if t.root() {
-		t.eval, err = newEvaluator(t.whole, c)
+	if t.evaluates() {
+		t.eval, err = newEvaluator(t.m, c, t.evalComm())
 		if errors.Is(err, tasks.ErrNoTask) {
 			// A task name the dataset lacks is a config mistake.
 			err = &configs.Error{Fields: []string{"eval.tasks: " + err.Error()}}
@@ -400,13 +403,17 @@ func (t *trainer) setup() error {
 			t.eval, err = nil, nil
 		}
 	}
-	return t.agree(err)
+	if err := t.agree(err); err != nil {
+		return err
+	}
+	return t.shareEval()
 }
 
 // resume loads the newest valid checkpoint of the run directory into the
 // model and t.state and returns its optimizer state (nil for a new run).
 // Under data parallelism only rank 0 reads it; shareState and shareWeights
-// give it to the others.
+// give it to the others. Under expert parallelism rank 0 reads only its
+// part and the others read theirs (loadShard).
 func (t *trainer) resume() (*optim.State, string, error) {
 	if !t.root() {
 		return nil, "", nil
@@ -420,7 +427,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	ck, dir, warnings, err := checkpoints.LoadLatest(t.opt.RunDir)
+	ck, dir, warnings, err := checkpoints.LoadLatestPart(t.opt.RunDir, t.checkpointPart())
 	for _, w := range warnings {
 		t.logf("warning: %s", w)
 	}
@@ -441,7 +448,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 	if err != nil {
 		return nil, dir, err
 	}
-	if err := t.whole.LoadHF(ck.Model); err != nil {
+	if err := t.m.LoadHF(ck.Model); err != nil {
 		return nil, dir, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	os, err := rundir.OptimizerState(st.OptimizerStep, ck.Optimizer)
@@ -608,16 +615,10 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			logLoss, logSteps, logSkipped, logTime, logTokens = 0, 0, 0, 0, t.state.Tokens
 		}
-		if (t.eval != nil || t.dist.ep != nil) && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
+		if t.eval != nil && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
 			lastEval = t.state.Tokens
-			// Rank 0 evaluates the full model: gather the expert shards.
-			if _, err := t.gatherExperts(false); err != nil {
+			if _, err := t.evaluate(); err != nil {
 				return sum, err
-			}
-			if t.eval != nil {
-				if _, err := t.evaluate(); err != nil {
-					return sum, err
-				}
 			}
 		}
 		if c.Checkpoint.EveryTokens > 0 && t.state.Tokens-lastCkpt >= c.Checkpoint.EveryTokens && t.state.Tokens < c.Train.Tokens {
@@ -767,14 +768,19 @@ func (t *trainer) save() (string, error) {
 	if !t.distributed() {
 		return t.saveFiles()
 	}
-	done, err := t.beforeSave()
-	if err != nil {
+	if err := t.beforeSave(); err != nil {
 		return "", err
 	}
-	defer done()
 	var dir string
-	if t.root() {
+	var err error
+	switch {
+	case t.root():
 		dir, err = t.saveFiles()
+		if t.dist.ep != nil {
+			err = errors.Join(err, t.endFetches())
+		}
+	case t.servesExperts():
+		err = t.serveExperts()
 	}
 	if err := t.agree(err); err != nil {
 		return "", err
@@ -790,7 +796,7 @@ func (t *trainer) saveFiles() (string, error) {
 		return "", err
 	}
 	dir, err := checkpoints.Save(t.opt.RunDir, checkpoints.Checkpoint{
-		Tokens: t.state.Tokens, Model: t.whole.HFTensors(), Optimizer: rundir.OptimizerTensors(t.optimizerStateForSave()), State: st,
+		Tokens: t.state.Tokens, Model: t.modelTensors(), Optimizer: t.optimizerTensors(), State: st,
 	}, checkpoints.Policy{KeepLast: t.cfg.Checkpoint.KeepLast, KeepEveryTokens: t.cfg.Checkpoint.KeepEveryTokens})
 	if err != nil {
 		if dir != "" {
