@@ -6,49 +6,63 @@ first 64 steps and in the steps after 500 (read from RUN/metrics.jsonl train lin
 routing-collapse.py --probes RUNS: the markdown table of scripts/collapse-probes.sh,
 one row per probe run (RUNS/NAME/metrics.jsonl, logged every step), in token
 windows so that probes with other batch sizes compare: the first 131,072 tokens
-(the regime's first 64 steps) and the next 131,072."""
+(the regime's first 64 steps) and the next 131,072, and the held-out loss of
+the probe's final evaluation."""
 import glob, json, os, sys
 
 EARLY = 131072  # tokens: the regime's first 64 steps of 16x128
 
 
-def train_lines(path):
-    for line in open(path):
-        r = json.loads(line)
-        if r.get("kind") == "train" and r.get("moe"):
-            yield r
-
-
 def probe_row(d):
-    """Dead share (mean over layers, per step), its peak, MaxVio and loss of one probe."""
-    early, late, vio, peak, last = [], [], [], (0.0, 0, 0.0), []
-    for r in train_lines(os.path.join(d, "metrics.jsonl")):
+    """Dead share (mean over layers, per step), the share of experts that no
+    token reached in a whole block of 8 steps (an expert dead in one step but
+    used in the next is herding, not a dead expert), its peak, the window in
+    which some layer has at least a quarter of its experts dead, MaxVio and the
+    final held-out loss of one probe. Steps are in units of 2,048 tokens
+    (the regime's steps), so probes with other batch sizes line up."""
+    early, late, vio, peak, window, heldout = [], [], [], (0.0, 0, 0.0), [], float("nan")
+    union, dead8 = {}, []  # per layer: experts used in the current 8-step block; dead shares of the blocks
+    for line in open(os.path.join(d, "metrics.jsonl")):
+        r = json.loads(line)
+        if r.get("kind") == "eval" and r.get("task") == "heldout" and r.get("metric") == "loss":
+            heldout = r["value"]
+        if r.get("kind") != "train" or not r.get("moe"):
+            continue
         dead = sum(m["dead_share"] for m in r["moe"]) / len(r["moe"])
         worst = max(m["dead_share"] for m in r["moe"])
+        step = r["tokens"] // 2048
+        if worst >= 0.25:
+            window.append((step, r["loss"]))
         if r["tokens"] <= EARLY:
+            for m in r["moe"]:
+                used = union.setdefault(m["layer"], set())
+                used.update(e for e, x in enumerate(m["load"]) if x > 0)
+                if r["tokens"] % (8 * 2048) == 0:
+                    dead8.append(1 - len(used) / len(m["load"]))
+                    used.clear()
             early.append(dead)
             vio.append(max(m.get("max_vio", 0) for m in r["moe"]))
             if worst > peak[0]:
-                peak = (worst, r["tokens"], r["loss"])
+                peak = (worst, step, r["loss"])
         else:
             late.append(dead)
-        last.append(r["loss"])
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     return {
-        "dead_early": mean(early), "dead_late": mean(late), "peak": peak[0],
-        "peak_step": peak[1] // 2048, "peak_loss": peak[2], "vio": mean(vio),
-        "loss": mean(last[-8:]), "steps": len(early) + len(late),
+        "dead_early": mean(early), "dead_late": mean(late), "peak": peak, "vio": mean(vio),
+        "window": window, "heldout": heldout, "dead8": mean(dead8),
     }
 
 
 def probes(root):
-    print("| probe | dead share, first 64 steps | worst layer's peak (regime step, train loss) | mean MaxVio, first 64 steps | dead share, steps 65-128 | train loss, last 16K tokens |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| probe | dead share, steps 1-64 | dead over 8 steps, steps 1-64 | worst layer's peak (step, train loss) | steps with a layer ≥ 25% dead: first-last (train loss) | MaxVio, steps 1-64 | dead share, steps 65-128 | held-out loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for d in sorted(g for g in glob.glob(os.path.join(root, "*/")) if os.path.exists(g + "metrics.jsonl")):
         p = probe_row(d)
-        print("| %s | %.3f | %.2f (%d, %.2f) | %.2f | %.3f | %.3f |" % (
-            os.path.basename(d.rstrip("/")), p["dead_early"], p["peak"], p["peak_step"],
-            p["peak_loss"], p["vio"], p["dead_late"], p["loss"]))
+        w = p["window"]
+        win = "%d-%d (%.2f-%.2f), %d steps" % (w[0][0], w[-1][0], w[0][1], w[-1][1], len(w)) if w else "none"
+        print("| %s | %.3f | %.3f | %.2f (%d, %.2f) | %s | %.2f | %.3f | %.3f |" % (
+            os.path.basename(d.rstrip("/")), p["dead_early"], p["dead8"], *p["peak"], win,
+            p["vio"], p["dead_late"], p["heldout"]))
 
 
 def sweep(root):
