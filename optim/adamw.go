@@ -153,7 +153,22 @@ type adamConsts struct {
 // adamUpdate applies the update to one block, in PyTorch's order of
 // operations: w·keep, m and v by their moving averages, then
 // w −= stepSize · m / (√v / √bc2 + ε).
+// The bulk runs in adam_amd64.s where the CPU has AVX2 (the same float32
+// operations in the same order, so the same bits: √ of a float32 taken in
+// float64 and rounded once is the correctly rounded float32 √), the tail
+// and other CPUs in adamUpdateScalar.
 func adamUpdate(k *adamConsts, keep float32, w, g, m, v []float32) {
+	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	n := 0
+	if adamVecOK {
+		if n = len(w) &^ 7; n > 0 {
+			adam32x8(k, keep, &w[0], &g[0], &m[0], &v[0], n)
+		}
+	}
+	adamUpdateScalar(k, keep, w[n:], g[n:], m[n:], v[n:])
+}
+
+func adamUpdateScalar(k *adamConsts, keep float32, w, g, m, v []float32) {
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
 	for j, wj := range w {
 		gj := g[j] * k.scale

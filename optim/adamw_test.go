@@ -359,3 +359,43 @@ func TestAdamWMatchesFloat64Arithmetic(t *testing.T) {
 		}
 	}
 }
+
+// adamUpdate's vector kernel gives the scalar loop's bits for w, m and v,
+// over random states, steps, scales and lengths with a scalar tail.
+func TestAdamUpdateVectorMatchesScalarBits(t *testing.T) {
+	if !adamVecOK {
+		t.Skip("no vector AdamW on this CPU")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for trial := range 40 {
+		n := 1 + r.IntN(3000)
+		step := 1 + r.IntN(10000)
+		b1, b2 := 0.9, 0.95
+		k := adamConsts{
+			b1: float32(b1), c1: float32(1 - b1), b2: float32(b2), c2: float32(1 - b2),
+			stepSize: float32(1e-3 / (1 - math.Pow(b1, float64(step)))),
+			sqrtBc2:  float32(math.Sqrt(1 - math.Pow(b2, float64(step)))),
+			eps:      1e-8,
+			scale:    float32(r.Float64() * 2),
+		}
+		keep := float32(1 - 1e-4*r.Float64())
+		w, g, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range w {
+			w[i] = float32(r.NormFloat64() * 0.02)
+			g[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(9)-6)))
+			m[i] = float32(r.NormFloat64() * 1e-3)
+			v[i] = float32(math.Abs(r.NormFloat64()) * math.Pow(10, float64(r.IntN(12)-14)))
+			if r.IntN(50) == 0 {
+				g[i], m[i], v[i] = 0, 0, 0
+			}
+		}
+		w2, m2, v2 := append([]float32(nil), w...), append([]float32(nil), m...), append([]float32(nil), v...)
+		adamUpdate(&k, keep, w, g, m, v)
+		adamUpdateScalar(&k, keep, w2, g, m2, v2)
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(w2[i]) || math.Float32bits(m[i]) != math.Float32bits(m2[i]) || math.Float32bits(v[i]) != math.Float32bits(v2[i]) {
+				t.Fatalf("trial %d, n=%d, element %d: vector w,m,v = %g,%g,%g; scalar %g,%g,%g", trial, n, i, w[i], m[i], v[i], w2[i], m2[i], v2[i])
+			}
+		}
+	}
+}

@@ -278,11 +278,11 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 // gatherRotated copies head h of sequence b from x ([B·T, W]) into dst
 // ([T, dh]) and rotates each row by its position.
 func gatherRotated[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
-	w := d.w()
+	w, half := d.w(), rope.half
+	cos, sin := ropeAll[F](rope)
 	for t := 0; t < d.t; t++ {
 		off := (b*d.t+t)*w + h*d.dh
-		cos, sin := ropeAt[F](rope, t)
-		rotate(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh], cos, sin)
+		rotate(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
 	}
 }
 
@@ -307,11 +307,11 @@ func scatter[F Float](x, src []F, b, h int, d attnDims) {
 // scatterUnrotated writes the RoPE backward of src ([T, dh]) into head h of
 // sequence b of x.
 func scatterUnrotated[F Float](x, src []F, b, h int, d attnDims, rope *ropeTable) {
-	w := d.w()
+	w, half := d.w(), rope.half
+	cos, sin := ropeAll[F](rope)
 	for t := 0; t < d.t; t++ {
 		off := (b*d.t+t)*w + h*d.dh
-		cos, sin := ropeAt[F](rope, t)
-		unrotate(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh], cos, sin)
+		unrotate(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
 	}
 }
 

@@ -342,7 +342,7 @@ func stackedExpert[F Float](wg, wu []F, e, w, d int) []F {
 func (a *expertAct[F]) hidden(h []F, lo, hi, w int) {
 	for p := lo; p < hi; p++ {
 		i := p - lo
-		silu(h[i*w:(i+1)*w], a.gu[2*p*w:(2*p+1)*w], a.sg[p*w:(p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w])
+		mul3(h[i*w:(i+1)*w], a.gu[2*p*w:(2*p+1)*w], a.sg[p*w:(p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w])
 	}
 }
 
@@ -401,22 +401,11 @@ func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []
 				if p < 0 {
 					continue // dropped: the residual carries the token
 				}
-				gt := F(r.Gates[sl])
-				or := o[p*d : (p+1)*d]
-				for i := range yr {
-					yr[i] += gt * or[i]
-				}
+				axpy(yr, F(r.Gates[sl]), o[p*d:(p+1)*d])
 			}
 		}
 	})
 	c.store(in, r, a)
-}
-
-// silu writes h = g·sigmoid(g)·up.
-func silu[F Float](h, g, sg, up []F) {
-	for i := range h {
-		h[i] = g[i] * sg[i] * up[i]
-	}
 }
 
 // sigmoids sets s = sigmoid(g): float32 through exp32 (a few ulp; with
@@ -476,12 +465,8 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 				dgate[sl] = dot
 			}
 			gt := F(r.Gates[sl])
-			for j := range dyg[i*d : (i+1)*d] {
-				dyg[i*d+j] *= gt
-			}
-			for j := range dd[i*w : (i+1)*w] {
-				dd[i*w+j] *= gt
-			}
+			scaleBy(dyg[i*d:(i+1)*d], gt)
+			scaleBy(dd[i*w:(i+1)*w], gt)
 		}
 		// dWd_e = (g·dy)ᵀ·H: [D, c]·[c, W].
 		mm(true, false, d, w, c, dyg, h, dwd[e*d*w:(e+1)*d*w], false)
@@ -489,12 +474,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 		for i := 0; i < c; i++ {
 			p := lo + i
 			g, up, sg := a.gu[2*p*w:(2*p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w], a.sg[p*w:(p+1)*w]
-			dr, dG, dU := dd[i*w:(i+1)*w], dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w]
-			for j, dh := range dr {
-				sv := sg[j]
-				dG[j] = dh * up[j] * sv * (1 + g[j]*(1-sv))
-				dU[j] = dh * g[j] * sv
-			}
+			swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], dd[i*w:(i+1)*w], g, up, sg)
 		}
 		dw := poolGet[F](&stacks, 2*w*d)
 		mm(true, false, 2*w, d, c, dgu, x, dw, false)
@@ -514,10 +494,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 				if p < 0 {
 					continue
 				}
-				xr := ob[p*d : (p+1)*d]
-				for i := range dr {
-					dr[i] += xr[i]
-				}
+				addTo(dr, ob[p*d:(p+1)*d])
 			}
 		}
 	})

@@ -52,18 +52,31 @@ func newRopeTable(seq, dh int, theta float64) *ropeTable {
 
 // ropeAt returns the cos and sin rows of position p in element type F.
 func ropeAt[F Float](t *ropeTable, p int) (cos, sin []F) {
+	c, s := ropeAll[F](t)
 	lo, hi := p*t.half, (p+1)*t.half
-	var c, s any = t.cos[lo:hi], t.sin[lo:hi]
-	if _, ok := any(cos).([]float32); ok {
-		c, s = t.cos32[lo:hi], t.sin32[lo:hi]
+	return c[lo:hi], s[lo:hi]
+}
+
+// ropeAll returns the whole cos and sin tables ([seq, dh/2]) in element
+// type F: loops over positions take them once rather than per row.
+func ropeAll[F Float](t *ropeTable) (cos, sin []F) {
+	var z F
+	if _, ok := any(z).(float32); ok {
+		return any(t.cos32).([]F), any(t.sin32).([]F)
 	}
-	return c.([]F), s.([]F)
+	return any(t.cos).([]F), any(t.sin).([]F)
 }
 
 // rotate writes the rotation of one head vector src (dh long) into dst; dst
-// and src may be the same slice.
+// and src may be the same slice. float32 heads with dh a multiple of 16 run
+// in vec_amd64.s (the same operations, identical bits).
 func rotate[F Float](dst, src, cos, sin []F) {
 	half := len(cos)
+	if d, ok := any(dst).([]float32); ok && vexpOK && half%8 == 0 && half > 0 {
+		_, _, _ = d[2*half-1], src[2*half-1], sin[half-1]
+		rotate32x8(&d[0], &any(src).([]float32)[0], &any(cos).([]float32)[0], &any(sin).([]float32)[0], half)
+		return
+	}
 	for j := range half {
 		c, s := cos[j], sin[j]
 		x1, x2 := src[j], src[j+half]
@@ -76,6 +89,11 @@ func rotate[F Float](dst, src, cos, sin []F) {
 // dx = dx'⊙C + rotate_halfᵀ(dx'⊙S) with rotate_halfᵀ(y) = concat(y[dh/2:], −y[:dh/2]).
 func unrotate[F Float](dst, src, cos, sin []F) {
 	half := len(cos)
+	if d, ok := any(dst).([]float32); ok && vexpOK && half%8 == 0 && half > 0 {
+		_, _, _ = d[2*half-1], src[2*half-1], sin[half-1]
+		unrotate32x8(&d[0], &any(src).([]float32)[0], &any(cos).([]float32)[0], &any(sin).([]float32)[0], half)
+		return
+	}
 	for j := range half {
 		c, s := cos[j], sin[j]
 		g1, g2 := src[j], src[j+half]

@@ -210,9 +210,7 @@ func swigluHidden[F Float](gu, h, s, w, x, wg, wu []F, n, d, f int) {
 // math.Exp the activation took longer than the three GEMMs.
 func siluGate32(h, s, g, u []float32) {
 	sigmoid32s(s, g)
-	for i, a := range g {
-		h[i] = a * s[i] * u[i]
-	}
+	mul3(h, g, s, u)
 }
 
 func siluGate64(h, s, g, u []float64) {
@@ -270,12 +268,7 @@ func safeSigmoid(a float64) float64 {
 
 // siluGateBackward overwrites g with dg = dh⊙u⊙silu'(g) and u with
 // du = dh⊙silu(g), given sg = sigmoid(g) from the forward.
-func siluGateBackward[F Float](g, u, dh, sg []F) {
-	for i, a := range g {
-		s := sg[i]
-		g[i], u[i] = dh[i]*u[i]*s*(1+a*(1-s)), dh[i]*a*s
-	}
-}
+func siluGateBackward[F Float](g, u, dh, sg []F) { swigluGrad(g, u, dh, g, u, sg) }
 
 // sigmoid32 is safeSigmoid in float32 with exp32 (accurate to a few ulp);
 // its exponent −|a| is never positive, which is exp32's domain.

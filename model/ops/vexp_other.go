@@ -7,3 +7,17 @@ const vexpOK = false
 
 func exp32x8(dst, src *float32, n int)     { panic("ops: no vector exp on this platform") }
 func sigmoid32x8(dst, src *float32, n int) { panic("ops: no vector sigmoid on this platform") }
+
+func mul3x8(dst, a, b, c *float32, n int)      { panic("ops: no vector kernels on this platform") }
+func axpy32x8(y, x *float32, a float32, n int) { panic("ops: no vector kernels on this platform") }
+func add32x8(y, x *float32, n int)             { panic("ops: no vector kernels on this platform") }
+func scale32x8(x *float32, a float32, n int)   { panic("ops: no vector kernels on this platform") }
+func swigluGrad32x8(dg, du, dh, gate, u, s *float32, n int) {
+	panic("ops: no vector kernels on this platform")
+}
+func rotate32x8(dst, src, cos, sin *float32, half int) {
+	panic("ops: no vector kernels on this platform")
+}
+func unrotate32x8(dst, src, cos, sin *float32, half int) {
+	panic("ops: no vector kernels on this platform")
+}

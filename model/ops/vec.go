@@ -1,0 +1,98 @@
+package ops
+
+// Elementwise kernels of the FFN, expert and attention loops. For float32
+// with vexpOK the bulk runs in vec_amd64.s, eight lanes at a time, with the
+// same float32 operations in the same order as the scalar loops below (no
+// fused multiply-add), so both give identical bits; the tails and float64
+// run the scalar loops.
+
+// one32 is the constant 1 for vec_amd64.s.
+var one32 float32 = 1
+
+// vecLen is how many leading elements of n the vector kernels take.
+func vecLen(n int) int {
+	if !vexpOK {
+		return 0
+	}
+	return n &^ 7
+}
+
+// mul3 sets dst = a·b·c (silu(g)⊙u as g·sigmoid(g)·u).
+func mul3[F Float](dst, a, b, c []F) {
+	n := len(dst)
+	a, b, c = a[:n], b[:n], c[:n]
+	i := 0
+	if d, ok := any(dst).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			mul3x8(&d[0], &any(a).([]float32)[0], &any(b).([]float32)[0], &any(c).([]float32)[0], i)
+		}
+	}
+	for ; i < n; i++ {
+		dst[i] = a[i] * b[i] * c[i]
+	}
+}
+
+// axpy sets y += a·x.
+func axpy[F Float](y []F, a F, x []F) {
+	n := len(y)
+	x = x[:n]
+	i := 0
+	if d, ok := any(y).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			axpy32x8(&d[0], &any(x).([]float32)[0], float32(a), i)
+		}
+	}
+	for ; i < n; i++ {
+		y[i] += a * x[i]
+	}
+}
+
+// addTo sets y += x.
+func addTo[F Float](y, x []F) {
+	n := len(y)
+	x = x[:n]
+	i := 0
+	if d, ok := any(y).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			add32x8(&d[0], &any(x).([]float32)[0], i)
+		}
+	}
+	for ; i < n; i++ {
+		y[i] += x[i]
+	}
+}
+
+// scaleBy sets x *= a.
+func scaleBy[F Float](x []F, a F) {
+	n := len(x)
+	i := 0
+	if d, ok := any(x).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			scale32x8(&d[0], float32(a), i)
+		}
+	}
+	for ; i < n; i++ {
+		x[i] *= a
+	}
+}
+
+// swigluGrad turns dh, the gradient of h = silu(g)⊙u, into those of the
+// gate and up pre-activations, with s = sigmoid(g):
+//
+//	dg = dh·u·s·(1 + g·(1−s))  (silu'(g) = s·(1 + g·(1−s))),  du = dh·g·s
+//
+// dg may be g and du may be u (in place).
+func swigluGrad[F Float](dg, du, dh, g, u, s []F) {
+	n := len(dh)
+	dg, du, g, u, s = dg[:n], du[:n], g[:n], u[:n], s[:n]
+	i := 0
+	if d, ok := any(dg).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			swigluGrad32x8(&d[0], &any(du).([]float32)[0], &any(dh).([]float32)[0], &any(g).([]float32)[0], &any(u).([]float32)[0], &any(s).([]float32)[0], i)
+		}
+	}
+	for ; i < n; i++ {
+		a, sv, h := g[i], s[i], dh[i]
+		dg[i], du[i] = h*u[i]*sv*(1+a*(1-sv)), h*a*sv
+	}
+}

@@ -1,0 +1,27 @@
+//go:build !purego
+
+package ops
+
+// Vector kernels of vec_amd64.s (AVX2, n or half a multiple of 8); used when
+// vexpOK.
+
+//go:noescape
+func mul3x8(dst, a, b, c *float32, n int)
+
+//go:noescape
+func axpy32x8(y, x *float32, a float32, n int)
+
+//go:noescape
+func add32x8(y, x *float32, n int)
+
+//go:noescape
+func scale32x8(x *float32, a float32, n int)
+
+//go:noescape
+func swigluGrad32x8(dg, du, dh, gate, u, s *float32, n int)
+
+//go:noescape
+func rotate32x8(dst, src, cos, sin *float32, half int)
+
+//go:noescape
+func unrotate32x8(dst, src, cos, sin *float32, half int)

@@ -1,0 +1,186 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Elementwise float32 kernels of vec.go, eight lanes at a time: each does
+// exactly the float32 operations of the scalar loop it replaces, in the same
+// order (VMULPS/VADDPS/VSUBPS, never a fused multiply-add), so results are
+// bit-identical. n is a multiple of 8.
+
+// func mul3x8(dst, a, b, c *float32, n int)
+// dst = (a·b)·c
+TEXT ·mul3x8(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ c+24(FP), R8
+	MOVQ n+32(FP), CX
+	XORQ AX, AX
+mul3Loop:
+	CMPQ AX, CX
+	JGE mul3Done
+	VMOVUPS (SI)(AX*4), Y0
+	VMULPS (DX)(AX*4), Y0, Y0
+	VMULPS (R8)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP mul3Loop
+mul3Done:
+	VZEROUPPER
+	RET
+
+// func axpy32x8(y, x *float32, a float32, n int)
+// y = y + a·x
+TEXT ·axpy32x8(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	VBROADCASTSS a+16(FP), Y1
+	MOVQ n+24(FP), CX
+	XORQ AX, AX
+axpyLoop:
+	CMPQ AX, CX
+	JGE axpyDone
+	VMULPS (SI)(AX*4), Y1, Y0
+	VADDPS (DI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP axpyLoop
+axpyDone:
+	VZEROUPPER
+	RET
+
+// func add32x8(y, x *float32, n int)
+// y = y + x
+TEXT ·add32x8(SB), NOSPLIT, $0-24
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+addLoop:
+	CMPQ AX, CX
+	JGE addDone
+	VMOVUPS (DI)(AX*4), Y0
+	VADDPS (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP addLoop
+addDone:
+	VZEROUPPER
+	RET
+
+// func scale32x8(x *float32, a float32, n int)
+// x = x·a
+TEXT ·scale32x8(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	VBROADCASTSS a+8(FP), Y1
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+scaleLoop:
+	CMPQ AX, CX
+	JGE scaleDone
+	VMULPS (DI)(AX*4), Y1, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP scaleLoop
+scaleDone:
+	VZEROUPPER
+	RET
+
+// func swigluGrad32x8(dg, du, dh, gate, u, s *float32, n int)
+// dg = ((dh·u)·s)·(1 + g·(1 − s)), du = (dh·g)·s; dg may alias g and du u
+// (every lane is loaded before it is stored).
+TEXT ·swigluGrad32x8(SB), NOSPLIT, $0-56
+	MOVQ dg+0(FP), DI
+	MOVQ du+8(FP), R9
+	MOVQ dh+16(FP), SI
+	MOVQ gate+24(FP), DX
+	MOVQ u+32(FP), R8
+	MOVQ s+40(FP), R10
+	MOVQ n+48(FP), CX
+	VBROADCASTSS ·one32(SB), Y7
+	XORQ AX, AX
+sgLoop:
+	CMPQ AX, CX
+	JGE sgDone
+	VMOVUPS (SI)(AX*4), Y0 // dh
+	VMOVUPS (DX)(AX*4), Y1 // g
+	VMOVUPS (R10)(AX*4), Y2 // s
+	VMULPS (R8)(AX*4), Y0, Y3 // dh·u
+	VMULPS Y2, Y3, Y3 // ·s
+	VSUBPS Y2, Y7, Y4 // 1 − s
+	VMULPS Y4, Y1, Y4 // g·(1 − s)
+	VADDPS Y4, Y7, Y4 // 1 + ...
+	VMULPS Y4, Y3, Y3
+	VMULPS Y1, Y0, Y5 // dh·g
+	VMULPS Y2, Y5, Y5 // ·s
+	VMOVUPS Y3, (DI)(AX*4)
+	VMOVUPS Y5, (R9)(AX*4)
+	ADDQ $8, AX
+	JMP sgLoop
+sgDone:
+	VZEROUPPER
+	RET
+
+// func rotate32x8(dst, src, cos, sin *float32, half int)
+// dst[j] = x1·c − x2·s, dst[j+half] = x2·c + x1·s; dst may be src.
+TEXT ·rotate32x8(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ cos+16(FP), DX
+	MOVQ sin+24(FP), R8
+	MOVQ half+32(FP), CX
+	LEAQ (SI)(CX*4), R9 // src + half
+	LEAQ (DI)(CX*4), R10 // dst + half
+	XORQ AX, AX
+rotLoop:
+	CMPQ AX, CX
+	JGE rotDone
+	VMOVUPS (SI)(AX*4), Y0 // x1
+	VMOVUPS (R9)(AX*4), Y1 // x2
+	VMOVUPS (DX)(AX*4), Y2 // c
+	VMOVUPS (R8)(AX*4), Y3 // s
+	VMULPS Y2, Y0, Y4
+	VMULPS Y3, Y1, Y5
+	VSUBPS Y5, Y4, Y4
+	VMULPS Y2, Y1, Y5
+	VMULPS Y3, Y0, Y6
+	VADDPS Y6, Y5, Y5
+	VMOVUPS Y4, (DI)(AX*4)
+	VMOVUPS Y5, (R10)(AX*4)
+	ADDQ $8, AX
+	JMP rotLoop
+rotDone:
+	VZEROUPPER
+	RET
+
+// func unrotate32x8(dst, src, cos, sin *float32, half int)
+// dst[j] = g1·c + g2·s, dst[j+half] = g2·c − g1·s; dst may be src.
+TEXT ·unrotate32x8(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ cos+16(FP), DX
+	MOVQ sin+24(FP), R8
+	MOVQ half+32(FP), CX
+	LEAQ (SI)(CX*4), R9
+	LEAQ (DI)(CX*4), R10
+	XORQ AX, AX
+unrotLoop:
+	CMPQ AX, CX
+	JGE unrotDone
+	VMOVUPS (SI)(AX*4), Y0 // g1
+	VMOVUPS (R9)(AX*4), Y1 // g2
+	VMOVUPS (DX)(AX*4), Y2 // c
+	VMOVUPS (R8)(AX*4), Y3 // s
+	VMULPS Y2, Y0, Y4
+	VMULPS Y3, Y1, Y5
+	VADDPS Y5, Y4, Y4
+	VMULPS Y2, Y1, Y5
+	VMULPS Y3, Y0, Y6
+	VSUBPS Y6, Y5, Y5
+	VMOVUPS Y4, (DI)(AX*4)
+	VMOVUPS Y5, (R10)(AX*4)
+	ADDQ $8, AX
+	JMP unrotLoop
+unrotDone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,108 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// vecInputs returns n float32 values: random ones of mixed scale with
+// special values (zeros, infinities, NaN, subnormals, extremes) mixed in.
+func vecInputs(r *rand.Rand, n int) []float32 {
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1e-30, -3e38}
+	xs := make([]float32, n)
+	for i := range xs {
+		switch r.IntN(8) {
+		case 0:
+			xs[i] = special[r.IntN(len(special))]
+		case 1:
+			xs[i] = math.Float32frombits(r.Uint32())
+		default:
+			xs[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(7)-3)))
+		}
+	}
+	return xs
+}
+
+// The vector kernels give the scalar float32 loops' bits (written out here
+// independently), at lengths with and without a scalar tail, in place
+// where the callers use them so.
+func TestVectorKernelsMatchScalarBits(t *testing.T) {
+	if !vexpOK {
+		t.Skip("no vector kernels on this CPU")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(name string, n int, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if !sameBits(got[i], want[i]) {
+				t.Fatalf("%s, n=%d: element %d = %g [%#x], scalar %g [%#x]", name, n, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+		}
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 43, 86, 128, 344, 1001} {
+		for range 20 {
+			a, b, c, y := vecInputs(r, n), vecInputs(r, n), vecInputs(r, n), vecInputs(r, n)
+			k := vecInputs(r, 1)[0]
+
+			got, want := make([]float32, n), make([]float32, n)
+			mul3(got, a, b, c)
+			for i := range want {
+				want[i] = a[i] * b[i] * c[i]
+			}
+			check("mul3", n, got, want)
+
+			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+			axpy(got, k, a)
+			for i := range want {
+				want[i] += k * a[i]
+			}
+			check("axpy", n, got, want)
+
+			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+			addTo(got, a)
+			for i := range want {
+				want[i] += a[i]
+			}
+			check("addTo", n, got, want)
+
+			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+			scaleBy(got, k)
+			for i := range want {
+				want[i] *= k
+			}
+			check("scaleBy", n, got, want)
+
+			// swigluGrad in place (dg over g, du over u), as SwiGLU's backward runs it.
+			dg, du := append([]float32(nil), a...), append([]float32(nil), b...)
+			swigluGrad(dg, du, y, dg, du, c)
+			wg, wu := make([]float32, n), make([]float32, n)
+			for i := range wg {
+				s := c[i]
+				wg[i], wu[i] = y[i]*b[i]*s*(1+a[i]*(1-s)), y[i]*a[i]*s
+			}
+			check("swigluGrad dg", n, dg, wg)
+			check("swigluGrad du", n, du, wu)
+		}
+	}
+	for _, dh := range []int{16, 32, 64, 6} { // 6: the scalar path
+		half := dh / 2
+		for range 50 {
+			src, cs, sn := vecInputs(r, dh), vecInputs(r, half), vecInputs(r, half)
+			got, want, wantU := make([]float32, dh), make([]float32, dh), make([]float32, dh)
+			for j := range half {
+				x1, x2 := src[j], src[j+half]
+				want[j], want[j+half] = x1*cs[j]-x2*sn[j], x2*cs[j]+x1*sn[j]
+				wantU[j], wantU[j+half] = x1*cs[j]+x2*sn[j], x2*cs[j]-x1*sn[j]
+			}
+			rotate(got, src, cs, sn)
+			check("rotate", dh, got, want)
+			unrotate(got, src, cs, sn)
+			check("unrotate", dh, got, wantU)
+			copy(got, src)
+			rotate(got, got, cs, sn)
+			check("rotate in place", dh, got, want)
+		}
+	}
+}
