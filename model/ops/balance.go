@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/chewxy/hm"
@@ -111,6 +112,35 @@ type balanceOp struct {
 	perSeq        bool
 	global        *BatchCounts // batch-level counts from outside (micro-batching), or nil
 	bias          bool         // a second input: the selection bias [E]
+	// counted hands the forward's top-k counts to the backward of the same
+	// run, which would otherwise route every token again.
+	counted countCache
+}
+
+// countCache holds the per-segment top-k counts of the last forward and the
+// identity of the probs and bias arrays they came from; like takeProbs, the
+// backward uses them once and only when handed the same arrays.
+type countCache struct {
+	mu          sync.Mutex
+	counts      []float64
+	probs, bias any // first-element pointers
+	filled      bool
+}
+
+// firstAddr is the identity of a []float32 or []float64: its first
+// element's address (nil for nil or empty).
+func firstAddr(x any) any {
+	switch v := x.(type) {
+	case []float32:
+		if len(v) > 0 {
+			return &v[0]
+		}
+	case []float64:
+		if len(v) > 0 {
+			return &v[0]
+		}
+	}
+	return nil
 }
 
 func (op *balanceOp) Type() hm.Type {
@@ -135,31 +165,14 @@ func (op *balanceOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 // c[seg,g] = ∂L/∂P'[seg,g] · 1/(tokens per segment), i.e. the coefficient of
 // every probs entry of that segment and group: L = Σ c·Σ_t probs. Forward and
 // backward share it, so the gradient is exactly the loss's coefficients.
-func (op *balanceOp) groupWeights(probs, bias any, e int) []float64 {
+func (op *balanceOp) groupWeights(probs, bias any, e int, backward bool) []float64 {
 	n := op.batch * op.seq
 	segs, segLen := 1, n
 	if op.perSeq {
 		segs, segLen = op.batch, op.seq
 	}
 	ng := e / op.gsize
-	counts := make([]float64, segs*e)
-	parallel.For(segs, 1, func(lo, hi int) {
-		idx := make([]int32, op.k)
-		for sg := lo; sg < hi; sg++ {
-			cnt := counts[sg*e : (sg+1)*e]
-			for t := sg * segLen; t < (sg+1)*segLen; t++ {
-				switch p := probs.(type) {
-				case []float32:
-					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
-				case []float64:
-					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
-				}
-				for _, x := range idx {
-					cnt[x]++
-				}
-			}
-		}
-	})
+	counts := op.topKCounts(probs, bias, e, segs, segLen, backward)
 	fTokens := segLen
 	if g := op.global; g != nil && g.Tokens > 0 && !op.perSeq && len(g.Load) == e {
 		copy(counts, g.Load)
@@ -179,6 +192,43 @@ func (op *balanceOp) groupWeights(probs, bias any, e int) []float64 {
 		}
 	}
 	return c
+}
+
+// topKCounts counts, per segment, how often each expert is among a token's
+// top k (with the bias, as RouteGated selects). A forward keeps the counts
+// for its backward (countCache), which takes them instead of routing again.
+func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward bool) []float64 {
+	c := &op.counted
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if backward && c.filled && c.probs == firstAddr(probs) && c.bias == firstAddr(bias) && len(c.counts) == segs*e {
+		c.filled = false
+		return append([]float64(nil), c.counts...)
+	}
+	c.filled = false
+	counts := make([]float64, segs*e)
+	parallel.For(segs, 1, func(lo, hi int) {
+		idx := make([]int32, op.k)
+		for sg := lo; sg < hi; sg++ {
+			cnt := counts[sg*e : (sg+1)*e]
+			for t := sg * segLen; t < (sg+1)*segLen; t++ {
+				switch p := probs.(type) {
+				case []float32:
+					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
+				case []float64:
+					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
+				}
+				for _, x := range idx {
+					cnt[x]++
+				}
+			}
+		}
+	})
+	if !backward {
+		c.counts = append(c.counts[:0], counts...)
+		c.probs, c.bias, c.filled = firstAddr(probs), firstAddr(bias), true
+	}
+	return counts
 }
 
 // biasedTopK is TopK(row + bias) computed in F, as RouteGated selects (bias
@@ -235,7 +285,7 @@ func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 
 // balanceLoss sums c[seg, group(i)]·probs[t,i] in float64, in a fixed order.
 func balanceLoss[F Float](op *balanceOp, probs []F, bias any, e int) float64 {
-	c := op.groupWeights(probs, bias, e)
+	c := op.groupWeights(probs, bias, e, false)
 	segLen, ng := op.batch*op.seq, e/op.gsize
 	if op.perSeq {
 		segLen = op.seq
@@ -318,7 +368,7 @@ func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 }
 
 func balanceGrad[F Float](op *balanceOp, dp, probs []F, bias any, e int, dl float64) {
-	c := op.groupWeights(probs, bias, e)
+	c := op.groupWeights(probs, bias, e, true)
 	segLen, ng := op.batch*op.seq, e/op.gsize
 	if op.perSeq {
 		segLen = op.seq

@@ -27,9 +27,12 @@ func TopK[F Float](idx []int32, row []F, k int) {
 	// Insertion into a sorted list of the best k seen so far. Scanning in
 	// ascending index order and inserting only after strictly better values
 	// keeps equal values in index order, which is the tie rule.
+	// thr is the value of the k-th best once k are held: most entries of a
+	// router row fall below it and cost one comparison.
 	c := 0
+	var thr F
 	for i, v := range row {
-		if c == k && !(v > row[idx[k-1]]) {
+		if c == k && !(v > thr) {
 			continue
 		}
 		p := c
@@ -43,6 +46,9 @@ func TopK[F Float](idx []int32, row []F, k int) {
 			p--
 		}
 		idx[p] = int32(i)
+		if c == k {
+			thr = row[idx[k-1]]
+		}
 	}
 }
 
