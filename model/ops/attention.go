@@ -373,18 +373,13 @@ func softmaxRow32(x []float32) {
 			m = v
 		}
 	}
-	for j, v := range x {
-		x[j] = v - m
-	}
+	shift(x, m)
 	exp32s(x, x)
 	var sum float64
 	for _, e := range x {
 		sum += float64(e)
 	}
-	inv := float32(1 / sum)
-	for j := range x {
-		x[j] *= inv
-	}
+	scaleBy(x, float32(1/sum))
 }
 
 // exp32 is e^x for x ≤ 0 (softmax after subtracting the max; larger x is
@@ -480,10 +475,7 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, r
 					for j, p := range pr {
 						dot += float64(p) * float64(gr[j])
 					}
-					c := F(dot)
-					for j, p := range pr {
-						gr[j] = p * (gr[j] - c)
-					}
+					dsoftmax(gr, pr, F(dot))
 					clear(s.dp[i*T+i+1 : i*T+r1])
 				}
 				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, s.k, dh, 0, s.dq[r0*dh:], dh)

@@ -126,10 +126,7 @@ func rmsNormForward[F Float](y, x, w []F, n, d int, eps float64) {
 	parallel.For(n, 16, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*d:(i+1)*d], y[i*d:(i+1)*d]
-			r := F(rmsInv(xr, eps))
-			for j := range xr {
-				yr[j] = w[j] * (xr[j] * r)
-			}
+			rmsScale(yr, w, xr, F(rmsInv(xr, eps)))
 		}
 	})
 }
@@ -150,11 +147,7 @@ func rmsNormBackwardKernel[F Float](dx, dw, x, w, dy []F, n, d int, eps float64)
 					dot += float64(w[j]) * float64(gr[j]) * float64(xr[j])
 				}
 				c := F(r * r * r * dot / float64(d))
-				rf := F(r)
-				for j := range xr {
-					dxr[j] = rf*w[j]*gr[j] - xr[j]*c
-					pw[j] += gr[j] * xr[j] * rf
-				}
+				rmsGrad(dxr, pw, w, gr, xr, F(r), c)
 			}
 		}
 	})

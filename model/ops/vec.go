@@ -96,3 +96,65 @@ func swigluGrad[F Float](dg, du, dh, g, u, s []F) {
 		dg[i], du[i] = h*u[i]*sv*(1+a*(1-sv)), h*a*sv
 	}
 }
+
+// shift sets x −= c.
+func shift[F Float](x []F, c F) {
+	n := len(x)
+	i := 0
+	if d, ok := any(x).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			shift32x8(&d[0], float32(c), i)
+		}
+	}
+	for ; i < n; i++ {
+		x[i] -= c
+	}
+}
+
+// dsoftmax sets dg = p·(dg − c): the softmax backward of a row with
+// c = Σ p·dg.
+func dsoftmax[F Float](dg, p []F, c F) {
+	n := len(dg)
+	p = p[:n]
+	i := 0
+	if d, ok := any(dg).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			dsoftmax32x8(&d[0], &any(p).([]float32)[0], float32(c), i)
+		}
+	}
+	for ; i < n; i++ {
+		dg[i] = p[i] * (dg[i] - c)
+	}
+}
+
+// rmsScale sets y = w·(x·r).
+func rmsScale[F Float](y, w, x []F, r F) {
+	n := len(y)
+	w, x = w[:n], x[:n]
+	i := 0
+	if d, ok := any(y).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			rmsScale32x8(&d[0], &any(w).([]float32)[0], &any(x).([]float32)[0], float32(r), i)
+		}
+	}
+	for ; i < n; i++ {
+		y[i] = w[i] * (x[i] * r)
+	}
+}
+
+// rmsGrad sets dx = r·w·dy − x·c and adds dy·x·r to pw (RMSNorm's backward
+// for one row).
+func rmsGrad[F Float](dx, pw, w, dy, x []F, r, c F) {
+	n := len(dx)
+	pw, w, dy, x = pw[:n], w[:n], dy[:n], x[:n]
+	i := 0
+	if d, ok := any(dx).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			rmsGrad32x8(&d[0], &any(pw).([]float32)[0], &any(w).([]float32)[0], &any(dy).([]float32)[0], &any(x).([]float32)[0], float32(r), float32(c), i)
+		}
+	}
+	for ; i < n; i++ {
+		dx[i] = r*w[i]*dy[i] - x[i]*c
+		pw[i] += dy[i] * x[i] * r
+	}
+}

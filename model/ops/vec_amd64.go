@@ -25,3 +25,15 @@ func rotate32x8(dst, src, cos, sin *float32, half int)
 
 //go:noescape
 func unrotate32x8(dst, src, cos, sin *float32, half int)
+
+//go:noescape
+func shift32x8(x *float32, c float32, n int)
+
+//go:noescape
+func dsoftmax32x8(dg, p *float32, c float32, n int)
+
+//go:noescape
+func rmsScale32x8(y, w, x *float32, r float32, n int)
+
+//go:noescape
+func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)

@@ -184,3 +184,96 @@ unrotLoop:
 unrotDone:
 	VZEROUPPER
 	RET
+
+// func shift32x8(x *float32, c float32, n int)
+// x = x − c
+TEXT ·shift32x8(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	VBROADCASTSS c+8(FP), Y1
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+shiftLoop:
+	CMPQ AX, CX
+	JGE shiftDone
+	VMOVUPS (DI)(AX*4), Y0
+	VSUBPS Y1, Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP shiftLoop
+shiftDone:
+	VZEROUPPER
+	RET
+
+// func dsoftmax32x8(dg, p *float32, c float32, n int)
+// dg = p·(dg − c)
+TEXT ·dsoftmax32x8(SB), NOSPLIT, $0-32
+	MOVQ dg+0(FP), DI
+	MOVQ p+8(FP), SI
+	VBROADCASTSS c+16(FP), Y1
+	MOVQ n+24(FP), CX
+	XORQ AX, AX
+dsmLoop:
+	CMPQ AX, CX
+	JGE dsmDone
+	VMOVUPS (DI)(AX*4), Y0
+	VSUBPS Y1, Y0, Y0
+	VMULPS (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP dsmLoop
+dsmDone:
+	VZEROUPPER
+	RET
+
+// func rmsScale32x8(y, w, x *float32, r float32, n int)
+// y = w·(x·r)
+TEXT ·rmsScale32x8(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ x+16(FP), DX
+	VBROADCASTSS r+24(FP), Y1
+	MOVQ n+32(FP), CX
+	XORQ AX, AX
+rsLoop:
+	CMPQ AX, CX
+	JGE rsDone
+	VMULPS (DX)(AX*4), Y1, Y0
+	VMULPS (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP rsLoop
+rsDone:
+	VZEROUPPER
+	RET
+
+// func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)
+// dx = (r·w)·dy − x·c, pw = pw + (dy·x)·r
+TEXT ·rmsGrad32x8(SB), NOSPLIT, $0-56
+	MOVQ dx+0(FP), DI
+	MOVQ pw+8(FP), R9
+	MOVQ w+16(FP), SI
+	MOVQ dy+24(FP), DX
+	MOVQ x+32(FP), R8
+	VBROADCASTSS r+40(FP), Y6
+	VBROADCASTSS c+44(FP), Y7
+	MOVQ n+48(FP), CX
+	XORQ AX, AX
+rgLoop:
+	CMPQ AX, CX
+	JGE rgDone
+	VMOVUPS (DX)(AX*4), Y1 // dy
+	VMOVUPS (R8)(AX*4), Y2 // x
+	VMULPS (SI)(AX*4), Y6, Y0 // r·w
+	VMULPS Y1, Y0, Y0 // ·dy
+	VMULPS Y7, Y2, Y3 // x·c
+	VSUBPS Y3, Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	VMULPS Y2, Y1, Y4 // dy·x
+	VMULPS Y6, Y4, Y4 // ·r
+	VADDPS (R9)(AX*4), Y4, Y4
+	VMOVUPS Y4, (R9)(AX*4)
+	ADDQ $8, AX
+	JMP rgLoop
+rgDone:
+	VZEROUPPER
+	RET

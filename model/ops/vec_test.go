@@ -74,6 +74,38 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 			}
 			check("scaleBy", n, got, want)
 
+			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+			shift(got, k)
+			for i := range want {
+				want[i] -= k
+			}
+			check("shift", n, got, want)
+
+			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+			dsoftmax(got, a, k)
+			for i := range want {
+				want[i] = a[i] * (want[i] - k)
+			}
+			check("dsoftmax", n, got, want)
+
+			got, want = make([]float32, n), make([]float32, n)
+			rmsScale(got, a, b, k)
+			for i := range want {
+				want[i] = a[i] * (b[i] * k)
+			}
+			check("rmsScale", n, got, want)
+
+			k2 := vecInputs(r, 1)[0]
+			got, want = make([]float32, n), make([]float32, n)
+			gotW, wantW := append([]float32(nil), c...), append([]float32(nil), c...)
+			rmsGrad(got, gotW, a, b, y, k, k2)
+			for i := range want {
+				want[i] = k*a[i]*b[i] - y[i]*k2
+				wantW[i] += b[i] * y[i] * k
+			}
+			check("rmsGrad dx", n, got, want)
+			check("rmsGrad pw", n, gotW, wantW)
+
 			// swigluGrad in place (dg over g, du over u), as SwiGLU's backward runs it.
 			dg, du := append([]float32(nil), a...), append([]float32(nil), b...)
 			swigluGrad(dg, du, y, dg, du, c)

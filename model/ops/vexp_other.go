@@ -21,3 +21,12 @@ func rotate32x8(dst, src, cos, sin *float32, half int) {
 func unrotate32x8(dst, src, cos, sin *float32, half int) {
 	panic("ops: no vector kernels on this platform")
 }
+
+func shift32x8(x *float32, c float32, n int)        { panic("ops: no vector kernels on this platform") }
+func dsoftmax32x8(dg, p *float32, c float32, n int) { panic("ops: no vector kernels on this platform") }
+func rmsScale32x8(y, w, x *float32, r float32, n int) {
+	panic("ops: no vector kernels on this platform")
+}
+func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int) {
+	panic("ops: no vector kernels on this platform")
+}
