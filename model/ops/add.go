@@ -55,7 +55,7 @@ func (op *addOp) Do(vs ...G.Value) (G.Value, error) {
 	if !a.Shape().Eq(b.Shape()) {
 		return nil, fmt.Errorf("Add: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
-	y := op.output(a.Dtype(), a.Shape().Clone()...)
+	y := op.outputOver(a.Dtype(), a.Shape().Clone()...)
 	switch a.Dtype() {
 	case tensor.Float32:
 		addKernel(slice[float32](y), slice[float32](a), slice[float32](b))

@@ -112,7 +112,7 @@ func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 	if in[1].Dtype() != dt || in[2].Dtype() != dt {
 		return nil, fmt.Errorf("attention: dtypes %v, %v, %v differ", dt, in[1].Dtype(), in[2].Dtype())
 	}
-	y := op.output(dt, op.b*op.t, op.w())
+	y := op.outputOver(dt, op.b*op.t, op.w())
 	switch dt {
 	case tensor.Float32:
 		forwardCached(op.probs, slice[float32](y), slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), op.attnDims, op.rope)
@@ -177,7 +177,7 @@ func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("attention backward: dy %v, want %v", in[3].Shape(), shapes[0])
 	}
 	n := op.b * op.t * op.w()
-	p := op.output(in[0].Dtype(), 3*n)
+	p := op.outputOver(in[0].Dtype(), 3*n)
 	switch in[0].Dtype() {
 	case tensor.Float32:
 		pk := slice[float32](p)

@@ -47,7 +47,7 @@ func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	if w.Shape()[1] != k {
 		return nil, fmt.Errorf("Linear: x %v and w %v: inner sizes differ", x.Shape(), w.Shape())
 	}
-	y := op.output(x.Dtype(), n, m)
+	y := op.outputOver(x.Dtype(), n, m)
 	switch x.Dtype() {
 	case tensor.Float32:
 		blas.MatMul(false, true, n, m, k, slice[float32](x), slice[float32](w), slice[float32](y), false)
@@ -90,7 +90,7 @@ func (op *linearBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x, w, dy := in[0], in[1], in[2]
 	n, k, m := x.Shape()[0], x.Shape()[1], w.Shape()[0]
-	p := op.output(x.Dtype(), n*k+m*k)
+	p := op.outputOver(x.Dtype(), n*k+m*k)
 	switch x.Dtype() {
 	case tensor.Float32:
 		linearBackwardKernel(slice[float32](p), slice[float32](x), slice[float32](w), slice[float32](dy), n, k, m)

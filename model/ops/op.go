@@ -37,13 +37,29 @@ type base struct {
 // has its own op value. An op value applied to two nodes of one graph
 // would break this, so none is.
 func (b *base) output(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	return b.reuse(true, dt, shape...)
+}
+
+// outputOver is output for kernels that write every element of their
+// output (GEMMs with beta 0, elementwise maps, scatters covering all rows
+// and columns): the reused buffer keeps the last run's values instead of
+// being zeroed, a pass over memory saved per op and step.
+func (b *base) outputOver(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	return b.reuse(false, dt, shape...)
+}
+
+func (b *base) reuse(zero bool, dt tensor.Dtype, shape ...int) *tensor.Dense {
 	if t := b.out; t != nil && t.Dtype() == dt && t.Shape().Eq(tensor.Shape(shape)) && t.IsNativelyAccessible() {
 		switch d := t.Data().(type) {
 		case []float32:
-			clear(d)
+			if zero {
+				clear(d)
+			}
 			return t
 		case []float64:
-			clear(d)
+			if zero {
+				clear(d)
+			}
 			return t
 		}
 	}

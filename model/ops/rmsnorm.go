@@ -50,7 +50,7 @@ func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x, w := in[0], in[1]
 	n, d := x.Shape()[0], x.Shape()[1]
-	y := op.output(x.Dtype(), n, d)
+	y := op.outputOver(x.Dtype(), n, d)
 	switch x.Dtype() {
 	case tensor.Float32:
 		rmsNormForward(slice[float32](y), slice[float32](x), slice[float32](w), n, d, op.eps)

@@ -107,7 +107,7 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x := in[0]
 	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
-	y := op.output(x.Dtype(), n, d)
+	y := op.outputOver(x.Dtype(), n, d)
 	switch x.Dtype() {
 	case tensor.Float32:
 		swigluForward(op.cache, slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
@@ -154,7 +154,7 @@ func (op *swigluBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x := in[0]
 	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
-	p := op.output(x.Dtype(), n*d+3*f*d)
+	p := op.outputOver(x.Dtype(), n*d+3*f*d)
 	switch x.Dtype() {
 	case tensor.Float32:
 		swigluBackwardKernel(op.cache, slice[float32](p), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), slice[float32](in[4]), n, d, f)
