@@ -329,6 +329,9 @@ func ScatterFigure(runs []*Run) (Figure, Trend) {
 	}
 	gs := Groups(runs)
 	score := Panel{XLabel: "Activated parameters", YLabel: fmt.Sprintf("Average score over %d tasks (%%)", len(common))}
+	if len(common) == 1 {
+		score.YLabel = fmt.Sprintf("Score on %s (%%)", common[0])
+	}
 	tr := scatterPanel(&score, gs, col, func(c Column) float64 { return 100 * c.Average })
 	loss := Panel{XLabel: "Activated parameters", YLabel: "Held-out loss (nats/token)"}
 	lt := scatterPanel(&loss, gs, col, func(c Column) float64 { return c.Loss })
