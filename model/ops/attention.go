@@ -55,6 +55,11 @@ type attentionOp struct {
 	theta float64
 	rope  *ropeTable // shared with the backward op
 	probs *probCache // filled by Do, read by the backward op
+	// differentiated is set when SymDiff built a backward for this op. An
+	// op without one (an evaluation graph) keeps no P: each head's
+	// probabilities stay in a worker's T×T scratch, which stays in cache,
+	// instead of being written out to B·H·T² floats that nothing reads.
+	differentiated bool
 }
 
 func newAttentionOp(batch, seq, heads, dh int, theta float64) *attentionOp {
@@ -113,11 +118,15 @@ func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("attention: dtypes %v, %v, %v differ", dt, in[1].Dtype(), in[2].Dtype())
 	}
 	y := op.outputOver(dt, op.b*op.t, op.w())
+	c := op.probs
+	if !op.differentiated {
+		c = nil
+	}
 	switch dt {
 	case tensor.Float32:
-		forwardCached(op.probs, slice[float32](y), slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), op.attnDims, op.rope)
+		forwardCached(c, slice[float32](y), slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), op.attnDims, op.rope)
 	case tensor.Float64:
-		forwardCached(op.probs, slice[float64](y), slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), op.attnDims, op.rope)
+		forwardCached(c, slice[float64](y), slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), op.attnDims, op.rope)
 	default:
 		return nil, fmt.Errorf("attention: dtype %v", dt)
 	}
@@ -136,6 +145,7 @@ func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 // machine). The recompute path keeps the backward correct on its own and is
 // what shapes above maxCachedProbs use.
 func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	op.differentiated = true
 	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope, probs: op.probs}
 	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], grad}, in, []bool{true, true, true})
 }
@@ -208,8 +218,12 @@ type probCache struct {
 const maxCachedProbs = 1 << 25
 
 // forwardCached runs the forward, keeping P in c for the backward when it
-// is not too large.
+// is not too large; with c nil (no backward) it keeps nothing.
 func forwardCached[F Float](c *probCache, y, q, k, v []F, d attnDims, rope *ropeTable) {
+	if c == nil {
+		attentionForward(y, q, k, v, d, rope, nil)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.filled = false

@@ -45,8 +45,10 @@ func runForward(t testing.TB, c attnCase, q, k, v *tensor.Dense) *tensor.Dense {
 	return y.(*tensor.Dense)
 }
 
-// backwardOf is the backward op SymDiff builds for op, sharing its P cache.
+// backwardOf is the backward op SymDiff builds for op, sharing its P cache
+// (and, like SymDiff, marks op as differentiated, so its forward keeps P).
 func backwardOf(op *attentionOp) *attentionBackward {
+	op.differentiated = true
 	return &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope, probs: op.probs}
 }
 
@@ -399,11 +401,21 @@ func TestAttentionCachedProbs(t *testing.T) {
 		if f32 {
 			qq, kk, vv, gg = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
 		}
+		// Without a backward (an evaluation graph) the forward keeps no P.
 		op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
 		if _, err := op.Do(qq, kk, vv); err != nil {
 			t.Fatal(err)
 		}
+		if op.probs.filled || op.probs.p != nil {
+			t.Errorf("f32=%v: a forward-only op kept P", f32)
+		}
 		bwd := backwardOf(op)
+		if _, err := op.Do(qq, kk, vv); err != nil {
+			t.Fatal(err)
+		}
+		if !op.probs.filled {
+			t.Errorf("f32=%v: a differentiated op's forward did not keep P", f32)
+		}
 		got, err := bwd.Do(qq, kk, vv, gg)
 		if err != nil {
 			t.Fatal(err)
