@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/data"
 )
 
 // Pseudo-keys of a sweep: not config keys, but expanded by Derive into
@@ -445,8 +446,12 @@ func groupName(labels []Override, short map[string]string) string {
 // StreamKey is every config field that decides which training tokens a run
 // reads and in which order. Runs of a fair sweep share it.
 type StreamKey struct {
-	Path      string
-	Seed      uint64
+	Path string
+	Seed uint64
+	// Weights are data.weights as the stream resolves them on the dataset
+	// (data.Manifest.Mixture: each read domain's slots of a block), so
+	// maps that read the same stream ({"*": 1}, {prose: 1, code: 1}) give
+	// one key; as written when the dataset cannot be read yet.
 	Weights   map[string]float64
 	Tokens    int64
 	BatchSize int
@@ -456,8 +461,30 @@ type StreamKey struct {
 
 // KeyOf returns the stream key of a config.
 func KeyOf(c configs.Config) StreamKey {
-	return StreamKey{Path: c.Data.Path, Seed: c.Data.Seed, Weights: c.Data.Weights, Tokens: c.Train.Tokens,
+	return StreamKey{Path: c.Data.Path, Seed: c.Data.Seed, Weights: resolvedWeights(c.Data), Tokens: c.Train.Tokens,
 		BatchSize: c.Train.BatchSize, SeqLen: c.Train.SeqLen, Vocab: c.Model.VocabSize}
+}
+
+// resolvedWeights is d.Weights as the mixture it gives on the dataset at
+// d.Path (domain → slots), or d.Weights itself when that cannot be worked
+// out (no dataset yet, or weights the stream would refuse).
+func resolvedWeights(d configs.Data) map[string]float64 {
+	if d.Weights == nil {
+		return nil
+	}
+	man, err := data.LoadManifest(d.Path)
+	if err != nil {
+		return d.Weights
+	}
+	mix, err := man.Mixture(d.Weights)
+	if err != nil {
+		return d.Weights
+	}
+	out := make(map[string]float64, len(mix))
+	for _, sh := range mix {
+		out[sh.Domain] = float64(sh.Slots)
+	}
+	return out
 }
 
 func checkFair(runs []Run) error {
@@ -473,7 +500,7 @@ func checkFair(runs []Run) error {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return fmt.Errorf("unfair sweep: every run must read the same training tokens (data.*, train.tokens, train.batch_size, train.seq_len, model.vocab_size may not vary):\n  %s", strings.Join(bad, "\n  "))
+		return fmt.Errorf("unfair sweep: every run must read the same training tokens (data.path, data.seed, the mixture data.weights give, train.tokens, train.batch_size, train.seq_len, model.vocab_size may not vary):\n  %s", strings.Join(bad, "\n  "))
 	}
 	return nil
 }

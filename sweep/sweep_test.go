@@ -269,6 +269,7 @@ func TestExpandRejects(t *testing.T) {
 	tinyBase(t, dir)
 	tests := []struct{ name, spec, want string }{
 		{"data seed varies", "variants: [{name: a}, {name: b, set: {data.seed: 9}}]", "unfair"},
+		{"mixture varies", "variants: [{name: a, set: {data.weights.prose: 1, data.weights.code: 1}}, {name: b, set: {data.weights.prose: 1, data.weights.code: 3}}]", "unfair"},
 		{"budget varies", "axes: [{train.tokens: [64, 128]}]", "unfair"},
 		{"init seed", "axes: [{model.init_seed: [1, 2]}]", "seeds list"},
 		{"unknown key", "set: {model.nope: 1}", "unknown config key"},
@@ -286,6 +287,25 @@ func TestExpandRejects(t *testing.T) {
 				t.Errorf("got error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestEquivalentWeightsAreFair: variants whose data.weights are written
+// differently but give the same mixture ({"*": 1}, {prose: 1, code: 1},
+// {prose: 2, code: 2}) read the same stream, and the sweep accepts them.
+func TestEquivalentWeightsAreFair(t *testing.T) {
+	dir := t.TempDir()
+	tinyBase(t, dir)
+	s := parseSpec(t, dir, `
+base: base.yaml
+out: out
+variants:
+  - {name: star, set: {data.weights.*: 1}}
+  - {name: named, set: {data.weights.prose: 1, data.weights.code: 1}}
+  - {name: scaled, set: {data.weights.prose: 2, data.weights.code: 2}}
+`)
+	if _, err := s.Expand(); err != nil {
+		t.Fatalf("equivalent weights refused: %v", err)
 	}
 }
 
