@@ -49,7 +49,8 @@ type AdamW struct {
 	cfg   AdamWConfig
 	names []string
 	decay []bool
-	m, v  [][]float32
+	m, v  [][]float32 // nil until first needed (alloc), or adopted (AdoptState)
+	sizes []int       // values per parameter
 	step  int64
 	spans []span // blocks of the update loop (see blocks)
 }
@@ -68,7 +69,9 @@ const (
 
 // NewAdamW returns an optimizer for params with zero moments. The same
 // parameters (names, lengths, Decay flags, order) must be passed to every
-// Step; their slices may change between steps.
+// Step; their slices may change between steps. The moments are allocated
+// when first needed, so that a resumed run can hand over the moments it
+// read instead (AdoptState) without both copies ever being held.
 func NewAdamW(cfg AdamWConfig, params []Param) (*AdamW, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("adamw config: %w", err)
@@ -80,10 +83,22 @@ func NewAdamW(cfg AdamWConfig, params []Param) (*AdamW, error) {
 	for _, p := range params {
 		o.names = append(o.names, p.Name)
 		o.decay = append(o.decay, p.Decay)
-		o.m = append(o.m, make([]float32, len(p.Data)))
-		o.v = append(o.v, make([]float32, len(p.Data)))
+		o.sizes = append(o.sizes, len(p.Data))
 	}
+	o.m, o.v = make([][]float32, len(params)), make([][]float32, len(params))
 	return o, nil
+}
+
+// alloc gives every moment not yet allocated or adopted its zeros.
+func (o *AdamW) alloc() {
+	for i, n := range o.sizes {
+		if o.m[i] == nil {
+			o.m[i] = make([]float32, n)
+		}
+		if o.v[i] == nil {
+			o.v[i] = make([]float32, n)
+		}
+	}
 }
 
 // Config returns the hyper-parameters.
@@ -112,6 +127,7 @@ func (o *AdamW) StepScaled(params []Param, lr float64, gradScale float32) error 
 	if err := o.match(params); err != nil {
 		return fmt.Errorf("adamw step: %w", err)
 	}
+	o.alloc()
 	o.step++
 	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
 	t := float64(o.step)
@@ -208,8 +224,8 @@ func (o *AdamW) match(params []Param) error {
 		switch {
 		case p.Name != o.names[i]:
 			return fmt.Errorf("param %d is %q, optimizer has %q", i, p.Name, o.names[i])
-		case len(p.Data) != len(o.m[i]) || len(p.Grad) != len(o.m[i]):
-			return fmt.Errorf("param %q: %d values and %d gradients, optimizer has %d", p.Name, len(p.Data), len(p.Grad), len(o.m[i]))
+		case len(p.Data) != o.sizes[i] || len(p.Grad) != o.sizes[i]:
+			return fmt.Errorf("param %q: %d values and %d gradients, optimizer has %d", p.Name, len(p.Data), len(p.Grad), o.sizes[i])
 		case p.Decay != o.decay[i]:
 			return fmt.Errorf("param %q: decay %v, optimizer has %v", p.Name, p.Decay, o.decay[i])
 		}
@@ -222,6 +238,7 @@ func (o *AdamW) match(params []Param) error {
 // (a broadcast, then SetState with them for the step count), not to keep
 // past the next Step. It saves a second copy of every moment.
 func (o *AdamW) Moments() State {
+	o.alloc()
 	s := State{Step: o.step, Slices: make([]NamedSlice, 0, 2*len(o.names))}
 	for i, n := range o.names {
 		s.Slices = append(s.Slices, NamedSlice{Name: n + expAvgSuffix, Data: o.m[i]}, NamedSlice{Name: n + expAvgSqSuffix, Data: o.v[i]})
@@ -232,6 +249,7 @@ func (o *AdamW) Moments() State {
 // State returns a copy of the optimizer state: the step count and, for each
 // parameter in order, its first and second moments.
 func (o *AdamW) State() State {
+	o.alloc()
 	s := State{Step: o.step, Slices: make([]NamedSlice, 0, 2*len(o.names))}
 	for i, n := range o.names {
 		s.Slices = append(s.Slices,
@@ -244,14 +262,26 @@ func (o *AdamW) State() State {
 // SetState restores a State saved by State, copying the slices. Every
 // moment slice must be present exactly once with its parameter's length;
 // order does not matter. On error the optimizer is unchanged.
-func (o *AdamW) SetState(s State) error {
+func (o *AdamW) SetState(s State) error { return o.setState(s, false) }
+
+// AdoptState is SetState taking the slices themselves as the moments
+// wherever the optimizer has not allocated its own yet (a new optimizer
+// before its first Step, Moments or State): a resumed run's moments are
+// then held once, not twice. The caller must not use the slices afterwards.
+func (o *AdamW) AdoptState(s State) error { return o.setState(s, true) }
+
+func (o *AdamW) setState(s State, adopt bool) error {
 	if s.Step < 0 {
 		return fmt.Errorf("adamw state: step %d: must be >= 0", s.Step)
 	}
-	want := make(map[string][]float32, 2*len(o.names))
+	type slot struct {
+		moments [][]float32
+		i       int
+	}
+	want := make(map[string]slot, 2*len(o.names))
 	for i, n := range o.names {
-		want[n+expAvgSuffix] = o.m[i]
-		want[n+expAvgSqSuffix] = o.v[i]
+		want[n+expAvgSuffix] = slot{o.m, i}
+		want[n+expAvgSqSuffix] = slot{o.v, i}
 	}
 	var errs []error
 	seen := make(map[string]bool, len(s.Slices))
@@ -262,8 +292,8 @@ func (o *AdamW) SetState(s State) error {
 			errs = append(errs, fmt.Errorf("%s: no such optimizer slice", ns.Name))
 		case seen[ns.Name]:
 			errs = append(errs, fmt.Errorf("%s: given twice", ns.Name))
-		case len(ns.Data) != len(dst):
-			errs = append(errs, fmt.Errorf("%s: %d values, want %d", ns.Name, len(ns.Data), len(dst)))
+		case len(ns.Data) != o.sizes[dst.i]:
+			errs = append(errs, fmt.Errorf("%s: %d values, want %d", ns.Name, len(ns.Data), o.sizes[dst.i]))
 		}
 		seen[ns.Name] = true
 	}
@@ -278,7 +308,15 @@ func (o *AdamW) SetState(s State) error {
 		return fmt.Errorf("adamw state: %w", err)
 	}
 	for _, ns := range s.Slices {
-		copy(want[ns.Name], ns.Data)
+		dst := want[ns.Name]
+		switch {
+		case adopt && dst.moments[dst.i] == nil:
+			dst.moments[dst.i] = ns.Data
+		case dst.moments[dst.i] == nil:
+			dst.moments[dst.i] = append([]float32(nil), ns.Data...)
+		default:
+			copy(dst.moments[dst.i], ns.Data)
+		}
 	}
 	o.step = s.Step
 	return nil

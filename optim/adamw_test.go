@@ -399,3 +399,75 @@ func TestAdamUpdateVectorMatchesScalarBits(t *testing.T) {
 		}
 	}
 }
+
+// AdoptState on a new optimizer keeps the given slices as its moments (a
+// resumed run holds them once) and then steps exactly as SetState's copy
+// does; once the optimizer has its own moments, AdoptState copies.
+func TestAdamWAdoptState(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	ps := randomParams(rng, 5, 300, 2)
+	st := State{Step: 4}
+	for _, p := range ps {
+		for _, suf := range []string{".exp_avg", ".exp_avg_sq"} {
+			d := make([]float32, len(p.Data))
+			for j := range d {
+				d[j] = float32(rng.Float64())
+			}
+			st.Slices = append(st.Slices, NamedSlice{Name: p.Name + suf, Data: d})
+		}
+	}
+	copied := State{Step: st.Step}
+	for _, s := range st.Slices {
+		copied.Slices = append(copied.Slices, NamedSlice{Name: s.Name, Data: append([]float32(nil), s.Data...)})
+	}
+	a, b := cloneParams(ps), cloneParams(ps)
+	adopter, err := NewAdamW(testCfg, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copier, err := NewAdamW(testCfg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := adopter.AdoptState(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := copier.SetState(copied); err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range adopter.Moments().Slices {
+		if &s.Data[0] != &st.Slices[k].Data[0] {
+			t.Fatalf("%s: not the adopted slice", s.Name)
+		}
+	}
+	for k, s := range copier.Moments().Slices {
+		if &s.Data[0] == &copied.Slices[k].Data[0] {
+			t.Fatalf("%s: SetState kept the caller's slice", s.Name)
+		}
+	}
+	grads := rand.New(rand.NewPCG(9, 10))
+	fillGrads(grads, a)
+	for i := range a {
+		copy(b[i].Grad, a[i].Grad)
+	}
+	if err := adopter.Step(a, 1e-3); err != nil {
+		t.Fatal(err)
+	}
+	if err := copier.Step(b, 1e-3); err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		for j := range a[i].Data {
+			if math.Float32bits(a[i].Data[j]) != math.Float32bits(b[i].Data[j]) {
+				t.Fatalf("%s[%d]: adopted %g, copied %g", a[i].Name, j, a[i].Data[j], b[i].Data[j])
+			}
+		}
+	}
+	// Now the optimizer owns its moments: adopting again copies.
+	if err := adopter.AdoptState(copied); err != nil {
+		t.Fatal(err)
+	}
+	if m := adopter.Moments().Slices[0]; &m.Data[0] == &copied.Slices[0].Data[0] || &m.Data[0] != &st.Slices[0].Data[0] {
+		t.Error("AdoptState replaced moments the optimizer already held")
+	}
+}

@@ -367,9 +367,10 @@ func (t *trainer) setup() error {
 		return err
 	}
 	// A checkpoint without optimizer state (an imported model) starts AdamW
-	// from zero moments.
+	// from zero moments. The moments read are adopted, not copied: AdamW
+	// has not allocated its own yet, so they are never held twice.
 	if optState != nil && len(optState.Slices) > 0 {
-		if err := t.step.Adam.SetState(*optState); err != nil {
+		if err := t.step.Adam.AdoptState(*optState); err != nil {
 			return fmt.Errorf("checkpoint %s: optimizer: %w", dir, err)
 		}
 	}
