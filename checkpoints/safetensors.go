@@ -132,37 +132,47 @@ func (t *Tensor) field() string {
 	}
 }
 
-// encodeF32 returns float32 values as little-endian bytes of dt (F32, BF16
-// or F16).
-func encodeF32(dt DType, vs []float32) []byte {
+// encodeChunk is how many values are encoded per write: one chunk's bytes
+// are all the encoding holds, in a buffer reused for the whole file, so
+// writing a checkpoint makes no garbage the size of its tensors.
+const encodeChunk = 1 << 16
+
+// writeF32 writes float32 values to w as little-endian bytes of dt (F32,
+// BF16 or F16), a chunk at a time through *scratch.
+func writeF32(w io.Writer, scratch *[]byte, dt DType, vs []float32) error {
 	le := binary.LittleEndian
-	b := make([]byte, 0, dtypeInfo[dt].size*len(vs))
-	switch dt {
-	case F32:
-		for _, v := range vs {
-			b = le.AppendUint32(b, math.Float32bits(v))
+	for lo := 0; lo < len(vs); lo += encodeChunk {
+		b := (*scratch)[:0]
+		switch dt {
+		case F32:
+			for _, v := range vs[lo:min(lo+encodeChunk, len(vs))] {
+				b = le.AppendUint32(b, math.Float32bits(v))
+			}
+		case BF16:
+			for _, v := range vs[lo:min(lo+encodeChunk, len(vs))] {
+				b = le.AppendUint16(b, bf16FromF32(v))
+			}
+		case F16:
+			for _, v := range vs[lo:min(lo+encodeChunk, len(vs))] {
+				b = le.AppendUint16(b, f16FromF32(v))
+			}
+		default:
+			panic("checkpoints: writeF32 of " + dt.String())
 		}
-	case BF16:
-		for _, v := range vs {
-			b = le.AppendUint16(b, bf16FromF32(v))
+		*scratch = b
+		if _, err := w.Write(b); err != nil {
+			return err
 		}
-	case F16:
-		for _, v := range vs {
-			b = le.AppendUint16(b, f16FromF32(v))
-		}
-	default:
-		panic("checkpoints: encodeF32 of " + dt.String())
 	}
-	return b
+	return nil
 }
 
-// encode returns t's values as little-endian bytes of its DType.
+// encode returns the values of an F64, I32 or I64 tensor (hash tables and
+// the like: small) as little-endian bytes.
 func (t *Tensor) encode() []byte {
 	le := binary.LittleEndian
 	var b []byte
 	switch t.DType {
-	case F32, BF16, F16:
-		b = encodeF32(t.DType, t.F32)
 	case F64:
 		b = make([]byte, 0, 8*len(t.F64))
 		for _, v := range t.F64 {
@@ -184,11 +194,14 @@ func (t *Tensor) encode() []byte {
 	return b
 }
 
-// writeData writes t's values to w: encoded whole, or, for a streamed
-// tensor, piece by piece as Stream hands them over, so that at most one
-// piece's bytes are held at a time.
-func (t *Tensor) writeData(w io.Writer) error {
+// writeData writes t's values to w: float32-held values a chunk at a time
+// through *scratch (a streamed tensor's as Stream hands them over), other
+// types encoded whole.
+func (t *Tensor) writeData(w io.Writer, scratch *[]byte) error {
 	if t.Stream == nil {
+		if t.field() == "F32" {
+			return writeF32(w, scratch, t.DType, t.F32)
+		}
 		_, err := w.Write(t.encode())
 		return err
 	}
@@ -198,8 +211,7 @@ func (t *Tensor) writeData(w io.Writer) error {
 		if got += len(piece); got > n {
 			return fmt.Errorf("tensor %q: streamed more than the %d values of shape %v", t.Name, n, t.Shape)
 		}
-		_, err := w.Write(encodeF32(t.DType, piece))
-		return err
+		return writeF32(w, scratch, t.DType, piece)
 	})
 	if err == nil && got != n {
 		err = fmt.Errorf("tensor %q: streamed %d values, shape %v needs %d", t.Name, got, t.Shape, n)
@@ -230,8 +242,8 @@ func (v view) Data() []byte    { *v.order = append(*v.order, v.t); return nil }
 // order), so the same tensors always give byte-identical files. It returns an
 // error for an empty or duplicate name, an unknown dtype, or values that do
 // not match the shape, and any error a streamed tensor's Stream returns. w
-// is written in a few large writes (one per tensor or streamed piece); wrap a
-// file in a bufio.Writer only if that matters.
+// is written in writes of at most 256 KiB (a chunk of values); wrap a file
+// in a bufio.Writer if that matters.
 func WriteSafetensors(w io.Writer, ts []Tensor, meta map[string]string) error {
 	views := make(map[string]view, len(ts))
 	order := make([]*Tensor, 0, len(ts))
@@ -266,8 +278,9 @@ func WriteSafetensors(w io.Writer, ts []Tensor, meta map[string]string) error {
 	if _, err := w.Write(header.Bytes()); err != nil {
 		return fmt.Errorf("write safetensors: %w", err)
 	}
+	var scratch []byte
 	for _, t := range order {
-		if err := t.writeData(w); err != nil {
+		if err := t.writeData(w, &scratch); err != nil {
 			return fmt.Errorf("write safetensors: %w", err)
 		}
 	}
