@@ -121,7 +121,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 				if len(m.MoE) > 0 {
 					var v, d []float64
 					for _, l := range m.MoE {
-						v, d = append(v, l.MaxVio), append(d, l.DeadShare)
+						v, d = append(v, maxVioOf(l)), append(d, l.DeadShare)
 					}
 					rr.MaxVio, _ = meanStd(v)
 					mean, _ := meanStd(d)
@@ -589,4 +589,14 @@ func (s Summary) PlotCurves(path string) error {
 		}
 	}
 	return nil
+}
+
+// maxVioOf is the layer's MaxVio, or NaN for a line written before MaxVio
+// was logged: the field then reads 0 although the load was uneven (a
+// busiest expert above the mean), and 0 would claim a perfect balance.
+func maxVioOf(l rundir.LayerStats) float64 {
+	if l.MaxVio == 0 && l.LoadMaxOverMean > 1+1e-9 {
+		return math.NaN()
+	}
+	return l.MaxVio
 }
