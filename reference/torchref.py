@@ -190,12 +190,13 @@ class RMSNorm(nn.Module):
 
 def rotary(x, theta):
     """RoPE on [..., T, Dh], the rotate-half pairing (i, i + Dh/2) of the
-    Llama/DeepSeek code; angles are formed in float64 and rounded once."""
+    Llama/DeepSeek code; angles are formed in float64 and rounded once to
+    x's precision."""
     T, Dh = x.shape[-2], x.shape[-1]
     inv = theta ** (-torch.arange(0, Dh, 2, dtype=torch.float64) / Dh)
     ang = torch.outer(torch.arange(T, dtype=torch.float64), inv)
-    cos = torch.cat([ang.cos(), ang.cos()], -1).float()
-    sin = torch.cat([ang.sin(), ang.sin()], -1).float()
+    cos = torch.cat([ang.cos(), ang.cos()], -1).to(x.dtype)
+    sin = torch.cat([ang.sin(), ang.sin()], -1).to(x.dtype)
     half = Dh // 2
     rot = torch.cat([-x[..., half:], x[..., :half]], -1)
     return x * cos + rot * sin
@@ -578,7 +579,8 @@ class Trainer:
         """One optimizer step on a batch given as its micro-batches."""
         self.batch_counts(micro_batches)
         acc = [None] * len(self.params)
-        scale = torch.tensor(1.0 / self.accum, dtype=torch.float32)
+        dtype = self.params[0].dtype  # float32, or float64 with --dtype float64
+        scale = torch.tensor(1.0 / self.accum, dtype=dtype)
         loss, balance, margin = 0.0, 0.0, math.inf
         loads = [torch.zeros(self.m.s.routed, dtype=torch.float64) for _ in self.m.moe_layers()]
         for w in micro_batches:
@@ -601,10 +603,10 @@ class Trainer:
                 else:
                     acc[i] += g * scale
         norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in acc))
-        # optim.ClipScale: maxNorm/norm in float32, no ε.
+        # optim.ClipScale: maxNorm/norm in the weights' precision, no ε.
         clip = self.clip > 0 and math.isfinite(norm) and norm > self.clip
         for p, g in zip(self.params, acc):
-            p.grad = g * torch.tensor(self.clip / norm, dtype=torch.float32) if clip else g
+            p.grad = g * torch.tensor(self.clip / norm, dtype=dtype) if clip else g
         lr = learning_rate(self.cfg["schedule"], self.cfg["train"]["tokens"], self.tokens + self.step_tokens)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -651,6 +653,9 @@ def evaluate(model, windows, batch):
 
 def build(args):
     spec, cfg = read_config(args.config)
+    # float64 (train --dtype) tells float32 rounding from a difference of
+    # arithmetic: the float32 weights moetrain wrote load exactly.
+    torch.set_default_dtype(getattr(torch, getattr(args, "dtype", "float32")))
     torch.manual_seed(0)
     m = CausalLM(spec)
     if getattr(args, "weights", None):
@@ -775,7 +780,9 @@ def main():
     p.add_argument("--steps", type=int, default=0, help="steps to train (default: every batch in the file)")
     p.add_argument("--eval-tokens", help="held-out windows (int32) scored after the last step and every --eval-every steps")
     p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--out", help="write the final weights here")
+    p.add_argument("--out", help="write the final weights here (float32)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="precision of the weights and arithmetic (float64: to tell rounding from real differences)")
     p = mode("bench", mode_bench, "time training steps on random tokens")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
