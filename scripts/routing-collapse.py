@@ -17,11 +17,13 @@ def probe_row(d):
     """Dead share (mean over layers, per step), the share of experts that no
     token reached in a whole block of 8 steps (an expert dead in one step but
     used in the next is herding, not a dead expert), its peak, the window in
-    which some layer has at least a quarter of its experts dead, MaxVio and the
-    final held-out loss of one probe. Steps are in units of 2,048 tokens
+    which some layer has at least a quarter of its experts dead, how often a
+    layer with a quarter of its experts dead kept the previous step's busiest
+    expert, MaxVio and the final held-out loss of one probe. Steps are in units of 2,048 tokens
     (the regime's steps), so probes with other batch sizes line up."""
     early, late, vio, peak, window, heldout = [], [], [], (0.0, 0, 0.0), [], float("nan")
     union, dead8 = {}, []  # per layer: experts used in the current 8-step block; dead shares of the blocks
+    busiest, stuck = {}, []  # per layer: the previous step's busiest expert; in collapsed steps, whether it stayed
     for line in open(os.path.join(d, "metrics.jsonl")):
         r = json.loads(line)
         if r.get("kind") == "eval" and r.get("task") == "heldout" and r.get("metric") == "loss":
@@ -33,6 +35,11 @@ def probe_row(d):
         step = r["tokens"] // 2048
         if worst >= 0.25:
             window.append((step, r["loss"]))
+        for m in r["moe"]:
+            top = max(range(len(m["load"])), key=lambda e: m["load"][e])
+            if m["dead_share"] >= 0.25 and m["layer"] in busiest:
+                stuck.append(top == busiest[m["layer"]])
+            busiest[m["layer"]] = top
         if r["tokens"] <= EARLY:
             for m in r["moe"]:
                 used = union.setdefault(m["layer"], set())
@@ -49,19 +56,19 @@ def probe_row(d):
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     return {
         "dead_early": mean(early), "dead_late": mean(late), "peak": peak, "vio": mean(vio),
-        "window": window, "heldout": heldout, "dead8": mean(dead8),
+        "window": window, "heldout": heldout, "dead8": mean(dead8), "stuck": mean(stuck),
     }
 
 
 def probes(root):
-    print("| probe | dead share, steps 1-64 | dead over 8 steps, steps 1-64 | worst layer's peak (step, train loss) | steps with a layer ≥ 25% dead: first-last (train loss) | MaxVio, steps 1-64 | dead share, steps 65-128 | held-out loss |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| probe | dead share, steps 1-64 | dead over 8 steps, steps 1-64 | worst layer's peak (step, train loss) | steps with a layer ≥ 25% dead: first-last (train loss) | busiest expert kept, collapsed steps | MaxVio, steps 1-64 | dead share, steps 65-128 | held-out loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for d in sorted(g for g in glob.glob(os.path.join(root, "*/")) if os.path.exists(g + "metrics.jsonl")):
         p = probe_row(d)
         w = p["window"]
         win = "%d-%d (%.2f-%.2f), %d steps" % (w[0][0], w[-1][0], w[0][1], w[-1][1], len(w)) if w else "none"
-        print("| %s | %.3f | %.3f | %.2f (%d, %.2f) | %s | %.2f | %.3f | %.3f |" % (
-            os.path.basename(d.rstrip("/")), p["dead_early"], p["dead8"], *p["peak"], win,
+        print("| %s | %.3f | %.3f | %.2f (%d, %.2f) | %s | %.2f | %.2f | %.3f | %.3f |" % (
+            os.path.basename(d.rstrip("/")), p["dead_early"], p["dead8"], *p["peak"], win, p["stuck"],
             p["vio"], p["dead_late"], p["heldout"]))
 
 
