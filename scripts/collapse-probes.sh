@@ -7,8 +7,9 @@
 # 16x128) on the regime's lr curve (schedule.total_tokens stays the full
 # run's 1,228,800, so warmup and decay points are the regime's), with one
 # factor changed by --set. Routing health is logged every step; the only
-# evaluation is the final one, on 65,536 held-out tokens. The baseline runs
-# also keep a checkpoint every 8 steps for scripts/collapse-hidden.py.
+# evaluation is the final one, on 65,536 held-out tokens. The baseline and
+# init_std runs also keep a checkpoint every 8 steps for
+# scripts/collapse-hidden.py.
 #
 #   scripts/collapse-probes.sh DIR        run the probes missing from DIR/runs, then the table
 #   scripts/collapse-probes.sh DIR table  only the table (scripts/routing-collapse.py --probes)
@@ -71,9 +72,9 @@ done
 for m in switch deepseekmoe; do
 	probe "$m-batch-8" "$m" train.batch_size=8
 	probe "$m-batch-32" "$m" train.batch_size=32 train.micro_batch_size=16
-	probe "$m-init-0.02" "$m" model.init_std=0.02
-	probe "$m-init-0.002" "$m" model.init_std=0.002
-	probe "$m-warmup-512" "$m" schedule.warmup_tokens=1048576
+	# (checkpoints every 8 steps: scripts/collapse-hidden.py measures these too)
+	probe "$m-init-0.02" "$m" model.init_std=0.02 checkpoint.every_tokens=16384 checkpoint.keep_last=16
+	probe "$m-init-0.002" "$m" model.init_std=0.002 checkpoint.every_tokens=16384 checkpoint.keep_last=16
 done
 echo "== $(date -u +%FT%TZ) all probes done"
 python3 "$repo/scripts/routing-collapse.py" --probes "$dir/runs"
