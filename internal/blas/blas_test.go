@@ -378,6 +378,34 @@ func BenchmarkGemm(b *testing.B) {
 	}
 }
 
+// sciShapes are the GEMMs of the science yardsticks (configs/bench/sci-*.yaml:
+// d = 128, 2048 tokens, experts of width 86 with ~228 tokens each, their
+// gate and up products stacked) and of the regime (d = 64, width 43), with
+// a 512³ product for the kernel's rate on a large one.
+var sciShapes = []benchShape{
+	{"square_512", false, false, 512, 512, 512},
+	{"linear_2048x128x128", false, true, 2048, 128, 128},
+	{"linear_dW_128x2048x128", true, false, 128, 128, 2048},
+	{"expert_gu_228x128x172", false, true, 228, 172, 128},
+	{"expert_down_228x86x128", false, true, 228, 128, 86},
+	{"expert_dW_172x228x128", true, false, 172, 128, 228},
+	{"regime_expert_gu_228x64x86", false, true, 228, 86, 64},
+	{"regime_linear_2048x64x64", false, true, 2048, 64, 64},
+	{"attention_64x32x128", false, true, 64, 128, 32},
+}
+
+// BenchmarkGemmSci times the science shapes as the MoE layer runs its
+// expert products: one library call each on one goroutine (run with
+// GOMAXPROCS=1 to match the science runs), reporting GFLOP/s.
+func BenchmarkGemmSci(b *testing.B) {
+	l := loaded(b)
+	defer l.configure(1, parallel.Workers)
+	l.configure(1, 1)
+	for _, s := range sciShapes {
+		b.Run(s.name, func(b *testing.B) { benchGemm(b, s, 1) })
+	}
+}
+
 // BenchmarkGemmConcurrent calls Gemm from parallel.For workers, as the MoE
 // layer does for its experts: 16 expert products per iteration.
 func BenchmarkGemmConcurrent(b *testing.B) {
