@@ -499,7 +499,6 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 	stepTokens := int64(c.Train.BatchSize) * int64(c.Train.SeqLen)
 	counts := model.Count(c.Model)
 	sum := Summary{Total: counts.Total, Activated: counts.Activated, Resumed: t.state.Tokens > 0}
-	lastCkpt := t.state.Tokens
 	if sum.Resumed && t.state.Tokens >= c.Train.Tokens {
 		// Running a finished run again changes nothing: no checkpoint is
 		// re-saved and no evaluation appended twice.
@@ -530,7 +529,6 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		trainTime  time.Duration
 		trained    int64
 	)
-	lastEval := t.state.Tokens
 	for t.state.Tokens < c.Train.Tokens {
 		stop, err := t.stopAgreed(t.opt.Stop != nil && t.opt.Stop() || ctx.Err() != nil)
 		if err != nil {
@@ -590,7 +588,8 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 		if t.prog != nil {
 			t.prog.update(t.state.Tokens, float64(trained)/trainTime.Seconds(), loss)
 		}
-		if t.state.Tokens-logTokens >= c.Log.EveryTokens || t.state.Tokens >= c.Train.Tokens {
+		prev := t.state.Tokens - stepTokens
+		if c.Log.EveryTokens <= 0 || crossed(prev, t.state.Tokens, c.Log.EveryTokens) || t.state.Tokens >= c.Train.Tokens {
 			tps := float64(t.state.Tokens-logTokens) / logTime.Seconds()
 			etaText := eta(c.Train.Tokens-t.state.Tokens, float64(trained)/trainTime.Seconds())
 			if logSteps == 0 {
@@ -616,17 +615,15 @@ func (t *trainer) loop(ctx context.Context) (Summary, error) {
 			}
 			logLoss, logSteps, logSkipped, logTime, logTokens = 0, 0, 0, 0, t.state.Tokens
 		}
-		if t.eval != nil && c.Eval.EveryTokens > 0 && t.state.Tokens-lastEval >= c.Eval.EveryTokens && t.state.Tokens < c.Train.Tokens {
-			lastEval = t.state.Tokens
+		if t.eval != nil && crossed(prev, t.state.Tokens, c.Eval.EveryTokens) && t.state.Tokens < c.Train.Tokens {
 			if _, err := t.evaluate(); err != nil {
 				return sum, err
 			}
 		}
-		if c.Checkpoint.EveryTokens > 0 && t.state.Tokens-lastCkpt >= c.Checkpoint.EveryTokens && t.state.Tokens < c.Train.Tokens {
+		if crossed(prev, t.state.Tokens, c.Checkpoint.EveryTokens) && t.state.Tokens < c.Train.Tokens {
 			if _, err := t.save(); err != nil {
 				return sum, err
 			}
-			lastCkpt = t.state.Tokens
 		}
 	}
 	dir, err := t.save()
@@ -828,4 +825,13 @@ func availableMemory() int64 {
 		}
 	}
 	return 0
+}
+
+// crossed reports whether a step from prev to now tokens passed a multiple
+// of every (never for every ≤ 0). Log lines, evaluations and checkpoints
+// fire at these multiples, so a run resumed from any token count logs and
+// evaluates at the same token counts as one that never stopped (the first
+// log line after a resume averages only the steps trained since it).
+func crossed(prev, now, every int64) bool {
+	return every > 0 && now/every > prev/every
 }

@@ -282,6 +282,40 @@ func TestStopSavesAndResumes(t *testing.T) {
 	}
 }
 
+// Log lines, evaluations and checkpoints fall at multiples of their
+// intervals, so a run stopped between them and resumed writes its metrics at
+// the same token counts as a run that never stopped.
+func TestResumedRunLogsAtTheSameTokens(t *testing.T) {
+	c := tinyConfig(configs.FFNGShard)
+	c.Log.EveryTokens = 2 * 4 * 32 // every 2 steps
+	c.Eval.EveryTokens, c.Eval.Tokens = 2*4*32, 256
+	straight := t.TempDir()
+	run(t, c, straight)
+	dir := t.TempDir()
+	steps := 0
+	s, err := Run(context.Background(), Options{Config: c, RunDir: dir, Stop: func() bool { steps++; return steps > 3 }})
+	if err != nil || s.Tokens != 3*4*32 {
+		t.Fatalf("stop after 3 steps: %+v, %v", s, err)
+	}
+	run(t, c, dir)
+	at := func(dir string) string {
+		ms, err := rundir.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, m := range ms {
+			if m.Kind == "train" || m.Task == "heldout" && m.Metric == "loss" {
+				fmt.Fprintf(&b, "%s@%d ", m.Kind, m.Tokens)
+			}
+		}
+		return b.String()
+	}
+	if a, b := at(straight), at(dir); a != b {
+		t.Errorf("metrics at other token counts after a resume:\n straight %s\n resumed  %s", a, b)
+	}
+}
+
 // A resume on a different dataset is refused: the token stream would not
 // continue where it stopped.
 func TestResumeOnOtherDatasetIsRefused(t *testing.T) {
