@@ -39,6 +39,9 @@ type RunResult struct {
 	Budget      int64   // train.tokens
 	// Curve is the held-out loss at every evaluation, by training tokens.
 	Curve map[int64]float64
+	// Scores is each benchmark task's last score in its main metric
+	// (report.MainMetrics: accuracy, else exact match), as a fraction.
+	Scores map[string]float64
 	// MoE health (NaN without MoE layers): MaxVio of the last train line
 	// (mean over layers), the share of dead experts averaged over every
 	// train line and layer (dead experts over training), and the mean step
@@ -66,6 +69,9 @@ type GroupResult struct {
 	Curve            []CurvePoint // at the summary's evaluation points inside every finished seed's range
 	// Means over the finished seeds of the runs' MoE health and step time.
 	MaxVio, Dead, StepSeconds float64
+	// Scores is each task's last score over the finished seeds that have
+	// it: mean and sample std (fractions).
+	Scores map[string][2]float64
 	// Apart marks a group the sweep reports apart from the ranking
 	// (Spec.Apart): its loss is not comparable with the others'.
 	Apart bool
@@ -130,6 +136,11 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 				if m.TokensPerS > 0 {
 					steps = append(steps, stepTokens/m.TokensPerS)
 				}
+			case m.Kind == "eval" && m.Task != "heldout" && !strings.HasPrefix(m.Task, "heldout/") && m.Value != nil && mainMetric(m.Metric):
+				if rr.Scores == nil {
+					rr.Scores = map[string]float64{}
+				}
+				rr.Scores[m.Task] = *m.Value
 			case m.Kind == "eval" && m.Task == "heldout" && m.Value != nil && m.Tokens >= rr.Tokens:
 				rr.Tokens = m.Tokens
 				if m.Metric == "loss" {
@@ -174,6 +185,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 				done = append(done, r)
 			}
 		}
+		g.Scores = groupScores(done)
 		g.MaxVio, _ = meanStd(vio)
 		g.Dead, _ = meanStd(dead)
 		g.StepSeconds, _ = meanStd(step)
@@ -392,6 +404,7 @@ func (s Summary) WriteMarkdown(w io.Writer) error {
 			}
 		}
 	}
+	s.writeScoreTable(&b)
 	s.writeCurveTable(&b)
 	b.WriteString("\n| run | seed | status | tokens | held-out loss | bits/byte | last train loss |\n|---|---:|---|---:|---:|---:|---:|\n")
 	for _, r := range s.Runs {
@@ -599,4 +612,63 @@ func maxVioOf(l rundir.LayerStats) float64 {
 		return math.NaN()
 	}
 	return l.MaxVio
+}
+
+// mainMetric reports whether metric is one a task is scored by (a task
+// logs only one of them: accuracy for multiple choice, exact match for
+// generation).
+func mainMetric(metric string) bool { return slices.Contains(report.MainMetrics, metric) }
+
+// groupScores is each task's last score over the runs that have it.
+func groupScores(rs []RunResult) map[string][2]float64 {
+	by := map[string][]float64{}
+	for _, r := range rs {
+		for task, v := range r.Scores {
+			by[task] = append(by[task], v)
+		}
+	}
+	out := map[string][2]float64{}
+	for task, vs := range by {
+		m, sd := meanStd(vs)
+		out[task] = [2]float64{m, sd}
+	}
+	return out
+}
+
+// writeScoreTable writes each group's task scores (last evaluation, in
+// percent, mean ± std over seeds), when any run has a task.
+func (s Summary) writeScoreTable(b *strings.Builder) {
+	var tasks []string
+	for _, g := range s.Groups {
+		for task := range g.Scores {
+			if !slices.Contains(tasks, task) {
+				tasks = append(tasks, task)
+			}
+		}
+	}
+	if len(tasks) == 0 {
+		return
+	}
+	slices.Sort(tasks)
+	b.WriteString("\nTask scores at the last evaluation (accuracy, or exact match for generation tasks; percent, mean ± std over seeds):\n\n| group |")
+	for _, t := range tasks {
+		fmt.Fprintf(b, " %s |", t)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(tasks)) + "\n")
+	for _, g := range s.Groups {
+		fmt.Fprintf(b, "| %s |", g.Group)
+		for _, t := range tasks {
+			v, ok := g.Scores[t]
+			if !ok {
+				b.WriteString(" – |")
+				continue
+			}
+			sd := "–"
+			if !math.IsNaN(v[1]) {
+				sd = strconv.FormatFloat(100*v[1], 'f', 1, 64)
+			}
+			fmt.Fprintf(b, " %.1f ± %s |", 100*v[0], sd)
+		}
+		b.WriteString("\n")
+	}
 }
