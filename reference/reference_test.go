@@ -326,3 +326,35 @@ func compareWithReference(t *testing.T, kind, dtype, inputs string, ours []step,
 		dtype, trajSteps, worstLoss, worstW, worstName)
 	return summary
 }
+
+// TestBenchModeRuns runs the reference's bench mode (what
+// scripts/bench-vs-torch.sh times) for a few steps of a small DeepSeekMoE
+// from the config `moetrain reference-inputs --config-only` writes: every
+// timed step is reported, and the first batch's loss is that of a model at
+// initialisation on random tokens, about ln(vocab) (no timing is checked).
+func TestBenchModeRuns(t *testing.T) {
+	torchref.Require(t)
+	cfg := trajConfig(configs.FFNDeepSeekMoE, trajBatch)
+	cfg.Model.InitStd = 0.006
+	dir := t.TempDir()
+	if err := reference.WriteConfig(cfg, dir); err != nil {
+		t.Fatal(err)
+	}
+	out := torchref.Run(t, "bench", "--config", filepath.Join(dir, reference.ConfigFile),
+		"--batch", "2", "--seq", "16", "--steps", "2", "--warmup", "0")
+	var b struct {
+		FFN        string    `json:"ffn"`
+		TokensPerS float64   `json:"tokens_per_s"`
+		StepTimes  []float64 `json:"step_times_s"`
+		Loss       float64   `json:"loss"`
+	}
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	if b.FFN != configs.FFNDeepSeekMoE || len(b.StepTimes) != 2 || !(b.TokensPerS > 0) {
+		t.Errorf("bench reported %+v, want ffn %s, 2 step times and a positive rate", b, configs.FFNDeepSeekMoE)
+	}
+	if lnV := math.Log(float64(cfg.Model.VocabSize)); !(math.Abs(b.Loss-lnV) < 0.05*lnV) {
+		t.Errorf("loss of the last step %.4f, want about ln(%d) = %.4f for a model near initialisation on random tokens", b.Loss, cfg.Model.VocabSize, lnV)
+	}
+}

@@ -10,7 +10,8 @@
 #   -n SEEDS   init seeds 1..SEEDS (default 3); the batches are the same for
 #              every seed and model (data.seed is left alone)
 #   -o OUT     where runs are kept (default runs/crosscheck); finished runs are
-#              not repeated, so an interrupted check resumes
+#              not repeated, so an interrupted check resumes; several
+#              crosschecks on one OUT split the runs between them
 #   -r         run nothing: print the tables of the seeds already finished
 #              (every model in both implementations)
 #   --set      passed to every moetrain command (e.g. --set eval.tokens=65536
@@ -55,6 +56,16 @@ for s in $(seq 1 "$SEEDS"); do
 		name=$(basename "$c" .yaml)
 		d="$OUT/$name-seed-$s"
 		seed=(--set "model.init_seed=$s")
+		# A lock per model and seed: several crosschecks on one OUT share
+		# the work (each skips what another is running) instead of
+		# running it twice.
+		mkdir -p "$d"
+		exec 8>"$d/lock"
+		if ! flock -n 8; then
+			echo "== $(date -u +%FT%TZ) $name seed $s: another crosscheck is running it, skipped" >&2
+			exec 8>&-
+			continue
+		fi
 		if [ ! -f "$d/inputs/done" ]; then
 			echo "== $(date -u +%FT%TZ) $name seed $s: inputs" >&2
 			"$bin" reference-inputs "$c" "${sets[@]}" "${seed[@]}" --out "$d/inputs" >/dev/null
@@ -72,6 +83,7 @@ for s in $(seq 1 "$SEEDS"); do
 				--eval-tokens "$d/inputs/heldout.i32" >"$d/torch.jsonl"
 			touch "$d/torch.done"
 		fi
+		exec 8>&-
 	done
 done
 
