@@ -84,11 +84,10 @@ func writeSeedRun(t *testing.T, root, name string, seed uint64, off float64) str
 	return dir
 }
 
-// Runs that differ only in model.init_seed are one group: one curve, the
-// mean over seeds, with a min–max band.
-func TestSeedsAreOneCurveWithABand(t *testing.T) {
+// seedRuns loads a run of writeSeedRun per offset, seeds 1, 2, ...
+func seedRuns(t *testing.T, offs []float64) []*Run {
+	t.Helper()
 	root := t.TempDir()
-	offs := []float64{0, 0.3, -0.1}
 	var dirs []string
 	for i, off := range offs {
 		dirs = append(dirs, writeSeedRun(t, root, fmt.Sprintf("moe_seed-%d", i+1), uint64(i+1), off))
@@ -97,6 +96,14 @@ func TestSeedsAreOneCurveWithABand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runs
+}
+
+// Runs that differ only in model.init_seed are one group: one curve, the
+// mean over seeds, with a min–max band.
+func TestSeedsAreOneCurveWithABand(t *testing.T) {
+	offs := []float64{0, 0.3, -0.1}
+	runs := seedRuns(t, offs)
 	gs := Groups(runs)
 	if len(gs) != 1 || gs[0].Name != "moe" || len(gs[0].Runs) != 3 {
 		t.Fatalf("groups %+v, want one group \"moe\" of 3 runs", gs)
@@ -136,16 +143,8 @@ func TestSeedsAreOneCurveWithABand(t *testing.T) {
 // In the seed scatter a group of seeds is one point: the mean of its runs'
 // last held-out losses, with their sample standard deviation as its bar.
 func TestScatterPointPerSeedGroup(t *testing.T) {
-	root := t.TempDir()
 	offs := []float64{0, 0.3, -0.1}
-	var dirs []string
-	for i, off := range offs {
-		dirs = append(dirs, writeSeedRun(t, root, fmt.Sprintf("moe_seed-%d", i+1), uint64(i+1), off))
-	}
-	runs, err := LoadRuns(dirs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	runs := seedRuns(t, offs)
 	f, _ := ScatterFigure(runs)
 	if len(f.Panels) != 1 { // the runs have no task scores: only the loss panel
 		t.Fatalf("%d panels, want the loss panel only", len(f.Panels))

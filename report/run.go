@@ -160,7 +160,7 @@ func (r *Run) Tasks() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range r.Metrics {
-		if m.Kind != "eval" || m.Task == "" || m.Task == HeldOut || strings.HasPrefix(m.Task, HeldOut+"/") || seen[m.Task] {
+		if m.Kind != "eval" || !IsBenchmark(m.Task) || seen[m.Task] {
 			continue
 		}
 		if MainMetric(r, m.Task) == "" {
@@ -296,7 +296,7 @@ func KeepTasks(runs []*Run, tasks []string) error {
 	for _, r := range runs {
 		kept := r.Metrics[:0:0]
 		for _, m := range r.Metrics {
-			if m.Kind == "eval" && m.Task != "" && m.Task != HeldOut && !strings.HasPrefix(m.Task, HeldOut+"/") && !keep[m.Task] {
+			if m.Kind == "eval" && IsBenchmark(m.Task) && !keep[m.Task] {
 				continue
 			}
 			kept = append(kept, m)
@@ -304,4 +304,10 @@ func KeepTasks(runs []*Run, tasks []string) error {
 		r.Metrics = kept
 	}
 	return nil
+}
+
+// IsBenchmark reports whether an eval line's task is a benchmark task, not
+// the held-out loss (overall or per domain).
+func IsBenchmark(task string) bool {
+	return task != "" && task != HeldOut && !strings.HasPrefix(task, HeldOut+"/")
 }

@@ -136,7 +136,7 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 				if m.TokensPerS > 0 {
 					steps = append(steps, stepTokens/m.TokensPerS)
 				}
-			case m.Kind == "eval" && m.Task != "heldout" && !strings.HasPrefix(m.Task, "heldout/") && m.Value != nil && mainMetric(m.Metric):
+			case m.Kind == "eval" && report.IsBenchmark(m.Task) && m.Value != nil && mainMetric(m.Metric):
 				if rr.Scores == nil {
 					rr.Scores = map[string]float64{}
 				}

@@ -34,7 +34,7 @@ mean over their seeds with a min–max band. Dense runs are dashed, MoE runs
 solid; a run keeps its color in every figure; legends sit below the panels.`,
 		Example: `  moetrain plot runs/small-* --out figures
   moetrain plot runs/regime-table1/*_seed-* --tasks last_word --out figures`,
-		Args:    argsUsage(cobra.MinimumNArgs(1)),
+		Args: argsUsage(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return usagef("--out DIR is required")
