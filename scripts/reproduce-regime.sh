@@ -3,7 +3,7 @@
 # regime of configs/regime (KJV prose only, a 384-token BPE, d=64, 4 layers,
 # 600 steps of 16x128 tokens), in phases:
 #
-#   A  regime checks: Dense with 5 init seeds (seed noise), and seed 1 of every
+#   A  regime checks: Dense with 10 init seeds (seed noise), and seed 1 of every
 #      Table-1 model (early routing collapse, tokens per activated parameter)
 #   B  Table 1 + Dense x2/x4 with 3 init seeds (21 runs; the seed-1 runs of A
 #      are reused), the compare table and figures
