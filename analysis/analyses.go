@@ -43,7 +43,7 @@ func Redundancy(l *rundir.Loaded, o Options) (Curve, error) {
 	rmax := min(int(math.Round(4.0/16.0*float64(n))), n-k)
 	cv := Curve{What: "redundancy", Routed: n, Active: k}
 	for r := 0; r <= rmax; r++ {
-		p, err := heldOut(l.Model, c, o, model.GraphOptions{DisableTop: r}, "")
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{DisableTop: r}, "", nil)
 		if err != nil {
 			return cv, fmt.Errorf("redundancy with %d disabled: %w", r, err)
 		}
@@ -66,7 +66,7 @@ func TopK(l *rundir.Loaded, o Options) (Curve, error) {
 	cv := Curve{What: "topk", Routed: n, Active: k}
 	var trained float64
 	for a := k; a >= 1; a-- { // the trained setting first: the reference
-		p, err := heldOut(l.Model, c, o, model.GraphOptions{ActiveRouted: a}, "")
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{ActiveRouted: a}, "", nil)
 		if err != nil {
 			return cv, fmt.Errorf("topk with %d active: %w", a, err)
 		}
@@ -171,7 +171,7 @@ func Load(l *rundir.Loaded, o Options) (LoadResult, error) {
 	res := LoadResult{DomainLoss: map[string]float64{}}
 	var passes []evaluate.Pass
 	for _, d := range doms {
-		p, err := heldOut(l.Model, c, o, model.GraphOptions{}, d)
+		p, err := heldOut(l.Model, c, o, model.GraphOptions{}, d, nil)
 		if err != nil {
 			return res, fmt.Errorf("load of domain %s: %w", d, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/model"
 )
@@ -36,12 +37,14 @@ func (o Options) withDefaults(c configs.Config) Options {
 // heldOut scores up to o.Tokens of the validation split of o.Data (one
 // domain when domain is not empty) with graphs built with gopt, with the
 // routing totals (package evaluate, as training and moetrain eval score).
-func heldOut(m *model.Model, c configs.Config, o Options, gopt model.GraphOptions, domain string) (evaluate.Pass, error) {
+// inspect, when not nil, sees every batch and the graph that scored it.
+func heldOut(m *model.Model, c configs.Config, o Options, gopt model.GraphOptions, domain string, inspect func(data.Batch, *model.Graph)) (evaluate.Pass, error) {
 	w := evaluate.Windows{Dir: o.Data, Batch: o.Batch, MaxTokens: o.Tokens}
 	if domain != "" {
 		w.Weights = map[string]float64{domain: 1}
 	}
 	s := evaluate.NewScorer(m, c.Train.SeqLen, gopt)
+	s.Inspect = inspect
 	defer s.Close()
 	p, err := s.Score(w, nil, true)
 	if err != nil && domain != "" {

@@ -67,18 +67,11 @@ func WriteLoad(r LoadResult, dir, label string) (Written, error) {
 	if err != nil {
 		return out, err
 	}
-	f, err := os.Create(filepath.Join(dir, "analysis-load-experts.csv"))
+	f, err := writeCSV(dir, "analysis-load-experts", e)
 	if err != nil {
 		return out, err
 	}
-	if err := e.CSV(f); err != nil {
-		f.Close()
-		return out, err
-	}
-	if err := f.Close(); err != nil {
-		return out, err
-	}
-	out = append(out, f.Name())
+	out = append(out, f)
 	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
 	var row []*plot.Plot
 	var grid [][]*plot.Plot
@@ -128,6 +121,39 @@ func WriteLoad(r LoadResult, dir, label string) (Written, error) {
 	}
 	files, err := savePlot(dir, "analysis-load", vg.Length(cols)*5*vg.Inch, vg.Length(len(grid))*3.5*vg.Inch, grid)
 	return append(out, files...), err
+}
+
+// WriteTokens writes DIR/analysis-tokens.md and .csv (per MoE layer) and
+// analysis-tokens-ids.csv (per layer and token id: its most frequent
+// expert and purity, e.g. to compare two models' token maps).
+func WriteTokens(r TokensResult, dir, label string) (Written, error) {
+	t, ids := r.Tables()
+	if label != "" {
+		t.Title += " — " + label
+	}
+	out, err := writeTables(dir, "analysis-tokens", t)
+	if err != nil {
+		return out, err
+	}
+	f, err := writeCSV(dir, "analysis-tokens-ids", ids)
+	if err != nil {
+		return out, err
+	}
+	return append(out, f), nil
+}
+
+// writeCSV writes DIR/NAME.csv and returns its path.
+func writeCSV(dir, name string, t Table) (string, error) {
+	path := filepath.Join(dir, name+".csv")
+	f, err := os.Create(path)
+	if err != nil {
+		return path, err
+	}
+	if err := t.CSV(f); err != nil {
+		f.Close()
+		return path, fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, f.Close()
 }
 
 func writeTables(dir, name string, ts ...Table) (Written, error) {

@@ -37,6 +37,10 @@ type Scorer struct {
 	seq    int
 	opt    model.GraphOptions
 	graphs map[int]*model.Graph
+	// Inspect, when not nil, is called after every graph run of Score with
+	// the batch and the graph that scored it (its routing records, router
+	// probabilities), for measurements per token rather than totals.
+	Inspect func(b data.Batch, g *model.Graph)
 }
 
 // NewScorer returns a Scorer of m over windows of seq predicted tokens with
@@ -118,6 +122,9 @@ func (s *Scorer) Score(w Windows, bytes func(targets []int32) int64, routes bool
 		}
 		if routes {
 			p.addRoutes(g)
+		}
+		if s.Inspect != nil {
+			s.Inspect(b, g)
 		}
 		if errors.Is(err, io.EOF) {
 			break

@@ -18,11 +18,11 @@ func init() {
 		out  string
 	)
 	cmd := &cobra.Command{
-		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load [--what ...]",
-		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load",
+		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load|tokens [--what ...]",
+		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load, routing by token id",
 		Long: `Evaluate a trained MoE model on held-out text with its experts used differently,
-without changing its weights, and write a table (markdown + CSV) and a plot
-(PNG + SVG) per analysis into --out (default RUN_DIR/analysis):
+without changing its weights, and write a table (markdown + CSV) and, except
+for tokens, a plot (PNG + SVG) per analysis into --out (default RUN_DIR/analysis):
 
   redundancy  disable each token's top r routed experts (the next K' take their
               place, gates = their raw probabilities), r = 0 .. round(N'/4):
@@ -30,16 +30,23 @@ without changing its weights, and write a table (markdown + CSV) and a plot
   topk        activate 1 .. K' routed experts instead of the trained K' (Fig. 5)
   load        per MoE layer and domain (prose, code): every expert's load, the
               router entropy, the Jensen-Shannon divergence between the
-              domains' load distributions and each expert's top-domain share`,
-		Example: `  moetrain analyze runs/table1/deepseekmoe_seed-1 --what redundancy --what topk --what load`,
-		Args:    argsUsage(cobra.ExactArgs(1)),
+              domains' load distributions and each expert's top-domain share
+  tokens      per MoE layer: how far the routing is a function of the input
+              token's id: H(expert), effective experts exp H, H(expert | token
+              id), the share of the routing the id decides, the token purity
+              (share of slots on each id's K most frequent experts), max load
+              over mean and the mean gate per token; analysis-tokens-ids.csv
+              gives each id's most frequent expert (works on Hash models too)`,
+		Example: `  moetrain analyze runs/table1/deepseekmoe_seed-1 --what redundancy --what topk --what load
+  moetrain analyze runs/table1/switch_seed-1 --what tokens --tokens 65536 --out /tmp/switch-tokens`,
+		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(what) == 0 {
-				return usagef("--what is required (redundancy, topk or load)")
+				return usagef("--what is required (redundancy, topk, load or tokens)")
 			}
 			for _, w := range what {
-				if w != "redundancy" && w != "topk" && w != "load" {
-					return usagef("--what %q: want redundancy, topk or load", w)
+				if w != "redundancy" && w != "topk" && w != "load" && w != "tokens" {
+					return usagef("--what %q: want redundancy, topk, load or tokens", w)
 				}
 			}
 			l, err := loadModel(args[0])
@@ -47,7 +54,7 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 				return err
 			}
 			if l.Model.Cfg.Router.ExpertChoice {
-				return usagef("%s routes by expert choice (model.router.expert_choice): the analyses disable or vary each token's top-k experts, which expert choice does not have", args[0])
+				return usagef("%s routes by expert choice (model.router.expert_choice): the analyses disable, vary or count each token's top-k experts, which expert choice does not have", args[0])
 			}
 			// The analyses evaluate the model: without this every product ran in pure Go.
 			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
@@ -93,6 +100,18 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 					if files, err = analysis.WriteLoad(res, out, label); err != nil {
 						return err
 					}
+				case "tokens":
+					res, err := analysis.Tokens(l, o)
+					if err != nil {
+						return asUsageIfNoRouter(err)
+					}
+					t, _ := res.Tables()
+					if err := t.Markdown(w); err != nil {
+						return err
+					}
+					if files, err = analysis.WriteTokens(res, out, label); err != nil {
+						return err
+					}
 				}
 				fmt.Fprintf(w, "\nwrote %s\n\n", strings.Join(files, ", "))
 			}
@@ -100,7 +119,7 @@ without changing its weights, and write a table (markdown + CSV) and a plot
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&what, "what", nil, "analysis to run: redundancy, topk or load (repeatable)")
+	f.StringArrayVar(&what, "what", nil, "analysis to run: redundancy, topk, load or tokens (repeatable)")
 	f.StringVar(&o.Data, "data", "", "dataset directory (default: the run's data.path)")
 	f.Int64Var(&o.Tokens, "tokens", 0, "held-out tokens per evaluation, per domain for load (default 65536)")
 	f.IntVar(&o.Batch, "batch", 0, "sequences per forward pass (default: the run's micro-batch)")

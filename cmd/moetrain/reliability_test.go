@@ -48,7 +48,7 @@ func TestReadOnlyCommandsChangeNothing(t *testing.T) {
 		{"eval", run, "--no-tasks", "--tokens", "256"},
 		{"generate", run, "--prompt", "hi", "--max-tokens", "2"},
 		{"export", run, "--out", filepath.Join(t.TempDir(), "hf")},
-		{"analyze", run, "--what", "load", "--tokens", "256", "--out", filepath.Join(t.TempDir(), "analysis")},
+		{"analyze", run, "--what", "load", "--what", "tokens", "--tokens", "256", "--out", filepath.Join(t.TempDir(), "analysis")},
 	} {
 		if _, e, code := moetrain(t, args...); code != 0 {
 			t.Errorf("%s: exit %d\n%s", args[0], code, e)

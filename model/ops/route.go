@@ -334,6 +334,8 @@ type RouteRecord struct {
 	N, E, K int
 	// Experts[t·K+j] is token t's j-th expert (descending probability).
 	Experts []int32
+	// Gates[t·K+j] is the weight of that expert's output (Routing.Gates).
+	Gates []float64
 	// Load[e] is the number of (token, slot) pairs the router sent to
 	// expert e, dropped ones included (the router's demand).
 	Load []int
@@ -347,6 +349,7 @@ func (rec *RouteRecord) store(r *Routing) {
 	}
 	rec.N, rec.E, rec.K = r.N, r.E, r.K
 	rec.Experts = append(rec.Experts[:0], r.Experts...)
+	rec.Gates = append(rec.Gates[:0], r.Gates...)
 	rec.Load = append(rec.Load[:0], make([]int, r.E)...)
 	for s, x := range r.Experts {
 		// Under expert choice the slots no expert took are not routed.

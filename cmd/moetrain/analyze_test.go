@@ -1,0 +1,43 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// analyze --what tokens prints the per-layer table and writes it with the
+// per-id map; a dense model and an expert-choice model are usage errors
+// (exit 2) that say why, and write nothing.
+func TestAnalyzeTokens(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "analysis")
+	stdout, e, code := moetrain(t, "analyze", trainedRun(t, 2), "--what", "tokens", "--tokens", "256", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, e)
+	}
+	if !strings.Contains(stdout, "H(expert given token id)") || strings.Count(stdout, "\n| ") != 1+2 { // header + 2 MoE layers
+		t.Errorf("stdout lacks the per-layer table:\n%s", stdout)
+	}
+	for _, f := range []string{"analysis-tokens.md", "analysis-tokens.csv", "analysis-tokens-ids.csv"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, tc := range []struct {
+		replace []string
+		want    string
+	}{
+		{[]string{"ffn: deepseekmoe", "ffn: dense", "  shared_experts: 1\n  routed_experts: 7\n  active_routed: 3\n  expert_width: 16\n  balance:\n    expert_alpha: 0.01\n", ""}, "a dense model has no experts"},
+		{[]string{"  balance:\n    expert_alpha: 0.01\n", "  router:\n    expert_choice: true\n"}, "routes by expert choice"},
+	} {
+		out := filepath.Join(t.TempDir(), "analysis")
+		_, e, code := moetrain(t, "analyze", trainedRun(t, 2, tc.replace...), "--what", "tokens", "--tokens", "256", "--out", out)
+		if code != 2 || !strings.Contains(e, tc.want) {
+			t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, e, tc.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("the refused analysis created %s", out)
+		}
+	}
+}
