@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/moetrain/moetrain/internal/atomicfile"
+	"github.com/moetrain/moetrain/internal/stats"
 )
 
 // Line is one plotted line (a run's curve, or a trend).
@@ -392,7 +393,10 @@ func scatterPanel(p *Panel, gs []Group, col map[*Run]Column, value func(Column) 
 		if len(vs) == 0 {
 			continue
 		}
-		mean, std := meanStd(vs)
+		mean, std := stats.MeanStd(vs)
+		if math.IsNaN(std) {
+			std = 0 // one seed: a point without an error bar
+		}
 		label := g.Name
 		if len(vs) > 1 {
 			label = fmt.Sprintf("%s (%d)", g.Name, len(vs))
@@ -418,22 +422,6 @@ func scatterPanel(p *Panel, gs []Group, col map[*Run]Column, value func(Column) 
 	// narrow range (one run, or runs of one size) reads better linear.
 	p.LogX = len(p.Markers) > 0 && lo > 0 && hi/lo >= 3
 	return tr
-}
-
-// meanStd returns the mean and the sample standard deviation (0 for one
-// value) of vs.
-func meanStd(vs []float64) (mean, std float64) {
-	for _, v := range vs {
-		mean += v
-	}
-	mean /= float64(len(vs))
-	if len(vs) < 2 {
-		return mean, 0
-	}
-	for _, v := range vs {
-		std += (v - mean) * (v - mean)
-	}
-	return mean, math.Sqrt(std / float64(len(vs)-1))
 }
 
 // wideRange reports whether a panel's x values are all positive and span a

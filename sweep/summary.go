@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/moetrain/moetrain/internal/stats"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/report"
@@ -129,8 +130,8 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 					for _, l := range m.MoE {
 						v, d = append(v, maxVioOf(l)), append(d, l.DeadShare)
 					}
-					rr.MaxVio, _ = meanStd(v)
-					mean, _ := meanStd(d)
+					rr.MaxVio, _ = stats.MeanStd(v)
+					mean, _ := stats.MeanStd(d)
 					dead = append(dead, mean)
 				}
 				if m.TokensPerS > 0 {
@@ -155,10 +156,10 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 			}
 		}
 		if len(dead) > 0 {
-			rr.Dead, _ = meanStd(dead)
+			rr.Dead, _ = stats.MeanStd(dead)
 		}
 		if len(steps) > 0 {
-			rr.StepSeconds, _ = meanStd(steps)
+			rr.StepSeconds, _ = stats.MeanStd(steps)
 		}
 		s.Runs = append(s.Runs, rr)
 	}
@@ -186,14 +187,14 @@ func Summarise(spec *Spec, runs []Run) (Summary, error) {
 			}
 		}
 		g.Scores = groupScores(done)
-		g.MaxVio, _ = meanStd(vio)
-		g.Dead, _ = meanStd(dead)
-		g.StepSeconds, _ = meanStd(step)
+		g.MaxVio, _ = stats.MeanStd(vio)
+		g.Dead, _ = stats.MeanStd(dead)
+		g.StepSeconds, _ = stats.MeanStd(step)
 		g.Apart = slices.Contains(spec.Apart, gname)
 		finished = append(finished, done)
 		g.N = len(loss)
-		g.Loss, g.Std = meanStd(loss)
-		g.BPB, g.BPBStd = meanStd(bpb)
+		g.Loss, g.Std = stats.MeanStd(loss)
+		g.BPB, g.BPBStd = stats.MeanStd(bpb)
 		g.SE = g.Std / math.Sqrt(float64(g.N))
 		s.Groups = append(s.Groups, g)
 		groups[gname] = g
@@ -301,7 +302,7 @@ func groupCurve(runs []RunResult, at []int64) []CurvePoint {
 		for i, ps := range series {
 			xs[i] = report.Interpolate(ps, tk)
 		}
-		m, sd := meanStd(xs)
+		m, sd := stats.MeanStd(xs)
 		out = append(out, CurvePoint{Tokens: tk, N: len(xs), Loss: m, Std: sd})
 	}
 	return out
@@ -324,27 +325,6 @@ func ComparePair(a, b GroupResult) Pair {
 		p.Verdict = "reversed"
 	}
 	return p
-}
-
-// meanStd returns the mean and the sample standard deviation (NaN for
-// fewer than 2 values; both NaN for none).
-func meanStd(xs []float64) (float64, float64) {
-	if len(xs) == 0 {
-		return math.NaN(), math.NaN()
-	}
-	var m float64
-	for _, x := range xs {
-		m += x
-	}
-	m /= float64(len(xs))
-	if len(xs) < 2 {
-		return m, math.NaN()
-	}
-	var v float64
-	for _, x := range xs {
-		v += (x - m) * (x - m)
-	}
-	return m, math.Sqrt(v / float64(len(xs)-1))
 }
 
 func f4(x float64) string {
@@ -629,7 +609,7 @@ func groupScores(rs []RunResult) map[string][2]float64 {
 	}
 	out := map[string][2]float64{}
 	for task, vs := range by {
-		m, sd := meanStd(vs)
+		m, sd := stats.MeanStd(vs)
 		out[task] = [2]float64{m, sd}
 	}
 	return out

@@ -21,6 +21,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/data/prepare"
+	"github.com/moetrain/moetrain/internal/stats"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/train"
 )
@@ -546,7 +547,7 @@ func TestCurveTableKeepsResumedSeeds(t *testing.T) {
 
 func TestComparePair(t *testing.T) {
 	g := func(name string, xs ...float64) GroupResult {
-		m, s := meanStd(xs)
+		m, s := stats.MeanStd(xs)
 		return GroupResult{Group: name, N: len(xs), Loss: m, Std: s, SE: s / math.Sqrt(float64(len(xs)))}
 	}
 	tests := []struct {
