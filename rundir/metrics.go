@@ -51,8 +51,9 @@ type LayerStats struct {
 	Load []float64 `json:"load,omitempty"`
 	// MaxVio is max_e load_e / mean_e load_e − 1 over the whole step's
 	// micro-batches on rank 0 (DeepSeek-V3's balance measure; 0 is
-	// perfectly balanced).
-	MaxVio float64 `json:"max_vio"`
+	// perfectly balanced). Nil for lines written before it was logged: a
+	// missing value must not read as a perfect balance.
+	MaxVio *float64 `json:"max_vio,omitempty"`
 	// BiasMin and BiasMax are the range of the layer's router selection
 	// bias after the step (model.router.bias_rate > 0 only).
 	BiasMin *float64 `json:"bias_min,omitempty"`

@@ -585,13 +585,12 @@ func (s Summary) PlotCurves(path string) error {
 }
 
 // maxVioOf is the layer's MaxVio, or NaN for a line written before MaxVio
-// was logged: the field then reads 0 although the load was uneven (a
-// busiest expert above the mean), and 0 would claim a perfect balance.
+// was logged (shown as –, not as a perfect balance).
 func maxVioOf(l rundir.LayerStats) float64 {
-	if l.MaxVio == 0 && l.LoadMaxOverMean > 1+1e-9 {
+	if l.MaxVio == nil {
 		return math.NaN()
 	}
-	return l.MaxVio
+	return *l.MaxVio
 }
 
 // mainMetric reports whether metric is one a task is scored by (a task

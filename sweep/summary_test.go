@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -8,20 +9,24 @@ import (
 	"github.com/moetrain/moetrain/rundir"
 )
 
-// A metrics line written before MaxVio was logged reads max_vio 0 with an
-// uneven load: the summary shows it as missing, not as a perfect balance.
+// A metrics line written before MaxVio was logged has no max_vio field: the
+// summary shows it as missing (NaN), while a logged 0 is a perfect balance.
 func TestMaxVioOfOldLines(t *testing.T) {
 	for _, tc := range []struct {
-		l    rundir.LayerStats
+		line string
 		want float64
 	}{
-		{rundir.LayerStats{MaxVio: 0.8, LoadMaxOverMean: 1.8}, 0.8},
-		{rundir.LayerStats{MaxVio: 0, LoadMaxOverMean: 1}, 0},            // balanced
-		{rundir.LayerStats{MaxVio: 0, LoadMaxOverMean: 2.1}, math.NaN()}, // no max_vio field
+		{`{"layer":1,"load_max_over_mean":1.8,"max_vio":0.8}`, 0.8},
+		{`{"layer":1,"load_max_over_mean":1,"max_vio":0}`, 0}, // balanced
+		{`{"layer":1,"load_max_over_mean":2.1}`, math.NaN()},  // written before max_vio
 	} {
-		got := maxVioOf(tc.l)
+		var l rundir.LayerStats
+		if err := json.Unmarshal([]byte(tc.line), &l); err != nil {
+			t.Fatal(err)
+		}
+		got := maxVioOf(l)
 		if got != tc.want && !(math.IsNaN(got) && math.IsNaN(tc.want)) {
-			t.Errorf("maxVioOf(%+v) = %v, want %v", tc.l, got, tc.want)
+			t.Errorf("maxVioOf(%s) = %v, want %v", tc.line, got, tc.want)
 		}
 	}
 }

@@ -169,7 +169,7 @@ func TestMoEHealthLogged(t *testing.T) {
 			if l.Dropped == nil || *l.Dropped <= 0 || *l.Dropped >= 0.75 {
 				t.Errorf("step %d layer %d: dropped %v, want a fraction in (0, 0.75) at capacity factor 0.5", m.Step, l.Layer, l.Dropped)
 			}
-			if l.MaxVio < 0 || math.Abs(l.MaxVio-(l.LoadMaxOverMean-1)) > 1 {
+			if l.MaxVio == nil || *l.MaxVio < 0 || math.Abs(*l.MaxVio-(l.LoadMaxOverMean-1)) > 1 {
 				t.Errorf("step %d layer %d: max_vio %v with load_max_over_mean %v", m.Step, l.Layer, l.MaxVio, l.LoadMaxOverMean)
 			}
 			if l.BiasMin != nil {

@@ -17,7 +17,8 @@ func (t *trainer) routeStats() []rundir.LayerStats {
 			mean = sum / float64(rec.N)
 		}
 		st := layerStats(t.g.RouteOf[j], rec, mean)
-		st.MaxVio = maxVio(t.g.StepLoads()[j])
+		v := maxVio(t.g.StepLoads()[j])
+		st.MaxVio = &v
 		if t.cfg.Model.Router.CapacityFactor > 0 {
 			d := t.g.StepDropped(j)
 			st.Dropped = &d
