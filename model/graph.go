@@ -246,10 +246,14 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				}
 				// Top-k of the scores per row, each token through its k
 				// experts, outputs summed with their gates: f [N, d].
+				// The MoE op and the balance losses below select the same
+				// top-k from the same scores: once per run (ops.SharedTopK).
+				var selecting []*G.Node
 				if ep {
 					f = must(ops.MoEExpertParallelGated(u, routed, eg, eu, ed, bias, gating, opt.ExpertComm, rec))
 				} else {
 					f = must(ops.MoEGated(u, routed, eg, eu, ed, bias, gating, rec))
+					selecting = append(selecting, f)
 				}
 				if a := c.Router.ZLoss; a > 0 {
 					b := must(ops.ZLoss(logits, a))
@@ -261,12 +265,19 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					b := must(ops.ExpertBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", Counts: counts, node: b})
 					balance = append(balance, b)
+					selecting = append(selecting, b)
 				}
 				if a := c.Balance.DeviceAlpha; a > 0 {
 					counts := &ops.BatchCounts{}
 					b := must(ops.DeviceBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", Counts: counts, node: b})
 					balance = append(balance, b)
+					selecting = append(selecting, b)
+				}
+				if len(selecting) > 1 {
+					if err := ops.ShareTopK(&ops.SharedTopK{}, selecting...); err != nil {
+						return nil, err
+					}
 				}
 			}
 			if c.SharedExperts > 0 {

@@ -115,6 +115,7 @@ type balanceOp struct {
 	// counted hands the forward's top-k counts to the backward of the same
 	// run, which would otherwise route every token again.
 	counted countCache
+	share   *SharedTopK // see ShareTopK; nil: select alone
 }
 
 // countCache holds the per-segment top-k counts of the last forward and the
@@ -207,43 +208,27 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 	}
 	c.filled = false
 	counts := make([]float64, segs*e)
-	parallel.For(segs, 1, func(lo, hi int) {
-		idx := make([]int32, op.k)
-		for sg := lo; sg < hi; sg++ {
-			cnt := counts[sg*e : (sg+1)*e]
-			for t := sg * segLen; t < (sg+1)*segLen; t++ {
-				switch p := probs.(type) {
-				case []float32:
-					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
-				case []float64:
-					biasedTopK(idx, p[t*e:(t+1)*e], bias, op.k)
-				}
-				for _, x := range idx {
-					cnt[x]++
-				}
-			}
+	n, k := segs*segLen, op.k
+	idx := make([]int32, n*k)
+	switch p := probs.(type) {
+	case []float32:
+		b, _ := bias.([]float32)
+		topKRows(op.share, idx, p, b, n, e, k)
+	case []float64:
+		b, _ := bias.([]float64)
+		topKRows(op.share, idx, p, b, n, e, k)
+	}
+	for t := 0; t < n; t++ {
+		cnt := counts[t/segLen*e : (t/segLen+1)*e]
+		for _, x := range idx[t*k : (t+1)*k] {
+			cnt[x]++
 		}
-	})
+	}
 	if !backward {
 		c.counts = append(c.counts[:0], counts...)
 		c.probs, c.bias, c.filled = firstAddr(probs), firstAddr(bias), true
 	}
 	return counts
-}
-
-// biasedTopK is TopK(row + bias) computed in F, as RouteGated selects (bias
-// nil or []F of the row's length).
-func biasedTopK[F Float](idx []int32, row []F, bias any, k int) {
-	b, _ := bias.([]F)
-	if b == nil {
-		TopK(idx, row, k)
-		return
-	}
-	biased := make([]F, len(row))
-	for i, v := range row {
-		biased[i] = v + b[i]
-	}
-	TopK(idx, biased, k)
 }
 
 // biasData returns the bias input's data ([]float32 or []float64), or nil.

@@ -71,6 +71,7 @@ type moeOp struct {
 	gating Gating
 	bias   bool // a sixth input: the selection bias [E]
 	rec    *RouteRecord
+	share  *SharedTopK // see ShareTopK; nil: select alone
 	// cache carries the routing and the expert activations from a forward
 	// pass to the backward pass of the same run (see expertCache).
 	cache *expertCache
@@ -142,10 +143,10 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	var r Routing
 	switch u.Dtype() {
 	case tensor.Float32:
-		r = RouteGated(slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
+		r = routeShared(op.share, slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
 		expertsForward(op.cache, in[:5], r, slice[float32](y), d, w)
 	case tensor.Float64:
-		r = RouteGated(slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
+		r = routeShared(op.share, slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
 		expertsForward(op.cache, in[:5], r, slice[float64](y), d, w)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
@@ -453,17 +454,12 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 		mm := expertMatMul[F](c, s, w, d)
 		// D = dy·Wd_e: [c, D]·[D, W].
 		mm(false, false, c, w, d, dyg, wd[e*d*w:(e+1)*d*w], dd, false)
+		if dgate != nil {
+			rowDots(dgate, r.Slots[lo:hi], h, dd, w)
+		}
 		for p := lo; p < hi; p++ {
 			sl := int(r.Slots[p])
 			i := p - lo
-			if dgate != nil {
-				var dot float64
-				hr, dr := h[i*w:(i+1)*w], dd[i*w:(i+1)*w]
-				for j := range hr {
-					dot += float64(hr[j]) * float64(dr[j])
-				}
-				dgate[sl] = dot
-			}
 			gt := F(r.Gates[sl])
 			scaleBy(dyg[i*d:(i+1)*d], gt)
 			scaleBy(dd[i*w:(i+1)*w], gt)
@@ -498,6 +494,37 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			}
 		}
 	})
+}
+
+// rowDots sets out[slots[i]] = Σ_j a_i[j]·b_i[j] for the rows a_i, b_i
+// (width w) of a and b, in float64, each sum adding its terms in j order.
+// Four rows run at once: their sums are independent, so their additions
+// overlap instead of each waiting on the one before, and every sum is
+// still formed in the same order (the same bits as one row at a time).
+func rowDots[F Float](out []float64, slots []int32, a, b []F, w int) {
+	rows := len(slots)
+	i := 0
+	for ; i+4 <= rows; i += 4 {
+		a0, a1, a2, a3 := a[i*w:(i+1)*w], a[(i+1)*w:(i+2)*w], a[(i+2)*w:(i+3)*w], a[(i+3)*w:(i+4)*w]
+		b0, b1, b2, b3 := b[i*w:(i+1)*w], b[(i+1)*w:(i+2)*w], b[(i+2)*w:(i+3)*w], b[(i+3)*w:(i+4)*w]
+		a1, a2, a3, b0, b1, b2, b3 = a1[:w], a2[:w], a3[:w], b0[:w], b1[:w], b2[:w], b3[:w]
+		var s0, s1, s2, s3 float64
+		for j := range w {
+			s0 += float64(a0[j]) * float64(b0[j])
+			s1 += float64(a1[j]) * float64(b1[j])
+			s2 += float64(a2[j]) * float64(b2[j])
+			s3 += float64(a3[j]) * float64(b3[j])
+		}
+		out[slots[i]], out[slots[i+1]], out[slots[i+2]], out[slots[i+3]] = s0, s1, s2, s3
+	}
+	for ; i < rows; i++ {
+		var s float64
+		ar, br := a[i*w:(i+1)*w], b[i*w:(i+1)*w]
+		for j := range ar {
+			s += float64(ar[j]) * float64(br[j])
+		}
+		out[slots[i]] = s
+	}
 }
 
 // smallExpert reports whether an expert's [w, d] weight matrices are small

@@ -160,6 +160,12 @@ func Route[F Float](probs []F, n, e, k int, renorm bool) Routing {
 //
 //	g_j = scale · s_{t,e_j} [/ (Σ_{i<k} s_{t,e_i} + ε) when renormalising]
 func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
+	return routeShared(nil, scores, bias, n, e, g)
+}
+
+// routeShared is RouteGated selecting through share (nil for none; see
+// SharedTopK).
+func routeShared[F Float](share *SharedTopK, scores, bias []F, n, e int, g Gating) Routing {
 	k := g.K
 	if len(scores) != n*e || k < 1 || k > e || (bias != nil && len(bias) != e) || (g.Capacity > 0 && (g.Seq < 1 || n%g.Seq != 0)) {
 		panic(fmt.Sprintf("ops: Route of %d scores as [%d, %d] with k=%d and %d biases", len(scores), n, e, k, len(bias)))
@@ -168,22 +174,11 @@ func RouteGated[F Float](scores, bias []F, n, e int, g Gating) Routing {
 		return routeExpertChoice(scores, n, e, g)
 	}
 	r := newRouting(n, e, k)
+	topKRows(share, r.Experts, scores, bias, n, e, k)
 	renorm, scale := g.renorm(), g.scale()
 	parallel.For(n, 256, func(lo, hi int) {
-		var biased []F
-		if bias != nil {
-			biased = make([]F, e)
-		}
 		for t := lo; t < hi; t++ {
 			row, idx, gt := scores[t*e:(t+1)*e], r.Experts[t*k:(t+1)*k], r.Gates[t*k:(t+1)*k]
-			if bias != nil {
-				for i, v := range row {
-					biased[i] = v + bias[i]
-				}
-				TopK(idx, biased, k)
-			} else {
-				TopK(idx, row, k)
-			}
 			var sum float64
 			for j, x := range idx {
 				gt[j] = float64(row[x])

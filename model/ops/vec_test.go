@@ -138,3 +138,33 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 		}
 	}
 }
+
+// rowDots, four rows at a time, gives each row's sequential float64 sum
+// bit for bit, whatever the row count's remainder by four, and writes
+// each sum at its row's slot.
+func TestRowDotsMatchSequentialSums(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, rows := range []int{0, 1, 3, 4, 5, 9, 16} {
+		for _, w := range []int{1, 7, 86} {
+			a, b := make([]float32, rows*w), make([]float32, rows*w)
+			for i := range a {
+				a[i], b[i] = float32(r.NormFloat64()*1e3), float32(r.NormFloat64()*1e-3)
+			}
+			slots := make([]int32, rows)
+			for i, p := range r.Perm(rows) {
+				slots[i] = int32(p)
+			}
+			got := make([]float64, rows)
+			rowDots(got, slots, a, b, w)
+			for i := 0; i < rows; i++ {
+				var want float64
+				for j := 0; j < w; j++ {
+					want += float64(a[i*w+j]) * float64(b[i*w+j])
+				}
+				if math.Float64bits(got[slots[i]]) != math.Float64bits(want) {
+					t.Fatalf("rows=%d w=%d: row %d sums to %v, sequentially %v", rows, w, i, got[slots[i]], want)
+				}
+			}
+		}
+	}
+}
