@@ -116,6 +116,24 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 			}
 			check("swigluGrad dg", n, dg, wg)
 			check("swigluGrad du", n, du, wu)
+
+			// swigluGrad into separate outputs, as the expert backward runs
+			// it (the tail then runs as an overlapping vector pass).
+			dg, du = make([]float32, n), make([]float32, n)
+			swigluGrad(dg, du, y, a, b, c)
+			check("swigluGrad dg, separate", n, dg, wg)
+			check("swigluGrad du, separate", n, du, wu)
+
+			// sigmoid32s into another row and in place.
+			got, want = make([]float32, n), make([]float32, n)
+			sigmoid32s(got, a)
+			for i := range want {
+				want[i] = sigmoid32(a[i])
+			}
+			check("sigmoid32s", n, got, want)
+			got = append([]float32(nil), a...)
+			sigmoid32s(got, got)
+			check("sigmoid32s in place", n, got, want)
 		}
 	}
 	for _, dh := range []int{16, 32, 64, 6} { // 6: the scalar path
@@ -165,6 +183,26 @@ func TestRowDotsMatchSequentialSums(t *testing.T) {
 					t.Fatalf("rows=%d w=%d: row %d sums to %v, sequentially %v", rows, w, i, got[slots[i]], want)
 				}
 			}
+		}
+	}
+}
+
+func TestDisjoint(t *testing.T) {
+	buf := make([]float32, 32)
+	for _, c := range []struct {
+		dst, src []float32
+		want     bool
+	}{
+		{buf[:8], buf[8:16], true},
+		{buf[8:16], buf[:8], true},
+		{buf[:8], buf[7:16], false},
+		{buf[4:12], buf[:5], false},
+		{buf[:8], buf[:8], false},
+		{buf[:8], nil, true},
+		{nil, buf, true},
+	} {
+		if got := disjoint(c.dst, c.src); got != c.want {
+			t.Errorf("disjoint(buf[%d:%d], %d elements at %d) = %t", cap(buf)-cap(c.dst), cap(buf)-cap(c.dst)+len(c.dst), len(c.src), cap(buf)-cap(c.src), got)
 		}
 	}
 }

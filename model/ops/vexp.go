@@ -29,6 +29,10 @@ func sigmoid32s(dst, src []float32) {
 		n = len(src) &^ 7
 		if n > 0 {
 			sigmoid32x8(&dst[0], &src[0], n)
+			if t := vecTail(len(src), disjoint(dst, src)); t < len(src) {
+				sigmoid32x8(&dst[t], &src[t], 8)
+				n = len(src)
+			}
 		}
 	}
 	for i := n; i < len(src); i++ {
