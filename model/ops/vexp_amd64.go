@@ -14,3 +14,13 @@ func exp32x8(dst, src *float32, n int)
 
 //go:noescape
 func sigmoid32x8(dst, src *float32, n int)
+
+// vexp64OK selects exp64x4, which gives math.Exp's bits only where
+// math.Exp itself takes its fused multiply-add path.
+var vexp64OK = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// exp64x4 sets x[i] = math.Exp(x[i]) for n values (a multiple of 4) in
+// [-700, 700].
+//
+//go:noescape
+func exp64x4(x *float64, n int)

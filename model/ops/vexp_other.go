@@ -30,3 +30,8 @@ func rmsScale32x8(y, w, x *float32, r float32, n int) {
 func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int) {
 	panic("ops: no vector kernels on this platform")
 }
+
+// vexp64OK is false: expRow runs math.Exp.
+const vexp64OK = false
+
+func exp64x4(x *float64, n int) { panic("ops: no vector exp on this platform") }
