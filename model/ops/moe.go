@@ -347,25 +347,36 @@ func (a *expertAct[F]) hidden(h []F, lo, hi, w int) {
 	}
 }
 
+// grow sizes a's buffers for s slots.
+func (a *expertAct[F]) grow(s, d, w int) {
+	a.x, a.gu, a.sg = grow(a.x, s*d), grow(a.gu, 2*s*w), grow(a.sg, s*w)
+}
+
+// project gathers the tokens of expert e (slots lo..hi−1) into a.x and
+// forms their gate and up pre-activations in a.gu, one product against the
+// stacked [Wg_e; Wu_e].
+func (a *expertAct[F]) project(r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
+	c := hi - lo
+	x := a.x[lo*d : hi*d]
+	for p := lo; p < hi; p++ {
+		t := int(r.Slots[p]) / r.K
+		copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
+	}
+	wgu := stackedExpert(wg, wu, e, w, d)
+	expertMatMul[F](c, r.N*r.K, w, d)(false, true, c, 2*w, d, x, wgu, a.gu[2*lo*w:2*hi*w], false)
+	poolPut(&stacks, wgu)
+}
+
 // expertsActivations gathers each expert's tokens, stacks its gate and up
 // weights and computes both projections (and sigmoid of the gate) into a
 // (reused when big enough).
 func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w int) *expertAct[F] {
-	s := r.N * r.K
 	if a == nil {
 		a = &expertAct[F]{}
 	}
-	a.x, a.gu, a.sg = grow(a.x, s*d), grow(a.gu, 2*s*w), grow(a.sg, s*w)
+	a.grow(r.N*r.K, d, w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
-		c := hi - lo
-		x := a.x[lo*d : hi*d]
-		for p := lo; p < hi; p++ {
-			t := int(r.Slots[p]) / r.K
-			copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
-		}
-		wgu := stackedExpert(wg, wu, e, w, d)
-		expertMatMul[F](c, s, w, d)(false, true, c, 2*w, d, x, wgu, a.gu[2*lo*w:2*hi*w], false)
-		poolPut(&stacks, wgu)
+		a.project(&r, e, lo, hi, u, wg, wu, d, w)
 		for p := lo; p < hi; p++ {
 			sigmoids(a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w])
 		}
@@ -376,37 +387,57 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 // expertsForward computes y (token-major [N, D]) and leaves the activations
 // in the op's cache for the backward pass. in are the op's inputs (the
 // cache's key); u, wg, wu, wd are found by position: MoE passes
-// (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
+// (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd). Each
+// expert's projections, activation and down product run in one visit, so
+// its rows are still in cache for the next step of the three.
 func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
-	old, _ := c.take().(*expertAct[F])
-	a := expertsActivations(old, r, u, wg, wu, d, w)
+	a, _ := c.take().(*expertAct[F])
+	if a == nil {
+		a = &expertAct[F]{}
+	}
 	s, k := r.N*r.K, r.K
+	a.grow(s, d, w)
 	h, o := getScratch[F](s*w), getScratch[F](s*d)
 	defer putScratch(h)
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
-		hb := h[lo*w : hi*w]
-		a.hidden(hb, lo, hi, w)
-		expertMatMul[F](hi-lo, s, w, d)(false, true, hi-lo, d, w, hb, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
+		a.project(&r, e, lo, hi, u, wg, wu, d, w)
+		for p := lo; p < hi; p++ {
+			siluGate(h[p*w:(p+1)*w], a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w])
+		}
+		expertMatMul[F](hi-lo, s, w, d)(false, true, hi-lo, d, w, h[lo*w:hi*w], wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
 	})
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
 	parallel.For(r.N, 64, func(lo, hi int) {
+		offs, gates := make([]int, 0, k), make([]F, 0, k)
 		for t := lo; t < hi; t++ {
-			yr := y[t*d : (t+1)*d]
+			offs, gates = offs[:0], gates[:0]
 			for j := 0; j < k; j++ {
 				sl := t*k + j
 				p := int(r.Pos[sl])
 				if p < 0 {
 					continue // dropped: the residual carries the token
 				}
-				axpy(yr, F(r.Gates[sl]), o[p*d:(p+1)*d])
+				offs, gates = append(offs, p*d), append(gates, F(r.Gates[sl]))
 			}
+			sumRows(y[t*d:(t+1)*d], o, offs, gates)
 		}
 	})
 	c.store(in, r, a)
+}
+
+// siluGate sets s = sigmoid(g) and h = silu(g)⊙u for one row (siluGate32,
+// siluGate64).
+func siluGate[F Float](h, s, g, u []F) {
+	switch h := any(h).(type) {
+	case []float32:
+		siluGate32(h, any(s).([]float32), any(g).([]float32), any(u).([]float32))
+	case []float64:
+		siluGate64(h, any(s).([]float64), any(g).([]float64), any(u).([]float64))
+	}
 }
 
 // sigmoids sets s = sigmoid(g): float32 through exp32 (a few ulp; with
@@ -483,15 +514,18 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 		poolPut(&stacks, wgu)
 	})
 	parallel.For(r.N, 64, func(lo, hi int) {
+		offs, ones := make([]int, 0, k), make([]F, k)
+		for j := range ones {
+			ones[j] = 1 // y + 1·x is y + x, bit for bit
+		}
 		for t := lo; t < hi; t++ {
-			dr := du[t*d : (t+1)*d]
+			offs = offs[:0]
 			for j := 0; j < k; j++ {
-				p := int(r.Pos[t*k+j])
-				if p < 0 {
-					continue
+				if p := int(r.Pos[t*k+j]); p >= 0 {
+					offs = append(offs, p*d)
 				}
-				addTo(dr, ob[p*d:(p+1)*d])
 			}
+			sumRows(du[t*d:(t+1)*d], ob, offs, ones[:len(offs)])
 		}
 	})
 }

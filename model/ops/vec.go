@@ -203,3 +203,28 @@ func rmsGrad[F Float](dx, pw, w, dy, x []F, r, c F) {
 		pw[i] += dy[i] * x[i] * r
 	}
 }
+
+// sumRows sets y += gates[j]·o[offs[j]:offs[j]+len(y)] for j = 0, 1, … in
+// turn: the same operations as one axpy per j, in one pass over y instead
+// of len(offs) (an MoE token's k expert outputs, 7 at the science size).
+func sumRows[F Float](y, o []F, offs []int, gates []F) {
+	n, k := len(y), len(offs)
+	if k == 0 {
+		return
+	}
+	gates = gates[:k]
+	i := 0
+	if d, ok := any(y).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			for _, off := range offs {
+				_ = o[off+n-1] // bounds: each row lies within o
+			}
+			sumRows32x8(&d[0], &any(o).([]float32)[0], &offs[0], &any(gates).([]float32)[0], k, i)
+		}
+	}
+	for ; i < n; i++ {
+		for j, off := range offs {
+			y[i] += gates[j] * o[off+i]
+		}
+	}
+}

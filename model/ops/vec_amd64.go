@@ -37,3 +37,6 @@ func rmsScale32x8(y, w, x *float32, r float32, n int)
 
 //go:noescape
 func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)
+
+//go:noescape
+func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)

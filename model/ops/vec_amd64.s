@@ -277,3 +277,37 @@ rgLoop:
 rgDone:
 	VZEROUPPER
 	RET
+
+// func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)
+// y = (…((y + gates[0]·o[offs[0]:]) + gates[1]·o[offs[1]:]) …) over k rows
+// of o, j in order: axpy32x8 k times, with y held in a register.
+TEXT ·sumRows32x8(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ o+8(FP), SI
+	MOVQ offs+16(FP), R8
+	MOVQ gates+24(FP), R9
+	MOVQ k+32(FP), R10
+	MOVQ n+40(FP), CX
+	XORQ AX, AX
+sumCol:
+	CMPQ AX, CX
+	JGE sumDone
+	VMOVUPS (DI)(AX*4), Y0
+	XORQ BX, BX
+sumRow:
+	CMPQ BX, R10
+	JGE sumStore
+	MOVQ (R8)(BX*8), DX
+	ADDQ AX, DX
+	VBROADCASTSS (R9)(BX*4), Y1
+	VMULPS (SI)(DX*4), Y1, Y1
+	VADDPS Y0, Y1, Y0
+	INCQ BX
+	JMP sumRow
+sumStore:
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP sumCol
+sumDone:
+	VZEROUPPER
+	RET

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -59,6 +60,23 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 				want[i] += k * a[i]
 			}
 			check("axpy", n, got, want)
+
+			// sumRows: k axpy calls in one pass, rows anywhere in o.
+			for _, k := range []int{1, 2, 7} {
+				o := vecInputs(r, 3*n+5)
+				offs, gates := make([]int, k), vecInputs(r, k)
+				for j := range offs {
+					offs[j] = r.IntN(2*n + 6)
+				}
+				got, want = append([]float32(nil), y...), append([]float32(nil), y...)
+				sumRows(got, o, offs, gates)
+				for j, off := range offs {
+					for i := range want {
+						want[i] += gates[j] * o[off+i]
+					}
+				}
+				check(fmt.Sprintf("sumRows k=%d", k), n, got, want)
+			}
 
 			got, want = append([]float32(nil), y...), append([]float32(nil), y...)
 			addTo(got, a)
@@ -134,6 +152,15 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 			got = append([]float32(nil), a...)
 			sigmoid32s(got, got)
 			check("sigmoid32s in place", n, got, want)
+
+			// siluGate32: the sigmoid and the product in one pass.
+			gotH, gotS, wantH := make([]float32, n), make([]float32, n), make([]float32, n)
+			siluGate32(gotH, gotS, a, b)
+			for i := range wantH {
+				wantH[i] = a[i] * want[i] * b[i]
+			}
+			check("siluGate32 s", n, gotS, want)
+			check("siluGate32 h", n, gotH, wantH)
 		}
 	}
 	for _, dh := range []int{16, 32, 64, 6} { // 6: the scalar path

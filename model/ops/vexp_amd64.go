@@ -24,3 +24,9 @@ var vexp64OK = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 //
 //go:noescape
 func exp64x4(x *float64, n int)
+
+// siluGate32x8 sets s = sigmoid32(g) and h = (g·s)·u for n floats (a
+// multiple of 8).
+//
+//go:noescape
+func siluGate32x8(h, s, gate, up *float32, n int)

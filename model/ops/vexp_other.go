@@ -35,3 +35,9 @@ func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int) {
 const vexp64OK = false
 
 func exp64x4(x *float64, n int) { panic("ops: no vector exp on this platform") }
+
+func siluGate32x8(h, s, g, u *float32, n int) { panic("ops: no vector kernels on this platform") }
+
+func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int) {
+	panic("ops: no vector kernels on this platform")
+}
