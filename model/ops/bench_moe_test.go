@@ -177,3 +177,32 @@ func BenchmarkMoETrainAlternating(b *testing.B) {
 		b.ReportMetric(ts[0]*1e3, "min-"+key) // least disturbed by other load
 	}
 }
+
+// BenchmarkTopK selects the top k of 2048 router rows of softmax
+// probabilities (the science batch) with TopK's small-k path and with the
+// general insertion list.
+func BenchmarkTopK(b *testing.B) {
+	for _, s := range []struct {
+		name string
+		e, k int
+	}{{"sci-deepseekmoe-63-k7", 63, 7}, {"sci-gshard-16-k2", 16, 2}} {
+		probs := widen(randomProbs(rand.New(rand.NewPCG(1, 2)), 2048, s.e))
+		rows := make([]float32, len(probs))
+		for i, v := range probs {
+			rows[i] = float32(v)
+		}
+		idx := make([]int32, s.k)
+		for _, p := range []struct {
+			name string
+			fn   func(idx []int32, row []float32, k int)
+		}{{"small", topKSmall[float32]}, {"list", topKList[float32]}} {
+			b.Run(s.name+"/"+p.name, func(b *testing.B) {
+				for b.Loop() {
+					for t := 0; t < 2048; t++ {
+						p.fn(idx, rows[t*s.e:(t+1)*s.e], s.k)
+					}
+				}
+			})
+		}
+	}
+}

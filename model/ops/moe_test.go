@@ -236,6 +236,33 @@ func TestTopK(t *testing.T) {
 	})
 }
 
+// topKSmall (k ≤ 16) chooses exactly as the general insertion list, on
+// router-like rows, rows with many ties and rows holding NaN and ±Inf.
+func TestTopKSmallMatchesList(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for it := 0; it < 20000; it++ {
+		e := 1 + r.IntN(70)
+		k := 1 + r.IntN(min(e, 16))
+		row := make([]float32, e)
+		for i := range row {
+			switch r.IntN(10) {
+			case 0:
+				row[i] = float32(r.IntN(3))
+			case 1:
+				row[i] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[r.IntN(3)]
+			default:
+				row[i] = float32(r.Float64())
+			}
+		}
+		got, want := make([]int32, k), make([]int32, k)
+		topKSmall(got, row, k)
+		topKList(want, row, k)
+		if !slices.Equal(got, want) {
+			t.Fatalf("row %v k=%d: %v, insertion list %v", row, k, got, want)
+		}
+	}
+}
+
 func TestRoute(t *testing.T) {
 	const n, e, k = 40, 7, 3
 	r := rand.New(rand.NewPCG(4, 4))

@@ -24,6 +24,15 @@ func TopK[F Float](idx []int32, row []F, k int) {
 	if k < 1 || k > len(row) || len(idx) < k {
 		panic(fmt.Sprintf("ops: TopK k=%d of %d values into %d slots", k, len(row), len(idx)))
 	}
+	if k <= len(topKVals[F]{}) {
+		topKSmall(idx, row, k)
+		return
+	}
+	topKList(idx, row, k)
+}
+
+// topKList is TopK for any k.
+func topKList[F Float](idx []int32, row []F, k int) {
 	// Insertion into a sorted list of the best k seen so far. Scanning in
 	// ascending index order and inserting only after strictly better values
 	// keeps equal values in index order, which is the tie rule.
@@ -50,6 +59,41 @@ func TopK[F Float](idx []int32, row []F, k int) {
 			thr = row[idx[k-1]]
 		}
 	}
+}
+
+// topKVals holds the values of topKSmall's list.
+type topKVals[F Float] [16]F
+
+// topKSmall is TopK for k ≤ 16, with the list's values kept beside its
+// indices (in registers and the stack) instead of read back through the
+// row: the same comparisons in the same order, so the same choice, about
+// twice as fast at 63 experts, k = 7.
+func topKSmall[F Float](idx []int32, row []F, k int) {
+	var vals topKVals[F]
+	var ids [len(vals)]int32
+	for i, v := range row[:k] {
+		p := i
+		for p > 0 && v > vals[p-1] {
+			vals[p], ids[p] = vals[p-1], ids[p-1]
+			p--
+		}
+		vals[p], ids[p] = v, int32(i)
+	}
+	thr := vals[k-1]
+	for i := k; i < len(row); i++ {
+		v := row[i]
+		if !(v > thr) {
+			continue
+		}
+		p := k - 1
+		for p > 0 && v > vals[p-1] {
+			vals[p], ids[p] = vals[p-1], ids[p-1]
+			p--
+		}
+		vals[p], ids[p] = v, int32(i)
+		thr = vals[k-1]
+	}
+	copy(idx, ids[:k])
 }
 
 // Routing is the top-k assignment of N tokens to E experts, in two views:
