@@ -344,9 +344,11 @@ func probabilities[F Float](s *headScratch[F], d attnDims) {
 		blas.Gemm(false, true, r1-r0, r1, dh, F(d.scale), s.q[r0*dh:], dh, s.k, dh, 0, s.p[r0*T:], T)
 	})
 	for i := 0; i < T; i++ {
-		row := s.p[i*T : i*T+i+1]
-		softmaxRow(row)
-		clear(s.p[i*T+i+1 : i*T+min(T, (i/attnBlock+1)*attnBlock)])
+		// Row i's causal scores, and the rest of it up to its block's end,
+		// which is cleared after (room for the softmax's last lanes).
+		end := i*T + min(T, (i/attnBlock+1)*attnBlock)
+		softmaxRow(s.p[i*T:i*T+i+1], s.p[i*T:end])
+		clear(s.p[i*T+i+1 : end])
 	}
 }
 
@@ -354,10 +356,13 @@ func probabilities[F Float](s *headScratch[F], d attnDims) {
 // summing in float64, so scores of any size stay finite. float32 rows use
 // exp32, eight lanes at a time (exp32s; math.Exp made the softmax ~45% of
 // this op's float32 forward and backward, scalar exp32 halved that).
-func softmaxRow[F Float](x []F) {
+// room is x extended by elements the caller discards (x itself for none):
+// the elementwise passes may run over it to a multiple of eight lanes
+// instead of ending in scalar exp32 calls; x's values do not change.
+func softmaxRow[F Float](x, room []F) {
 	switch r := any(x).(type) {
 	case []float32:
-		softmaxRow32(r)
+		softmaxRow32(r, any(room).([]float32))
 	case []float64:
 		softmaxRow64(r)
 	}
@@ -380,15 +385,20 @@ func softmaxRow64(x []float64) {
 	}
 }
 
-func softmaxRow32(x []float32) {
+func softmaxRow32(x, room []float32) {
 	m := x[0]
 	for _, v := range x[1:] {
 		if v > m { // not max(): its NaN and ±0 handling costs ~2× here
 			m = v
 		}
 	}
-	shift(x, m)
-	exp32s(x, x)
+	if w := (len(x) + 7) &^ 7; vexpOK && w <= len(room) {
+		shift(room[:w], m)
+		exp32s(room[:w], room[:w])
+	} else {
+		shift(x, m)
+		exp32s(x, x)
+	}
 	var sum float64
 	for _, e := range x {
 		sum += float64(e)

@@ -275,14 +275,31 @@ func balanceLoss[F Float](op *balanceOp, probs []F, bias any, e int) float64 {
 	if op.perSeq {
 		segLen = op.seq
 	}
+	var coef []float64
 	var loss float64
 	for t := 0; t < op.batch*op.seq; t++ {
-		cs := c[(t/segLen)*ng : (t/segLen+1)*ng]
+		if t%segLen == 0 {
+			coef = expertCoefs(coef, c[(t/segLen)*ng:(t/segLen+1)*ng], e, op.gsize)
+		}
 		for i, v := range probs[t*e : (t+1)*e] {
-			loss += cs[i/op.gsize] * float64(v)
+			loss += coef[i] * float64(v)
 		}
 	}
 	return loss
+}
+
+// expertCoefs returns, in buf (reused), each expert's coefficient: its
+// group's entry of cs. The loss and gradient loops read it per element
+// instead of dividing the expert index by the group size there.
+func expertCoefs(buf, cs []float64, e, gsize int) []float64 {
+	if cap(buf) < e {
+		buf = make([]float64, e)
+	}
+	buf = buf[:e]
+	for i := range buf {
+		buf[i] = cs[i/gsize]
+	}
+	return buf
 }
 
 func (op *balanceOp) DiffWRT(int) []bool {
@@ -359,11 +376,14 @@ func balanceGrad[F Float](op *balanceOp, dp, probs []F, bias any, e int, dl floa
 		segLen = op.seq
 	}
 	parallel.For(op.batch*op.seq, 256, func(lo, hi int) {
+		var coef []float64
 		for t := lo; t < hi; t++ {
-			cs := c[(t/segLen)*ng : (t/segLen+1)*ng]
+			if t == lo || t%segLen == 0 {
+				coef = expertCoefs(coef, c[(t/segLen)*ng:(t/segLen+1)*ng], e, op.gsize)
+			}
 			row := dp[t*e : (t+1)*e]
 			for i := range row {
-				row[i] = F(dl * cs[i/op.gsize])
+				row[i] = F(dl * coef[i])
 			}
 		}
 	})

@@ -233,3 +233,24 @@ func TestDisjoint(t *testing.T) {
 		}
 	}
 }
+
+// softmaxRow32 with room past the row (garbage values, NaN included) gives
+// the row the bits it gets without.
+func TestSoftmaxRowRoomKeepsBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for n := 1; n <= 130; n++ {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 5)
+		}
+		want := append([]float32(nil), x...)
+		softmaxRow32(want, want)
+		room := append(append([]float32(nil), x...), vecInputs(r, 9)...)
+		softmaxRow32(room[:n], room)
+		for i := range want {
+			if !sameBits(room[i], want[i]) {
+				t.Fatalf("n=%d: element %d = %g with room, %g without", n, i, room[i], want[i])
+			}
+		}
+	}
+}
