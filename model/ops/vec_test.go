@@ -254,3 +254,27 @@ func TestSoftmaxRowRoomKeepsBits(t *testing.T) {
 		}
 	}
 }
+
+// causalSoftmax32 gives every causal row softmaxRow32's bits and clears
+// the rest of each row to its block's end, for T with and without
+// remainders of four and of the block.
+func TestCausalSoftmaxMatchesRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, T := range []int{1, 3, 4, 7, 64, 67, 128, 130} {
+		p := make([]float32, T*T)
+		for i := range p {
+			p[i] = float32(r.NormFloat64() * 3)
+		}
+		want := append([]float32(nil), p...)
+		for i := 0; i < T; i++ {
+			softmaxRow32(want[i*T:i*T+i+1], want[i*T:i*T+i+1])
+			clear(want[i*T+i+1 : i*T+min(T, (i/attnBlock+1)*attnBlock)])
+		}
+		causalSoftmax32(p, T)
+		for i := range want {
+			if !sameBits(p[i], want[i]) {
+				t.Fatalf("T=%d: element (%d, %d) = %g, row by row %g", T, i/T, i%T, p[i], want[i])
+			}
+		}
+	}
+}
