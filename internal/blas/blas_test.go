@@ -299,6 +299,7 @@ func TestLoadRejectsNegativeThreads(t *testing.T) {
 func TestSelfCheckCatchesWrongKernel(t *testing.T) {
 	l := loaded(t)
 	bad := *l
+	bad.sgemmF = 0 // call through the substituted cblas_sgemm
 	real := l.sgemm
 	bad.sgemm = func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32) {
 		real(order, tA, tB, m, n, k, alpha*1.001, a, lda, b, ldb, beta, c, ldc) // 0.1% off
@@ -586,6 +587,34 @@ func TestSlowCoreNote(t *testing.T) {
 		}
 		if n != "" && (!strings.Contains(n, "OPENBLAS_CORETYPE="+tc.user) || !strings.Contains(n, tc.best) || strings.Contains(n, "WARNING")) {
 			t.Errorf("note %q does not name OPENBLAS_CORETYPE=%s and %s (or shouts WARNING, which CLI tests read as pure Go)", n, tc.user, tc.best)
+		}
+	}
+}
+
+// The Fortran sgemm_ call gives cblas_sgemm's bits for row-major data:
+// every transpose pair, padded leading dimensions, alpha and beta not 0/1,
+// and the shapes of the models (thin, square, expert-sized).
+func TestFortranCallMatchesCBLAS(t *testing.T) {
+	l := loaded(t)
+	if l.sgemmF == 0 {
+		t.Skip("the library has no sgemm_")
+	}
+	f := l.sgemmF
+	defer func() { l.sgemmF = f }()
+	shapes := [][3]int{{1, 1, 1}, {37, 29, 41}, {228, 172, 128}, {128, 86, 228}, {2048, 128, 128}, {5, 300, 7}}
+	for si, s := range shapes {
+		for ti := range 4 {
+			tA, tB := ti&1 == 1, ti&2 == 2
+			var outs [2][]float64
+			for i, fn := range []uintptr{f, 0} {
+				l.sgemmF = fn
+				outs[i], _ = checkProduct(l, tA, tB, s[0], s[1], s[2], uint64(si*4+ti+1))
+			}
+			for i := range outs[0] {
+				if math.Float64bits(outs[0][i]) != math.Float64bits(outs[1][i]) {
+					t.Fatalf("%v tA=%v tB=%v: C[%d] = %g through sgemm_, %g through cblas_sgemm", s, tA, tB, i, outs[0][i], outs[1][i])
+				}
+			}
 		}
 	}
 }

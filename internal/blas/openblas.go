@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 	"golang.org/x/sys/cpu"
@@ -308,6 +309,7 @@ func slowCoreNote(user, running, best string) string {
 // openBLAS is the float32 kernel backed by a loaded libopenblas.
 type openBLAS struct {
 	sgemm          func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	sgemmF         uintptr // the Fortran sgemm_, 0 when the library lacks it (see call)
 	setNumThreads  func(n int32)
 	getNumThreads  func() int32
 	getConfig      func() string
@@ -337,6 +339,9 @@ func open(path string) (l *openBLAS, err error) {
 	}
 	l = &openBLAS{minSplitFlops: 1 << 22, splitAlignment: 16, rowBias: 1}
 	purego.RegisterLibFunc(&l.sgemm, h, "cblas_sgemm")
+	if f, err := purego.Dlsym(h, "sgemm_"); err == nil {
+		l.sgemmF = f
+	}
 	purego.RegisterLibFunc(&l.setNumThreads, h, "openblas_set_num_threads")
 	purego.RegisterLibFunc(&l.getNumThreads, h, "openblas_get_num_threads")
 	purego.RegisterLibFunc(&l.getConfig, h, "openblas_get_config")
@@ -433,16 +438,50 @@ func alignedPart(n, parts, al int) int {
 	return (size + al - 1) / al * al
 }
 
-// call runs one cblas_sgemm. Sizes were checked by checkSgemm, so the
+// call runs one product. Sizes were checked by checkSgemm, so the
 // pointers handed to C cover every element the library touches.
+//
+// It calls the Fortran sgemm_ when the library has it: every argument is a
+// pointer, so purego.SyscallN passes them without the reflection that a
+// registered cblas_sgemm (with its float arguments) costs on every call,
+// 2-3% of a step of the science MoE (1,500 expert products per step). The
+// row-major product is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, the very
+// arguments cblas_sgemm hands OpenBLAS's driver for row-major data, so the
+// results are the same bits (TestFortranCallMatchesCBLAS).
 func (l *openBLAS) call(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	l.gate <- struct{}{}
-	l.sgemm(cblasRowMajor, cblasOp(transA), cblasOp(transB), int32(m), int32(n), int32(k),
-		alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+	if l.sgemmF != 0 {
+		args := &fortranArgs{transA: fortranOp(transB), transB: fortranOp(transA), m: int32(n), n: int32(m), k: int32(k),
+			alpha: alpha, lda: int32(ldb), ldb: int32(lda), beta: beta, ldc: int32(ldc)}
+		purego.SyscallN(l.sgemmF, uintptr(unsafe.Pointer(&args.transA)), uintptr(unsafe.Pointer(&args.transB)),
+			uintptr(unsafe.Pointer(&args.m)), uintptr(unsafe.Pointer(&args.n)), uintptr(unsafe.Pointer(&args.k)),
+			uintptr(unsafe.Pointer(&args.alpha)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&args.lda)),
+			uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&args.ldb)), uintptr(unsafe.Pointer(&args.beta)),
+			uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&args.ldc)))
+		runtime.KeepAlive(args)
+	} else {
+		l.sgemm(cblasRowMajor, cblasOp(transA), cblasOp(transB), int32(m), int32(n), int32(k),
+			alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+	}
 	<-l.gate
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(c)
+}
+
+// fortranArgs holds the by-reference arguments of one sgemm_ call.
+type fortranArgs struct {
+	transA, transB byte
+	m, n, k        int32
+	alpha, beta    float32
+	lda, ldb, ldc  int32
+}
+
+func fortranOp(t bool) byte {
+	if t {
+		return 'T'
+	}
+	return 'N'
 }
 
 func cblasOp(t bool) int32 {
