@@ -12,3 +12,9 @@ var adamVecOK = cpu.X86.HasAVX2
 //
 //go:noescape
 func adam32x8(k *adamConsts, keep float32, w, grad, m, v *float32, n int)
+
+// sumSquares64x8 runs sumSquares' loop over runs runs of 64 floats of g,
+// adding into t.
+//
+//go:noescape
+func sumSquares64x8(t *[8]float64, grad *float32, runs int)

@@ -50,3 +50,55 @@ adamLoop:
 adamDone:
 	VZEROUPPER
 	RET
+
+// func sumSquares64x8(t *[8]float64, g *float32, runs int)
+// For each run of 64 floats of g: eight float32 lanes s += h·h over its
+// eight groups of eight (lane k takes elements k, k+8, …), then t[k] +=
+// float64(s[k]): sumSquares' operations, lane for lane.
+TEXT ·sumSquares64x8(SB), NOSPLIT, $0-24
+	MOVQ t+0(FP), DI
+	MOVQ grad+8(FP), SI
+	MOVQ runs+16(FP), CX
+	VMOVUPD 0(DI), Y4
+	VMOVUPD 32(DI), Y5
+	TESTQ CX, CX
+	JZ ssDone
+ssLoop:
+	VXORPS Y0, Y0, Y0
+	VMOVUPS 0(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 32(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 64(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 96(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 128(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 160(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 192(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS 224(SI), Y1
+	VMULPS Y1, Y1, Y1
+	VADDPS Y1, Y0, Y0
+	VCVTPS2PD X0, Y2
+	VEXTRACTF128 $1, Y0, X3
+	VCVTPS2PD X3, Y3
+	VADDPD Y2, Y4, Y4
+	VADDPD Y3, Y5, Y5
+	ADDQ $256, SI
+	DECQ CX
+	JNZ ssLoop
+ssDone:
+	VMOVUPD Y4, 0(DI)
+	VMOVUPD Y5, 32(DI)
+	VZEROUPPER
+	RET

@@ -90,3 +90,33 @@ func TestGlobalNormIgnoresWorkerCount(t *testing.T) {
 		}
 	}
 }
+
+// sumSquares gives the bits of its scalar loop (written out here), with the
+// vector runs or without, at lengths with and without a tail.
+func TestSumSquaresMatchesScalarBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, n := range []int{0, 5, 64, 65, 128, 1000, normBlock} {
+		g := make([]float32, n)
+		for i := range g {
+			g[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(9)-4)))
+		}
+		var tt [8]float64
+		i := 0
+		for ; i+64 <= n; i += 64 {
+			var s [8]float32
+			for j := i; j < i+64; j++ {
+				s[j%8] += g[j] * g[j]
+			}
+			for k, v := range s {
+				tt[k] += float64(v)
+			}
+		}
+		for ; i < n; i++ {
+			tt[0] += float64(g[i]) * float64(g[i])
+		}
+		want := ((tt[0] + tt[1]) + (tt[2] + tt[3])) + ((tt[4] + tt[5]) + (tt[6] + tt[7]))
+		if got := sumSquares(g); math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("n=%d: %v, scalar %v", n, got, want)
+		}
+	}
+}
