@@ -36,6 +36,12 @@ type Step struct {
 	MicroBatches int
 	Clip         float64 // optim.clip: the largest global norm (0: no clipping)
 	Reducer      Reducer // nil: one process
+	// aliased is set while Params' gradients are the graph's own buffers: a
+	// step of one micro-batch in one process hands AdamW the graph's
+	// gradients instead of copying them out (Params[j].Grad then aliases
+	// the graph's buffer until the next Run, and New's buffers are
+	// dropped); a step that accumulates allocates its own again.
+	aliased bool
 }
 
 // New makes a Step over m's float parameters with fresh gradients and
@@ -84,6 +90,15 @@ func (s *Step) Run(micro [][]int32, lr float64) (Result, error) {
 	n := float64(s.MicroBatches)
 	sums := make([]float64, 1+len(s.Graph.Balance)) // loss, then balance losses
 	var r Result
+	// One micro-batch in one process: the graph's gradients are the step's
+	// (scale 1, nothing to sum), so they are used in place, not copied.
+	alias := len(micro) == 1 && s.MicroBatches == 1 && s.Reducer == nil
+	if !alias && s.aliased {
+		for j := range s.Params {
+			s.Params[j].Grad = make([]float32, len(s.Params[j].Data))
+		}
+		s.aliased = false
+	}
 	for mb, tokens := range micro {
 		t0 := time.Now()
 		res, err := s.Graph.Run(tokens)
@@ -100,6 +115,10 @@ func (s *Step) Run(micro [][]int32, lr float64) (Result, error) {
 			gt, err := s.Graph.Grad(s.Layout[j])
 			if err != nil {
 				return r, err
+			}
+			if alias {
+				s.Params[j].Grad, s.aliased = gt.Data().([]float32), true
+				continue
 			}
 			accumulate(p.Grad, gt.Data().([]float32), scale, mb == 0)
 			if last && s.Reducer != nil {
