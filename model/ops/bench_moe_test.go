@@ -85,7 +85,7 @@ func moeBenchStepAt(b *testing.B, n, d, e, k, w int, renorm, backward bool) func
 		moeBenchTensor(r, 0.06, e, d, w),
 	}
 	dy := moeBenchTensor(r, 1, n, d)
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: k, gating: Gating{K: k, Renorm: renorm}, cache: &expertCache{}}
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: k, gating: Gating{K: k, Renorm: renorm}, cache: &expertCache{}, differentiated: backward}
 	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: k, gating: op.gating, cache: op.cache}
 	bin := append(append([]G.Value(nil), in...), dy)
 	step := func() {

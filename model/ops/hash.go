@@ -103,9 +103,9 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	y := op.output(u.Dtype(), n, d)
 	switch u.Dtype() {
 	case tensor.Float32:
-		expertsForward(op.cache, in, r, slice[float32](y), d, w)
+		expertsForward(op.cache, true, in, r, slice[float32](y), d, w)
 	case tensor.Float64:
-		expertsForward(op.cache, in, r, slice[float64](y), d, w)
+		expertsForward(op.cache, true, in, r, slice[float64](y), d, w)
 	}
 	op.rec.store(&r)
 	return y, nil

@@ -72,6 +72,9 @@ type moeOp struct {
 	bias   bool // a sixth input: the selection bias [E]
 	rec    *RouteRecord
 	share  *SharedTopK // see ShareTopK; nil: select alone
+	// differentiated is set when SymDiff built a backward for this op. An
+	// op without one (an evaluation graph) keeps no activations for it.
+	differentiated bool
 	// cache carries the routing and the expert activations from a forward
 	// pass to the backward pass of the same run (see expertCache).
 	cache *expertCache
@@ -144,10 +147,10 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	switch u.Dtype() {
 	case tensor.Float32:
 		r = routeShared(op.share, slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, in[:5], r, slice[float32](y), d, w)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), d, w)
 	case tensor.Float64:
 		r = routeShared(op.share, slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, in[:5], r, slice[float64](y), d, w)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), d, w)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
@@ -166,6 +169,7 @@ func moeDiff(bias bool) []bool {
 }
 
 func (op *moeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	op.differentiated = true
 	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, gating: op.gating, cache: op.cache}
 	children := G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}
 	if op.bias {
@@ -356,14 +360,19 @@ func (a *expertAct[F]) grow(s, d, w int) {
 // forms their gate and up pre-activations in a.gu, one product against the
 // stacked [Wg_e; Wu_e].
 func (a *expertAct[F]) project(r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
+	project(a.x[lo*d:hi*d], a.gu[2*lo*w:2*hi*w], r, e, lo, hi, u, wg, wu, d, w)
+}
+
+// project is expertAct.project into the expert's own rows x [c, D] and
+// gu [c, 2W].
+func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
-	x := a.x[lo*d : hi*d]
 	for p := lo; p < hi; p++ {
 		t := int(r.Slots[p]) / r.K
 		copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
 	}
 	wgu := stackedExpert(wg, wu, e, w, d)
-	expertMatMul[F](c, r.N*r.K, w, d)(false, true, c, 2*w, d, x, wgu, a.gu[2*lo*w:2*hi*w], false)
+	expertMatMul[F](c, r.N*r.K, w, d)(false, true, c, 2*w, d, x, wgu, gu, false)
 	poolPut(&stacks, wgu)
 }
 
@@ -384,30 +393,55 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	return a
 }
 
-// expertsForward computes y (token-major [N, D]) and leaves the activations
-// in the op's cache for the backward pass. in are the op's inputs (the
-// cache's key); u, wg, wu, wd are found by position: MoE passes
-// (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd). Each
-// expert's projections, activation and down product run in one visit, so
-// its rows are still in cache for the next step of the three.
-func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []F, d, w int) {
+// expertsForward computes y (token-major [N, D]) and, when keep is set,
+// leaves the activations in the op's cache for the backward pass. in are
+// the op's inputs (the cache's key); u, wg, wu, wd are found by position:
+// MoE passes (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
+// Each expert's projections, activation and down product run in one visit,
+// so its rows are still in cache for the next step of the three. Without
+// keep (an evaluation graph) the gathered inputs, pre-activations and
+// sigmoids of an expert live in scratch of its own size, reused by the
+// next expert, instead of [S, ·] buffers written out for a backward that
+// never comes; the values, and y, are the same.
+func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
-	a, _ := c.take().(*expertAct[F])
-	if a == nil {
-		a = &expertAct[F]{}
-	}
 	s, k := r.N*r.K, r.K
-	a.grow(s, d, w)
-	h, o := getScratch[F](s*w), getScratch[F](s*d)
-	defer putScratch(h)
+	var a *expertAct[F]
+	if keep {
+		a, _ = c.take().(*expertAct[F])
+		if a == nil {
+			a = &expertAct[F]{}
+		}
+		a.grow(s, d, w)
+	} else {
+		c.take() // a backward must not find an older forward's activations
+	}
+	o := getScratch[F](s * d)
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
-		a.project(&r, e, lo, hi, u, wg, wu, d, w)
-		for p := lo; p < hi; p++ {
-			siluGate(h[p*w:(p+1)*w], a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w])
+		n := hi - lo
+		// One pooled buffer per visit: [h | x | gu | sg] (x, gu and sg only
+		// without keep).
+		size := n * w
+		if !keep {
+			size += n*d + 3*n*w
 		}
-		expertMatMul[F](hi-lo, s, w, d)(false, true, hi-lo, d, w, h[lo*w:hi*w], wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
+		buf := poolGet[F](&stacks, size)
+		defer poolPut(&stacks, buf)
+		h := buf[:n*w]
+		x, gu, sg := buf[n*w:n*w], buf[n*w:n*w], buf[n*w:n*w]
+		if keep {
+			a.project(&r, e, lo, hi, u, wg, wu, d, w)
+			gu, sg = a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w]
+		} else {
+			x, gu, sg = buf[n*w:n*w+n*d], buf[n*w+n*d:n*w+n*d+2*n*w], buf[n*w+n*d+2*n*w:size]
+			project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
+		}
+		for i := 0; i < n; i++ {
+			siluGate(h[i*w:(i+1)*w], sg[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
+		}
+		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
 	})
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
@@ -426,7 +460,9 @@ func expertsForward[F Float](c *expertCache, in []*tensor.Dense, r Routing, y []
 			sumRows(y[t*d:(t+1)*d], o, offs, gates)
 		}
 	})
-	c.store(in, r, a)
+	if keep {
+		c.store(in, r, a)
+	}
 }
 
 // siluGate sets s = sigmoid(g) and h = silu(g)⊙u for one row (siluGate32,

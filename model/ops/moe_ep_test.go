@@ -157,7 +157,7 @@ func epReference(t *testing.T, c *epCase) (y, du, dprobs, dwg, dwu, dwd []float3
 	t.Helper()
 	N := c.R * c.n
 	in := []*tensor.Dense{t32(cat(c.u), N, c.d), t32(cat(c.probs), N, c.e), t32(c.wg, c.e, c.w, c.d), t32(c.wu, c.e, c.w, c.d), t32(c.wd, c.e, c.d, c.w)}
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: c.gating(), bias: c.bias != nil, cache: &expertCache{}}
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: c.gating(), bias: c.bias != nil, cache: &expertCache{}, differentiated: true}
 	yv, err := op.Do(c.withBias(in[0], in[1], in[2], in[3], in[4])...)
 	if err != nil {
 		t.Fatal(err)

@@ -414,7 +414,7 @@ func TestMoEBackwardRecomputes(t *testing.T) {
 	c := moeCase{"k=2 renorm", 20, 6, 5, 4, 2, true}
 	ins := c.inputs(60)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(6, 6)), 1, c.n, c.d)
-	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k, Renorm: c.renorm}, cache: &expertCache{}}
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k, Renorm: c.renorm}, cache: &expertCache{}, differentiated: true} // as SymDiff marks it
 	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, gating: op.gating, cache: op.cache}
 	vals := func(ts []*tensor.Dense) []G.Value {
 		out := make([]G.Value, len(ts))
@@ -471,4 +471,41 @@ func TestMoEShapeErrors(t *testing.T) {
 	if _, err := MoE(u, p, wg, wg, wd, 2, false); err != nil {
 		t.Errorf("valid shapes: %v", err)
 	}
+}
+
+// An evaluation graph's MoE op (no backward) gives the training forward's
+// output bit for bit, from expert-sized scratch, and leaves nothing cached.
+func TestMoEEvaluationForwardMatchesTraining(t *testing.T) {
+	c := moeCase{"k=3", 40, 16, 9, 11, 3, false}
+	var ins []G.Value
+	for _, x := range c.inputs(73) {
+		ins = append(ins, toDtype(x, tensor.Float32))
+	}
+	var ys [2][]float32
+	for i, diff := range []bool{true, false} {
+		op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k}, cache: &expertCache{}, differentiated: diff}
+		for range 2 { // the second pass reuses the first's buffers
+			y, err := op.Do(ins...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ys[i] = slices.Clone(y.Data().([]float32))
+		}
+		if _, a := op.cache.load(denseOf(ins)); (a != nil) != diff {
+			t.Errorf("differentiated=%t: cache filled %t", diff, a != nil)
+		}
+	}
+	for i := range ys[0] {
+		if math.Float32bits(ys[0][i]) != math.Float32bits(ys[1][i]) {
+			t.Fatalf("y[%d] = %g in evaluation, %g in training", i, ys[1][i], ys[0][i])
+		}
+	}
+}
+
+func denseOf(vs []G.Value) []*tensor.Dense {
+	out := make([]*tensor.Dense, len(vs))
+	for i, v := range vs {
+		out[i] = v.(*tensor.Dense)
+	}
+	return out
 }
