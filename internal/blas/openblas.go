@@ -308,17 +308,20 @@ func slowCoreNote(user, running, best string) string {
 
 // openBLAS is the float32 kernel backed by a loaded libopenblas.
 type openBLAS struct {
-	sgemm          func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
-	sgemmF         uintptr // the Fortran sgemm_, 0 when the library lacks it (see call)
-	setNumThreads  func(n int32)
-	getNumThreads  func() int32
-	getConfig      func() string
-	getCorename    func() string
-	split          int           // parts a large product is cut into (1: none)
-	gate           chan struct{} // bounds concurrent library calls to the cores we mean to use
-	minSplitFlops  int           // a part must be at least this much work
-	splitAlignment int           // part boundaries fall on multiples of this (kernel tile)
-	rowBias        int           // split rows while m*rowBias >= n, else columns (1: the larger side)
+	sgemm         func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	sgemmF        uintptr // the Fortran sgemm_, 0 when the library lacks it (see call)
+	setNumThreads func(n int32)
+	getNumThreads func() int32
+	getConfig     func() string
+	getCorename   func() string
+	split         int // parts a large product is cut into (1: none)
+	// gate bounds concurrent library calls to the cores we mean to use: a
+	// call takes one of its split argument blocks and puts it back after,
+	// so sgemm_'s by-reference arguments need no allocation per call.
+	gate           chan *fortranArgs
+	minSplitFlops  int // a part must be at least this much work
+	splitAlignment int // part boundaries fall on multiples of this (kernel tile)
+	rowBias        int // split rows while m*rowBias >= n, else columns (1: the larger side)
 }
 
 var _ Sgemmer = (*openBLAS)(nil)
@@ -363,7 +366,10 @@ func (l *openBLAS) configure(threads, split int) {
 	}
 	l.setNumThreads(int32(threads))
 	l.split = split
-	l.gate = make(chan struct{}, split)
+	l.gate = make(chan *fortranArgs, split)
+	for range split {
+		l.gate <- new(fortranArgs)
+	}
 }
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C (row-major). Products of at
@@ -449,9 +455,9 @@ func alignedPart(n, parts, al int) int {
 // arguments cblas_sgemm hands OpenBLAS's driver for row-major data, so the
 // results are the same bits (TestFortranCallMatchesCBLAS).
 func (l *openBLAS) call(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	l.gate <- struct{}{}
+	args := <-l.gate
 	if l.sgemmF != 0 {
-		args := &fortranArgs{transA: fortranOp(transB), transB: fortranOp(transA), m: int32(n), n: int32(m), k: int32(k),
+		*args = fortranArgs{transA: fortranOp(transB), transB: fortranOp(transA), m: int32(n), n: int32(m), k: int32(k),
 			alpha: alpha, lda: int32(ldb), ldb: int32(lda), beta: beta, ldc: int32(ldc)}
 		purego.SyscallN(l.sgemmF, uintptr(unsafe.Pointer(&args.transA)), uintptr(unsafe.Pointer(&args.transB)),
 			uintptr(unsafe.Pointer(&args.m)), uintptr(unsafe.Pointer(&args.n)), uintptr(unsafe.Pointer(&args.k)),
@@ -463,7 +469,7 @@ func (l *openBLAS) call(transA, transB bool, m, n, k int, alpha float32, a []flo
 		l.sgemm(cblasRowMajor, cblasOp(transA), cblasOp(transB), int32(m), int32(n), int32(k),
 			alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
 	}
-	<-l.gate
+	l.gate <- args
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(c)
