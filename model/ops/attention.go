@@ -437,12 +437,7 @@ func softmaxRow32(x, room []float32) {
 // expShifted32 sets x = exp32(x − max x), running over room (see
 // softmaxRow) to whole vectors when it can.
 func expShifted32(x, room []float32) {
-	m := x[0]
-	for _, v := range x[1:] {
-		if v > m { // not max(): its NaN and ±0 handling costs ~2× here
-			m = v
-		}
-	}
+	m := maxForShift(x)
 	if w := (len(x) + 7) &^ 7; vexpOK && w <= len(room) {
 		shift(room[:w], m)
 		exp32s(room[:w], room[:w])

@@ -124,7 +124,7 @@ func softmaxRows[F Float](y, x []F, n, e int) {
 // same bits as math.Exp): the router's 63-wide rows spent as long in
 // math.Exp as in their expert products' gathers.
 func RowSoftmax[F Float](y, x []F) {
-	m := maxOfRow(x)
+	m := maxForShift(x)
 	var sum float64
 	if len(x) <= 256 {
 		var buf [256]float64
@@ -148,6 +148,26 @@ func RowSoftmax[F Float](y, x []F) {
 	for j := range y {
 		y[j] *= inv
 	}
+}
+
+// maxForShift is maxOfRow for a row about to be shifted by its maximum
+// (x − m), eight lanes at a time for float32 rows without NaN. A maximum of
+// zeros may come back as either zero, which changes x − m only in the sign
+// of a zero difference, and exp of either zero is 1: the softmax is the
+// same bits.
+func maxForShift[F Float](x []F) F {
+	if f, ok := any(x).([]float32); ok && vexpOK && len(f) >= 8 {
+		n := len(f) &^ 7
+		if m, nan := max32x8(&f[0], n); !nan {
+			for _, v := range f[n:] {
+				if v > m {
+					m = v
+				}
+			}
+			return F(m)
+		}
+	}
+	return maxOfRow(x)
 }
 
 // maxOfRow returns the largest element of a non-empty row.

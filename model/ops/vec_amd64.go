@@ -40,3 +40,6 @@ func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)
 
 //go:noescape
 func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)
+
+//go:noescape
+func max32x8(x *float32, n int) (m float32, nan bool)

@@ -311,3 +311,35 @@ sumStore:
 sumDone:
 	VZEROUPPER
 	RET
+
+// func max32x8(x *float32, n int) (m float32, nan bool)
+// The largest of n floats (a multiple of 8, n ≥ 8), and whether any is NaN
+// (then m is meaningless). Which zero a max of zeros returns is not fixed.
+TEXT ·max32x8(SB), NOSPLIT, $0-21
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VMOVUPS (SI), Y0
+	VCMPPS $3, Y0, Y0, Y1
+	MOVQ $8, AX
+maxLoop:
+	CMPQ AX, CX
+	JGE maxReduce
+	VMOVUPS (SI)(AX*4), Y2
+	VCMPPS $3, Y2, Y2, Y3
+	VORPS Y3, Y1, Y1
+	VMAXPS Y2, Y0, Y0
+	ADDQ $8, AX
+	JMP maxLoop
+maxReduce:
+	VEXTRACTF128 $1, Y0, X2
+	VMAXPS X2, X0, X0
+	VPERMILPS $0x4E, X0, X2
+	VMAXPS X2, X0, X0
+	VPERMILPS $0xB1, X0, X2
+	VMAXPS X2, X0, X0
+	VMOVSS X0, m+16(FP)
+	VMOVMSKPS Y1, AX
+	TESTL AX, AX
+	SETNE nan+20(FP)
+	VZEROUPPER
+	RET

@@ -278,3 +278,63 @@ func TestCausalSoftmaxMatchesRows(t *testing.T) {
 		}
 	}
 }
+
+// The softmaxes, whose row maximum comes from max32x8, give the bits of the
+// scalar formula with maxOfRow's maximum: rows of zeros of both signs,
+// infinities and NaN included.
+func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	negZero := float32(math.Copysign(0, -1))
+	special := []float32{0, negZero, float32(math.Inf(-1)), float32(math.NaN()), -1e30, 3}
+	for it := 0; it < 3000; it++ {
+		n := 1 + r.IntN(70)
+		x := make([]float32, n)
+		for i := range x {
+			switch r.IntN(4) {
+			case 0:
+				x[i] = special[r.IntN(len(special))]
+			case 1:
+				x[i] = []float32{0, negZero}[r.IntN(2)]
+			default:
+				x[i] = float32(r.NormFloat64() * 3)
+			}
+		}
+		// attention's float32 softmax
+		want := append([]float32(nil), x...)
+		m := maxOfRow(want)
+		for i := range want {
+			want[i] = exp32(want[i] - m)
+		}
+		var sum float64
+		for _, e := range want {
+			sum += float64(e)
+		}
+		for i := range want {
+			want[i] *= float32(1 / sum)
+		}
+		got := append([]float32(nil), x...)
+		softmaxRow32(got, got)
+		for i := range want {
+			if !sameBits(got[i], want[i]) {
+				t.Fatalf("softmaxRow32(%v): element %d = %g, scalar %g", x, i, got[i], want[i])
+			}
+		}
+		// the router softmax
+		m = maxOfRow(x)
+		sum = 0
+		for i, v := range x {
+			ev := math.Exp(float64(v - m))
+			want[i] = float32(ev)
+			sum += ev
+		}
+		for i := range want {
+			want[i] *= float32(1 / sum)
+		}
+		RowSoftmax(got, x)
+		for i := range want {
+			if !sameBits(got[i], want[i]) {
+				t.Fatalf("RowSoftmax(%v): element %d = %g, scalar %g", x, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -41,3 +41,5 @@ func siluGate32x8(h, s, g, u *float32, n int) { panic("ops: no vector kernels on
 func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int) {
 	panic("ops: no vector kernels on this platform")
 }
+
+func max32x8(x *float32, n int) (float32, bool) { panic("ops: no vector kernels on this platform") }
