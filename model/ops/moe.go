@@ -219,7 +219,11 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[2].Shape()[0], in[2].Shape()[1]
 	sizes := []int{n * d, n * e, e * w * d, e * w * d, e * d * w}
-	p := op.output(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
+	// Not zeroed here: moeBackwardTyped zeroes what its kernels do not
+	// overwrite (du and dprobs, which they add to or write sparsely, and the
+	// weight gradients of experts without tokens), instead of clearing the
+	// three [E, ·, ·] weight gradients that are then written over.
+	p := op.outputOver(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
 	switch u.Dtype() {
 	case tensor.Float32:
 		moeBackwardTyped(op, in[:5], backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
@@ -241,6 +245,15 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	a, ok := act.(*expertAct[F])
 	if !ok {
 		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
+	}
+	clear(g[0])
+	clear(g[1])
+	for x := 0; x < e; x++ {
+		if r.Load(x) == 0 {
+			clear(g[2][x*w*d : (x+1)*w*d])
+			clear(g[3][x*w*d : (x+1)*w*d])
+			clear(g[4][x*d*w : (x+1)*d*w])
+		}
 	}
 	dgate := make([]float64, n*r.K)
 	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)

@@ -509,3 +509,44 @@ func denseOf(vs []G.Value) []*tensor.Dense {
 	}
 	return out
 }
+
+// The backward's reused output holds zero weight gradients for an expert
+// that got no tokens in this run, even when it had some in the run before.
+func TestMoEBackwardZeroesUnusedExperts(t *testing.T) {
+	c := moeCase{"k=2", 12, 4, 5, 3, 2, false}
+	ins := c.inputs(74)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(7, 7)), 1, c.n, c.d)
+	op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k}, cache: &expertCache{}, differentiated: true}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, gating: op.gating, cache: op.cache}
+	run := func(probs *tensor.Dense) []float64 {
+		in := []G.Value{ins[0], probs, ins[2], ins[3], ins[4]}
+		if _, err := op.Do(in...); err != nil {
+			t.Fatal(err)
+		}
+		p, err := bwd.Do(append(in, dy)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Data().([]float64)
+	}
+	probs := ins[1].Clone().(*tensor.Dense)
+	pd := probs.Data().([]float64)
+	for tok := 0; tok < c.n; tok++ {
+		pd[tok*c.e] = 2 // expert 0 first choice of every token
+	}
+	sizes := []int{c.n * c.d, c.n * c.e, c.e * c.w * c.d, c.e * c.w * c.d, c.e * c.d * c.w}
+	if g := split(run(probs), sizes); !slices.ContainsFunc(g[2][:c.w*c.d], func(v float64) bool { return v != 0 }) {
+		t.Fatal("expert 0 got no weight gradient with every token routed to it")
+	}
+	for tok := 0; tok < c.n; tok++ {
+		pd[tok*c.e] = -1 // never chosen
+	}
+	g := split(run(probs), sizes)
+	for i, dw := range g[2:] {
+		for j, v := range dw[:c.w*c.d] {
+			if v != 0 {
+				t.Fatalf("weight gradient %d of the unused expert 0: element %d = %g, want 0", i, j, v)
+			}
+		}
+	}
+}
