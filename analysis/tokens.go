@@ -107,7 +107,7 @@ func Tokens(l *rundir.Loaded, o Options) (TokensResult, error) {
 			meta[j].Tokens += int64(rec.N)
 		}
 	}
-	p, err := heldOut(l.Model, c, o, model.GraphOptions{}, "", inspect)
+	p, err := heldOut(l.Model, c, o, model.GraphOptions{KeepGates: true}, "", inspect)
 	if err != nil {
 		return TokensResult{}, fmt.Errorf("tokens: %w", err)
 	}

@@ -48,6 +48,9 @@ type GraphOptions struct {
 	// model's stacked tensors (ExpertShard), so Grad of an expert parameter
 	// has E/R experts. Every rank must run its graph in lockstep.
 	ExpertComm ops.EPComm
+	// KeepGates makes each layer's RouteRecord also keep the gates
+	// (analyses); training graphs leave it off and copy only the experts.
+	KeepGates bool
 }
 
 // ExpertShard returns the element range [lo, hi) of a stacked expert
@@ -202,7 +205,7 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 		default:
 			// Routed experts, stacked: gate, up [E, w, d]; down [E, d, w].
 			eg, eu, ed := w(pre+"mlp.experts.*.gate_proj.weight"), w(pre+"mlp.experts.*.up_proj.weight"), w(pre+"mlp.experts.*.down_proj.weight")
-			rec := &ops.RouteRecord{}
+			rec := &ops.RouteRecord{KeepGates: opt.KeepGates}
 			gr.Routes = append(gr.Routes, rec)
 			gr.RouteOf = append(gr.RouteOf, l)
 			if c.FFN == configs.FFNHash {

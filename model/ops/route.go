@@ -373,7 +373,10 @@ type RouteRecord struct {
 	N, E, K int
 	// Experts[t·K+j] is token t's j-th expert (descending probability).
 	Experts []int32
-	// Gates[t·K+j] is the weight of that expert's output (Routing.Gates).
+	// KeepGates, set by the record's owner, asks for Gates too.
+	KeepGates bool
+	// Gates[t·K+j] is the weight of that expert's output (Routing.Gates),
+	// kept only with KeepGates (the training step does not need them).
 	Gates []float64
 	// Load[e] is the number of (token, slot) pairs the router sent to
 	// expert e, dropped ones included (the router's demand).
@@ -388,7 +391,9 @@ func (rec *RouteRecord) store(r *Routing) {
 	}
 	rec.N, rec.E, rec.K = r.N, r.E, r.K
 	rec.Experts = append(rec.Experts[:0], r.Experts...)
-	rec.Gates = append(rec.Gates[:0], r.Gates...)
+	if rec.KeepGates {
+		rec.Gates = append(rec.Gates[:0], r.Gates...)
+	}
 	rec.Load = append(rec.Load[:0], make([]int, r.E)...)
 	for s, x := range r.Experts {
 		// Under expert choice the slots no expert took are not routed.
