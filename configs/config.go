@@ -143,7 +143,23 @@ type Router struct {
 	// comparable with the token-choice routers', and generation cannot
 	// route as in training: generate and task scoring refuse such models.
 	ExpertChoice bool `mapstructure:"expert_choice" yaml:"expert_choice" json:"expert_choice"`
+	// Input is what the router reads: the layer's normed hidden state
+	// (hidden, the paper) or the input token's embedding (embedding), which
+	// makes the routing a learned function of the token id alone, as
+	// StableMoE's distilled router is and Hash's table is.
+	Input string `mapstructure:"input" yaml:"input" json:"input"`
+	// FreezeAfterTokens, when > 0, stops training the router weights once
+	// this many training tokens have been seen (StableMoE's second stage):
+	// from then on a token's expert moves only as the router's input does.
+	// 0 trains the router throughout.
+	FreezeAfterTokens int64 `mapstructure:"freeze_after_tokens" yaml:"freeze_after_tokens" json:"freeze_after_tokens"`
 }
+
+// Router inputs (Router.Input).
+const (
+	RouterInputHidden    = "hidden"
+	RouterInputEmbedding = "embedding"
+)
 
 // Sigmoid reports whether the router scores are sigmoids.
 func (r Router) Sigmoid() bool { return r.Score == ScoreSigmoid }
@@ -233,7 +249,7 @@ func Default() Config {
 		Model: Model{
 			VocabSize: 8192, Hidden: 256, Layers: 4, Heads: 4, DenseWidth: 1024, FFN: FFNDense,
 			MoELayerFreq: 1, Balance: Balance{DeviceGroups: 1, PerSequence: true}, ExpertParallel: 1,
-			Router:    Router{Score: ScoreSoftmax, Scale: 1},
+			Router:    Router{Score: ScoreSoftmax, Scale: 1, Input: RouterInputHidden},
 			RopeTheta: 10000, NormEps: 1e-6, InitStd: 0.006, InitSeed: 1,
 		},
 		Data:       Data{Path: "datasets/kjv", Seed: 1234},
@@ -796,11 +812,22 @@ func (m Model) validateRouter() []string {
 			add(f.key, "must be >= 0 and finite, got %g", f.v)
 		}
 	}
-	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
-	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0 || r.ExpertChoice
-	if changed && !routed {
-		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0)", m.FFN)
+	if r.Input != RouterInputHidden && r.Input != RouterInputEmbedding {
+		add("input", "unknown input %q (want hidden or embedding)", r.Input)
 	}
+	if r.FreezeAfterTokens < 0 {
+		add("freeze_after_tokens", "must be >= 0, got %d", r.FreezeAfterTokens)
+	}
+	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
+	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0 || r.ExpertChoice ||
+		r.Input != RouterInputHidden || r.FreezeAfterTokens != 0
+	if changed && !routed {
+		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0, input hidden, freeze_after_tokens 0)", m.FFN)
+	}
+	if r.FreezeAfterTokens > 0 && r.BiasRate > 0 {
+		add("freeze_after_tokens", "a frozen router's selection bias would still move every step (bias_rate %g): set one of them to 0", r.BiasRate)
+	}
+
 	if r.CapacityFactor > 0 {
 		switch {
 		case m.FFN != FFNGShard && m.FFN != FFNSwitch:

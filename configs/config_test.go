@@ -29,7 +29,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 // The routing variants are reachable from --set and off by default.
 func TestRouterKeys(t *testing.T) {
 	d := Default().Model.Router
-	if d != (Router{Score: ScoreSoftmax, Scale: 1}) {
+	if d != (Router{Score: ScoreSoftmax, Scale: 1, Input: RouterInputHidden}) {
 		t.Errorf("default router %+v: want softmax, scale 1, everything else off", d)
 	}
 	moe := "model:\n  ffn: deepseekmoe\n  routed_experts: 8\n  active_routed: 2\n  expert_width: 16\n"
@@ -37,7 +37,7 @@ func TestRouterKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := cfg.Model.Router; r != (Router{Score: ScoreSigmoid, Scale: 2.5, ZLoss: 0.001, BiasRate: 0.001}) {
+	if r := cfg.Model.Router; r != (Router{Score: ScoreSigmoid, Scale: 2.5, ZLoss: 0.001, BiasRate: 0.001, Input: RouterInputHidden}) {
 		t.Errorf("got %+v", r)
 	}
 }
@@ -100,6 +100,10 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"capacity under expert parallelism", "model:\n  ffn: switch\n  routed_experts: 4\n  active_routed: 1\n  expert_width: 8\n", []string{"model.router.capacity_factor=1", "model.expert_parallel=2"}, "model.router.capacity_factor: token dropping is not expert-parallel"},
 		{"expert choice under expert parallelism", "model:\n  ffn: gshard\n  routed_experts: 4\n  active_routed: 2\n  expert_width: 8\n", []string{"model.router.expert_choice=true", "model.expert_parallel=2"}, "model.router.expert_choice: expert-choice routing is not expert-parallel (model.expert_parallel 2)"},
 		{"expert choice with a balance loss", moe, []string{"model.router.expert_choice=true", "model.balance.expert_alpha=0.01"}, "model.router.expert_choice: every expert takes a fixed number"},
+		{"unknown router input", moe, []string{"model.router.input=logits"}, "model.router.input: unknown input \"logits\""},
+		{"negative router freeze", moe, []string{"model.router.freeze_after_tokens=-1"}, "model.router.freeze_after_tokens: must be >= 0"},
+		{"frozen router with a bias", moe, []string{"model.router.freeze_after_tokens=1024", "model.router.bias_rate=0.001"}, "model.router.freeze_after_tokens: a frozen router's selection bias"},
+		{"router input on dense", "model:\n  ffn: dense\n", []string{"model.router.input=embedding"}, "model.router.score: ffn dense has no learned router"},
 		{"sigmoid with a balance loss", moe, []string{"model.router.score=sigmoid", "model.balance.expert_alpha=0.01"}, "model.router.score: sigmoid scores with a balance loss"},
 	}
 	for _, tc := range tests {

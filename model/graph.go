@@ -185,6 +185,7 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 		k = opt.ActiveRouted
 	}
 	h := must(ops.Embed(gr.ids, w("model.embed_tokens.weight"))) // [N] ids × [V, d] → h [N, d]
+	emb := h                                                      // [N, d]: what router.input=embedding routes on
 	var balance []*G.Node
 	for l := 0; l < c.Layers; l++ {
 		pre := fmt.Sprintf("model.layers.%d.", l)
@@ -213,7 +214,11 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				// hash_table [V] ints: token id → its one expert, gate 1. f [N, d]
 				f = must(ops.HashMoEWithRecord(u, gr.ids, w(pre+"mlp.hash_table"), eg, eu, ed, rec))
 			} else {
-				logits := must(ops.Linear(u, w(pre+"mlp.gate.weight"))) // router [E, d] → [N, E]
+				in := u // [N, d]
+				if c.Router.Input == configs.RouterInputEmbedding {
+					in = emb // the token's own embedding: routing a function of the id
+				}
+				logits := must(ops.Linear(in, w(pre+"mlp.gate.weight"))) // router [E, d] → [N, E]
 				var probs *G.Node
 				if c.Router.Sigmoid() {
 					probs = must(ops.Sigmoid(logits))

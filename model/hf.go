@@ -225,8 +225,8 @@ func copyFloats[F float32 | float64](dst []F, src checkpoints.Tensor) error {
 }
 
 // hfInexpressible names the model.router settings DeepseekForCausalLM
-// cannot express ("" when it can). The z-loss only shapes training: a model
-// trained with it exports as usual.
+// cannot express ("" when it can). The z-loss and a router frozen late in
+// training only shape training: a model trained with them exports as usual.
 func hfInexpressible(r configs.Router) string {
 	var what []string
 	if r.Sigmoid() {
@@ -240,6 +240,9 @@ func hfInexpressible(r configs.Router) string {
 	}
 	if r.ExpertChoice {
 		what = append(what, "expert-choice routing (model.router.expert_choice)")
+	}
+	if r.Input == configs.RouterInputEmbedding {
+		what = append(what, "a router reading the token embedding (model.router.input)")
 	}
 	if len(what) == 0 {
 		return ""

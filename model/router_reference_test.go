@@ -61,6 +61,12 @@ func referenceVariants() map[string]configs.Model {
 	c.Balance.ExpertAlpha = 0
 	c.Router.ExpertChoice = true
 	out["gshard expert choice"] = c
+	c = tinyModel(configs.FFNSwitch)
+	c.Router.Input = configs.RouterInputEmbedding
+	out["switch router on embeddings"] = c
+	c = tinyModel(configs.FFNDeepSeekMoE)
+	c.Router.Input = configs.RouterInputEmbedding
+	out["deepseekmoe router on embeddings"] = c
 	return out
 }
 

@@ -107,7 +107,8 @@ func (o *AdamW) Config() AdamWConfig { return o.cfg }
 // Steps returns the number of updates applied (restored by SetState).
 func (o *AdamW) Steps() int64 { return o.step }
 
-// Step applies one AdamW update with learning rate lr to every parameter.
+// Step applies one AdamW update with learning rate lr to every parameter
+// that is not Frozen.
 // It returns an error, and changes nothing, when params do not match the
 // ones given to NewAdamW or lr is negative or not finite.
 func (o *AdamW) Step(params []Param, lr float64) error { return o.StepScaled(params, lr, 1) }
@@ -147,6 +148,9 @@ func (o *AdamW) StepScaled(params []Param, lr float64, gradScale float32) error 
 	parallel.For(len(blocks), 1, func(lo, hi int) {
 		for _, b := range blocks[lo:hi] {
 			p := params[b.p]
+			if p.Frozen {
+				continue
+			}
 			keep := float32(1)
 			if o.decay[b.p] {
 				keep = decayKeep

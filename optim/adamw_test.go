@@ -3,6 +3,7 @@ package optim
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -469,5 +470,51 @@ func TestAdamWAdoptState(t *testing.T) {
 	}
 	if m := adopter.Moments().Slices[0]; &m.Data[0] == &copied.Slices[0].Data[0] || &m.Data[0] != &st.Slices[0].Data[0] {
 		t.Error("AdoptState replaced moments the optimizer already held")
+	}
+}
+
+// TestAdamWLeavesFrozenParams: two steps with the second parameter frozen
+// from the second step leave its values and moments as the first step made
+// them, while the other parameter steps exactly as when optimized alone;
+// GlobalNorm leaves the frozen gradient out.
+func TestAdamWLeavesFrozenParams(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	both := randomParams(rng, 40, 24)
+	alone := cloneParams(both[:1])
+	opt, err := NewAdamW(testCfg, both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	optAlone, err := NewAdamW(testCfg, alone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frozenData, frozenM []float32
+	for step := range 2 {
+		fillGrads(rng, both)
+		copy(alone[0].Grad, both[0].Grad)
+		if step == 1 {
+			frozenData = append([]float32(nil), both[1].Data...)
+			frozenM = append([]float32(nil), opt.State().Slices[2].Data...)
+			both[1].Frozen = true
+			if got, want := GlobalNorm(both), GlobalNorm(alone); got != want {
+				t.Errorf("norm with a frozen parameter = %g, want %g (the others' alone)", got, want)
+			}
+		}
+		if err := opt.Step(both, 0.01); err != nil {
+			t.Fatal(err)
+		}
+		if err := optAlone.Step(alone, 0.01); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(both[0].Data, alone[0].Data) {
+		t.Errorf("the trained parameter differs from its run alone")
+	}
+	if !slices.Equal(both[1].Data, frozenData) {
+		t.Errorf("the frozen parameter moved")
+	}
+	if got := opt.State().Slices[2].Data; !slices.Equal(got, frozenM) {
+		t.Errorf("the frozen parameter's first moment moved")
 	}
 }

@@ -11,13 +11,16 @@ import (
 // any worker count.
 const normBlock = 1 << 13
 
-// GlobalNorm returns the L2 norm over every gradient element of params,
-// summed in float64: squares within fixed blocks of each parameter, then
-// the block sums in parameter order.
+// GlobalNorm returns the L2 norm over every gradient element of params
+// that are not Frozen, summed in float64: squares within fixed blocks of
+// each parameter, then the block sums in parameter order.
 func GlobalNorm(params []Param) float64 {
 	type block struct{ p, lo, hi int }
 	var blocks []block
 	for i, p := range params {
+		if p.Frozen {
+			continue
+		}
 		for lo := 0; lo < len(p.Grad); lo += normBlock {
 			blocks = append(blocks, block{i, lo, min(lo+normBlock, len(p.Grad))})
 		}

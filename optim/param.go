@@ -8,11 +8,15 @@ import (
 // Param is one named parameter tensor, flattened. Data and Grad have the
 // same length. Decay is false for parameters that get no weight decay
 // (RMSNorm weights); DESIGN.md §5 decays every matrix, including the embedding,
-// the routers and lm_head.
+// the routers and lm_head. A Frozen parameter is not trained: AdamW leaves
+// its values and moments as they are and GlobalNorm leaves out its gradient,
+// as PyTorch does for a tensor with requires_grad off; it may change from
+// step to step (a router frozen part-way through training).
 type Param struct {
 	Name       string
 	Data, Grad []float32
 	Decay      bool
+	Frozen     bool
 }
 
 // NamedSlice is one named float32 slice of optimizer state.

@@ -72,6 +72,7 @@ def spec_from_moetrain(m):
         score=r.get("score", "softmax"), scale=r.get("scale", 1.0), z_loss=r.get("z_loss", 0.0),
         bias_rate=r.get("bias_rate", 0.0), capacity_factor=r.get("capacity_factor", 0.0),
         expert_choice=bool(r.get("expert_choice", False)),
+        router_input=r.get("input", "hidden"),
         vocab=m["vocab_size"], hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
         dense_width=m["dense_width"], ffn=m["ffn"], shared=m.get("shared_experts", 0),
         routed=m.get("routed_experts", 0), k=m.get("active_routed", 0),
@@ -99,6 +100,7 @@ def spec_from_hf(c):
         per_sequence=bool(c.get("seq_aux", True)), rope_theta=c.get("rope_theta", 10000.0),
         norm_eps=c.get("rms_norm_eps", 1e-6), init_std=c.get("initializer_range", 0.02),
         renorm=norm, score="softmax", scale=1.0, z_loss=0.0, bias_rate=0.0, capacity_factor=0.0,
+        router_input="hidden",
         expert_choice=False)
 
 
@@ -364,7 +366,10 @@ class MoE(nn.Module):
             self.shared_experts = SwiGLU(s.hidden, s.shared * s.expert_width)
         self.batch_counts = None  # set by the trainer for batch-level balance over micro-batches
 
-    def forward(self, x, ids):
+    def forward(self, x, ids, emb):
+        """x [B, T, D] the normed hidden state the experts read; emb the
+        input tokens' embeddings, which the router reads instead of x when
+        router.input is embedding."""
         B, T, D = x.shape
         flat = x.reshape(-1, D)
         balance = []
@@ -373,7 +378,7 @@ class MoE(nn.Module):
             gates = torch.ones(idx.shape, dtype=flat.dtype)
             self.margin = math.inf
         else:
-            probs, idx, gates = self.gate(flat)
+            probs, idx, gates = self.gate(emb.reshape(-1, D) if self.s.router_input == "embedding" else flat)
             self.margin = self.gate.margin
             s = self.s
             if s.z_loss > 0:
@@ -432,11 +437,11 @@ class Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(s.hidden, s.norm_eps)
         self.mlp = MoE(s, i) if s.is_moe_layer(i) else SwiGLU(s.hidden, s.dense_width)
 
-    def forward(self, x, ids):
+    def forward(self, x, ids, emb):
         x = x + self.self_attn(self.input_layernorm(x))
         u = self.post_attention_layernorm(x)
         if isinstance(self.mlp, MoE):
-            f, balance = self.mlp(u, ids)
+            f, balance = self.mlp(u, ids, emb)
         else:
             f, balance = self.mlp(u), []
         return x + f, balance
@@ -462,9 +467,10 @@ class CausalLM(nn.Module):
         list of balance losses)."""
         ids, targets = windows[:, :-1], windows[:, 1:]
         x = self.model.embed_tokens(ids)
+        emb = x
         balance = []
         for layer in self.model.layers:
-            x, b = layer(x, ids)
+            x, b = layer(x, ids, emb)
             balance += b
         logits = self.lm_head(self.model.norm(x))
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

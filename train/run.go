@@ -677,7 +677,28 @@ func (t *trainer) trainStep(lr float64) (step.Result, error) {
 			return step.Result{}, err
 		}
 	}
+	t.freezeRouters()
 	return t.step.Run(micro, lr)
+}
+
+// freezeRouters stops training the router weights once
+// model.router.freeze_after_tokens training tokens have been seen
+// (StableMoE's second stage). It depends only on the token count, so a
+// resumed run freezes at the same step as an uninterrupted one.
+func (t *trainer) freezeRouters() {
+	at := t.cfg.Model.Router.FreezeAfterTokens
+	if at <= 0 || t.state.Tokens < at {
+		return
+	}
+	froze := false
+	for j, i := range t.step.Layout {
+		if t.m.Layout[i].Kind == "router" && !t.step.Params[j].Frozen {
+			t.step.Params[j].Frozen, froze = true, true
+		}
+	}
+	if froze {
+		t.logf("router weights frozen from %s tokens on (model.router.freeze_after_tokens %s)", units.Commas(t.state.Tokens), units.Commas(at))
+	}
 }
 
 // nextBatch reads the next train.batch_size sequences from the stream (the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -341,5 +342,45 @@ func TestResumeOnOtherDatasetIsRefused(t *testing.T) {
 	_, err := Run(context.Background(), Options{Config: c, RunDir: dir})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("not the one this run started on")) {
 		t.Fatalf("got %v, want a refusal naming the dataset change", err)
+	}
+}
+
+// A router frozen after 4 of 8 steps (model.router.freeze_after_tokens) has
+// the same weights at 8 steps as at 4 while the experts keep training, and
+// a run stopped at 2 steps and resumed across the freeze equals the
+// straight run bit for bit.
+func TestFrozenRouterStopsAtItsTokens(t *testing.T) {
+	c := tinyConfig(configs.FFNSwitch)
+	c.Model.Router.FreezeAfterTokens = c.Train.Tokens / 2
+	c.Schedule.TotalTokens = c.Train.Tokens
+	straight := t.TempDir()
+	run(t, c, straight)
+	at := func(tokens int64) *rundir.Loaded {
+		t.Helper()
+		l, err := rundir.LoadModel(filepath.Join(straight, "checkpoints", fmt.Sprintf("tokens-%015d", tokens)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	mid, end := at(c.Train.Tokens/2), at(c.Train.Tokens)
+	for _, name := range []string{"model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight", "model.layers.0.mlp.experts.*.down_proj.weight"} {
+		i := mid.Model.Index(name)
+		a, b := mid.Model.Values[i].Data().([]float32), end.Model.Values[i].Data().([]float32)
+		router := strings.HasSuffix(name, "gate.weight")
+		if same := slices.Equal(a, b); same != router {
+			t.Errorf("%s unchanged from 4 to 8 steps: %v, want %v", name, same, router)
+		}
+	}
+
+	split := t.TempDir()
+	early := c
+	early.Train.Tokens = c.Train.Tokens / 4
+	run(t, early, split)
+	if s := run(t, c, split); !s.Resumed {
+		t.Fatal("the second launch did not resume")
+	}
+	if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, split)) {
+		t.Error("model.safetensors differs between the straight run and the one resumed before the freeze")
 	}
 }
