@@ -146,7 +146,8 @@ type Router struct {
 	// Input is what the router reads: the layer's normed hidden state
 	// (hidden, the paper) or the input token's embedding (embedding), which
 	// makes the routing a learned function of the token id alone, as
-	// StableMoE's distilled router is and Hash's table is.
+	// StableMoE's distilled router is and Hash's table is. "" (a Router
+	// built in code without it) means hidden.
 	Input string `mapstructure:"input" yaml:"input" json:"input"`
 	// FreezeAfterTokens, when > 0, stops training the router weights once
 	// this many training tokens have been seen (StableMoE's second stage):
@@ -812,7 +813,7 @@ func (m Model) validateRouter() []string {
 			add(f.key, "must be >= 0 and finite, got %g", f.v)
 		}
 	}
-	if r.Input != RouterInputHidden && r.Input != RouterInputEmbedding {
+	if r.Input != "" && r.Input != RouterInputHidden && r.Input != RouterInputEmbedding {
 		add("input", "unknown input %q (want hidden or embedding)", r.Input)
 	}
 	if r.FreezeAfterTokens < 0 {
@@ -820,7 +821,7 @@ func (m Model) validateRouter() []string {
 	}
 	routed := m.FFN == FFNDeepSeekMoE || m.FFN == FFNGShard || m.FFN == FFNSwitch
 	changed := r.Score != ScoreSoftmax || r.Scale != 1 || r.ZLoss != 0 || r.BiasRate != 0 || r.CapacityFactor != 0 || r.ExpertChoice ||
-		r.Input != RouterInputHidden || r.FreezeAfterTokens != 0
+		r.Input == RouterInputEmbedding || r.FreezeAfterTokens != 0
 	if changed && !routed {
 		add("score", "ffn %s has no learned router: leave model.router at its defaults (score softmax, scale 1, z_loss 0, bias_rate 0, input hidden, freeze_after_tokens 0)", m.FFN)
 	}
