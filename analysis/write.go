@@ -229,3 +229,12 @@ func savePlot(dir, name string, w, h vg.Length, grid [][]*plot.Plot) (Written, e
 	}
 	return out, nil
 }
+
+// WriteChurn writes DIR/analysis-churn.md and .csv.
+func WriteChurn(r ChurnResult, dir, label string) (Written, error) {
+	t := r.Table()
+	if label != "" {
+		t.Title += " — " + label
+	}
+	return writeTables(dir, "analysis-churn", t)
+}

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/analysis"
+	"github.com/moetrain/moetrain/checkpoints"
+	"github.com/moetrain/moetrain/rundir"
 )
 
 func init() {
@@ -18,11 +20,12 @@ func init() {
 		out  string
 	)
 	cmd := &cobra.Command{
-		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load|tokens [--what ...]",
-		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load, routing by token id",
+		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load|tokens|churn [--what ...]",
+		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load, routing by token id, routing churn",
 		Long: `Evaluate a trained MoE model on held-out text with its experts used differently,
 without changing its weights, and write a table (markdown + CSV) and, except
-for tokens, a plot (PNG + SVG) per analysis into --out (default RUN_DIR/analysis):
+for tokens and churn, a plot (PNG + SVG) per analysis into --out (default
+RUN_DIR/analysis):
 
   redundancy  disable each token's top r routed experts (the next K' take their
               place, gates = their raw probabilities), r = 0 .. round(N'/4):
@@ -36,17 +39,22 @@ for tokens, a plot (PNG + SVG) per analysis into --out (default RUN_DIR/analysis
               id), the share of the routing the id decides, the token purity
               (share of slots on each id's K most frequent experts), max load
               over mean and the mean gate per token; analysis-tokens-ids.csv
-              gives each id's most frequent expert (works on Hash models too)`,
+              gives each id's most frequent expert (works on Hash models too)
+  churn       RUN_DIR only: the same held-out tokens routed by each of the
+              run's checkpoints (keep them with checkpoint.keep_every_tokens);
+              per MoE layer, the share of slots whose expert moved since the
+              previous checkpoint and the share differing from the last`,
 		Example: `  moetrain analyze runs/table1/deepseekmoe_seed-1 --what redundancy --what topk --what load
-  moetrain analyze runs/table1/switch_seed-1 --what tokens --tokens 65536 --out /tmp/switch-tokens`,
+  moetrain analyze runs/table1/switch_seed-1 --what tokens --tokens 65536 --out /tmp/switch-tokens
+  moetrain analyze runs/table1/switch_seed-1 --what churn --tokens 65536`,
 		Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(what) == 0 {
-				return usagef("--what is required (redundancy, topk, load or tokens)")
+				return usagef("--what is required (redundancy, topk, load, tokens or churn)")
 			}
 			for _, w := range what {
-				if w != "redundancy" && w != "topk" && w != "load" && w != "tokens" {
-					return usagef("--what %q: want redundancy, topk, load or tokens", w)
+				if w != "redundancy" && w != "topk" && w != "load" && w != "tokens" && w != "churn" {
+					return usagef("--what %q: want redundancy, topk, load, tokens or churn", w)
 				}
 			}
 			l, err := loadModel(args[0])
@@ -100,6 +108,21 @@ for tokens, a plot (PNG + SVG) per analysis into --out (default RUN_DIR/analysis
 					if files, err = analysis.WriteLoad(res, out, label); err != nil {
 						return err
 					}
+				case "churn":
+					ms, err := loadCheckpoints(args[0], l)
+					if err != nil {
+						return err
+					}
+					res, err := analysis.Churn(ms, o)
+					if err != nil {
+						return asUsageIfNoRouter(err)
+					}
+					if err := res.Table().Markdown(w); err != nil {
+						return err
+					}
+					if files, err = analysis.WriteChurn(res, out, label); err != nil {
+						return err
+					}
 				case "tokens":
 					res, err := analysis.Tokens(l, o)
 					if err != nil {
@@ -119,7 +142,7 @@ for tokens, a plot (PNG + SVG) per analysis into --out (default RUN_DIR/analysis
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&what, "what", nil, "analysis to run: redundancy, topk, load or tokens (repeatable)")
+	f.StringArrayVar(&what, "what", nil, "analysis to run: redundancy, topk, load, tokens or churn (repeatable)")
 	f.StringVar(&o.Data, "data", "", "dataset directory (default: the run's data.path)")
 	f.Int64Var(&o.Tokens, "tokens", 0, "held-out tokens per evaluation, per domain for load (default 65536)")
 	f.IntVar(&o.Batch, "batch", 0, "sequences per forward pass (default: the run's micro-batch)")
@@ -134,4 +157,34 @@ func asUsageIfNoRouter(err error) error {
 		return asUsage(err)
 	}
 	return err
+}
+
+// loadCheckpoints loads every checkpoint of the run directory dir, oldest
+// first, for the churn analysis; newest is the run's newest valid one,
+// already loaded. A checkpoint directory, or a run with one checkpoint, is a
+// usage error.
+func loadCheckpoints(dir string, newest *rundir.Loaded) ([]*rundir.Loaded, error) {
+	if filepath.Clean(newest.Dir) == filepath.Clean(dir) || filepath.Base(filepath.Dir(filepath.Clean(dir))) == "checkpoints" {
+		return nil, usagef("--what churn compares a run's checkpoints: give the run directory, not %s", dir)
+	}
+	infos, err := checkpoints.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(infos) < 2 {
+		return nil, usagef("--what churn needs at least 2 checkpoints in %s, found %d (keep more with checkpoint.keep_every_tokens)", dir, len(infos))
+	}
+	var ms []*rundir.Loaded
+	for _, in := range infos {
+		if in.Tokens == newest.State.Tokens {
+			ms = append(ms, newest)
+			continue
+		}
+		l, err := rundir.LoadModel(in.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w", in.Dir, err)
+		}
+		ms = append(ms, l)
+	}
+	return ms, nil
 }
