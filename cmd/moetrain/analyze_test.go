@@ -41,3 +41,38 @@ func TestAnalyzeTokens(t *testing.T) {
 		}
 	}
 }
+
+// analyze --what churn compares every checkpoint of a run (two here) and
+// writes its table; a run with one checkpoint, or a checkpoint directory,
+// is a usage error that writes nothing.
+func TestAnalyzeChurn(t *testing.T) {
+	run := trainedRun(t, 4)
+	out := filepath.Join(t.TempDir(), "analysis")
+	stdout, e, code := moetrain(t, "analyze", run, "--what", "churn", "--tokens", "256", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, e)
+	}
+	if !strings.Contains(stdout, "slots moved since previous checkpoint") || strings.Count(stdout, "\n| ") != 1+2*2 { // header + 2 checkpoints × 2 MoE layers
+		t.Errorf("stdout lacks the churn table:\n%s", stdout)
+	}
+	for _, f := range []string{"analysis-churn.md", "analysis-churn.csv"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, tc := range []struct {
+		arg, want string
+	}{
+		{trainedRun(t, 2), "needs at least 2 checkpoints"},
+		{filepath.Join(run, "checkpoints", "tokens-000000000000512"), "give the run directory"},
+	} {
+		out := filepath.Join(t.TempDir(), "analysis")
+		_, e, code := moetrain(t, "analyze", tc.arg, "--what", "churn", "--tokens", "256", "--out", out)
+		if code != 2 || !strings.Contains(e, tc.want) {
+			t.Errorf("%s: exit %d, stderr:\n%s\nwant exit 2 and %q", tc.arg, code, e, tc.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("the refused analysis created %s", out)
+		}
+	}
+}
