@@ -15,9 +15,10 @@ import (
 
 func init() {
 	var (
-		what []string
-		o    analysis.Options
-		out  string
+		what      []string
+		o         analysis.Options
+		out       string
+		overSeeds string
 	)
 	cmd := &cobra.Command{
 		Use:   "analyze RUN_DIR|CHECKPOINT --what redundancy|topk|load|tokens|churn [--what ...]",
@@ -43,14 +44,39 @@ RUN_DIR/analysis):
   churn       RUN_DIR only: the same held-out tokens routed by each of the
               run's checkpoints (keep them with checkpoint.keep_every_tokens);
               per MoE layer, the share of slots whose expert moved since the
-              previous checkpoint and the share differing from the last`,
+              previous checkpoint and the share differing from the last
+
+With --over-seeds DIR instead of RUN_DIR, nothing is evaluated or written: the
+tokens or churn tables already written into DIR/NAME_seed-N (one --out per
+run) are printed as one table, each number the mean ± sample standard
+deviation over the seeds of NAME.`,
 		Example: `  moetrain analyze runs/table1/deepseekmoe_seed-1 --what redundancy --what topk --what load
   moetrain analyze runs/table1/switch_seed-1 --what tokens --tokens 65536 --out /tmp/switch-tokens
-  moetrain analyze runs/table1/switch_seed-1 --what churn --tokens 65536`,
-		Args: argsUsage(cobra.ExactArgs(1)),
+  moetrain analyze runs/table1/switch_seed-1 --what churn --tokens 65536
+  moetrain analyze --over-seeds tokens --what tokens    # tokens/switch_seed-1 ... written with --out`,
+		Args: argsUsage(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(what) == 0 {
 				return usagef("--what is required (redundancy, topk, load, tokens or churn)")
+			}
+			if overSeeds != "" {
+				if len(args) > 0 {
+					return usagef("--over-seeds summarises written analyses: give no RUN_DIR (got %s)", args[0])
+				}
+				for _, wh := range what {
+					t, err := analysis.OverSeeds(overSeeds, wh)
+					if err != nil {
+						return asUsage(err)
+					}
+					if err := t.Markdown(cmd.OutOrStdout()); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				return nil
+			}
+			if len(args) != 1 {
+				return usagef("give the RUN_DIR or CHECKPOINT to analyse (or --over-seeds DIR)")
 			}
 			for _, w := range what {
 				if w != "redundancy" && w != "topk" && w != "load" && w != "tokens" && w != "churn" {
@@ -147,6 +173,7 @@ RUN_DIR/analysis):
 	f.Int64Var(&o.Tokens, "tokens", 0, "held-out tokens per evaluation, per domain for load (default 65536)")
 	f.IntVar(&o.Batch, "batch", 0, "sequences per forward pass (default: the run's micro-batch)")
 	f.StringVar(&out, "out", "", "output directory (default RUN_DIR/analysis)")
+	f.StringVar(&overSeeds, "over-seeds", "", "print the tokens or churn analyses written into `DIR`/NAME_seed-N as mean ± std over seeds (no RUN_DIR)")
 	rootCmd.AddCommand(cmd)
 }
 

@@ -76,3 +76,37 @@ func TestAnalyzeChurn(t *testing.T) {
 		}
 	}
 }
+
+// analyze --over-seeds prints written tokens analyses as mean ± std per
+// name and writes nothing; with a RUN_DIR too, or over a directory without
+// analyses, it is a usage error.
+func TestAnalyzeOverSeeds(t *testing.T) {
+	run := trainedRun(t, 2)
+	dir := t.TempDir()
+	for _, s := range []string{"1", "2"} {
+		if _, e, code := moetrain(t, "analyze", run, "--what", "tokens", "--tokens", "256", "--out", filepath.Join(dir, "tiny_seed-"+s)); code != 0 {
+			t.Fatalf("exit %d\n%s", code, e)
+		}
+	}
+	before, _ := os.ReadDir(dir)
+	stdout, e, code := moetrain(t, "analyze", "--over-seeds", dir, "--what", "tokens")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, e)
+	}
+	// The same run analysed twice: every spread is 0.
+	if !strings.Contains(stdout, "| tiny | 0 | 7 | 3 | 2 | ") || !strings.Contains(stdout, "± 0.0000") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	if after, _ := os.ReadDir(dir); len(after) != len(before) {
+		t.Errorf("--over-seeds wrote into %s", dir)
+	}
+	for _, args := range [][]string{
+		{"analyze", run, "--over-seeds", dir, "--what", "tokens"},
+		{"analyze", "--over-seeds", t.TempDir(), "--what", "tokens"},
+		{"analyze", "--over-seeds", dir, "--what", "load"},
+	} {
+		if _, e, code := moetrain(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, e)
+		}
+	}
+}
