@@ -12,8 +12,14 @@
 #   R  the routing and balancing sweep (configs/sweeps/routing.yaml: 10 groups x
 #      3 seeds); independent of B and C, so it can run beside them (e.g. with
 #      GOMAXPROCS=1 in each of two shells on a 2-core machine)
+#   S  why Hash beats Switch: the Switch routing probes
+#      (configs/sweeps/regime-switch-routing.yaml, 7 groups x 3 seeds), GShard and
+#      DeepSeekMoE with a checkpoint kept every 10% (regime-churn.yaml), the two
+#      frozen probes' seed 1 with checkpoints kept, and the churn analysis of
+#      each into churn/; `moetrain analyze --over-seeds churn --what churn`
+#      prints the table
 #
-#   scripts/reproduce-regime.sh A|B|C|R|all
+#   scripts/reproduce-regime.sh A|B|C|R|S|all
 #
 # Resumable: run the same command again after an interruption; finished runs
 # are skipped and interrupted ones continue from their newest checkpoint. Safe
@@ -28,7 +34,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 configs=$(cd "${CONFIGS:-configs}" && pwd)
-phase=${1:?usage: scripts/reproduce-regime.sh A|B|C|R|all}
+phase=${1:?usage: scripts/reproduce-regime.sh A|B|C|R|S|all}
 RUNS=${RUNS:-runs/regime}
 mkdir -p "$RUNS/bin" "$RUNS/datasets"
 if [ -z "${MOETRAIN:-}" ]; then
@@ -75,5 +81,26 @@ C | all)
 esac
 case $phase in
 R | all) sweep routing ;;
+esac
+case $phase in
+S | all)
+	sweep regime-switch-routing
+	sweep regime-churn
+	keep="--set checkpoint.every_tokens=122880 --set checkpoint.keep_every_tokens=122880 --set eval.every_tokens=614400 --set model.init_seed=1"
+	# shellcheck disable=SC2086 # keep is a list of flags
+	"$MOETRAIN" train "$configs/regime/switch.yaml" --run-dir runs/churn-extra/switch-freeze_seed-1 --plain $keep \
+		--set model.router.freeze_after_tokens=245760 >runs/churn-extra-1.log 2>&1
+	# shellcheck disable=SC2086
+	"$MOETRAIN" train "$configs/regime/switch.yaml" --run-dir runs/churn-extra/switch-embed-freeze_seed-1 --plain $keep \
+		--set model.router.input=embedding --set model.router.freeze_after_tokens=245760 >runs/churn-extra-2.log 2>&1
+	for r in runs/regime-churn/*_seed-* runs/regime-switch-routing/switch_seed-* runs/regime-switch-routing/switch-embed*_seed-* runs/churn-extra/*_seed-1; do
+		# only runs that kept their checkpoints (the others keep the last one)
+		[ "$(ls "$r/checkpoints" | wc -l)" -ge 2 ] || continue
+		[ -f "churn/$(basename "$r")/analysis-churn.csv" ] && continue
+		echo "== $(date -u +%FT%TZ) analyze $r churn"
+		"$MOETRAIN" analyze "$r" --what churn --tokens 65536 --out "churn/$(basename "$r")" >/dev/null
+	done
+	"$MOETRAIN" analyze --over-seeds churn --what churn >churn/summary.md
+	;;
 esac
 echo "== $(date -u +%FT%TZ) phase $phase done in $(pwd)/runs"
