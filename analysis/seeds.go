@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -34,6 +35,11 @@ func SeedAnalyses() []string {
 
 var seedDir = regexp.MustCompile(`^(.+)_seed-\d+$`)
 
+// ErrNotSummarisable wraps OverSeeds' errors that are the caller's mistake
+// (an analysis it cannot summarise, a directory without its outputs), as
+// opposed to files that cannot be read.
+var ErrNotSummarisable = errors.New("nothing to summarise")
+
 // OverSeeds reads DIR/NAME_seed-N/analysis-WHAT.csv, the outputs of one
 // analysis of several runs (each written with --out DIR/NAME_seed-N), and
 // returns one row per NAME and key (seedKeys) with every other column as
@@ -42,14 +48,14 @@ var seedDir = regexp.MustCompile(`^(.+)_seed-\d+$`)
 func OverSeeds(dir, what string) (Table, error) {
 	keys, ok := seedKeys[what]
 	if !ok {
-		return Table{}, fmt.Errorf("over seeds: analysis %q cannot be summarised (want one of %s)", what, strings.Join(SeedAnalyses(), ", "))
+		return Table{}, fmt.Errorf("over seeds: analysis %q cannot be summarised (want one of %s): %w", what, strings.Join(SeedAnalyses(), ", "), ErrNotSummarisable)
 	}
 	paths, err := filepath.Glob(filepath.Join(dir, "*_seed-*", "analysis-"+what+".csv"))
 	if err != nil {
 		return Table{}, err
 	}
 	if len(paths) == 0 {
-		return Table{}, fmt.Errorf("over seeds: no %s/NAME_seed-N/analysis-%s.csv (write each run's analysis with --out %s/NAME_seed-N)", dir, what, dir)
+		return Table{}, fmt.Errorf("over seeds: no %s/NAME_seed-N/analysis-%s.csv (write each run's analysis with --out %s/NAME_seed-N): %w", dir, what, dir, ErrNotSummarisable)
 	}
 	slices.Sort(paths)
 	type row struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"path/filepath"
@@ -65,8 +66,10 @@ deviation over the seeds of NAME.`,
 				}
 				for _, wh := range what {
 					t, err := analysis.OverSeeds(overSeeds, wh)
-					if err != nil {
+					if errors.Is(err, analysis.ErrNotSummarisable) {
 						return asUsage(err)
+					} else if err != nil {
+						return err
 					}
 					if err := t.Markdown(cmd.OutOrStdout()); err != nil {
 						return err
