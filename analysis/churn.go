@@ -25,10 +25,11 @@ type ChurnPoint struct {
 
 // ChurnResult is the churn analysis of one run.
 type ChurnResult struct {
-	Layers []int // layer index of each MoE layer entry
-	K      int   // routed slots per token
-	Tokens int64 // held-out tokens routed by every checkpoint
-	Points []ChurnPoint
+	Layers  []int // layer index of each MoE layer entry
+	K       int   // routed slots per token
+	Experts int   // routed experts N'; a routing redrawn at random moves 1 − K/N' of the slots
+	Tokens  int64 // held-out tokens routed by every checkpoint
+	Points  []ChurnPoint
 }
 
 // Churn routes the same up to o.Tokens held-out tokens through every model
@@ -66,7 +67,7 @@ func Churn(ms []*rundir.Loaded, o Options) (ChurnResult, error) {
 				}
 			}
 			for j, rec := range g.Routes {
-				res.K = rec.K
+				res.K, res.Experts = rec.K, rec.E
 				per[j] = append(per[j], rec.Experts[:rec.N*rec.K]...)
 			}
 		}
@@ -121,8 +122,9 @@ func moved(a, b []int32, k int) float64 {
 func (r ChurnResult) Table() Table {
 	t := Table{Title: "Routing churn between checkpoints (held-out text)",
 		Columns: []string{"training tokens", "layer", "slots moved since previous checkpoint", "slots differing from last checkpoint", "held-out loss"}}
-	t.Notes = fmt.Sprintf("%d held-out tokens routed by each of %d checkpoints, K = %d. A slot has moved when its expert is not among "+
-		"the same token's K experts at the other checkpoint; for top-1 routing, the share of tokens whose expert changed.", r.Tokens, len(r.Points), r.K)
+	t.Notes = fmt.Sprintf("%d held-out tokens routed by each of %d checkpoints, K = %d of N' = %d. A slot has moved when its expert is not among "+
+		"the same token's K experts at the other checkpoint; for top-1 routing, the share of tokens whose expert changed. "+
+		"A routing redrawn at random would move 1 − K/N' = %.4f of the slots.", r.Tokens, len(r.Points), r.K, r.Experts, 1-float64(r.K)/float64(max(r.Experts, 1)))
 	for _, p := range r.Points {
 		for j, l := range r.Layers {
 			t.Rows = append(t.Rows, []string{strconv.FormatInt(p.Tokens, 10), strconv.Itoa(l), ff(p.Previous[j]), ff(p.Final[j]), ff(p.Loss)})

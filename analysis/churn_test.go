@@ -65,7 +65,10 @@ func TestChurnCountsMovedSlots(t *testing.T) {
 			}
 		}
 	}
-	if got := res.Table(); len(got.Rows) != 6 || !strings.Contains(got.Notes, "K = 1") {
+	if res.Experts != 8 {
+		t.Errorf("experts %d, want 8", res.Experts)
+	}
+	if got := res.Table(); len(got.Rows) != 6 || !strings.Contains(got.Notes, "K = 1 of N' = 8") || !strings.Contains(got.Notes, "0.8750") {
 		t.Errorf("table: %d rows, notes %q", len(got.Rows), got.Notes)
 	}
 }

@@ -230,11 +230,58 @@ func savePlot(dir, name string, w, h vg.Length, grid [][]*plot.Plot) (Written, e
 	return out, nil
 }
 
-// WriteChurn writes DIR/analysis-churn.md and .csv.
+// WriteChurn writes DIR/analysis-churn.md and .csv, and analysis-churn.png
+// and .svg: per MoE layer, the share of slots moved since the previous
+// checkpoint against training tokens, with the level of a routing redrawn
+// at random (1 − K/N') as a dashed line.
 func WriteChurn(r ChurnResult, dir, label string) (Written, error) {
 	t := r.Table()
+	title := "Routing churn between checkpoints"
 	if label != "" {
 		t.Title += " — " + label
+		title += "\n" + label
 	}
-	return writeTables(dir, "analysis-churn", t)
+	out, err := writeTables(dir, "analysis-churn", t)
+	if err != nil {
+		return out, err
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "training tokens"
+	p.Y.Label.Text = "slots moved since the previous checkpoint"
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Left = true // churn falls over training: the lower left is free
+	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
+	for j, layer := range r.Layers {
+		var xy plotter.XYs
+		for _, pt := range r.Points {
+			if !math.IsNaN(pt.Previous[j]) {
+				xy = append(xy, plotter.XY{X: float64(pt.Tokens), Y: pt.Previous[j]})
+			}
+		}
+		if len(xy) == 0 {
+			continue
+		}
+		line, pts, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return out, err
+		}
+		line.Color, pts.Color = colors[j%len(colors)], colors[j%len(colors)]
+		p.Add(line, pts)
+		p.Legend.Add(fmt.Sprintf("layer %d", layer), line)
+	}
+	if r.Experts > 0 && len(r.Points) > 1 {
+		random := 1 - float64(r.K)/float64(r.Experts)
+		ref, err := plotter.NewLine(plotter.XYs{{X: float64(r.Points[0].Tokens), Y: random}, {X: float64(r.Points[len(r.Points)-1].Tokens), Y: random}})
+		if err != nil {
+			return out, err
+		}
+		ref.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		ref.Color = color.Gray{Y: 0x80}
+		p.Add(ref)
+		p.Legend.Add("random routing", ref)
+	}
+	p.Add(plotter.NewGrid())
+	files, err := savePlot(dir, "analysis-churn", 6*vg.Inch, 4*vg.Inch, [][]*plot.Plot{{p}})
+	return append(out, files...), err
 }

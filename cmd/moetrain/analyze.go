@@ -26,7 +26,7 @@ func init() {
 		Short: "Expert analyses of a trained MoE on held-out text: redundancy, fewer active experts, per-domain load, routing by token id, routing churn",
 		Long: `Evaluate a trained MoE model on held-out text with its experts used differently,
 without changing its weights, and write a table (markdown + CSV) and, except
-for tokens and churn, a plot (PNG + SVG) per analysis into --out (default
+for tokens, a plot (PNG + SVG) per analysis into --out (default
 RUN_DIR/analysis):
 
   redundancy  disable each token's top r routed experts (the next K' take their

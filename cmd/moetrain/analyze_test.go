@@ -55,7 +55,7 @@ func TestAnalyzeChurn(t *testing.T) {
 	if !strings.Contains(stdout, "slots moved since previous checkpoint") || strings.Count(stdout, "\n| ") != 1+2*2 { // header + 2 checkpoints × 2 MoE layers
 		t.Errorf("stdout lacks the churn table:\n%s", stdout)
 	}
-	for _, f := range []string{"analysis-churn.md", "analysis-churn.csv"} {
+	for _, f := range []string{"analysis-churn.md", "analysis-churn.csv", "analysis-churn.png", "analysis-churn.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
