@@ -13,7 +13,7 @@
 #      3 seeds); independent of B and C, so it can run beside them (e.g. with
 #      GOMAXPROCS=1 in each of two shells on a 2-core machine)
 #   S  why Hash beats Switch: the Switch routing probes
-#      (configs/sweeps/regime-switch-routing.yaml, 8 groups x 3 seeds), GShard and
+#      (configs/sweeps/regime-switch-routing.yaml, 11 groups x 3 seeds), GShard and
 #      DeepSeekMoE with a checkpoint kept every 10% (regime-churn.yaml), the two
 #      frozen probes' seed 1 with checkpoints kept, and the churn analysis of
 #      each into churn/; `moetrain analyze --over-seeds churn --what churn`
