@@ -32,39 +32,47 @@ type ChurnResult struct {
 	Points  []ChurnPoint
 }
 
-// Churn routes the same up to o.Tokens held-out tokens through every model
-// of ms (a run's checkpoints, oldest first) and measures how the routing
-// moves in training: per MoE layer, the share of (token, slot) pairs whose
-// expert is not one of that token's experts at the previous checkpoint,
-// and at the last one. StableMoE (Dai et al. 2022) calls this routing
-// fluctuation: a token whose expert changes has trained an expert that no
-// longer serves it. Hash layers, routed by a fixed table, never change.
-func Churn(ms []*rundir.Loaded, o Options) (ChurnResult, error) {
-	if len(ms) < 2 {
-		return ChurnResult{}, fmt.Errorf("churn: needs at least 2 checkpoints of one run, got %d (keep more with checkpoint.keep_every_tokens)", len(ms))
+// Churn routes the same up to o.Tokens held-out tokens through each of n
+// models, load(0) .. load(n−1) (a run's checkpoints, oldest first), and
+// measures how the routing moves in training: per MoE layer, the share of
+// (token, slot) pairs whose expert is not one of that token's experts at
+// the previous checkpoint, and at the last one. StableMoE (Dai et al. 2022)
+// calls this routing fluctuation: a token whose expert changes has trained
+// an expert that no longer serves it. Hash layers, routed by a fixed table,
+// never change. One model is held at a time (the last is loaded first), and
+// three routings of the held-out tokens: the last, the previous and the
+// current checkpoint's.
+func Churn(n int, load func(i int) (*rundir.Loaded, error), o Options) (ChurnResult, error) {
+	if n < 2 {
+		return ChurnResult{}, fmt.Errorf("churn: needs at least 2 checkpoints of one run, got %d (keep more with checkpoint.keep_every_tokens)", n)
 	}
-	c := ms[0].State.Config
-	if c.Model.FFN == configs.FFNDense {
-		return ChurnResult{}, fmt.Errorf("churn: a dense model has no experts")
-	}
-	if c.Model.Router.ExpertChoice {
-		return ChurnResult{}, fmt.Errorf("churn: expert-choice routing gives a token any number of experts; the analysis needs K per token")
-	}
-	o = o.withDefaults(c)
 	var res ChurnResult
-	var routes [][][]int32                                                         // per checkpoint, per MoE layer entry: experts of every routed slot, in token order
+	var c configs.Config
 	same := func(m configs.Model) configs.Model { m.ExpertParallel = 0; return m } // a launch property, not the model's
-	for i, l := range ms {
-		if same(l.State.Config.Model) != same(c.Model) {
-			return res, fmt.Errorf("churn: checkpoint at %d tokens has another model than the one at %d", l.State.Tokens, ms[0].State.Tokens)
+	// route loads model i and routes the held-out tokens through it: per
+	// MoE layer entry, the experts of every routed slot in token order.
+	route := func(i int) ([][]int32, ChurnPoint, error) {
+		l, err := load(i)
+		if err != nil {
+			return nil, ChurnPoint{}, err
+		}
+		if i == n-1 {
+			c = l.State.Config
+			if c.Model.FFN == configs.FFNDense {
+				return nil, ChurnPoint{}, fmt.Errorf("churn: a dense model has no experts")
+			}
+			if c.Model.Router.ExpertChoice {
+				return nil, ChurnPoint{}, fmt.Errorf("churn: expert-choice routing gives a token any number of experts; the analysis needs K per token")
+			}
+			o = o.withDefaults(c)
+		} else if same(l.State.Config.Model) != same(c.Model) {
+			return nil, ChurnPoint{}, fmt.Errorf("churn: checkpoint at %d tokens has another model than the last one", l.State.Tokens)
 		}
 		var per [][]int32
 		inspect := func(_ data.Batch, g *model.Graph) {
 			if per == nil {
 				per = make([][]int32, len(g.Routes))
-				if i == 0 {
-					res.Layers = append([]int(nil), g.RouteOf...)
-				}
+				res.Layers = append(res.Layers[:0], g.RouteOf...)
 			}
 			for j, rec := range g.Routes {
 				res.K, res.Experts = rec.K, rec.E
@@ -73,23 +81,33 @@ func Churn(ms []*rundir.Loaded, o Options) (ChurnResult, error) {
 		}
 		p, err := heldOut(l.Model, l.State.Config, o, model.GraphOptions{}, "", inspect)
 		if err != nil {
-			return res, fmt.Errorf("churn: checkpoint at %d tokens: %w", l.State.Tokens, err)
+			return nil, ChurnPoint{}, fmt.Errorf("churn: checkpoint at %d tokens: %w", l.State.Tokens, err)
 		}
 		res.Tokens = p.Tokens
-		routes = append(routes, per)
-		res.Points = append(res.Points, ChurnPoint{Tokens: l.State.Tokens, Loss: p.Loss})
+		return per, ChurnPoint{Tokens: l.State.Tokens, Loss: p.Loss}, nil
 	}
-	last := routes[len(routes)-1]
-	for i := range res.Points {
-		pt := &res.Points[i]
-		for j := range res.Layers {
-			prev := math.NaN()
-			if i > 0 {
-				prev = moved(routes[i-1][j], routes[i][j], res.K)
+	last, lastPoint, err := route(n - 1)
+	if err != nil {
+		return res, err
+	}
+	var prev [][]int32
+	for i := 0; i < n; i++ {
+		cur, pt := last, lastPoint
+		if i < n-1 {
+			if cur, pt, err = route(i); err != nil {
+				return res, err
 			}
-			pt.Previous = append(pt.Previous, prev)
-			pt.Final = append(pt.Final, moved(last[j], routes[i][j], res.K))
 		}
+		for j := range res.Layers {
+			p := math.NaN()
+			if prev != nil {
+				p = moved(prev[j], cur[j], res.K)
+			}
+			pt.Previous = append(pt.Previous, p)
+			pt.Final = append(pt.Final, moved(last[j], cur[j], res.K))
+		}
+		res.Points = append(res.Points, pt)
+		prev = cur
 	}
 	return res, nil
 }

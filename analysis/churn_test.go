@@ -44,7 +44,7 @@ func TestChurnCountsMovedSlots(t *testing.T) {
 	b := withRouterRowsShifted(t, a, 100)
 	c := withRouterRowsShifted(t, a, 200)
 	c.Model = a.Model
-	res, err := Churn([]*rundir.Loaded{a, b, c}, opts)
+	res, err := Churn(3, models(a, b, c), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,13 @@ func TestChurnRefusals(t *testing.T) {
 		{"dense", []*rundir.Loaded{untrained(t, configs.FFNDense, 0, 0), untrained(t, configs.FFNDense, 0, 0)}, "dense model has no experts"},
 		{"two models", []*rundir.Loaded{sw, gs}, "has another model"},
 	} {
-		if _, err := Churn(c.ms, opts); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Churn(len(c.ms), models(c.ms...), opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
 	}
+}
+
+// models is Churn's loader over models already in memory.
+func models(ms ...*rundir.Loaded) func(int) (*rundir.Loaded, error) {
+	return func(i int) (*rundir.Loaded, error) { return ms[i], nil }
 }

@@ -138,11 +138,18 @@ deviation over the seeds of NAME.`,
 						return err
 					}
 				case "churn":
-					ms, err := loadCheckpoints(args[0], l)
+					dirs, err := runCheckpoints(args[0], l)
 					if err != nil {
 						return err
 					}
-					res, err := analysis.Churn(ms, o)
+					load := func(i int) (*rundir.Loaded, error) {
+						m, err := rundir.LoadModel(dirs[i])
+						if err != nil {
+							return nil, fmt.Errorf("checkpoint %s: %w", dirs[i], err)
+						}
+						return m, nil
+					}
+					res, err := analysis.Churn(len(dirs), load, o)
 					if err != nil {
 						return asUsageIfNoRouter(err)
 					}
@@ -189,11 +196,10 @@ func asUsageIfNoRouter(err error) error {
 	return err
 }
 
-// loadCheckpoints loads every checkpoint of the run directory dir, oldest
-// first, for the churn analysis; newest is the run's newest valid one,
-// already loaded. A checkpoint directory, or a run with one checkpoint, is a
-// usage error.
-func loadCheckpoints(dir string, newest *rundir.Loaded) ([]*rundir.Loaded, error) {
+// runCheckpoints lists the checkpoint directories of the run directory dir,
+// oldest first, for the churn analysis (which loads them one at a time). A
+// checkpoint directory, or a run with one checkpoint, is a usage error.
+func runCheckpoints(dir string, newest *rundir.Loaded) ([]string, error) {
 	if filepath.Clean(newest.Dir) == filepath.Clean(dir) || filepath.Base(filepath.Dir(filepath.Clean(dir))) == "checkpoints" {
 		return nil, usagef("--what churn compares a run's checkpoints: give the run directory, not %s", dir)
 	}
@@ -204,17 +210,9 @@ func loadCheckpoints(dir string, newest *rundir.Loaded) ([]*rundir.Loaded, error
 	if len(infos) < 2 {
 		return nil, usagef("--what churn needs at least 2 checkpoints in %s, found %d (keep more with checkpoint.keep_every_tokens)", dir, len(infos))
 	}
-	var ms []*rundir.Loaded
+	var dirs []string
 	for _, in := range infos {
-		if in.Tokens == newest.State.Tokens {
-			ms = append(ms, newest)
-			continue
-		}
-		l, err := rundir.LoadModel(in.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w", in.Dir, err)
-		}
-		ms = append(ms, l)
+		dirs = append(dirs, in.Dir)
 	}
-	return ms, nil
+	return dirs, nil
 }
