@@ -16,6 +16,9 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
+// palette colours the series of a figure (domains, layers), in order.
+var palette = []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
+
 // Written lists the files an analysis wrote.
 type Written []string
 
@@ -72,7 +75,6 @@ func WriteLoad(r LoadResult, dir, label string) (Written, error) {
 		return out, err
 	}
 	out = append(out, f)
-	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
 	var row []*plot.Plot
 	var grid [][]*plot.Plot
 	const cols = 2
@@ -93,7 +95,7 @@ func WriteLoad(r LoadResult, dir, label string) (Written, error) {
 			if err != nil {
 				return out, err
 			}
-			bars.Color = colors[i%len(colors)]
+			bars.Color = palette[i%len(palette)]
 			bars.LineStyle.Width = 0
 			bars.Offset = w * vg.Length(float64(i)-float64(n-1)/2)
 			p.Add(bars)
@@ -251,7 +253,6 @@ func WriteChurn(r ChurnResult, dir, label string) (Written, error) {
 	p.Y.Label.Text = "slots moved since the previous checkpoint"
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Legend.Left = true // churn falls over training: the lower left is free
-	colors := []color.Color{color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}}
 	for j, layer := range r.Layers {
 		var xy plotter.XYs
 		for _, pt := range r.Points {
@@ -266,7 +267,7 @@ func WriteChurn(r ChurnResult, dir, label string) (Written, error) {
 		if err != nil {
 			return out, err
 		}
-		line.Color, pts.Color = colors[j%len(colors)], colors[j%len(colors)]
+		line.Color, pts.Color = palette[j%len(palette)], palette[j%len(palette)]
 		p.Add(line, pts)
 		p.Legend.Add(fmt.Sprintf("layer %d", layer), line)
 	}

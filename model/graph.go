@@ -185,7 +185,7 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 		k = opt.ActiveRouted
 	}
 	h := must(ops.Embed(gr.ids, w("model.embed_tokens.weight"))) // [N] ids × [V, d] → h [N, d]
-	emb := h                                                      // [N, d]: what router.input=embedding routes on
+	emb := h                                                     // [N, d]: what router.input=embedding routes on
 	var balance []*G.Node
 	for l := 0; l < c.Layers; l++ {
 		pre := fmt.Sprintf("model.layers.%d.", l)

@@ -143,6 +143,9 @@ deviation over the seeds of NAME.`,
 						return err
 					}
 					load := func(i int) (*rundir.Loaded, error) {
+						if filepath.Clean(dirs[i]) == filepath.Clean(l.Dir) {
+							return l, nil // the newest, loaded above
+						}
 						m, err := rundir.LoadModel(dirs[i])
 						if err != nil {
 							return nil, fmt.Errorf("checkpoint %s: %w", dirs[i], err)
