@@ -9,13 +9,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
@@ -52,6 +52,10 @@ type OpTime struct {
 	Calls   int     `json:"calls"`
 	Seconds float64 `json:"seconds"`
 	Share   float64 `json:"share"` // of the breakdown step's wall time
+	// CPUSeconds is the process's CPU time (all threads) during the op's
+	// calls, so CPUSeconds/Seconds is how many cores it kept busy; 0 for
+	// the optimizer phases and the remainder, which are not timed in CPU.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 // Result is one benchmark's figures.
@@ -80,8 +84,9 @@ type Result struct {
 	GCPerStep     float64      `json:"gc_per_step"`
 	Loss          float64      `json:"loss"` // of the last timed step (≈ ln V on random tokens)
 	Ops           []OpTime     `json:"ops,omitempty"`
-	OpsStepS      float64      `json:"ops_step_s,omitempty"` // wall time of the breakdown step
-	Phases        Phases       `json:"phases"`               // median split of a timed step
+	OpsStepS      float64      `json:"ops_step_s,omitempty"`     // wall time of the breakdown step
+	OpsStepCPUS   float64      `json:"ops_step_cpu_s,omitempty"` // CPU time of the breakdown step
+	Phases        Phases       `json:"phases"`                   // median split of a timed step
 	// ForwardTokensPerS is B·T over the median forward-only pass (Options.Forward);
 	// ForwardRatio is that over TokensPerS.
 	ForwardTokensPerS float64 `json:"forward_tokens_per_s,omitempty"`
@@ -110,7 +115,7 @@ type Phases struct {
 type Stepper struct {
 	cfg    configs.Config
 	m      *model.Model
-	g      *model.Graph
+	gs     []*model.Graph // the training graph and its replicas (train.replicas)
 	fwd    *model.Graph // forward-only graph (Forward), nil until used
 	step   *step.Step
 	tokens []int32
@@ -136,16 +141,31 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 	if err != nil {
 		return nil, err
 	}
-	g, err := m.Build(model.GraphOptions{Batch: batch, Seq: seq, Backward: true, Training: true})
+	R := cfg.GraphReplicas(batch)
+	if batch%R != 0 {
+		return nil, fmt.Errorf("bench: %d replicas do not divide the batch of %d", R, batch)
+	}
+	var gs []*model.Graph
+	for range R {
+		g, err := m.Build(model.GraphOptions{Batch: batch / R, Seq: seq, Backward: true, Training: true})
+		if err != nil {
+			closeAll(gs)
+			return nil, err
+		}
+		gs = append(gs, g)
+	}
+	st, err := step.New(m, gs[0], optim.AdamWConfig{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}, cfg.Optim.Clip, R, gs[1:]...)
 	if err != nil {
+		closeAll(gs)
 		return nil, err
 	}
-	st, err := step.New(m, g, optim.AdamWConfig{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}, cfg.Optim.Clip, 1)
-	if err != nil {
+	return &Stepper{cfg: cfg, m: m, gs: gs, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
+}
+
+func closeAll(gs []*model.Graph) {
+	for _, g := range gs {
 		g.Close()
-		return nil, err
 	}
-	return &Stepper{cfg: cfg, m: m, g: g, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
 }
 
 // Close releases the graphs.
@@ -153,7 +173,8 @@ func (s *Stepper) Close() error {
 	if s.fwd != nil {
 		s.fwd.Close()
 	}
-	return s.g.Close()
+	closeAll(s.gs)
+	return nil
 }
 
 // Forward runs the model forward only, through an evaluation graph built
@@ -182,7 +203,13 @@ func (s *Stepper) randomTokens() {
 // micro-batch) on fresh random tokens at a fixed learning rate.
 func (s *Stepper) Step() (step.Result, error) {
 	s.randomTokens()
-	res, err := s.step.Run([][]int32{s.tokens}, 1e-4)
+	R := len(s.gs)
+	n := len(s.tokens) / R
+	micro := make([][]int32, R)
+	for i := range micro {
+		micro[i] = s.tokens[i*n : (i+1)*n]
+	}
+	res, err := s.step.Run(micro, 1e-4)
 	if err != nil {
 		return res, err
 	}
@@ -217,7 +244,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	defer s.Close()
 	r.Batch, r.Seq = s.Batch, s.Seq
 	r.FLOPsPerToken = model.FLOPsPerToken(cfg.Model, s.Seq)
-	r.Memory = model.EstimateMemory(cfg.Model, s.Batch, s.Seq)
+	r.Memory = model.EstimateMemory(cfg.Model, s.Batch, s.Seq, len(s.gs))
 	r.Estimated = r.Memory.Total
 	for range opt.Warmup {
 		if _, err := s.Step(); err != nil {
@@ -226,7 +253,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process().Seconds()
 	phases := make([]Phases, 0, opt.Steps)
 	for range opt.Steps {
 		t0 := time.Now()
@@ -238,7 +265,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		phases = append(phases, s.last)
 		r.Loss = res.Loss
 	}
-	r.CPUPerStep = (cpuTime() - cpu0) / float64(opt.Steps)
+	r.CPUPerStep = (cputime.Process().Seconds() - cpu0) / float64(opt.Steps)
 	runtime.ReadMemStats(&ms1)
 	n := float64(opt.Steps)
 	r.AllocBytes = float64(ms1.TotalAlloc-ms0.TotalAlloc) / n
@@ -254,13 +281,14 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	if opt.Breakdown {
 		ops.ResetProfile()
 		ops.SetProfiling(true)
-		t0 := time.Now()
+		t0, c0 := time.Now(), cputime.Process()
 		_, err := s.Step()
 		ops.SetProfiling(false)
 		if err != nil {
 			return Result{}, err
 		}
 		r.OpsStepS = time.Since(t0).Seconds()
+		r.OpsStepCPUS = (cputime.Process() - c0).Seconds()
 		r.Ops = breakdown(ops.Profile(), r.OpsStepS, s.last)
 	}
 	r.PeakRSS = PeakRSS()
@@ -268,13 +296,13 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		var ts []float64
 		var cpu float64
 		for i := range opt.Steps + 1 {
-			t0, c0 := time.Now(), cpuTime()
+			t0, c0 := time.Now(), cputime.Process().Seconds()
 			if _, err := s.Forward(); err != nil {
 				return Result{}, err
 			}
 			if i > 0 { // the first pass builds the graph and warms it up
 				ts = append(ts, time.Since(t0).Seconds())
-				cpu += cpuTime() - c0
+				cpu += cputime.Process().Seconds() - c0
 			}
 		}
 		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
@@ -296,7 +324,7 @@ func breakdown(p map[string]ops.OpStat, step float64, ph Phases) []OpTime {
 	for name, st := range p {
 		sec := st.Time.Seconds()
 		sum += sec
-		out = append(out, OpTime{Op: name, Calls: st.Calls, Seconds: sec})
+		out = append(out, OpTime{Op: name, Calls: st.Calls, Seconds: sec, CPUSeconds: st.CPU.Seconds()})
 	}
 	out = append(out,
 		OpTime{Op: "(gradient copy)", Calls: 1, Seconds: ph.CopyS},
@@ -336,15 +364,6 @@ func medianPhases(ps []Phases) Phases {
 		ClipS:  col(func(p Phases) float64 { return p.ClipS }),
 		AdamS:  col(func(p Phases) float64 { return p.AdamS }),
 	}
-}
-
-// cpuTime is the process's user + system CPU time in seconds (0 if unknown).
-func cpuTime() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // PeakRSS returns the process's peak resident set (VmHWM in

@@ -7,6 +7,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/cputime"
 )
 
 // tiny is a small model of the given FFN kind that runs a step in
@@ -177,11 +178,11 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 		steppers[i] = s
 	}
 	step := func(s *Stepper) (wall, cpu float64) {
-		c0, t0 := cpuTime(), time.Now()
+		c0, t0 := cputime.Process().Seconds(), time.Now()
 		if _, err := s.Step(); err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(t0).Seconds(), cpuTime() - c0
+		return time.Since(t0).Seconds(), cputime.Process().Seconds() - c0
 	}
 	for range 2 {
 		for _, s := range steppers {

@@ -102,6 +102,13 @@ func TestKJVLossBelowUnigramEntropy(t *testing.T) {
 			c.Model.VocabSize, c.Data.Path = 1024, dir
 			c.Train.SeqLen, c.Train.BatchSize, c.Train.Tokens = 64, 8, 200*8*64
 			c.Schedule.MaxLR = 6e-3
+			if kind == configs.FFNGShard {
+				// GShard's renormalised top-2 is unstable at 6e-3 at this
+				// size: held-out 4.43-4.83 over init seeds 1-3 (one of them
+				// above the bar) against 4.41-4.54 at 3e-3, with one graph
+				// or two side by side (train.replicas).
+				c.Schedule.MaxLR = 3e-3
+			}
 			c.Log.EveryTokens = 50 * 8 * 64
 			c.Schedule.WarmupTokens = 10 * 8 * 64
 			c.Eval.Tokens = 8192

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moetrain/moetrain/internal/atomicfile"
+	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/parallel"
 )
 
@@ -39,7 +39,7 @@ func measurePeak(reps int) (gflops, share float64) {
 	a, b := lcg(1, n*n), lcg(2, n*n)
 	c := make([]float32, n*n)
 	best := time.Duration(1<<63 - 1)
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := cputime.Process(), time.Now()
 	for range reps {
 		t0 := time.Now()
 		MatMul(false, false, n, n, n, a, b, c, false)
@@ -47,19 +47,10 @@ func measurePeak(reps int) (gflops, share float64) {
 			best = d
 		}
 	}
-	if cpu1 := cpuTime(); cpu1 > 0 {
+	if cpu1 := cputime.Process(); cpu1 > 0 {
 		share = (cpu1 - cpu0).Seconds() / (time.Since(wall0).Seconds() * float64(parallel.Workers))
 	}
 	return 2 * n * n * n / best.Seconds() / 1e9, share
-}
-
-// cpuTime is the process's user + system CPU time so far (0 if unknown).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Peak is the float32 GEMM rate MFU is quoted against.

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -45,7 +44,7 @@ func (op *addOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *addOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {

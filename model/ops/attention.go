@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -104,7 +103,7 @@ func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -173,7 +172,7 @@ func (op *attentionBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) 
 
 func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {

@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -245,7 +244,7 @@ func biasData(op *balanceOp, vs []G.Value, i int) (any, error) {
 
 func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	p, err := dense(op.name, vs[0])
 	if err != nil {
@@ -342,7 +341,7 @@ func (op *balanceBackward) Type() hm.Type {
 
 func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	p, err := dense(op.name, vs[0])
 	if err != nil {

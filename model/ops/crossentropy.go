@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -97,7 +96,7 @@ func ceArgs(op string, vs []G.Value) (x, w *tensor.Dense, targets []int, err err
 
 func (op *ceOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	x, w, targets, err := ceArgs(op.name, vs)
 	if err != nil {
@@ -175,7 +174,7 @@ func (op *ceBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *ceBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	x, w, targets, err := ceArgs(op.name, vs)
 	if err != nil {

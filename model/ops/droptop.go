@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -53,7 +52,7 @@ func (op *dropTopOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *dropTopOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -97,7 +96,7 @@ func (op *dropTopBackward) Type() hm.Type { return fnType(2, 2, 2) }
 
 func (op *dropTopBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {

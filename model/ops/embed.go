@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -37,7 +36,7 @@ func (op *embedOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *embedOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -87,7 +86,7 @@ func (op *embedBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *embedBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {

@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -84,7 +83,7 @@ func hashRouting(ids, table *tensor.Dense, e int) (Routing, error) {
 
 func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -154,7 +153,7 @@ func (op *hashBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *hashBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {

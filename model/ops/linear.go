@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -36,7 +35,7 @@ func (op *linearOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -82,7 +81,7 @@ func (op *linearBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *linearBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {

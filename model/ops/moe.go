@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -130,7 +129,7 @@ func checkExpertShapes(name string, u, wg, wu, wd tensor.Shape) error {
 
 func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -206,7 +205,7 @@ func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -648,7 +647,7 @@ func expertMatMul[F Float](c, s, w, d int) func(transA, transB bool, m, n, k int
 // calls whichever worker runs it, so results never depend on the schedule
 // or the worker count.
 func forEachExpert(r *Routing, w, d int, fn func(e, lo, hi int)) {
-	nw := parallel.Workers
+	nw := parallel.PerCaller()
 	if !smallExpert(w, d) || nw <= 1 || r.N*r.K == 0 {
 		forExperts(r, fn)
 		return
@@ -683,7 +682,7 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 	if s == 0 {
 		return
 	}
-	nw := parallel.Workers
+	nw := parallel.PerCaller()
 	if nw < 1 {
 		nw = 1
 	}

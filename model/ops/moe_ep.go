@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -142,7 +141,7 @@ func (op *moeEPOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 
 func (op *moeEPOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -311,7 +310,7 @@ func (op *moeEPBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {

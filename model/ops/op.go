@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -218,7 +217,7 @@ func (op *gradView) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.
 
 func (op *gradView) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	p, err := dense("gradView", vs[0])
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/moetrain/moetrain/internal/cputime"
 )
 
 // Per-op timing for `moetrain bench`'s breakdown. It is off by default;
@@ -16,9 +18,13 @@ var (
 )
 
 // OpStat is the time the ops of one name spent in Do while profiling was on.
+// CPU is the process's CPU time over those calls (all threads), so CPU/Time
+// is how many cores the op kept busy: the breakdown's measure of where a
+// step leaves cores idle.
 type OpStat struct {
 	Calls int
 	Time  time.Duration
+	CPU   time.Duration
 }
 
 // SetProfiling turns per-op timing on or off. Not meant to be flipped
@@ -44,14 +50,24 @@ func Profile() map[string]OpStat {
 	return out
 }
 
-// record adds the time since t0 to name; Do methods call it deferred, only
-// when profiling is on.
-func record(name string, t0 time.Time) {
-	d := time.Since(t0)
+// opClock is where an op's Do started, in wall and CPU time.
+type opClock struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+func startClock() opClock { return opClock{cpu: cputime.Process(), wall: time.Now()} }
+
+// record adds the wall and CPU time since c to name; Do methods call it
+// deferred (`defer record(op.name, startClock())`), only when profiling is on.
+func record(name string, c opClock) {
+	d := time.Since(c.wall)
+	cpu := cputime.Process() - c.cpu
 	profMu.Lock()
 	s := profStats[name]
 	s.Calls++
 	s.Time += d
+	s.CPU += cpu
 	profStats[name] = s
 	profMu.Unlock()
 }

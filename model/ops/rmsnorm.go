@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -42,7 +41,7 @@ func (op *rmsNormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *rmsNormOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {
@@ -87,7 +86,7 @@ func (op *rmsNormBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *rmsNormBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := inputs(op.name, vs)
 	if err != nil {

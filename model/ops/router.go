@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -39,7 +38,7 @@ func (op *sigmoidOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *sigmoidOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -77,7 +76,7 @@ func (op *sigmoidBackward) Type() hm.Type { return fnType(2, 2, 2) }
 
 func (op *sigmoidBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -138,7 +137,7 @@ func (op *zLossOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *zLossOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	x, err := dense(op.name, vs[0])
 	if err != nil {
@@ -201,7 +200,7 @@ func (op *zLossBackward) Type() hm.Type { return fnType(2, 0, 2) }
 
 func (op *zLossBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	x, err := dense(op.name, vs[0])
 	if err != nil {

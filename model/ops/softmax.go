@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -39,7 +38,7 @@ func (op *softmaxOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *softmaxOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -79,7 +78,7 @@ func (op *softmaxBackward) Type() hm.Type { return fnType(2, 2, 2) }
 
 func (op *softmaxBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {

@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -96,7 +95,7 @@ func denseShapes(ts []*tensor.Dense) []tensor.Shape {
 
 func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
@@ -143,7 +142,7 @@ func (op *swigluBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 
 func (op *swigluBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
-		defer record(op.name, time.Now())
+		defer record(op.name, startClock())
 	}
 	in, err := floatInputs(op.name, vs)
 	if err != nil {
