@@ -115,7 +115,7 @@ type Phases struct {
 type Stepper struct {
 	cfg    configs.Config
 	m      *model.Model
-	gs     []*model.Graph // the training graph and its replicas (train.replicas)
+	g      *model.Graph
 	fwd    *model.Graph // forward-only graph (Forward), nil until used
 	step   *step.Step
 	tokens []int32
@@ -141,31 +141,16 @@ func NewStepper(cfg configs.Config, batch, seq int, seed uint64) (*Stepper, erro
 	if err != nil {
 		return nil, err
 	}
-	R := cfg.GraphReplicas(batch)
-	if batch%R != 0 {
-		return nil, fmt.Errorf("bench: %d replicas do not divide the batch of %d", R, batch)
-	}
-	var gs []*model.Graph
-	for range R {
-		g, err := m.Build(model.GraphOptions{Batch: batch / R, Seq: seq, Backward: true, Training: true})
-		if err != nil {
-			closeAll(gs)
-			return nil, err
-		}
-		gs = append(gs, g)
-	}
-	st, err := step.New(m, gs[0], optim.AdamWConfig{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}, cfg.Optim.Clip, R, gs[1:]...)
+	g, err := m.Build(model.GraphOptions{Batch: batch, Seq: seq, Backward: true, Training: true})
 	if err != nil {
-		closeAll(gs)
 		return nil, err
 	}
-	return &Stepper{cfg: cfg, m: m, gs: gs, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
-}
-
-func closeAll(gs []*model.Graph) {
-	for _, g := range gs {
+	st, err := step.New(m, g, optim.AdamWConfig{Beta1: cfg.Optim.Beta1, Beta2: cfg.Optim.Beta2, Eps: cfg.Optim.Eps, WeightDecay: cfg.Optim.WeightDecay}, cfg.Optim.Clip, 1)
+	if err != nil {
 		g.Close()
+		return nil, err
 	}
+	return &Stepper{cfg: cfg, m: m, g: g, step: st, Batch: batch, Seq: seq, tokens: make([]int32, batch*(seq+1)), rng: rand.New(rand.NewPCG(seed, 0xbe4c))}, nil
 }
 
 // Close releases the graphs.
@@ -173,8 +158,7 @@ func (s *Stepper) Close() error {
 	if s.fwd != nil {
 		s.fwd.Close()
 	}
-	closeAll(s.gs)
-	return nil
+	return s.g.Close()
 }
 
 // Forward runs the model forward only, through an evaluation graph built
@@ -203,13 +187,7 @@ func (s *Stepper) randomTokens() {
 // micro-batch) on fresh random tokens at a fixed learning rate.
 func (s *Stepper) Step() (step.Result, error) {
 	s.randomTokens()
-	R := len(s.gs)
-	n := len(s.tokens) / R
-	micro := make([][]int32, R)
-	for i := range micro {
-		micro[i] = s.tokens[i*n : (i+1)*n]
-	}
-	res, err := s.step.Run(micro, 1e-4)
+	res, err := s.step.Run([][]int32{s.tokens}, 1e-4)
 	if err != nil {
 		return res, err
 	}
@@ -244,7 +222,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	defer s.Close()
 	r.Batch, r.Seq = s.Batch, s.Seq
 	r.FLOPsPerToken = model.FLOPsPerToken(cfg.Model, s.Seq)
-	r.Memory = model.EstimateMemory(cfg.Model, s.Batch, s.Seq, len(s.gs))
+	r.Memory = model.EstimateMemory(cfg.Model, s.Batch, s.Seq)
 	r.Estimated = r.Memory.Total
 	for range opt.Warmup {
 		if _, err := s.Step(); err != nil {

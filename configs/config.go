@@ -211,8 +211,6 @@ type Train struct {
 	BatchSize int `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
 	// Sequences per forward/backward, to fit memory; gradients accumulate to batch_size. 0 means batch_size.
 	MicroBatchSize int `mapstructure:"micro_batch_size" yaml:"micro_batch_size" json:"micro_batch_size"`
-	// Graphs trained side by side on a micro-batch, each on micro_batch_size/replicas sequences with its share of the cores; small models keep every core busy this way. 0 means auto (Train.GraphReplicas).
-	Replicas int `mapstructure:"replicas" yaml:"replicas" json:"replicas"`
 	// T, tokens per sequence (each example reads T+1).
 	SeqLen int `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
 	// a NaN/Inf loss or gradient: stop the run, or skip the step and go on.
@@ -692,13 +690,6 @@ func (m Model) IsMoELayer(i int) bool {
 	return m.FFN != FFNDense && m.RoutedExperts > 0 && i >= m.FirstDenseLayers && i%m.MoELayerFreq == 0
 }
 
-// BatchLevelBalance reports whether a balance loss of the model counts its
-// routing over the whole batch (balance.per_sequence false) rather than
-// per sequence.
-func (m Model) BatchLevelBalance() bool {
-	return m.FFN != FFNDense && m.RoutedExperts > 0 && !m.Balance.PerSequence && (m.Balance.ExpertAlpha > 0 || m.Balance.DeviceAlpha > 0)
-}
-
 // HeadDim is hidden / heads.
 func (m Model) HeadDim() int { return m.Hidden / m.Heads }
 
@@ -920,11 +911,6 @@ func (c Config) Validate() error {
 	} else if c.Train.MicroBatchSize > 0 && c.Train.BatchSize > 0 && c.Train.BatchSize%c.Train.MicroBatchSize != 0 {
 		add("train.micro_batch_size", "%d does not divide batch_size %d", c.Train.MicroBatchSize, c.Train.BatchSize)
 	}
-	if c.Train.Replicas < 0 {
-		add("train.replicas", "must be >= 0 (0: auto), got %d", c.Train.Replicas)
-	} else if c.Train.Replicas > 0 && c.Train.BatchSize > 0 && c.Train.MicroBatch()%c.Train.Replicas != 0 {
-		add("train.replicas", "%d does not divide the micro-batch (%d sequences)", c.Train.Replicas, c.Train.MicroBatch())
-	}
 	if c.Train.SeqLen <= 0 {
 		add("train.seq_len", "must be positive, got %d", c.Train.SeqLen)
 	}
@@ -977,31 +963,6 @@ func (t Train) MicroBatch() int {
 		return t.BatchSize
 	}
 	return t.MicroBatchSize
-}
-
-// autoReplicasMaxHidden is the widest model auto replicas apply to: below
-// it a step's products are too small to keep every core busy when each is
-// split over the cores (docs/BENCHMARKS.md, round 8).
-const autoReplicasMaxHidden = 256
-
-// GraphReplicas is the number of graphs a micro-batch of rows sequences
-// trains on side by side (train.replicas). Auto gives 2 for models of
-// hidden size up to 256 when rows is even and no balance loss counts over
-// the whole batch (that would cost an extra forward pass per step), else
-// 1. It depends on the config only, never on the machine, so a run
-// resumed elsewhere splits its batch the same way. An explicit value that
-// does not divide rows gives 1 too; the trainer refuses it instead.
-func (c Config) GraphReplicas(rows int) int {
-	if r := c.Train.Replicas; r > 0 {
-		if rows%r != 0 {
-			return 1
-		}
-		return r
-	}
-	if rows%2 != 0 || c.Model.Hidden > autoReplicasMaxHidden || c.Model.BatchLevelBalance() {
-		return 1
-	}
-	return 2
 }
 
 // ScheduleTotal returns schedule.total_tokens, or train.tokens when unset.

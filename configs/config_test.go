@@ -82,8 +82,6 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"zero layers", "model:\n  layers: 0\n", nil, "model.layers: must be positive"},
 		{"beta2 out of range", "optim:\n  beta2: 1.5\n", nil, "optim.beta2: must be in [0, 1)"},
 		{"micro batch does not divide", "train:\n  batch_size: 8\n  micro_batch_size: 3\n", nil, "train.micro_batch_size: 3 does not divide"},
-		{"replicas do not divide", "train:\n  batch_size: 8\n  micro_batch_size: 4\n  replicas: 3\n", nil, "train.replicas: 3 does not divide the micro-batch (4 sequences)"},
-		{"negative replicas", "train:\n  replicas: -1\n", nil, "train.replicas: must be >= 0"},
 		{"unknown schedule", "schedule:\n  kind: linear\n", nil, "schedule.kind: unknown kind"},
 		{"zero max lr", "schedule:\n  max_lr: 0\n", nil, "schedule.max_lr: must be positive"},
 		{"keep_last zero", "checkpoint:\n  keep_last: 0\n", nil, "checkpoint.keep_last: must be >= 1"},
@@ -127,39 +125,6 @@ func TestAllErrorsReportedAtOnce(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Fields) != 3 {
 		t.Fatalf("got %v, want three fields", err)
-	}
-}
-
-// Auto replicas: two graphs for models up to hidden 256 on an even
-// micro-batch without a batch-level balance loss; an explicit value as set
-// where it divides the rows.
-func TestGraphReplicas(t *testing.T) {
-	moe := func(c *Config) {
-		c.Model.FFN, c.Model.RoutedExperts, c.Model.ActiveRouted, c.Model.ExpertWidth = FFNDeepSeekMoE, 8, 2, 16
-		c.Model.Balance.ExpertAlpha = 0.01
-	}
-	tests := []struct {
-		name string
-		edit func(*Config)
-		rows int
-		want int
-	}{
-		{"auto, small dense, even rows", func(c *Config) { c.Model.Hidden = 128 }, 16, 2},
-		{"auto, hidden 256", func(c *Config) { c.Model.Hidden = 256 }, 8, 2},
-		{"auto, hidden 512", func(c *Config) { c.Model.Hidden = 512 }, 8, 1},
-		{"auto, odd rows", func(c *Config) { c.Model.Hidden = 128 }, 3, 1},
-		{"auto, per-sequence balance", func(c *Config) { c.Model.Hidden = 128; moe(c) }, 16, 2},
-		{"auto, batch-level balance", func(c *Config) { c.Model.Hidden = 128; moe(c); c.Model.Balance.PerSequence = false }, 16, 1},
-		{"explicit 1", func(c *Config) { c.Model.Hidden = 128; c.Train.Replicas = 1 }, 16, 1},
-		{"explicit 4, hidden 512", func(c *Config) { c.Model.Hidden = 512; c.Train.Replicas = 4 }, 16, 4},
-		{"explicit 4 on 6 rows", func(c *Config) { c.Train.Replicas = 4 }, 6, 1},
-	}
-	for _, tc := range tests {
-		c := Default()
-		tc.edit(&c)
-		if got := c.GraphReplicas(tc.rows); got != tc.want {
-			t.Errorf("%s: GraphReplicas(%d) = %d, want %d", tc.name, tc.rows, got, tc.want)
-		}
 	}
 }
 

@@ -347,27 +347,6 @@ func (gr *Graph) StepDropped(j int) float64 {
 	return float64(gr.stepDropped[j]) / float64(gr.stepSlots[j])
 }
 
-// MergeStepLoads adds from's StepLoads and StepDropped sums to gr's and
-// resets from's: a replica's share of a step (train/step) joins the first
-// graph's, which the trainer reads.
-func (gr *Graph) MergeStepLoads(from *Graph) {
-	if from.stepLoads == nil {
-		return
-	}
-	loads := gr.StepLoads()
-	if gr.stepDropped == nil {
-		gr.stepDropped, gr.stepSlots = make([]int, len(gr.Routes)), make([]int, len(gr.Routes))
-	}
-	for j := range from.stepLoads {
-		for e, l := range from.stepLoads[j] {
-			loads[j][e] += l
-		}
-		gr.stepDropped[j] += from.stepDropped[j]
-		gr.stepSlots[j] += from.stepSlots[j]
-	}
-	from.ResetStepLoads()
-}
-
 // ResetStepLoads zeroes the sums of StepLoads and StepDropped.
 func (gr *Graph) ResetStepLoads() {
 	for _, l := range gr.stepLoads {

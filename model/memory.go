@@ -85,18 +85,15 @@ func (a Activations) Stored(batch, seq int) int64 {
 }
 
 // EstimateMemory estimates float32 training memory as moetrain trains, for
-// micro-batches of batch sequences of seq tokens run as replicas graphs of
-// batch/replicas sequences side by side (train.replicas; 1 for one graph):
-// weights, their gradients (each graph's plus the trainer's accumulator),
-// AdamW's two moments, and every activation value (CountActivations) at 4
-// bytes.
-func EstimateMemory(m configs.Model, batch, seq, replicas int) Memory {
+// micro-batches of batch sequences of seq tokens: weights, their gradients
+// (the graph's plus the trainer's accumulator), AdamW's two moments, and
+// every activation value (CountActivations) at 4 bytes.
+func EstimateMemory(m configs.Model, batch, seq int) Memory {
 	const f32 = 4
 	c := Count(m)
-	replicas = max(1, replicas)
 	mem := Memory{
 		Weights:     c.Total * f32,
-		Gradients:   int64(1+replicas) * c.Total * f32,
+		Gradients:   2 * c.Total * f32,
 		Optimizer:   2 * c.Total * f32,
 		Activations: CountActivations(m, seq).Stored(batch, seq) * f32,
 	}

@@ -9,8 +9,6 @@
 // model.FLOPsPerToken) in bytes and seconds; it has no formula of its own
 // for what a model holds. With the default Options it describes moetrain's
 // own CPU training (float32, no sharding, no recomputation, attention scores
-// materialised, one training graph per rank), where one process's estimate
-// equals model.EstimateMemory with one replica; train.replicas above 1 adds
-// one gradient copy per further graph, which the planner leaves out.
+// materialised), where one process's estimate equals model.EstimateMemory.
 // Every formula is written out in docs/DISTRIBUTED.md, "Planning".
 package planner

@@ -49,8 +49,7 @@ func TestExpertStatesShardWithinGroup(t *testing.T) {
 	}
 }
 
-// With moetrain's own options one process is model.EstimateMemory of one
-// training graph (the planner plans train.replicas 1).
+// With moetrain's own options one process is model.EstimateMemory.
 func TestDefaultIsMoetrain(t *testing.T) {
 	cfg := load(t, "small/deepseekmoe.yaml")
 	cfg.Train.BatchSize = 4
@@ -58,7 +57,7 @@ func TestDefaultIsMoetrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := model.EstimateMemory(cfg.Model, 2, cfg.Train.SeqLen, 1)
+	want := model.EstimateMemory(cfg.Model, 2, cfg.Train.SeqLen)
 	r := rows[0]
 	if got := (model.Memory{Weights: r.Weights, Gradients: r.Gradients, Optimizer: r.Optimizer, Activations: r.Activations, Total: r.Total}); got != want {
 		t.Errorf("plan %+v\nmodel.EstimateMemory %+v", got, want)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -91,11 +90,9 @@ type trainer struct {
 	logFile    *os.File
 	m          *model.Model // the model trained here (under expert parallelism this rank's shard)
 	g          *model.Graph
-	fwd        *model.Graph   // forward-only twin of g: gathers batch-level routing counts
-	replicas   []*model.Graph // g and the graphs trained beside it (train.replicas)
-	rows       int            // sequences per graph run: the micro-batch over the replicas
-	step       *step.Step     // the graph g's parameters, gradients and AdamW
-	batch      []int32        // the last global batch read (reused)
+	fwd        *model.Graph // forward-only twin of g: gathers batch-level routing counts
+	step       *step.Step   // the graph g's parameters, gradients and AdamW
+	batch      []int32      // the last global batch read (reused)
 	sched      optim.Schedule
 	stream     *data.Stream
 	metrics    *rundir.MetricsWriter
@@ -278,7 +275,7 @@ func (t *trainer) mfu(tps float64) float64 {
 func (t *trainer) setup() error {
 	c := t.cfg
 	// Guard: refuse before allocating a model that cannot fit.
-	mem := model.EstimateMemory(c.Model, c.Train.MicroBatch(), c.Train.SeqLen, c.GraphReplicas(c.Train.MicroBatch()))
+	mem := model.EstimateMemory(c.Model, c.Train.MicroBatch(), c.Train.SeqLen)
 	avail := t.opt.AvailableMemory
 	if avail == 0 {
 		avail = availableMemory()
@@ -349,40 +346,23 @@ func (t *trainer) setup() error {
 			c.Data.Path, id, t.state.DataID)
 	}
 	t.state.DataID = id
-	replicas, err := t.graphReplicas()
+	t.g, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Backward: true, Training: true, ExpertComm: t.expertComm()})
 	if err != nil {
 		return err
-	}
-	t.rows = t.localMicroBatch() / replicas
-	var extra []*model.Graph
-	for i := range replicas {
-		g, err := t.m.Build(model.GraphOptions{Batch: t.rows, Seq: c.Train.SeqLen, Backward: true, Training: true, ExpertComm: t.expertComm()})
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			t.g = g
-		} else {
-			extra = append(extra, g)
-		}
-		t.replicas = append(t.replicas, g)
-	}
-	if replicas > 1 {
-		t.logf("training on %d graphs of %d sequences side by side (train.replicas %s)", replicas, t.rows, replicasSetting(c.Train.Replicas))
 	}
 	// A batch-level balance loss over several micro-batches needs the whole
 	// batch's routing counts before any backward pass: a forward-only pass
 	// over the micro-batches gathers them (one extra forward per step, only
 	// in this configuration).
 	// Under data parallelism the batch is spread over ranks: always.
-	if (t.rows < c.Train.BatchSize || t.distributed()) && t.g.BatchCounted() {
-		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.rows, Seq: c.Train.SeqLen, Training: true, ExpertComm: t.expertComm()})
+	if (c.Train.MicroBatch() < c.Train.BatchSize || t.distributed()) && t.g.BatchCounted() {
+		t.fwd, err = t.m.Build(model.GraphOptions{Batch: t.localMicroBatch(), Seq: c.Train.SeqLen, Training: true, ExpertComm: t.expertComm()})
 		if err != nil {
 			return err
 		}
 	}
 	t.step, err = step.New(t.m, t.g, optim.AdamWConfig{Beta1: c.Optim.Beta1, Beta2: c.Optim.Beta2, Eps: c.Optim.Eps, WeightDecay: c.Optim.WeightDecay},
-		c.Optim.Clip, c.Train.BatchSize/t.rows, extra...)
+		c.Optim.Clip, c.Train.BatchSize/t.localMicroBatch())
 	if err != nil {
 		return err
 	}
@@ -499,8 +479,8 @@ func (t *trainer) close() {
 	if t.stream != nil {
 		t.stream.Close()
 	}
-	for _, g := range t.replicas {
-		g.Close()
+	if t.g != nil {
+		t.g.Close()
 	}
 	if t.fwd != nil {
 		t.fwd.Close()
@@ -741,42 +721,12 @@ func (t *trainer) nextBatch() ([][]int32, error) {
 		rows, rank = t.dist.local, t.dist.comm.Rank()
 	}
 	mine := global[rank*rows*row : (rank+1)*rows*row]
-	n := t.rows * row
+	n := t.localMicroBatch() * row
 	micro := make([][]int32, 0, len(mine)/n)
 	for lo := 0; lo < len(mine); lo += n {
 		micro = append(micro, mine[lo:lo+n:lo+n])
 	}
 	return micro, nil
-}
-
-// graphReplicas is the number of training graphs this rank runs side by
-// side (train.replicas): each trains on 1/replicas of a micro-batch. An
-// explicit value that cannot apply is a config error; auto falls back to 1.
-func (t *trainer) graphReplicas() (int, error) {
-	rows := t.localMicroBatch()
-	r := t.cfg.GraphReplicas(rows)
-	explicit := t.cfg.Train.Replicas
-	var why string
-	switch {
-	case explicit > 1 && rows%explicit != 0:
-		why = fmt.Sprintf("does not divide this rank's micro-batch of %d sequences", rows)
-	case explicit > 1 && t.expertComm() != nil:
-		why = "cannot run beside expert parallelism (model.expert_parallel > 1): its all-to-alls pair one graph per rank"
-	}
-	if why != "" {
-		return 0, &configs.Error{Fields: []string{fmt.Sprintf("train.replicas: %d %s; set train.replicas to 1 or 0 (auto)", explicit, why)}}
-	}
-	if t.expertComm() != nil {
-		return 1, nil
-	}
-	return r, nil
-}
-
-func replicasSetting(r int) string {
-	if r == 0 {
-		return "0: auto"
-	}
-	return strconv.Itoa(r)
 }
 
 // balanceLosses names the step's balance losses for the metrics.
@@ -792,12 +742,10 @@ func (t *trainer) balanceLosses(values []float64) map[string]float64 {
 // and gives every balance loss of the training graph its layer's routing
 // counts over the whole batch.
 func (t *trainer) gatherBatchCounts(micro [][]int32) error {
-	for _, g := range t.replicas {
-		for _, bl := range g.Balance {
-			if bl.Counts != nil {
-				bl.Counts.Tokens = 0
-				bl.Counts.Load = bl.Counts.Load[:0]
-			}
+	for _, bl := range t.g.Balance {
+		if bl.Counts != nil {
+			bl.Counts.Tokens = 0
+			bl.Counts.Load = bl.Counts.Load[:0]
 		}
 	}
 	loads := make([][]float64, len(t.fwd.Routes))
@@ -820,13 +768,11 @@ func (t *trainer) gatherBatchCounts(micro [][]int32) error {
 	if err := t.reduceCounts(loads, &tokens); err != nil {
 		return err
 	}
-	for _, g := range t.replicas {
-		for _, bl := range g.Balance {
-			for j, layer := range t.fwd.RouteOf {
-				if layer == bl.Layer && bl.Counts != nil {
-					bl.Counts.Load = append(bl.Counts.Load[:0], loads[j]...)
-					bl.Counts.Tokens = tokens
-				}
+	for _, bl := range t.g.Balance {
+		for j, layer := range t.fwd.RouteOf {
+			if layer == bl.Layer && bl.Counts != nil {
+				bl.Counts.Load = append(bl.Counts.Load[:0], loads[j]...)
+				bl.Counts.Tokens = tokens
 			}
 		}
 	}

@@ -70,7 +70,7 @@ func printParams(w io.Writer, cfg configs.Config, micro int, asJSON bool) error 
 	if micro == 0 {
 		micro = 1
 	}
-	mem := model.EstimateMemory(m, micro, cfg.Train.SeqLen, cfg.GraphReplicas(micro))
+	mem := model.EstimateMemory(m, micro, cfg.Train.SeqLen)
 	rep := paramsReport{Counts: c, FLOPsPerToken: fpt, FLOPsPer2K: fpt * 2048, SeqLen: cfg.Train.SeqLen,
 		TrainMemoryBytes: mem.Total, Memory: mem, MicroBatch: micro}
 	for _, p := range model.Layout(m) {

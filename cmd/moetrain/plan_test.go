@@ -57,7 +57,7 @@ func TestParamsMemoryPerMicroBatch(t *testing.T) {
 		if err := json.Unmarshal(out, &rep); err != nil {
 			t.Fatal(err)
 		}
-		if want := model.EstimateMemory(cfg.Model, micro, cfg.Train.SeqLen, cfg.GraphReplicas(micro)); rep.MicroBatch != micro || rep.Memory != want {
+		if want := model.EstimateMemory(cfg.Model, micro, cfg.Train.SeqLen); rep.MicroBatch != micro || rep.Memory != want {
 			t.Errorf("--micro-batch %d: micro-batch %d, memory %+v; want %+v", micro, rep.MicroBatch, rep.Memory, want)
 		}
 	}

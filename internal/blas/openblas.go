@@ -387,8 +387,8 @@ func (l *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 		return
 	}
 	parts := 1
-	if split := min(l.split, parallel.PerCaller()); split > 1 {
-		parts = min(split, 2*m*n*k/l.minSplitFlops)
+	if l.split > 1 {
+		parts = min(l.split, 2*m*n*k/l.minSplitFlops)
 	}
 	al := l.splitAlignment
 	switch {

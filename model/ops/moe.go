@@ -647,7 +647,7 @@ func expertMatMul[F Float](c, s, w, d int) func(transA, transB bool, m, n, k int
 // calls whichever worker runs it, so results never depend on the schedule
 // or the worker count.
 func forEachExpert(r *Routing, w, d int, fn func(e, lo, hi int)) {
-	nw := parallel.PerCaller()
+	nw := parallel.Workers
 	if !smallExpert(w, d) || nw <= 1 || r.N*r.K == 0 {
 		forExperts(r, fn)
 		return
@@ -682,7 +682,7 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 	if s == 0 {
 		return
 	}
-	nw := parallel.PerCaller()
+	nw := parallel.Workers
 	if nw < 1 {
 		nw = 1
 	}

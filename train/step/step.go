@@ -1,13 +1,10 @@
 package step
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
-	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
 )
@@ -28,16 +25,8 @@ type Reducer interface {
 
 // Step is one model's training graph with its parameters and optimizer.
 type Step struct {
-	Graph *model.Graph
-	// Replicas are graphs over the same weights and of Graph's geometry
-	// that Run trains on side by side, Graph first: micro-batches go to them
-	// len(Replicas) at a time, each replica with its share of the cores
-	// (parallel.Share). The gradients are summed in micro-batch order
-	// whichever replica finishes first, so the result equals running the
-	// same micro-batches one after another under the same Share. Nil or
-	// one graph: micro-batches run one at a time on all cores.
-	Replicas []*model.Graph
-	Params   []optim.Param // the float parameters of the model, in layout order
+	Graph  *model.Graph
+	Params []optim.Param // the float parameters of the model, in layout order
 	// Layout holds Params[j]'s index in the model layout (Graph.Grad's
 	// argument).
 	Layout []int
@@ -56,10 +45,9 @@ type Step struct {
 }
 
 // New makes a Step over m's float parameters with fresh gradients and
-// AdamW moments, training on g and the further replicas (see
-// Step.Replicas).
-func New(m *model.Model, g *model.Graph, cfg optim.AdamWConfig, clip float64, microBatches int, replicas ...*model.Graph) (*Step, error) {
-	s := &Step{Graph: g, MicroBatches: microBatches, Clip: clip, Replicas: append([]*model.Graph{g}, replicas...)}
+// AdamW moments.
+func New(m *model.Model, g *model.Graph, cfg optim.AdamWConfig, clip float64, microBatches int) (*Step, error) {
+	s := &Step{Graph: g, MicroBatches: microBatches, Clip: clip}
 	for i, p := range m.Layout {
 		if !p.Trained() {
 			continue
@@ -111,42 +99,30 @@ func (s *Step) Run(micro [][]int32, lr float64) (Result, error) {
 		}
 		s.aliased = false
 	}
-	R := max(1, len(s.Replicas))
-	if len(micro) < R {
-		R = len(micro)
-	}
-	for g0 := 0; g0 < len(micro); g0 += R {
-		group := micro[g0:min(g0+R, len(micro))]
+	for mb, tokens := range micro {
 		t0 := time.Now()
-		results, err := s.runGroup(group)
+		res, err := s.Graph.Run(tokens)
 		if err != nil {
 			return r, err
 		}
 		t1 := time.Now()
-		for i, res := range results {
-			mb := g0 + i
-			sums[0] += res.Loss / n
-			for k, b := range res.Balance {
-				sums[1+k] += b / n
+		sums[0] += res.Loss / n
+		for i, b := range res.Balance {
+			sums[1+i] += b / n
+		}
+		last := mb == len(micro)-1
+		for j, p := range s.Params {
+			gt, err := s.Graph.Grad(s.Layout[j])
+			if err != nil {
+				return r, err
 			}
-			last := mb == len(micro)-1
-			g := s.graph(i)
-			for j, p := range s.Params {
-				gt, err := g.Grad(s.Layout[j])
-				if err != nil {
-					return r, err
-				}
-				if alias {
-					s.Params[j].Grad, s.aliased = gt.Data().([]float32), true
-					continue
-				}
-				accumulate(p.Grad, gt.Data().([]float32), scale, mb == 0)
-				if last && s.Reducer != nil {
-					s.Reducer.GradReady(j)
-				}
+			if alias {
+				s.Params[j].Grad, s.aliased = gt.Data().([]float32), true
+				continue
 			}
-			if i > 0 {
-				s.Graph.MergeStepLoads(g)
+			accumulate(p.Grad, gt.Data().([]float32), scale, mb == 0)
+			if last && s.Reducer != nil {
+				s.Reducer.GradReady(j)
 			}
 		}
 		r.Phases.Graph += t1.Sub(t0)
@@ -180,38 +156,6 @@ func (s *Step) Run(micro [][]int32, lr float64) (Result, error) {
 	r.Phases.Update = time.Since(t2)
 	r.Updated = true
 	return r, nil
-}
-
-// graph returns replica i (Graph for i = 0).
-func (s *Step) graph(i int) *model.Graph {
-	if i == 0 || len(s.Replicas) == 0 {
-		return s.Graph
-	}
-	return s.Replicas[i]
-}
-
-// runGroup runs micro-batch group[i] on replica i, side by side when there
-// are several, each replica with its share of the cores.
-func (s *Step) runGroup(group [][]int32) ([]model.Result, error) {
-	out := make([]model.Result, len(group))
-	if len(group) == 1 {
-		res, err := s.Graph.Run(group[0])
-		out[0] = res
-		return out, err
-	}
-	errs := make([]error, len(group))
-	done := parallel.Share(len(group))
-	var wg sync.WaitGroup
-	for i := range group {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i], errs[i] = s.graph(i).Run(group[i])
-		}()
-	}
-	wg.Wait()
-	done()
-	return out, errors.Join(errs...)
 }
 
 // accumulate adds src·scale to dst, or sets dst to it for the first

@@ -9,7 +9,6 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/configs"
-	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/internal/tol"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/optim"
@@ -209,79 +208,5 @@ func TestReductionOverlapsAccumulation(t *testing.T) {
 	}
 	if slices.Equal(r.lastAt0, s.Params[len(s.Params)-1].Grad) {
 		t.Error("the last gradient was complete when the first was handed over: no overlap")
-	}
-}
-
-// newReplicated builds a Step over r graphs of rows sequences each.
-func newReplicated(t *testing.T, c configs.Config, rows, microBatches, r int) *Step {
-	t.Helper()
-	m, err := model.New(c.Model, tensor.Float32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gs []*model.Graph
-	for range r {
-		g, err := m.Build(model.GraphOptions{Batch: rows, Seq: seq, Backward: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { g.Close() })
-		gs = append(gs, g)
-	}
-	o := c.Optim
-	s, err := New(m, gs[0], optim.AdamWConfig{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay}, o.Clip, microBatches, gs[1:]...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// Two replicas trained side by side on six micro-batches give, bit for
-// bit, what one graph gives on the same micro-batches one after another
-// under the same share of the cores: losses, norms, balance losses, the
-// step's expert loads and the weights after three steps. Gradients are
-// summed in micro-batch order, not in the order the replicas finish.
-func TestReplicasEqualMicroBatchesInTurn(t *testing.T) {
-	c := tinyMoE()
-	const B, steps, R = 6, 3, 2
-	inTurn := newStep(t, c, 1, B)
-	side := newReplicated(t, c, 1, B, R)
-	if len(side.Replicas) != R {
-		t.Fatalf("%d replicas, want %d", len(side.Replicas), R)
-	}
-	for i, b := range batches(steps, B, c.Model.VocabSize) {
-		inTurn.Graph.ResetStepLoads()
-		side.Graph.ResetStepLoads()
-		done := parallel.Share(R)
-		want, err := inTurn.Run(split(b, 1), 3e-3)
-		done()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := side.Run(split(b, 1), 3e-3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !got.Updated || got.Loss != want.Loss || got.Norm != want.Norm || !slices.Equal(got.Balance, want.Balance) {
-			t.Errorf("step %d: loss %v norm %v balance %v, want %v %v %v", i, got.Loss, got.Norm, got.Balance, want.Loss, want.Norm, want.Balance)
-		}
-		gl, wl := side.Graph.StepLoads(), inTurn.Graph.StepLoads()
-		for j := range wl {
-			if !slices.Equal(gl[j], wl[j]) {
-				t.Errorf("step %d: layer entry %d step loads %v, want %v", i, j, gl[j], wl[j])
-			}
-		}
-		for _, g := range side.Replicas[1:] {
-			for j, l := range g.StepLoads() {
-				if slices.ContainsFunc(l, func(x float64) bool { return x != 0 }) {
-					t.Errorf("step %d: replica's loads %d not handed to the first graph: %v", i, j, l)
-				}
-			}
-		}
-	}
-	for j, p := range inTurn.Params {
-		if !slices.Equal(side.Params[j].Data, p.Data) {
-			t.Errorf("%s differs after %d steps", p.Name, steps)
-		}
 	}
 }
