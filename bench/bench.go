@@ -98,6 +98,12 @@ type Result struct {
 	CPUPerStep        float64 `json:"cpu_s_per_step"`
 	ForwardCPUPerPass float64 `json:"forward_cpu_s_per_pass,omitempty"`
 	ForwardCPURatio   float64 `json:"forward_cpu_ratio,omitempty"`
+	// ForwardOps is the per-op breakdown of one forward-only pass (with
+	// Breakdown and Forward), ForwardOpsS and ForwardOpsCPUS its wall and
+	// CPU time: where evaluation's time goes, beside the step's Ops.
+	ForwardOps     []OpTime `json:"forward_ops,omitempty"`
+	ForwardOpsS    float64  `json:"forward_ops_s,omitempty"`
+	ForwardOpsCPUS float64  `json:"forward_ops_cpu_s,omitempty"`
 }
 
 // Phases splits the median step into the graph run (forward + backward),
@@ -267,7 +273,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		}
 		r.OpsStepS = time.Since(t0).Seconds()
 		r.OpsStepCPUS = (cputime.Process() - c0).Seconds()
-		r.Ops = breakdown(ops.Profile(), r.OpsStepS, s.last)
+		r.Ops = breakdown(ops.Profile(), r.OpsStepS, &s.last)
 	}
 	r.PeakRSS = PeakRSS()
 	if opt.Forward {
@@ -283,6 +289,19 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 				cpu += cputime.Process().Seconds() - c0
 			}
 		}
+		if opt.Breakdown {
+			ops.ResetProfile()
+			ops.SetProfiling(true)
+			t0, c0 := time.Now(), cputime.Process()
+			_, err := s.Forward()
+			ops.SetProfiling(false)
+			if err != nil {
+				return Result{}, err
+			}
+			r.ForwardOpsS = time.Since(t0).Seconds()
+			r.ForwardOpsCPUS = (cputime.Process() - c0).Seconds()
+			r.ForwardOps = breakdown(ops.Profile(), r.ForwardOpsS, nil)
+		}
 		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
 		r.ForwardRatio = r.ForwardTokensPerS / r.TokensPerS
 		r.ForwardCPUPerPass = cpu / float64(opt.Steps)
@@ -294,9 +313,10 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 }
 
 // breakdown turns the ops profile into rows sorted by time, adding the
-// optimizer phases and the remainder (gorgonia's own gradient sums and
-// dispatch) so the rows add up to the step.
-func breakdown(p map[string]ops.OpStat, step float64, ph Phases) []OpTime {
+// remainder so the rows add up to the whole: for a training step (ph not
+// nil) the optimizer phases and gorgonia's own gradient sums and dispatch,
+// for a forward pass the dispatch.
+func breakdown(p map[string]ops.OpStat, step float64, ph *Phases) []OpTime {
 	var out []OpTime
 	var sum float64
 	for name, st := range p {
@@ -304,11 +324,15 @@ func breakdown(p map[string]ops.OpStat, step float64, ph Phases) []OpTime {
 		sum += sec
 		out = append(out, OpTime{Op: name, Calls: st.Calls, Seconds: sec, CPUSeconds: st.CPU.Seconds()})
 	}
-	out = append(out,
-		OpTime{Op: "(gradient copy)", Calls: 1, Seconds: ph.CopyS},
-		OpTime{Op: "(clip)", Calls: 1, Seconds: ph.ClipS},
-		OpTime{Op: "(adamw)", Calls: 1, Seconds: ph.AdamS},
-		OpTime{Op: "(other: graph dispatch, gorgonia gradient sums)", Calls: 1, Seconds: ph.GraphS - sum})
+	if ph != nil {
+		out = append(out,
+			OpTime{Op: "(gradient copy)", Calls: 1, Seconds: ph.CopyS},
+			OpTime{Op: "(clip)", Calls: 1, Seconds: ph.ClipS},
+			OpTime{Op: "(adamw)", Calls: 1, Seconds: ph.AdamS},
+			OpTime{Op: "(other: graph dispatch, gorgonia gradient sums)", Calls: 1, Seconds: ph.GraphS - sum})
+	} else {
+		out = append(out, OpTime{Op: "(other: graph dispatch)", Calls: 1, Seconds: step - sum})
+	}
 	for i := range out {
 		out[i].Share = out[i].Seconds / step
 	}

@@ -104,16 +104,26 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	fmt.Fprintf(w, "allocation      %s and %.0f objects per step, %.2f GCs per step\n", units.Bytes(int64(r.AllocBytes)), r.Allocs, r.GCPerStep)
 	if len(r.Ops) > 0 {
 		fmt.Fprintf(w, "\nper-op time in one profiled step (%.1f ms, %.2f cores busy; cores = an op's CPU time over its wall time):\n", r.OpsStepS*1e3, r.OpsStepCPUS/r.OpsStepS)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "op\tcalls\tms\tshare\tcores\t")
-		for _, o := range r.Ops {
-			cores := "-"
-			if o.CPUSeconds > 0 && o.Seconds > 0 {
-				cores = fmt.Sprintf("%.2f", o.CPUSeconds/o.Seconds)
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%s\t\n", o.Op, o.Calls, o.Seconds*1e3, 100*o.Share, cores)
-		}
-		tw.Flush()
+		printOps(w, r.Ops)
+	}
+	if len(r.ForwardOps) > 0 {
+		fmt.Fprintf(w, "\nper-op time in one profiled forward-only pass (%.1f ms, %.2f cores busy):\n", r.ForwardOpsS*1e3, r.ForwardOpsCPUS/r.ForwardOpsS)
+		printOps(w, r.ForwardOps)
 	}
 	return nil
+}
+
+// printOps writes a breakdown table: calls, wall time, share of the whole
+// and cores busy per op.
+func printOps(w io.Writer, rows []bench.OpTime) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\tcalls\tms\tshare\tcores\t")
+	for _, o := range rows {
+		cores := "-"
+		if o.CPUSeconds > 0 && o.Seconds > 0 {
+			cores = fmt.Sprintf("%.2f", o.CPUSeconds/o.Seconds)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%s\t\n", o.Op, o.Calls, o.Seconds*1e3, 100*o.Share, cores)
+	}
+	tw.Flush()
 }

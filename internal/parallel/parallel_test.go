@@ -1,0 +1,84 @@
+package parallel
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cover runs For over n items and fails unless every index was visited
+// exactly once, in at most Workers chunks.
+func cover(t *testing.T, n, grain int) {
+	t.Helper()
+	seen := make([]atomic.Int32, n)
+	var chunks atomic.Int32
+	For(n, grain, func(lo, hi int) {
+		chunks.Add(1)
+		for i := lo; i < hi; i++ {
+			seen[i].Add(1)
+		}
+	})
+	for i := range seen {
+		if v := seen[i].Load(); v != 1 {
+			t.Fatalf("n=%d grain=%d: index %d visited %d times", n, grain, i, v)
+		}
+	}
+	if c := int(chunks.Load()); c > max(1, Workers) {
+		t.Fatalf("n=%d grain=%d: %d chunks for %d workers", n, grain, c, Workers)
+	}
+}
+
+// Every index once, with helpers polling, asleep (after Spin without
+// work) and without helpers (Spin 0), at several worker counts.
+func TestForVisitsEveryIndexOnce(t *testing.T) {
+	defer func(w int, s time.Duration) { Workers = w; SetSpin(s) }(Workers, SetSpin(DefaultSpin))
+	for _, d := range []time.Duration{DefaultSpin, 0} {
+		SetSpin(d)
+		for _, w := range []int{1, 2, 3, 8} {
+			Workers = w
+			for _, n := range []int{0, 1, 7, 100, 1001} {
+				for _, grain := range []int{0, 1, 16, 2000} {
+					cover(t, n, grain)
+				}
+			}
+			time.Sleep(2 * time.Millisecond) // the helpers fall asleep
+			cover(t, 1000, 1)
+		}
+	}
+}
+
+// For called inside a chunk (a row loop whose rows run products that split
+// again) and from many goroutines at once finishes and covers every index:
+// a busy helper is never waited for, its chunk runs on the caller.
+func TestForNestedAndConcurrent(t *testing.T) {
+	defer func(w int) { Workers = w }(Workers)
+	Workers = max(2, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				var total atomic.Int64
+				For(64, 1, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						For(32, 1, func(a, b int) { total.Add(int64(b - a)) })
+					}
+				})
+				if got := total.Load(); got != 64*32 {
+					t.Errorf("nested loops visited %d items, want %d", got, 64*32)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("nested and concurrent loops did not finish in 60 s")
+	}
+}
