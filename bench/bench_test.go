@@ -67,6 +67,34 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			if ffn == configs.FFNDeepSeekMoE && !(seen["MoE"] && seen["MoEBackward"]) {
 				t.Errorf("breakdown lacks the MoE ops: %+v", r.Ops)
 			}
+			// Every op the profiled step ran used some CPU; the rows (graph
+			// and optimizer phases) add up to no more than the step (which
+			// also draws its tokens), and the ops' CPU time to no more
+			// than the step's.
+			var sum, cpu float64
+			for _, o := range r.Ops {
+				sum += o.Seconds
+				cpu += o.CPUSeconds
+				if o.Op[0] != '(' && o.Op != "gradView" && o.Seconds > 1e-3 && o.CPUSeconds <= 0 {
+					t.Errorf("op %s: %g s wall and no CPU time", o.Op, o.Seconds)
+				}
+			}
+			if sum > r.OpsStepS+1e-9 || sum < 0.5*r.OpsStepS || cpu <= 0 || cpu > r.OpsStepCPUS*1.05+0.01 {
+				t.Errorf("step breakdown: rows %g s against the step's %g; ops' CPU %g s against the step's %g", sum, r.OpsStepS, cpu, r.OpsStepCPUS)
+			}
+			// The forward-only pass: its own ops, no backward, no optimizer.
+			fseen := map[string]bool{}
+			sum = 0
+			for _, o := range r.ForwardOps {
+				fseen[o.Op] = true
+				sum += o.Seconds
+			}
+			if !fseen["Attention"] || !fseen["LMHeadCrossEntropy"] || fseen["AttentionBackward"] || fseen["(adamw)"] {
+				t.Errorf("forward breakdown: %+v", r.ForwardOps)
+			}
+			if math.Abs(sum-r.ForwardOpsS) > 1e-9 {
+				t.Errorf("forward breakdown rows %g s against the pass's %g", sum, r.ForwardOpsS)
+			}
 		})
 	}
 }
