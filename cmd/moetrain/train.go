@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/dist"
+	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/train"
 )
@@ -40,6 +43,7 @@ exits at once (checkpoints are written atomically, so nothing is corrupted).`,
 			if err != nil {
 				return asUsage(err)
 			}
+			shareHostCores(cmd.ErrOrStderr())
 			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
@@ -116,4 +120,20 @@ func printSummary(cmd *cobra.Command, s train.Summary) {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// shareHostCores gives this rank its share of the host's cores when mpirun
+// put several ranks on it and GOMAXPROCS does not say (dist.HostCores).
+// It must run before BLAS and the workers start.
+func shareHostCores(stderr io.Writer) {
+	n := dist.HostCores(runtime.NumCPU())
+	if n == 0 {
+		return
+	}
+	runtime.GOMAXPROCS(n)
+	parallel.Workers = n
+	if os.Getenv("OMPI_COMM_WORLD_RANK") != "0" {
+		return
+	}
+	fmt.Fprintf(stderr, "note: %s ranks share this host's %d cores: each uses %d (set GOMAXPROCS to choose)\n", os.Getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), runtime.NumCPU(), n)
 }
