@@ -84,9 +84,8 @@ type Result struct {
 	GCPerStep     float64      `json:"gc_per_step"`
 	Loss          float64      `json:"loss"` // of the last timed step (≈ ln V on random tokens)
 	Ops           []OpTime     `json:"ops,omitempty"`
-	OpsStepS      float64      `json:"ops_step_s,omitempty"`     // wall time of the breakdown step
-	OpsStepCPUS   float64      `json:"ops_step_cpu_s,omitempty"` // CPU time of the breakdown step
-	Phases        Phases       `json:"phases"`                   // median split of a timed step
+	OpsStep       Profiled     `json:"ops_step"` // the breakdown step as a whole
+	Phases        Phases       `json:"phases"`   // median split of a timed step
 	// ForwardTokensPerS is B·T over the median forward-only pass (Options.Forward);
 	// ForwardRatio is that over TokensPerS.
 	ForwardTokensPerS float64 `json:"forward_tokens_per_s,omitempty"`
@@ -99,11 +98,10 @@ type Result struct {
 	ForwardCPUPerPass float64 `json:"forward_cpu_s_per_pass,omitempty"`
 	ForwardCPURatio   float64 `json:"forward_cpu_ratio,omitempty"`
 	// ForwardOps is the per-op breakdown of one forward-only pass (with
-	// Breakdown and Forward), ForwardOpsS and ForwardOpsCPUS its wall and
-	// CPU time: where evaluation's time goes, beside the step's Ops.
+	// Breakdown and Forward), ForwardOpsPass that pass as a whole: where
+	// evaluation's time goes, beside the step's Ops.
 	ForwardOps     []OpTime `json:"forward_ops,omitempty"`
-	ForwardOpsS    float64  `json:"forward_ops_s,omitempty"`
-	ForwardOpsCPUS float64  `json:"forward_ops_cpu_s,omitempty"`
+	ForwardOpsPass Profiled `json:"forward_ops_pass"`
 }
 
 // Phases splits the median step into the graph run (forward + backward),
@@ -263,17 +261,12 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	}
 	r.Phases = medianPhases(phases)
 	if opt.Breakdown {
-		ops.ResetProfile()
-		ops.SetProfiling(true)
-		t0, c0 := time.Now(), cputime.Process()
-		_, err := s.Step()
-		ops.SetProfiling(false)
+		p, err := profiled(func() error { _, err := s.Step(); return err })
 		if err != nil {
 			return Result{}, err
 		}
-		r.OpsStepS = time.Since(t0).Seconds()
-		r.OpsStepCPUS = (cputime.Process() - c0).Seconds()
-		r.Ops = breakdown(ops.Profile(), r.OpsStepS, &s.last)
+		r.OpsStep = p
+		r.Ops = breakdown(p.ops, p.WallS, &s.last)
 	}
 	r.PeakRSS = PeakRSS()
 	if opt.Forward {
@@ -290,17 +283,12 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 			}
 		}
 		if opt.Breakdown {
-			ops.ResetProfile()
-			ops.SetProfiling(true)
-			t0, c0 := time.Now(), cputime.Process()
-			_, err := s.Forward()
-			ops.SetProfiling(false)
+			p, err := profiled(func() error { _, err := s.Forward(); return err })
 			if err != nil {
 				return Result{}, err
 			}
-			r.ForwardOpsS = time.Since(t0).Seconds()
-			r.ForwardOpsCPUS = (cputime.Process() - c0).Seconds()
-			r.ForwardOps = breakdown(ops.Profile(), r.ForwardOpsS, nil)
+			r.ForwardOpsPass = p
+			r.ForwardOps = breakdown(p.ops, p.WallS, nil)
 		}
 		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
 		r.ForwardRatio = r.ForwardTokensPerS / r.TokensPerS
@@ -310,6 +298,33 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// Profiled is one step or pass run with per-op timing on: its wall and CPU
+// time, and the share of the wall time the helper cores spent running
+// loop chunks (parallel.CountHelperWork; 0 without helpers).
+type Profiled struct {
+	WallS      float64 `json:"wall_s,omitempty"`
+	CPUS       float64 `json:"cpu_s,omitempty"`
+	HelperBusy float64 `json:"helper_busy,omitempty"`
+	ops        map[string]ops.OpStat
+}
+
+// profiled runs fn once with the ops profile and the helper tally on.
+func profiled(fn func() error) (Profiled, error) {
+	ops.ResetProfile()
+	ops.SetProfiling(true)
+	parallel.CountHelperWork(true)
+	t0, c0 := time.Now(), cputime.Process()
+	err := fn()
+	wall, cpu := time.Since(t0), cputime.Process()-c0
+	parallel.CountHelperWork(false)
+	ops.SetProfiling(false)
+	p := Profiled{WallS: wall.Seconds(), CPUS: cpu.Seconds(), ops: ops.Profile()}
+	if h := parallel.Helpers(); h > 0 {
+		p.HelperBusy = parallel.HelperWork().Seconds() / (float64(h) * p.WallS)
+	}
+	return p, err
 }
 
 // breakdown turns the ops profile into rows sorted by time, adding the

@@ -20,9 +20,9 @@ func TestHostCores(t *testing.T) {
 		{"garbage", map[string]string{"OMPI_COMM_WORLD_LOCAL_SIZE": "x"}, 2, 0},
 	}
 	for _, tc := range tests {
-		got := hostCores(func(k string) string { return tc.env[k] }, tc.numCPU)
-		if got != tc.want {
-			t.Errorf("%s: hostCores = %d, want %d", tc.name, got, tc.want)
+		got, ranks := hostCores(func(k string) string { return tc.env[k] }, tc.numCPU)
+		if got != tc.want || (got > 0) != (ranks > 1) {
+			t.Errorf("%s: hostCores = %d cores for %d ranks, want %d cores", tc.name, got, ranks, tc.want)
 		}
 	}
 }

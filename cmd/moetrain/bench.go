@@ -103,14 +103,24 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	fmt.Fprintf(w, "peak RSS        %s (estimate %s, ratio %.2f)\n", units.Bytes(r.PeakRSS), units.Bytes(r.Estimated), ratio)
 	fmt.Fprintf(w, "allocation      %s and %.0f objects per step, %.2f GCs per step\n", units.Bytes(int64(r.AllocBytes)), r.Allocs, r.GCPerStep)
 	if len(r.Ops) > 0 {
-		fmt.Fprintf(w, "\nper-op time in one profiled step (%.1f ms, %.2f cores busy; cores = an op's CPU time over its wall time):\n", r.OpsStepS*1e3, r.OpsStepCPUS/r.OpsStepS)
+		fmt.Fprintf(w, "\nper-op time in one profiled step (%s; cores = an op's CPU time over its wall time):\n", profiledLine(r.OpsStep))
 		printOps(w, r.Ops)
 	}
 	if len(r.ForwardOps) > 0 {
-		fmt.Fprintf(w, "\nper-op time in one profiled forward-only pass (%.1f ms, %.2f cores busy):\n", r.ForwardOpsS*1e3, r.ForwardOpsCPUS/r.ForwardOpsS)
+		fmt.Fprintf(w, "\nper-op time in one profiled forward-only pass (%s):\n", profiledLine(r.ForwardOpsPass))
 		printOps(w, r.ForwardOps)
 	}
 	return nil
+}
+
+// profiledLine says how long a profiled step or pass took and how busy the
+// cores were.
+func profiledLine(p bench.Profiled) string {
+	line := fmt.Sprintf("%.1f ms, %.2f cores busy", p.WallS*1e3, p.CPUS/p.WallS)
+	if p.HelperBusy > 0 {
+		line += fmt.Sprintf(", helper cores running loop chunks %.0f%% of it", 100*p.HelperBusy)
+	}
+	return line
 }
 
 // printOps writes a breakdown table: calls, wall time, share of the whole

@@ -126,7 +126,7 @@ func isTerminal(f *os.File) bool {
 // put several ranks on it and GOMAXPROCS does not say (dist.HostCores).
 // It must run before BLAS and the workers start.
 func shareHostCores(stderr io.Writer) {
-	n := dist.HostCores(runtime.NumCPU())
+	n, ranks := dist.HostCores(runtime.NumCPU())
 	if n == 0 {
 		return
 	}
@@ -135,5 +135,5 @@ func shareHostCores(stderr io.Writer) {
 	if os.Getenv("OMPI_COMM_WORLD_RANK") != "0" {
 		return
 	}
-	fmt.Fprintf(stderr, "note: %s ranks share this host's %d cores: each uses %d (set GOMAXPROCS to choose)\n", os.Getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), runtime.NumCPU(), n)
+	fmt.Fprintf(stderr, "note: %d ranks share this host's %d cores: each uses %d (set GOMAXPROCS to choose)\n", ranks, runtime.NumCPU(), n)
 }

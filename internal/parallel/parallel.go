@@ -37,6 +37,32 @@ const DefaultSpin = 200 * time.Microsecond
 // helpers (for comparisons and tests).
 func SetSpin(d time.Duration) time.Duration { return time.Duration(spin.Swap(int64(d))) }
 
+var (
+	counting   atomic.Bool
+	helperWork atomic.Int64
+)
+
+// CountHelperWork turns on or off the tally of the time helpers spend
+// running chunks, and zeroes it when turning it on. Over a stretch of wall
+// time W with H helpers, HelperWork()/(H·W) is how busy the cores beyond
+// the caller's were: `moetrain bench`'s breakdown reports it.
+func CountHelperWork(on bool) {
+	if on {
+		helperWork.Store(0)
+	}
+	counting.Store(on)
+}
+
+// HelperWork is the time helpers spent running chunks while counting was
+// on (CountHelperWork).
+func HelperWork() time.Duration { return time.Duration(helperWork.Load()) }
+
+// Helpers is the number of helper goroutines For hands chunks to.
+func Helpers() int {
+	helpersOnce.Do(startHelpers)
+	return len(helpers)
+}
+
 // For calls fn(lo, hi) over disjoint chunks covering [0, n). When the work is
 // smaller than grain items it runs on the calling goroutine. fn must only
 // write data owned by rows lo..hi-1.
@@ -110,12 +136,47 @@ const (
 type helper struct {
 	state   atomic.Int32
 	pending atomic.Bool // work handed over and not yet taken up
-	asleep  atomic.Bool
-	wake    chan struct{}
-	done    chan struct{} // signalled when the caller sleeps in wait
-	waiter  atomic.Bool   // the caller is asleep in wait
+	wake    parker      // the helper, asleep until work is handed over
+	done    parker      // the caller, asleep in wait until the work is finished
 	fn      func(lo, hi int)
 	lo, hi  int
+}
+
+// parker lets one goroutine sleep until a condition another goroutine makes
+// true, without a lost wake-up: the sleeper marks itself asleep before it
+// checks the condition, the other side makes the condition true before it
+// looks for a sleeper, and a wake-up sent to nobody is dropped at the next
+// park.
+type parker struct {
+	asleep atomic.Bool
+	ch     chan struct{}
+}
+
+func newParker() parker { return parker{ch: make(chan struct{}, 1)} }
+
+// park blocks until ready() holds, sleeping on the channel unless it
+// already does.
+func (p *parker) park(ready func() bool) {
+	p.asleep.Store(true)
+	if !ready() {
+		<-p.ch
+	}
+	p.asleep.Store(false)
+	select { // a wake-up sent after ready() was already seen
+	case <-p.ch:
+	default:
+	}
+}
+
+// unpark wakes the goroutine in park, if any; call it after making its
+// condition true.
+func (p *parker) unpark() {
+	if p.asleep.Load() {
+		select {
+		case p.ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 var (
@@ -137,7 +198,7 @@ func idleHelper() *helper {
 func startHelpers() {
 	n := min(maxHelpers, max(0, runtime.GOMAXPROCS(0)-1))
 	for range n {
-		h := &helper{wake: make(chan struct{}, 1), done: make(chan struct{}, 1)}
+		h := &helper{wake: newParker(), done: newParker()}
 		helpers = append(helpers, h)
 		go h.loop()
 	}
@@ -147,12 +208,7 @@ func startHelpers() {
 func (h *helper) start(fn func(lo, hi int), lo, hi int) {
 	h.fn, h.lo, h.hi = fn, lo, hi
 	h.pending.Store(true)
-	if h.asleep.Load() {
-		select {
-		case h.wake <- struct{}{}:
-		default:
-		}
-	}
+	h.wake.unpark()
 }
 
 // wait returns once the helper finished its chunk, and frees it.
@@ -165,15 +221,7 @@ func (h *helper) wait() {
 			runtime.Gosched()
 		}
 		if i > 1<<16 {
-			h.waiter.Store(true)
-			if h.state.Load() != finished {
-				<-h.done
-			}
-			h.waiter.Store(false)
-			select { // a signal sent after the state was already seen
-			case <-h.done:
-			default:
-			}
+			h.done.park(func() bool { return h.state.Load() == finished })
 		}
 	}
 	h.fn = nil
@@ -186,7 +234,7 @@ func (h *helper) loop() {
 		for i := 0; !h.pending.Load(); i++ {
 			if i%256 == 255 {
 				if time.Now().After(deadline) {
-					h.sleep()
+					h.wake.park(h.pending.Load)
 					deadline = time.Now().Add(time.Duration(spin.Load()))
 				} else {
 					runtime.Gosched()
@@ -194,26 +242,14 @@ func (h *helper) loop() {
 			}
 		}
 		h.pending.Store(false)
-		h.fn(h.lo, h.hi)
-		h.state.Store(finished)
-		if h.waiter.Load() {
-			select {
-			case h.done <- struct{}{}:
-			default:
-			}
+		if counting.Load() {
+			t0 := time.Now()
+			h.fn(h.lo, h.hi)
+			helperWork.Add(int64(time.Since(t0)))
+		} else {
+			h.fn(h.lo, h.hi)
 		}
-	}
-}
-
-// sleep blocks until start wakes the helper, unless work arrived meanwhile.
-func (h *helper) sleep() {
-	h.asleep.Store(true)
-	if !h.pending.Load() {
-		<-h.wake
-	}
-	h.asleep.Store(false)
-	select { // drop a wake-up sent after pending was already seen
-	case <-h.wake:
-	default:
+		h.state.Store(finished)
+		h.done.unpark()
 	}
 }

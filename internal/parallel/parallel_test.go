@@ -82,3 +82,37 @@ func TestForNestedAndConcurrent(t *testing.T) {
 		t.Fatal("nested and concurrent loops did not finish in 60 s")
 	}
 }
+
+// A chunk that outlasts the caller's own puts the caller to sleep in wait
+// (after its polling) and wakes it when done; the helper's time is counted
+// while CountHelperWork is on, and only then.
+func TestLongChunkWaitAndHelperWork(t *testing.T) {
+	defer func(w int) { Workers = w }(Workers)
+	Workers = 2
+	if Helpers() == 0 {
+		t.Skip("GOMAXPROCS=1: no helpers")
+	}
+	CountHelperWork(true)
+	var ran atomic.Int32
+	For(2, 1, func(lo, hi int) {
+		if lo == 1 {
+			time.Sleep(30 * time.Millisecond)
+		}
+		ran.Add(int32(hi - lo))
+	})
+	CountHelperWork(false)
+	if ran.Load() != 2 {
+		t.Fatalf("ran %d of 2 items", ran.Load())
+	}
+	if w := HelperWork(); w < 20*time.Millisecond {
+		t.Errorf("helper work %v counted for a 30 ms chunk, want at least 20 ms", w)
+	}
+	For(2, 1, func(lo, hi int) {
+		if lo == 1 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	if w := HelperWork(); w > 40*time.Millisecond {
+		t.Errorf("helper work %v after counting was turned off, want it unchanged", w)
+	}
+}
