@@ -200,7 +200,7 @@ func (s *Stepper) Step() (step.Result, error) {
 	return res, nil
 }
 
-// Run benchmarks cfg. It loads OpenBLAS (blas.Init) first.
+// Run benchmarks cfg. It loads the BLAS library (blas.Init) first.
 func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	if opt.Steps <= 0 {
 		opt.Steps = 10

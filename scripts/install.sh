@@ -6,8 +6,9 @@
 #
 # Needs Go 1.26.8 or newer (the go line of go.mod). Go 1.21 or newer fetches
 # that toolchain by itself from the Go module proxy (GOTOOLCHAIN=auto).
-# OpenBLAS (Debian: apt-get install libopenblas0) is loaded at run time; the
-# binary runs without it, on pure Go BLAS, and says so.
+# oneDNN or OpenBLAS (Debian: apt-get install libdnnl2 libopenblas0) is
+# loaded at run time; the binary runs without them, on pure Go BLAS, and
+# says so.
 set -eu
 cd "$(dirname "$0")/.."
 

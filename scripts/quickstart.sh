@@ -8,13 +8,7 @@
 #   Env: CONFIG (configs/small/deepseekmoe.yaml), RUN_DIR (runs/small-deepseekmoe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  need=""
-  for p in libopenblas0 bible-kjv; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
-  if [ -n "$need" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
-  fi
-fi
+scripts/debian-packages.sh 'libdnnl2|libdnnl3' libopenblas0 bible-kjv
 scripts/install.sh
 bindir=$(go env GOBIN)
 [ -n "$bindir" ] || bindir=$(go env GOPATH)/bin

@@ -7,12 +7,12 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 )
 
-// initBLAS loads OpenBLAS for a compute command (train, bench, eval,
+// initBLAS loads a BLAS library (oneDNN or OpenBLAS) for a compute command (train, bench, eval,
 // generate, analyze) and, when pure Go runs instead, prints the fallback warning to
 // stderr before any work starts: a silent fallback made every product ~8×
 // slower and MFU meaningless. Loading never fails on a missing library;
-// an error here is an internal one. A kernel held below the CPU's by
-// OPENBLAS_CORETYPE gets a one-line note (blas.Info.SlowCore).
+// an error here is an internal one. An OpenBLAS kernel held below the CPU's
+// by OPENBLAS_CORETYPE gets a one-line note (blas.Info.SlowCore).
 func initBLAS(stderr io.Writer) (blas.Info, error) {
 	info, err := blas.Init()
 	if err != nil {

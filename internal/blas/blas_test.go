@@ -121,35 +121,53 @@ func withKernel(k Sgemmer, name string, fn func()) {
 	fn()
 }
 
-// loaded returns the OpenBLAS kernel, or skips the test when it is absent.
-func loaded(t testing.TB) *openBLAS {
+// useLibrary installs library ("openblas" or "onednn") as the float32
+// kernel for the rest of the test, then restores the default. It skips the
+// test when the library is not installed, except under CI=true, where the
+// CI script installs both.
+func useLibrary(t testing.TB, library string) Sgemmer {
 	t.Helper()
-	info, err := Init()
+	info, err := Load(Options{Library: library})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, ok := sgemm.(*openBLAS)
-	if !ok && info.Library == "" && strings.HasPrefix(info.Fallback, "OpenBLAS not found") {
-		t.Skipf("OpenBLAS not installed: %s", info)
-	}
-	if !ok || len(info.Warnings) > 0 {
-		t.Fatalf("OpenBLAS found but not usable: %s", info)
-	}
-	return l
-}
-
-func TestGemmFloat64(t *testing.T) {
-	for _, c := range gemmCases() {
-		runCase[float64](t, c, 1e-12)
-	}
-}
-
-func TestGemmFloat32PureGo(t *testing.T) {
-	withKernel(pureGo, pureGoName, func() {
-		for _, c := range gemmCases() {
-			runCase[float32](t, c, 2e-6)
+	t.Cleanup(func() { Init() }) //nolint:errcheck // Init only fails on bad options
+	if info.Library == "" && strings.Contains(info.Fallback, "not found") && len(info.Warnings) == 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed under CI=true (Debian: apt-get install libopenblas0 libdnnl2): %s", library, info)
 		}
-	})
+		t.Skipf("%s not installed: %s", library, info)
+	}
+	if info.Library == "" || len(info.Warnings) > 0 {
+		t.Fatalf("%s found but not usable: %s", library, info)
+	}
+	return sgemm
+}
+
+// loaded returns the OpenBLAS kernel, installed (see useLibrary).
+func loaded(t testing.TB) *openBLAS {
+	t.Helper()
+	return useLibrary(t, "openblas").(*openBLAS)
+}
+
+// loadedOneDNN returns the oneDNN kernel, installed (see useLibrary).
+func loadedOneDNN(t testing.TB) *oneDNN {
+	t.Helper()
+	return useLibrary(t, "onednn").(*oneDNN)
+}
+
+// libraries are the library kernels the split tests run on, by name.
+var libraries = []string{"openblas", "onednn"}
+
+// splitsOf returns the Go-side split of the kernel useLibrary installed.
+func splitsOf(k Sgemmer) *products {
+	switch l := k.(type) {
+	case *openBLAS:
+		return &l.products
+	case *oneDNN:
+		return &l.products
+	}
+	panic(fmt.Sprintf("no products in %T", k))
 }
 
 func TestGemmFloat32OpenBLAS(t *testing.T) {
@@ -186,25 +204,29 @@ func TestGemmFloat32OpenBLAS(t *testing.T) {
 	}
 }
 
-// splitEverything makes the loaded library split every product in two
-// for the rest of the test.
-func splitEverything(t *testing.T) {
-	l := loaded(t)
-	f := l.minSplitFlops
-	t.Cleanup(func() { l.configure(1, parallel.Workers); l.minSplitFlops = f })
-	l.configure(1, 2)
+// splitEverything installs library and makes it split every product in
+// two for the rest of the test.
+func splitEverything(t *testing.T, library string) {
+	l := splitsOf(useLibrary(t, library))
+	f, split := l.minSplitFlops, l.split
+	t.Cleanup(func() { l.setSplit(split); l.minSplitFlops = f })
+	l.setSplit(2)
 	l.minSplitFlops = 1
 }
 
 // TestGemmSerial: with a split threshold that would cut every product,
 // GemmSerial still computes each case correctly (one call, no split), for
-// OpenBLAS, pure Go and float64.
+// each library, pure Go and float64.
 func TestGemmSerial(t *testing.T) {
-	splitEverything(t)
 	cases := append(gemmCases(), gemmCase{m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
-	for _, c := range cases {
-		runCaseWith(t, c, 2e-6, GemmSerial[float32])
-		runCaseWith(t, c, 1e-12, GemmSerial[float64])
+	for _, lib := range libraries {
+		t.Run(lib, func(t *testing.T) {
+			splitEverything(t, lib)
+			for _, c := range cases {
+				runCaseWith(t, c, 2e-6, GemmSerial[float32])
+				runCaseWith(t, c, 1e-12, GemmSerial[float64])
+			}
+		})
 	}
 	withKernel(pureGo, pureGoName, func() {
 		for _, c := range cases {
@@ -213,11 +235,61 @@ func TestGemmSerial(t *testing.T) {
 	})
 }
 
+// TestGemmFloat32OneDNN runs every case through oneDNN, whole and split
+// over two and three parts, and checks that a product's bits do not depend
+// on where its operands sit in memory (oneDNN's kernels are generated for
+// this CPU; a resumed run must compute what an uninterrupted one did).
+func TestGemmFloat32OneDNN(t *testing.T) {
+	l := loadedOneDNN(t)
+	defer func(f, s int) { l.minSplitFlops = f; l.setSplit(s) }(l.minSplitFlops, l.split)
+	for _, d := range []struct {
+		name         string
+		split, flops int
+	}{{"whole", 1, 1 << 22}, {"split", 2, 1}, {"split3", 3, 1}} {
+		t.Run(d.name, func(t *testing.T) {
+			l.setSplit(d.split)
+			l.minSplitFlops = d.flops
+			cases := gemmCases()
+			for ti := range 4 {
+				cases = append(cases,
+					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2},
+					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 10, n: 110, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
+			}
+			for _, c := range cases {
+				runCase[float32](t, c, 2e-6)
+			}
+		})
+	}
+	// The same values at other offsets (in floats) from 64-byte alignment.
+	const m, n, k = 228, 172, 128
+	a, b := lcg(31, m*k), lcg(32, n*k)
+	ref := make([]float32, m*n)
+	MatMul(false, true, m, n, k, a, b, ref, false)
+	for off := 1; off < 5; off++ {
+		ao, bo := make([]float32, off+m*k)[off:], make([]float32, 2*off+n*k)[2*off:]
+		copy(ao, a)
+		copy(bo, b)
+		c := make([]float32, 3*off+m*n)[3*off:]
+		MatMul(false, true, m, n, k, ao, bo, c, false)
+		for i := range c {
+			if math.Float32bits(c[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("offset %d: C[%d] = %g, %g at offset 0", off, i, c[i], ref[i])
+			}
+		}
+	}
+}
+
 // TestSplitIsDeterministic runs one split product serially and from several
 // goroutines at once (as the model's row loops do); every result must be
 // bit-identical.
 func TestSplitIsDeterministic(t *testing.T) {
-	splitEverything(t)
+	for _, lib := range libraries {
+		t.Run(lib, func(t *testing.T) { testSplitIsDeterministic(t, lib) })
+	}
+}
+
+func testSplitIsDeterministic(t *testing.T, lib string) {
+	splitEverything(t, lib)
 	const m, n, k = 96, 80, 70
 	a, b := lcg(21, m*k), lcg(22, k*n)
 	ref := make([]float32, m*n)
@@ -244,14 +316,53 @@ func TestSplitIsDeterministic(t *testing.T) {
 	}
 }
 
+// Init installs oneDNN when it is there, else OpenBLAS, and reports it.
 func TestInitReportsKernel(t *testing.T) {
+	info, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Kernel != Kernel() {
+		t.Errorf("Info.Kernel %q, Kernel() %q: want the same", info.Kernel, Kernel())
+	}
+	if len(info.Warnings) > 0 {
+		t.Errorf("loaded with warnings %q", info.Warnings)
+	}
+	switch sgemm.(type) {
+	case *oneDNN:
+		if !strings.HasPrefix(info.Kernel, "oneDNN ") {
+			t.Errorf("oneDNN installed as %q", info.Kernel)
+		}
+	case *openBLAS:
+		if _, err := os.Stat(libDir() + "libdnnl.so.2"); err == nil {
+			t.Errorf("OpenBLAS (%s) chosen with oneDNN installed", info)
+		}
+	default:
+		if os.Getenv("CI") == "true" {
+			t.Errorf("no library under CI=true: %s", info)
+		}
+	}
+}
+
+// oneDNN reports its version, the instruction set it runs and one thread
+// per call, split over the workers.
+func TestOneDNNReportsKernel(t *testing.T) {
+	l := loadedOneDNN(t)
+	info := Current()
+	if info.Threads != 1 || info.Split != parallel.Workers || int(l.maxThreads()) != 1 {
+		t.Errorf("threads %d (omp_get_max_threads %d), split %d; want 1, 1, %d", info.Threads, l.maxThreads(), info.Split, parallel.Workers)
+	}
+	if strings.Contains(info.Kernel, "isa 0x") || !strings.HasPrefix(info.Kernel, "oneDNN 2.") && !strings.HasPrefix(info.Kernel, "oneDNN 3.") {
+		t.Errorf("kernel %q: want oneDNN's version and a named instruction set", info.Kernel)
+	}
+}
+
+// OpenBLAS runs the core this CPU and the environment allow.
+func TestOpenBLASReportsCore(t *testing.T) {
 	l := loaded(t)
 	info := Current()
-	if info.Kernel != Kernel() || !strings.HasPrefix(info.Kernel, "OpenBLAS") {
-		t.Errorf("Info.Kernel %q, Kernel() %q: want the same OpenBLAS name", info.Kernel, Kernel())
-	}
-	if len(info.Warnings) > 0 || info.Fallback != "" {
-		t.Errorf("OpenBLAS loaded with warnings %q, fallback %q", info.Warnings, info.Fallback)
+	if !strings.HasPrefix(info.Kernel, "OpenBLAS") {
+		t.Errorf("Info.Kernel %q: want OpenBLAS", info.Kernel)
 	}
 	// The core may be below coreType()'s: the user's OPENBLAS_CORETYPE wins
 	// (this AMD EPYC's environment sets Haswell; unset, OpenBLAS 0.3.21 runs
@@ -274,7 +385,7 @@ func TestInitReportsKernel(t *testing.T) {
 
 func TestLoadFallsBackWhenLibraryMissing(t *testing.T) {
 	defer Init() //nolint:errcheck // restores the default kernel for later tests
-	info, err := Load(Options{Paths: []string{"/nonexistent/libopenblas.so.0"}})
+	info, err := Load(Options{Library: "/nonexistent/libopenblas.so.0"})
 	if err != nil {
 		t.Fatalf("Load with a bad path: %v, want fallback without error", err)
 	}
@@ -284,10 +395,38 @@ func TestLoadFallsBackWhenLibraryMissing(t *testing.T) {
 	if !strings.Contains(info.Fallback, "/nonexistent/libopenblas.so.0") {
 		t.Errorf("Fallback %q does not name the path tried", info.Fallback)
 	}
-	if _, ok := sgemm.(*openBLAS); ok {
-		t.Error("OpenBLAS kernel still installed after fallback")
+	if sgemm != Sgemmer(pureGo) {
+		t.Errorf("%T still installed after fallback", sgemm)
 	}
 	runCase[float32](t, gemmCase{m: 9, n: 7, k: 5, padA: 1, alpha: 1, beta: 1}, 2e-6)
+}
+
+// Options.Library and MOETRAIN_BLAS pick the library by name or path.
+func TestLoadChoosesLibrary(t *testing.T) {
+	useLibrary(t, "openblas") // both installed, or skipped
+	openblasPath := Current().Library
+	useLibrary(t, "onednn")
+	dnnlPath := Current().Library
+	for _, tc := range []struct{ option, env, want string }{
+		{"openblas", "", "OpenBLAS"},
+		{"onednn", "", "oneDNN"},
+		{"auto", "openblas", "oneDNN"}, // the option wins over the variable
+		{"", "", "oneDNN"},
+		{"", "auto", "oneDNN"},
+		{"", "openblas", "OpenBLAS"},
+		{openblasPath, "", "OpenBLAS"},
+		{"", dnnlPath, "oneDNN"},
+		{"", "none", pureGoName},
+	} {
+		t.Setenv(LibraryEnv, tc.env)
+		info, err := Load(Options{Library: tc.option})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(info.Kernel, tc.want) || Kernel() != info.Kernel {
+			t.Errorf("Library %q, %s=%q: kernel %q (installed %q), want %s", tc.option, LibraryEnv, tc.env, info.Kernel, Kernel(), tc.want)
+		}
+	}
 }
 
 func TestLoadRejectsNegativeThreads(t *testing.T) {
@@ -297,18 +436,19 @@ func TestLoadRejectsNegativeThreads(t *testing.T) {
 }
 
 func TestSelfCheckCatchesWrongKernel(t *testing.T) {
-	l := loaded(t)
-	bad := *l
-	bad.sgemmF = 0 // call through the substituted cblas_sgemm
-	real := l.sgemm
-	bad.sgemm = func(order, tA, tB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32) {
-		real(order, tA, tB, m, n, k, alpha*1.001, a, lda, b, ldb, beta, c, ldc) // 0.1% off
-	}
-	if err := selfCheck(&bad); err == nil {
-		t.Error("selfCheck accepted a kernel 0.1% off")
-	}
-	if err := selfCheck(l); err != nil {
-		t.Errorf("selfCheck rejected the real kernel: %v", err)
+	for _, lib := range libraries {
+		t.Run(lib, func(t *testing.T) {
+			l := splitsOf(useLibrary(t, lib))
+			bad := newProducts(func(args *fortranArgs, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+				l.run(args, tA, tB, m, n, k, alpha*1.001, a, lda, b, ldb, beta, c, ldc) // 0.1% off
+			})
+			if err := selfCheck(&bad); err == nil {
+				t.Error("selfCheck accepted a kernel 0.1% off")
+			}
+			if err := selfCheck(l); err != nil {
+				t.Errorf("selfCheck rejected the real kernel: %v", err)
+			}
+		})
 	}
 }
 

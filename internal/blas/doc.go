@@ -1,8 +1,8 @@
 // Package blas is moetrain's matrix-multiply entry point. Every GEMM in the
 // model goes through Gemm, which dispatches float32 products to the active
-// single-precision kernel (OpenBLAS loaded at run time, or gonum's pure-Go
-// code as the fallback) and float64 products to gonum (used by gradient
-// checks, where speed does not matter).
+// single-precision kernel (oneDNN or OpenBLAS loaded at run time, or gonum's
+// pure-Go code as the fallback) and float64 products to gonum (used by
+// gradient checks, where speed does not matter).
 //
 // All matrices are row-major. Gemm computes
 //
@@ -12,25 +12,39 @@
 //
 // # Choosing the kernel
 //
-// Until Init (or Load) runs, float32 products use pure Go. Init loads
-// Debian's libopenblas.so.0 through purego, so CGO_ENABLED=0 builds work,
-// after pointing OPENBLAS_CORETYPE at this CPU (Debian's 0.3.21 takes
-// AVX-512 machines for Prescott and runs ~5× slower) and setting
-// OPENBLAS_THREAD_TIMEOUT=4 (idle OpenBLAS workers otherwise spin and take
-// a core from Go); variables the user set are left alone. It checks a few
-// products against gonum and falls back to pure Go, without an error, when
-// the library is missing or wrong; Info says which kernel runs and why.
-// Print Info at start-up.
+// Until Init (or Load) runs, float32 products use pure Go. Init loads,
+// through purego so CGO_ENABLED=0 builds work, the first of:
+//
+//   - oneDNN (Debian's libdnnl.so.3 or .so.2), whose dnnl_sgemm generates its
+//     kernel for the widest vectors this CPU has. On the AVX-512 machine of
+//     docs/BENCHMARKS.md, whose environment holds OpenBLAS to its AVX2
+//     kernel (OPENBLAS_CORETYPE=Haswell), it ran the science models'
+//     products 1.5-1.9× faster.
+//   - OpenBLAS (libopenblas.so.0), after pointing OPENBLAS_CORETYPE at this
+//     CPU (Debian's 0.3.21 takes AVX-512 machines for Prescott and runs ~5×
+//     slower) and setting OPENBLAS_THREAD_TIMEOUT=4 (idle OpenBLAS workers
+//     otherwise spin and take a core from Go); variables the user set are
+//     left alone.
+//
+// MOETRAIN_BLAS (LibraryEnv) overrides the order: "onednn", "openblas",
+// "none" (pure Go) or a library file's path. Each library is checked on a
+// few products against gonum; a missing or wrong library is skipped, down to
+// pure Go, without an error, and Info says which kernel runs and why. Print
+// Info at start-up.
 //
 // # Threads and determinism
 //
-// By default OpenBLAS runs one thread per call and Gemm cuts large float32
-// products into parallel.Workers parts along the longer side of C; at most
+// By default the library runs one thread per call (OMP_NUM_THREADS=1 for
+// oneDNN's OpenMP, set only for its first opening and only when the user
+// has not set it) and Gemm cuts large float32 products into
+// parallel.Workers parts along the longer side of C; at most
 // parallel.Workers library calls run at once, also when Gemm is called from
 // several goroutines (the model's row loops), so the cores are never
 // oversubscribed. Part boundaries depend only on the shape, so results do
 // not depend on goroutine timing. docs/BENCHMARKS.md ("BLAS") has the
-// measurements behind this choice.
+// measurements behind this choice. Two libraries, or two kernels of one,
+// round differently: a run resumed under another kernel continues, but not
+// bit for bit.
 //
 // # Peak and fallback
 //
@@ -40,5 +54,4 @@
 // measurements taken while other processes held the cores are measured
 // again at the next launch. With the pure-Go kernel there is no peak and
 // Info.FallbackWarning is the warning compute commands print first.
-// MOETRAIN_OPENBLAS (LibraryEnv) names the library to load, or "none".
 package blas
