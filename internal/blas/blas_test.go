@@ -439,7 +439,7 @@ func TestSelfCheckCatchesWrongKernel(t *testing.T) {
 	for _, lib := range libraries {
 		t.Run(lib, func(t *testing.T) {
 			l := splitsOf(useLibrary(t, lib))
-			bad := newProducts(func(args *fortranArgs, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+			bad := newProducts(func(args *callArgs, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 				l.run(args, tA, tB, m, n, k, alpha*1.001, a, lda, b, ldb, beta, c, ldc) // 0.1% off
 			})
 			if err := selfCheck(&bad); err == nil {
@@ -544,6 +544,39 @@ func BenchmarkGemmSci(b *testing.B) {
 	l.configure(1, 1)
 	for _, s := range sciShapes {
 		b.Run(s.name, func(b *testing.B) { benchGemm(b, s, 1) })
+	}
+}
+
+// BenchmarkGemmLibraries times the science shapes through each library in
+// turn, one product each per round, as one library call on the calling
+// goroutine (as the MoE layer runs its expert products), and reports each
+// library's best time as GFLOP/s: interleaved, so load that drifts hurts
+// both alike. Run with a fixed count, e.g. -benchtime=200x.
+func BenchmarkGemmLibraries(b *testing.B) {
+	kernels := make([]*products, len(libraries))
+	for i, lib := range libraries {
+		kernels[i] = splitsOf(useLibrary(b, lib))
+		kernels[i].setSplit(1) // Init in useLibrary's clean-up restores the split
+	}
+	for _, s := range sciShapes {
+		b.Run(s.name, func(b *testing.B) {
+			run := gemmRunner(s, 1)
+			best := make([]time.Duration, len(kernels))
+			for i := range best {
+				best[i] = time.Hour
+			}
+			for b.Loop() {
+				for i, k := range kernels {
+					SetSgemm(k, libraries[i])
+					t0 := time.Now()
+					run()
+					best[i] = min(best[i], time.Since(t0))
+				}
+			}
+			for i, lib := range libraries {
+				b.ReportMetric(2*float64(s.m*s.n*s.k)/best[i].Seconds()/1e9, lib+"_GFLOP/s")
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 
@@ -18,11 +19,29 @@ import (
 // (Haswell) kernel it runs the science models' products 1.5-1.9× faster
 // (docs/BENCHMARKS.md, round 9).
 type oneDNN struct {
+	sgemmFn    uintptr // dnnl_sgemm, for callTrampoline
 	sgemm      func(transA, transB byte, m, n, k int64, alpha float32, a *float32, lda int64, b *float32, ldb int64, beta float32, c *float32, ldc int64) int32
 	version    func() *dnnlVersion
 	isa        func() int32
 	maxThreads func() int32 // OpenMP's omp_get_max_threads: the threads one call uses
 	products                // how products are split over workers
+}
+
+// dnnlArgs is one dnnl_sgemm call: the function, its arguments (pointers
+// as addresses; the caller keeps the slices alive) and the status it
+// returned. dnnlTrampoline reads it by field offset.
+type dnnlArgs struct {
+	fn             uintptr
+	transA, transB uintptr // 'N' or 'T'
+	m, n, k        int64
+	a              uintptr
+	lda            int64
+	b              uintptr
+	ldb            int64
+	c              uintptr
+	ldc            int64
+	alpha, beta    float32
+	status         int32
 }
 
 // dnnlVersion is dnnl_version_t.
@@ -63,6 +82,7 @@ func openOneDNN(path string) (*oneDNN, error) {
 	}
 	l := &oneDNN{}
 	purego.RegisterLibFunc(&l.sgemm, h, "dnnl_sgemm")
+	l.sgemmFn, _ = purego.Dlsym(h, "dnnl_sgemm")
 	purego.RegisterLibFunc(&l.version, h, "dnnl_version")
 	purego.RegisterLibFunc(&l.isa, h, "dnnl_get_effective_cpu_isa")
 	purego.RegisterLibFunc(&l.maxThreads, h, "omp_get_max_threads")
@@ -74,9 +94,20 @@ func openOneDNN(path string) (*oneDNN, error) {
 // run is one dnnl_sgemm call: row-major, like Gemm, so the arguments pass
 // through unchanged. A non-zero status can only mean arguments that
 // checkSgemm let through, so it panics like checkSgemm does.
-func (l *oneDNN) run(_ *fortranArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if st := l.sgemm(fortranOp(transA), fortranOp(transB), int64(m), int64(n), int64(k),
-		alpha, &a[0], int64(lda), &b[0], int64(ldb), beta, &c[0], int64(ldc)); st != 0 {
+func (l *oneDNN) run(ca *callArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	var st int32
+	if trampolineSgemm {
+		args := &ca.dnnl
+		*args = dnnlArgs{fn: l.sgemmFn, transA: uintptr(fortranOp(transA)), transB: uintptr(fortranOp(transB)),
+			m: int64(m), n: int64(n), k: int64(k), alpha: alpha, beta: beta,
+			a: uintptr(unsafe.Pointer(&a[0])), lda: int64(lda), b: uintptr(unsafe.Pointer(&b[0])), ldb: int64(ldb),
+			c: uintptr(unsafe.Pointer(&c[0])), ldc: int64(ldc)}
+		st = callTrampoline(args) // products.call keeps a, b and c alive
+	} else {
+		st = l.sgemm(fortranOp(transA), fortranOp(transB), int64(m), int64(n), int64(k),
+			alpha, &a[0], int64(lda), &b[0], int64(ldb), beta, &c[0], int64(ldc))
+	}
+	if st != 0 {
 		panic(fmt.Sprintf("blas: dnnl_sgemm(%c, %c, %d, %d, %d, lda %d, ldb %d, ldc %d) returned status %d",
 			fortranOp(transA), fortranOp(transB), m, n, k, lda, ldb, ldc, st))
 	}

@@ -235,8 +235,9 @@ func (l *openBLAS) configure(threads, split int) {
 // row-major product is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, the very
 // arguments cblas_sgemm hands OpenBLAS's driver for row-major data, so the
 // results are the same bits (TestFortranCallMatchesCBLAS).
-func (l *openBLAS) run(args *fortranArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (l *openBLAS) run(ca *callArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if l.sgemmF != 0 {
+		args := &ca.fortran
 		*args = fortranArgs{transA: fortranOp(transB), transB: fortranOp(transA), m: int32(n), n: int32(m), k: int32(k),
 			alpha: alpha, lda: int32(ldb), ldb: int32(lda), beta: beta, ldc: int32(ldc)}
 		purego.SyscallN(l.sgemmF, uintptr(unsafe.Pointer(&args.transA)), uintptr(unsafe.Pointer(&args.transB)),

@@ -17,8 +17,8 @@ type products struct {
 	split int // parts a large product is cut into (1: none)
 	// gate bounds concurrent library calls to the cores we mean to use: a
 	// call takes one of its split argument blocks and puts it back after,
-	// so by-reference arguments (sgemm_'s) need no allocation per call.
-	gate           chan *fortranArgs
+	// so arguments handed to C by reference need no allocation per call.
+	gate           chan *callArgs
 	minSplitFlops  int // a part must be at least this much work
 	splitAlignment int // part boundaries fall on multiples of this (kernel tile)
 	rowBias        int // split rows while m*rowBias >= n, else columns (1: the larger side)
@@ -27,7 +27,13 @@ type products struct {
 // libraryCall computes C = alpha*op(A)*op(B) + beta*C (row-major, sizes
 // already checked) in one call into the library; args is scratch for
 // arguments passed by reference.
-type libraryCall func(args *fortranArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+type libraryCall func(args *callArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// callArgs is one gate slot's argument block, for whichever library.
+type callArgs struct {
+	fortran fortranArgs // OpenBLAS's sgemm_
+	dnnl    dnnlArgs    // oneDNN's dnnl_sgemm through dnnlTrampoline
+}
 
 // newProducts returns products over run with no split; setSplit sets one.
 func newProducts(run libraryCall) products {
@@ -42,9 +48,9 @@ func newProducts(run libraryCall) products {
 func (l *products) setSplit(split int) {
 	split = max(split, 1)
 	l.split = split
-	l.gate = make(chan *fortranArgs, split)
+	l.gate = make(chan *callArgs, split)
 	for range split {
-		l.gate <- new(fortranArgs)
+		l.gate <- new(callArgs)
 	}
 }
 

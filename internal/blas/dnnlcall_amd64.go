@@ -1,0 +1,38 @@
+//go:build linux || freebsd
+
+package blas
+
+import "unsafe"
+
+// dnnl_sgemm takes alpha and beta by value, in float registers, alongside
+// integer arguments. purego.SyscallN cannot pass that mix (it puts each
+// float register's bits from the integer argument in the same position),
+// and purego's reflective RegisterFunc costs ~0.8 µs and a few allocations
+// per call against oneDNN's own ~0.2 µs for a tiny product: 4% of a
+// science-model step, which makes thousands of small products. So the call
+// goes through dnnlTrampoline (dnnlcall_amd64.s), which loads the
+// registers and the stack from a dnnlArgs block, entered on the system
+// stack through runtime.cgocall, as purego does for its own calls (purego's
+// fake cgo runtime makes cgocall usable without cgo).
+
+//go:linkname runtime_cgocall runtime.cgocall
+func runtime_cgocall(fn uintptr, arg unsafe.Pointer) int32
+
+// dnnlTrampoline calls dnnlArgs.fn with the C calling convention; it is
+// only ever entered through runtime.cgocall, never from Go.
+func dnnlTrampoline()
+
+// dnnlTrampolineABI0 is dnnlTrampoline's address (set in the .s file).
+var dnnlTrampolineABI0 uintptr
+
+// trampolineSgemm is whether oneDNN.run goes through dnnlTrampoline
+// (false: purego's RegisterFunc, the path of other platforms; a test
+// compares the two).
+var trampolineSgemm = true
+
+// callTrampoline runs the dnnl_sgemm call a describes (fn and every
+// argument set) and returns its status.
+func callTrampoline(a *dnnlArgs) int32 {
+	runtime_cgocall(dnnlTrampolineABI0, unsafe.Pointer(a))
+	return a.status
+}
