@@ -99,6 +99,9 @@ type Graph struct {
 	lm      *G.Node // mean cross-entropy
 	total   *G.Node // lm + Σ balance
 	logits  *G.Node
+	// Balance holds the auxiliary losses of a graph that trains (Backward
+	// or Training); an evaluation graph builds none: nothing reads them
+	// there, and they cost 5% of a science MoE's forward pass.
 	Balance []BalanceLoss
 	// Routes holds, per MoE layer (in layer order), the routing record the
 	// layer's op fills on every forward pass.
@@ -118,7 +121,7 @@ type Graph struct {
 // Result is what one run of a graph produced.
 type Result struct {
 	Loss    float64   // mean cross-entropy over the B·T predicted tokens
-	Balance []float64 // parallel to Graph.Balance
+	Balance []float64 // parallel to Graph.Balance (empty for an evaluation graph)
 	Total   float64   // Loss + Σ Balance
 }
 
@@ -263,19 +266,20 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					f = must(ops.MoEGated(u, routed, eg, eu, ed, bias, gating, rec))
 					selecting = append(selecting, f)
 				}
-				if a := c.Router.ZLoss; a > 0 {
+				auxiliary := opt.Backward || opt.Training
+				if a := c.Router.ZLoss; a > 0 && auxiliary {
 					b := must(ops.ZLoss(logits, a))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "z", node: b})
 					balance = append(balance, b)
 				}
-				if a := c.Balance.ExpertAlpha; a > 0 {
+				if a := c.Balance.ExpertAlpha; a > 0 && auxiliary {
 					counts := &ops.BatchCounts{}
 					b := must(ops.ExpertBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "expert", Counts: counts, node: b})
 					balance = append(balance, b)
 					selecting = append(selecting, b)
 				}
-				if a := c.Balance.DeviceAlpha; a > 0 {
+				if a := c.Balance.DeviceAlpha; a > 0 && auxiliary {
 					counts := &ops.BatchCounts{}
 					b := must(ops.DeviceBalanceWithCounts(probs, bias, opt.Batch, opt.Seq, k, c.Balance.DeviceGroups, a, c.Balance.PerSequence, counts))
 					gr.Balance = append(gr.Balance, BalanceLoss{Layer: l, Kind: "device", Counts: counts, node: b})

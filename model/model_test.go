@@ -308,3 +308,40 @@ func TestCapacityDropsInTrainingOnly(t *testing.T) {
 		}
 	}
 }
+
+// An evaluation graph builds no auxiliary losses (nothing reads them, and
+// they cost a science MoE's forward pass 5%), and its language-model loss
+// is the training graph's on the same tokens, bit for bit.
+func TestEvaluationGraphHasNoBalanceLosses(t *testing.T) {
+	c := tinyModel(configs.FFNDeepSeekMoE)
+	c.Router.ZLoss = 0.01
+	m, err := New(c, tensor.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := randomTokens(rand.New(rand.NewPCG(5, 5)), 2, 8, c.VocabSize)
+	results := map[string]Result{}
+	for name, opt := range map[string]GraphOptions{
+		"eval":     {Batch: 2, Seq: 8},
+		"training": {Batch: 2, Seq: 8, Training: true},
+		"backward": {Batch: 2, Seq: 8, Backward: true},
+	} {
+		g, err := m.Build(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := g.Run(toks)
+		g.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 3 * c.Layers, false: 0}[name != "eval"]; len(g.Balance) != want || len(res.Balance) != want {
+			t.Errorf("%s graph: %d balance losses (%d values), want %d (z, expert and device per layer)", name, len(g.Balance), len(res.Balance), want)
+		}
+		results[name] = res
+	}
+	ev, tr := results["eval"], results["backward"]
+	if ev.Loss != tr.Loss || ev.Total != ev.Loss || !(tr.Total > tr.Loss) {
+		t.Errorf("eval loss %v total %v; training loss %v total %v: want equal losses, eval total = its loss, training total above", ev.Loss, ev.Total, tr.Loss, tr.Total)
+	}
+}
