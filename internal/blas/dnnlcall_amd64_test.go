@@ -30,3 +30,21 @@ func TestTrampolineMatchesRegisterFunc(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOneDNNCall times one 4×4×4 dnnl_sgemm, where the cost is the
+// call itself, through the trampoline and through purego's RegisterFunc.
+func BenchmarkOneDNNCall(b *testing.B) {
+	l := loadedOneDNN(b)
+	defer func() { trampolineSgemm = true }()
+	a, bb, c := lcg(1, 16), lcg(2, 16), make([]float32, 16)
+	for _, tramp := range []bool{true, false} {
+		name := map[bool]string{true: "trampoline", false: "RegisterFunc"}[tramp]
+		b.Run(name, func(b *testing.B) {
+			trampolineSgemm = tramp
+			b.ReportAllocs()
+			for b.Loop() {
+				l.SgemmSerial('N', 'T', 4, 4, 4, 1, a, 4, bb, 4, 0, c, 4)
+			}
+		})
+	}
+}
