@@ -141,41 +141,48 @@ func BenchmarkMoEGShardTrain(b *testing.B)     { benchmarkMoE(b, 16, 2, 1024, tr
 // BenchmarkMoETrainAlternating alternates forward+backward passes of the
 // DeepSeekMoE and GShard routed parts, with expert GEMMs run as single
 // kernel calls (the rule of expertMatMul) and split over the workers, in
-// one process: on a shared machine only such same-run ratios mean much.
-// It reports the median and the fastest pass of each of the four.
+// one process, at both shapes: on a shared machine only such same-run
+// ratios mean much. It reports the median and the fastest pass of each of
+// the four.
 func BenchmarkMoETrainAlternating(b *testing.B) {
 	moeBenchBLAS(b)
 	defer func() { expertSplit = false }()
-	steps := []func(){
-		moeBenchStep(b, 63, 7, 256, false, true),
-		moeBenchStep(b, 16, 2, 1024, true, true),
-	}
-	names := []string{"deepseek", "gshard"}
-	times := map[string][]float64{}
-	for range 2 {
-		for _, st := range steps {
-			st()
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		ds, gs := 256, 1024 // expert widths at the bench shape
+		if sh.d != 256 {
+			ds, gs = ds*sh.f/1024, gs*sh.f/1024
 		}
-	}
-	for b.Loop() {
-		for _, split := range []bool{false, true} {
-			expertSplit = split
-			for i, st := range steps {
-				t0 := time.Now()
+		steps := []func(){
+			moeBenchStepAt(b, sh.n, sh.d, 63, 7, ds, false, true),
+			moeBenchStepAt(b, sh.n, sh.d, 16, 2, gs, true, true),
+		}
+		names := []string{"deepseek", "gshard"}
+		times := map[string][]float64{}
+		for range 2 {
+			for _, st := range steps {
 				st()
-				key := names[i] + "-serial-ms"
-				if split {
-					key = names[i] + "-split-ms"
-				}
-				times[key] = append(times[key], time.Since(t0).Seconds())
 			}
 		}
-	}
-	for key, ts := range times {
-		slices.Sort(ts)
-		b.ReportMetric(ts[len(ts)/2]*1e3, key)
-		b.ReportMetric(ts[0]*1e3, "min-"+key) // least disturbed by other load
-	}
+		for b.Loop() {
+			for _, split := range []bool{false, true} {
+				expertSplit = split
+				for i, st := range steps {
+					t0 := time.Now()
+					st()
+					key := names[i] + "-serial-ms"
+					if split {
+						key = names[i] + "-split-ms"
+					}
+					times[key] = append(times[key], time.Since(t0).Seconds())
+				}
+			}
+		}
+		for key, ts := range times {
+			slices.Sort(ts)
+			b.ReportMetric(ts[len(ts)/2]*1e3, key)
+			b.ReportMetric(ts[0]*1e3, "min-"+key) // least disturbed by other load
+		}
+	})
 }
 
 // BenchmarkTopK selects the top k of 2048 router rows of softmax
