@@ -7,6 +7,11 @@ import "golang.org/x/sys/cpu"
 // vexpOK selects the AVX2 kernels of vexp_amd64.s.
 var vexpOK = cpu.X86.HasAVX2
 
+// vexp512 makes those kernels run sixteen lanes at a time (AVX-512 F and
+// DQ), with the same bits (TestVexp512MatchesAVX2). A variable so tests can
+// compare the two.
+var vexp512 = vexpOK && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+
 // exp32x8 and sigmoid32x8 process n floats (a multiple of 8) from src to dst.
 //
 //go:noescape

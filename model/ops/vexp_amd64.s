@@ -62,6 +62,84 @@
 	VMULPS Y2, Y3, Y3 \
 	VANDNPS Y3, Y1, Y3
 
+
+// The same functions on sixteen lanes where the CPU has AVX-512 (vexp512):
+// each 16-float block runs the identical per-lane operations (so the bits
+// are the same), the last 8 floats of an odd count of blocks run the AVX2
+// loop. Constants are broadcast from vexpTable's rows into Z16..Z30:
+// Z16 lo, Z17 sign, Z18 int 127, Z19 one, Z20 ln2Lo, Z21 88,
+// Z22..Z27 p5..p0, Z28 ln2Hi, Z29 0.5, Z30 log2e.
+#define LOADCONSTSZ \
+	VBROADCASTSS 0(R8), Z16 \
+	VBROADCASTSS 32(R8), Z17 \
+	VBROADCASTSS 64(R8), Z18 \
+	VBROADCASTSS 96(R8), Z19 \
+	VBROADCASTSS 128(R8), Z20 \
+	VBROADCASTSS 160(R8), Z21 \
+	VBROADCASTSS 192(R8), Z22 \
+	VBROADCASTSS 224(R8), Z23 \
+	VBROADCASTSS 256(R8), Z24 \
+	VBROADCASTSS 288(R8), Z25 \
+	VBROADCASTSS 320(R8), Z26 \
+	VBROADCASTSS 352(R8), Z27 \
+	VBROADCASTSS 384(R8), Z28 \
+	VBROADCASTSS 416(R8), Z29 \
+	VBROADCASTSS 448(R8), Z30
+
+// EXP32Z: Z3 = exp32(Z0), EXP32 on sixteen lanes (the zero mask in K1).
+// Clobbers Z0, Z2, Z5, K1.
+#define EXP32Z \
+	VCMPPS $1, Z16, Z0, K1 \
+	VMINPS Z0, Z21, Z0 \
+	VMULPS Z30, Z0, Z2 \
+	VPANDD Z17, Z2, Z3 \
+	VPORD Z29, Z3, Z3 \
+	VADDPS Z3, Z2, Z2 \
+	VCVTTPS2DQ Z2, Z2 \
+	VCVTDQ2PS Z2, Z3 \
+	VMULPS Z28, Z3, Z5 \
+	VSUBPS Z5, Z0, Z0 \
+	VMULPS Z20, Z3, Z5 \
+	VSUBPS Z5, Z0, Z0 \
+	VMULPS Z0, Z27, Z3 \
+	VADDPS Z26, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VADDPS Z25, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VADDPS Z24, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VADDPS Z23, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VADDPS Z22, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VMULPS Z0, Z3, Z3 \
+	VADDPS Z0, Z3, Z3 \
+	VADDPS Z19, Z3, Z3 \
+	VPADDD Z18, Z2, Z2 \
+	VPSLLD $23, Z2, Z2 \
+	VMULPS Z2, Z3, Z3 \
+	VPXORD Z3, Z3, K1, Z3
+
+// SIGMOIDZ: Z1 = sigmoid32(Z12) as the AVX2 loops form it (e = exp32(−|a|),
+// num = e where a's sign bit is set, else 1; num/(1 + e)). Clobbers Z0,
+// Z2, Z3, Z5, K1, K2.
+#define SIGMOIDZ \
+	VPORD Z17, Z12, Z0 \
+	EXP32Z \
+	VMOVAPS Z19, Z1 \
+	VPMOVD2M Z12, K2 \
+	VMOVAPS Z3, K2, Z1 \
+	VADDPS Z19, Z3, Z2 \
+	VDIVPS Z2, Z1, Z1
+
+// ZLOOPHEAD(done): jumps to done once fewer than 16 floats remain
+// (AX done of CX), or at once without AVX-512.
+#define ZLOOPHEAD(done) \
+	MOVQ CX, R9 \
+	SUBQ AX, R9 \
+	CMPQ R9, $16 \
+	JLT done
+
 // func exp32x8(dst, src *float32, n int)
 TEXT ·exp32x8(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
@@ -69,6 +147,16 @@ TEXT ·exp32x8(SB), NOSPLIT, $0-24
 	MOVQ n+16(FP), CX
 	LOADCONSTS
 	XORQ AX, AX
+	CMPB ·vexp512(SB), $0
+	JEQ expLoop
+	LOADCONSTSZ
+expZ:
+	ZLOOPHEAD(expLoop)
+	VMOVUPS (SI)(AX*4), Z0
+	EXP32Z
+	VMOVUPS Z3, (DI)(AX*4)
+	ADDQ $16, AX
+	JMP expZ
 expLoop:
 	CMPQ AX, CX
 	JGE expDone
@@ -89,6 +177,16 @@ TEXT ·sigmoid32x8(SB), NOSPLIT, $0-24
 	MOVQ n+16(FP), CX
 	LOADCONSTS
 	XORQ AX, AX
+	CMPB ·vexp512(SB), $0
+	JEQ sigLoop
+	LOADCONSTSZ
+sigZ:
+	ZLOOPHEAD(sigLoop)
+	VMOVUPS (SI)(AX*4), Z12
+	SIGMOIDZ
+	VMOVUPS Z1, (DI)(AX*4)
+	ADDQ $16, AX
+	JMP sigZ
 sigLoop:
 	CMPQ AX, CX
 	JGE sigDone
@@ -117,6 +215,19 @@ TEXT ·siluGate32x8(SB), NOSPLIT, $0-40
 	MOVQ n+32(FP), CX
 	LOADCONSTS
 	XORQ AX, AX
+	CMPB ·vexp512(SB), $0
+	JEQ siluLoop
+	LOADCONSTSZ
+siluZ:
+	ZLOOPHEAD(siluLoop)
+	VMOVUPS (SI)(AX*4), Z12
+	SIGMOIDZ
+	VMOVUPS Z1, (BX)(AX*4)
+	VMULPS Z1, Z12, Z1
+	VMULPS (DX)(AX*4), Z1, Z1
+	VMOVUPS Z1, (DI)(AX*4)
+	ADDQ $16, AX
+	JMP siluZ
 siluLoop:
 	CMPQ AX, CX
 	JGE siluDone

@@ -58,6 +58,40 @@ func TestVectorExpSigmoidMatchScalarBits(t *testing.T) {
 	}
 }
 
+// The sixteen-lane (AVX-512) kernels give the eight-lane (AVX2) kernels'
+// bits for exp32s, sigmoid32s and siluGate32, at lengths that end in a
+// whole 16-block, in an 8-block, and in a scalar tail.
+func TestVexp512MatchesAVX2(t *testing.T) {
+	if !vexp512 {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	defer func() { vexp512 = true }()
+	xs := vexpInputs()
+	u := make([]float32, len(xs))
+	for i := range u {
+		u[i] = float32(i%13) - 6.5
+	}
+	for _, n := range []int{8, 16, 24, 40, 41, 1024, len(xs)} {
+		var outs [2][4][]float32 // per path: exp, sigmoid, silu h, silu s
+		for i, wide := range []bool{true, false} {
+			vexp512 = wide
+			for j := range outs[i] {
+				outs[i][j] = make([]float32, n)
+			}
+			exp32s(outs[i][0], xs[:n])
+			sigmoid32s(outs[i][1], xs[:n])
+			siluGate32(outs[i][2], outs[i][3], xs[:n], u[:n])
+		}
+		for j, name := range []string{"exp32s", "sigmoid32s", "siluGate32 h", "siluGate32 s"} {
+			for k := range n {
+				if a, b := outs[0][j][k], outs[1][j][k]; !sameBits(a, b) {
+					t.Fatalf("n %d: %s(%g) = %g [%#x] on 16 lanes, %g [%#x] on 8", n, name, xs[k], a, math.Float32bits(a), b, math.Float32bits(b))
+				}
+			}
+		}
+	}
+}
+
 // The vector kernels at the shapes they run on: attention rows (T = 128,
 // 256), a SwiGLU hidden matrix of the science model ([2048, 344]) and of
 // the bench model ([2048, 1024]).
@@ -83,6 +117,16 @@ func BenchmarkExp32(b *testing.B) {
 				exp32s(dst, xs)
 			}
 		})
+		if vexp512 {
+			b.Run(sizeName(n)+"/vector-8lanes", func(b *testing.B) {
+				defer func() { vexp512 = true }()
+				vexp512 = false
+				b.SetBytes(int64(8 * n))
+				for b.Loop() {
+					exp32s(dst, xs)
+				}
+			})
+		}
 		b.Run(sizeName(n)+"/sigmoid-scalar", func(b *testing.B) {
 			b.SetBytes(int64(8 * n))
 			for b.Loop() {
@@ -97,6 +141,16 @@ func BenchmarkExp32(b *testing.B) {
 				sigmoid32s(dst, xs)
 			}
 		})
+		if vexp512 {
+			b.Run(sizeName(n)+"/sigmoid-vector-8lanes", func(b *testing.B) {
+				defer func() { vexp512 = true }()
+				vexp512 = false
+				b.SetBytes(int64(8 * n))
+				for b.Loop() {
+					sigmoid32s(dst, xs)
+				}
+			})
+		}
 	}
 }
 
