@@ -125,10 +125,27 @@ func TestServePageInChromium(t *testing.T) {
 	}
 	base := strings.Fields(line[i:])[0]
 
+	// Chromium's helper processes may still write into the profile for a
+	// moment after the browser is killed, so the profile is removed with
+	// retries rather than by t.TempDir's single RemoveAll (which failed
+	// the test once with "directory not empty").
+	profile, err := os.MkdirTemp("", "moetrain-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if err = os.RemoveAll(profile); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("remove the browser profile: %v", err)
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(browser), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 1600),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(profile), chromedp.WindowSize(1200, 1600),
 	}
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
