@@ -429,6 +429,22 @@ func TestLoadChoosesLibrary(t *testing.T) {
 	}
 }
 
+// The variable of earlier releases still works, with a warning, unless
+// MOETRAIN_BLAS is set.
+func TestOldLibraryVariable(t *testing.T) {
+	defer Init() //nolint:errcheck // restores the default kernel
+	t.Setenv(LibraryEnv, "")
+	t.Setenv(oldLibraryEnv, "none")
+	info, _ := Load(Options{})
+	if info.Library != "" || len(info.Warnings) != 1 || !strings.Contains(info.Warnings[0], LibraryEnv+"=none") {
+		t.Errorf("%s=none: %s (warnings %q), want pure Go and a warning naming %s=none", oldLibraryEnv, info, info.Warnings, LibraryEnv)
+	}
+	t.Setenv(LibraryEnv, "auto")
+	if info, _ := Load(Options{}); len(info.Warnings) != 0 || info.Fallback == LibraryEnv+"=none" {
+		t.Errorf("with %s=auto the old variable is still read: %s", LibraryEnv, info)
+	}
+}
+
 func TestLoadRejectsNegativeThreads(t *testing.T) {
 	if _, err := Load(Options{Threads: -1}); err == nil {
 		t.Error("Load(Threads: -1) returned no error")

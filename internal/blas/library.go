@@ -21,6 +21,10 @@ const pureGoName = "gonum (pure Go)"
 // Options.Library for its values).
 const LibraryEnv = "MOETRAIN_BLAS"
 
+// oldLibraryEnv is the OpenBLAS path (or "none") of earlier releases, still
+// read when LibraryEnv is not set, with a warning.
+const oldLibraryEnv = "MOETRAIN_OPENBLAS"
+
 // Options selects how Load finds and drives a BLAS library. The zero value
 // means the defaults.
 type Options struct {
@@ -149,6 +153,13 @@ func load(opts Options) (Sgemmer, Info) {
 	if choice == "" {
 		choice = os.Getenv(LibraryEnv)
 	}
+	var warnings []string
+	if old := os.Getenv(oldLibraryEnv); old != "" && choice == "" {
+		// The variable of the OpenBLAS-only releases: a path or "none",
+		// which mean the same under LibraryEnv.
+		choice = old
+		warnings = append(warnings, oldLibraryEnv+" is read as "+LibraryEnv+" (it will be dropped): set "+LibraryEnv+"="+old+" instead")
+	}
 	oneDNN := func(paths []string) loader {
 		return func(o Options) (Sgemmer, Info, error) {
 			l, i, err := loadOneDNN(paths, o)
@@ -164,7 +175,7 @@ func load(opts Options) (Sgemmer, Info) {
 	var tries []loader
 	switch choice {
 	case "none":
-		return nil, Info{Kernel: pureGoName, Fallback: LibraryEnv + "=none"}
+		return nil, Info{Kernel: pureGoName, Fallback: LibraryEnv + "=none", Warnings: warnings}
 	case "", "auto":
 		tries = []loader{oneDNN(oneDNNPaths()), openBLAS(openBLASPaths())}
 	case "onednn":
@@ -178,7 +189,6 @@ func load(opts Options) (Sgemmer, Info) {
 			tries = []loader{openBLAS([]string{choice})}
 		}
 	}
-	var warnings []string
 	var errs []error
 	for _, try := range tries {
 		k, info, err := try(opts)
