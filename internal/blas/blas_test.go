@@ -36,6 +36,18 @@ func gemmCases() []gemmCase {
 	return cs
 }
 
+// splitCases is gemmCases plus shapes that take the row split and the
+// column split.
+func splitCases() []gemmCase {
+	cases := gemmCases()
+	for ti := range 4 {
+		cases = append(cases,
+			gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2},
+			gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 10, n: 110, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
+	}
+	return cases
+}
+
 func (c gemmCase) String() string {
 	return fmt.Sprintf("tA=%v,tB=%v,%dx%dx%d,pad=%d/%d/%d,alpha=%g,beta=%g", c.tA, c.tB, c.m, c.n, c.k, c.padA, c.padB, c.padC, c.alpha, c.beta)
 }
@@ -190,14 +202,7 @@ func TestGemmFloat32OpenBLAS(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			l.configure(d.threads, d.split)
 			l.minSplitFlops = d.minSplitFlops
-			cases := gemmCases()
-			// Shapes that take the row split and the column split.
-			for ti := range 4 {
-				cases = append(cases,
-					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2},
-					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 10, n: 110, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
-			}
-			for _, c := range cases {
+			for _, c := range splitCases() {
 				runCase[float32](t, c, 2e-6)
 			}
 		})
@@ -249,13 +254,7 @@ func TestGemmFloat32OneDNN(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			l.setSplit(d.split)
 			l.minSplitFlops = d.flops
-			cases := gemmCases()
-			for ti := range 4 {
-				cases = append(cases,
-					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 100, n: 20, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2},
-					gemmCase{tA: ti&1 == 1, tB: ti&2 == 2, m: 10, n: 110, k: 30, padA: 2, padB: 3, padC: 1, alpha: 0.5, beta: 2})
-			}
-			for _, c := range cases {
+			for _, c := range splitCases() {
 				runCase[float32](t, c, 2e-6)
 			}
 		})

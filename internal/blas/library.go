@@ -202,6 +202,20 @@ func load(opts Options) (Sgemmer, Info) {
 	return nil, Info{Kernel: pureGoName, Fallback: errors.Join(errs...).Error(), Warnings: warnings}
 }
 
+// openFirst opens the first of paths that open accepts; the error names
+// every path tried.
+func openFirst[L any](name string, paths []string, open func(string) (L, error)) (lib L, path string, err error) {
+	var errs []error
+	for _, p := range paths {
+		l, err := open(p)
+		if err == nil {
+			return l, p, nil
+		}
+		errs = append(errs, err)
+	}
+	return lib, "", fmt.Errorf("%s not found: %w", name, errors.Join(errs...))
+}
+
 // nilIfErr returns a nil interface (not a typed nil) when err is set.
 func nilIfErr[K Sgemmer](k K, err error) Sgemmer {
 	if err != nil {

@@ -1,7 +1,6 @@
 package blas
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -150,20 +149,11 @@ func loadOneDNN(paths []string, opts Options) (*oneDNN, Info, error) {
 			}
 		}()
 	}
-	var lib *oneDNN
-	var errs []error
-	for _, p := range paths {
-		l, err := openOneDNN(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		lib, info.Library = l, p
-		break
+	lib, path, err := openFirst("oneDNN", paths, openOneDNN)
+	if err != nil {
+		return nil, info, err
 	}
-	if lib == nil {
-		return nil, info, fmt.Errorf("oneDNN not found: %w", errors.Join(errs...))
-	}
+	info.Library = path
 	v := lib.version()
 	isa := lib.isa()
 	name, ok := isaNames[isa]

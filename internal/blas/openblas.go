@@ -1,7 +1,6 @@
 package blas
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -58,20 +57,11 @@ func loadOpenBLAS(paths []string, opts Options) (*openBLAS, Info, error) {
 	var info Info
 	userCore, userSet := os.LookupEnv("OPENBLAS_CORETYPE")
 	wantCore := setDefaultEnv()
-	var lib *openBLAS
-	var errs []error
-	for _, p := range paths {
-		l, err := open(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		lib, info.Library = l, p
-		break
+	lib, path, err := openFirst("OpenBLAS", paths, open)
+	if err != nil {
+		return nil, info, err
 	}
-	if lib == nil {
-		return nil, info, fmt.Errorf("OpenBLAS not found: %w", errors.Join(errs...))
-	}
+	info.Library = path
 
 	info.Config = strings.TrimSpace(lib.getConfig())
 	info.CoreName = strings.TrimSpace(lib.getCorename())
