@@ -165,6 +165,41 @@ func benchStep(b *testing.B, name string) {
 	b.ReportMetric(float64(b.N*s.Batch*s.Seq)/b.Elapsed().Seconds(), "tok/s")
 }
 
+// BenchmarkForward times forward-only passes through the evaluation graph
+// of the science yardsticks alone (moetrain bench times them after its
+// training steps), for profiles of the forward pass: e.g.
+//
+//	go test ./bench -run '^$' -bench Forward/sci-dense -benchtime 300x -cpuprofile fwd.prof
+func BenchmarkForward(b *testing.B) {
+	for _, name := range []string{"sci-dense", "sci-moe"} {
+		b.Run(name, func(b *testing.B) {
+			cfg, err := configs.Load("../configs/bench/"+name+".yaml", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := blas.Init(); err != nil {
+				b.Fatal(err)
+			}
+			s, err := NewStepper(cfg, 0, 0, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for range 2 {
+				if _, err := s.Forward(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, err := s.Forward(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*s.Batch*s.Seq)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
 func BenchmarkStepDense(b *testing.B)       { benchStep(b, "dense-small") }
 func BenchmarkStepDeepSeekMoE(b *testing.B) { benchStep(b, "moe-small") }
 func BenchmarkStepGShard(b *testing.B)      { benchStep(b, "gshard-small") }
