@@ -112,8 +112,11 @@ func (l *oneDNN) run(ca *callArgs, transA, transB bool, m, n, k int, alpha float
 	}
 }
 
-// isaNames are dnnl_cpu_isa_t's values for the x86 instruction sets
-// (dnnl_types.h, the same in oneDNN 2.x and 3.x).
+// isaNames are dnnl_cpu_isa_t's values for the x86 instruction sets, as
+// dnnl_types.h numbers them (Debian's 2.6.3 reports 0xe7 on the AVX-512
+// machine of docs/BENCHMARKS.md); a value not listed is named in hex. The
+// name in Info.Kernel is the widest set oneDNN may use
+// (dnnl_get_effective_cpu_isa); its float32 GEMM uses the float32 part of it.
 var isaNames = map[int32]string{
 	0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0x407: "avx2_vnni", 0xc07: "avx2_vnni_2",
 	0x27: "avx512_core", 0x67: "avx512_core_vnni", 0xe7: "avx512_core_bf16",
