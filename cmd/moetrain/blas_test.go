@@ -105,3 +105,29 @@ func TestBenchCachesPeak(t *testing.T) {
 		t.Errorf("first measurement contended %v, second run cached %v; want exactly one:\n%s\n%s", contended, cached, out1, out2)
 	}
 }
+
+// A user's OMP_NUM_THREADS gives oneDNN that many threads per call, and
+// then products are not split over the workers (two multi-threaded calls at
+// once would oversubscribe the cores); the peak is keyed by it.
+func TestOneDNNThreadsFromEnvironment(t *testing.T) {
+	env := []string{"OMP_NUM_THREADS=2", "MOETRAIN_BLAS=onednn", "XDG_CACHE_HOME=" + t.TempDir()}
+	stdout, stderr, code := moetrainEnv(t, env, "bench", tinyYAML(t, 2), "--steps", "1", "--warmup", "0", "--breakdown=false", "--forward=false", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "WARNING") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("oneDNN not available under CI=true (Debian: apt-get install libdnnl2):\n%s", stderr)
+		}
+		t.Skipf("oneDNN not available here:\n%s", stderr)
+	}
+	var r struct {
+		Key string `json:"peak_key"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(r.Key, "oneDNN") || !strings.Contains(r.Key, "2 thread(s) per call, split 1") {
+		t.Errorf("peak key %q: want oneDNN with 2 threads per call and no split", r.Key)
+	}
+}
