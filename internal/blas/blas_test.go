@@ -536,7 +536,8 @@ func BenchmarkGemm(b *testing.B) {
 
 // sciShapes are the GEMMs of the science yardsticks (configs/bench/sci-*.yaml:
 // d = 128, 2048 tokens, experts of width 86 with ~228 tokens each, their
-// gate and up products stacked) and of the regime (d = 64, width 43), with
+// gate and up products stacked; GShard's twin, 16 experts of width 344 with
+// ~256 tokens each) and of the regime (d = 64, width 43), with
 // a 512³ product for the kernel's rate on a large one.
 var sciShapes = []benchShape{
 	{"square_512", false, false, 512, 512, 512},
@@ -545,6 +546,8 @@ var sciShapes = []benchShape{
 	{"expert_gu_228x128x172", false, true, 228, 172, 128},
 	{"expert_down_228x86x128", false, true, 228, 128, 86},
 	{"expert_dW_172x228x128", true, false, 172, 128, 228},
+	{"gshard_expert_gu_256x128x688", false, true, 256, 688, 128},
+	{"gshard_expert_down_256x344x128", false, true, 256, 128, 344},
 	{"regime_expert_gu_228x64x86", false, true, 228, 86, 64},
 	{"regime_linear_2048x64x64", false, true, 2048, 64, 64},
 	{"attention_64x32x128", false, true, 64, 128, 32},
