@@ -533,14 +533,14 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, r
 				m := r1 - r0
 				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, s.o[r0*dh:], dh, 1, s.dv, dh)
 				blas.Gemm(false, true, m, r1, dh, 1, s.o[r0*dh:], dh, s.v, dh, 0, s.dp[r0*T:], T)
-				for i := r0; i < r1; i++ {
-					pr, gr := s.p[i*T:i*T+i+1], s.dp[i*T:i*T+i+1]
-					var dot float64
-					for j, p := range pr {
-						dot += float64(p) * float64(gr[j])
+				for i0 := r0; i0 < r1; i0 += 4 {
+					n := min(4, r1-i0)
+					dots := rowDotsCausal(s.p, s.dp, i0, n, T)
+					for r := range n {
+						i := i0 + r
+						dsoftmax(s.dp[i*T:i*T+i+1], s.p[i*T:i*T+i+1], F(dots[r]))
+						clear(s.dp[i*T+i+1 : i*T+r1])
 					}
-					dsoftmax(gr, pr, F(dot))
-					clear(s.dp[i*T+i+1 : i*T+r1])
 				}
 				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, s.k, dh, 0, s.dq[r0*dh:], dh)
 				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, s.q[r0*dh:], dh, 1, s.dk, dh)
@@ -550,6 +550,36 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, r
 			scatter(dv, s.dv, b, h, d)
 		}
 	})
+}
+
+// rowDotsCausal returns Σ_j p[i,j]·g[i,j] over j ≤ i, in float64, for the n
+// ≤ 4 rows i0..i0+n−1 of the [T, T] matrices p and g. Each row's sum adds
+// its terms in j order, as a loop over one row would (the same bits); the
+// rows' first i0+1 terms are added side by side, so four additions are in
+// flight instead of one row's chain waiting on itself.
+func rowDotsCausal[F Float](p, g []F, i0, n, T int) (dots [4]float64) {
+	j := 0
+	if n == 4 {
+		l := i0 + 1
+		p0, p1, p2, p3 := p[i0*T:i0*T+l], p[(i0+1)*T:(i0+1)*T+l], p[(i0+2)*T:(i0+2)*T+l], p[(i0+3)*T:(i0+3)*T+l]
+		g0, g1, g2, g3 := g[i0*T:i0*T+l], g[(i0+1)*T:(i0+1)*T+l], g[(i0+2)*T:(i0+2)*T+l], g[(i0+3)*T:(i0+3)*T+l]
+		var s0, s1, s2, s3 float64
+		for k := range l {
+			s0 += float64(p0[k]) * float64(g0[k])
+			s1 += float64(p1[k]) * float64(g1[k])
+			s2 += float64(p2[k]) * float64(g2[k])
+			s3 += float64(p3[k]) * float64(g3[k])
+		}
+		dots, j = [4]float64{s0, s1, s2, s3}, l
+	}
+	for r := range n {
+		i := i0 + r
+		pr, gr := p[i*T:i*T+i+1], g[i*T:i*T+i+1]
+		for k := j; k <= i; k++ {
+			dots[r] += float64(pr[k]) * float64(gr[k])
+		}
+	}
+	return dots
 }
 
 // AttendOne computes one decoding step of causal attention for incremental
