@@ -88,14 +88,8 @@ func runCase[F Float](t *testing.T, c gemmCase, rel float64) {
 
 func runCaseWith[F Float](t *testing.T, c gemmCase, rel float64, gemm func(transA, transB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int)) {
 	t.Helper()
-	rowsA, colsA := c.m, c.k
-	if c.tA {
-		rowsA, colsA = c.k, c.m
-	}
-	rowsB, colsB := c.k, c.n
-	if c.tB {
-		rowsB, colsB = c.n, c.k
-	}
+	rowsA, colsA := stored(c.tA, c.m, c.k)
+	rowsB, colsB := stored(c.tB, c.k, c.n)
 	lda, ldb, ldc := max(1, colsA+c.padA), max(1, colsB+c.padB), c.n+c.padC
 	a, b, cc := convert[F](lcg(11, rowsA*lda)), convert[F](lcg(12, rowsB*ldb)), convert[F](lcg(13, c.m*ldc))
 	want := naiveGemm(c.tA, c.tB, c.m, c.n, c.k, c.alpha, a, lda, b, ldb, c.beta, cc, ldc)
@@ -627,14 +621,8 @@ func benchGemm(b *testing.B, s benchShape, products int) {
 // gemmRunner allocates inputs for products copies of shape s and returns a
 // function computing them all (through parallel.For when more than one).
 func gemmRunner(s benchShape, products int) func() {
-	rowsA, colsA := s.m, s.k
-	if s.tA {
-		rowsA, colsA = s.k, s.m
-	}
-	rowsB, colsB := s.k, s.n
-	if s.tB {
-		rowsB, colsB = s.n, s.k
-	}
+	rowsA, colsA := stored(s.tA, s.m, s.k)
+	rowsB, colsB := stored(s.tB, s.k, s.n)
 	as := make([][]float32, products)
 	bs := make([][]float32, products)
 	cs := make([][]float32, products)

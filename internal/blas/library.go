@@ -144,9 +144,9 @@ func Load(opts Options) (Info, error) {
 	return info, nil
 }
 
-// loader tries one library: the kernel and its Info, or why it cannot be
-// used (Info still carrying any warnings).
-type loader func(Options) (Sgemmer, Info, error)
+// loader tries one library at the given paths: the kernel and its Info,
+// or why it cannot be used (Info still carrying any warnings).
+type loader func(paths []string, opts Options) (Sgemmer, Info, error)
 
 func load(opts Options) (Sgemmer, Info) {
 	choice := opts.Library
@@ -160,38 +160,31 @@ func load(opts Options) (Sgemmer, Info) {
 		choice = old
 		warnings = append(warnings, oldLibraryEnv+" is read as "+LibraryEnv+" (it will be dropped): set "+LibraryEnv+"="+old+" instead")
 	}
-	oneDNN := func(paths []string) loader {
-		return func(o Options) (Sgemmer, Info, error) {
-			l, i, err := loadOneDNN(paths, o)
-			return nilIfErr(l, err), i, err
-		}
+	type try struct {
+		load  loader
+		paths []string
 	}
-	openBLAS := func(paths []string) loader {
-		return func(o Options) (Sgemmer, Info, error) {
-			l, i, err := loadOpenBLAS(paths, o)
-			return nilIfErr(l, err), i, err
-		}
-	}
-	var tries []loader
+	oneDNN, openBLAS := try{loadOneDNN, oneDNNPaths()}, try{loadOpenBLAS, openBLASPaths()}
+	var tries []try
 	switch choice {
 	case "none":
 		return nil, Info{Kernel: pureGoName, Fallback: LibraryEnv + "=none", Warnings: warnings}
 	case "", "auto":
-		tries = []loader{oneDNN(oneDNNPaths()), openBLAS(openBLASPaths())}
+		tries = []try{oneDNN, openBLAS}
 	case "onednn":
-		tries = []loader{oneDNN(oneDNNPaths())}
+		tries = []try{oneDNN}
 	case "openblas":
-		tries = []loader{openBLAS(openBLASPaths())}
+		tries = []try{openBLAS}
 	default:
 		if strings.Contains(filepath.Base(choice), "dnnl") {
-			tries = []loader{oneDNN([]string{choice})}
+			tries = []try{{loadOneDNN, []string{choice}}}
 		} else {
-			tries = []loader{openBLAS([]string{choice})}
+			tries = []try{{loadOpenBLAS, []string{choice}}}
 		}
 	}
 	var errs []error
-	for _, try := range tries {
-		k, info, err := try(opts)
+	for _, t := range tries {
+		k, info, err := t.load(t.paths, opts)
 		warnings = append(warnings, info.Warnings...)
 		if err == nil {
 			info.Warnings = warnings
@@ -216,12 +209,13 @@ func openFirst[L any](name string, paths []string, open func(string) (L, error))
 	return lib, "", fmt.Errorf("%s not found: %w", name, errors.Join(errs...))
 }
 
-// nilIfErr returns a nil interface (not a typed nil) when err is set.
-func nilIfErr[K Sgemmer](k K, err error) Sgemmer {
-	if err != nil {
-		return nil
+// stored is the shape in memory of op(X) [rows, cols]: X itself is
+// [cols, rows] when transposed.
+func stored(trans bool, rows, cols int) (int, int) {
+	if trans {
+		return cols, rows
 	}
-	return k
+	return rows, cols
 }
 
 // isTrans maps gonum's Transpose byte; for real matrices 'C' equals 'T'.
@@ -235,9 +229,6 @@ func isTrans(t blas.Transpose) bool {
 	panic(fmt.Sprintf("blas: bad transpose %q", byte(t)))
 }
 
-// checkSgemm panics (an internal invariant, like gonum) when a slice or a
-// leading dimension cannot hold the matrix it describes: C code would read
-// or write past the Go slice instead of failing.
 // sgemmTrivial checks the arguments and finishes the products that need no
 // library call (empty C, or k = 0 or alpha = 0: C = beta·C), reporting
 // whether it did.
@@ -253,6 +244,9 @@ func sgemmTrivial(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	return false
 }
 
+// checkSgemm panics (an internal invariant, like gonum) when a slice or a
+// leading dimension cannot hold the matrix it describes: C code would read
+// or write past the Go slice instead of failing.
 func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("blas: negative size m=%d n=%d k=%d", m, n, k))
@@ -260,14 +254,8 @@ func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []floa
 	if m > 1<<31-1 || n > 1<<31-1 || k > 1<<31-1 || lda > 1<<31-1 || ldb > 1<<31-1 || ldc > 1<<31-1 {
 		panic("blas: size exceeds int32 (LP64 OpenBLAS)")
 	}
-	rowsA, colsA := m, k
-	if transA {
-		rowsA, colsA = k, m
-	}
-	rowsB, colsB := k, n
-	if transB {
-		rowsB, colsB = n, k
-	}
+	rowsA, colsA := stored(transA, m, k)
+	rowsB, colsB := stored(transB, k, n)
 	checkMat("a", rowsA, colsA, len(a), lda)
 	checkMat("b", rowsB, colsB, len(b), ldb)
 	checkMat("c", m, n, len(c), ldc)
@@ -316,14 +304,8 @@ func selfCheck(l Sgemmer) error {
 // checkProduct runs one product through l and gonum on the same
 // pseudo-random inputs (padded leading dimensions, alpha and beta not 0/1).
 func checkProduct(l Sgemmer, tA, tB bool, m, n, k int, seed uint64) (got, want []float64) {
-	rowsA, colsA := m, k
-	if tA {
-		rowsA, colsA = k, m
-	}
-	rowsB, colsB := k, n
-	if tB {
-		rowsB, colsB = n, k
-	}
+	rowsA, colsA := stored(tA, m, k)
+	rowsB, colsB := stored(tB, k, n)
 	lda, ldb, ldc := colsA+3, colsB+1, n+2
 	a := lcg(seed, rowsA*lda)
 	b := lcg(seed+100, rowsB*ldb)

@@ -128,7 +128,7 @@ var isaNames = map[int32]string{
 // and checks it against gonum. Its threads are fixed when the library is
 // first opened (OpenMP reads OMP_NUM_THREADS then), so a later Load that
 // asks for others gets a warning and the threads the library has.
-func loadOneDNN(paths []string, opts Options) (*oneDNN, Info, error) {
+func loadOneDNN(paths []string, opts Options) (Sgemmer, Info, error) {
 	var info Info
 	want := opts.Threads
 	if want == 0 {

@@ -53,7 +53,7 @@ var libs = map[string]Sgemmer{}
 // set it, configures its threads and checks it against gonum. It returns
 // the kernel and its Info, or an error saying why it cannot be used (info
 // then still carries any warnings).
-func loadOpenBLAS(paths []string, opts Options) (*openBLAS, Info, error) {
+func loadOpenBLAS(paths []string, opts Options) (Sgemmer, Info, error) {
 	var info Info
 	userCore, userSet := os.LookupEnv("OPENBLAS_CORETYPE")
 	wantCore := setDefaultEnv()

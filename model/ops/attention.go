@@ -553,24 +553,18 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, r
 }
 
 // rowDotsCausal returns Σ_j p[i,j]·g[i,j] over j ≤ i, in float64, for the n
-// ≤ 4 rows i0..i0+n−1 of the [T, T] matrices p and g. Each row's sum adds
-// its terms in j order, as a loop over one row would (the same bits); the
-// rows' first i0+1 terms are added side by side, so four additions are in
-// flight instead of one row's chain waiting on itself.
+// ≤ 4 rows i0..i0+n−1 of the [T, T] matrices p and g, each summed in j
+// order (the bits of one row at a time): a group of four adds its rows'
+// first i0+1 terms side by side (dots4), then each row's rest.
 func rowDotsCausal[F Float](p, g []F, i0, n, T int) (dots [4]float64) {
 	j := 0
 	if n == 4 {
-		l := i0 + 1
-		p0, p1, p2, p3 := p[i0*T:i0*T+l], p[(i0+1)*T:(i0+1)*T+l], p[(i0+2)*T:(i0+2)*T+l], p[(i0+3)*T:(i0+3)*T+l]
-		g0, g1, g2, g3 := g[i0*T:i0*T+l], g[(i0+1)*T:(i0+1)*T+l], g[(i0+2)*T:(i0+2)*T+l], g[(i0+3)*T:(i0+3)*T+l]
-		var s0, s1, s2, s3 float64
-		for k := range l {
-			s0 += float64(p0[k]) * float64(g0[k])
-			s1 += float64(p1[k]) * float64(g1[k])
-			s2 += float64(p2[k]) * float64(g2[k])
-			s3 += float64(p3[k]) * float64(g3[k])
+		j = i0 + 1
+		var pr, gr [4][]F
+		for r := range 4 {
+			pr[r], gr[r] = p[(i0+r)*T:(i0+r)*T+j], g[(i0+r)*T:(i0+r)*T+j]
 		}
-		dots, j = [4]float64{s0, s1, s2, s3}, l
+		dots = dots4(pr, gr)
 	}
 	for r := range n {
 		i := i0 + r

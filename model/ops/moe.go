@@ -587,17 +587,9 @@ func rowDots[F Float](out []float64, slots []int32, a, b []F, w int) {
 	rows := len(slots)
 	i := 0
 	for ; i+4 <= rows; i += 4 {
-		a0, a1, a2, a3 := a[i*w:(i+1)*w], a[(i+1)*w:(i+2)*w], a[(i+2)*w:(i+3)*w], a[(i+3)*w:(i+4)*w]
-		b0, b1, b2, b3 := b[i*w:(i+1)*w], b[(i+1)*w:(i+2)*w], b[(i+2)*w:(i+3)*w], b[(i+3)*w:(i+4)*w]
-		a1, a2, a3, b0, b1, b2, b3 = a1[:w], a2[:w], a3[:w], b0[:w], b1[:w], b2[:w], b3[:w]
-		var s0, s1, s2, s3 float64
-		for j := range w {
-			s0 += float64(a0[j]) * float64(b0[j])
-			s1 += float64(a1[j]) * float64(b1[j])
-			s2 += float64(a2[j]) * float64(b2[j])
-			s3 += float64(a3[j]) * float64(b3[j])
-		}
-		out[slots[i]], out[slots[i+1]], out[slots[i+2]], out[slots[i+3]] = s0, s1, s2, s3
+		s := dots4([4][]F{a[i*w : (i+1)*w], a[(i+1)*w : (i+2)*w], a[(i+2)*w : (i+3)*w], a[(i+3)*w : (i+4)*w]},
+			[4][]F{b[i*w : (i+1)*w], b[(i+1)*w : (i+2)*w], b[(i+2)*w : (i+3)*w], b[(i+3)*w : (i+4)*w]})
+		out[slots[i]], out[slots[i+1]], out[slots[i+2]], out[slots[i+3]] = s[0], s[1], s[2], s[3]
 	}
 	for ; i < rows; i++ {
 		var s float64
@@ -607,6 +599,23 @@ func rowDots[F Float](out []float64, slots []int32, a, b []F, w int) {
 		}
 		out[slots[i]] = s
 	}
+}
+
+// dots4 returns the float64 dot products a[r]·b[r] of four row pairs of
+// one length, each summed in index order: four additions in flight instead
+// of one row's chain waiting on itself, and the bits of one row at a time
+// (rowDots, rowDotsCausal).
+func dots4[F Float](a, b [4][]F) [4]float64 {
+	a0, a1, a2, a3 := a[0], a[1][:len(a[0])], a[2][:len(a[0])], a[3][:len(a[0])]
+	b0, b1, b2, b3 := b[0][:len(a0)], b[1][:len(a0)], b[2][:len(a0)], b[3][:len(a0)]
+	var s0, s1, s2, s3 float64
+	for j := range a0 {
+		s0 += float64(a0[j]) * float64(b0[j])
+		s1 += float64(a1[j]) * float64(b1[j])
+		s2 += float64(a2[j]) * float64(b2[j])
+		s3 += float64(a3[j]) * float64(b3[j])
+	}
+	return [4]float64{s0, s1, s2, s3}
 }
 
 // smallExpert reports whether an expert's [w, d] weight matrices are small
