@@ -138,31 +138,7 @@ func TestMedian(t *testing.T) {
 //
 //	go test ./bench -run '^$' -bench Step -benchtime 5x -count 5
 func benchStep(b *testing.B, name string) {
-	cfg, err := configs.Load("../configs/bench/"+name+".yaml", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := blas.Init(); err != nil {
-		b.Fatal(err)
-	}
-	s, err := NewStepper(cfg, 0, 0, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	for range 2 { // warm-up: page faults, GC pacing
-		if _, err := s.Step(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := s.Step(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*s.Batch*s.Seq)/b.Elapsed().Seconds(), "tok/s")
+	benchPasses(b, name, func(s *Stepper) error { _, err := s.Step(); return err })
 }
 
 // BenchmarkForward times forward-only passes through the evaluation graph
@@ -173,31 +149,46 @@ func benchStep(b *testing.B, name string) {
 func BenchmarkForward(b *testing.B) {
 	for _, name := range []string{"sci-dense", "sci-moe"} {
 		b.Run(name, func(b *testing.B) {
-			cfg, err := configs.Load("../configs/bench/"+name+".yaml", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := blas.Init(); err != nil {
-				b.Fatal(err)
-			}
-			s, err := NewStepper(cfg, 0, 0, 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			for range 2 {
-				if _, err := s.Forward(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for b.Loop() {
-				if _, err := s.Forward(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*s.Batch*s.Seq)/b.Elapsed().Seconds(), "tok/s")
+			benchPasses(b, name, func(s *Stepper) error { _, err := s.Forward(); return err })
 		})
 	}
+}
+
+// benchPasses times pass (a training step or a forward pass) on
+// configs/bench/NAME.yaml after two untimed ones (page faults, GC pacing),
+// reporting tokens/s and allocations.
+func benchPasses(b *testing.B, name string, pass func(*Stepper) error) {
+	s := benchStepper(b, name, nil)
+	for range 2 {
+		if err := pass(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := pass(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*s.Batch*s.Seq)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// benchStepper is a Stepper for configs/bench/NAME.yaml with sets applied,
+// on the library blas.Init picks, closed when the benchmark ends.
+func benchStepper(b *testing.B, name string, sets []string) *Stepper {
+	cfg, err := configs.Load("../configs/bench/"+name+".yaml", sets)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := blas.Init(); err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewStepper(cfg, 0, 0, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
 }
 
 func BenchmarkStepDense(b *testing.B)       { benchStep(b, "dense-small") }
@@ -216,31 +207,13 @@ func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
 //
 //	go test ./bench -run '^$' -bench StepRatio -benchtime 8x
 func BenchmarkStepRatio(b *testing.B) {
-	if _, err := blas.Init(); err != nil {
-		b.Fatal(err)
-	}
 	gshardSci := []string{"model.ffn=gshard", "model.shared_experts=0", "model.routed_experts=16", "model.active_routed=2", "model.expert_width=344"}
 	b.Run("bench", func(b *testing.B) { stepRatio(b, "moe-small", nil, "gshard-small", nil) })
 	b.Run("sci", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSci) })
 }
 
 func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gsSets []string) {
-	var steppers [2]*Stepper
-	for i, m := range []struct {
-		name string
-		sets []string
-	}{{moeName, moeSets}, {gsName, gsSets}} {
-		cfg, err := configs.Load("../configs/bench/"+m.name+".yaml", m.sets)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := NewStepper(cfg, 0, 0, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		steppers[i] = s
-	}
+	steppers := [2]*Stepper{benchStepper(b, moeName, moeSets), benchStepper(b, gsName, gsSets)}
 	step := func(s *Stepper) (wall, cpu float64) {
 		c0, t0 := cputime.Process().Seconds(), time.Now()
 		if _, err := s.Step(); err != nil {

@@ -96,6 +96,11 @@ func TestVexp512MatchesAVX2(t *testing.T) {
 // 256), a SwiGLU hidden matrix of the science model ([2048, 344]) and of
 // the bench model ([2048, 1024]).
 func BenchmarkExp32(b *testing.B) {
+	kernels := []struct {
+		prefix string // "" for exp, "sigmoid-"
+		scalar func(float32) float32
+		vector func(dst, src []float32)
+	}{{"", exp32, exp32s}, {"sigmoid-", sigmoid32, sigmoid32s}}
 	for _, n := range []int{128, 256, 2048 * 344, 2048 * 1024} {
 		xs := make([]float32, n)
 		r := rand.New(rand.NewPCG(3, 4))
@@ -103,53 +108,33 @@ func BenchmarkExp32(b *testing.B) {
 			xs[i] = float32(-20 * r.Float64())
 		}
 		dst := make([]float32, n)
-		b.Run(sizeName(n)+"/scalar", func(b *testing.B) {
-			b.SetBytes(int64(8 * n))
-			for b.Loop() {
-				for i, x := range xs {
-					dst[i] = exp32(x)
-				}
-			}
-		})
-		b.Run(sizeName(n)+"/vector", func(b *testing.B) {
-			b.SetBytes(int64(8 * n))
-			for b.Loop() {
-				exp32s(dst, xs)
-			}
-		})
-		if vexp512 {
-			b.Run(sizeName(n)+"/vector-8lanes", func(b *testing.B) {
-				defer func() { vexp512 = true }()
-				vexp512 = false
+		for _, k := range kernels {
+			b.Run(sizeName(n)+"/"+k.prefix+"scalar", func(b *testing.B) {
 				b.SetBytes(int64(8 * n))
 				for b.Loop() {
-					exp32s(dst, xs)
+					for i, x := range xs {
+						dst[i] = k.scalar(x)
+					}
 				}
 			})
-		}
-		b.Run(sizeName(n)+"/sigmoid-scalar", func(b *testing.B) {
-			b.SetBytes(int64(8 * n))
-			for b.Loop() {
-				for i, x := range xs {
-					dst[i] = sigmoid32(x)
+			// Sixteen lanes where the CPU has them, and eight for comparison.
+			for _, wide := range []bool{true, false} {
+				name := "vector"
+				if !wide {
+					if !vexp512 {
+						continue
+					}
+					name = "vector-8lanes"
 				}
+				b.Run(sizeName(n)+"/"+k.prefix+name, func(b *testing.B) {
+					defer func(v bool) { vexp512 = v }(vexp512)
+					vexp512 = vexp512 && wide
+					b.SetBytes(int64(8 * n))
+					for b.Loop() {
+						k.vector(dst, xs)
+					}
+				})
 			}
-		})
-		b.Run(sizeName(n)+"/sigmoid-vector", func(b *testing.B) {
-			b.SetBytes(int64(8 * n))
-			for b.Loop() {
-				sigmoid32s(dst, xs)
-			}
-		})
-		if vexp512 {
-			b.Run(sizeName(n)+"/sigmoid-vector-8lanes", func(b *testing.B) {
-				defer func() { vexp512 = true }()
-				vexp512 = false
-				b.SetBytes(int64(8 * n))
-				for b.Loop() {
-					sigmoid32s(dst, xs)
-				}
-			})
 		}
 	}
 }
