@@ -101,7 +101,8 @@ type Graph struct {
 	logits  *G.Node
 	// Balance holds the auxiliary losses of a graph that trains (Backward
 	// or Training); an evaluation graph builds none: nothing reads them
-	// there, and they cost 5% of a science MoE's forward pass.
+	// there, and they took 3% of a science MoE's forward pass (2.6 of 81
+	// ms, docs/BENCHMARKS.md round 9).
 	Balance []BalanceLoss
 	// Routes holds, per MoE layer (in layer order), the routing record the
 	// layer's op fills on every forward pass.

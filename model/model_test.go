@@ -310,7 +310,7 @@ func TestCapacityDropsInTrainingOnly(t *testing.T) {
 }
 
 // An evaluation graph builds no auxiliary losses (nothing reads them, and
-// they cost a science MoE's forward pass 5%), and its language-model loss
+// they took 3% of a science MoE's forward pass), and its language-model loss
 // is the training graph's on the same tokens, bit for bit.
 func TestEvaluationGraphHasNoBalanceLosses(t *testing.T) {
 	c := tinyModel(configs.FFNDeepSeekMoE)

@@ -19,7 +19,7 @@
 //     kernel for the widest vectors this CPU has. On the AVX-512 machine of
 //     docs/BENCHMARKS.md, whose environment holds OpenBLAS to its AVX2
 //     kernel (OPENBLAS_CORETYPE=Haswell), it ran the science models'
-//     products 1.5-1.9× faster.
+//     products 1.45-2.1× faster (BenchmarkGemmLibraries).
 //   - OpenBLAS (libopenblas.so.0), after pointing OPENBLAS_CORETYPE at this
 //     CPU (Debian's 0.3.21 takes AVX-512 machines for Prescott and runs ~5×
 //     slower) and setting OPENBLAS_THREAD_TIMEOUT=4 (idle OpenBLAS workers

@@ -119,10 +119,10 @@ func Current() Info {
 }
 
 // Load installs the float32 GEMM kernel Options.Library asks for: by
-// default oneDNN (its sgemm picks this CPU's widest vectors by itself, and
-// on the AVX-512 machine of docs/BENCHMARKS.md it trained the science
-// models 1.5-1.7× faster than the OpenBLAS kernel the environment held it
-// to), else OpenBLAS, both loaded through purego (no cgo) and checked on a
+// default oneDNN (its sgemm picks this CPU's widest vectors by itself; on
+// the AVX-512 machine of docs/BENCHMARKS.md, round 9, its products at the
+// science shapes ran 1.45-2.1× faster than those of the OpenBLAS kernel the
+// environment held it to, BenchmarkGemmLibraries), else OpenBLAS, both loaded through purego (no cgo) and checked on a
 // few products against gonum. A missing library or a wrong result is not
 // an error: the next one is tried, then pure Go is installed and
 // Info.Fallback says why. Load returns an error only for invalid options.

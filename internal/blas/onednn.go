@@ -15,8 +15,8 @@ import (
 // libdnnl2 or libdnnl3). Its GEMM is generated at run time for the widest
 // vector instructions the CPU reports, whatever OPENBLAS_CORETYPE says, so
 // on an AVX-512 machine whose environment holds OpenBLAS to its AVX2
-// (Haswell) kernel it runs the science models' products 1.5-1.9× faster
-// (docs/BENCHMARKS.md, round 9).
+// (Haswell) kernel it runs the science models' products 1.45-2.1× faster
+// (BenchmarkGemmLibraries; docs/BENCHMARKS.md, round 9).
 type oneDNN struct {
 	sgemmFn    uintptr // dnnl_sgemm, for callTrampoline
 	sgemm      func(transA, transB byte, m, n, k int64, alpha float32, a *float32, lda int64, b *float32, ldb int64, beta float32, c *float32, ldc int64) int32
