@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the named Debian packages that are not installed yet, as root on
 # a machine with apt-get (elsewhere it does nothing). A name written a|b is
-# the first of a, b that this Debian release has: oneDNN is libdnnl2 on
-# Debian 12 and libdnnl3 after it.
+# the first of a, b that this Debian release has: oneDNN 2.x is libdnnl2
+# (Debian 12), oneDNN 3.x libdnnl3.
 #
 #   scripts/debian-packages.sh 'libdnnl2|libdnnl3' libopenblas0 bible-kjv
 set -euo pipefail
