@@ -186,8 +186,9 @@ func BenchmarkMoETrainAlternating(b *testing.B) {
 }
 
 // BenchmarkTopK selects the top k of 2048 router rows of softmax
-// probabilities (the science batch) with TopK's small-k path and with the
-// general insertion list.
+// probabilities (the science batch) with TopK's small-k path (the AVX-512
+// selection where the CPU has it), its scalar list and the general
+// insertion list.
 func BenchmarkTopK(b *testing.B) {
 	for _, s := range []struct {
 		name string
@@ -202,7 +203,7 @@ func BenchmarkTopK(b *testing.B) {
 		for _, p := range []struct {
 			name string
 			fn   func(idx []int32, row []float32, k int)
-		}{{"small", topKSmall[float32]}, {"list", topKList[float32]}} {
+		}{{"small", topKSmall[float32]}, {"small-list", topKSmallList[float32]}, {"list", topKList[float32]}} {
 			b.Run(s.name+"/"+p.name, func(b *testing.B) {
 				for b.Loop() {
 					for t := 0; t < 2048; t++ {

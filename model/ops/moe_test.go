@@ -263,6 +263,46 @@ func TestTopKSmallMatchesList(t *testing.T) {
 	}
 }
 
+// topK32x64, the AVX-512 selection, chooses exactly as the scalar list on
+// every row it accepts: widths 1..64, router-like values, ties, signed
+// zeros, subnormals and +Inf; it refuses rows holding NaN or −Inf.
+func TestTopKVectorMatchesList(t *testing.T) {
+	if !topK512 {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	special := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, float32(math.Inf(1)), 1}
+	for it := 0; it < 50000; it++ {
+		e := 1 + r.IntN(64)
+		k := 1 + r.IntN(min(e, 16))
+		row := make([]float32, e)
+		for i := range row {
+			switch r.IntN(8) {
+			case 0:
+				row[i] = float32(r.IntN(3))
+			case 1:
+				row[i] = special[r.IntN(len(special))]
+			case 2:
+				row[i] = -float32(r.Float64())
+			default:
+				row[i] = float32(r.Float64())
+			}
+		}
+		got, want := make([]int32, k), make([]int32, k)
+		if !topK32x64(&got[0], &row[0], e, k) {
+			t.Fatalf("row %v k=%d: refused a row without NaN or -Inf", row, k)
+		}
+		topKSmallList(want, row, k)
+		if !slices.Equal(got, want) {
+			t.Fatalf("row %v k=%d: %v, scalar list %v", row, k, got, want)
+		}
+		row[r.IntN(e)] = []float32{float32(math.NaN()), float32(math.Inf(-1))}[r.IntN(2)]
+		if topK32x64(&got[0], &row[0], e, k) {
+			t.Fatalf("row %v k=%d: took a row holding NaN or -Inf", row, k)
+		}
+	}
+}
+
 func TestRoute(t *testing.T) {
 	const n, e, k = 40, 7, 3
 	r := rand.New(rand.NewPCG(4, 4))

@@ -64,11 +64,23 @@ func topKList[F Float](idx []int32, row []F, k int) {
 // topKVals holds the values of topKSmall's list.
 type topKVals[F Float] [16]F
 
-// topKSmall is TopK for k ≤ 16, with the list's values kept beside its
+// topKSmall is TopK for k ≤ 16. A float32 row of at most 64 values goes
+// to topK32x64 where the CPU has AVX-512 (k rounds of a vector maximum, no
+// branch on the data: a router row of 63 experts costs the same however
+// its values fall); others, and rows holding NaN or −Inf, to
+// topKSmallList.
+func topKSmall[F Float](idx []int32, row []F, k int) {
+	if f, ok := any(row).([]float32); ok && topK512 && len(f) <= 64 && topK32x64(&idx[0], &f[0], len(f), k) {
+		return
+	}
+	topKSmallList(idx, row, k)
+}
+
+// topKSmallList is topKList with the list's values kept beside its
 // indices (in registers and the stack) instead of read back through the
 // row: the same comparisons in the same order, so the same choice, about
 // twice as fast at 63 experts, k = 7.
-func topKSmall[F Float](idx []int32, row []F, k int) {
+func topKSmallList[F Float](idx []int32, row []F, k int) {
 	var vals topKVals[F]
 	var ids [len(vals)]int32
 	for i, v := range row[:k] {

@@ -46,3 +46,10 @@ func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int) {
 }
 
 func max32x8(x *float32, n int) (float32, bool) { panic("ops: no vector kernels on this platform") }
+
+// topK512 is false: TopK runs the scalar list.
+var topK512 = false
+
+func topK32x64(idx *int32, row *float32, n, k int) bool {
+	panic("ops: no vector top-k on this platform")
+}
