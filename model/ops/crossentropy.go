@@ -256,59 +256,56 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 		blas.MatMul(false, true, c, v, d, x[c0*d:(c0+c)*d], w, lg, false)
 		parallel.For(c, denseRowsGrain(v), func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				row := lg[i*v : (i+1)*v]
-				nll[c0+i] = logSumExp(row) - float64(row[targets[c0+i]])
+				nll[c0+i] = nllRow(lg[i*v:(i+1)*v], targets[c0+i])
 			}
 		})
 	}
 }
 
-// logSumExp returns log Σ_j e^{row_j}, shifted by the row max so that no
-// exponent is positive; the sum is kept in float64. float32 rows use exp32
-// (math.Exp cost as much as the logits GEMM).
-func logSumExp[F Float](row []F) float64 {
+// nllRow returns −log softmax(row)[t], overwriting row with its
+// exponentials: nllGradRow's arithmetic (the evaluation loss equals the
+// training loss bit for bit) without the gradient. The shifted
+// exponentials are summed in float64, in index order; float32 rows use
+// exp32 (math.Exp cost as much as the logits GEMM) and the vector max and
+// shift.
+func nllRow[F Float](row []F, t int) float64 {
 	switch r := any(row).(type) {
 	case []float32:
-		m := maxOfRow(r)
-		var s float64
-		var buf [256]float32 // exp32s in chunks: the row itself must stay
-		for c := 0; c < len(r); c += len(buf) {
-			e := buf[:min(len(buf), len(r)-c)]
-			for j := range e {
-				e[j] = r[c+j] - m
-			}
-			exp32s(e, e)
-			for _, v := range e {
-				s += float64(v)
-			}
-		}
-		return float64(m) + math.Log(s)
+		m, zt, s := expShiftedSum32(r, t)
+		return float64(m) + math.Log(s) - float64(zt)
 	case []float64:
-		m := maxOfRow(r)
+		m, zt := maxOfRow(r), r[t]
 		var s float64
-		for _, z := range r {
-			s += math.Exp(z - m)
+		for j, z := range r {
+			e := math.Exp(z - m)
+			r[j] = e
+			s += e
 		}
-		return m + math.Log(s)
+		return m + math.Log(s) - zt
 	}
-	panic("ops: logSumExp of a non-float row")
+	panic("ops: nllRow of a non-float row")
 }
 
-// nllGradRow returns −log softmax(row)[t] (the same arithmetic as
-// logSumExp(row) − row[t]) and overwrites row with
+// expShiftedSum32 overwrites r with exp32(r − m) for its maximum m and
+// returns m, the value r[t] had and the exponentials' float64 sum in index
+// order.
+func expShiftedSum32(r []float32, t int) (m, zt float32, s float64) {
+	m, zt = maxForShift(r), r[t]
+	shift(r, m)
+	exp32s(r, r)
+	for _, e := range r {
+		s += float64(e)
+	}
+	return m, zt, s
+}
+
+// nllGradRow returns −log softmax(row)[t] (nllRow's arithmetic) and
+// overwrites row with
 // scale·(softmax(row) − onehot(t)).
 func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	switch r := any(row).(type) {
 	case []float32:
-		m, zt := maxOfRow(r), r[t]
-		for j, z := range r {
-			r[j] = z - m
-		}
-		exp32s(r, r)
-		var s float64
-		for _, e := range r {
-			s += float64(e)
-		}
+		m, zt, s := expShiftedSum32(r, t)
 		k := float32(scale / s)
 		for j := range r {
 			r[j] *= k
