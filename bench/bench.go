@@ -41,7 +41,8 @@ type Options struct {
 	Breakdown bool
 	// Forward also times forward-only passes through an evaluation graph
 	// (no gradients, as the held-out evaluation runs the model), after the
-	// training steps and the peak-RSS reading: Result.ForwardTokensPerS.
+	// training steps and the peak-RSS reading, alternating with as many
+	// further training steps: Result.ForwardTokensPerS and ForwardRatio.
 	Forward bool
 	Seed    uint64 // random tokens; 0 means 1
 }
@@ -86,14 +87,18 @@ type Result struct {
 	Ops           []OpTime     `json:"ops,omitempty"`
 	OpsStep       Profiled     `json:"ops_step"` // the breakdown step as a whole
 	Phases        Phases       `json:"phases"`   // median split of a timed step
-	// ForwardTokensPerS is B·T over the median forward-only pass (Options.Forward);
-	// ForwardRatio is that over TokensPerS.
+	// ForwardTokensPerS is B·T over the median forward-only pass
+	// (Options.Forward); ForwardRatio is the median training step over the
+	// median forward pass, both from the steps and passes timed in
+	// alternation (so its training half is ForwardStepS, not StepS).
 	ForwardTokensPerS float64 `json:"forward_tokens_per_s,omitempty"`
 	ForwardRatio      float64 `json:"forward_ratio,omitempty"`
+	ForwardStepS      float64 `json:"forward_step_s,omitempty"`
 	// CPUPerStep and ForwardCPUPerPass are the process's CPU time (user +
 	// system, all threads) per timed training step and per forward-only
 	// pass: on a machine shared with other jobs they follow the work done
-	// far more than wall times do. ForwardCPURatio is their ratio.
+	// far more than wall times do. ForwardCPURatio is the ratio of the
+	// alternated steps' CPU time to the passes'.
 	CPUPerStep        float64 `json:"cpu_s_per_step"`
 	ForwardCPUPerPass float64 `json:"forward_cpu_s_per_pass,omitempty"`
 	ForwardCPURatio   float64 `json:"forward_cpu_ratio,omitempty"`
@@ -270,34 +275,59 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	}
 	r.PeakRSS = PeakRSS()
 	if opt.Forward {
-		var ts []float64
-		var cpu float64
-		for i := range opt.Steps + 1 {
-			t0, c0 := time.Now(), cputime.Process().Seconds()
-			if _, err := s.Forward(); err != nil {
-				return Result{}, err
-			}
-			if i > 0 { // the first pass builds the graph and warms it up
-				ts = append(ts, time.Since(t0).Seconds())
-				cpu += cputime.Process().Seconds() - c0
-			}
-		}
-		if opt.Breakdown {
-			p, err := profiled(func() error { _, err := s.Forward(); return err })
-			if err != nil {
-				return Result{}, err
-			}
-			r.ForwardOpsPass = p
-			r.ForwardOps = breakdown(p.ops, p.WallS, nil)
-		}
-		r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(ts)
-		r.ForwardRatio = r.ForwardTokensPerS / r.TokensPerS
-		r.ForwardCPUPerPass = cpu / float64(opt.Steps)
-		if r.ForwardCPUPerPass > 0 {
-			r.ForwardCPURatio = r.CPUPerStep / r.ForwardCPUPerPass
+		if err := timeForward(s, opt, &r); err != nil {
+			return Result{}, err
 		}
 	}
 	return r, nil
+}
+
+// timeForward fills r's forward-only figures. The forward passes alternate
+// with training steps, opt.Steps of each after one untimed pass that
+// builds the evaluation graph, and the ratios compare the two halves of
+// those pairs: load that drifts on a shared machine then slows both alike,
+// where timing all the passes after all the steps let a drift between the
+// two phases decide the ratio. r's training figures stay those of the
+// main loop, before the evaluation graph existed.
+func timeForward(s *Stepper, opt Options, r *Result) error {
+	if _, err := s.Forward(); err != nil {
+		return err
+	}
+	var steps, passes []float64
+	var stepCPU, passCPU float64
+	timed := func(fn func() error, ts *[]float64, cpu *float64) error {
+		t0, c0 := time.Now(), cputime.Process().Seconds()
+		if err := fn(); err != nil {
+			return err
+		}
+		*ts = append(*ts, time.Since(t0).Seconds())
+		*cpu += cputime.Process().Seconds() - c0
+		return nil
+	}
+	for range opt.Steps {
+		if err := timed(func() error { _, err := s.Step(); return err }, &steps, &stepCPU); err != nil {
+			return err
+		}
+		if err := timed(func() error { _, err := s.Forward(); return err }, &passes, &passCPU); err != nil {
+			return err
+		}
+	}
+	if opt.Breakdown {
+		p, err := profiled(func() error { _, err := s.Forward(); return err })
+		if err != nil {
+			return err
+		}
+		r.ForwardOpsPass = p
+		r.ForwardOps = breakdown(p.ops, p.WallS, nil)
+	}
+	r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(passes)
+	r.ForwardStepS = median(steps)
+	r.ForwardRatio = r.ForwardStepS / median(passes)
+	r.ForwardCPUPerPass = passCPU / float64(opt.Steps)
+	if passCPU > 0 {
+		r.ForwardCPURatio = stepCPU / passCPU
+	}
+	return nil
 }
 
 // Profiled is one step or pass run with per-op timing on: its wall and CPU

@@ -49,8 +49,10 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			if r.PeakRSS <= 0 || r.Estimated <= 0 {
 				t.Errorf("peak RSS %d, estimate %d", r.PeakRSS, r.Estimated)
 			}
-			if r.ForwardTokensPerS <= 0 || math.Abs(r.ForwardRatio-r.ForwardTokensPerS/r.TokensPerS) > 1e-9*r.ForwardRatio {
-				t.Errorf("forward-only %g tokens/s, ratio %g to training's %g", r.ForwardTokensPerS, r.ForwardRatio, r.TokensPerS)
+			// The ratio compares the passes with the steps alternated with
+			// them: B·T/ForwardStepS tokens/s.
+			if want := r.ForwardTokensPerS * r.ForwardStepS / float64(r.Batch*r.Seq); r.ForwardTokensPerS <= 0 || r.ForwardStepS <= 0 || math.Abs(r.ForwardRatio-want) > 1e-9*want {
+				t.Errorf("forward-only %g tokens/s, ratio %g to alternated steps of %g s (want %g)", r.ForwardTokensPerS, r.ForwardRatio, r.ForwardStepS, want)
 			}
 			if r.MFU != 0 {
 				t.Errorf("MFU %g without a peak measurement", r.MFU)

@@ -7,7 +7,8 @@
 #   2. the DeepSeekMoE step against its GShard twin (BenchmarkStepRatio/sci,
 #      alternated in one process), medians over runs (goal <= 1.05x);
 #   3. forward-only evaluation against training (moetrain bench's
-#      forward_ratio), medians over runs (goal >= 3x);
+#      forward_ratio: passes alternated with training steps in one
+#      process), medians over runs (goal >= 3x);
 #   4. dense-small and moe-small against the PyTorch peer, and their MFU
 #      (scripts/bench-vs-torch.sh; goals >= 2x and >= 5x, stretch MFU >= 55%
 #      and >= 45%).

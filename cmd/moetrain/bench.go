@@ -71,7 +71,7 @@ func init() {
 	f.IntVar(&opt.Seq, "seq", 0, "tokens per sequence (0: the config's train.seq_len)")
 	f.BoolVar(&opt.Breakdown, "breakdown", true, "time every op during one extra step")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
-	f.BoolVar(&opt.Forward, "forward", true, "also time forward-only passes (the evaluation graph) after the training steps")
+	f.BoolVar(&opt.Forward, "forward", true, "also time forward-only passes (the evaluation graph) after the training steps, alternating with as many more steps")
 	f.BoolVar(&opt.MeasurePeak, "measure-peak", false, "measure the sgemm peak again instead of using the cached one (the cache keeps the higher)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file")
 	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
@@ -94,7 +94,7 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 		fmt.Fprintf(w, "MFU             none: %s\n", r.PeakSource)
 	}
 	if r.ForwardTokensPerS > 0 {
-		fmt.Fprintf(w, "forward only    %.0f tokens/s, %.2f× training (evaluation graph, no gradients; %.2f× in CPU time)\n", r.ForwardTokensPerS, r.ForwardRatio, r.ForwardCPURatio)
+		fmt.Fprintf(w, "forward only    %.0f tokens/s, %.2f× training (evaluation graph, no gradients, alternated with training steps; %.2f× in CPU time)\n", r.ForwardTokensPerS, r.ForwardRatio, r.ForwardCPURatio)
 	}
 	ratio := 0.0
 	if r.Estimated > 0 {
