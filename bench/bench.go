@@ -68,6 +68,7 @@ type Result struct {
 	Steps         int          `json:"steps"`
 	Threads       int          `json:"threads"`
 	Kernel        string       `json:"blas_kernel"`
+	Products      string       `json:"products"`        // train.products: fp32, or bf16 (MFU still against the float32 peak)
 	TokensPerS    float64      `json:"tokens_per_s"`    // B·T / median step time
 	StepS         float64      `json:"step_s"`          // median step time
 	StepTimes     []float64    `json:"step_times_s"`    // every timed step, in order
@@ -219,7 +220,10 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("load BLAS: %w", err)
 	}
-	r := Result{Config: name, FFN: cfg.Model.FFN, Steps: opt.Steps, Threads: parallel.Workers, Kernel: info.Kernel}
+	if err := blas.SetBF16Products(cfg.Train.Products == configs.ProductsBF16); err != nil {
+		return Result{}, fmt.Errorf("train.products: %w", err)
+	}
+	r := Result{Config: name, FFN: cfg.Model.FFN, Steps: opt.Steps, Threads: parallel.Workers, Kernel: info.Kernel, Products: cfg.Train.Products}
 	if !opt.NoPeak {
 		p := blas.MachinePeak(opt.MeasurePeak)
 		r.SgemmGFLOPS, r.PeakSource, r.PeakKey = p.GFLOPS, p.Source, p.Key

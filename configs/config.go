@@ -215,7 +215,16 @@ type Train struct {
 	SeqLen int `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
 	// a NaN/Inf loss or gradient: stop the run, or skip the step and go on.
 	NonFinite string `mapstructure:"non_finite" yaml:"non_finite" json:"non_finite"`
+	// Matrix-product inputs: fp32, or bf16 (rounded to bfloat16, float32 sums) for ~1.5-2× faster products on CPUs with a bfloat16 kernel.
+	Products string `mapstructure:"products" yaml:"products" json:"products"`
 }
+
+// Products values: float32 products (the default, which the PyTorch
+// reference agreement covers) or products of operands rounded to bfloat16.
+const (
+	ProductsFP32 = "fp32"
+	ProductsBF16 = "bf16"
+)
 
 // Checkpoint sets how often checkpoints are written and which are kept.
 type Checkpoint struct {
@@ -256,7 +265,7 @@ func Default() Config {
 		Data:       Data{Path: "datasets/kjv", Seed: 1234},
 		Optim:      Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1.0},
 		Schedule:   Schedule{Kind: "step", MaxLR: 1.08e-3, MinLRRatio: 0.1},
-		Train:      Train{Tokens: 1 << 20, BatchSize: 8, SeqLen: 256, NonFinite: "stop"},
+		Train:      Train{Tokens: 1 << 20, BatchSize: 8, SeqLen: 256, NonFinite: "stop", Products: ProductsFP32},
 		Checkpoint: Checkpoint{EveryTokens: 1 << 18, KeepLast: 2},
 		Eval:       Eval{EveryTokens: 1 << 18, Tokens: 1 << 16},
 		Log:        Log{EveryTokens: 1 << 14},
@@ -913,6 +922,9 @@ func (c Config) Validate() error {
 	}
 	if c.Train.SeqLen <= 0 {
 		add("train.seq_len", "must be positive, got %d", c.Train.SeqLen)
+	}
+	if c.Train.Products != ProductsFP32 && c.Train.Products != ProductsBF16 {
+		add("train.products", "want %s or %s, got %q", ProductsFP32, ProductsBF16, c.Train.Products)
 	}
 	if c.Train.NonFinite != "stop" && c.Train.NonFinite != "skip" {
 		add("train.non_finite", "want stop or skip, got %q", c.Train.NonFinite)

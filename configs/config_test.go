@@ -90,6 +90,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{"--set without =", "", []string{"model.hidden"}, "want key=value"},
 		{"bad yaml", "model: [\n", nil, "yaml:"},
 		{"non-finite policy", "train:\n  non_finite: ignore\n", nil, "train.non_finite: want stop or skip"},
+		{"product precision", "train:\n  products: fp16\n", nil, "train.products: want fp32 or bf16"},
 		{"unknown router score", moe, []string{"model.router.score=tanh"}, "model.router.score: unknown score"},
 		{"zero gate scale", moe, []string{"model.router.scale=0"}, "model.router.scale: must be positive"},
 		{"negative z-loss", moe, []string{"model.router.z_loss=-1"}, "model.router.z_loss: must be >= 0"},

@@ -236,6 +236,9 @@ func configDiff(stored, now configs.Config, where string) error {
 	if stored.Schedule.TotalTokens == 0 {
 		stored.Schedule.TotalTokens = stored.Train.Tokens
 	}
+	if stored.Train.Products == "" { // a state.json from before the key: float32 products
+		stored.Train.Products = configs.ProductsFP32
+	}
 	if diff := changedKeys(stored, now); len(diff) > 0 {
 		return fmt.Errorf("%w in %s (only checkpoint.*, eval.*, log.*, train.tokens, train.non_finite and model.expert_parallel may change on resume, and data.weights to weights that give the same mixture):\n  %s\nStart a new run directory to change them.",
 			ErrConfigChanged, where, strings.Join(diff, "\n  "))
@@ -289,9 +292,15 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return fmt.Errorf("load BLAS: %w", err)
 	}
+	if err := blas.SetBF16Products(c.Train.Products == configs.ProductsBF16); err != nil {
+		return fmt.Errorf("train.products: %w", err)
+	}
 	t.kernel = info.Kernel
 	t.logf("moetrain: run %s", t.opt.RunDir)
 	t.logf("BLAS: %s", info)
+	if blas.BF16Products() {
+		t.logf("products: bf16 (operands rounded to bfloat16, float32 sums; MFU against the float32 peak)")
+	}
 	peak := blas.MachinePeak(false)
 	t.peak = peak.GFLOPS
 	t.logf("MFU against peak: %s", peak)

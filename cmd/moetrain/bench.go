@@ -82,7 +82,7 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
 	}
-	fmt.Fprintf(w, "%s (%s): batch %d × seq %d, %d timed steps, %d workers, BLAS %s\n", r.Config, r.FFN, r.Batch, r.Seq, r.Steps, r.Threads, r.Kernel)
+	fmt.Fprintf(w, "%s (%s): batch %d × seq %d, %d timed steps, %d workers, %s products, BLAS %s\n", r.Config, r.FFN, r.Batch, r.Seq, r.Steps, r.Threads, r.Products, r.Kernel)
 	fmt.Fprintf(w, "tokens/s        %.0f (median step %.1f ms, %.1f ms CPU time per step)\n", r.TokensPerS, r.StepS*1e3, r.CPUPerStep*1e3)
 	fmt.Fprintf(w, "  graph %.1f ms, gradient copy %.1f ms, clip %.1f ms, AdamW %.1f ms\n", r.Phases.GraphS*1e3, r.Phases.CopyS*1e3, r.Phases.ClipS*1e3, r.Phases.AdamS*1e3)
 	fmt.Fprintf(w, "achieved        %.1f GFLOP/s (%.4g FLOPs/token, DESIGN.md §7.3)\n", r.GFLOPS, r.FLOPsPerToken)
@@ -90,6 +90,9 @@ func printBench(w io.Writer, r bench.Result, asJSON bool) error {
 	case r.SgemmGFLOPS > 0:
 		fmt.Fprintf(w, "peak            %.1f GFLOP/s, best 2048³ sgemm (%s; %s)\n", r.SgemmGFLOPS, r.PeakSource, r.PeakKey)
 		fmt.Fprintf(w, "MFU             %.1f%% of that peak\n", 100*r.MFU)
+		if r.Products == configs.ProductsBF16 {
+			fmt.Fprintln(w, "                (a float32 peak: bf16 products can run past it)")
+		}
 	case r.PeakSource != "":
 		fmt.Fprintf(w, "MFU             none: %s\n", r.PeakSource)
 	}

@@ -131,3 +131,19 @@ func TestOneDNNThreadsFromEnvironment(t *testing.T) {
 		t.Errorf("peak key %q: want oneDNN with 2 threads per call and no split", r.Key)
 	}
 }
+
+// train.products: bf16 where there are no bfloat16 products (OpenBLAS
+// here) stops at launch with a run-time error naming the key and why;
+// a value that is not a precision is a config error.
+func TestBF16ProductsNeedTheirKernel(t *testing.T) {
+	cfg := tinyYAML(t, 2)
+	args := []string{"bench", cfg, "--steps", "1", "--warmup", "0", "--breakdown=false", "--forward=false"}
+	_, stderr, code := moetrainEnv(t, []string{"MOETRAIN_BLAS=openblas"}, append(args, "--set", "train.products=bf16")...)
+	if code != 1 || !strings.Contains(stderr, "train.products") || !strings.Contains(stderr, "bfloat16 products need oneDNN") {
+		t.Errorf("bf16 on OpenBLAS: exit %d, want 1 naming train.products and what bf16 needs:\n%s", code, stderr)
+	}
+	_, stderr, code = moetrainEnv(t, nil, append(args, "--set", "train.products=fp16")...)
+	if code != 2 || !strings.Contains(stderr, "train.products: want fp32 or bf16") {
+		t.Errorf("train.products=fp16: exit %d, want 2 and the allowed values:\n%s", code, stderr)
+	}
+}

@@ -12,8 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/evaluate"
+	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
@@ -74,6 +76,10 @@ on stderr; --strict makes it an error naming the file and line.`,
 				return err
 			}
 			cfg := l.State.Config
+			// Score with the run's products, as its in-training evaluations did.
+			if err := blas.SetBF16Products(cfg.Train.Products == configs.ProductsBF16); err != nil {
+				fmt.Fprintf(os.Stderr, "note: the run trained with bf16 products, which this machine cannot run (%v); scoring with float32 products, so the numbers may differ from the run's in their last digits\n", err)
+			}
 			e, err := evaluate.New(l.Model, cfg, evaluate.Options{Data: dir, Tasks: names, NoTasks: noTasks, TaskLimit: limit, Truncate: !strict})
 			var te *tasks.Error
 			if errors.Is(err, tasks.ErrNoTask) || errors.As(err, &te) {

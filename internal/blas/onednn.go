@@ -24,6 +24,10 @@ type oneDNN struct {
 	isa        func() int32
 	maxThreads func() int32 // OpenMP's omp_get_max_threads: the threads one call uses
 	products                // how products are split over workers
+	// bf16Fn is dnnl_gemm_bf16bf16f32 (0 where missing); bf16 makes run
+	// use it (SetBF16Products).
+	bf16Fn uintptr
+	bf16   bool
 }
 
 // dnnlArgs is one dnnl_sgemm call: the function, its arguments (pointers
@@ -82,6 +86,7 @@ func openOneDNN(path string) (*oneDNN, error) {
 	l := &oneDNN{}
 	purego.RegisterLibFunc(&l.sgemm, h, "dnnl_sgemm")
 	l.sgemmFn, _ = purego.Dlsym(h, "dnnl_sgemm")
+	l.bf16Fn, _ = purego.Dlsym(h, "dnnl_gemm_bf16bf16f32") // optional: SetBF16Products checks
 	purego.RegisterLibFunc(&l.version, h, "dnnl_version")
 	purego.RegisterLibFunc(&l.isa, h, "dnnl_get_effective_cpu_isa")
 	purego.RegisterLibFunc(&l.maxThreads, h, "omp_get_max_threads")
@@ -94,6 +99,10 @@ func openOneDNN(path string) (*oneDNN, error) {
 // through unchanged. A non-zero status can only mean arguments that
 // checkSgemm let through, so it panics like checkSgemm does.
 func (l *oneDNN) run(ca *callArgs, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if l.bf16 {
+		l.runBF16(ca, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	var st int32
 	if trampolineSgemm {
 		args := &ca.dnnl
@@ -176,6 +185,10 @@ func loadOneDNN(paths []string, opts Options) (Sgemmer, Info, error) {
 	}
 	lib.setSplit(split)
 	info.Split = lib.split
+	// A library opened before may have bfloat16 products on: a load
+	// installs float32 products (SetBF16Products comes after), and the
+	// self-check holds them to float32's accuracy.
+	lib.bf16 = false
 	if err := selfCheck(lib); err != nil {
 		info.Warnings = append(info.Warnings, err.Error())
 		return nil, info, fmt.Errorf("%s at %s gave wrong results", info.Kernel, info.Library)

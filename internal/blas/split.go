@@ -33,6 +33,9 @@ type libraryCall func(args *callArgs, transA, transB bool, m, n, k int, alpha fl
 type callArgs struct {
 	fortran fortranArgs // OpenBLAS's sgemm_
 	dnnl    dnnlArgs    // oneDNN's dnnl_sgemm through dnnlTrampoline
+	// a16 and b16 hold the operands rounded to bfloat16 (oneDNN.runBF16),
+	// reused by every call through this slot.
+	a16, b16 []uint16
 }
 
 // newProducts returns products over run with no split; setSplit sets one.
