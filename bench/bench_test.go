@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -252,4 +253,53 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 	b.ReportMetric(moeCPU/gsCPU, "cpu-ratio")
 	b.ReportMetric(ph.GraphS*1e3, "moe-graph-ms")
 	b.ReportMetric((ph.CopyS+ph.ClipS+ph.AdamS)*1e3, "moe-optim-ms")
+}
+
+// BenchmarkProductsRatio alternates training steps and forward passes with
+// float32 and bfloat16 products (train.products) in one process, each
+// precision on its own copy of the same model, switching the mode before
+// every step or pass, and reports the median of each and the speed-ups
+// (float32 time over bfloat16 time). It skips where the machine has no
+// bfloat16 products. Run with e.g.
+//
+//	go test ./bench -run '^$' -bench ProductsRatio -benchtime 20x
+func BenchmarkProductsRatio(b *testing.B) {
+	for _, name := range []string{"sci-dense", "sci-moe"} {
+		b.Run(name, func(b *testing.B) {
+			steppers := [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}
+			if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
+				b.Skip(err)
+			}
+			defer blas.SetBF16Products(false)
+			var steps, passes [2][]float64
+			timed := func(bf16 bool, fn func() error) float64 {
+				if err := blas.SetBF16Products(bf16); err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				if err := fn(); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(t0).Seconds()
+			}
+			for range 2 { // warm up both copies, graphs included
+				for j, s := range steppers {
+					timed(j == 1, func() error { _, err := s.Step(); return err })
+					timed(j == 1, func() error { _, err := s.Forward(); return err })
+				}
+			}
+			for i := range b.N {
+				for j := range steppers {
+					k := (i + j) % 2 // alternate which precision goes first
+					s := steppers[k]
+					steps[k] = append(steps[k], timed(k == 1, func() error { _, err := s.Step(); return err }))
+					passes[k] = append(passes[k], timed(k == 1, func() error { _, err := s.Forward(); return err }))
+				}
+			}
+			b.ReportMetric(median(steps[0])*1e3, "fp32-step-ms")
+			b.ReportMetric(median(steps[1])*1e3, "bf16-step-ms")
+			b.ReportMetric(median(steps[0])/median(steps[1]), "step-speedup")
+			b.ReportMetric(median(passes[0])/median(passes[1]), "forward-speedup")
+		})
+	}
 }
