@@ -194,6 +194,15 @@ func benchStepper(b *testing.B, name string, sets []string) *Stepper {
 	return s
 }
 
+// BenchmarkStepSci times training steps of the science yardsticks, the
+// twin of BenchmarkForward for profiles of where a step's time goes next to
+// a forward pass's.
+func BenchmarkStepSci(b *testing.B) {
+	for _, name := range []string{"sci-dense", "sci-moe"} {
+		b.Run(name, func(b *testing.B) { benchStep(b, name) })
+	}
+}
+
 func BenchmarkStepDense(b *testing.B)       { benchStep(b, "dense-small") }
 func BenchmarkStepDeepSeekMoE(b *testing.B) { benchStep(b, "moe-small") }
 func BenchmarkStepGShard(b *testing.B)      { benchStep(b, "gshard-small") }
