@@ -97,32 +97,37 @@ func TestResumeIsBitExact(t *testing.T) {
 		t.Run(fmt.Sprintf("micro=%d", micro), func(t *testing.T) {
 			c := tinyConfig(configs.FFNDeepSeekMoE)
 			c.Train.MicroBatchSize = micro
-			// The schedule's horizon is fixed at launch: the split run
-			// launches with half the budget, so it names the whole one.
-			c.Schedule.TotalTokens = c.Train.Tokens
-			straight := t.TempDir()
-			run(t, c, straight)
-
-			split := t.TempDir()
-			half := c
-			half.Train.Tokens = c.Train.Tokens / 2
-			s := run(t, half, split)
-			if s.Tokens != half.Train.Tokens {
-				t.Fatalf("first half stopped at %d tokens, want %d", s.Tokens, half.Train.Tokens)
-			}
-			s = run(t, c, split)
-			if !s.Resumed || s.Tokens != c.Train.Tokens {
-				t.Fatalf("second half: resumed %v at %d tokens", s.Resumed, s.Tokens)
-			}
-			if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, split)) {
-				t.Error("model.safetensors differs between the straight and the resumed run")
-			}
-			a, b := trainLosses(t, straight), trainLosses(t, split)
-			if fmt.Sprint(a) != fmt.Sprint(b) {
-				t.Errorf("loss sequences differ:\n straight %v\n resumed  %v", a, b)
-			}
+			resumeMatchesStraight(t, c)
 		})
 	}
+}
+
+// resumeMatchesStraight runs c straight into one directory and as two
+// halves with a resume between them into another, checks that both end
+// with the same model.safetensors bytes and the same loss sequence, and
+// returns the two directories.
+func resumeMatchesStraight(t *testing.T, c configs.Config) (straight, split string) {
+	t.Helper()
+	// The schedule's horizon is fixed at launch: the split run launches
+	// with half the budget, so it names the whole one.
+	c.Schedule.TotalTokens = c.Train.Tokens
+	straight, split = t.TempDir(), t.TempDir()
+	run(t, c, straight)
+	half := c
+	half.Train.Tokens = c.Train.Tokens / 2
+	if s := run(t, half, split); s.Tokens != half.Train.Tokens {
+		t.Fatalf("first half stopped at %d tokens, want %d", s.Tokens, half.Train.Tokens)
+	}
+	if s := run(t, c, split); !s.Resumed || s.Tokens != c.Train.Tokens {
+		t.Fatalf("second half: resumed %v at %d tokens", s.Resumed, s.Tokens)
+	}
+	if !bytes.Equal(latestModelBytes(t, straight), latestModelBytes(t, split)) {
+		t.Error("model.safetensors differs between the straight and the resumed run")
+	}
+	if a, b := trainLosses(t, straight), trainLosses(t, split); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("loss sequences differ:\n straight %v\n resumed  %v", a, b)
+	}
+	return straight, split
 }
 
 // Gradient accumulation over micro-batches equals one big batch within

@@ -186,28 +186,21 @@ func TestBF16Products(t *testing.T) {
 	}
 	MatMul(false, false, m, n, k, a, b, f32, false)
 	want := naiveGemm(false, false, m, n, k, 1, a, k, b, n, 0, f32, n)
-	if err := tol.CheckScaled("float32 again", widen(f32), want, 2e-6); err != nil {
+	if err := tol.CheckScaled("float32 again", convert[float64](f32), want, 2e-6); err != nil {
 		t.Error(err)
 	}
-	if tol.CheckScaled("bfloat16", widen(bf), want, 1e-4) == nil {
+	if tol.CheckScaled("bfloat16", convert[float64](bf), want, 1e-4) == nil {
 		t.Error("the bfloat16 product is as close to the exact one as float32's: the mode did not take")
 	}
 }
 
+// roundedCopy is x with every value rounded to bfloat16 (as float32).
 func roundedCopy(x []float32) []float32 {
 	h := make([]uint16, len(x))
 	roundBF16(h, x)
 	out := make([]float32, len(x))
 	for i, v := range h {
 		out[i] = bf16Value(v)
-	}
-	return out
-}
-
-func widen(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
 	}
 	return out
 }

@@ -237,23 +237,15 @@ func TestTopK(t *testing.T) {
 }
 
 // topKSmall (k ≤ 16) chooses exactly as the general insertion list, on
-// router-like rows, rows with many ties and rows holding NaN and ±Inf.
+// router-like rows, rows with many ties and rows holding NaN and ±Inf
+// (which the vector path hands to the list).
 func TestTopKSmallMatchesList(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
+	nonFinite := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
 	for it := 0; it < 20000; it++ {
 		e := 1 + r.IntN(70)
 		k := 1 + r.IntN(min(e, 16))
-		row := make([]float32, e)
-		for i := range row {
-			switch r.IntN(10) {
-			case 0:
-				row[i] = float32(r.IntN(3))
-			case 1:
-				row[i] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[r.IntN(3)]
-			default:
-				row[i] = float32(r.Float64())
-			}
-		}
+		row := routerRow(r, e, nonFinite)
 		got, want := make([]int32, k), make([]int32, k)
 		topKSmall(got, row, k)
 		topKList(want, row, k)
@@ -261,6 +253,25 @@ func TestTopKSmallMatchesList(t *testing.T) {
 			t.Fatalf("row %v k=%d: %v, insertion list %v", row, k, got, want)
 		}
 	}
+}
+
+// routerRow is e values for the top-k tests: mostly uniform in [0, 1),
+// some negative, many ties (small integers) and some drawn from special.
+func routerRow(r *rand.Rand, e int, special []float32) []float32 {
+	row := make([]float32, e)
+	for i := range row {
+		switch r.IntN(10) {
+		case 0:
+			row[i] = float32(r.IntN(3))
+		case 1:
+			row[i] = special[r.IntN(len(special))]
+		case 2:
+			row[i] = -float32(r.Float64())
+		default:
+			row[i] = float32(r.Float64())
+		}
+	}
+	return row
 }
 
 // topK32x64, the AVX-512 selection, chooses exactly as the scalar list on
@@ -275,19 +286,7 @@ func TestTopKVectorMatchesList(t *testing.T) {
 	for it := 0; it < 50000; it++ {
 		e := 1 + r.IntN(64)
 		k := 1 + r.IntN(min(e, 16))
-		row := make([]float32, e)
-		for i := range row {
-			switch r.IntN(8) {
-			case 0:
-				row[i] = float32(r.IntN(3))
-			case 1:
-				row[i] = special[r.IntN(len(special))]
-			case 2:
-				row[i] = -float32(r.Float64())
-			default:
-				row[i] = float32(r.Float64())
-			}
-		}
+		row := routerRow(r, e, special)
 		got, want := make([]int32, k), make([]int32, k)
 		if !topK32x64(&got[0], &row[0], e, k) {
 			t.Fatalf("row %v k=%d: refused a row without NaN or -Inf", row, k)
