@@ -324,7 +324,9 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 			return nil, fmt.Errorf("model: gradients: %w", err)
 		}
 	}
-	gr.vm = G.NewTapeMachine(g)
+	// The ops' engine: gorgonia's sums of a node's gradients run on every
+	// worker instead of one (ops.Engine).
+	gr.vm = G.NewTapeMachine(g, G.WithEngine(ops.Engine))
 	return gr, nil
 }
 

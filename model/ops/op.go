@@ -146,9 +146,10 @@ func inputs(op string, vs []G.Value) ([]*tensor.Dense, error) {
 	return out, nil
 }
 
-// newLike allocates a zeroed tensor of dtype dt and the given shape.
+// newOf allocates a zeroed tensor of dtype dt and the given shape, on the
+// ops' engine (its Add runs on every worker).
 func newOf(dt tensor.Dtype, shape ...int) *tensor.Dense {
-	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...), tensor.WithEngine(engine{}))
 }
 
 // scalarOf returns a 0-d tensor holding v in dtype dt.
@@ -236,7 +237,7 @@ func (op *gradView) Do(vs ...G.Value) (G.Value, error) {
 	if op.shape.Dims() == 0 {
 		return scalarOf(p.Dtype(), ScalarValue(tensor.New(tensor.WithBacking(backing)))), nil
 	}
-	return tensor.New(tensor.WithShape(op.shape.Clone()...), tensor.WithBacking(backing)), nil
+	return tensor.New(tensor.WithShape(op.shape.Clone()...), tensor.WithBacking(backing), tensor.WithEngine(engine{})), nil
 }
 
 // packedGrads applies bwd (whose output packs the gradients of every input i
