@@ -132,3 +132,49 @@ func TestEvalAndGenerate(t *testing.T) {
 		}
 	}
 }
+
+// A bf16 run's held-out loss is scored again by moetrain eval with bf16
+// products (equal to the run's own evaluation), and, where the products
+// cannot run (OpenBLAS here), with float32 products and a note saying so.
+func TestEvalFollowsTheRunsProducts(t *testing.T) {
+	run := t.TempDir()
+	_, errOut, code := moetrain(t, "train", tinyYAML(t, 4), "--run-dir", run, "--plain", "--set", "train.products=bf16")
+	if code == 1 && strings.Contains(errOut, "bfloat16 products need") {
+		t.Skip("no bfloat16 products on this machine")
+	}
+	if code != 0 {
+		t.Fatalf("train exited %d: %s", code, errOut)
+	}
+	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := math.NaN()
+	for _, m := range ms {
+		if m.Kind == "eval" && m.Task == "heldout" && m.Metric == "loss" {
+			logged = *m.Value
+		}
+	}
+	heldOut := func(env []string) (float64, string) {
+		t.Helper()
+		out, errOut, code := moetrainEnv(t, env, "eval", run, "--json", "--no-tasks")
+		if code != 0 {
+			t.Fatalf("eval exited %d: %s", code, errOut)
+		}
+		var rep evalReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.HeldOut == nil {
+			t.Fatalf("eval --json: %v\n%s", err, out)
+		}
+		return rep.HeldOut.Loss, errOut
+	}
+	if l, _ := heldOut(nil); !(tol.Tol{Rel: 1e-9}).Close(l, logged) {
+		t.Errorf("eval's held-out loss %v, want the bf16 run's logged %v", l, logged)
+	}
+	l, errOut := heldOut([]string{"MOETRAIN_BLAS=openblas"})
+	if !strings.Contains(errOut, "scoring with float32 products") {
+		t.Errorf("eval on OpenBLAS of a bf16 run does not say it scores in float32:\n%s", errOut)
+	}
+	if l == logged || !(tol.Tol{Rel: 1e-2}).Close(l, logged) {
+		t.Errorf("held-out loss %v in float32, %v in bf16: want close, not equal", l, logged)
+	}
+}
