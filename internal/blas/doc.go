@@ -46,6 +46,14 @@
 // round differently: a run resumed under another kernel continues, but not
 // bit for bit.
 //
+// # bfloat16 products
+//
+// SetBF16Products (train.products: bf16) makes every float32 product of the
+// oneDNN kernel round both operands to bfloat16 and call
+// dnnl_gemm_bf16bf16f32, which accumulates in float32: 1.5-2.2× faster per
+// product where the CPU has a bfloat16 kernel, deterministic, but not
+// float32's numbers. Load turns it off; float64 products never use it.
+//
 // # Peak and fallback
 //
 // MachinePeak is the fp32 peak MFU is quoted against (DESIGN.md §7.3): the

@@ -27,6 +27,10 @@
 // backward uses it only when handed the same arrays, and recomputes
 // otherwise, so a cache can make a step faster but never wrong.
 //
+// Graphs of these ops run on Engine (give it to the tape machine): gorgonia's
+// default tensor engine with an Add that splits over the workers, for the
+// sums gorgonia forms of a node's gradients.
+//
 // # Determinism
 //
 // Row loops run on internal/parallel; every reduction (weight gradients,
