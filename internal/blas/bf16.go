@@ -12,7 +12,7 @@ import (
 // accumulates and writes float32. Where the CPU has a bfloat16 kernel
 // (avx512_core_bf16 and later) that product runs 1.5-2.2× as fast as
 // dnnl_sgemm at the science shapes (BenchmarkOneDNNBF16), a science-model
-// training step 1.1-1.2× (BenchmarkProductsRatio; docs/BENCHMARKS.md,
+// training step 1.08-1.19× (BenchmarkProductsRatio; docs/BENCHMARKS.md,
 // round 10). The rounding costs about 3 significant digits per product, so
 // the mode is off unless a config asks for it (train.products: bf16): the
 // agreement with the float32 PyTorch reference holds for float32 products
