@@ -19,8 +19,8 @@ type Memory struct {
 // Per token and layer it counts every value the graph holds (norm outputs,
 // q/k/v, attention output, projections, residual sums, the FFN's output and
 // what its op caches for backward: SwiGLU's gate and up projections, the
-// gate's sigmoid and the hidden product, each routed slot's gathered input
-// and hidden activations, router logits and probabilities) plus one gradient
+// gate's sigmoid and the hidden product, each routed slot's output row and
+// hidden activations, router logits and probabilities) plus one gradient
 // of each. It is an upper bound of the live set, not a simulation of the
 // allocator.
 type Activations struct {
@@ -57,7 +57,7 @@ func CountActivations(m configs.Model, seq int) Activations {
 			n += d + 4*int64(m.DenseWidth) // output; gate, up, sigmoid(gate), hidden
 		} else {
 			e, k, w := int64(m.RoutedExperts), int64(m.ActiveRouted), int64(m.ExpertWidth)
-			n += 2*e + d + k*(2*d+3*w)
+			n += 2*e + d + k*(d+3*w) // router logits and probs, output; per slot its output row and gate, up, sigmoid
 			if m.SharedExperts > 0 {
 				n += 2*d + 4*int64(m.SharedExperts)*w
 			}

@@ -195,6 +195,6 @@ func hashBackwardTyped[F Float](op *hashBackward, in []*tensor.Dense, dy []F, g 
 	if !ok {
 		panic(fmt.Sprintf("ops: HashMoE cache holds %T", act))
 	}
-	expertsBackward(g[0], nil, g[1], g[2], g[3], a, r, dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
+	expertsBackward(g[0], nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
 	return nil
 }

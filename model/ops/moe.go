@@ -255,7 +255,7 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 		}
 	}
 	dgate := make([]float64, n*r.K)
-	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
+	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
 }
 
@@ -337,9 +337,12 @@ func sameDtype(name string, in []*tensor.Dense) error {
 // [Wg_e; Wu_e] (as SwiGLU does), so each slot's two pre-activations sit
 // side by side, and the backward forms dx with one product over k = 2W:
 // 6 GEMM calls per expert per forward+backward instead of 9, which pays
-// for the many small products of fine-grained experts.
+// for the many small products of fine-grained experts. The gathered inputs
+// are not kept: the backward gathers an expert's rows of u again, from the
+// [N, D] input (in cache) into a buffer of the expert's own size, rather
+// than holding and reading back an [S, D] copy, K times the input, from
+// memory.
 type expertAct[F Float] struct {
-	x  []F // [S, D] gathered inputs
 	gu []F // [S, 2W]: row p is [Wg·x_p | Wu·x_p], gate and up pre-activations
 	sg []F // [S, W] sigmoid of the gate pre-activations
 }
@@ -364,25 +367,25 @@ func (a *expertAct[F]) hidden(h []F, lo, hi, w int) {
 }
 
 // grow sizes a's buffers for s slots.
-func (a *expertAct[F]) grow(s, d, w int) {
-	a.x, a.gu, a.sg = grow(a.x, s*d), grow(a.gu, 2*s*w), grow(a.sg, s*w)
+func (a *expertAct[F]) grow(s, w int) {
+	a.gu, a.sg = grow(a.gu, 2*s*w), grow(a.sg, s*w)
 }
 
-// project gathers the tokens of expert e (slots lo..hi−1) into a.x and
-// forms their gate and up pre-activations in a.gu, one product against the
-// stacked [Wg_e; Wu_e].
-func (a *expertAct[F]) project(r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
-	project(a.x[lo*d:hi*d], a.gu[2*lo*w:2*hi*w], r, e, lo, hi, u, wg, wu, d, w)
-}
-
-// project is expertAct.project into the expert's own rows x [c, D] and
-// gu [c, 2W].
-func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
-	c := hi - lo
+// gatherRows copies the inputs of slots lo..hi−1 (rows of u, token-major)
+// into x [hi−lo, D].
+func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 	for p := lo; p < hi; p++ {
 		t := int(r.Slots[p]) / r.K
 		copy(x[(p-lo)*d:(p-lo+1)*d], u[t*d:(t+1)*d])
 	}
+}
+
+// project gathers the tokens of expert e (slots lo..hi−1) into x [c, D]
+// and forms their gate and up pre-activations in gu [c, 2W], one product
+// against the stacked [Wg_e; Wu_e].
+func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
+	c := hi - lo
+	gatherRows(x, r, lo, hi, u, d)
 	wgu := stackedExpert(wg, wu, e, w, d)
 	expertMatMul[F](c, r.N*r.K, w, d)(false, true, c, 2*w, d, x, wgu, gu, false)
 	poolPut(&stacks, wgu)
@@ -395,9 +398,11 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	if a == nil {
 		a = &expertAct[F]{}
 	}
-	a.grow(r.N*r.K, d, w)
+	a.grow(r.N*r.K, w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
-		a.project(&r, e, lo, hi, u, wg, wu, d, w)
+		x := poolGet[F](&stacks, (hi-lo)*d)
+		defer poolPut(&stacks, x)
+		project(x, a.gu[2*lo*w:2*hi*w], &r, e, lo, hi, u, wg, wu, d, w)
 		for p := lo; p < hi; p++ {
 			sigmoids(a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w])
 		}
@@ -410,11 +415,11 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 // the op's inputs (the cache's key); u, wg, wu, wd are found by position:
 // MoE passes (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
 // Each expert's projections, activation and down product run in one visit,
-// so its rows are still in cache for the next step of the three. Without
-// keep (an evaluation graph) the gathered inputs, pre-activations and
-// sigmoids of an expert live in scratch of its own size, reused by the
-// next expert, instead of [S, ·] buffers written out for a backward that
-// never comes; the values, and y, are the same.
+// so its rows are still in cache for the next step of the three. An
+// expert's gathered inputs always live in scratch of its own size, reused
+// by the next expert; without keep (an evaluation graph) so do its
+// pre-activations and sigmoids, instead of [S, ·] buffers written out for
+// a backward that never comes. The values, and y, are the same.
 func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
@@ -425,7 +430,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		if a == nil {
 			a = &expertAct[F]{}
 		}
-		a.grow(s, d, w)
+		a.grow(s, w)
 	} else {
 		c.take() // a backward must not find an older forward's activations
 	}
@@ -433,23 +438,22 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
-		// One pooled buffer per visit: [h | x | gu | sg] (x, gu and sg only
+		// One pooled buffer per visit: [h | x | gu | sg] (gu and sg only
 		// without keep).
-		size := n * w
+		size := n*w + n*d
 		if !keep {
-			size += n*d + 3*n*w
+			size += 3 * n * w
 		}
 		buf := poolGet[F](&stacks, size)
 		defer poolPut(&stacks, buf)
-		h := buf[:n*w]
-		x, gu, sg := buf[n*w:n*w], buf[n*w:n*w], buf[n*w:n*w]
+		h, x := buf[:n*w], buf[n*w:n*w+n*d]
+		var gu, sg []F
 		if keep {
-			a.project(&r, e, lo, hi, u, wg, wu, d, w)
 			gu, sg = a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w]
 		} else {
-			x, gu, sg = buf[n*w:n*w+n*d], buf[n*w+n*d:n*w+n*d+2*n*w], buf[n*w+n*d+2*n*w:size]
-			project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
+			gu, sg = buf[n*w+n*d:n*w+n*d+2*n*w], buf[n*w+n*d+2*n*w:size]
 		}
+		project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
 		for i := 0; i < n; i++ {
 			siluGate(h[i*w:(i+1)*w], sg[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
 		}
@@ -503,8 +507,9 @@ func sigmoids[F Float](s, g []F) {
 }
 
 // expertsBackward computes du, the per-slot gate gradients dgate (nil to
-// skip: Hash layers have no router) and the expert weight gradients, from dy
-// and the forward activations a. With O_s = SwiGLU_e(x_s) the expert output of
+// skip: Hash layers have no router) and the expert weight gradients, from dy,
+// the forward activations a and the forward's input u (the token-major
+// rows r's slots index, gathered again per expert). With O_s = SwiGLU_e(x_s) the expert output of
 // slot s and D_s = Wd_eᵀ dy_t (so dgate_s = dy_t·O_s = D_s·H_s):
 //
 //	dH = g·D, dG = dH ⊙ up ⊙ silu'(Gx), dU = dH ⊙ silu(Gx)
@@ -514,7 +519,7 @@ func sigmoids[F Float](s, g []F) {
 // Weight gradients are one GEMM per expert over its tokens, written once:
 // [dWg_e; dWu_e] = [dG | dU]ᵀ·x as one product into scratch, then copied to
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
-func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, dy, wg, wu, wd []F, d, w int) {
+func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
 	ob, hb, db, gb := getScratch[F](s*d), getScratch[F](s*w), getScratch[F](s*w), getScratch[F](2*s*w)
 	defer putScratch(ob)
@@ -524,11 +529,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		dyg, h, dd, dgu := ob[lo*d:hi*d], hb[lo*w:hi*w], db[lo*w:hi*w], gb[2*lo*w:2*hi*w]
-		x := a.x[lo*d : hi*d]
-		for p := lo; p < hi; p++ {
-			t := int(r.Slots[p]) / k
-			copy(dyg[(p-lo)*d:(p-lo+1)*d], dy[t*d:(t+1)*d])
-		}
+		gatherRows(dyg, &r, lo, hi, dy, d)
 		a.hidden(h, lo, hi, w)
 		mm := expertMatMul[F](c, s, w, d)
 		// D = dy·Wd_e: [c, D]·[D, W].
@@ -551,11 +552,14 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			g, up, sg := a.gu[2*p*w:(2*p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w], a.sg[p*w:(p+1)*w]
 			swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], dd[i*w:(i+1)*w], g, up, sg)
 		}
-		dw := poolGet[F](&stacks, 2*w*d)
+		// [dWg_e; dWu_e] = [dG | dU]ᵀ·x, the expert's inputs gathered again.
+		buf := poolGet[F](&stacks, 2*w*d+c*d)
+		dw, x := buf[:2*w*d], buf[2*w*d:]
+		gatherRows(x, &r, lo, hi, u, d)
 		mm(true, false, 2*w, d, c, dgu, x, dw, false)
 		copy(dwg[e*w*d:(e+1)*w*d], dw[:w*d])
 		copy(dwu[e*w*d:(e+1)*w*d], dw[w*d:2*w*d])
-		poolPut(&stacks, dw)
+		poolPut(&stacks, buf)
 		// dx = [dG | dU]·[Wg_e; Wu_e]: [c, 2W]·[2W, D], into the dy buffer.
 		wgu := stackedExpert(wg, wu, e, w, d)
 		mm(false, false, c, d, 2*w, dgu, wgu, dyg, false)
@@ -714,15 +718,15 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 
 // expertCache hands the routing and activations of a forward pass to the
 // backward pass of the same graph run, so the backward skips the routing,
-// the gather of u and the gate and up GEMMs (2 of the 8 per-expert GEMMs of
-// a forward+backward) and the sigmoids. It is keyed by the identity
+// the gate and up GEMMs (2 of the 8 per-expert GEMMs of a
+// forward+backward) and the sigmoids. It is keyed by the identity
 // (address and length) of the forward's input backing arrays; a backward
 // handed other arrays recomputes instead. Within a TapeMachine run the
 // forward always runs before its backward, so a hit reflects the current
 // values. The backward only reads the cached buffers, and the next forward
 // reuses them, so a step allocates no [S, ·] activation buffers. Cost:
-// S·D + 3·S·W floats held per MoE layer between steps (S = N·K), e.g.
-// 59 MB in float32 at N=2048, K=7, D=W=256. The two or three temporaries of
+// 3·S·W floats held per MoE layer between steps (S = N·K), e.g. 44 MB in
+// float32 at N=2048, K=7, W=256. The two or three temporaries of
 // each pass ([S, D] and [S, W]) come from a pool shared by all layers.
 type expertCache struct {
 	mu    sync.Mutex

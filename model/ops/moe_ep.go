@@ -94,7 +94,7 @@ type epState struct {
 	recvRows []int   // rows received from each rank
 	local    Routing // the received rows (K = 1) over the local experts
 	act      *expertAct[float32]
-	bufs     [4][]float32 // reused wire buffers
+	bufs     [5][]float32 // reused wire buffers; bufs[2] keeps the received rows from forward to backward
 	hits     int
 }
 
@@ -362,7 +362,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	if err := f.comm.AlltoallvF32(send, scaled(st.sendRows, d+1), recv, scaled(st.recvRows, d+1)); err != nil {
 		return nil, fmt.Errorf("%s: dispatch: %w", op.name, err)
 	}
-	dyr := growBuf(&st.bufs[2], m*d)
+	dyr := growBuf(&st.bufs[4], m*d) // bufs[2] still holds the forward's received rows
 	local := st.local
 	local.Gates = make([]float64, m)
 	for i := 0; i < m; i++ {
@@ -371,7 +371,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	dx := make([]float32, m*d)
 	dgate := make([]float64, m)
-	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, dyr, wg, wu, wd, d, w)
+	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w)
 
 	// (dx, dgate) back in the order received.
 	back := growBuf(&st.bufs[3], m*(d+1))
