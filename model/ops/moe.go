@@ -521,14 +521,20 @@ func sigmoids[F Float](s, g []F) {
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
 func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
-	ob, hb, db, gb := getScratch[F](s*d), getScratch[F](s*w), getScratch[F](s*w), getScratch[F](2*s*w)
+	// ob [S, D] holds each slot's dy row, then its dx row, which the sum
+	// below reads after every expert is done. The rest is one expert's
+	// own: [h | dd | dgu | dw | x] in one pooled buffer per visit, reused by
+	// the next expert while it is still in cache, instead of [S, ·]
+	// buffers written out to memory.
+	ob := getScratch[F](s * d)
 	defer putScratch(ob)
-	defer putScratch(hb)
-	defer putScratch(db)
-	defer putScratch(gb)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
-		dyg, h, dd, dgu := ob[lo*d:hi*d], hb[lo*w:hi*w], db[lo*w:hi*w], gb[2*lo*w:2*hi*w]
+		buf := poolGet[F](&stacks, 4*c*w+2*w*d+c*d)
+		defer poolPut(&stacks, buf)
+		dyg := ob[lo*d : hi*d]
+		h, dd, dgu := buf[:c*w], buf[c*w:2*c*w], buf[2*c*w:4*c*w]
+		dw, x := buf[4*c*w:4*c*w+2*w*d], buf[4*c*w+2*w*d:]
 		gatherRows(dyg, &r, lo, hi, dy, d)
 		a.hidden(h, lo, hi, w)
 		mm := expertMatMul[F](c, s, w, d)
@@ -553,13 +559,10 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], dd[i*w:(i+1)*w], g, up, sg)
 		}
 		// [dWg_e; dWu_e] = [dG | dU]ᵀ·x, the expert's inputs gathered again.
-		buf := poolGet[F](&stacks, 2*w*d+c*d)
-		dw, x := buf[:2*w*d], buf[2*w*d:]
 		gatherRows(x, &r, lo, hi, u, d)
 		mm(true, false, 2*w, d, c, dgu, x, dw, false)
 		copy(dwg[e*w*d:(e+1)*w*d], dw[:w*d])
 		copy(dwu[e*w*d:(e+1)*w*d], dw[w*d:2*w*d])
-		poolPut(&stacks, buf)
 		// dx = [dG | dU]·[Wg_e; Wu_e]: [c, 2W]·[2W, D], into the dy buffer.
 		wgu := stackedExpert(wg, wu, e, w, d)
 		mm(false, false, c, d, 2*w, dgu, wgu, dyg, false)
