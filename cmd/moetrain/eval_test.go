@@ -41,16 +41,7 @@ func TestEvalAndGenerate(t *testing.T) {
 	}
 	// One held-out number: by default eval scores what the run's own
 	// final evaluation scored (eval.tokens), the loss compare reports.
-	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logged := math.NaN()
-	for _, m := range ms {
-		if m.Kind == "eval" && m.Task == "heldout" && m.Metric == "loss" {
-			logged = *m.Value
-		}
-	}
+	logged := loggedHeldOut(t, run)
 	if !(tol.Tol{Rel: 1e-9}).Close(h.Loss, logged) || !strings.Contains(rep.HeldOutScope, "first 1,024 tokens") {
 		t.Errorf("eval's held-out loss %v (%s), want the run's logged %v over eval.tokens", h.Loss, rep.HeldOutScope, logged)
 	}
@@ -145,16 +136,7 @@ func TestEvalFollowsTheRunsProducts(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train exited %d: %s", code, errOut)
 	}
-	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logged := math.NaN()
-	for _, m := range ms {
-		if m.Kind == "eval" && m.Task == "heldout" && m.Metric == "loss" {
-			logged = *m.Value
-		}
-	}
+	logged := loggedHeldOut(t, run)
 	heldOut := func(env []string) (float64, string) {
 		t.Helper()
 		out, errOut, code := moetrainEnv(t, env, "eval", run, "--json", "--no-tasks")
@@ -177,4 +159,21 @@ func TestEvalFollowsTheRunsProducts(t *testing.T) {
 	if l == logged || !(tol.Tol{Rel: 1e-2}).Close(l, logged) {
 		t.Errorf("held-out loss %v in float32, %v in bf16: want close, not equal", l, logged)
 	}
+}
+
+// loggedHeldOut is the held-out loss of a run's last in-training
+// evaluation (metrics.jsonl), NaN when there is none.
+func loggedHeldOut(t *testing.T, run string) float64 {
+	t.Helper()
+	ms, err := rundir.ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := math.NaN()
+	for _, m := range ms {
+		if m.Kind == "eval" && m.Task == "heldout" && m.Metric == "loss" {
+			logged = *m.Value
+		}
+	}
+	return logged
 }
