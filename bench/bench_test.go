@@ -273,7 +273,7 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 //
 //	go test ./bench -run '^$' -bench ProductsRatio -benchtime 20x
 func BenchmarkProductsRatio(b *testing.B) {
-	for _, name := range []string{"sci-dense", "sci-moe"} {
+	for _, name := range []string{"sci-dense", "sci-moe", "dense-small", "moe-small"} {
 		b.Run(name, func(b *testing.B) {
 			steppers := [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}
 			if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {

@@ -215,7 +215,7 @@ type Train struct {
 	SeqLen int `mapstructure:"seq_len" yaml:"seq_len" json:"seq_len"`
 	// a NaN/Inf loss or gradient: stop the run, or skip the step and go on.
 	NonFinite string `mapstructure:"non_finite" yaml:"non_finite" json:"non_finite"`
-	// Matrix-product inputs: fp32, or bf16 (rounded to bfloat16, float32 sums) for 1.5-2.2× faster products (a 1.08-1.19× step) on CPUs with a bfloat16 kernel.
+	// Matrix-product inputs: fp32, or bf16 (rounded to bfloat16, float32 sums) for 1.5-2.2× faster products (a 1.08-1.43× step) on CPUs with a bfloat16 kernel.
 	Products string `mapstructure:"products" yaml:"products" json:"products"`
 }
 
