@@ -8,15 +8,16 @@ import (
 )
 
 // bfloat16 products (SetBF16Products): oneDNN's dnnl_gemm_bf16bf16f32
-// multiplies operands rounded to bfloat16 (8 bits of mantissa) and
-// accumulates and writes float32. Where the CPU has a bfloat16 kernel
-// (avx512_core_bf16 and later) that product runs 1.5-2.2× as fast as
-// dnnl_sgemm at the science shapes (BenchmarkOneDNNBF16), a training step
-// 1.08-1.19× (science models) to 1.22-1.43× (the d=256 bench models;
-// BenchmarkProductsRatio; docs/BENCHMARKS.md, round 10). The rounding costs about 3 significant digits per product, so
-// the mode is off unless a config asks for it (train.products: bf16): the
-// agreement with the float32 PyTorch reference holds for float32 products
-// only. It is deterministic: the same inputs give the same bits.
+// multiplies operands rounded to bfloat16 and accumulates and writes
+// float32. Where the CPU has a bfloat16 kernel (avx512_core_bf16 and later)
+// that product runs 1.5-2.2× as fast as dnnl_sgemm at the science shapes
+// (BenchmarkOneDNNBF16), a training step 1.08-1.19× (science models) to
+// 1.22-1.43× (the d=256 bench models; BenchmarkProductsRatio;
+// docs/BENCHMARKS.md, round 10). Each operand keeps 8 significant bits
+// instead of 24, so the mode is off unless a config asks for it
+// (train.products: bf16): the agreement with the float32 PyTorch reference
+// holds for float32 products only. It is deterministic: the same inputs
+// give the same bits.
 
 // ErrNoBF16 is returned by SetBF16Products where bfloat16 products cannot
 // run.
