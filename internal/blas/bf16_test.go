@@ -145,7 +145,7 @@ func TestBF16Products(t *testing.T) {
 		for _, c := range splitCases() {
 			rowsA, colsA := stored(c.tA, c.m, c.k)
 			rowsB, colsB := stored(c.tB, c.k, c.n)
-			lda, ldb, ldc := colsA+c.padA, colsB+c.padB, c.n+c.padC
+			lda, ldb, ldc := max(1, colsA+c.padA), max(1, colsB+c.padB), c.n+c.padC
 			a, b, cc := lcg(11, rowsA*lda), lcg(12, rowsB*ldb), lcg(13, c.m*ldc)
 			ra, rb := roundedCopy(a), roundedCopy(b)
 			want := naiveGemm(c.tA, c.tB, c.m, c.n, c.k, c.alpha, ra, lda, rb, ldb, c.beta, cc, ldc)
