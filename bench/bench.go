@@ -220,7 +220,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("load BLAS: %w", err)
 	}
-	if err := blas.SetBF16Products(cfg.Train.Products == configs.ProductsBF16); err != nil {
+	if err := blas.SetBF16Products(cfg.Train.BF16Products()); err != nil {
 		return Result{}, fmt.Errorf("train.products: %w", err)
 	}
 	r := Result{Config: name, FFN: cfg.Model.FFN, Steps: opt.Steps, Threads: parallel.Workers, Kernel: info.Kernel, Products: cfg.Train.Products}

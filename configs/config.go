@@ -226,6 +226,10 @@ const (
 	ProductsBF16 = "bf16"
 )
 
+// BF16Products reports whether products run on bfloat16 operands
+// (train.products: bf16; a config stored before the key reads as fp32).
+func (t Train) BF16Products() bool { return t.Products == ProductsBF16 }
+
 // Checkpoint sets how often checkpoints are written and which are kept.
 type Checkpoint struct {
 	// Checkpoint interval (and always at the end): how much work a crash can cost.

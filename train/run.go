@@ -292,7 +292,7 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return fmt.Errorf("load BLAS: %w", err)
 	}
-	if err := blas.SetBF16Products(c.Train.Products == configs.ProductsBF16); err != nil {
+	if err := blas.SetBF16Products(c.Train.BF16Products()); err != nil {
 		return fmt.Errorf("train.products: %w", err)
 	}
 	t.kernel = info.Kernel

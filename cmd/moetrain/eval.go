@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/data"
 	"github.com/moetrain/moetrain/evaluate"
 	"github.com/moetrain/moetrain/internal/blas"
@@ -77,7 +76,7 @@ on stderr; --strict makes it an error naming the file and line.`,
 			}
 			cfg := l.State.Config
 			// Score with the run's products, as its in-training evaluations did.
-			if err := blas.SetBF16Products(cfg.Train.Products == configs.ProductsBF16); err != nil {
+			if err := blas.SetBF16Products(cfg.Train.BF16Products()); err != nil {
 				fmt.Fprintf(os.Stderr, "note: the run trained with bf16 products, which this machine cannot run (%v); scoring with float32 products, so the numbers may differ from the run's in their last digits\n", err)
 			}
 			e, err := evaluate.New(l.Model, cfg, evaluate.Options{Data: dir, Tasks: names, NoTasks: noTasks, TaskLimit: limit, Truncate: !strict})

@@ -9,29 +9,21 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/ebitengine/purego"
-
 	"github.com/moetrain/moetrain/internal/tol"
 )
 
-// BenchmarkOneDNNBF16 measures oneDNN's dnnl_gemm_bf16bf16f32 (bfloat16 inputs, float32 accumulation and output)
-// against its dnnl_sgemm at the science shapes, one call each on the
-// calling goroutine, interleaved, each one's best time over the rounds.
-// bf16_convert_us is the time roundBF16 takes to round both operands
-// (what SetBF16Products adds to every product). It skips where oneDNN or a
-// bfloat16 kernel is missing. Run with e.g.
+// BenchmarkOneDNNBF16 measures oneDNN's dnnl_gemm_bf16bf16f32 (bfloat16
+// inputs, float32 accumulation and output) against its dnnl_sgemm at the
+// science shapes, one call each on the calling goroutine, interleaved,
+// each one's best time over the rounds. bf16_convert_us is the time
+// roundBF16 takes to round both operands (what SetBF16Products adds to
+// every product). It skips where oneDNN or a bfloat16 kernel is missing.
+// Run with e.g.
 //
 //	go test ./internal/blas -run '^$' -bench OneDNNBF16 -benchtime 300x
 func BenchmarkOneDNNBF16(b *testing.B) {
 	l := loadedOneDNN(b)
-	var bf16 uintptr
-	for _, p := range oneDNNPaths() {
-		if h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_LOCAL); err == nil {
-			if bf16, err = purego.Dlsym(h, "dnnl_gemm_bf16bf16f32"); err == nil {
-				break
-			}
-		}
-	}
+	bf16 := l.bf16Fn
 	if bf16 == 0 {
 		b.Skip("no dnnl_gemm_bf16bf16f32")
 	}

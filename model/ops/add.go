@@ -55,13 +55,19 @@ func (op *addOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("Add: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
 	y := op.outputOver(a.Dtype(), a.Shape().Clone()...)
+	addDense(y, a, b)
+	return y, nil
+}
+
+// addDense sets y = a + b for float tensors of one dtype and size (y may be
+// a or b), split over the workers: the Add op's kernel and the engine's.
+func addDense(y, a, b *tensor.Dense) {
 	switch a.Dtype() {
 	case tensor.Float32:
 		addKernel(slice[float32](y), slice[float32](a), slice[float32](b))
 	case tensor.Float64:
 		addKernel(slice[float64](y), slice[float64](a), slice[float64](b))
 	}
-	return y, nil
 }
 
 func (op *addOp) DiffWRT(int) []bool { return []bool{true, true} }

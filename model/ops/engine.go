@@ -46,14 +46,9 @@ func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, 
 	case !safe:
 		out = ad
 	default:
-		out = tensor.New(tensor.Of(ad.Dtype()), tensor.WithShape(ad.Shape().Clone()...), tensor.WithEngine(engine{}))
+		out = newOf(ad.Dtype(), ad.Shape().Clone()...)
 	}
-	switch ad.Dtype() {
-	case tensor.Float32:
-		addKernel(slice[float32](out), slice[float32](ad), slice[float32](bd))
-	case tensor.Float64:
-		addKernel(slice[float64](out), slice[float64](ad), slice[float64](bd))
-	}
+	addDense(out, ad, bd)
 	return out, nil
 }
 

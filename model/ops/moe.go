@@ -507,10 +507,11 @@ func sigmoids[F Float](s, g []F) {
 }
 
 // expertsBackward computes du, the per-slot gate gradients dgate (nil to
-// skip: Hash layers have no router) and the expert weight gradients, from dy,
-// the forward activations a and the forward's input u (the token-major
-// rows r's slots index, gathered again per expert). With O_s = SwiGLU_e(x_s) the expert output of
-// slot s and D_s = Wd_eᵀ dy_t (so dgate_s = dy_t·O_s = D_s·H_s):
+// skip: Hash layers have no router) and the expert weight gradients, from
+// dy, the forward activations a and the forward's input u (the token-major
+// rows r's slots index, gathered again per expert). With O_s =
+// SwiGLU_e(x_s) the expert output of slot s and D_s = Wd_eᵀ dy_t (so
+// dgate_s = dy_t·O_s = D_s·H_s):
 //
 //	dH = g·D, dG = dH ⊙ up ⊙ silu'(Gx), dU = dH ⊙ silu(Gx)
 //	dWd_e = Σ_s g·dy_t ⊗ H_s, dWg_e = Σ_s dG_s ⊗ x_s, dWu_e = Σ_s dU_s ⊗ x_s
@@ -729,8 +730,9 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 // values. The backward only reads the cached buffers, and the next forward
 // reuses them, so a step allocates no [S, ·] activation buffers. Cost:
 // 3·S·W floats held per MoE layer between steps (S = N·K), e.g. 44 MB in
-// float32 at N=2048, K=7, W=256. The two or three temporaries of
-// each pass ([S, D] and [S, W]) come from a pool shared by all layers.
+// float32 at N=2048, K=7, W=256. Each pass's one [S, D] temporary (the
+// forward's expert outputs, the backward's dy and then dx rows) comes from
+// a pool shared by all layers; an expert's own temporaries, from another.
 type expertCache struct {
 	mu    sync.Mutex
 	id    []inputID

@@ -149,7 +149,7 @@ func inputs(op string, vs []G.Value) ([]*tensor.Dense, error) {
 // newOf allocates a zeroed tensor of dtype dt and the given shape, on the
 // ops' engine (its Add runs on every worker).
 func newOf(dt tensor.Dtype, shape ...int) *tensor.Dense {
-	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...), tensor.WithEngine(engine{}))
+	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...), tensor.WithEngine(Engine))
 }
 
 // scalarOf returns a 0-d tensor holding v in dtype dt.
@@ -237,7 +237,7 @@ func (op *gradView) Do(vs ...G.Value) (G.Value, error) {
 	if op.shape.Dims() == 0 {
 		return scalarOf(p.Dtype(), ScalarValue(tensor.New(tensor.WithBacking(backing)))), nil
 	}
-	return tensor.New(tensor.WithShape(op.shape.Clone()...), tensor.WithBacking(backing), tensor.WithEngine(engine{})), nil
+	return tensor.New(tensor.WithShape(op.shape.Clone()...), tensor.WithBacking(backing), tensor.WithEngine(Engine)), nil
 }
 
 // packedGrads applies bwd (whose output packs the gradients of every input i
