@@ -56,6 +56,11 @@ func TestEngineAddMatchesStdEng(t *testing.T) {
 		if err != nil || got == tensor.Tensor(a) {
 			t.Fatalf("%v safe: %v (result is a: %v)", dt, err, got == tensor.Tensor(a))
 		}
+		// Only the engine's own path makes its new tensor on Engine
+		// (gorgonia's would be on its default engine).
+		if got.Engine() != Engine {
+			t.Fatalf("%v safe: result on %T: the sum did not take the engine's own path", dt, got.Engine())
+		}
 		same("safe", got, w)
 		reuse := mk(3)
 		got, err = Engine.(tensor.Adder).Add(a, b, tensor.WithReuse(reuse))
