@@ -23,33 +23,41 @@ type engine struct{ G.StandardEngine }
 // Add computes a + b: into the reuse tensor when one is given, into a when
 // unsafe, else into a new tensor, as StdEng.Add does.
 func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
-	fo := tensor.ParseFuncOpts(opts...)
-	reuse, safe, incr := fo.Reuse(), fo.Safe(), fo.Incr()
-	ad, okA := a.(*tensor.Dense)
-	bd, okB := b.(*tensor.Dense)
-	if incr != nil || !okA || !okB || !wholeFloat(ad) || !wholeFloat(bd) || ad.Dtype() != bd.Dtype() || !ad.Shape().Eq(bd.Shape()) {
+	out, took, err := addWhole(a, b, tensor.ParseFuncOpts(opts...))
+	if !took {
 		return e.StandardEngine.Add(a, b, opts...)
 	}
-	var out *tensor.Dense
-	switch {
+	return out, err
+}
+
+// addWhole is engine.Add's own path; took is false, and nothing is
+// written, for what it leaves to gorgonia's engine: increments, other
+// dtypes, views, mixed shapes.
+func addWhole(a, b tensor.Tensor, fo *tensor.OpOpt) (out *tensor.Dense, took bool, err error) {
+	ad, okA := a.(*tensor.Dense)
+	bd, okB := b.(*tensor.Dense)
+	if fo.Incr() != nil || !okA || !okB || !wholeFloat(ad) || !wholeFloat(bd) || ad.Dtype() != bd.Dtype() || !ad.Shape().Eq(bd.Shape()) {
+		return nil, false, nil
+	}
+	switch reuse := fo.Reuse(); {
 	case reuse != nil:
 		rd, ok := reuse.(*tensor.Dense)
 		if !ok || !wholeFloat(rd) || rd.Dtype() != ad.Dtype() || rd.Shape().TotalSize() != ad.Shape().TotalSize() {
-			return e.StandardEngine.Add(a, b, opts...)
+			return nil, false, nil
 		}
 		if !rd.Shape().Eq(ad.Shape()) {
 			if err := rd.Reshape(ad.Shape().Clone()...); err != nil {
-				return nil, err
+				return nil, true, err
 			}
 		}
 		out = rd
-	case !safe:
+	case !fo.Safe():
 		out = ad
 	default:
 		out = newOf(ad.Dtype(), ad.Shape().Clone()...)
 	}
 	addDense(out, ad, bd)
-	return out, nil
+	return out, true, nil
 }
 
 // wholeFloat reports whether t is a float32 or float64 tensor whose data is

@@ -48,18 +48,20 @@ func TestEngineAddMatchesStdEng(t *testing.T) {
 			}
 		}
 		a, b := mk(1), mk(2)
-		if !wholeFloat(a) || !wholeFloat(b) {
-			t.Fatal("the test's tensors would not take engine's own path")
+		// Every option below but the increment takes the engine's own path
+		// (checked on copies, which it writes), not gorgonia's.
+		for _, o := range [][]tensor.FuncOpt{nil, {tensor.WithReuse(mk(3))}, {tensor.UseUnsafe()}} {
+			if _, took, err := addWhole(a.Clone().(*tensor.Dense), b, tensor.ParseFuncOpts(o...)); !took || err != nil {
+				t.Fatalf("%v: options %v left to gorgonia (%v)", dt, o, err)
+			}
+		}
+		if _, took, _ := addWhole(a, b, tensor.ParseFuncOpts(tensor.WithIncr(mk(4)))); took {
+			t.Fatalf("%v: an increment taken by the engine's own path", dt)
 		}
 		w := want(a, b)
 		got, err := Engine.(tensor.Adder).Add(a, b)
 		if err != nil || got == tensor.Tensor(a) {
 			t.Fatalf("%v safe: %v (result is a: %v)", dt, err, got == tensor.Tensor(a))
-		}
-		// Only the engine's own path makes its new tensor on Engine
-		// (gorgonia's would be on its default engine).
-		if got.Engine() != Engine {
-			t.Fatalf("%v safe: result on %T: the sum did not take the engine's own path", dt, got.Engine())
 		}
 		same("safe", got, w)
 		reuse := mk(3)
