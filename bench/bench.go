@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/internal/stats"
 	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
@@ -262,7 +262,7 @@ func Run(cfg configs.Config, name string, opt Options) (Result, error) {
 	r.AllocBytes = float64(ms1.TotalAlloc-ms0.TotalAlloc) / n
 	r.Allocs = float64(ms1.Mallocs-ms0.Mallocs) / n
 	r.GCPerStep = float64(ms1.NumGC-ms0.NumGC) / n
-	r.StepS = median(r.StepTimes)
+	r.StepS = stats.Median(r.StepTimes)
 	r.TokensPerS = float64(s.Batch*s.Seq) / r.StepS
 	r.GFLOPS = r.TokensPerS * r.FLOPsPerToken / 1e9
 	if r.SgemmGFLOPS > 0 {
@@ -324,9 +324,9 @@ func timeForward(s *Stepper, opt Options, r *Result) error {
 		r.ForwardOpsPass = p
 		r.ForwardOps = breakdown(p.ops, p.WallS, nil)
 	}
-	r.ForwardTokensPerS = float64(s.Batch*s.Seq) / median(passes)
-	r.ForwardStepS = median(steps)
-	r.ForwardRatio = r.ForwardStepS / median(passes)
+	r.ForwardTokensPerS = float64(s.Batch*s.Seq) / stats.Median(passes)
+	r.ForwardStepS = stats.Median(steps)
+	r.ForwardRatio = r.ForwardStepS / stats.Median(passes)
 	r.ForwardCPUPerPass = passCPU / float64(opt.Steps)
 	if passCPU > 0 {
 		r.ForwardCPURatio = stepCPU / passCPU
@@ -389,25 +389,13 @@ func breakdown(p map[string]ops.OpStat, step float64, ph *Phases) []OpTime {
 	return out
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func medianPhases(ps []Phases) Phases {
 	col := func(f func(Phases) float64) float64 {
 		xs := make([]float64, len(ps))
 		for i, p := range ps {
 			xs[i] = f(p)
 		}
-		return median(xs)
+		return stats.Median(xs)
 	}
 	return Phases{
 		GraphS: col(func(p Phases) float64 { return p.GraphS }),

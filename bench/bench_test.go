@@ -9,6 +9,7 @@ import (
 	"github.com/moetrain/moetrain/configs"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/cputime"
+	"github.com/moetrain/moetrain/internal/stats"
 )
 
 // tiny is a small model of the given FFN kind that runs a step in
@@ -126,15 +127,6 @@ func TestStepsChangeWeights(t *testing.T) {
 	}
 }
 
-func TestMedian(t *testing.T) {
-	if got := median([]float64{3, 1, 2}); got != 2 {
-		t.Errorf("median of 3 = %g", got)
-	}
-	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
-		t.Errorf("median of 4 = %g", got)
-	}
-}
-
 // benchStep times one training step (forward, backward, gradient copy,
 // clipping, AdamW) of the speed-benchmark model configs/bench/NAME.yaml at
 // batch 8 × 256. Run with e.g.
@@ -178,7 +170,7 @@ func benchPasses(b *testing.B, name string, pass func(*Stepper) error) {
 
 // benchStepper is a Stepper for configs/bench/NAME.yaml with sets applied,
 // on the library blas.Init picks, closed when the benchmark ends.
-func benchStepper(b *testing.B, name string, sets []string) *Stepper {
+func benchStepper(b testing.TB, name string, sets []string) *Stepper {
 	cfg, err := configs.Load("../configs/bench/"+name+".yaml", sets)
 	if err != nil {
 		b.Fatal(err)
@@ -251,8 +243,8 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 			}
 		}
 	}
-	moe, gs := median(times[0]), median(times[1])
-	moeCPU, gsCPU := median(cpus[0]), median(cpus[1])
+	moe, gs := stats.Median(times[0]), stats.Median(times[1])
+	moeCPU, gsCPU := stats.Median(cpus[0]), stats.Median(cpus[1])
 	ph := medianPhases(phases)
 	b.ReportMetric(moe*1e3, "moe-ms")
 	b.ReportMetric(gs*1e3, "gshard-ms")
@@ -305,10 +297,10 @@ func BenchmarkProductsRatio(b *testing.B) {
 					passes[k] = append(passes[k], timed(k == 1, func() error { _, err := s.Forward(); return err }))
 				}
 			}
-			b.ReportMetric(median(steps[0])*1e3, "fp32-step-ms")
-			b.ReportMetric(median(steps[1])*1e3, "bf16-step-ms")
-			b.ReportMetric(median(steps[0])/median(steps[1]), "step-speedup")
-			b.ReportMetric(median(passes[0])/median(passes[1]), "forward-speedup")
+			b.ReportMetric(stats.Median(steps[0])*1e3, "fp32-step-ms")
+			b.ReportMetric(stats.Median(steps[1])*1e3, "bf16-step-ms")
+			b.ReportMetric(stats.Median(steps[0])/stats.Median(steps[1]), "step-speedup")
+			b.ReportMetric(stats.Median(passes[0])/stats.Median(passes[1]), "forward-speedup")
 		})
 	}
 }

@@ -1,8 +1,12 @@
-// Package stats holds the summary statistics that seed groups are reported
-// with, so the sweep summary and the plots compute them the same way.
+// Package stats holds the summary statistics that seed groups and timings
+// are reported with, so the sweep summary, the plots and the benchmarks
+// compute them the same way.
 package stats
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // MeanStd returns the mean and the sample standard deviation (divisor n-1) of
 // xs. The standard deviation of one value is NaN, not 0: one seed says
@@ -23,4 +27,19 @@ func MeanStd(xs []float64) (mean, std float64) {
 		std += (x - mean) * (x - mean)
 	}
 	return mean, math.Sqrt(std / float64(len(xs)-1))
+}
+
+// Median returns the median of xs (the mean of the two middle values for an
+// even count; 0 for none), leaving xs as it was. Timings on a shared
+// machine are reported by it: one slow outlier does not move it.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

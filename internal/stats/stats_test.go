@@ -2,6 +2,7 @@ package stats
 
 import (
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -26,6 +27,27 @@ func TestMeanStd(t *testing.T) {
 		m, s := MeanStd(tt.xs)
 		if !same(m, tt.wantMean) || !same(s, tt.wantStd) {
 			t.Errorf("MeanStd(%v) = %v, %v; want %v, %v", tt.xs, m, s, tt.wantMean, tt.wantStd)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 2, 3}, 2.5},
+		{[]float64{7}, 7},
+	}
+	for _, tt := range tests {
+		in := slices.Clone(tt.xs)
+		if got := Median(tt.xs); got != tt.want {
+			t.Errorf("Median(%v) = %v, want %v", in, got, tt.want)
+		}
+		if !slices.Equal(tt.xs, in) {
+			t.Errorf("Median reordered its input: %v, was %v", tt.xs, in)
 		}
 	}
 }

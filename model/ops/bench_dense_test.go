@@ -4,11 +4,13 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/moetrain/moetrain/internal/blas"
+	"github.com/moetrain/moetrain/internal/stats"
 )
 
 // Benchmarks of the hot ops, each at two shapes (sub-benchmarks):
@@ -199,3 +201,42 @@ func BenchmarkSoftmaxForward(b *testing.B)              { benchmarkDense(b, "Sof
 func BenchmarkSoftmaxForwardBackward(b *testing.B)      { benchmarkDense(b, "Softmax", true) }
 func BenchmarkCrossEntropyForward(b *testing.B)         { benchmarkDense(b, "CrossEntropy", false) }
 func BenchmarkCrossEntropyForwardBackward(b *testing.B) { benchmarkDense(b, "CrossEntropy", true) }
+
+// BenchmarkSwiGLUEvalBlocks alternates the two forward paths of a SwiGLU op
+// on the same inputs at both shapes: in row blocks (swigluEval, what an
+// evaluation graph runs where swigluBlocked) and unblocked (swigluForward,
+// the training forward). It reports each one's median and the speed-up.
+// The bench shape's FFN is above swigluEvalWeightBytes and an evaluation
+// graph leaves it unblocked; it is timed in blocks anyway, to show why.
+//
+//	go test ./model/ops -run '^$' -bench SwiGLUEvalBlocks -benchtime 200x
+func BenchmarkSwiGLUEvalBlocks(b *testing.B) {
+	benchBLAS(b)
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		r := rand.New(rand.NewPCG(23, 24))
+		x := benchRand(r, 1, sh.n, sh.d).Data().([]float32)
+		wg, wu := benchRand(r, 0.06, sh.f, sh.d).Data().([]float32), benchRand(r, 0.06, sh.f, sh.d).Data().([]float32)
+		wd := benchRand(r, 0.03, sh.d, sh.f).Data().([]float32)
+		y := make([]float32, sh.n*sh.d)
+		cache := &swigluCache{}
+		paths := []func(){
+			func() { swigluEval(y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
+			func() { swigluForward(cache, y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
+		}
+		times := make([][]float64, len(paths))
+		for _, p := range paths {
+			p() // warm up
+		}
+		for b.Loop() {
+			for i, p := range paths {
+				t0 := time.Now()
+				p()
+				times[i] = append(times[i], time.Since(t0).Seconds())
+			}
+		}
+		blocked, unblocked := stats.Median(times[0]), stats.Median(times[1])
+		b.ReportMetric(blocked*1e3, "blocked-ms")
+		b.ReportMetric(unblocked*1e3, "unblocked-ms")
+		b.ReportMetric(unblocked/blocked, "speedup")
+	})
+}

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -35,7 +36,9 @@ import (
 // backward on the same values within a step); otherwise it recomputes
 // them. The backward overwrites the cached buffers with its own
 // intermediates (dh, dg, du) and marks the cache spent, and the next
-// forward reuses them, so a step allocates no [N, f] scratch at all.
+// forward reuses them, so a step allocates no [N, f] scratch at all. An op
+// no backward was built for (an evaluation graph) keeps nothing and, for
+// FFNs small enough, runs in row blocks that stay in cache (swigluEval).
 func SwiGLU(x, wg, wu, wd *G.Node) (*G.Node, error) {
 	return G.ApplyOp(&swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}, x, wg, wu, wd)
 }
@@ -43,6 +46,10 @@ func SwiGLU(x, wg, wu, wd *G.Node) (*G.Node, error) {
 type swigluOp struct {
 	base
 	cache *swigluCache
+	// differentiated is set when SymDiff built a backward for this op. An
+	// op without one (an evaluation graph) runs swigluEval, which keeps
+	// nothing for a backward.
+	differentiated bool
 }
 
 // swigluCache carries the forward hidden matrices to the backward pass.
@@ -107,6 +114,16 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 	x := in[0]
 	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
 	y := op.outputOver(x.Dtype(), n, d)
+	if !op.differentiated && swigluBlocked(x.Dtype(), d, f) {
+		*op.cache = swigluCache{hits: op.cache.hits} // a backward must not find an older forward's values
+		switch x.Dtype() {
+		case tensor.Float32:
+			swigluEval(slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
+		case tensor.Float64:
+			swigluEval(slice[float64](y), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), n, d, f)
+		}
+		return y, nil
+	}
 	switch x.Dtype() {
 	case tensor.Float32:
 		swigluForward(op.cache, slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
@@ -119,6 +136,7 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 func (op *swigluOp) DiffWRT(int) []bool { return []bool{true, true, true, true} }
 
 func (op *swigluOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	op.differentiated = true
 	bwd := &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache}
 	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], in[3], grad}, in, []bool{true, true, true, true})
 }
@@ -183,6 +201,64 @@ func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
 	swigluHidden(gu, h, s, w, x, wg, wu, n, d, f)
 	blas.MatMul(false, true, n, d, f, h, wd, y, false)
 	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, gu: gu, h: h, s: s, w: w, hits: c.hits}
+}
+
+// swigluEvalRows is how many rows swigluEval takes per visit. Small
+// blocks keep a visit's [g | u] (32 × 2f) and h next to the weights in a
+// core's L2; at the science shape (d = 128, f = 344) 32 rows made the
+// forward op about 10% faster than 128 rows or the unblocked path, whose
+// products write [N, 2f] out to memory and read it back
+// (docs/BENCHMARKS.md, round 11).
+const swigluEvalRows = 32
+
+// swigluEvalWeightBytes bounds the weights for which swigluEval pays: each
+// block reads all of wg, wu and wd, so they must stay in L2 from one block
+// to the next (1 MiB per core on the machines measured). Larger FFNs, such
+// as the d = 256, f = 1024 bench models' 3 MiB, were slower in blocks and
+// take the unblocked path.
+const swigluEvalWeightBytes = 640 << 10
+
+// swigluBlocked reports whether an evaluation pass of an [f, d] SwiGLU of
+// dtype dt runs in blocks (swigluEval).
+func swigluBlocked(dt tensor.Dtype, d, f int) bool {
+	return 3*f*d*int(dt.Size()) <= swigluEvalWeightBytes
+}
+
+// swigluEval computes y for an op whose forward no backward reads (an
+// evaluation graph). Rows go in blocks of swigluEvalRows, handed to the
+// workers from a shared queue; each visit forms the block's [g | u] in one
+// serial product against [wg; wu], applies the activation and runs the down
+// product while the block is still in cache, so no [N, 2f] or [N, f]
+// matrix is written to memory. The sigmoids, which only a backward needs,
+// go to one row of scratch. One parallel region instead of three (two
+// split products and the activation) also leaves fewer points where a core
+// waits for the other.
+func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
+	w := poolGet[F](&stacks, 2*f*d)
+	defer poolPut(&stacks, w)
+	copy(w[:f*d], wg)
+	copy(w[f*d:], wu)
+	rows := swigluEvalRows
+	blocks := (n + rows - 1) / rows
+	var next atomic.Int32
+	parallel.For(min(parallel.Workers, blocks), 1, func(_, _ int) {
+		buf := poolGet[F](&stacks, rows*3*f+f) // [gu | h | one row of s]
+		defer poolPut(&stacks, buf)
+		gu, h, s := buf[:2*rows*f], buf[2*rows*f:3*rows*f], buf[3*rows*f:]
+		for {
+			b := int(next.Add(1)) - 1
+			if b >= blocks {
+				return
+			}
+			lo, hi := b*rows, min(n, (b+1)*rows)
+			m := hi - lo
+			blas.MatMulSerial(false, true, m, 2*f, d, x[lo*d:hi*d], w, gu[:2*m*f], false)
+			for i := 0; i < m; i++ {
+				siluGate(h[i*f:(i+1)*f], s, gu[2*i*f:(2*i+1)*f], gu[(2*i+1)*f:(2*i+2)*f])
+			}
+			blas.MatMulSerial(false, true, m, d, f, h[:m*f], wd, y[lo*d:hi*d], false)
+		}
+	})
 }
 
 // swigluHidden sets w = [wg; wu] and computes [g | u] = x·wᵀ ([n, 2f]),

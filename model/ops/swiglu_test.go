@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -72,7 +73,7 @@ func TestSwiGLUCache(t *testing.T) {
 		vals[i] = in.Value
 	}
 	vals[4] = gradcheck.Rand(rand.New(rand.NewPCG(5, 8)), 1, 5, 6)
-	op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
+	op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}, differentiated: true}
 	bwd := &swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: op.cache}
 	run := func(name string, forwardX G.Value) []float64 {
 		t.Helper()
@@ -134,6 +135,51 @@ func TestSwiGLUCacheInGraph(t *testing.T) {
 		if hits := y.Op().(*swigluOp).cache.hits; hits != step {
 			t.Fatalf("after step %d: %d cache hits, want %d", step, hits, step)
 		}
+	}
+}
+
+// TestSwiGLUEvalMatchesTraining: an op without a backward (an evaluation
+// graph) runs in row blocks (swigluEval) and must give the differentiated
+// op's output (float64 bit for bit, float32 within a few ulp), keep nothing for a backward, and leave a
+// backward that is handed its inputs anyway to recompute. Row counts that
+// are not a multiple of the block, and the science shape, are covered.
+func TestSwiGLUEvalMatchesTraining(t *testing.T) {
+	for _, c := range []struct{ n, d, f int }{{1, 6, 4}, {100, 16, 12}, {2048, 128, 344}} {
+		for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+			r := rand.New(rand.NewPCG(uint64(c.n), 9))
+			ins := []G.Value{
+				toDtype(gradcheck.Rand(r, 1, c.n, c.d), dt), toDtype(gradcheck.Rand(r, 0.3, c.f, c.d), dt),
+				toDtype(gradcheck.Rand(r, 0.3, c.f, c.d), dt), toDtype(gradcheck.Rand(r, 0.3, c.d, c.f), dt),
+			}
+			if !swigluBlocked(dt, c.d, c.f) {
+				continue
+			}
+			train := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}, differentiated: true}
+			eval := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
+			want, err := train.Do(ins...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := eval.Do(ins...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// float32 products of another row count may sum in another
+			// order (oneDNN picks its kernel by shape): a few ulp apart.
+			tl := tol.Tol{}
+			if dt == tensor.Float32 {
+				tl = tol.Tol{Abs: 1e-5, Rel: 1e-5} // y is of order 1 here
+			}
+			if err := tl.CheckSlice(fmt.Sprintf("%v n=%d d=%d f=%d", dt, c.n, c.d, c.f), widen(got.Data()), widen(want.Data())); err != nil {
+				t.Error(err)
+			}
+			if eval.cache.valid || eval.cache.gu != nil {
+				t.Errorf("%v n=%d: an evaluation op kept activations", dt, c.n)
+			}
+		}
+	}
+	if swigluBlocked(tensor.Float32, 256, 1024) {
+		t.Error("the bench models' FFN (d = 256, f = 1024) would run in blocks")
 	}
 }
 
