@@ -27,7 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
 raw=${OUT:-$tmp}
 mkdir -p "$raw"
 rev=$(git rev-parse --short HEAD)
-echo "bench-goals: HEAD $rev, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)" >&2
+echo "bench-goals: HEAD $rev, $(scripts/machine.sh), $(date -u +%FT%TZ)" >&2
 
 echo "== 1/4 training speed against the round-1 binary" >&2
 OUT="$raw/revs.txt" ROUNDS=$ROUNDS STEPS=16 scripts/bench-revs.sh 2b412e0 "$rev" >"$raw/revs.md"

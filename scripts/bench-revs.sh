@@ -86,7 +86,7 @@ GO
 	(cd "$src" && CGO_ENABLED=0 go build -o "$tmp/driver$i" ./cmd/stepdriver)
 done
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "machine at start: $(scripts/machine.sh)" >&2
 n=${#revs[@]}
 for r in $(seq 1 "$ROUNDS"); do
 	for m in "${models[@]}"; do

@@ -23,7 +23,7 @@ for m in "${models[@]}"; do
 	"$tmp/moetrain" reference-inputs "configs/bench/$m.yaml" --config-only --out "$tmp/$m"
 done
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "machine at start: $(scripts/machine.sh)" >&2
 for r in $(seq 1 "$ROUNDS"); do
 	for m in "${models[@]}"; do
 		# Alternate which side goes first, so drift in the machine's load

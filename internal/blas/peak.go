@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -227,20 +228,46 @@ func writePeakCache(path string, c peakCache) error {
 	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// cpuModel is the "model name" of /proc/cpuinfo, or the architecture where
-// that file does not exist.
+// cpuModel names the CPU for the peak cache: the "model name" of
+// /proc/cpuinfo with its family, model and stepping numbers, or the
+// architecture where that file does not exist.
 func cpuModel() string {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		return runtime.GOARCH
 	}
 	defer f.Close()
-	s := bufio.NewScanner(f)
+	return parseCPUModel(f)
+}
+
+// parseCPUModel reads the first processor of a /proc/cpuinfo. The numbers
+// matter because a virtual machine's model name can be as vague as "AMD
+// EPYC" for CPUs whose peaks differ by 2×: Zen 4 (family 25) runs AVX-512
+// at half the width Zen 5 (family 26) does.
+func parseCPUModel(r io.Reader) string {
+	fields := map[string]string{}
+	s := bufio.NewScanner(r)
 	for s.Scan() {
+		if strings.TrimSpace(s.Text()) == "" && len(fields) > 0 {
+			break // the end of the first processor
+		}
 		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
+		if ok {
+			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	return runtime.GOARCH
+	name, ok := fields["model name"]
+	if !ok {
+		return runtime.GOARCH
+	}
+	var ids []string
+	for _, k := range []string{"cpu family", "model", "stepping"} {
+		if v, ok := fields[k]; ok {
+			ids = append(ids, strings.TrimPrefix(k, "cpu ")+" "+v)
+		}
+	}
+	if len(ids) == 0 {
+		return name
+	}
+	return name + " (" + strings.Join(ids, ", ") + ")"
 }

@@ -3,6 +3,7 @@ package blas
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -149,6 +150,24 @@ func TestPureGoHasNoPeakAndWarns(t *testing.T) {
 	if l, err := Init(); err == nil && l.Library != "" {
 		if w := l.FallbackWarning(); w != "" {
 			t.Errorf("%s loaded but warning %q", l.Kernel, w)
+		}
+	}
+}
+
+// TestParseCPUModel: the peak cache must tell apart CPUs a virtual machine
+// gives one vague model name ("AMD EPYC" for a Zen 4 and a Zen 5 alike).
+func TestParseCPUModel(t *testing.T) {
+	tests := []struct {
+		name, cpuinfo, want string
+	}{
+		{"zen4", "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 26\n", "AMD EPYC (family 25, model 17, stepping 1)"},
+		{"zen5", "processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n", "AMD EPYC (family 26, model 2, stepping 1)"},
+		{"name only", "processor\t: 0\nmodel name\t: Some CPU\n", "Some CPU"},
+		{"no name", "processor\t: 0\nBogoMIPS\t: 48.00\n", runtime.GOARCH},
+	}
+	for _, tt := range tests {
+		if got := parseCPUModel(strings.NewReader(tt.cpuinfo)); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
