@@ -176,6 +176,24 @@ func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 			if eval.cache.valid || eval.cache.gu != nil {
 				t.Errorf("%v n=%d: an evaluation op kept activations", dt, c.n)
 			}
+			// A backward handed the evaluation op's cache anyway recomputes
+			// and gives the training op's gradients.
+			dy := toDtype(gradcheck.Rand(r, 1, c.n, c.d), dt)
+			bin := append(append([]G.Value(nil), ins...), dy)
+			wantG, err := (&swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: train.cache}).Do(bin...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotG, err := (&swigluBackward{base: base{name: "SwiGLUBackward", arity: 5}, cache: eval.cache}).Do(bin...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tl.CheckSlice(fmt.Sprintf("%v n=%d gradients", dt, c.n), widen(gotG.Data()), widen(wantG.Data())); err != nil {
+				t.Error(err)
+			}
+			if train.cache.hits != 1 || eval.cache.hits != 0 {
+				t.Errorf("%v n=%d: cache hits %d (training op), %d (evaluation op); want 1, 0", dt, c.n, train.cache.hits, eval.cache.hits)
+			}
 		}
 	}
 	if swigluBlocked(tensor.Float32, 256, 1024) {
