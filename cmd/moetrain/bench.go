@@ -72,7 +72,7 @@ func init() {
 	f.BoolVar(&opt.Breakdown, "breakdown", true, "time every op during one extra step")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&opt.Forward, "forward", true, "also time forward-only passes (the evaluation graph) after the training steps, alternating with as many more steps")
-	f.BoolVar(&opt.MeasurePeak, "measure-peak", false, "measure the sgemm peak again instead of using the cached one (the cache keeps the higher)")
+	f.BoolVar(&opt.MeasurePeak, "measure-peak", false, "measure the sgemm peak again instead of using the cached one or MOETRAIN_PEAK_GFLOPS (the cache keeps the higher)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file")
 	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
 	rootCmd.AddCommand(cmd)

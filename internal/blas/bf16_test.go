@@ -206,3 +206,34 @@ func TestBF16NeedsOneDNN(t *testing.T) {
 		}
 	})
 }
+
+// TestPeakProductIsFloat32: the peak's product runs in float32 while
+// bfloat16 products are on (a run with train.products: bf16 measures the
+// peak at launch), and leaves them on.
+func TestPeakProductIsFloat32(t *testing.T) {
+	loadedOneDNN(t)
+	if err := SetBF16Products(true); errors.Is(err, ErrNoBF16) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	defer SetBF16Products(false)
+	const n = 64
+	a, b := lcg(1, n*n), lcg(2, n*n)
+	peak, bf16, fp32 := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	peakProduct(n, a, b, peak)
+	if !BF16Products() {
+		t.Fatal("bfloat16 products off after peakProduct")
+	}
+	MatMul(false, false, n, n, n, a, b, bf16, false)
+	if err := SetBF16Products(false); err != nil {
+		t.Fatal(err)
+	}
+	MatMul(false, false, n, n, n, a, b, fp32, false)
+	if slices.Equal(bf16, fp32) {
+		t.Fatal("bfloat16 and float32 products agree to the bit: the test cannot tell them apart")
+	}
+	if !slices.Equal(peak, fp32) {
+		t.Error("the peak's product is not the float32 one")
+	}
+}

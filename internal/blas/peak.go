@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +45,7 @@ func measurePeak(reps int) (gflops, share float64) {
 	cpu0, wall0 := cputime.Process(), time.Now()
 	for range reps {
 		t0 := time.Now()
-		MatMul(false, false, n, n, n, a, b, c, false)
+		peakProduct(n, a, b, c)
 		if d := time.Since(t0); d < best {
 			best = d
 		}
@@ -52,6 +54,18 @@ func measurePeak(reps int) (gflops, share float64) {
 		share = (cpu1 - cpu0).Seconds() / (time.Since(wall0).Seconds() * float64(parallel.Workers))
 	}
 	return 2 * n * n * n / best.Seconds() / 1e9, share
+}
+
+// peakProduct sets c = a·b for n×n matrices in float32, whatever
+// train.products says: MFU is quoted against float32 products, and a peak
+// measured in bfloat16 would be about twice as high and, cached, would
+// halve the MFU of every later float32 run on the machine.
+func peakProduct(n int, a, b, c []float32) {
+	if l, ok := sgemm.(*oneDNN); ok && l.bf16 {
+		l.bf16 = false
+		defer func() { l.bf16 = true }()
+	}
+	MatMul(false, false, n, n, n, a, b, c, false)
 }
 
 // Peak is the float32 GEMM rate MFU is quoted against.
@@ -103,14 +117,39 @@ const minPeakShare = 0.85
 // run on the machine divides by the same number. With the pure-Go kernel there is no
 // peak (GFLOPS 0, see Peak). A cache that cannot be read or written is not
 // an error: the measurement is used and Source says so.
+//
+// PeakEnv, when set to a positive number, is the peak instead (unless
+// remeasure is set): nothing is measured or cached.
 func MachinePeak(remeasure bool) Peak {
 	info := Current()
 	key := PeakKey(info)
 	if info.Library == "" {
 		return Peak{Key: key, Source: "pure-Go kernel, no MFU: " + info.Fallback}
 	}
+	v := os.Getenv(PeakEnv)
+	if g, ok := peakFromEnv(v); ok && !remeasure {
+		return Peak{GFLOPS: g, Key: key, Source: fmt.Sprintf("%s=%s, not measured", PeakEnv, v)}
+	}
 	path, err := PeakCachePath()
-	return machinePeak(key, path, err, remeasure, func() (float64, float64) { return measurePeak(peakReps) })
+	p := machinePeak(key, path, err, remeasure, func() (float64, float64) { return measurePeak(peakReps) })
+	if _, ok := peakFromEnv(v); v != "" && !ok {
+		p.Source += fmt.Sprintf(" (%s=%q ignored: not a positive number of GFLOP/s)", PeakEnv, v)
+	}
+	return p
+}
+
+// PeakEnv names the environment variable that states the peak, in GFLOP/s,
+// instead of measuring it. It is for a machine never idle enough for a clean
+// measurement (every launch would measure again), for quoting MFU against a
+// figure of one's own, and for the test suite (scripts/test.sh), whose
+// packages run side by side and would otherwise measure under load at every
+// launch and write the results into the user's cache.
+const PeakEnv = "MOETRAIN_PEAK_GFLOPS"
+
+// peakFromEnv parses PeakEnv's value: a finite number above zero.
+func peakFromEnv(v string) (float64, bool) {
+	g, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	return g, err == nil && g > 0 && !math.IsInf(g, 0)
 }
 
 // PeakKey identifies a peak measurement: the CPU model, the cores the

@@ -171,3 +171,34 @@ func TestParseCPUModel(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakFromEnvironment: a positive PeakEnv is the peak, with nothing
+// measured or cached; anything else is ignored (and said so).
+func TestPeakFromEnvironment(t *testing.T) {
+	for _, tt := range []struct {
+		v    string
+		want float64
+		ok   bool
+	}{
+		{"250", 250, true}, {" 211.5 ", 211.5, true}, {"1e3", 1000, true},
+		{"", 0, false}, {"0", 0, false}, {"-5", 0, false}, {"abc", 0, false}, {"Inf", 0, false}, {"NaN", 0, false},
+	} {
+		g, ok := peakFromEnv(tt.v)
+		if ok != tt.ok || (ok && g != tt.want) {
+			t.Errorf("peakFromEnv(%q) = %g, %v; want %g, %v", tt.v, g, ok, tt.want, tt.ok)
+		}
+	}
+	if Current().Library == "" {
+		t.Skip("pure Go: no peak at all")
+	}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv(PeakEnv, "123.5")
+	p := MachinePeak(false)
+	if p.GFLOPS != 123.5 || !strings.Contains(p.Source, PeakEnv) {
+		t.Errorf("peak %g (%s), want 123.5 from %s", p.GFLOPS, p.Source, PeakEnv)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "moetrain")); err == nil {
+		t.Error("a stated peak wrote the cache")
+	}
+}
