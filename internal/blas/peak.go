@@ -127,12 +127,13 @@ func MachinePeak(remeasure bool) Peak {
 		return Peak{Key: key, Source: "pure-Go kernel, no MFU: " + info.Fallback}
 	}
 	v := os.Getenv(PeakEnv)
-	if g, ok := peakFromEnv(v); ok && !remeasure {
+	g, stated := peakFromEnv(v)
+	if stated && !remeasure {
 		return Peak{GFLOPS: g, Key: key, Source: fmt.Sprintf("%s=%s, not measured", PeakEnv, v)}
 	}
 	path, err := PeakCachePath()
 	p := machinePeak(key, path, err, remeasure, func() (float64, float64) { return measurePeak(peakReps) })
-	if _, ok := peakFromEnv(v); v != "" && !ok {
+	if v != "" && !stated {
 		p.Source += fmt.Sprintf(" (%s=%q ignored: not a positive number of GFLOP/s)", PeakEnv, v)
 	}
 	return p
