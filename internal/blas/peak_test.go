@@ -201,4 +201,8 @@ func TestPeakFromEnvironment(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cache, "moetrain")); err == nil {
 		t.Error("a stated peak wrote the cache")
 	}
+	t.Setenv(PeakEnv, "fast")
+	if p := MachinePeak(false); p.GFLOPS <= 0 || !strings.Contains(p.Source, `MOETRAIN_PEAK_GFLOPS="fast" ignored`) {
+		t.Errorf("peak %g (%s): want a measurement that says the variable was ignored", p.GFLOPS, p.Source)
+	}
 }
