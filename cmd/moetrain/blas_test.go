@@ -147,3 +147,23 @@ func TestBF16ProductsNeedTheirKernel(t *testing.T) {
 		t.Errorf("train.products=fp16: exit %d, want 2 and the allowed values:\n%s", code, stderr)
 	}
 }
+
+// MOETRAIN_PEAK_GFLOPS states the peak: bench quotes MFU against it, says
+// it was stated, and measures and caches nothing.
+func TestBenchStatedPeak(t *testing.T) {
+	cache := t.TempDir()
+	env := []string{"XDG_CACHE_HOME=" + cache, "MOETRAIN_PEAK_GFLOPS=250"}
+	stdout, stderr, code := moetrainEnv(t, env, "bench", tinyYAML(t, 2), "--steps", "1", "--warmup", "0", "--breakdown=false", "--forward=false")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "WARNING") {
+		t.Skipf("no BLAS library here:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "peak            250.0 GFLOP/s, stated (MOETRAIN_PEAK_GFLOPS=250, not measured;") || !strings.Contains(stdout, "MFU ") {
+		t.Errorf("bench does not quote MFU against the stated peak:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "moetrain")); err == nil {
+		t.Error("a stated peak wrote the cache")
+	}
+}

@@ -60,6 +60,8 @@
 // best 2048³ sgemm rate, measured once per machine and cached in the user's
 // cache directory, keyed by CPU model, cores and kernel (PeakKey);
 // measurements taken while other processes held the cores are measured
-// again at the next launch. With the pure-Go kernel there is no peak and
+// again at the next launch. The measurement runs float32 products whatever
+// train.products says; PeakEnv states a peak instead of measuring one.
+// With the pure-Go kernel there is no peak and
 // Info.FallbackWarning is the warning compute commands print first.
 package blas
