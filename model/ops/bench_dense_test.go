@@ -142,6 +142,17 @@ func newDenseBench(name string, sh benchShape, backward bool) denseBench {
 			fwdIn: []G.Value{x}, bwdIn: []G.Value{s, dy},
 			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
 		}
+	case "ExpertBalance": // DeepSeekMoE's expert-level balance loss, top-7 of E
+		x, err := newSoftmaxOp().Do(benchRand(r, 3, sh.n, sh.e))
+		if err != nil {
+			panic(err)
+		}
+		op := &balanceOp{base: base{name: "ExpertBalance", arity: 1}, batch: sh.b, seq: sh.t, k: 7, gsize: 1, alpha: 0.01}
+		return denseBench{
+			fwd: op, bwd: &balanceBackward{base: base{name: "ExpertBalanceBackward", arity: 2}, fwd: op},
+			fwdIn: []G.Value{x}, bwdIn: []G.Value{x, G.NewF32(1)},
+			fwdWork: n * e * fl, bwdWork: 2 * n * e * fl, unit: "GB/s",
+		}
 	case "CrossEntropy": // LM head + loss; eager gradients when differentiated
 		x, w, t := benchRand(r, 1, sh.n, sh.d), benchRand(r, 0.06, sh.v, sh.d), benchIDs(r, sh.n, sh.v)
 		cache := &ceCache{eager: backward}
@@ -188,19 +199,21 @@ func benchmarkDense(b *testing.B, name string, backward bool) {
 	})
 }
 
-func BenchmarkLinearForward(b *testing.B)               { benchmarkDense(b, "Linear", false) }
-func BenchmarkLinearForwardBackward(b *testing.B)       { benchmarkDense(b, "Linear", true) }
-func BenchmarkSwiGLUForward(b *testing.B)               { benchmarkDense(b, "SwiGLU", false) }
-func BenchmarkSwiGLUForwardBackward(b *testing.B)       { benchmarkDense(b, "SwiGLU", true) }
-func BenchmarkRMSNormForward(b *testing.B)              { benchmarkDense(b, "RMSNorm", false) }
-func BenchmarkRMSNormForwardBackward(b *testing.B)      { benchmarkDense(b, "RMSNorm", true) }
-func BenchmarkEmbedForward(b *testing.B)                { benchmarkDense(b, "Embed", false) }
-func BenchmarkEmbedForwardBackward(b *testing.B)        { benchmarkDense(b, "Embed", true) }
-func BenchmarkAddForward(b *testing.B)                  { benchmarkDense(b, "Add", false) }
-func BenchmarkSoftmaxForward(b *testing.B)              { benchmarkDense(b, "Softmax", false) }
-func BenchmarkSoftmaxForwardBackward(b *testing.B)      { benchmarkDense(b, "Softmax", true) }
-func BenchmarkCrossEntropyForward(b *testing.B)         { benchmarkDense(b, "CrossEntropy", false) }
-func BenchmarkCrossEntropyForwardBackward(b *testing.B) { benchmarkDense(b, "CrossEntropy", true) }
+func BenchmarkLinearForward(b *testing.B)                { benchmarkDense(b, "Linear", false) }
+func BenchmarkLinearForwardBackward(b *testing.B)        { benchmarkDense(b, "Linear", true) }
+func BenchmarkSwiGLUForward(b *testing.B)                { benchmarkDense(b, "SwiGLU", false) }
+func BenchmarkSwiGLUForwardBackward(b *testing.B)        { benchmarkDense(b, "SwiGLU", true) }
+func BenchmarkRMSNormForward(b *testing.B)               { benchmarkDense(b, "RMSNorm", false) }
+func BenchmarkRMSNormForwardBackward(b *testing.B)       { benchmarkDense(b, "RMSNorm", true) }
+func BenchmarkEmbedForward(b *testing.B)                 { benchmarkDense(b, "Embed", false) }
+func BenchmarkEmbedForwardBackward(b *testing.B)         { benchmarkDense(b, "Embed", true) }
+func BenchmarkAddForward(b *testing.B)                   { benchmarkDense(b, "Add", false) }
+func BenchmarkSoftmaxForward(b *testing.B)               { benchmarkDense(b, "Softmax", false) }
+func BenchmarkSoftmaxForwardBackward(b *testing.B)       { benchmarkDense(b, "Softmax", true) }
+func BenchmarkExpertBalanceForward(b *testing.B)         { benchmarkDense(b, "ExpertBalance", false) }
+func BenchmarkExpertBalanceForwardBackward(b *testing.B) { benchmarkDense(b, "ExpertBalance", true) }
+func BenchmarkCrossEntropyForward(b *testing.B)          { benchmarkDense(b, "CrossEntropy", false) }
+func BenchmarkCrossEntropyForwardBackward(b *testing.B)  { benchmarkDense(b, "CrossEntropy", true) }
 
 // BenchmarkSwiGLUEvalBlocks alternates the two forward paths of a SwiGLU op
 // on the same inputs at both shapes: in row blocks (swigluEval, what an
