@@ -129,10 +129,11 @@ func MachinePeak(remeasure bool) Peak {
 	v := os.Getenv(PeakEnv)
 	g, stated := peakFromEnv(v)
 	if stated && !remeasure {
-		return Peak{GFLOPS: g, Key: key, Source: fmt.Sprintf("%s=%s, not measured", PeakEnv, v)}
+		return Peak{GFLOPS: g, Key: key, Source: fmt.Sprintf("stated by %s=%s, not measured", PeakEnv, v)}
 	}
 	path, err := PeakCachePath()
 	p := machinePeak(key, path, err, remeasure, func() (float64, float64) { return measurePeak(peakReps) })
+	p.Source = "best 2048³ sgemm, " + p.Source
 	if v != "" && !stated {
 		p.Source += fmt.Sprintf(" (%s=%q ignored: not a positive number of GFLOP/s)", PeakEnv, v)
 	}

@@ -110,6 +110,25 @@ func For(n, grain int, fn func(lo, hi int)) {
 	}
 }
 
+// Drain hands the items 0..n−1 to up to Workers goroutines from a shared
+// queue, one item at a time, so a worker slowed down (another process on
+// its core, a large item) leaves the rest to the others. work runs once per
+// goroutine, with take, which returns the next item, or false when none is
+// left; per-goroutine scratch belongs before its loop. Which goroutine
+// takes an item depends on timing: work must write only what its items
+// own.
+func Drain(n int, work func(take func() (int, bool))) {
+	if n <= 0 {
+		return
+	}
+	var next atomic.Int64
+	take := func() (int, bool) {
+		i := int(next.Add(1)) - 1
+		return i, i < n
+	}
+	For(min(Workers, n), 1, func(_, _ int) { work(take) })
+}
+
 func forGoroutines(n, size int, fn func(lo, hi int)) {
 	var wg sync.WaitGroup
 	for lo := size; lo < n; lo += size {

@@ -116,3 +116,48 @@ func TestLongChunkWaitAndHelperWork(t *testing.T) {
 		t.Errorf("helper work %v after counting was turned off, want it unchanged", w)
 	}
 }
+
+// Drain hands out every item exactly once, starts work at most
+// min(Workers, n) times, and keeps a slow worker's share small: with one
+// worker held up, the other takes the rest.
+func TestDrainTakesEveryItemOnce(t *testing.T) {
+	defer func(w int) { Workers = w }(Workers)
+	for _, w := range []int{1, 2, 3, 8} {
+		Workers = w
+		for _, n := range []int{0, 1, 5, 100} {
+			seen := make([]atomic.Int32, n)
+			var workers atomic.Int32
+			Drain(n, func(take func() (int, bool)) {
+				workers.Add(1)
+				for i, ok := take(); ok; i, ok = take() {
+					seen[i].Add(1)
+				}
+			})
+			for i := range seen {
+				if v := seen[i].Load(); v != 1 {
+					t.Fatalf("workers=%d n=%d: item %d taken %d times", w, n, i, v)
+				}
+			}
+			if got, most := int(workers.Load()), min(w, n); got > most {
+				t.Fatalf("workers=%d n=%d: work ran %d times, want at most %d", w, n, got, most)
+			}
+		}
+	}
+	Workers = 2
+	var slow, fast atomic.Int32
+	var first atomic.Bool
+	Drain(50, func(take func() (int, bool)) {
+		held := first.CompareAndSwap(false, true)
+		for _, ok := take(); ok; _, ok = take() {
+			if held {
+				slow.Add(1)
+				time.Sleep(5 * time.Millisecond)
+			} else {
+				fast.Add(1)
+			}
+		}
+	})
+	if slow.Load() > 10 {
+		t.Errorf("the held-up worker took %d of 50 items, the other %d", slow.Load(), fast.Load())
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -676,13 +675,8 @@ func forEachExpert(r *Routing, w, d int, fn func(e, lo, hi int)) {
 		}
 	}
 	slices.SortStableFunc(order, func(a, b int32) int { return r.Load(int(b)) - r.Load(int(a)) })
-	var next atomic.Int32
-	parallel.For(nw, 1, func(_, _ int) {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(order) {
-				return
-			}
+	parallel.Drain(len(order), func(take func() (int, bool)) {
+		for i, ok := take(); ok; i, ok = take() {
 			e := int(order[i])
 			fn(e, int(r.Offsets[e]), int(r.Offsets[e+1]))
 		}

@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"sync/atomic"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -114,23 +113,26 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 	x := in[0]
 	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
 	y := op.outputOver(x.Dtype(), n, d)
-	if !op.differentiated && swigluBlocked(x.Dtype(), d, f) {
-		*op.cache = swigluCache{hits: op.cache.hits} // a backward must not find an older forward's values
-		switch x.Dtype() {
-		case tensor.Float32:
-			swigluEval(slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
-		case tensor.Float64:
-			swigluEval(slice[float64](y), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), n, d, f)
-		}
-		return y, nil
-	}
+	blocks := !op.differentiated && swigluBlocked(x.Dtype(), d, f)
 	switch x.Dtype() {
 	case tensor.Float32:
-		swigluForward(op.cache, slice[float32](y), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), n, d, f)
+		swigluOpForward(op.cache, blocks, slice[float32](y), in, n, d, f)
 	case tensor.Float64:
-		swigluForward(op.cache, slice[float64](y), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), n, d, f)
+		swigluOpForward(op.cache, blocks, slice[float64](y), in, n, d, f)
 	}
 	return y, nil
+}
+
+// swigluOpForward runs the op's forward on its inputs (x, wg, wu, wd): in
+// blocks that keep nothing (swigluEval) or, for a backward to come or an
+// FFN too large for blocks, keeping the hidden matrices in c.
+func swigluOpForward[F Float](c *swigluCache, blocks bool, y []F, in []*tensor.Dense, n, d, f int) {
+	x, wg, wu, wd := slice[F](in[0]), slice[F](in[1]), slice[F](in[2]), slice[F](in[3])
+	if blocks {
+		swigluEval(y, x, wg, wu, wd, n, d, f)
+		return
+	}
+	swigluForward(c, y, x, wg, wu, wd, n, d, f)
 }
 
 func (op *swigluOp) DiffWRT(int) []bool { return []bool{true, true, true, true} }
@@ -234,22 +236,14 @@ func swigluBlocked(dt tensor.Dtype, d, f int) bool {
 // split products and the activation) also leaves fewer points where a core
 // waits for the other.
 func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
-	w := poolGet[F](&stacks, 2*f*d)
+	w := stackedExpert(wg, wu, 0, f, d) // [wg; wu], as one expert's
 	defer poolPut(&stacks, w)
-	copy(w[:f*d], wg)
-	copy(w[f*d:], wu)
 	rows := swigluEvalRows
-	blocks := (n + rows - 1) / rows
-	var next atomic.Int32
-	parallel.For(min(parallel.Workers, blocks), 1, func(_, _ int) {
+	parallel.Drain((n+rows-1)/rows, func(take func() (int, bool)) {
 		buf := poolGet[F](&stacks, rows*3*f+f) // [gu | h | one row of s]
 		defer poolPut(&stacks, buf)
 		gu, h, s := buf[:2*rows*f], buf[2*rows*f:3*rows*f], buf[3*rows*f:]
-		for {
-			b := int(next.Add(1)) - 1
-			if b >= blocks {
-				return
-			}
+		for b, ok := take(); ok; b, ok = take() {
 			lo, hi := b*rows, min(n, (b+1)*rows)
 			m := hi - lo
 			blas.MatMulSerial(false, true, m, 2*f, d, x[lo*d:hi*d], w, gu[:2*m*f], false)
