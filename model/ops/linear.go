@@ -49,11 +49,24 @@ func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	y := op.outputOver(x.Dtype(), n, m)
 	switch x.Dtype() {
 	case tensor.Float32:
-		blas.MatMul(false, true, n, m, k, slice[float32](x), slice[float32](w), slice[float32](y), false)
+		mulTransposed(slice[float32](y), slice[float32](x), slice[float32](w), n, m, k)
 	case tensor.Float64:
-		blas.MatMul(false, true, n, m, k, slice[float64](x), slice[float64](w), slice[float64](y), false)
+		mulTransposed(slice[float64](y), slice[float64](x), slice[float64](w), n, m, k)
 	}
 	return y, nil
+}
+
+// mulTransposed sets y = x·wᵀ for x [n, k] and w [m, k] (a forward product
+// against PyTorch-layout weights) as x·wt with wt = wᵀ [k, m] copied first,
+// from the stacks pool. At every forward shape of the science and bench
+// models oneDNN ran the product with an untransposed right operand 6-15%
+// faster than with w transposed by the kernel (docs/BENCHMARKS.md, round
+// 12); the copy is one pass over w, small next to the product's n passes.
+func mulTransposed[F Float](y, x, w []F, n, m, k int) {
+	wt := poolGet[F](&stacks, k*m)
+	transposeInto(wt, m, w, m, k)
+	blas.MatMul(false, false, n, m, k, x, wt, y, false)
+	poolPut(&stacks, wt)
 }
 
 func (op *linearOp) DiffWRT(int) []bool { return []bool{true, true} }

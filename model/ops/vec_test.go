@@ -338,3 +338,32 @@ func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
 		}
 	}
 }
+
+// TestTransposeInto: every element lands at its transposed place for row
+// counts on and off the four-row step, and a destination wider than the
+// source's row count keeps its other columns (stackedTransposed writes
+// two transposes side by side into one [d, 2f] buffer).
+func TestTransposeInto(t *testing.T) {
+	for _, c := range []struct{ rows, cols, ldd int }{{1, 1, 1}, {3, 5, 3}, {4, 4, 4}, {7, 3, 9}, {86, 128, 172}, {344, 128, 344}} {
+		src := make([]float32, c.rows*c.cols)
+		for i := range src {
+			src[i] = float32(i + 1)
+		}
+		dst := make([]float32, c.cols*c.ldd)
+		for i := range dst {
+			dst[i] = -1
+		}
+		transposeInto(dst, c.ldd, src, c.rows, c.cols)
+		for col := range c.cols {
+			for r := range c.ldd {
+				want := float32(-1)
+				if r < c.rows {
+					want = src[r*c.cols+col]
+				}
+				if got := dst[col*c.ldd+r]; got != want {
+					t.Fatalf("%d×%d into stride %d: dst[%d][%d] = %v, want %v", c.rows, c.cols, c.ldd, col, r, got, want)
+				}
+			}
+		}
+	}
+}
