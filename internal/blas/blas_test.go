@@ -642,6 +642,65 @@ func gemmRunner(s benchShape, products int) func() {
 	}
 }
 
+// forwardShapes are forward products x·wᵀ of the science and bench models,
+// each at the rows one call gets: 32-row blocks of an evaluation SwiGLU,
+// an expert's tokens, or half of 2048 rows where a product is split over
+// two workers.
+var forwardShapes = []benchShape{
+	{"swiglu_eval_gu_32x688x128", false, true, 32, 688, 128},
+	{"swiglu_eval_down_32x128x344", false, true, 32, 128, 344},
+	{"expert_gu_228x172x128", false, true, 228, 172, 128},
+	{"expert_down_228x128x86", false, true, 228, 128, 86},
+	{"gshard_expert_gu_256x688x128", false, true, 256, 688, 128},
+	{"gshard_expert_down_256x128x344", false, true, 256, 128, 344},
+	{"linear_1024x128x128", false, true, 1024, 128, 128},
+	{"ffn_gu_1024x688x128", false, true, 1024, 688, 128},
+	{"ffn_down_1024x128x344", false, true, 1024, 128, 344},
+	{"bench_linear_1024x256x256", false, true, 1024, 256, 256},
+	{"bench_ffn_gu_1024x2048x256", false, true, 1024, 2048, 256},
+	{"bench_ffn_down_1024x256x1024", false, true, 1024, 256, 1024},
+}
+
+// BenchmarkRightOperandLayout times each forward product two ways on one
+// goroutine, alternated: reading the weights [n, k] transposed (as stored,
+// PyTorch layout) and reading a [k, n] copy untransposed (what
+// mulTransposed and the SwiGLU and small experts do in model/ops). It
+// reports each one's best GFLOP/s and their ratio; the copy itself is not
+// timed. Run with e.g.
+//
+//	go test ./internal/blas -run '^$' -bench RightOperandLayout -benchtime 200x
+func BenchmarkRightOperandLayout(b *testing.B) {
+	if _, err := Init(); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range forwardShapes {
+		b.Run(s.name, func(b *testing.B) {
+			x, w, y := lcg(1, s.m*s.k), lcg(2, s.n*s.k), make([]float32, s.m*s.n)
+			wt := make([]float32, s.k*s.n)
+			for i := range s.n {
+				for j := range s.k {
+					wt[j*s.n+i] = w[i*s.k+j]
+				}
+			}
+			best := [2]time.Duration{time.Hour, time.Hour}
+			for b.Loop() {
+				for i, run := range []func(){
+					func() { MatMulSerial(false, true, s.m, s.n, s.k, x, w, y, false) },
+					func() { MatMulSerial(false, false, s.m, s.n, s.k, x, wt, y, false) },
+				} {
+					t0 := time.Now()
+					run()
+					best[i] = min(best[i], time.Since(t0))
+				}
+			}
+			flop := 2 * float64(s.m*s.n*s.k) / 1e9
+			b.ReportMetric(flop/best[0].Seconds(), "transposed_GFLOP/s")
+			b.ReportMetric(flop/best[1].Seconds(), "untransposed_GFLOP/s")
+			b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "speedup")
+		})
+	}
+}
+
 func BenchmarkPeakGFLOPS(b *testing.B) {
 	info, _ := Init()
 	b.Logf("kernel: %s", info)
