@@ -1,6 +1,10 @@
 package ops
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+)
 
 // Elementwise kernels of the FFN, expert and attention loops. For float32
 // with vexpOK the bulk runs in vec_amd64.s, eight lanes at a time, with the
@@ -230,12 +234,27 @@ func sumRows[F Float](y, o []F, offs []int, gates []F) {
 }
 
 // transposeInto writes the transpose of src ([rows, cols], row-major) into
-// dst with row stride ldd: dst[c·ldd + r] = src[r·cols + c]. It takes four
-// source rows at a time, so each visit to a destination row writes four
-// adjacent elements instead of one (twice as fast as one row at a time).
+// dst with row stride ldd: dst[c·ldd + r] = src[r·cols + c]. Groups of four
+// source rows go to the workers (transposeGrain elements at least per
+// chunk): a forward pass transposes every weight it multiplies by, and an
+// evaluation SwiGLU's three transposes took 126-200 µs of its ~3 ms on one
+// core, 86-113 µs on two (docs/BENCHMARKS.md, round 12).
 func transposeInto[F Float](dst []F, ldd int, src []F, rows, cols int) {
-	r := 0
-	for ; r+4 <= rows; r += 4 {
+	parallel.For((rows+3)/4, max(1, transposeGrain/(4*cols)), func(lo, hi int) {
+		transposeRows(dst, ldd, src, 4*lo, min(rows, 4*hi), cols)
+	})
+}
+
+// transposeGrain is the fewest elements worth a chunk of transposeInto on
+// another worker: about 3 µs of copying, the cost of handing a chunk over.
+const transposeGrain = 8 << 10
+
+// transposeRows is transposeInto for source rows r0..r1−1. It takes four
+// rows at a time, so each visit to a destination row writes four adjacent
+// elements instead of one (twice as fast as one row at a time).
+func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
+	r := r0
+	for ; r+4 <= r1; r += 4 {
 		s := src[r*cols : (r+4)*cols]
 		s0, s1, s2, s3 := s[:cols], s[cols:2*cols], s[2*cols:3*cols], s[3*cols:4*cols]
 		for c := range s0 {
@@ -243,7 +262,7 @@ func transposeInto[F Float](dst []F, ldd int, src []F, rows, cols int) {
 			d[0], d[1], d[2], d[3] = s0[c], s1[c], s2[c], s3[c]
 		}
 	}
-	for ; r < rows; r++ {
+	for ; r < r1; r++ {
 		for c, v := range src[r*cols : (r+1)*cols] {
 			dst[c*ldd+r] = v
 		}
