@@ -21,6 +21,12 @@
 // returns them packed in one flat tensor, which zero-copy gradView nodes
 // slice apart (packedGrads in op.go).
 //
+// Forward products x·wᵀ multiply by a transposed copy of w made per call
+// (mulTransposed, stackedTransposed; for experts only small ones,
+// transposedExpert): oneDNN runs a product whose right operand it reads
+// untransposed 6-15% faster at the science shapes
+// (BenchmarkRightOperandLayout in internal/blas measures it per machine).
+//
 // Ops never modify their inputs. Some keep what their forward computed
 // (SwiGLU's projections, attention probabilities, MoE's gathered rows) in a
 // cache owned by the op, keyed by the addresses of the input arrays: the
