@@ -21,11 +21,12 @@
 // returns them packed in one flat tensor, which zero-copy gradView nodes
 // slice apart (packedGrads in op.go).
 //
-// Forward products x·wᵀ multiply by a transposed copy of w made per call
-// (mulTransposed, stackedTransposed; for experts only small ones,
-// transposedExpert): oneDNN runs a product whose right operand it reads
-// untransposed 6-15% faster at the science shapes
-// (BenchmarkRightOperandLayout in internal/blas measures it per machine).
+// Dense forward products x·wᵀ (Linear, SwiGLU) multiply by a transposed
+// copy of w made per call (mulTransposed, stackedTransposed): oneDNN runs a
+// product whose right operand it reads untransposed 4-15% faster at the
+// science shapes (BenchmarkRightOperandLayout in internal/blas measures it
+// per machine). Expert products do not: a copy per expert visit, of
+// weights the optimizer left in L3, cost more than the products gained.
 //
 // Ops never modify their inputs. Some keep what their forward computed
 // (SwiGLU's projections, attention probabilities, MoE's gathered rows) in a

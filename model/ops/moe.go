@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"unsafe"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -386,34 +385,9 @@ func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
 	gatherRows(x, r, lo, hi, u, d)
-	mm := expertMatMul[F](c, r.N*r.K, w, d)
-	if transposedExpert[F](w, d) {
-		wt := poolGet[F](&stacks, 2*w*d)
-		mm(false, false, c, 2*w, d, x, stackedTransposed(wt, wg[e*w*d:(e+1)*w*d], wu[e*w*d:(e+1)*w*d], w, d), gu, false)
-		poolPut(&stacks, wt)
-		return
-	}
 	wgu := stackedExpert(wg, wu, e, w, d)
-	mm(false, true, c, 2*w, d, x, wgu, gu, false)
+	expertMatMul[F](c, r.N*r.K, w, d)(false, true, c, 2*w, d, x, wgu, gu, false)
 	poolPut(&stacks, wgu)
-}
-
-// expertTransposedBytes bounds the experts whose forward products read
-// transposed copies of their weights (transposedExpert), made per visit.
-// A [c, d]·[d, 2w] product with its right operand untransposed ran faster
-// in oneDNN than one reading [Wg; Wu] transposed (as for mulTransposed),
-// but a visit must also make the copy and hold it in L2 beside the rows.
-// Whole forward passes of the routed op (docs/BENCHMARKS.md, round 12):
-// DeepSeekMoE at the science shape (2·86·128 floats, 88 KiB) gained 4-9%;
-// GShard at the science shape (352 KiB) lost 3-6%, and DeepSeekMoE at the
-// bench shape (512 KiB) lost 10-12%.
-const expertTransposedBytes = 128 << 10
-
-// transposedExpert reports whether the forward products of an expert with
-// [w, d] weight matrices of F go through transposed copies.
-func transposedExpert[F Float](w, d int) bool {
-	var z F
-	return 2*w*d*int(unsafe.Sizeof(z)) <= expertTransposedBytes
 }
 
 // expertsActivations gathers each expert's tokens, stacks its gate and up
@@ -482,15 +456,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		for i := 0; i < n; i++ {
 			siluGate(h[i*w:(i+1)*w], sg[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
 		}
-		mm, we := expertMatMul[F](n, s, w, d), wd[e*d*w:(e+1)*d*w]
-		if transposedExpert[F](w, d) {
-			wdt := poolGet[F](&stacks, w*d)
-			transposeInto(wdt, d, we, d, w)
-			mm(false, false, n, d, w, h, wdt, o[lo*d:hi*d], false)
-			poolPut(&stacks, wdt)
-			return
-		}
-		mm(false, true, n, d, w, h, we, o[lo*d:hi*d], false)
+		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
 	})
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
