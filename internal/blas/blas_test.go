@@ -664,9 +664,10 @@ var forwardShapes = []benchShape{
 // BenchmarkRightOperandLayout times each forward product two ways on one
 // goroutine, alternated: reading the weights [n, k] transposed (as stored,
 // PyTorch layout) and reading a [k, n] copy untransposed (what
-// mulTransposed and the SwiGLU and small experts do in model/ops). It
-// reports each one's best GFLOP/s and their ratio; the copy itself is not
-// timed. Run with e.g.
+// mulTransposed and the SwiGLU do in model/ops; the experts' products keep
+// reading w transposed, docs/BENCHMARKS.md round 12 says why). It reports
+// each one's best GFLOP/s and their ratio; the copy itself is not timed.
+// Run with e.g.
 //
 //	go test ./internal/blas -run '^$' -bench RightOperandLayout -benchtime 200x
 func BenchmarkRightOperandLayout(b *testing.B) {

@@ -59,9 +59,9 @@ func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 // mulTransposed sets y = x·wᵀ for x [n, k] and w [m, k] (a forward product
 // against PyTorch-layout weights) as x·wt with wt = wᵀ [k, m] copied first,
 // from the stacks pool. At every forward shape of the science and bench
-// models oneDNN ran the product with an untransposed right operand 6-15%
+// models oneDNN ran the product with an untransposed right operand 4-15%
 // faster than with w transposed by the kernel (docs/BENCHMARKS.md, round
-// 12); the copy is one pass over w, small next to the product's n passes.
+// 12); the copy is one pass over w, small next to the product's n rows.
 func mulTransposed[F Float](y, x, w []F, n, m, k int) {
 	wt := poolGet[F](&stacks, k*m)
 	transposeInto(wt, m, w, m, k)

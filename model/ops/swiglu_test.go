@@ -140,9 +140,10 @@ func TestSwiGLUCacheInGraph(t *testing.T) {
 
 // TestSwiGLUEvalMatchesTraining: an op without a backward (an evaluation
 // graph) runs in row blocks (swigluEval) and must give the differentiated
-// op's output (within a few ulp: the blocks' products sum in another order), keep nothing for a backward, and leave a
-// backward that is handed its inputs anyway to recompute. Row counts that
-// are not a multiple of the block, and the science shape, are covered.
+// op's output (within a few ulp: the blocks' products sum in another
+// order), keep nothing for a backward, and leave a backward that is handed
+// its inputs anyway to recompute. Row counts that are not a multiple of
+// the block, and the science shape, are covered.
 func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 	for _, c := range []struct{ n, d, f int }{{1, 6, 4}, {100, 16, 12}, {2048, 128, 344}} {
 		for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
