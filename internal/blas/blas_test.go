@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/parallel"
 	"github.com/moetrain/moetrain/internal/tol"
 )
@@ -699,6 +700,51 @@ func BenchmarkRightOperandLayout(b *testing.B) {
 			b.ReportMetric(flop/best[1].Seconds(), "untransposed_GFLOP/s")
 			b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "speedup")
 		})
+	}
+}
+
+// BenchmarkConcurrentSerialProducts runs back-to-back serial products of
+// one expert shape on one goroutine and on two at once, as the expert
+// queue does, and reports the cores kept busy (process CPU time over wall
+// time) and the wall time per call. Two goroutines should keep close to two
+// cores busy at about the one-goroutine time per call; docs/BENCHMARKS.md
+// (round 12) records that DeepSeekMoE's 228×172×128 fell well short of it
+// on a Zen 4 while GShard's longer products did not. Run with e.g.
+//
+//	go test ./internal/blas -run '^$' -bench ConcurrentSerialProducts -benchtime 10x
+func BenchmarkConcurrentSerialProducts(b *testing.B) {
+	if _, err := Init(); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range []benchShape{
+		{"expert_gu_228x172x128", false, true, 228, 172, 128},
+		{"gshard_expert_gu_256x688x128", false, true, 256, 688, 128},
+	} {
+		for _, goroutines := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/%d", s.name, goroutines), func(b *testing.B) {
+				calls := 2e9 / (2 * s.m * s.n * s.k) // about 20 ms of products per goroutine
+				var x, w, y [2][]float32
+				for g := range goroutines {
+					x[g], w[g], y[g] = lcg(uint64(2*g+1), s.m*s.k), lcg(uint64(2*g+2), s.n*s.k), make([]float32, s.m*s.n)
+				}
+				var wall, cpu time.Duration
+				for b.Loop() {
+					c0, t0 := cputime.Process(), time.Now()
+					var wg sync.WaitGroup
+					for g := range goroutines {
+						wg.Go(func() {
+							for range calls {
+								MatMulSerial(s.tA, s.tB, s.m, s.n, s.k, x[g], w[g], y[g], false)
+							}
+						})
+					}
+					wg.Wait()
+					wall, cpu = wall+time.Since(t0), cpu+cputime.Process()-c0
+				}
+				b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores")
+				b.ReportMetric(wall.Seconds()*1e6/float64(b.N*calls), "us/call")
+			})
+		}
 	}
 }
 
