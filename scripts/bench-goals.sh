@@ -5,7 +5,9 @@
 #   1. sci-dense and sci-moe tokens/s against the round-1 binary (2b412e0):
 #      scripts/bench-revs.sh, interleaved, wall-time medians (goal >= 2x);
 #   2. the DeepSeekMoE step against its GShard twin (BenchmarkStepRatio/sci,
-#      alternated in one process), medians over runs (goal <= 1.05x);
+#      alternated in one process, 16 steps of each per run: with 8, single
+#      runs spread over 1.04-1.29 in round 12), medians over runs
+#      (goal <= 1.05x);
 #   3. forward-only evaluation against training (moetrain bench's
 #      forward_ratio: passes alternated with training steps in one
 #      process), medians over runs (goal >= 3x);
@@ -36,7 +38,7 @@ echo "== 2/4 DeepSeekMoE step against GShard's" >&2
 go test -c -o "$tmp/bench.test" ./bench
 : >"$raw/stepratio.txt"
 for _ in $(seq 1 "$ROUNDS"); do
-	(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench 'StepRatio/sci' -test.benchtime 8x) | grep StepRatio >>"$raw/stepratio.txt"
+	(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench 'StepRatio/sci' -test.benchtime 16x) | grep StepRatio >>"$raw/stepratio.txt"
 done
 
 echo "== 3/4 forward-only against training" >&2
