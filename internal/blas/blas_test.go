@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -645,21 +646,31 @@ func gemmRunner(s benchShape, products int) func() {
 
 // forwardShapes are forward products x·wᵀ of the science and bench models,
 // each at the rows one call gets: 32-row blocks of an evaluation SwiGLU,
-// an expert's tokens, or half of 2048 rows where a product is split over
-// two workers.
-var forwardShapes = []benchShape{
-	{"swiglu_eval_gu_32x688x128", false, true, 32, 688, 128},
-	{"swiglu_eval_down_32x128x344", false, true, 32, 128, 344},
-	{"expert_gu_228x172x128", false, true, 228, 172, 128},
-	{"expert_down_228x128x86", false, true, 228, 128, 86},
-	{"gshard_expert_gu_256x688x128", false, true, 256, 688, 128},
-	{"gshard_expert_down_256x128x344", false, true, 256, 128, 344},
-	{"linear_1024x128x128", false, true, 1024, 128, 128},
-	{"ffn_gu_1024x688x128", false, true, 1024, 688, 128},
-	{"ffn_down_1024x128x344", false, true, 1024, 128, 344},
-	{"bench_linear_1024x256x256", false, true, 1024, 256, 256},
-	{"bench_ffn_gu_1024x2048x256", false, true, 1024, 2048, 256},
-	{"bench_ffn_down_1024x256x1024", false, true, 1024, 256, 1024},
+// an expert's tokens (sciShapes' rows), or half of 2048 rows where a
+// product is split over two workers. Names are m×k×n, as in sciShapes.
+var forwardShapes = append([]benchShape{
+	{"swiglu_eval_gu_32x128x688", false, true, 32, 688, 128},
+	{"swiglu_eval_down_32x344x128", false, true, 32, 128, 344},
+}, append(sciShapesNamed("expert_gu_228x128x172", "expert_down_228x86x128", "gshard_expert_gu_256x128x688", "gshard_expert_down_256x344x128"),
+	benchShape{"linear_1024x128x128", false, true, 1024, 128, 128},
+	benchShape{"ffn_gu_1024x128x688", false, true, 1024, 688, 128},
+	benchShape{"ffn_down_1024x344x128", false, true, 1024, 128, 344},
+	benchShape{"bench_linear_1024x256x256", false, true, 1024, 256, 256},
+	benchShape{"bench_ffn_gu_1024x256x2048", false, true, 1024, 2048, 256},
+	benchShape{"bench_ffn_down_1024x1024x256", false, true, 1024, 256, 1024},
+)...)
+
+// sciShapesNamed returns the sciShapes of these names, in this order.
+func sciShapesNamed(names ...string) []benchShape {
+	var out []benchShape
+	for _, name := range names {
+		i := slices.IndexFunc(sciShapes, func(s benchShape) bool { return s.name == name })
+		if i < 0 {
+			panic("no science shape " + name)
+		}
+		out = append(out, sciShapes[i])
+	}
+	return out
 }
 
 // BenchmarkRightOperandLayout times each forward product two ways on one
@@ -708,18 +719,15 @@ func BenchmarkRightOperandLayout(b *testing.B) {
 // queue does, and reports the cores kept busy (process CPU time over wall
 // time) and the wall time per call. Two goroutines should keep close to two
 // cores busy at about the one-goroutine time per call; docs/BENCHMARKS.md
-// (round 12) records that DeepSeekMoE's 228×172×128 fell well short of it
-// on a Zen 4 while GShard's longer products did not. Run with e.g.
+// (round 12) records that both fell short of it on a Zen 4, DeepSeekMoE's
+// shorter products more than GShard's. Run with e.g.
 //
 //	go test ./internal/blas -run '^$' -bench ConcurrentSerialProducts -benchtime 10x
 func BenchmarkConcurrentSerialProducts(b *testing.B) {
 	if _, err := Init(); err != nil {
 		b.Fatal(err)
 	}
-	for _, s := range []benchShape{
-		{"expert_gu_228x172x128", false, true, 228, 172, 128},
-		{"gshard_expert_gu_256x688x128", false, true, 256, 688, 128},
-	} {
+	for _, s := range sciShapesNamed("expert_gu_228x128x172", "gshard_expert_gu_256x128x688") {
 		for _, goroutines := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/%d", s.name, goroutines), func(b *testing.B) {
 				calls := 2e9 / (2 * s.m * s.n * s.k) // about 20 ms of products per goroutine

@@ -61,7 +61,6 @@ type swigluCache struct {
 	gu        any // [N, 2f]: row i is [g_i | u_i]
 	h         any // [N, f]
 	s         any // sigmoid(g): the backward reuses it instead of recomputing the exponentials
-	w         any // [2f, d] = [wg; wu]
 	hits      int
 }
 
@@ -196,13 +195,13 @@ func buffer[F Float](old any, size int) []F {
 	return make([]F, size)
 }
 
-// swigluForward computes y and leaves [g | u], h, s and W in the cache
+// swigluForward computes y and leaves [g | u], h and s in the cache
 // for the backward.
 func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
-	gu, h, s, w := buffer[F](c.gu, 2*n*f), buffer[F](c.h, n*f), buffer[F](c.s, n*f), buffer[F](c.w, 2*f*d)
-	swigluHidden(gu, h, s, w, x, wg, wu, n, d, f)
+	gu, h, s := buffer[F](c.gu, 2*n*f), buffer[F](c.h, n*f), buffer[F](c.s, n*f)
+	swigluHidden(gu, h, s, x, wg, wu, n, d, f)
 	mulTransposed(y, h, wd, n, d, f)
-	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, gu: gu, h: h, s: s, w: w, hits: c.hits}
+	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, gu: gu, h: h, s: s, hits: c.hits}
 }
 
 // swigluEvalRows is how many rows swigluEval takes per visit. Small
@@ -268,11 +267,9 @@ func stackedTransposed[F Float](wt, wg, wu []F, f, d int) []F {
 	return wt
 }
 
-// swigluHidden sets w = [wg; wu] (the backward's operand) and computes
-// [g | u] = x·wᵀ ([n, 2f]), s = sigmoid(g) and h = silu(g)⊙u ([n, f]).
-func swigluHidden[F Float](gu, h, s, w, x, wg, wu []F, n, d, f int) {
-	copy(w[:f*d], wg)
-	copy(w[f*d:], wu)
+// swigluHidden computes [g | u] = x·[wg; wu]ᵀ ([n, 2f]), s = sigmoid(g)
+// and h = silu(g)⊙u ([n, f]).
+func swigluHidden[F Float](gu, h, s, x, wg, wu []F, n, d, f int) {
 	wt := poolGet[F](&stacks, 2*f*d)
 	blas.MatMul(false, false, n, 2*f, d, x, stackedTransposed(wt, wg, wu, f, d), gu, false)
 	poolPut(&stacks, wt)
@@ -327,14 +324,14 @@ func siluGate64(h, s, g, u []float64) {
 // Every reduction is one GEMM, so the result does not depend on the worker
 // count.
 func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F, n, d, f int) {
-	var gu, h, s, w []F
+	var gu, h, s []F
 	if cgu, ok := c.gu.([]F); ok && c.valid && len(cgu) == 2*n*f &&
 		sameBacking(c.x.([]F), x) && sameBacking(c.wg.([]F), wg) && sameBacking(c.wu.([]F), wu) {
-		gu, h, s, w = cgu, c.h.([]F), c.s.([]F), c.w.([]F)
+		gu, h, s = cgu, c.h.([]F), c.s.([]F)
 		c.hits++
 	} else {
-		gu, h, s, w = make([]F, 2*n*f), make([]F, n*f), make([]F, n*f), make([]F, 2*f*d)
-		swigluHidden(gu, h, s, w, x, wg, wu, n, d, f)
+		gu, h, s = make([]F, 2*n*f), make([]F, n*f), make([]F, n*f)
+		swigluHidden(gu, h, s, x, wg, wu, n, d, f)
 	}
 	// The buffers are overwritten below: no later backward may trust them.
 	c.valid, c.x, c.wg, c.wu = false, nil, nil, nil
@@ -349,8 +346,10 @@ func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F
 			siluGateBackward(g, u, dh[i*f:(i+1)*f], s[i*f:(i+1)*f])
 		}
 	})
-	dgu := gu // now [dg | du] per row
+	dgu := gu                           // now [dg | du] per row
+	w := stackedExpert(wg, wu, 0, f, d) // [wg; wu]: dx = [dg | du]·[wg; wu]
 	blas.MatMul(false, false, n, d, 2*f, dgu, w, dx, false)
+	poolPut(&stacks, w)
 	blas.MatMul(true, false, 2*f, d, n, dgu, x, dwgu, false)
 }
 
