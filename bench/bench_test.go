@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,40 +268,71 @@ func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gs
 func BenchmarkProductsRatio(b *testing.B) {
 	for _, name := range []string{"sci-dense", "sci-moe", "dense-small", "moe-small"} {
 		b.Run(name, func(b *testing.B) {
-			steppers := [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}
 			if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
 				b.Skip(err)
 			}
 			defer blas.SetBF16Products(false)
-			var steps, passes [2][]float64
-			timed := func(bf16 bool, fn func() error) float64 {
-				if err := blas.SetBF16Products(bf16); err != nil {
-					b.Fatal(err)
-				}
-				t0 := time.Now()
-				if err := fn(); err != nil {
-					b.Fatal(err)
-				}
-				return time.Since(t0).Seconds()
-			}
-			for range 2 { // warm up both copies, graphs included
-				for j, s := range steppers {
-					timed(j == 1, func() error { _, err := s.Step(); return err })
-					timed(j == 1, func() error { _, err := s.Forward(); return err })
-				}
-			}
-			for i := range b.N {
-				for j := range steppers {
-					k := (i + j) % 2 // alternate which precision goes first
-					s := steppers[k]
-					steps[k] = append(steps[k], timed(k == 1, func() error { _, err := s.Step(); return err }))
-					passes[k] = append(passes[k], timed(k == 1, func() error { _, err := s.Forward(); return err }))
-				}
-			}
-			b.ReportMetric(stats.Median(steps[0])*1e3, "fp32-step-ms")
-			b.ReportMetric(stats.Median(steps[1])*1e3, "bf16-step-ms")
-			b.ReportMetric(stats.Median(steps[0])/stats.Median(steps[1]), "step-speedup")
-			b.ReportMetric(stats.Median(passes[0])/stats.Median(passes[1]), "forward-speedup")
+			alternateModes(b, name, [2]string{"fp32", "bf16"}, blas.SetBF16Products)
 		})
 	}
+}
+
+// BenchmarkCallPathRatio alternates training steps and forward passes with
+// oneDNN's products made on their own stacks, holding the goroutine's P,
+// and made through runtime.cgocall (blas.SetDirectCalls), as
+// BenchmarkProductsRatio alternates precisions. Run with e.g.
+//
+//	go test ./bench -run '^$' -bench CallPathRatio -benchtime 20x
+func BenchmarkCallPathRatio(b *testing.B) {
+	for _, name := range []string{"sci-dense", "sci-moe", "dense-small", "moe-small", "gshard-small"} {
+		b.Run(name, func(b *testing.B) {
+			if _, err := blas.Init(); err != nil || !strings.HasPrefix(blas.Current().Kernel, "oneDNN") {
+				b.Skip("products are not oneDNN's here")
+			}
+			defer blas.SetDirectCalls(true)
+			alternateModes(b, name, [2]string{"cgocall", "direct"}, func(direct bool) error {
+				blas.SetDirectCalls(direct)
+				return nil
+			})
+		})
+	}
+}
+
+// alternateModes times training steps and forward passes of
+// configs/bench/NAME.yaml in two modes, each on its own copy of the model,
+// calling setMode(false) or setMode(true) before every step or pass and
+// alternating which mode goes first. It reports each mode's median step
+// (named by modes) and the speed-ups of the second mode (first mode's
+// median time over the second's).
+func alternateModes(b *testing.B, name string, modes [2]string, setMode func(second bool) error) {
+	steppers := [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}
+	var steps, passes [2][]float64
+	timed := func(second bool, fn func() error) float64 {
+		if err := setMode(second); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0).Seconds()
+	}
+	for range 2 { // warm up both copies, graphs included
+		for j, s := range steppers {
+			timed(j == 1, func() error { _, err := s.Step(); return err })
+			timed(j == 1, func() error { _, err := s.Forward(); return err })
+		}
+	}
+	for i := range b.N {
+		for j := range steppers {
+			k := (i + j) % 2 // alternate which mode goes first
+			s := steppers[k]
+			steps[k] = append(steps[k], timed(k == 1, func() error { _, err := s.Step(); return err }))
+			passes[k] = append(passes[k], timed(k == 1, func() error { _, err := s.Forward(); return err }))
+		}
+	}
+	b.ReportMetric(stats.Median(steps[0])*1e3, modes[0]+"-step-ms")
+	b.ReportMetric(stats.Median(steps[1])*1e3, modes[1]+"-step-ms")
+	b.ReportMetric(stats.Median(steps[0])/stats.Median(steps[1]), "step-speedup")
+	b.ReportMetric(stats.Median(passes[0])/stats.Median(passes[1]), "forward-speedup")
 }

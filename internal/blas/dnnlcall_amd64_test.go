@@ -3,31 +3,120 @@
 package blas
 
 import (
+	"fmt"
 	"math"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 )
 
 // The trampoline gives the bits of purego's RegisterFunc call of the same
-// dnnl_sgemm: every transpose pair, padded leading dimensions, alpha and
-// beta not 0/1, and the shapes of the models.
+// dnnl_sgemm, on the calls' own stacks (callStacks) and through
+// runtime.cgocall: every transpose pair, padded leading dimensions, alpha
+// and beta not 0/1, and the shapes of the models.
 func TestTrampolineMatchesRegisterFunc(t *testing.T) {
 	l := loadedOneDNN(t)
-	defer func() { trampolineSgemm = true }()
+	defer func() { trampolineSgemm, directCalls = true, true }()
 	shapes := [][3]int{{1, 1, 1}, {37, 29, 41}, {228, 172, 128}, {128, 86, 228}, {2048, 128, 128}, {5, 300, 7}}
+	paths := []struct {
+		name          string
+		tramp, direct bool
+	}{{"RegisterFunc", false, false}, {"the trampoline on its own stack", true, true}, {"the trampoline through cgocall", true, false}}
 	for si, s := range shapes {
 		for ti := range 4 {
 			tA, tB := ti&1 == 1, ti&2 == 2
-			var outs [2][]float64
-			for i, tramp := range []bool{true, false} {
-				trampolineSgemm = tramp
+			var outs [3][]float64
+			for i, p := range paths {
+				trampolineSgemm, directCalls = p.tramp, p.direct
 				outs[i], _ = checkProduct(l, tA, tB, s[0], s[1], s[2], uint64(si*4+ti+1))
 			}
-			for i := range outs[0] {
-				if math.Float64bits(outs[0][i]) != math.Float64bits(outs[1][i]) {
-					t.Fatalf("%v tA=%v tB=%v: C[%d] = %g through the trampoline, %g through RegisterFunc", s, tA, tB, i, outs[0][i], outs[1][i])
+			for p := 1; p < len(paths); p++ {
+				for i := range outs[0] {
+					if math.Float64bits(outs[p][i]) != math.Float64bits(outs[0][i]) {
+						t.Fatalf("%v tA=%v tB=%v: C[%d] = %g through %s, %g through %s", s, tA, tB, i, outs[p][i], paths[p].name, outs[0][i], paths[0].name)
+					}
 				}
 			}
 		}
+	}
+}
+
+// Calls on their own stacks from more goroutines than there are Ps, each
+// checking its every product against the same product made alone, find no
+// two calls sharing a stack: each P's stack serves one call at a time.
+func TestConcurrentCallsKeepTheirStacks(t *testing.T) {
+	l := loadedOneDNN(t)
+	if len(callStacks) < runtime.GOMAXPROCS(0) {
+		t.Fatalf("%d call stacks for %d Ps", len(callStacks), runtime.GOMAXPROCS(0))
+	}
+	const m, n, k = 96, 80, 64
+	type job struct{ a, b, want []float32 }
+	jobs := make([]job, 4*runtime.GOMAXPROCS(0))
+	for i := range jobs {
+		j := job{a: lcg(uint64(3*i+1), m*k), b: lcg(uint64(3*i+2), k*n), want: make([]float32, m*n)}
+		l.SgemmSerial('N', 'T', m, n, k, 1, j.a, k, j.b, k, 0, j.want, n)
+		jobs[i] = j
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, len(jobs))
+	for i, j := range jobs {
+		wg.Go(func() {
+			got := make([]float32, m*n)
+			for r := range 200 {
+				l.SgemmSerial('N', 'T', m, n, k, 1, j.a, k, j.b, k, 0, got, n)
+				if !slices.Equal(got, j.want) {
+					errs <- fmt.Sprintf("goroutine %d, product %d: not the product made alone", i, r)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// The products' stack depth, float32 and bfloat16, at the models' shapes
+// and the peak's, stays well inside callStackBytes; and it is not zero,
+// which shows the calls ran on callStacks.
+func TestCallStackDepth(t *testing.T) {
+	l := loadedOneDNN(t)
+	const mark = 0xa5
+	for _, s := range callStacks {
+		for j := range s {
+			s[j] = mark
+		}
+	}
+	shapes := [][3]int{{1, 1, 1}, {228, 172, 128}, {128, 86, 228}, {2048, 128, 128}, {2048, 258, 128}, {512, 512, 512}}
+	precisions := []bool{false}
+	if SetBF16Products(true) == nil {
+		precisions = append(precisions, true)
+	}
+	defer SetBF16Products(false)
+	for _, bf16 := range precisions {
+		if err := SetBF16Products(bf16); err != nil {
+			t.Fatal(err)
+		}
+		for si, s := range shapes {
+			for ti := range 4 {
+				checkProduct(l, ti&1 == 1, ti&2 == 2, s[0], s[1], s[2], uint64(si))
+			}
+		}
+	}
+	deepest := 0
+	for _, s := range callStacks {
+		used := len(s)
+		for used > 0 && s[len(s)-used] == mark {
+			used--
+		}
+		deepest = max(deepest, used)
+	}
+	t.Logf("deepest call stack: %d bytes of %d", deepest, callStackBytes)
+	if deepest == 0 || deepest > callStackBytes/4 {
+		t.Errorf("deepest call stack: %d bytes, want 1 to %d", deepest, callStackBytes/4)
 	}
 }
 

@@ -46,6 +46,15 @@
 // round differently: a run resumed under another kernel continues, but not
 // bit for bit.
 //
+// # How oneDNN is called
+//
+// Without cgo: purego opens the library, and an assembly trampoline
+// (dnnlcall_amd64.s) makes each dnnl_sgemm call. On amd64 the call runs on
+// a C stack of the goroutine's P, mapped once with a guard page, while the
+// goroutine keeps its P; it does not go through runtime.cgocall, whose
+// handing-off of the P cost two workers making expert-sized products a
+// fifth of their throughput. SetDirectCalls(false) restores cgocall.
+//
 // # bfloat16 products
 //
 // SetBF16Products (train.products: bf16) makes every float32 product of the

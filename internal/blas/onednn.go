@@ -3,6 +3,7 @@ package blas
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"unsafe"
 
@@ -91,6 +92,9 @@ func openOneDNN(path string) (*oneDNN, error) {
 	purego.RegisterLibFunc(&l.isa, h, "dnnl_get_effective_cpu_isa")
 	purego.RegisterLibFunc(&l.maxThreads, h, "omp_get_max_threads")
 	l.products = newProducts(l.run)
+	if callStacks == nil {
+		callStacks = mapCallStacks(runtime.GOMAXPROCS(0))
+	}
 	libs[path] = l
 	return l, nil
 }
