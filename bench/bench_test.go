@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"flag"
 	"math"
 	"strings"
 	"testing"
@@ -178,6 +179,9 @@ func benchStepper(b testing.TB, name string, sets []string) *Stepper {
 	}
 	if _, err := blas.Init(); err != nil {
 		b.Fatal(err)
+	}
+	if f := flag.Lookup("test.cpuprofile"); f != nil && f.Value.String() != "" {
+		blas.SetDirectCalls(false) // so that the profile names the products' callers
 	}
 	s, err := NewStepper(cfg, 0, 0, 1)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moetrain/moetrain/bench"
 	"github.com/moetrain/moetrain/configs"
+	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/units"
 )
 
@@ -53,8 +54,15 @@ func init() {
 			if opt.Warmup == 0 {
 				opt.Warmup = -1 // bench.Options: 0 means the default
 			}
-			if _, err := initBLAS(cmd.ErrOrStderr()); err != nil {
+			info, err := initBLAS(cmd.ErrOrStderr())
+			if err != nil {
 				return err
+			}
+			if cpuProfile != "" && strings.HasPrefix(info.Kernel, "oneDNN") {
+				// A product called on its own stack shows in a profile as
+				// external code with no caller; through cgocall it has one.
+				blas.SetDirectCalls(false)
+				fmt.Fprintln(cmd.ErrOrStderr(), "cpu profile: oneDNN products go through cgocall, slower with two workers, so that the profile names their callers")
 			}
 			name := strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
 			res, err := bench.Run(cfg, name, opt)
@@ -73,7 +81,7 @@ func init() {
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&opt.Forward, "forward", true, "also time forward-only passes (the evaluation graph) after the training steps, alternating with as many more steps")
 	f.BoolVar(&opt.MeasurePeak, "measure-peak", false, "measure the sgemm peak again instead of using the cached one or MOETRAIN_PEAK_GFLOPS (the cache keeps the higher)")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (oneDNN products then go through cgocall, so that it names their callers)")
 	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
 	rootCmd.AddCommand(cmd)
 }

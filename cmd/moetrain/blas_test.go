@@ -167,3 +167,26 @@ func TestBenchStatedPeak(t *testing.T) {
 		t.Error("a stated peak wrote the cache")
 	}
 }
+
+// bench --cpuprofile writes the profile and, on oneDNN, says that products
+// go through cgocall so that the profile names their callers.
+func TestBenchProfileCallsThroughCgocall(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	env := []string{"MOETRAIN_BLAS=onednn"}
+	_, stderr, code := moetrainEnv(t, env, "bench", tinyYAML(t, 2), "--steps", "1", "--warmup", "0", "--breakdown=false", "--forward=false", "--cpuprofile", prof)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("no profile written: %v", err)
+	}
+	if strings.Contains(stderr, "WARNING") {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("oneDNN not available under CI=true (Debian: apt-get install libdnnl2):\n%s", stderr)
+		}
+		t.Skipf("oneDNN not available here:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "products go through cgocall") {
+		t.Errorf("no note that products go through cgocall for the profile:\n%s", stderr)
+	}
+}
