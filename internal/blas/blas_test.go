@@ -717,10 +717,12 @@ func BenchmarkRightOperandLayout(b *testing.B) {
 // BenchmarkConcurrentSerialProducts runs back-to-back serial products of
 // one expert shape on one goroutine and on two at once, as the expert
 // queue does, and reports the cores kept busy (process CPU time over wall
-// time) and the wall time per call. Two goroutines should keep close to two
-// cores busy at about the one-goroutine time per call; docs/BENCHMARKS.md
-// (round 12) records that both fell short of it on a Zen 4, DeepSeekMoE's
-// shorter products more than GShard's. Run with e.g.
+// time) and the wall time per call, with oneDNN called on the calls' own
+// stacks (direct, the default) and through runtime.cgocall. Two goroutines
+// should keep close to two cores busy at about the one-goroutine time per
+// call. Through cgocall they fell short of it on a Zen 4, DeepSeekMoE's
+// shorter products more than GShard's (docs/BENCHMARKS.md, rounds 12 and
+// 13). Run with e.g.
 //
 //	go test ./internal/blas -run '^$' -bench ConcurrentSerialProducts -benchtime 10x
 func BenchmarkConcurrentSerialProducts(b *testing.B) {
@@ -728,8 +730,15 @@ func BenchmarkConcurrentSerialProducts(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, s := range sciShapesNamed("expert_gu_228x128x172", "gshard_expert_gu_256x128x688") {
-		for _, goroutines := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%s/%d", s.name, goroutines), func(b *testing.B) {
+		for _, run := range []struct {
+			goroutines int
+			direct     bool
+		}{{1, true}, {2, true}, {1, false}, {2, false}} {
+			goroutines := run.goroutines
+			path := map[bool]string{true: "direct", false: "cgocall"}[run.direct]
+			b.Run(fmt.Sprintf("%s/%s/%d", s.name, path, goroutines), func(b *testing.B) {
+				defer SetDirectCalls(true)
+				SetDirectCalls(run.direct)
 				calls := 2e9 / (2 * s.m * s.n * s.k) // about 20 ms of products per goroutine
 				var x, w, y [2][]float32
 				for g := range goroutines {

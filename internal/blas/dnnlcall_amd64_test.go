@@ -121,15 +121,18 @@ func TestCallStackDepth(t *testing.T) {
 }
 
 // BenchmarkOneDNNCall times one 4×4×4 dnnl_sgemm, where the cost is the
-// call itself, through the trampoline and through purego's RegisterFunc.
+// call itself: through the trampoline on the call's own stack, through the
+// trampoline and runtime.cgocall, and through purego's RegisterFunc.
 func BenchmarkOneDNNCall(b *testing.B) {
 	l := loadedOneDNN(b)
-	defer func() { trampolineSgemm = true }()
+	defer func() { trampolineSgemm, directCalls = true, true }()
 	a, bb, c := lcg(1, 16), lcg(2, 16), make([]float32, 16)
-	for _, tramp := range []bool{true, false} {
-		name := map[bool]string{true: "trampoline", false: "RegisterFunc"}[tramp]
-		b.Run(name, func(b *testing.B) {
-			trampolineSgemm = tramp
+	for _, p := range []struct {
+		name          string
+		tramp, direct bool
+	}{{"direct", true, true}, {"cgocall", true, false}, {"RegisterFunc", false, false}} {
+		b.Run(p.name, func(b *testing.B) {
+			trampolineSgemm, directCalls = p.tramp, p.direct
 			b.ReportAllocs()
 			for b.Loop() {
 				l.SgemmSerial('N', 'T', 4, 4, 4, 1, a, 4, bb, 4, 0, c, 4)
