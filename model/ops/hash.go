@@ -99,7 +99,7 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y := op.output(u.Dtype(), n, d)
+	y := op.outputOver(u.Dtype(), n, d) // expertsForward writes every row
 	switch u.Dtype() {
 	case tensor.Float32:
 		expertsForward(op.cache, true, in, r, slice[float32](y), d, w)

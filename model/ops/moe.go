@@ -137,7 +137,7 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	u, probs := in[0], in[1]
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[2].Shape()[0], in[2].Shape()[1]
-	y := op.output(u.Dtype(), n, d)
+	y := op.outputOver(u.Dtype(), n, d) // expertsForward writes every row
 	if err := sameDtype(op.name, in); err != nil {
 		return nil, err
 	}
@@ -244,8 +244,7 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	if !ok {
 		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
 	}
-	clear(g[0])
-	clear(g[1])
+	clear(g[1]) // g[0], du, expertsBackward writes whole
 	for x := 0; x < e; x++ {
 		if r.Load(x) == 0 {
 			clear(g[2][x*w*d : (x+1)*w*d])
@@ -409,7 +408,8 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	return a
 }
 
-// expertsForward computes y (token-major [N, D]) and, when keep is set,
+// expertsForward computes y (token-major [N, D], every row written: a
+// token whose slots were all dropped gets zeros) and, when keep is set,
 // leaves the activations in the op's cache for the backward pass. in are
 // the op's inputs (the cache's key); u, wg, wu, wd are found by position:
 // MoE passes (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
@@ -472,6 +472,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 				}
 				offs, gates = append(offs, p*d), append(gates, F(r.Gates[sl]))
 			}
+			clear(y[t*d : (t+1)*d]) // here, not by the op: the row is then in cache for the sum
 			sumRows(y[t*d:(t+1)*d], o, offs, gates)
 		}
 	})
@@ -505,7 +506,7 @@ func sigmoids[F Float](s, g []F) {
 	}
 }
 
-// expertsBackward computes du, the per-slot gate gradients dgate (nil to
+// expertsBackward computes du (every row written), the per-slot gate gradients dgate (nil to
 // skip: Hash layers have no router) and the expert weight gradients, from
 // dy, the forward activations a and the forward's input u (the token-major
 // rows r's slots index, gathered again per expert). With O_s =
@@ -580,6 +581,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 					offs = append(offs, p*d)
 				}
 			}
+			clear(du[t*d : (t+1)*d])
 			sumRows(du[t*d:(t+1)*d], ob, offs, ones[:len(offs)])
 		}
 	})
