@@ -44,12 +44,25 @@ func TestTrampolineMatchesRegisterFunc(t *testing.T) {
 
 // Calls on their own stacks from more goroutines than there are Ps, each
 // checking its every product against the same product made alone, find no
-// two calls sharing a stack: each P's stack serves one call at a time.
+// two calls sharing a stack: each P's stack serves one call at a time. A
+// goroutine forcing garbage collections meanwhile stops the world while
+// calls run; the stops wait for them.
+// With more Ps than stacks (GOMAXPROCS raised after oneDNN was opened),
+// calls on Ps without one go through cgocall, with the same results.
 func TestConcurrentCallsKeepTheirStacks(t *testing.T) {
 	l := loadedOneDNN(t)
 	if len(callStacks) < runtime.GOMAXPROCS(0) {
 		t.Fatalf("%d call stacks for %d Ps", len(callStacks), runtime.GOMAXPROCS(0))
 	}
+	concurrentProducts(t, l)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(len(callStacks) + 2))
+	concurrentProducts(t, l)
+}
+
+// concurrentProducts runs 4·GOMAXPROCS goroutines of 200 products each,
+// checking every one against the same product made first, alone, while a
+// goroutine forces garbage collections.
+func concurrentProducts(t *testing.T, l *oneDNN) {
 	const m, n, k = 96, 80, 64
 	type job struct{ a, b, want []float32 }
 	jobs := make([]job, 4*runtime.GOMAXPROCS(0))
@@ -58,6 +71,20 @@ func TestConcurrentCallsKeepTheirStacks(t *testing.T) {
 		l.SgemmSerial('N', 'T', m, n, k, 1, j.a, k, j.b, k, 0, j.want, n)
 		jobs[i] = j
 	}
+	done := make(chan struct{})
+	collected := make(chan int)
+	go func() {
+		n := 0
+		for ; ; n++ {
+			select {
+			case <-done:
+				collected <- n
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan string, len(jobs))
 	for i, j := range jobs {
@@ -73,6 +100,10 @@ func TestConcurrentCallsKeepTheirStacks(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(done)
+	if n := <-collected; n == 0 {
+		t.Error("no garbage collection ran during the products")
+	}
 	close(errs)
 	for e := range errs {
 		t.Error(e)
