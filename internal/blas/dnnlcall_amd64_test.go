@@ -47,6 +47,7 @@ func TestTrampolineMatchesRegisterFunc(t *testing.T) {
 // two calls sharing a stack: each P's stack serves one call at a time. A
 // goroutine forcing garbage collections meanwhile stops the world while
 // calls run; the stops wait for them.
+//
 // With more Ps than stacks (GOMAXPROCS raised after oneDNN was opened),
 // calls on Ps without one go through cgocall, with the same results.
 func TestConcurrentCallsKeepTheirStacks(t *testing.T) {
