@@ -765,6 +765,59 @@ func BenchmarkConcurrentSerialProducts(b *testing.B) {
 	}
 }
 
+// BenchmarkColdExpertWeights runs an MoE layer's expert products (gate and
+// up as one product against the stacked [wg; wu], then down, both reading
+// their weights transposed) over every expert in turn on one goroutine, as
+// an expert worker does, and reports GFLOP/s. "warm" multiplies by one
+// expert's weights every time; the others by each expert's own, which a
+// step finds in L3 or memory: read as they lie ("cold"), after a copy of
+// [wg; wu] into a reused buffer ("stacked", as the expert loop does), and
+// after a copy of wd_e too ("stacked+down"). Run with e.g.
+//
+//	go test ./internal/blas -run '^$' -bench ColdExpertWeights -benchtime 50x -count 2
+func BenchmarkColdExpertWeights(b *testing.B) {
+	if _, err := Init(); err != nil {
+		b.Fatal(err)
+	}
+	const d = 128
+	for _, sh := range []struct {
+		name          string
+		experts, m, w int
+	}{{"deepseekmoe_63x228_w86", 63, 228, 86}, {"gshard_16x256_w344", 16, 256, 344}} {
+		x := lcg(1, sh.m*d)
+		wgu, wd := make([][]float32, sh.experts), make([][]float32, sh.experts)
+		for e := range sh.experts {
+			wgu[e], wd[e] = lcg(uint64(2*e+2), 2*sh.w*d), lcg(uint64(2*e+3), d*sh.w)
+		}
+		gu, y := make([]float32, sh.m*2*sh.w), make([]float32, sh.m*d)
+		stacked, down := make([]float32, 2*sh.w*d), make([]float32, d*sh.w)
+		for _, mode := range []string{"warm", "cold", "stacked", "stacked+down"} {
+			b.Run(sh.name+"/"+mode, func(b *testing.B) {
+				for b.Loop() {
+					for e := range sh.experts {
+						if mode == "warm" {
+							e = 0
+						}
+						a, c := wgu[e], wd[e]
+						if mode == "stacked" || mode == "stacked+down" {
+							copy(stacked, a)
+							a = stacked
+						}
+						if mode == "stacked+down" {
+							copy(down, c)
+							c = down
+						}
+						MatMulSerial(false, true, sh.m, 2*sh.w, d, x, a, gu, false)
+						MatMulSerial(false, true, sh.m, d, sh.w, gu[:sh.m*sh.w], c, y, false)
+					}
+				}
+				flops := float64(b.N*sh.experts) * 2 * float64(sh.m*3*sh.w*d)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
 func BenchmarkPeakGFLOPS(b *testing.B) {
 	info, _ := Init()
 	b.Logf("kernel: %s", info)

@@ -437,26 +437,34 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
-		// One pooled buffer per visit: [h | x | gu | sg] (gu and sg only
-		// without keep).
-		size := n*w + n*d
+		// One pooled buffer per visit: [h | x | wd_e | gu | sg] (gu and sg
+		// only without keep).
+		size := n*w + n*d + d*w
 		if !keep {
 			size += 3 * n * w
 		}
 		buf := poolGet[F](&stacks, size)
 		defer poolPut(&stacks, buf)
-		h, x := buf[:n*w], buf[n*w:n*w+n*d]
+		h, x, wde := buf[:n*w], buf[n*w:n*w+n*d], buf[n*w+n*d:n*w+n*d+d*w]
 		var gu, sg []F
 		if keep {
 			gu, sg = a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w]
 		} else {
-			gu, sg = buf[n*w+n*d:n*w+n*d+2*n*w], buf[n*w+n*d+2*n*w:size]
+			gu, sg = buf[n*w+n*d+d*w:n*w+n*d+d*w+2*n*w], buf[n*w+n*d+d*w+2*n*w:size]
 		}
 		project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
 		for i := 0; i < n; i++ {
 			siluGate(h[i*w:(i+1)*w], sg[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
 		}
-		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wd[e*d*w:(e+1)*d*w], o[lo*d:hi*d], false)
+		// The down product reads wd_e from a copy, as the projections read
+		// their stacked copy: in a step an expert's weights come cold from
+		// L3 or memory, and the product reads them transposed, a read the
+		// hardware prefetches worse than the copy's. 63 DeepSeekMoE-sized
+		// experts' products ran 2-9% faster so (BenchmarkColdExpertWeights),
+		// sci-moe's forward passes 3-4% (docs/BENCHMARKS.md, round 13). The
+		// backward's products read wd_e untransposed and did not gain.
+		copy(wde, wd[e*d*w:(e+1)*d*w])
+		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wde, o[lo*d:hi*d], false)
 	})
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
