@@ -65,8 +65,9 @@ func callTrampoline(a *dnnlArgs) int32 {
 // calls the trampoline there. Two goroutines then keep both cores busy and
 // each call takes its time alone; docs/BENCHMARKS.md (round 13) has the
 // steps. What this gives up: a garbage-collector stop waits for the
-// running products to end (≤ a few ms each), and a profile shows the
-// products as external code.
+// running products to end (a few ms at most in training; one half of the
+// peak's 2048³ product, measured once per machine, takes ~0.1 s), and a
+// profile shows the products as external code.
 //
 // directCalls is whether callTrampoline does so (SetDirectCalls).
 var directCalls = true
