@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
@@ -282,16 +281,18 @@ func BenchmarkProductsRatio(b *testing.B) {
 }
 
 // BenchmarkCallPathRatio alternates training steps and forward passes with
-// oneDNN's products made on their own stacks, holding the goroutine's P,
-// and made through runtime.cgocall (blas.SetDirectCalls), as
-// BenchmarkProductsRatio alternates precisions. Run with e.g.
+// the library's products made on their own stacks, holding the
+// goroutine's P, and made through runtime.cgocall (blas.SetDirectCalls),
+// as BenchmarkProductsRatio alternates precisions. Run with e.g.
 //
 //	go test ./bench -run '^$' -bench CallPathRatio -benchtime 20x
+//
+// (MOETRAIN_BLAS=openblas for OpenBLAS's products).
 func BenchmarkCallPathRatio(b *testing.B) {
 	for _, name := range []string{"sci-dense", "sci-moe", "dense-small", "moe-small", "gshard-small"} {
 		b.Run(name, func(b *testing.B) {
-			if _, err := blas.Init(); err != nil || !strings.HasPrefix(blas.Current().Kernel, "oneDNN") {
-				b.Skip("products are not oneDNN's here")
+			if info, err := blas.Init(); err != nil || info.Library == "" {
+				b.Skip("products are pure Go here")
 			}
 			defer blas.SetDirectCalls(true)
 			alternateModes(b, name, [2]string{"cgocall", "direct"}, func(direct bool) error {

@@ -946,28 +946,37 @@ func TestSlowCoreNote(t *testing.T) {
 	}
 }
 
-// The Fortran sgemm_ call gives cblas_sgemm's bits for row-major data:
-// every transpose pair, padded leading dimensions, alpha and beta not 0/1,
-// and the shapes of the models (thin, square, expert-sized).
+// The Fortran sgemm_ call, on the call's own stack and through cgocall,
+// gives cblas_sgemm's bits for row-major data: every transpose pair,
+// padded leading dimensions, alpha and beta not 0/1, and the shapes of the
+// models (thin, square, expert-sized).
 func TestFortranCallMatchesCBLAS(t *testing.T) {
 	l := loaded(t)
 	if l.sgemmF == 0 {
 		t.Skip("the library has no sgemm_")
 	}
 	f := l.sgemmF
-	defer func() { l.sgemmF = f }()
+	defer func() { l.sgemmF = f; SetDirectCalls(true) }()
+	paths := []struct {
+		name   string
+		fn     uintptr
+		direct bool
+	}{{"cblas_sgemm", 0, false}, {"sgemm_ on its own stack", f, true}, {"sgemm_ through cgocall", f, false}}
 	shapes := [][3]int{{1, 1, 1}, {37, 29, 41}, {228, 172, 128}, {128, 86, 228}, {2048, 128, 128}, {5, 300, 7}}
 	for si, s := range shapes {
 		for ti := range 4 {
 			tA, tB := ti&1 == 1, ti&2 == 2
-			var outs [2][]float64
-			for i, fn := range []uintptr{f, 0} {
-				l.sgemmF = fn
+			var outs [3][]float64
+			for i, p := range paths {
+				l.sgemmF = p.fn
+				SetDirectCalls(p.direct)
 				outs[i], _ = checkProduct(l, tA, tB, s[0], s[1], s[2], uint64(si*4+ti+1))
 			}
-			for i := range outs[0] {
-				if math.Float64bits(outs[0][i]) != math.Float64bits(outs[1][i]) {
-					t.Fatalf("%v tA=%v tB=%v: C[%d] = %g through sgemm_, %g through cblas_sgemm", s, tA, tB, i, outs[0][i], outs[1][i])
+			for p := 1; p < len(paths); p++ {
+				for i := range outs[0] {
+					if math.Float64bits(outs[p][i]) != math.Float64bits(outs[0][i]) {
+						t.Fatalf("%v tA=%v tB=%v: C[%d] = %g through %s, %g through %s", s, tA, tB, i, outs[p][i], paths[p].name, outs[0][i], paths[0].name)
+					}
 				}
 			}
 		}

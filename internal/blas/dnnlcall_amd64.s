@@ -9,8 +9,8 @@
 //
 // with the System V calling convention: transA..a in DI, SI, DX, CX, R8,
 // R9, alpha and beta in X0 and X1, lda..ldc on the stack. It is entered
-// from dnnlOnStack or runtime.cgocall on a C stack, 16-byte aligned at the
-// call into it; the 48-byte frame (plus the saved BP and the return
+// from callC (callOnStack or runtime.cgocall) on a C stack, 16-byte
+// aligned at the call into it; the 48-byte frame (plus the saved BP and the return
 // address) keeps it aligned at the call out.
 GLOBL ·dnnlTrampolineABI0(SB), NOPTR|RODATA, $8
 DATA ·dnnlTrampolineABI0(SB)/8, $·dnnlTrampoline(SB)
@@ -46,15 +46,3 @@ TEXT ·dnnlTrampoline(SB), NOSPLIT, $48-0
 	MOVL AX, dnnlArgs_status(R11)
 	RET
 
-// dnnlOnStack(a *dnnlArgs, top uintptr) calls dnnlTrampoline(a) with the
-// stack pointer at top, a C stack's 16-byte aligned top, and puts the
-// goroutine's stack pointer back after (callTrampoline, dnnlcall_amd64.go).
-// The trampoline's frame keeps the alignment, as it does under cgocall.
-TEXT ·dnnlOnStack(SB), NOSPLIT, $0-16
-	MOVQ a+0(FP), DI
-	MOVQ top+8(FP), AX
-	MOVQ SP, R12 // callee-saved in C, and the trampoline leaves it alone
-	MOVQ AX, SP
-	CALL ·dnnlTrampoline(SB)
-	MOVQ R12, SP
-	RET

@@ -46,14 +46,16 @@
 // round differently: a run resumed under another kernel continues, but not
 // bit for bit.
 //
-// # How oneDNN is called
+// # How the libraries are called
 //
-// Without cgo: purego opens the library, and an assembly trampoline
-// (dnnlcall_amd64.s) makes each dnnl_sgemm call. On amd64 the call runs on
-// a C stack of the goroutine's P, mapped once with a guard page, while the
-// goroutine keeps its P; it does not go through runtime.cgocall, whose
-// handing-off of the P cost two workers making expert-sized products a
-// fifth of their throughput. SetDirectCalls(false) restores cgocall.
+// Without cgo: purego opens the library, and on amd64 an assembly
+// trampoline makes each product's call (dnnl_sgemm, or OpenBLAS's sgemm_;
+// ccall_amd64.go). The call runs on a C stack of the goroutine's P, mapped
+// once with a guard page, while the goroutine keeps its P; it does not go
+// through runtime.cgocall, whose handing-off of the P cost two workers
+// making expert-sized products a fifth of their throughput.
+// SetDirectCalls(false) restores cgocall. Other platforms call through
+// purego.
 //
 // # bfloat16 products
 //

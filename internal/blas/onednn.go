@@ -3,7 +3,6 @@ package blas
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"unsafe"
 
@@ -92,9 +91,7 @@ func openOneDNN(path string) (*oneDNN, error) {
 	purego.RegisterLibFunc(&l.isa, h, "dnnl_get_effective_cpu_isa")
 	purego.RegisterLibFunc(&l.maxThreads, h, "omp_get_max_threads")
 	l.products = newProducts(l.run)
-	if callStacks == nil {
-		callStacks = mapCallStacks(runtime.GOMAXPROCS(0))
-	}
+	ensureCallStacks()
 	libs[path] = l
 	return l, nil
 }

@@ -3,7 +3,6 @@ package blas
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -189,6 +188,7 @@ func open(path string) (l *openBLAS, err error) {
 	}
 	l = &openBLAS{}
 	l.products = newProducts(l.run)
+	ensureCallStacks()
 	purego.RegisterLibFunc(&l.sgemm, h, "cblas_sgemm")
 	if f, err := purego.Dlsym(h, "sgemm_"); err == nil {
 		l.sgemmF = f
@@ -230,16 +230,23 @@ func (l *openBLAS) run(ca *callArgs, transA, transB bool, m, n, k int, alpha flo
 		args := &ca.fortran
 		*args = fortranArgs{transA: fortranOp(transB), transB: fortranOp(transA), m: int32(n), n: int32(m), k: int32(k),
 			alpha: alpha, lda: int32(ldb), ldb: int32(lda), beta: beta, ldc: int32(ldc)}
-		purego.SyscallN(l.sgemmF, uintptr(unsafe.Pointer(&args.transA)), uintptr(unsafe.Pointer(&args.transB)),
+		ca.call13 = cCall13{fn: l.sgemmF, args: [13]uintptr{uintptr(unsafe.Pointer(&args.transA)), uintptr(unsafe.Pointer(&args.transB)),
 			uintptr(unsafe.Pointer(&args.m)), uintptr(unsafe.Pointer(&args.n)), uintptr(unsafe.Pointer(&args.k)),
 			uintptr(unsafe.Pointer(&args.alpha)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&args.lda)),
 			uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&args.ldb)), uintptr(unsafe.Pointer(&args.beta)),
-			uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&args.ldc)))
-		runtime.KeepAlive(args)
+			uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&args.ldc))}}
+		callFortran(&ca.call13) // products.call keeps a, b and c alive, ca the rest
 	} else {
 		l.sgemm(cblasRowMajor, cblasOp(transA), cblasOp(transB), int32(m), int32(n), int32(k),
 			alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
 	}
+}
+
+// cCall13 is one call of a C function taking 13 integer or pointer
+// arguments (OpenBLAS's sgemm_): callFortran makes it.
+type cCall13 struct {
+	fn   uintptr
+	args [13]uintptr
 }
 
 // fortranArgs holds the by-reference arguments of one sgemm_ call.

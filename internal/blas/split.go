@@ -31,7 +31,8 @@ type libraryCall func(args *callArgs, transA, transB bool, m, n, k int, alpha fl
 
 // callArgs is one gate slot's argument block, for whichever library.
 type callArgs struct {
-	fortran fortranArgs // OpenBLAS's sgemm_
+	fortran fortranArgs // OpenBLAS's sgemm_: its by-reference arguments...
+	call13  cCall13     // ...and the call
 	dnnl    dnnlArgs    // oneDNN's dnnl_sgemm through dnnlTrampoline
 	// a16 and b16 hold the operands rounded to bfloat16 (oneDNN.runBF16),
 	// reused by every call through this slot.

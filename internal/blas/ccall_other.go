@@ -2,6 +2,8 @@
 
 package blas
 
+import "github.com/ebitengine/purego"
+
 // trampolineSgemm is false here: this platform has no dnnlTrampoline, so
 // oneDNN.run calls dnnl_sgemm through purego's RegisterFunc.
 const trampolineSgemm = false
@@ -11,6 +13,11 @@ func callTrampoline(*dnnlArgs) int32 { panic("blas: no dnnl_sgemm trampoline on 
 func mapCallStacks(int) [][]byte { return nil }
 
 var callStacks [][]byte
+
+func ensureCallStacks() {}
+
+// callFortran makes the call c describes through purego.
+func callFortran(c *cCall13) { purego.SyscallN(c.fn, c.args[:]...) }
 
 // SetDirectCalls does nothing here: products go through purego.
 func SetDirectCalls(bool) {}
