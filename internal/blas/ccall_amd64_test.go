@@ -8,6 +8,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/moetrain/moetrain/internal/parallel"
+	"github.com/moetrain/moetrain/internal/tol"
 )
 
 // Calls on their own stacks from more goroutines than there are Ps, each
@@ -127,5 +130,25 @@ func callStackDepth(t *testing.T, l Sgemmer) {
 	t.Logf("deepest call stack: %d bytes of %d", deepest, callStackBytes)
 	if deepest == 0 || deepest > callStackBytes/4 {
 		t.Errorf("deepest call stack: %d bytes, want 1 to %d", deepest, callStackBytes/4)
+	}
+}
+
+// OpenBLAS running its own threads inside a call (threads per call above
+// 1, as a user's OPENBLAS_NUM_THREADS asks) still gives gonum's products
+// when the call is made on its own stack.
+func TestThreadedOpenBLASOnOwnStack(t *testing.T) {
+	l := loaded(t)
+	defer l.configure(1, parallel.Workers)
+	l.configure(2, 1)
+	if n := l.getNumThreads(); n != 2 {
+		t.Fatalf("openblas_get_num_threads() = %d after asking for 2", n)
+	}
+	for si, s := range [][3]int{{512, 512, 512}, {2048, 128, 128}, {228, 172, 128}} {
+		for ti := range 4 {
+			got, want := checkProduct(l, ti&1 == 1, ti&2 == 2, s[0], s[1], s[2], uint64(si*4+ti+1))
+			if err := tol.CheckScaled(fmt.Sprintf("%v tA=%v tB=%v on 2 OpenBLAS threads", s, ti&1 == 1, ti&2 == 2), got, want, 1e-4); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }

@@ -219,8 +219,9 @@ func (l *openBLAS) configure(threads, split int) {
 // run is one library call (see products.call).
 //
 // It calls the Fortran sgemm_ when the library has it: every argument is a
-// pointer, so purego.SyscallN passes them without the reflection that a
-// registered cblas_sgemm (with its float arguments) costs on every call,
+// pointer, so callFortran passes them (fortranTrampoline on amd64,
+// purego.SyscallN elsewhere) without the reflection that a registered
+// cblas_sgemm (with its float arguments) costs on every call,
 // 2-3% of a step of the science MoE (1,500 expert products per step). The
 // row-major product is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, the very
 // arguments cblas_sgemm hands OpenBLAS's driver for row-major data, so the
