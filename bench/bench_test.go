@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"errors"
 	"flag"
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/stats"
+	"github.com/moetrain/moetrain/model/ops"
 )
 
 // tiny is a small model of the given FFN kind that runs a step in
@@ -215,10 +219,78 @@ func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
 //
 //	go test ./bench -run '^$' -bench StepRatio -benchtime 8x
 func BenchmarkStepRatio(b *testing.B) {
-	gshardSci := []string{"model.ffn=gshard", "model.shared_experts=0", "model.routed_experts=16", "model.active_routed=2", "model.expert_width=344"}
 	b.Run("bench", func(b *testing.B) { stepRatio(b, "moe-small", nil, "gshard-small", nil) })
 	b.Run("sci", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSci) })
 }
+
+// BenchmarkStepRatioOps alternates the science DeepSeekMoE and GShard
+// steps of BenchmarkStepRatio/sci with per-op timing on and logs, per op,
+// each model's time per step and the difference, largest first: where the
+// DeepSeekMoE step's extra time goes. Per-op timing adds its own overhead,
+// so the step times are for this table only. Run with e.g.
+//
+//	go test ./bench -run '^$' -bench StepRatioOps -benchtime 30x -v
+func BenchmarkStepRatioOps(b *testing.B) {
+	steppers := [2]*Stepper{benchStepper(b, "sci-moe", nil), benchStepper(b, "sci-moe", gshardSci)}
+	for range 2 {
+		for _, s := range steppers {
+			if _, err := s.Step(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var perOp [2]map[string]time.Duration
+	var wall [2]time.Duration
+	for k := range perOp {
+		perOp[k] = map[string]time.Duration{}
+	}
+	defer ops.SetProfiling(false)
+	n := 0
+	for i := 0; b.Loop(); i++ { // b.Loop: the table below is made once
+		n++
+		for j := range steppers {
+			k := (i + j) % 2 // alternate which model goes first
+			ops.ResetProfile()
+			ops.SetProfiling(true)
+			t0 := time.Now()
+			if _, err := steppers[k].Step(); err != nil {
+				b.Fatal(err)
+			}
+			wall[k] += time.Since(t0)
+			ops.SetProfiling(false)
+			for name, st := range ops.Profile() {
+				perOp[k][name] += st.Time
+			}
+		}
+	}
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(n) }
+	names := map[string]bool{}
+	for _, m := range perOp {
+		for name := range m {
+			names[name] = true
+		}
+	}
+	rows := slices.Collect(maps.Keys(names))
+	diff := func(name string) time.Duration { return perOp[0][name] - perOp[1][name] }
+	slices.SortFunc(rows, func(a, c string) int { return cmp.Compare(diff(c), diff(a)) })
+	b.Logf("ms per step, %d alternated steps each: DeepSeekMoE %.2f, GShard %.2f", n, ms(wall[0]), ms(wall[1]))
+	for _, name := range rows {
+		b.Logf("%-36s DeepSeekMoE %7.2f  GShard %7.2f  difference %+7.2f", name, ms(perOp[0][name]), ms(perOp[1][name]), ms(diff(name)))
+	}
+	var sum [2]time.Duration
+	for k := range perOp {
+		for _, t := range perOp[k] {
+			sum[k] += t
+		}
+	}
+	b.Logf("%-36s DeepSeekMoE %7.2f  GShard %7.2f  difference %+7.2f", "(outside ops: optimizer, dispatch)", ms(wall[0]-sum[0]), ms(wall[1]-sum[1]), ms(wall[0]-sum[0]-wall[1]+sum[1]))
+	b.ReportMetric(ms(wall[0]), "moe-ms")
+	b.ReportMetric(ms(wall[1]), "gshard-ms")
+}
+
+// gshardSci turns configs/bench/sci-moe.yaml into its GShard twin at the
+// same activated size: 16 experts of width 344, top-2.
+var gshardSci = []string{"model.ffn=gshard", "model.shared_experts=0", "model.routed_experts=16", "model.active_routed=2", "model.expert_width=344"}
 
 func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gsSets []string) {
 	steppers := [2]*Stepper{benchStepper(b, moeName, moeSets), benchStepper(b, gsName, gsSets)}
