@@ -58,11 +58,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if cpuProfile != "" && strings.HasPrefix(info.Kernel, "oneDNN") {
+			if cpuProfile != "" && info.Library != "" {
 				// A product called on its own stack shows in a profile as
 				// external code with no caller; through cgocall it has one.
 				blas.SetDirectCalls(false)
-				fmt.Fprintln(cmd.ErrOrStderr(), "cpu profile: oneDNN products go through cgocall, slower with two workers, so that the profile names their callers")
+				fmt.Fprintln(cmd.ErrOrStderr(), "cpu profile: the library's products go through cgocall, slower with two workers, so that the profile names their callers")
 			}
 			name := strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
 			res, err := bench.Run(cfg, name, opt)
@@ -81,7 +81,7 @@ func init() {
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&opt.Forward, "forward", true, "also time forward-only passes (the evaluation graph) after the training steps, alternating with as many more steps")
 	f.BoolVar(&opt.MeasurePeak, "measure-peak", false, "measure the sgemm peak again instead of using the cached one or MOETRAIN_PEAK_GFLOPS (the cache keeps the higher)")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (oneDNN products then go through cgocall, so that it names their callers)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (the library's products then go through cgocall, so that it names their callers)")
 	f.StringArrayVar(&sets, "set", nil, "override a config key (key=value, value parsed as YAML)")
 	rootCmd.AddCommand(cmd)
 }

@@ -168,8 +168,9 @@ func TestBenchStatedPeak(t *testing.T) {
 	}
 }
 
-// bench --cpuprofile writes the profile and, on oneDNN, says that products
-// go through cgocall so that the profile names their callers.
+// bench --cpuprofile writes the profile and, on a library kernel (oneDNN
+// here), says that products go through cgocall so that the profile names
+// their callers.
 func TestBenchProfileCallsThroughCgocall(t *testing.T) {
 	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	env := []string{"MOETRAIN_BLAS=onednn"}

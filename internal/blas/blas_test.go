@@ -734,21 +734,20 @@ func BenchmarkConcurrentSerialProducts(b *testing.B) {
 			goroutines int
 			direct     bool
 		}{{1, true}, {2, true}, {1, false}, {2, false}} {
-			goroutines := run.goroutines
 			path := map[bool]string{true: "direct", false: "cgocall"}[run.direct]
-			b.Run(fmt.Sprintf("%s/%s/%d", s.name, path, goroutines), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%s/%d", s.name, path, run.goroutines), func(b *testing.B) {
 				defer SetDirectCalls(true)
 				SetDirectCalls(run.direct)
 				calls := 2e9 / (2 * s.m * s.n * s.k) // about 20 ms of products per goroutine
 				var x, w, y [2][]float32
-				for g := range goroutines {
+				for g := range run.goroutines {
 					x[g], w[g], y[g] = lcg(uint64(2*g+1), s.m*s.k), lcg(uint64(2*g+2), s.n*s.k), make([]float32, s.m*s.n)
 				}
 				var wall, cpu time.Duration
 				for b.Loop() {
 					c0, t0 := cputime.Process(), time.Now()
 					var wg sync.WaitGroup
-					for g := range goroutines {
+					for g := range run.goroutines {
 						wg.Go(func() {
 							for range calls {
 								MatMulSerial(s.tA, s.tB, s.m, s.n, s.k, x[g], w[g], y[g], false)

@@ -40,9 +40,9 @@ func callC(tramp uintptr, arg unsafe.Pointer) {
 // up its P (the right to run Go code) for the call's length, and the Go
 // runtime hands the P of a call longer than ~20 µs to another thread. Two
 // goroutines making back-to-back expert-sized products (100-450 µs each),
-// as the expert queue's two workers do, then kept 1.55-1.85 cores of 2
-// busy, about one context switch per product, and each call took 1.2-1.8×
-// its time alone (BenchmarkConcurrentSerialProducts). The libraries'
+// as the expert queue's two workers do, then kept 1.60-1.85 cores of 2
+// busy, about one context switch per product, and each call took
+// 1.13-1.39× its time alone (BenchmarkConcurrentSerialProducts). The libraries'
 // products never call back into Go and wait for nothing Go does, so they
 // can run like Go code that holds its P: procPin keeps the goroutine on
 // its P (no preemption), and callOnStack moves the stack pointer to a C

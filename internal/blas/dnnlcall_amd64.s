@@ -10,8 +10,8 @@
 // with the System V calling convention: transA..a in DI, SI, DX, CX, R8,
 // R9, alpha and beta in X0 and X1, lda..ldc on the stack. It is entered
 // from callC (callOnStack or runtime.cgocall) on a C stack, 16-byte
-// aligned at the call into it; the 48-byte frame (plus the saved BP and the return
-// address) keeps it aligned at the call out.
+// aligned at the call into it; the 48-byte frame (plus the saved BP and
+// the return address) keeps it aligned at the call out.
 GLOBL ·dnnlTrampolineABI0(SB), NOPTR|RODATA, $8
 DATA ·dnnlTrampolineABI0(SB)/8, $·dnnlTrampoline(SB)
 
@@ -45,4 +45,3 @@ TEXT ·dnnlTrampoline(SB), NOSPLIT, $48-0
 	MOVQ 40(SP), R11
 	MOVL AX, dnnlArgs_status(R11)
 	RET
-

@@ -514,8 +514,9 @@ func sigmoids[F Float](s, g []F) {
 	}
 }
 
-// expertsBackward computes du (every row written), the per-slot gate gradients dgate (nil to
-// skip: Hash layers have no router) and the expert weight gradients, from
+// expertsBackward computes du (every row written), the per-slot gate
+// gradients dgate (nil to skip: Hash layers have no router) and the expert
+// weight gradients, from
 // dy, the forward activations a and the forward's input u (the token-major
 // rows r's slots index, gathered again per expert). With O_s =
 // SwiGLU_e(x_s) the expert output of slot s and D_s = Wd_eᵀ dy_t (so
