@@ -267,22 +267,50 @@ func (op *balanceOp) Do(vs ...G.Value) (G.Value, error) {
 	return scalarOf(p.Dtype(), loss), nil
 }
 
-// balanceLoss sums c[seg, group(i)]·probs[t,i] in float64, in a fixed order.
+// balanceLossChunk is how many tokens each partial sum of balanceLoss
+// covers: fixed, so the loss's bits do not depend on the worker count.
+const balanceLossChunk = 256
+
+// balanceLoss sums c[seg, group(i)]·probs[t,i] in float64. The tokens go
+// in chunks of balanceLossChunk, on the workers; within a chunk, each run
+// of tokens of one segment (where the coefficients are fixed) is summed
+// per expert first, in token order, and the chunk's sum adds coef_i times
+// each expert's sum in expert order; the chunks' sums are added in chunk
+// order. One running sum over every element, its additions each waiting
+// on the last, took 0.13 ms a layer at 2048 tokens × 63 experts.
 func balanceLoss[F Float](op *balanceOp, probs []F, bias any, e int) float64 {
 	c := op.groupWeights(probs, bias, e, false)
-	segLen, ng := op.batch*op.seq, e/op.gsize
+	n, segLen, ng := op.batch*op.seq, op.batch*op.seq, e/op.gsize
 	if op.perSeq {
 		segLen = op.seq
 	}
-	var coef []float64
+	parts := make([]float64, (n+balanceLossChunk-1)/balanceLossChunk)
+	parallel.For(len(parts), 1, func(lo, hi int) {
+		coef, col := make([]float64, e), make([]float64, e)
+		for ch := lo; ch < hi; ch++ {
+			var sum float64
+			end := min(n, (ch+1)*balanceLossChunk)
+			for t0 := ch * balanceLossChunk; t0 < end; {
+				seg := t0 / segLen
+				t1 := min(end, (seg+1)*segLen)
+				coef = expertCoefs(coef, c[seg*ng:(seg+1)*ng], e, op.gsize)
+				clear(col)
+				for t := t0; t < t1; t++ {
+					for i, v := range probs[t*e : (t+1)*e] {
+						col[i] += float64(v)
+					}
+				}
+				for i, v := range col {
+					sum += coef[i] * v
+				}
+				t0 = t1
+			}
+			parts[ch] = sum
+		}
+	})
 	var loss float64
-	for t := 0; t < op.batch*op.seq; t++ {
-		if t%segLen == 0 {
-			coef = expertCoefs(coef, c[(t/segLen)*ng:(t/segLen+1)*ng], e, op.gsize)
-		}
-		for i, v := range probs[t*e : (t+1)*e] {
-			loss += coef[i] * float64(v)
-		}
+	for _, p := range parts {
+		loss += p
 	}
 	return loss
 }
@@ -374,16 +402,22 @@ func balanceGrad[F Float](op *balanceOp, dp, probs []F, bias any, e int, dl floa
 	if op.perSeq {
 		segLen = op.seq
 	}
+	// Every row of a segment is the same: dl·coef, formed once per segment
+	// and copied.
 	parallel.For(op.batch*op.seq, 256, func(lo, hi int) {
 		var coef []float64
+		var rowv []F
 		for t := lo; t < hi; t++ {
 			if t == lo || t%segLen == 0 {
 				coef = expertCoefs(coef, c[(t/segLen)*ng:(t/segLen+1)*ng], e, op.gsize)
+				if rowv == nil {
+					rowv = make([]F, e)
+				}
+				for i := range rowv {
+					rowv[i] = F(dl * coef[i])
+				}
 			}
-			row := dp[t*e : (t+1)*e]
-			for i := range row {
-				row[i] = F(dl * coef[i])
-			}
+			copy(dp[t*e:(t+1)*e], rowv)
 		}
 	})
 }

@@ -114,15 +114,20 @@ func softmaxRows[F Float](y, x []F, n, e int) {
 	})
 }
 
-// RowSoftmax writes softmax(x) into y (which may alias x). The sum is kept in
-// float64 and every exponent is ≤ 0, so nothing overflows. It is the router
-// softmax; the KV-cache decoder calls it too, so that it routes every token
-// exactly as the graph does.
+// RowSoftmax writes softmax(x) into y (which may alias x). It is the
+// router softmax; the KV-cache decoder calls it too, so that it routes
+// every token exactly as the graph does. Every exponent is ≤ 0 (the row is
+// shifted by its maximum), so nothing overflows, and the row's sum is kept
+// in float64.
 //
-// Rows of up to 256 take their exponentials four at a time (expRow, the
-// same bits as math.Exp): the router's 63-wide rows spent as long in
-// math.Exp as in their expert products' gathers.
+// float32 rows take exp32 (rowSoftmax32), eight lanes at a time, as the
+// attention softmax does; float64 rows take math.Exp, four at a time for
+// rows of up to 256 (expRow, the same bits).
 func RowSoftmax[F Float](y, x []F) {
+	if f, ok := any(x).([]float32); ok {
+		rowSoftmax32(any(y).([]float32), f)
+		return
+	}
 	m := maxForShift(x)
 	var sum float64
 	if len(x) <= 256 {
@@ -147,6 +152,54 @@ func RowSoftmax[F Float](y, x []F) {
 	for j := range y {
 		y[j] *= inv
 	}
+}
+
+// rowSoftmax32 is RowSoftmax of a float32 row, computed in y:
+//
+//	e_j = exp32(x_j − max x),  s = Σ_j e_j (float64, four partial sums:
+//	j ≡ 0, 1, 2, 3 mod 4, added as (s0 + s1) + (s2 + s3)),
+//	y_j = e_j · float32(1/s)
+//
+// The exponentials were the router softmax's cost in float64 (math.Exp's
+// bits, four lanes): 266 ns a 63-wide row against 115 ns so
+// (docs/BENCHMARKS.md, round 14). Every step is exp32's, shift's and
+// scaleBy's float32 arithmetic, vector or scalar alike, so the result does
+// not depend on the path. The last eight elements of a row whose width is
+// not a multiple of eight are exponentiated together first, from the
+// shifted values, and written back after the vector pass: the overlap gets
+// the same values again.
+func rowSoftmax32(y, x []float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	y = y[:n]
+	m := maxForShift(x)
+	copy(y, x)
+	shift(y, m)
+	head := vecLen(n)
+	var tail [8]float32
+	if head < n && head > 0 {
+		copy(tail[:], y[n-8:])
+		exp32x8(&tail[0], &tail[0], 8)
+	}
+	if head > 0 {
+		exp32x8(&y[0], &y[0], head)
+	}
+	switch {
+	case head == n:
+	case head > 0:
+		copy(y[n-8:], tail[:])
+	default:
+		for j, v := range y {
+			y[j] = exp32(v)
+		}
+	}
+	var s [4]float64
+	for j, v := range y {
+		s[j&3] += float64(v)
+	}
+	scaleBy(y, float32(1/((s[0]+s[1])+(s[2]+s[3]))))
 }
 
 // maxForShift is maxOfRow for a row about to be shifted by its maximum
@@ -180,18 +233,32 @@ func maxOfRow[F Float](x []F) F {
 	return m
 }
 
+// softmaxBackwardRows sets dx = s ⊙ (dy − Σ_j dy_j s_j) row by row. Four
+// rows' dot products run at once (dots4: four float64 sums in flight, each
+// in index order, the bits of one row at a time); the rest is dsoftmax's
+// eight lanes.
 func softmaxBackwardRows[F Float](dx, s, dy []F, n, e int) {
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			sr, gr, dr := s[i*e:(i+1)*e], dy[i*e:(i+1)*e], dx[i*e:(i+1)*e]
+		row := func(i int) []F { return s[i*e : (i+1)*e] }
+		grad := func(i int) []F { return dy[i*e : (i+1)*e] }
+		finish := func(i int, dot float64) {
+			dr := dx[i*e : (i+1)*e]
+			copy(dr, grad(i))
+			dsoftmax(dr, row(i), F(dot))
+		}
+		i := lo
+		for ; i+4 <= hi; i += 4 {
+			d := dots4([4][]F{grad(i), grad(i + 1), grad(i + 2), grad(i + 3)}, [4][]F{row(i), row(i + 1), row(i + 2), row(i + 3)})
+			for r, dot := range d {
+				finish(i+r, dot)
+			}
+		}
+		for ; i < hi; i++ {
 			var dot float64
-			for j := range sr {
-				dot += float64(gr[j]) * float64(sr[j])
+			for j, g := range grad(i) {
+				dot += float64(g) * float64(row(i)[j])
 			}
-			d := F(dot)
-			for j := range sr {
-				dr[j] = sr[j] * (gr[j] - d)
-			}
+			finish(i, dot)
 		}
 	})
 }

@@ -320,16 +320,7 @@ func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
 			}
 		}
 		// the router softmax
-		m = maxOfRow(x)
-		sum = 0
-		for i, v := range x {
-			ev := math.Exp(float64(v - m))
-			want[i] = float32(ev)
-			sum += ev
-		}
-		for i := range want {
-			want[i] *= float32(1 / sum)
-		}
+		want = rowSoftmax32Scalar(x)
 		RowSoftmax(got, x)
 		for i := range want {
 			if !sameBits(got[i], want[i]) {
