@@ -161,10 +161,10 @@ func RowSoftmax[F Float](y, x []F) {
 //	y_j = e_j · float32(1/s)
 //
 // The exponentials were the router softmax's cost in float64 (math.Exp's
-// bits, four lanes): 266 ns a 63-wide row against 115 ns so
-// (docs/BENCHMARKS.md, round 14). Every step is exp32's, shift's and
-// scaleBy's float32 arithmetic, vector or scalar alike, so the result does
-// not depend on the path. The last eight elements of a row whose width is
+// bits, four lanes): 2048 rows of 63 took 0.29 ms, 0.15 ms so
+// (BenchmarkSoftmaxForward/sci, docs/BENCHMARKS.md round 14). Every step
+// is exp32's, shift's and scaleBy's float32 arithmetic, vector or scalar
+// alike, so the result does not depend on the path. The last eight elements of a row whose width is
 // not a multiple of eight are exponentiated together first, from the
 // shifted values, and written back after the vector pass: the overlap gets
 // the same values again.
