@@ -23,7 +23,9 @@ import (
 //	DeepSeekMoE routed part:  E 63, k 7, W 256  E 63, k 7, W 86
 //	GShard (renormalised):    E 16, k 2, W 1024 E 16, k 2, W 344
 //
-// Both activate about the same expert FLOPs per token (k·W). Run with e.g.
+// Both activate about the same expert FLOPs per token (k·W). Switch (top-1,
+// raw gates) and the Hash layer (top-1 through a random token-id table over
+// the shape's vocabulary) run GShard's 16 experts. Run with e.g.
 // go test ./model/ops -run '^$' -bench MoE -benchtime 10x.
 
 var moeBenchOnce sync.Once
@@ -116,7 +118,46 @@ func benchmarkMoE(b *testing.B, e, k, w int, renorm, backward bool) {
 }
 
 func benchmarkMoEAt(b *testing.B, n, d, e, k, w int, renorm, backward bool) {
-	step := moeBenchStepAt(b, n, d, e, k, w, renorm, backward)
+	benchmarkExperts(b, moeBenchStepAt(b, n, d, e, k, w, renorm, backward), n, d, k, w, backward)
+}
+
+// hashBenchStepAt is moeBenchStepAt for a Hash layer: 16 experts, each
+// token sent to table[id] for random ids over the shape's vocabulary.
+func hashBenchStepAt(b *testing.B, n, d, w, vocab int, backward bool) func() {
+	const e = 16
+	r := rand.New(rand.NewPCG(33, 34))
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = r.IntN(vocab)
+	}
+	in := []G.Value{
+		moeBenchTensor(r, 1, n, d),
+		tensor.New(tensor.WithShape(n), tensor.WithBacking(ids)),
+		tensor.New(tensor.WithShape(vocab), tensor.WithBacking(HashTable(vocab, e, 1))),
+		moeBenchTensor(r, 0.06, e, w, d),
+		moeBenchTensor(r, 0.06, e, w, d),
+		moeBenchTensor(r, 0.06, e, d, w),
+	}
+	dy := moeBenchTensor(r, 1, n, d)
+	op := &hashOp{base: base{name: "HashMoE", arity: 6}, cache: &expertCache{}}
+	bwd := &hashBackward{base: base{name: "HashMoEBackward", arity: 7}, cache: op.cache}
+	bin := append(append([]G.Value(nil), in...), dy)
+	return func() {
+		if _, err := op.Do(in...); err != nil {
+			b.Fatal(err)
+		}
+		if backward {
+			if _, err := bwd.Do(bin...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchmarkExperts times step, a routed layer's forward (and backward)
+// pass over n tokens with k experts of width w each, reporting tokens/s
+// and the expert products' GFLOP/s.
+func benchmarkExperts(b *testing.B, step func(), n, d, k, w int, backward bool) {
 	step() // warm up: page faults, buffers, OpenBLAS
 	step()
 	iters := 0
@@ -137,6 +178,19 @@ func BenchmarkMoEDeepSeekForward(b *testing.B) { benchmarkMoE(b, 63, 7, 256, fal
 func BenchmarkMoEDeepSeekTrain(b *testing.B)   { benchmarkMoE(b, 63, 7, 256, false, true) }
 func BenchmarkMoEGShardForward(b *testing.B)   { benchmarkMoE(b, 16, 2, 1024, true, false) }
 func BenchmarkMoEGShardTrain(b *testing.B)     { benchmarkMoE(b, 16, 2, 1024, true, true) }
+func BenchmarkMoESwitchForward(b *testing.B)   { benchmarkMoE(b, 16, 1, 1024, false, false) }
+func BenchmarkMoESwitchTrain(b *testing.B)     { benchmarkMoE(b, 16, 1, 1024, false, true) }
+func BenchmarkHashMoEForward(b *testing.B)     { benchmarkHash(b, false) }
+func BenchmarkHashMoETrain(b *testing.B)       { benchmarkHash(b, true) }
+
+// benchmarkHash runs the Hash layer (16 experts, top-1, the Switch
+// baseline's expert sizes) at both shapes.
+func benchmarkHash(b *testing.B, backward bool) {
+	moeBenchBLAS(b)
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		benchmarkExperts(b, hashBenchStepAt(b, sh.n, sh.d, sh.f, sh.v, backward), sh.n, sh.d, 1, sh.f, backward)
+	})
+}
 
 // BenchmarkMoETrainAlternating alternates forward+backward passes of the
 // DeepSeekMoE and GShard routed parts, with expert GEMMs run as single

@@ -169,7 +169,10 @@ func (op *hashBackward) Do(vs ...G.Value) (G.Value, error) {
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[3].Shape()[0], in[3].Shape()[1]
 	sizes := []int{n * d, e * w * d, e * w * d, e * d * w}
-	p := op.output(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3])
+	// Not zeroed here: expertsBackward writes du whole and the weight
+	// gradients of every expert with tokens; hashBackwardTyped clears those
+	// of the others (as MoE's backward does).
+	p := op.outputOver(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3])
 	switch u.Dtype() {
 	case tensor.Float32:
 		err = hashBackwardTyped(op, in, slice[float32](in[6]), split(slice[float32](p), sizes), e, d, w)
@@ -195,6 +198,7 @@ func hashBackwardTyped[F Float](op *hashBackward, in []*tensor.Dense, dy []F, g 
 	if !ok {
 		panic(fmt.Sprintf("ops: HashMoE cache holds %T", act))
 	}
+	clearIdleExperts(g[1], g[2], g[3], r, w, d)
 	expertsBackward(g[0], nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
 	return nil
 }

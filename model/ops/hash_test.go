@@ -173,3 +173,57 @@ func TestHashMoEExpertIsSwiGLU(t *testing.T) {
 		}
 	}
 }
+
+// An op run a second time, on ids that leave an expert without tokens,
+// gives a new op's output and gradients: its output buffers are reused
+// unzeroed, so the backward must clear the weight gradients of experts no
+// token reached (it fails without that clear).
+func TestHashMoERerunMatchesNewOp(t *testing.T) {
+	const n, d, e, w, vocab = 12, 4, 3, 5, 6
+	first := hashInputs(5, n, d, e, w, vocab)
+	second := hashInputs(6, n, d, e, w, vocab)
+	table := []int{0, 1, 2, 1, 2, 1}
+	first[2], second[2] = intTensor(table...), intTensor(table...)
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i % vocab // every expert gets tokens
+	}
+	first[1] = intTensor(ids...)
+	for i := range ids {
+		ids[i] = 1 + i%2 // experts 1 and 2 only: expert 0's gradients are zero
+	}
+	second[1] = intTensor(ids...)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(8, 8)), 1, n, d)
+	newOps := func() (*hashOp, *hashBackward) {
+		op := &hashOp{base: base{name: "HashMoE", arity: 6}, cache: &expertCache{}}
+		return op, &hashBackward{base: base{name: "HashMoEBackward", arity: 7}, cache: op.cache}
+	}
+	run := func(op *hashOp, bwd *hashBackward, ins []*tensor.Dense) (y, grads []float64) {
+		in := []G.Value{ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]}
+		out, err := op.Do(in...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y = slices.Clone(out.Data().([]float64))
+		p, err := bwd.Do(append(in, dy)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y, slices.Clone(p.Data().([]float64))
+	}
+	op, bwd := newOps()
+	run(op, bwd, first)
+	gotY, gotG := run(op, bwd, second)
+	fresh, freshBwd := newOps()
+	wantY, wantG := run(fresh, freshBwd, second)
+	if !slices.Equal(gotY, wantY) {
+		t.Errorf("forward run second: %v, on a new op: %v", gotY, wantY)
+	}
+	if !slices.Equal(gotG, wantG) {
+		t.Errorf("backward run second differs from a new op's")
+	}
+	dwg0 := wantG[n*d : n*d+w*d]
+	if slices.ContainsFunc(dwg0, func(v float64) bool { return v != 0 }) {
+		t.Errorf("expert 0 had no tokens but its gate gradient is %v", dwg0)
+	}
+}

@@ -245,16 +245,23 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 		panic(fmt.Sprintf("ops: MoE cache holds %T", act))
 	}
 	clear(g[1]) // g[0], du, expertsBackward writes whole
-	for x := 0; x < e; x++ {
-		if r.Load(x) == 0 {
-			clear(g[2][x*w*d : (x+1)*w*d])
-			clear(g[3][x*w*d : (x+1)*w*d])
-			clear(g[4][x*d*w : (x+1)*d*w])
-		}
-	}
+	clearIdleExperts(g[2], g[3], g[4], r, w, d)
 	dgate := make([]float64, n*r.K)
 	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
+}
+
+// clearIdleExperts zeroes the weight gradients of the experts r sends no
+// token to: expertsBackward writes those of every other expert whole, so a
+// backward's packed output needs no clearing beyond this.
+func clearIdleExperts[F Float](dwg, dwu, dwd []F, r Routing, w, d int) {
+	for x := 0; x < r.E; x++ {
+		if r.Load(x) == 0 {
+			clear(dwg[x*w*d : (x+1)*w*d])
+			clear(dwu[x*w*d : (x+1)*w*d])
+			clear(dwd[x*d*w : (x+1)*d*w])
+		}
+	}
 }
 
 // backwardBias returns the bias input of an MoE backward op (its seventh,
