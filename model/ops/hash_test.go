@@ -194,34 +194,10 @@ func TestHashMoERerunMatchesNewOp(t *testing.T) {
 	}
 	second[1] = intTensor(ids...)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(8, 8)), 1, n, d)
-	newOps := func() (*hashOp, *hashBackward) {
+	wantG := rerunMatchesNewOp(t, func() (doer, doer) {
 		op := &hashOp{base: base{name: "HashMoE", arity: 6}, cache: &expertCache{}}
 		return op, &hashBackward{base: base{name: "HashMoEBackward", arity: 7}, cache: op.cache}
-	}
-	run := func(op *hashOp, bwd *hashBackward, ins []*tensor.Dense) (y, grads []float64) {
-		in := []G.Value{ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]}
-		out, err := op.Do(in...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		y = slices.Clone(out.Data().([]float64))
-		p, err := bwd.Do(append(in, dy)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return y, slices.Clone(p.Data().([]float64))
-	}
-	op, bwd := newOps()
-	run(op, bwd, first)
-	gotY, gotG := run(op, bwd, second)
-	fresh, freshBwd := newOps()
-	wantY, wantG := run(fresh, freshBwd, second)
-	if !slices.Equal(gotY, wantY) {
-		t.Errorf("forward run second: %v, on a new op: %v", gotY, wantY)
-	}
-	if !slices.Equal(gotG, wantG) {
-		t.Errorf("backward run second differs from a new op's")
-	}
+	}, values(first), values(second), dy)
 	dwg0 := wantG[n*d : n*d+w*d]
 	if slices.ContainsFunc(dwg0, func(v float64) bool { return v != 0 }) {
 		t.Errorf("expert 0 had no tokens but its gate gradient is %v", dwg0)

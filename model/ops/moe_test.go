@@ -595,20 +595,40 @@ func TestMoEBackwardZeroesUnusedExperts(t *testing.T) {
 // output, the packed gradient) hold nothing that reaches the second.
 func TestMoERerunMatchesNewOp(t *testing.T) {
 	c := moeCase{"k=2", 12, 4, 5, 3, 2, false}
-	first, second := c.inputs(81), c.inputs(82)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(8, 8)), 1, c.n, c.d)
-	newOps := func() (*moeOp, *moeBackward) {
+	rerunMatchesNewOp(t, func() (doer, doer) {
 		op := &moeOp{base: base{name: "MoE", arity: 5}, k: c.k, gating: Gating{K: c.k}, cache: &expertCache{}, differentiated: true}
 		return op, &moeBackward{base: base{name: "MoEBackward", arity: 6}, k: c.k, gating: op.gating, cache: op.cache}
+	}, values(c.inputs(81)), values(c.inputs(82)), dy)
+}
+
+// doer is an op's Do, forward or backward.
+type doer interface {
+	Do(...G.Value) (G.Value, error)
+}
+
+// values returns ts as op inputs.
+func values(ts []*tensor.Dense) []G.Value {
+	v := make([]G.Value, len(ts))
+	for i, x := range ts {
+		v[i] = x
 	}
-	run := func(op *moeOp, bwd *moeBackward, ins []*tensor.Dense) (y, grads []float64) {
-		in := []G.Value{ins[0], ins[1], ins[2], ins[3], ins[4]}
+	return v
+}
+
+// rerunMatchesNewOp runs a forward op and its backward (inputs, then dy)
+// from newOps on first and then on second, and a new pair on second; the
+// outputs and gradients of the two runs on second must be equal, bit for
+// bit. It returns the new pair's gradients.
+func rerunMatchesNewOp(t *testing.T, newOps func() (doer, doer), first, second []G.Value, dy G.Value) []float64 {
+	t.Helper()
+	run := func(op, bwd doer, in []G.Value) (y, grads []float64) {
 		out, err := op.Do(in...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		y = slices.Clone(out.Data().([]float64))
-		p, err := bwd.Do(append(in, dy)...)
+		p, err := bwd.Do(append(slices.Clone(in), dy)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -625,4 +645,5 @@ func TestMoERerunMatchesNewOp(t *testing.T) {
 	if !slices.Equal(gotG, wantG) {
 		t.Errorf("backward run second differs from a new op's")
 	}
+	return wantG
 }
