@@ -153,6 +153,35 @@ func newDenseBench(name string, sh benchShape, backward bool) denseBench {
 			fwdIn: []G.Value{x}, bwdIn: []G.Value{x, G.NewF32(1)},
 			fwdWork: n * e * fl, bwdWork: 2 * n * e * fl, unit: "GB/s",
 		}
+	case "DeviceBalance": // the device-level balance loss, 63 experts in 7 groups of 9
+		x, err := newSoftmaxOp().Do(benchRand(r, 3, sh.n, sh.e))
+		if err != nil {
+			panic(err)
+		}
+		op := &balanceOp{base: base{name: "DeviceBalance", arity: 1}, batch: sh.b, seq: sh.t, k: 7, gsize: sh.e / 7, alpha: 0.01}
+		return denseBench{
+			fwd: op, bwd: &balanceBackward{base: base{name: "DeviceBalanceBackward", arity: 2}, fwd: op},
+			fwdIn: []G.Value{x}, bwdIn: []G.Value{x, G.NewF32(1)},
+			fwdWork: n * e * fl, bwdWork: 2 * n * e * fl, unit: "GB/s",
+		}
+	case "Sigmoid": // the sigmoid router's scores (router.score: sigmoid)
+		x, dy := benchRand(r, 3, sh.n, sh.e), benchRand(r, 1, sh.n, sh.e)
+		s, err := (&sigmoidOp{base{name: "Sigmoid", arity: 1}}).Do(x)
+		if err != nil {
+			panic(err)
+		}
+		return denseBench{
+			fwd: &sigmoidOp{base{name: "Sigmoid", arity: 1}}, bwd: &sigmoidBackward{base: base{name: "SigmoidBackward", arity: 2}},
+			fwdIn: []G.Value{x}, bwdIn: []G.Value{s, dy},
+			fwdWork: 2 * n * e * fl, bwdWork: 3 * n * e * fl, unit: "GB/s",
+		}
+	case "ZLoss": // the router z-loss on the logits
+		x := benchRand(r, 3, sh.n, sh.e)
+		return denseBench{
+			fwd: &zLossOp{base: base{name: "ZLoss", arity: 1}, alpha: 1e-3}, bwd: &zLossBackward{base: base{name: "ZLossBackward", arity: 2}, alpha: 1e-3},
+			fwdIn: []G.Value{x}, bwdIn: []G.Value{x, G.NewF32(1)},
+			fwdWork: n * e * fl, bwdWork: 2 * n * e * fl, unit: "GB/s",
+		}
 	case "CrossEntropy": // LM head + loss; eager gradients when differentiated
 		x, w, t := benchRand(r, 1, sh.n, sh.d), benchRand(r, 0.06, sh.v, sh.d), benchIDs(r, sh.n, sh.v)
 		cache := &ceCache{eager: backward}
@@ -212,6 +241,12 @@ func BenchmarkSoftmaxForward(b *testing.B)               { benchmarkDense(b, "So
 func BenchmarkSoftmaxForwardBackward(b *testing.B)       { benchmarkDense(b, "Softmax", true) }
 func BenchmarkExpertBalanceForward(b *testing.B)         { benchmarkDense(b, "ExpertBalance", false) }
 func BenchmarkExpertBalanceForwardBackward(b *testing.B) { benchmarkDense(b, "ExpertBalance", true) }
+func BenchmarkDeviceBalanceForward(b *testing.B)         { benchmarkDense(b, "DeviceBalance", false) }
+func BenchmarkDeviceBalanceForwardBackward(b *testing.B) { benchmarkDense(b, "DeviceBalance", true) }
+func BenchmarkSigmoidForward(b *testing.B)               { benchmarkDense(b, "Sigmoid", false) }
+func BenchmarkSigmoidForwardBackward(b *testing.B)       { benchmarkDense(b, "Sigmoid", true) }
+func BenchmarkZLossForward(b *testing.B)                 { benchmarkDense(b, "ZLoss", false) }
+func BenchmarkZLossForwardBackward(b *testing.B)         { benchmarkDense(b, "ZLoss", true) }
 func BenchmarkCrossEntropyForward(b *testing.B)          { benchmarkDense(b, "CrossEntropy", false) }
 func BenchmarkCrossEntropyForwardBackward(b *testing.B)  { benchmarkDense(b, "CrossEntropy", true) }
 

@@ -27,6 +27,8 @@ func TestZLoss(t *testing.T) {
 	build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return ZLoss(in[0], alpha) }
 	gradcheck.Check(t, 42, in, build, gradcheck.Default)
 	checkOpFloat32(t, in, build)
+	// A router's width, where float32 rows take the eight-lane exponentials.
+	checkOpFloat32(t, []gradcheck.Input{{Name: "x", Value: gradcheck.Rand(rand.New(rand.NewPCG(3, 40)), 3, 16, 63), Diff: true}}, build)
 	// The value, by the formula: α · mean_t (log Σ_i e^{x_ti})².
 	got, _ := runOpGraph(t, tensor.Float64, []gradcheck.Input{{Name: "x", Value: x}}, build)
 	d := x.Data().([]float64)
