@@ -403,7 +403,7 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	if a == nil {
 		a = &expertAct[F]{}
 	}
-	a.grow(r.N*r.K, w)
+	a.grow(r.Kept(), w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		x := poolGet[F](&stacks, (hi-lo)*d)
 		defer poolPut(&stacks, x)
@@ -429,18 +429,21 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
-	s, k := r.N*r.K, r.K
+	// Buffers hold the kept slots' rows only: an expert-choice routing's
+	// N·E slots, sized so, came to 66 MB at the science shape and was
+	// allocated anew whenever the pool had nothing that large.
+	s, k, kept := r.N*r.K, r.K, r.Kept()
 	var a *expertAct[F]
 	if keep {
 		a, _ = c.take().(*expertAct[F])
 		if a == nil {
 			a = &expertAct[F]{}
 		}
-		a.grow(s, w)
+		a.grow(kept, w)
 	} else {
 		c.take() // a backward must not find an older forward's activations
 	}
-	o := getScratch[F](s * d)
+	o := getScratch[F](kept * d)
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
@@ -538,12 +541,12 @@ func sigmoids[F Float](s, g []F) {
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
 func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
-	// ob [S, D] holds each slot's dy row, then its dx row, which the sum
-	// below reads after every expert is done. The rest is one expert's
+	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
+	// the sum below reads after every expert is done. The rest is one expert's
 	// own: [h | dd | dgu | dw | x] in one pooled buffer per visit, reused by
 	// the next expert while it is still in cache, instead of [S, ·]
 	// buffers written out to memory.
-	ob := getScratch[F](s * d)
+	ob := getScratch[F](r.Kept() * d)
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
@@ -707,7 +710,7 @@ func forEachExpert(r *Routing, w, d int, fn func(e, lo, hi int)) {
 // however skewed the routing is (up to one expert's size). Every call writes
 // only its own rows and weight slices, so results never depend on the split.
 func forExperts(r *Routing, fn func(e, lo, hi int)) {
-	s := r.N * r.K
+	s := r.Kept() // the rows dealt: dropped slots have none
 	if s == 0 {
 		return
 	}
@@ -741,8 +744,8 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 // forward always runs before its backward, so a hit reflects the current
 // values. The backward only reads the cached buffers, and the next forward
 // reuses them, so a step allocates no [S, ·] activation buffers. Cost:
-// 3·S·W floats held per MoE layer between steps (S = N·K), e.g. 44 MB in
-// float32 at N=2048, K=7, W=256. Each pass's one [S, D] temporary (the
+// 3·S·W floats held per MoE layer between steps (S = N·K less the dropped
+// slots, Routing.Kept), e.g. 44 MB in float32 at N=2048, K=7, W=256. Each pass's one [S, D] temporary (the
 // forward's expert outputs, the backward's dy and then dx rows) comes from
 // a pool shared by all layers; an expert's own temporaries, from another.
 type expertCache struct {

@@ -142,6 +142,16 @@ type Routing struct {
 // Load returns how many tokens expert e computes (after any dropping).
 func (r *Routing) Load(e int) int { return int(r.Offsets[e+1] - r.Offsets[e]) }
 
+// Kept returns how many slots some expert computes: the rows of the
+// expert-major order, N·K less the dropped slots (an expert-choice routing
+// keeps about K/E of its N·E).
+func (r *Routing) Kept() int {
+	if len(r.Offsets) == 0 {
+		return 0
+	}
+	return int(r.Offsets[r.E])
+}
+
 // Loads returns the per-expert token counts (length E).
 func (r *Routing) Loads() []int {
 	out := make([]int, r.E)
