@@ -176,7 +176,12 @@ func benchPasses(b *testing.B, name string, pass func(*Stepper) error) {
 // benchStepper is a Stepper for configs/bench/NAME.yaml with sets applied,
 // on the library blas.Init picks, closed when the benchmark ends.
 func benchStepper(b testing.TB, name string, sets []string) *Stepper {
-	cfg, err := configs.Load("../configs/bench/"+name+".yaml", sets)
+	return configStepper(b, "../configs/bench/"+name+".yaml", sets)
+}
+
+// configStepper is benchStepper for the config at path.
+func configStepper(b testing.TB, path string, sets []string) *Stepper {
+	cfg, err := configs.Load(path, sets)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -223,15 +228,25 @@ func BenchmarkStepRatio(b *testing.B) {
 	b.Run("sci", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSci) })
 }
 
-// BenchmarkStepRatioOps alternates the science DeepSeekMoE and GShard
-// steps of BenchmarkStepRatio/sci with per-op timing on and logs, per op,
-// each model's time per step and the difference, largest first: where the
-// DeepSeekMoE step's extra time goes. Per-op timing adds its own overhead,
-// so the step times are for this table only. Run with e.g.
+// BenchmarkStepRatioOps alternates DeepSeekMoE and GShard steps at equal
+// activated size with per-op timing on and logs, per op, each model's time
+// per step and the difference, largest first: where the DeepSeekMoE step's
+// extra time goes. "sci" is the pair of BenchmarkStepRatio/sci; "regime"
+// is configs/regime's deepseekmoe.yaml and gshard.yaml (d = 64, the
+// science runs' own models). Per-op timing adds its own overhead, so the
+// step times are for these tables only. Run with e.g.
 //
-//	go test ./bench -run '^$' -bench StepRatioOps -benchtime 30x -v
+//	go test ./bench -run '^$' -bench StepRatioOps/sci -benchtime 30x -v
 func BenchmarkStepRatioOps(b *testing.B) {
-	steppers := [2]*Stepper{benchStepper(b, "sci-moe", nil), benchStepper(b, "sci-moe", gshardSci)}
+	b.Run("sci", func(b *testing.B) {
+		stepRatioOps(b, [2]*Stepper{benchStepper(b, "sci-moe", nil), benchStepper(b, "sci-moe", gshardSci)})
+	})
+	b.Run("regime", func(b *testing.B) {
+		stepRatioOps(b, [2]*Stepper{configStepper(b, "../configs/regime/deepseekmoe.yaml", nil), configStepper(b, "../configs/regime/gshard.yaml", nil)})
+	})
+}
+
+func stepRatioOps(b *testing.B, steppers [2]*Stepper) {
 	for range 2 {
 		for _, s := range steppers {
 			if _, err := s.Step(); err != nil {
