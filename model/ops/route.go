@@ -318,11 +318,16 @@ func routeExpertChoice[F Float](scores []F, n, e int, g Gating) Routing {
 	r.ExpertChoice = true
 	r.Dropped = make([]bool, n*e)
 	scale := g.scale()
-	for s := range r.Experts {
-		r.Experts[s] = int32(s % e)
-		r.Gates[s] = scale * float64(scores[s])
-		r.Dropped[s] = true
-	}
+	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			for x := 0; x < e; x++ {
+				s := t*e + x
+				r.Experts[s] = int32(x)
+				r.Gates[s] = scale * float64(scores[s])
+				r.Dropped[s] = true
+			}
+		}
+	})
 	parallel.For(n/seq*e, 1, func(lo, hi int) {
 		col, idx := make([]F, seq), make([]int32, c)
 		for i := lo; i < hi; i++ {
@@ -337,8 +342,33 @@ func routeExpertChoice[F Float](scores []F, n, e int, g Gating) Routing {
 		}
 	})
 	r.NumDropped = n*e - n/seq*e*c
-	r.group()
+	r.groupExpertChoice(n/seq*c)
 	return r
+}
+
+// groupExpertChoice is group for an expert-choice routing, where every
+// expert keeps exactly per of the N tokens: the experts' offsets are known
+// ahead, so each expert places its own slots (token order, as group does)
+// on the workers, writing only the positions of its own slots. group
+// walked the N·E slots on one goroutine.
+func (r *Routing) groupExpertChoice(per int) {
+	for x := 0; x <= r.E; x++ {
+		r.Offsets[x] = int32(x * per)
+	}
+	parallel.For(r.E, 1, func(lo, hi int) {
+		for x := lo; x < hi; x++ {
+			p := r.Offsets[x]
+			for s := x; s < r.N*r.E; s += r.E {
+				if r.Dropped[s] {
+					r.Pos[s] = -1
+					continue
+				}
+				r.Slots[p] = int32(s)
+				r.Pos[s] = p
+				p++
+			}
+		}
+	})
 }
 
 // fixedRouting routes token t to experts[t] with gate 1 (top-1, Hash layer).

@@ -324,6 +324,27 @@ func TestRouteExpertChoice(t *testing.T) {
 	}
 }
 
+// An expert-choice routing's own grouping (each expert placing its slots
+// on the workers) gives group's offsets, slots and positions, at several
+// sequence counts, widths and capacities.
+func TestExpertChoiceGroupMatchesGroup(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 50))
+	for _, c := range []struct{ n, e, seq, capacity int }{{8, 3, 4, 2}, {64, 7, 16, 5}, {256, 63, 128, 14}, {40, 16, 8, 8}} {
+		scores := make([]float32, c.n*c.e)
+		for i := range scores {
+			scores[i] = r.Float32()
+		}
+		got := RouteGated(scores, nil, c.n, c.e, Gating{K: 1, ExpertChoice: true, Capacity: c.capacity, Seq: c.seq})
+		want := got
+		want.Offsets, want.Slots, want.Pos = make([]int32, c.e+1), make([]int32, len(got.Slots)), make([]int32, len(got.Pos))
+		want.group()
+		if !slices.Equal(got.Offsets, want.Offsets) || !slices.Equal(got.Slots, want.Slots) || !slices.Equal(got.Pos, want.Pos) {
+			t.Errorf("n=%d e=%d seq=%d c=%d: offsets %v slots %v pos %v, group gives %v %v %v",
+				c.n, c.e, c.seq, c.capacity, got.Offsets, got.Slots, got.Pos, want.Offsets, want.Slots, want.Pos)
+		}
+	}
+}
+
 // TestMoEExpertChoiceGradient: the gradient of expert-choice routing (the
 // score is the gate) matches finite differences.
 func TestMoEExpertChoiceGradient(t *testing.T) {
