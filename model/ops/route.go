@@ -342,7 +342,7 @@ func routeExpertChoice[F Float](scores []F, n, e int, g Gating) Routing {
 		}
 	})
 	r.NumDropped = n*e - n/seq*e*c
-	r.groupExpertChoice(n/seq*c)
+	r.groupExpertChoice(n / seq * c)
 	return r
 }
 
