@@ -463,9 +463,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 			gu, sg = buf[n*w+n*d+d*w:n*w+n*d+d*w+2*n*w], buf[n*w+n*d+d*w+2*n*w:size]
 		}
 		project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
-		for i := 0; i < n; i++ {
-			siluGate(h[i*w:(i+1)*w], sg[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
-		}
+		siluGateRows(h, sg, gu, n, w)
 		// The down product reads wd_e from a copy, as the projections read
 		// their stacked copy: in a step an expert's weights come cold from
 		// L3 or memory, and the product reads them transposed, a read the

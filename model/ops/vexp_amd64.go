@@ -35,3 +35,9 @@ func exp64x4(x *float64, n int)
 //
 //go:noescape
 func siluGate32x8(h, s, gate, up *float32, n int)
+
+// siluGateRows32x8 is siluGate32x8 on rows rows of width w ≥ 8 of
+// [g | u] rows (siluGateRows).
+//
+//go:noescape
+func siluGateRows32x8(h, s, gu *float32, rows, w int)

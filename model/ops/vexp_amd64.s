@@ -247,3 +247,83 @@ siluLoop:
 siluDone:
 	VZEROUPPER
 	RET
+
+// SILUY: siluGate32x8's eight-lane step at float AX: Y12 = g (SI), s (BX)
+// = sigmoid32(g), h (DI) = (g·s)·u (DX). Clobbers Y0-Y3, Y5, Y12.
+#define SILUY \
+	VMOVUPS (SI)(AX*4), Y12 \
+	VORPS 32(R8), Y12, Y0 \
+	EXP32 \
+	VMOVUPS 96(R8), Y1 \
+	VBLENDVPS Y12, Y3, Y1, Y1 \
+	VADDPS 96(R8), Y3, Y2 \
+	VDIVPS Y2, Y1, Y1 \
+	VMOVUPS Y1, (BX)(AX*4) \
+	VMULPS Y1, Y12, Y1 \
+	VMULPS (DX)(AX*4), Y1, Y1 \
+	VMOVUPS Y1, (DI)(AX*4)
+
+// func siluGateRows32x8(h, s, gu *float32, rows, w int)
+// siluGate32x8 on rows rows of width w ≥ 8: row i's h and s at i·w, its
+// gate and up pre-activations at gu + 2i·w and gu + (2i+1)·w (an expert's
+// or SwiGLU's [g | u] rows). A width that is not a multiple of 8 ends
+// with the row's last eight floats computed again (the same values: h and
+// s must not overlap gu or each other). One call for all rows instead of
+// two per row: the constants are loaded once.
+TEXT ·siluGateRows32x8(SB), NOSPLIT, $0-40
+	MOVQ h+0(FP), DI
+	MOVQ s+8(FP), BX
+	MOVQ gu+16(FP), SI
+	MOVQ rows+24(FP), R10
+	MOVQ w+32(FP), R14
+	LEAQ (SI)(R14*4), DX
+	MOVQ R14, R11
+	SHLQ $3, R11
+	MOVQ R14, R12
+	SHLQ $2, R12
+	MOVQ R14, R13
+	ANDQ $-8, R13
+	LOADCONSTS
+	CMPB ·vexp512(SB), $0
+	JEQ rowsCheck
+	LOADCONSTSZ
+rowsCheck:
+	TESTQ R10, R10
+	JEQ rowsDone
+rowLoop:
+	XORQ AX, AX
+	MOVQ R13, CX
+	CMPB ·vexp512(SB), $0
+	JEQ rowY
+rowZ:
+	ZLOOPHEAD(rowY)
+	VMOVUPS (SI)(AX*4), Z12
+	SIGMOIDZ
+	VMOVUPS Z1, (BX)(AX*4)
+	VMULPS Z1, Z12, Z1
+	VMULPS (DX)(AX*4), Z1, Z1
+	VMOVUPS Z1, (DI)(AX*4)
+	ADDQ $16, AX
+	JMP rowZ
+rowY:
+	CMPQ AX, CX
+	JGE rowTail
+	SILUY
+	ADDQ $8, AX
+	JMP rowY
+rowTail:
+	CMPQ R13, R14
+	JEQ rowNext
+	MOVQ R14, AX
+	SUBQ $8, AX
+	SILUY
+rowNext:
+	ADDQ R12, DI
+	ADDQ R12, BX
+	ADDQ R11, SI
+	ADDQ R11, DX
+	DECQ R10
+	JNZ rowLoop
+rowsDone:
+	VZEROUPPER
+	RET

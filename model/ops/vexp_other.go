@@ -10,6 +10,9 @@ var vexp512 = false
 
 func exp32x8(dst, src *float32, n int)     { panic("ops: no vector exp on this platform") }
 func sigmoid32x8(dst, src *float32, n int) { panic("ops: no vector sigmoid on this platform") }
+func siluGateRows32x8(h, s, gu *float32, rows, w int) {
+	panic("ops: no vector kernels on this platform")
+}
 
 func mul3x8(dst, a, b, c *float32, n int)      { panic("ops: no vector kernels on this platform") }
 func axpy32x8(y, x *float32, a float32, n int) { panic("ops: no vector kernels on this platform") }

@@ -92,6 +92,41 @@ func TestVexp512MatchesAVX2(t *testing.T) {
 	}
 }
 
+// siluGateRows gives the bits of siluGate row by row, on sixteen lanes and
+// on eight, at widths that end in a whole 16-block, an 8-block, a partial
+// block (the expert width 86, 43) and under eight (scalar rows).
+func TestSiluGateRowsMatchesRowByRow(t *testing.T) {
+	xs := vexpInputs()
+	paths := []bool{false}
+	if vexp512 {
+		paths = append(paths, true)
+		defer func() { vexp512 = true }()
+	}
+	for _, wide := range paths {
+		vexp512 = wide
+		for _, w := range []int{5, 8, 16, 24, 43, 86, 344} {
+			for _, rows := range []int{1, 3, 17} {
+				gu := make([]float32, 2*rows*w)
+				for i := range gu {
+					gu[i] = xs[(i*7)%len(xs)]
+				}
+				h, s := make([]float32, rows*w), make([]float32, rows*w)
+				siluGateRows(h, s, gu, rows, w)
+				for i := 0; i < rows; i++ {
+					wantH, wantS := make([]float32, w), make([]float32, w)
+					siluGate32(wantH, wantS, gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
+					for k := range w {
+						if !sameBits(h[i*w+k], wantH[k]) || !sameBits(s[i*w+k], wantS[k]) {
+							t.Fatalf("16 lanes %t, w %d, row %d of %d, element %d: h %g s %g, row by row %g %g",
+								wide, w, i, rows, k, h[i*w+k], s[i*w+k], wantH[k], wantS[k])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // The vector kernels at the shapes they run on: attention rows (T = 128,
 // 256), a SwiGLU hidden matrix of the science model ([2048, 344]) and of
 // the bench model ([2048, 1024]).
