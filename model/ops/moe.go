@@ -365,10 +365,7 @@ func stackedExpert[F Float](wg, wu []F, e, w, d int) []F {
 
 // hidden writes h = silu(g)⊙up for slots lo..hi−1 into h ([hi−lo, W]).
 func (a *expertAct[F]) hidden(h []F, lo, hi, w int) {
-	for p := lo; p < hi; p++ {
-		i := p - lo
-		mul3(h[i*w:(i+1)*w], a.gu[2*p*w:(2*p+1)*w], a.sg[p*w:(p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w])
-	}
+	hiddenRows(h, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], hi-lo, w)
 }
 
 // grow sizes a's buffers for s slots.
@@ -571,11 +568,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 		// dWd_e = (g·dy)ᵀ·H: [D, c]·[c, W].
 		mm(true, false, d, w, c, dyg, h, dwd[e*d*w:(e+1)*d*w], false)
 		// [dG | dU] per slot.
-		for i := 0; i < c; i++ {
-			p := lo + i
-			g, up, sg := a.gu[2*p*w:(2*p+1)*w], a.gu[(2*p+1)*w:(2*p+2)*w], a.sg[p*w:(p+1)*w]
-			swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], dd[i*w:(i+1)*w], g, up, sg)
-		}
+		swigluGradRows(dgu, dd, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], c, w)
 		// [dWg_e; dWu_e] = [dG | dU]ᵀ·x, the expert's inputs gathered again.
 		gatherRows(x, &r, lo, hi, u, d)
 		mm(true, false, 2*w, d, c, dgu, x, dw, false)

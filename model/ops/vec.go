@@ -146,6 +146,45 @@ func swigluGrad[F Float](dg, du, dh, g, u, s []F) {
 	}
 }
 
+// hiddenRows sets h_i = (g_i·s_i)·u_i, silu(g)⊙u from its sigmoid, for
+// rows rows of width w: h and s are [rows, w], gu [rows, 2w] of [g | u]
+// rows. It is mul3 row by row, in one kernel call for float32 rows of
+// eight or more (mul3Rows32x8, the same bits). h must not overlap gu or s.
+func hiddenRows[F Float](h, gu, s []F, rows, w int) {
+	if rows <= 0 {
+		return
+	}
+	if h32, ok := any(h).([]float32); ok && vexpOK && w >= 8 {
+		gu32, s32 := any(gu).([]float32), any(s).([]float32)
+		_, _, _ = h32[rows*w-1], gu32[2*rows*w-1], s32[rows*w-1] // the kernel reads and writes these whole
+		mul3Rows32x8(&h32[0], &gu32[0], &s32[0], rows, w)
+		return
+	}
+	for i := 0; i < rows; i++ {
+		mul3(h[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], s[i*w:(i+1)*w], gu[(2*i+1)*w:(2*i+2)*w])
+	}
+}
+
+// swigluGradRows sets each row of dgu ([rows, 2w]) to [dg_i | du_i], the
+// gradients of the gate and up pre-activations from dh_i ([rows, w]), the
+// [g_i | u_i] rows of gu and the sigmoids s_i: swigluGrad row by row, in
+// one kernel call for float32 rows of eight or more (swigluGradRows32x8,
+// the same bits). dgu must not overlap the inputs.
+func swigluGradRows[F Float](dgu, dh, gu, s []F, rows, w int) {
+	if rows <= 0 {
+		return
+	}
+	if d32, ok := any(dgu).([]float32); ok && vexpOK && w >= 8 {
+		dh32, gu32, s32 := any(dh).([]float32), any(gu).([]float32), any(s).([]float32)
+		_, _, _, _ = d32[2*rows*w-1], dh32[rows*w-1], gu32[2*rows*w-1], s32[rows*w-1] // read and written whole
+		swigluGradRows32x8(&d32[0], &dh32[0], &gu32[0], &s32[0], rows, w)
+		return
+	}
+	for i := 0; i < rows; i++ {
+		swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], dh[i*w:(i+1)*w], gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w], s[i*w:(i+1)*w])
+	}
+}
+
 // shift sets x −= c.
 func shift[F Float](x []F, c F) {
 	n := len(x)

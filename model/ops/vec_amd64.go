@@ -43,3 +43,12 @@ func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)
 
 //go:noescape
 func max32x8(x *float32, n int) (m float32, nan bool)
+
+// mul3Rows32x8 and swigluGradRows32x8 walk rows of [g | u] (vec_amd64.s;
+// hiddenRows, swigluGradRows).
+//
+//go:noescape
+func mul3Rows32x8(h, gu, s *float32, rows, w int)
+
+//go:noescape
+func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int)

@@ -343,3 +343,124 @@ maxReduce:
 	SETNE nan+20(FP)
 	VZEROUPPER
 	RET
+
+// Row walks of the expert backward's elementwise steps, over rows rows of
+// width w ≥ 8: row i of an [rows, w] matrix at i·w, its gate and up parts
+// of an [rows, 2w] matrix at 2i·w and (2i+1)·w. A width that is not a
+// multiple of 8 ends with the row's last eight floats computed again (the
+// same values: outputs must not overlap inputs). One call for all rows
+// instead of two per row with the Go wrapper's checks around them. Strides
+// in bytes: R11 = 8w (a [g | u] row), R12 = 4w (a [w] row); R13 = w &^ 7,
+// R14 = w.
+#define ROWSTRIDES(wreg) \
+	MOVQ wreg, R14 \
+	MOVQ R14, R11 \
+	SHLQ $3, R11 \
+	MOVQ R14, R12 \
+	SHLQ $2, R12 \
+	MOVQ R14, R13 \
+	ANDQ $-8, R13
+
+// func mul3Rows32x8(h, gu, s *float32, rows, w int)
+// h_i = (g_i·s_i)·u_i: the hidden rows silu(g)⊙u from the cached [g | u]
+// and sigmoid rows (mul3 row by row).
+TEXT ·mul3Rows32x8(SB), NOSPLIT, $0-40
+	MOVQ h+0(FP), DI
+	MOVQ gu+8(FP), SI
+	MOVQ s+16(FP), DX
+	MOVQ rows+24(FP), R10
+	MOVQ w+32(FP), BX
+	ROWSTRIDES(BX)
+	LEAQ (SI)(R14*4), R8
+	TESTQ R10, R10
+	JEQ m3rDone
+m3rRow:
+	XORQ AX, AX
+m3rLoop:
+	CMPQ AX, R13
+	JGE m3rTail
+	VMOVUPS (SI)(AX*4), Y0
+	VMULPS (DX)(AX*4), Y0, Y0
+	VMULPS (R8)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP m3rLoop
+m3rTail:
+	CMPQ R13, R14
+	JEQ m3rNext
+	MOVQ R14, AX
+	SUBQ $8, AX
+	VMOVUPS (SI)(AX*4), Y0
+	VMULPS (DX)(AX*4), Y0, Y0
+	VMULPS (R8)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+m3rNext:
+	ADDQ R12, DI
+	ADDQ R12, DX
+	ADDQ R11, SI
+	ADDQ R11, R8
+	DECQ R10
+	JNZ m3rRow
+m3rDone:
+	VZEROUPPER
+	RET
+
+// SGRADY: swigluGrad32x8's eight-lane step at float AX with dg (DI), du
+// (R9), dh (SI), g (DX), u (R8), s (BX); Y7 = 1.
+#define SGRADY \
+	VMOVUPS (SI)(AX*4), Y0 \
+	VMOVUPS (DX)(AX*4), Y1 \
+	VMOVUPS (BX)(AX*4), Y2 \
+	VMULPS (R8)(AX*4), Y0, Y3 \
+	VMULPS Y2, Y3, Y3 \
+	VSUBPS Y2, Y7, Y4 \
+	VMULPS Y4, Y1, Y4 \
+	VADDPS Y4, Y7, Y4 \
+	VMULPS Y4, Y3, Y3 \
+	VMULPS Y1, Y0, Y5 \
+	VMULPS Y2, Y5, Y5 \
+	VMOVUPS Y3, (DI)(AX*4) \
+	VMOVUPS Y5, (R9)(AX*4)
+
+// func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int)
+// [dg_i | du_i] from dh_i, [g_i | u_i] and s_i (swigluGrad row by row, into
+// a [rows, 2w] matrix of its own).
+TEXT ·swigluGradRows32x8(SB), NOSPLIT, $0-48
+	MOVQ dgu+0(FP), DI
+	MOVQ dh+8(FP), SI
+	MOVQ gu+16(FP), DX
+	MOVQ s+24(FP), BX
+	MOVQ rows+32(FP), R10
+	MOVQ w+40(FP), CX
+	ROWSTRIDES(CX)
+	LEAQ (DI)(R14*4), R9
+	LEAQ (DX)(R14*4), R8
+	VBROADCASTSS ·one32(SB), Y7
+	TESTQ R10, R10
+	JEQ sgrDone
+sgrRow:
+	XORQ AX, AX
+sgrLoop:
+	CMPQ AX, R13
+	JGE sgrTail
+	SGRADY
+	ADDQ $8, AX
+	JMP sgrLoop
+sgrTail:
+	CMPQ R13, R14
+	JEQ sgrNext
+	MOVQ R14, AX
+	SUBQ $8, AX
+	SGRADY
+sgrNext:
+	ADDQ R11, DI
+	ADDQ R11, R9
+	ADDQ R12, SI
+	ADDQ R11, DX
+	ADDQ R11, R8
+	ADDQ R12, BX
+	DECQ R10
+	JNZ sgrRow
+sgrDone:
+	VZEROUPPER
+	RET

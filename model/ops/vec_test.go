@@ -358,3 +358,36 @@ func TestTransposeInto(t *testing.T) {
 		}
 	}
 }
+
+// hiddenRows and swigluGradRows give the bits of mul3 and swigluGrad row
+// by row, at widths that end in a whole 8-block, a partial block (the
+// expert widths 86 and 43) and under eight (scalar rows).
+func TestRowWalksMatchRowByRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, w := range []int{5, 8, 16, 43, 86, 344} {
+		for _, rows := range []int{1, 2, 17} {
+			gu, s, dh := make([]float32, 2*rows*w), make([]float32, rows*w), make([]float32, rows*w)
+			for i := range gu {
+				gu[i] = float32(r.NormFloat64() * 3)
+			}
+			for i := range s {
+				s[i], dh[i] = r.Float32(), float32(r.NormFloat64())
+			}
+			h, dgu := make([]float32, rows*w), make([]float32, 2*rows*w)
+			hiddenRows(h, gu, s, rows, w)
+			swigluGradRows(dgu, dh, gu, s, rows, w)
+			for i := 0; i < rows; i++ {
+				wantH, wantDG, wantDU := make([]float32, w), make([]float32, w), make([]float32, w)
+				g, u := gu[2*i*w:(2*i+1)*w], gu[(2*i+1)*w:(2*i+2)*w]
+				mul3(wantH, g, s[i*w:(i+1)*w], u)
+				swigluGrad(wantDG, wantDU, dh[i*w:(i+1)*w], g, u, s[i*w:(i+1)*w])
+				for k := range w {
+					if !sameBits(h[i*w+k], wantH[k]) || !sameBits(dgu[2*i*w+k], wantDG[k]) || !sameBits(dgu[(2*i+1)*w+k], wantDU[k]) {
+						t.Fatalf("w %d, row %d of %d, element %d: h %g dg %g du %g, row by row %g %g %g",
+							w, i, rows, k, h[i*w+k], dgu[2*i*w+k], dgu[(2*i+1)*w+k], wantH[k], wantDG[k], wantDU[k])
+					}
+				}
+			}
+		}
+	}
+}
