@@ -426,9 +426,9 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
-	// Buffers hold the kept slots' rows only: an expert-choice routing's
-	// N·E slots, sized so, came to 66 MB at the science shape and was
-	// allocated anew whenever the pool had nothing that large.
+	// Buffers hold the kept slots' rows only: sized for an expert-choice
+	// routing's N·E slots, the [S, D] temporary alone came to 66 MB at the
+	// science shape, of which the layer used a ninth.
 	s, k, kept := r.N*r.K, r.K, r.Kept()
 	var a *expertAct[F]
 	if keep {
@@ -537,10 +537,10 @@ func sigmoids[F Float](s, g []F) {
 func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
 	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
-	// the sum below reads after every expert is done. The rest is one expert's
-	// own: [h | dd | dgu | dw | x] in one pooled buffer per visit, reused by
-	// the next expert while it is still in cache, instead of [S, ·]
-	// buffers written out to memory.
+	// the sum below reads after every expert is done. The rest is one
+	// expert's own: [h | dd | dgu | dw | x] in one pooled buffer per visit,
+	// reused by the next expert while it is still in cache, instead of
+	// [S, ·] buffers written out to memory.
 	ob := getScratch[F](r.Kept() * d)
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
@@ -736,9 +736,10 @@ func forExperts(r *Routing, fn func(e, lo, hi int)) {
 // values. The backward only reads the cached buffers, and the next forward
 // reuses them, so a step allocates no [S, ·] activation buffers. Cost:
 // 3·S·W floats held per MoE layer between steps (S = N·K less the dropped
-// slots, Routing.Kept), e.g. 44 MB in float32 at N=2048, K=7, W=256. Each pass's one [S, D] temporary (the
-// forward's expert outputs, the backward's dy and then dx rows) comes from
-// a pool shared by all layers; an expert's own temporaries, from another.
+// slots, Routing.Kept), e.g. 44 MB in float32 at N=2048, K=7, W=256. Each
+// pass's one [S, D] temporary (the forward's expert outputs, the
+// backward's dy and then dx rows) comes from a pool shared by all layers;
+// an expert's own temporaries, from another.
 type expertCache struct {
 	mu    sync.Mutex
 	id    []inputID
