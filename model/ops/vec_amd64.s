@@ -7,6 +7,30 @@
 // order (VMULPS/VADDPS/VSUBPS, never a fused multiply-add), so results are
 // bit-identical. n is a multiple of 8.
 
+// MUL3Y: dst (DI) = (a (SI)·b (DX))·c (R8) on the eight floats at AX.
+#define MUL3Y \
+	VMOVUPS (SI)(AX*4), Y0 \
+	VMULPS (DX)(AX*4), Y0, Y0 \
+	VMULPS (R8)(AX*4), Y0, Y0 \
+	VMOVUPS Y0, (DI)(AX*4)
+
+// SGRADY: swigluGrad32x8's eight-lane step at float AX with dg (DI), du
+// (R9), dh (SI), g (DX), u (R8), s (BX); Y7 = 1.
+#define SGRADY \
+	VMOVUPS (SI)(AX*4), Y0 \
+	VMOVUPS (DX)(AX*4), Y1 \
+	VMOVUPS (BX)(AX*4), Y2 \
+	VMULPS (R8)(AX*4), Y0, Y3 \
+	VMULPS Y2, Y3, Y3 \
+	VSUBPS Y2, Y7, Y4 \
+	VMULPS Y4, Y1, Y4 \
+	VADDPS Y4, Y7, Y4 \
+	VMULPS Y4, Y3, Y3 \
+	VMULPS Y1, Y0, Y5 \
+	VMULPS Y2, Y5, Y5 \
+	VMOVUPS Y3, (DI)(AX*4) \
+	VMOVUPS Y5, (R9)(AX*4)
+
 // func mul3x8(dst, a, b, c *float32, n int)
 // dst = (a·b)·c
 TEXT ·mul3x8(SB), NOSPLIT, $0-40
@@ -19,10 +43,7 @@ TEXT ·mul3x8(SB), NOSPLIT, $0-40
 mul3Loop:
 	CMPQ AX, CX
 	JGE mul3Done
-	VMOVUPS (SI)(AX*4), Y0
-	VMULPS (DX)(AX*4), Y0, Y0
-	VMULPS (R8)(AX*4), Y0, Y0
-	VMOVUPS Y0, (DI)(AX*4)
+	MUL3Y
 	ADDQ $8, AX
 	JMP mul3Loop
 mul3Done:
@@ -95,26 +116,14 @@ TEXT ·swigluGrad32x8(SB), NOSPLIT, $0-56
 	MOVQ dh+16(FP), SI
 	MOVQ gate+24(FP), DX
 	MOVQ u+32(FP), R8
-	MOVQ s+40(FP), R10
+	MOVQ s+40(FP), BX
 	MOVQ n+48(FP), CX
 	VBROADCASTSS ·one32(SB), Y7
 	XORQ AX, AX
 sgLoop:
 	CMPQ AX, CX
 	JGE sgDone
-	VMOVUPS (SI)(AX*4), Y0 // dh
-	VMOVUPS (DX)(AX*4), Y1 // g
-	VMOVUPS (R10)(AX*4), Y2 // s
-	VMULPS (R8)(AX*4), Y0, Y3 // dh·u
-	VMULPS Y2, Y3, Y3 // ·s
-	VSUBPS Y2, Y7, Y4 // 1 − s
-	VMULPS Y4, Y1, Y4 // g·(1 − s)
-	VADDPS Y4, Y7, Y4 // 1 + ...
-	VMULPS Y4, Y3, Y3
-	VMULPS Y1, Y0, Y5 // dh·g
-	VMULPS Y2, Y5, Y5 // ·s
-	VMOVUPS Y3, (DI)(AX*4)
-	VMOVUPS Y5, (R9)(AX*4)
+	SGRADY // dh·u·s·(1 + g·(1 − s)), dh·g·s
 	ADDQ $8, AX
 	JMP sgLoop
 sgDone:
@@ -379,10 +388,7 @@ m3rRow:
 m3rLoop:
 	CMPQ AX, R13
 	JGE m3rTail
-	VMOVUPS (SI)(AX*4), Y0
-	VMULPS (DX)(AX*4), Y0, Y0
-	VMULPS (R8)(AX*4), Y0, Y0
-	VMOVUPS Y0, (DI)(AX*4)
+	MUL3Y
 	ADDQ $8, AX
 	JMP m3rLoop
 m3rTail:
@@ -390,10 +396,7 @@ m3rTail:
 	JEQ m3rNext
 	MOVQ R14, AX
 	SUBQ $8, AX
-	VMOVUPS (SI)(AX*4), Y0
-	VMULPS (DX)(AX*4), Y0, Y0
-	VMULPS (R8)(AX*4), Y0, Y0
-	VMOVUPS Y0, (DI)(AX*4)
+	MUL3Y
 m3rNext:
 	ADDQ R12, DI
 	ADDQ R12, DX
@@ -404,23 +407,6 @@ m3rNext:
 m3rDone:
 	VZEROUPPER
 	RET
-
-// SGRADY: swigluGrad32x8's eight-lane step at float AX with dg (DI), du
-// (R9), dh (SI), g (DX), u (R8), s (BX); Y7 = 1.
-#define SGRADY \
-	VMOVUPS (SI)(AX*4), Y0 \
-	VMOVUPS (DX)(AX*4), Y1 \
-	VMOVUPS (BX)(AX*4), Y2 \
-	VMULPS (R8)(AX*4), Y0, Y3 \
-	VMULPS Y2, Y3, Y3 \
-	VSUBPS Y2, Y7, Y4 \
-	VMULPS Y4, Y1, Y4 \
-	VADDPS Y4, Y7, Y4 \
-	VMULPS Y4, Y3, Y3 \
-	VMULPS Y1, Y0, Y5 \
-	VMULPS Y2, Y5, Y5 \
-	VMOVUPS Y3, (DI)(AX*4) \
-	VMOVUPS Y5, (R9)(AX*4)
 
 // func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int)
 // [dg_i | du_i] from dh_i, [g_i | u_i] and s_i (swigluGrad row by row, into

@@ -204,6 +204,31 @@ sigDone:
 	VZEROUPPER
 	RET
 
+// SILUY: siluGate32x8's eight-lane step at float AX: Y12 = g (SI), s (BX)
+// = sigmoid32(g), h (DI) = (g·s)·u (DX). Clobbers Y0-Y3, Y5, Y12.
+#define SILUY \
+	VMOVUPS (SI)(AX*4), Y12 \
+	VORPS 32(R8), Y12, Y0 \
+	EXP32 \
+	VMOVUPS 96(R8), Y1 \
+	VBLENDVPS Y12, Y3, Y1, Y1 \
+	VADDPS 96(R8), Y3, Y2 \
+	VDIVPS Y2, Y1, Y1 \
+	VMOVUPS Y1, (BX)(AX*4) \
+	VMULPS Y1, Y12, Y1 \
+	VMULPS (DX)(AX*4), Y1, Y1 \
+	VMOVUPS Y1, (DI)(AX*4)
+
+// SILUZ: SILUY on sixteen lanes (SIGMOIDZ). Clobbers Z0-Z3, Z5, Z12, K1,
+// K2.
+#define SILUZ \
+	VMOVUPS (SI)(AX*4), Z12 \
+	SIGMOIDZ \
+	VMOVUPS Z1, (BX)(AX*4) \
+	VMULPS Z1, Z12, Z1 \
+	VMULPS (DX)(AX*4), Z1, Z1 \
+	VMOVUPS Z1, (DI)(AX*4)
+
 // func siluGate32x8(h, s, g, u *float32, n int)
 // s = sigmoid32(g) as sigmoid32x8, then h = (g·s)·u as mul3x8: one pass
 // for SwiGLU's activation instead of two.
@@ -220,48 +245,18 @@ TEXT ·siluGate32x8(SB), NOSPLIT, $0-40
 	LOADCONSTSZ
 siluZ:
 	ZLOOPHEAD(siluLoop)
-	VMOVUPS (SI)(AX*4), Z12
-	SIGMOIDZ
-	VMOVUPS Z1, (BX)(AX*4)
-	VMULPS Z1, Z12, Z1
-	VMULPS (DX)(AX*4), Z1, Z1
-	VMOVUPS Z1, (DI)(AX*4)
+	SILUZ
 	ADDQ $16, AX
 	JMP siluZ
 siluLoop:
 	CMPQ AX, CX
 	JGE siluDone
-	VMOVUPS (SI)(AX*4), Y12
-	VORPS 32(R8), Y12, Y0
-	EXP32
-	VMOVUPS 96(R8), Y1
-	VBLENDVPS Y12, Y3, Y1, Y1
-	VADDPS 96(R8), Y3, Y2
-	VDIVPS Y2, Y1, Y1
-	VMOVUPS Y1, (BX)(AX*4)
-	VMULPS Y1, Y12, Y1
-	VMULPS (DX)(AX*4), Y1, Y1
-	VMOVUPS Y1, (DI)(AX*4)
+	SILUY
 	ADDQ $8, AX
 	JMP siluLoop
 siluDone:
 	VZEROUPPER
 	RET
-
-// SILUY: siluGate32x8's eight-lane step at float AX: Y12 = g (SI), s (BX)
-// = sigmoid32(g), h (DI) = (g·s)·u (DX). Clobbers Y0-Y3, Y5, Y12.
-#define SILUY \
-	VMOVUPS (SI)(AX*4), Y12 \
-	VORPS 32(R8), Y12, Y0 \
-	EXP32 \
-	VMOVUPS 96(R8), Y1 \
-	VBLENDVPS Y12, Y3, Y1, Y1 \
-	VADDPS 96(R8), Y3, Y2 \
-	VDIVPS Y2, Y1, Y1 \
-	VMOVUPS Y1, (BX)(AX*4) \
-	VMULPS Y1, Y12, Y1 \
-	VMULPS (DX)(AX*4), Y1, Y1 \
-	VMOVUPS Y1, (DI)(AX*4)
 
 // func siluGateRows32x8(h, s, gu *float32, rows, w int)
 // siluGate32x8 on rows rows of width w ≥ 8: row i's h and s at i·w, its
@@ -297,12 +292,7 @@ rowLoop:
 	JEQ rowY
 rowZ:
 	ZLOOPHEAD(rowY)
-	VMOVUPS (SI)(AX*4), Z12
-	SIGMOIDZ
-	VMOVUPS Z1, (BX)(AX*4)
-	VMULPS Z1, Z12, Z1
-	VMULPS (DX)(AX*4), Z1, Z1
-	VMOVUPS Z1, (DI)(AX*4)
+	SILUZ
 	ADDQ $16, AX
 	JMP rowZ
 rowY:
