@@ -222,7 +222,9 @@ func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
 // is sci-moe against the same model with GShard's 16 experts of width 344,
 // top-2 (the science GShard). Run with e.g.
 //
-//	go test ./bench -run '^$' -bench StepRatio -benchtime 8x
+//	go test ./bench -run '^$' -bench 'StepRatio$' -benchtime 8x
+//
+// ('StepRatio' alone also matches BenchmarkStepRatioOps.)
 func BenchmarkStepRatio(b *testing.B) {
 	b.Run("bench", func(b *testing.B) { stepRatio(b, "moe-small", nil, "gshard-small", nil) })
 	b.Run("sci", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSci) })

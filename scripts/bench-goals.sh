@@ -38,7 +38,7 @@ echo "== 2/4 DeepSeekMoE step against GShard's" >&2
 go test -c -o "$tmp/bench.test" ./bench
 : >"$raw/stepratio.txt"
 for _ in $(seq 1 "$ROUNDS"); do
-	(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench 'StepRatio/sci' -test.benchtime 16x) | grep StepRatio >>"$raw/stepratio.txt"
+	(cd bench && "$tmp/bench.test" -test.run '^$' -test.bench 'StepRatio$/^sci$' -test.benchtime 16x) | grep StepRatio >>"$raw/stepratio.txt"
 done
 
 echo "== 3/4 forward-only against training" >&2

@@ -10,10 +10,6 @@ const trampolineSgemm = false
 
 func callTrampoline(*dnnlArgs) int32 { panic("blas: no dnnl_sgemm trampoline on this platform") }
 
-func mapCallStacks(int) [][]byte { return nil }
-
-var callStacks [][]byte
-
 func ensureCallStacks() {}
 
 // callFortran makes the call c describes through purego.

@@ -406,13 +406,10 @@ func balanceGrad[F Float](op *balanceOp, dp, probs []F, bias any, e int, dl floa
 	// and copied.
 	parallel.For(op.batch*op.seq, 256, func(lo, hi int) {
 		var coef []float64
-		var rowv []F
+		rowv := make([]F, e)
 		for t := lo; t < hi; t++ {
 			if t == lo || t%segLen == 0 {
 				coef = expertCoefs(coef, c[(t/segLen)*ng:(t/segLen+1)*ng], e, op.gsize)
-				if rowv == nil {
-					rowv = make([]F, e)
-				}
 				for i := range rowv {
 					rowv[i] = F(dl * coef[i])
 				}

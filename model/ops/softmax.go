@@ -164,37 +164,16 @@ func RowSoftmax[F Float](y, x []F) {
 // bits, four lanes): 2048 rows of 63 took 0.29 ms, 0.15 ms so
 // (BenchmarkSoftmaxForward/sci, docs/BENCHMARKS.md round 14). Every step
 // is exp32's, shift's and scaleBy's float32 arithmetic, vector or scalar
-// alike, so the result does not depend on the path. The last eight elements of a row whose width is
-// not a multiple of eight are exponentiated together first, from the
-// shifted values, and written back after the vector pass: the overlap gets
-// the same values again.
+// alike, so the result does not depend on the path. The four partial sums
+// keep the additions from each waiting on the last.
 func rowSoftmax32(y, x []float32) {
-	n := len(x)
-	if n == 0 {
+	if len(x) == 0 {
 		return
 	}
-	y = y[:n]
-	m := maxForShift(x)
+	y = y[:len(x)]
 	copy(y, x)
-	shift(y, m)
-	head := vecLen(n)
-	var tail [8]float32
-	if head < n && head > 0 {
-		copy(tail[:], y[n-8:])
-		exp32x8(&tail[0], &tail[0], 8)
-	}
-	if head > 0 {
-		exp32x8(&y[0], &y[0], head)
-	}
-	switch {
-	case head == n:
-	case head > 0:
-		copy(y[n-8:], tail[:])
-	default:
-		for j, v := range y {
-			y[j] = exp32(v)
-		}
-	}
+	shift(y, maxForShift(x))
+	exp32s(y, y)
 	var s [4]float64
 	for j, v := range y {
 		s[j&3] += float64(v)

@@ -1,6 +1,7 @@
 //go:build !purego
 
 #include "textflag.h"
+#include "rows_amd64.h"
 
 // Elementwise float32 kernels of vec.go, eight lanes at a time: each does
 // exactly the float32 operations of the scalar loop it replaces, in the same
@@ -353,23 +354,6 @@ maxReduce:
 	VZEROUPPER
 	RET
 
-// Row walks of the expert backward's elementwise steps, over rows rows of
-// width w ≥ 8: row i of an [rows, w] matrix at i·w, its gate and up parts
-// of an [rows, 2w] matrix at 2i·w and (2i+1)·w. A width that is not a
-// multiple of 8 ends with the row's last eight floats computed again (the
-// same values: outputs must not overlap inputs). One call for all rows
-// instead of two per row with the Go wrapper's checks around them. Strides
-// in bytes: R11 = 8w (a [g | u] row), R12 = 4w (a [w] row); R13 = w &^ 7,
-// R14 = w.
-#define ROWSTRIDES(wreg) \
-	MOVQ wreg, R14 \
-	MOVQ R14, R11 \
-	SHLQ $3, R11 \
-	MOVQ R14, R12 \
-	SHLQ $2, R12 \
-	MOVQ R14, R13 \
-	ANDQ $-8, R13
-
 // func mul3Rows32x8(h, gu, s *float32, rows, w int)
 // h_i = (g_i·s_i)·u_i: the hidden rows silu(g)⊙u from the cached [g | u]
 // and sigmoid rows (mul3 row by row).
@@ -384,20 +368,7 @@ TEXT ·mul3Rows32x8(SB), NOSPLIT, $0-40
 	TESTQ R10, R10
 	JEQ m3rDone
 m3rRow:
-	XORQ AX, AX
-m3rLoop:
-	CMPQ AX, R13
-	JGE m3rTail
-	MUL3Y
-	ADDQ $8, AX
-	JMP m3rLoop
-m3rTail:
-	CMPQ R13, R14
-	JEQ m3rNext
-	MOVQ R14, AX
-	SUBQ $8, AX
-	MUL3Y
-m3rNext:
+	ROWWALK(MUL3Y, m3rLoop, m3rTail, m3rNext)
 	ADDQ R12, DI
 	ADDQ R12, DX
 	ADDQ R11, SI
@@ -425,20 +396,7 @@ TEXT ·swigluGradRows32x8(SB), NOSPLIT, $0-48
 	TESTQ R10, R10
 	JEQ sgrDone
 sgrRow:
-	XORQ AX, AX
-sgrLoop:
-	CMPQ AX, R13
-	JGE sgrTail
-	SGRADY
-	ADDQ $8, AX
-	JMP sgrLoop
-sgrTail:
-	CMPQ R13, R14
-	JEQ sgrNext
-	MOVQ R14, AX
-	SUBQ $8, AX
-	SGRADY
-sgrNext:
+	ROWWALK(SGRADY, sgrLoop, sgrTail, sgrNext)
 	ADDQ R11, DI
 	ADDQ R11, R9
 	ADDQ R12, SI

@@ -1,6 +1,7 @@
 //go:build !purego
 
 #include "textflag.h"
+#include "rows_amd64.h"
 
 // Vector forms of exp32 and sigmoid32 (see vexp.go): the same float32
 // operations as the Go code, in the same order, on eight lanes.
@@ -259,25 +260,18 @@ siluDone:
 	RET
 
 // func siluGateRows32x8(h, s, gu *float32, rows, w int)
-// siluGate32x8 on rows rows of width w ≥ 8: row i's h and s at i·w, its
-// gate and up pre-activations at gu + 2i·w and gu + (2i+1)·w (an expert's
-// or SwiGLU's [g | u] rows). A width that is not a multiple of 8 ends
-// with the row's last eight floats computed again (the same values: h and
-// s must not overlap gu or each other). One call for all rows instead of
-// two per row: the constants are loaded once.
+// siluGate32x8 on rows rows of width w ≥ 8 (rows_amd64.h): row i's h and
+// s at i·w, its gate and up pre-activations at gu + 2i·w and gu + (2i+1)·w
+// (an expert's or SwiGLU's [g | u] rows); h and s must not overlap gu or
+// each other. The constants are loaded once for all rows.
 TEXT ·siluGateRows32x8(SB), NOSPLIT, $0-40
 	MOVQ h+0(FP), DI
 	MOVQ s+8(FP), BX
 	MOVQ gu+16(FP), SI
 	MOVQ rows+24(FP), R10
-	MOVQ w+32(FP), R14
+	MOVQ w+32(FP), CX
+	ROWSTRIDES(CX)
 	LEAQ (SI)(R14*4), DX
-	MOVQ R14, R11
-	SHLQ $3, R11
-	MOVQ R14, R12
-	SHLQ $2, R12
-	MOVQ R14, R13
-	ANDQ $-8, R13
 	LOADCONSTS
 	CMPB ·vexp512(SB), $0
 	JEQ rowsCheck
@@ -302,12 +296,7 @@ rowY:
 	ADDQ $8, AX
 	JMP rowY
 rowTail:
-	CMPQ R13, R14
-	JEQ rowNext
-	MOVQ R14, AX
-	SUBQ $8, AX
-	SILUY
-rowNext:
+	ROWTAIL(SILUY, rowNext)
 	ADDQ R12, DI
 	ADDQ R12, BX
 	ADDQ R11, SI

@@ -127,6 +127,58 @@ func TestSiluGateRowsMatchesRowByRow(t *testing.T) {
 	}
 }
 
+// BenchmarkRowWalks times SwiGLU's three elementwise steps on one science
+// DeepSeekMoE expert's rows (228 tokens, width 86, in cache as in an
+// expert visit), 63 times (a layer's experts): row by row, as the expert
+// loops called them before, and as one row walk. Run with e.g.
+//
+//	go test ./model/ops -run '^$' -bench RowWalks -benchtime 200x
+func BenchmarkRowWalks(b *testing.B) {
+	const rows, w, experts = 228, 86, 63
+	xs := vexpInputs()
+	gu := make([]float32, 2*rows*w)
+	for i := range gu {
+		gu[i] = xs[(i*7)%len(xs)] / 8
+	}
+	h, s, dh, dgu := make([]float32, rows*w), make([]float32, rows*w), make([]float32, rows*w), make([]float32, 2*rows*w)
+	siluGateRows(h, s, gu, rows, w)
+	copy(dh, h)
+	g := func(i int) []float32 { return gu[2*i*w : (2*i+1)*w] }
+	u := func(i int) []float32 { return gu[(2*i+1)*w : (2*i+2)*w] }
+	row := func(x []float32, i int) []float32 { return x[i*w : (i+1)*w] }
+	for _, c := range []struct {
+		name string
+		run  func()
+	}{
+		{"silu/rows", func() {
+			for i := range rows {
+				siluGate32(row(h, i), row(s, i), g(i), u(i))
+			}
+		}},
+		{"silu/walk", func() { siluGateRows(h, s, gu, rows, w) }},
+		{"hidden/rows", func() {
+			for i := range rows {
+				mul3(row(h, i), g(i), row(s, i), u(i))
+			}
+		}},
+		{"hidden/walk", func() { hiddenRows(h, gu, s, rows, w) }},
+		{"grad/rows", func() {
+			for i := range rows {
+				swigluGrad(dgu[2*i*w:(2*i+1)*w], dgu[(2*i+1)*w:(2*i+2)*w], row(dh, i), g(i), u(i), row(s, i))
+			}
+		}},
+		{"grad/walk", func() { swigluGradRows(dgu, dh, gu, s, rows, w) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				for range experts {
+					c.run()
+				}
+			}
+		})
+	}
+}
+
 // The vector kernels at the shapes they run on: attention rows (T = 128,
 // 256), a SwiGLU hidden matrix of the science model ([2048, 344]) and of
 // the bench model ([2048, 1024]).
