@@ -9,29 +9,17 @@ import "math"
 // result is bit-identical to exp32/sigmoid32 and nothing downstream
 // depends on which path ran. dst may alias src.
 //
-// A length of eight or more that is not a multiple of eight ends with its
-// last eight floats as one vector, taken from src before the main pass
-// can overwrite them (dst may be src) and written back after it: where
-// they overlap the main pass they get the same values again. A router row
-// of 63 spent as long on its 7 scalar exponentials as on the other 56.
+// A length of eight or more goes to the vector kernel whole, a ragged end
+// as the last eight floats again (exp32x8), instead of one scalar
+// exponential per leftover float.
 func exp32s(dst, src []float32) {
 	n := len(src)
 	dst = dst[:n]
-	head := 0
-	if vexpOK {
-		head = n &^ 7
-		if head > 0 && head < n {
-			var tail [8]float32
-			exp32x8(&tail[0], &src[n-8], 8)
-			exp32x8(&dst[0], &src[0], head)
-			copy(dst[n-8:], tail[:])
-			return
-		}
-		if head > 0 {
-			exp32x8(&dst[0], &src[0], head)
-		}
+	if vexpOK && n >= 8 {
+		exp32x8(&dst[0], &src[0], n)
+		return
 	}
-	for i := head; i < n; i++ {
+	for i := range n {
 		dst[i] = exp32(src[i])
 	}
 }

@@ -12,7 +12,8 @@ var vexpOK = cpu.X86.HasAVX2
 // compare the two.
 var vexp512 = vexpOK && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
 
-// exp32x8 and sigmoid32x8 process n floats (a multiple of 8) from src to dst.
+// exp32x8 processes n ≥ 8 floats from src to dst (dst may be src),
+// sigmoid32x8 n floats, a multiple of 8.
 //
 //go:noescape
 func exp32x8(dst, src *float32, n int)

@@ -142,11 +142,23 @@
 	JLT done
 
 // func exp32x8(dst, src *float32, n int)
+// n ≥ 8. A length that is not a multiple of 8 ends with its last eight
+// floats as one vector, taken from src first (dst may be src) and stored
+// after the main loops, which run to n &^ 7: where they overlap, the same
+// values again (Y12 holds them meanwhile; neither loop touches it).
 TEXT ·exp32x8(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
 	LOADCONSTS
+	MOVQ CX, R10
+	ANDQ $7, R10
+	JEQ expBody
+	VMOVUPS -32(SI)(CX*4), Y0
+	EXP32
+	VMOVAPS Y3, Y12
+	ANDQ $-8, CX
+expBody:
 	XORQ AX, AX
 	CMPB ·vexp512(SB), $0
 	JEQ expLoop
@@ -167,6 +179,11 @@ expLoop:
 	ADDQ $8, AX
 	JMP expLoop
 expDone:
+	TESTQ R10, R10
+	JEQ expRet
+	MOVQ n+16(FP), CX
+	VMOVUPS Y12, -32(DI)(CX*4)
+expRet:
 	VZEROUPPER
 	RET
 
