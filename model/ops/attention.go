@@ -190,141 +190,153 @@ func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
 	switch in[0].Dtype() {
 	case tensor.Float32:
 		pk := slice[float32](p)
-		q, k := slice[float32](in[0]), slice[float32](in[1])
-		attentionBackwardKernel(pk[:n], pk[n:2*n], pk[2*n:], q, k, slice[float32](in[2]), slice[float32](in[3]), op.attnDims, op.rope, takeProbs(op.probs, q, k))
+		backwardCached(op.probs, pk[:n], pk[n:2*n], pk[2*n:], slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), op.attnDims, op.rope)
 	case tensor.Float64:
 		pk := slice[float64](p)
-		q, k := slice[float64](in[0]), slice[float64](in[1])
-		attentionBackwardKernel(pk[:n], pk[n:2*n], pk[2*n:], q, k, slice[float64](in[2]), slice[float64](in[3]), op.attnDims, op.rope, takeProbs(op.probs, q, k))
+		backwardCached(op.probs, pk[:n], pk[n:2*n], pk[2*n:], slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), op.attnDims, op.rope)
 	default:
 		return nil, fmt.Errorf("attention backward: dtype %v", in[0].Dtype())
 	}
 	return p, nil
 }
 
-// probCache holds the probabilities of the last forward, [B·H, T, T] (only
-// the causal blocks are valid), and which q and k they came from.
+// probCache holds what the last forward leaves for the backward: the
+// rotated q' and k' ([B·T, W] each) and the probabilities ([B·H, T, T],
+// only the causal blocks valid; nil above maxCachedProbs), with which q
+// and k they came from.
 type probCache struct {
 	mu     sync.Mutex
-	p      any // []float32 or []float64
+	p      any // []float32 or []float64, or nil
+	qr, kr any // likewise
 	q, k   any // &q[0], &k[0] of the forward's inputs
 	filled bool
 }
 
-// maxCachedProbs caps the cache at 2²⁵ elements (128 MB in float32, e.g.
+// maxCachedProbs caps P's cache at 2²⁵ elements (128 MB in float32, e.g.
 // B=16, H=8, T=512); larger shapes (long paper-size sequences) recompute P
-// rather than hold B·H·T² per layer.
+// rather than hold B·H·T² per layer. The rotated q' and k' are always kept:
+// they are the size of q and k.
 const maxCachedProbs = 1 << 25
 
-// forwardCached runs the forward, keeping P in c for the backward when it
-// is not too large; with c nil (no backward) it keeps nothing.
+// cached returns *slot as a []F of length n, making a new one when it is
+// not.
+func cached[F Float](slot *any, n int) []F {
+	s, ok := (*slot).([]F)
+	if !ok || len(s) != n {
+		s = make([]F, n)
+		*slot = s
+	}
+	return s
+}
+
+// forwardCached runs the forward, keeping q', k' and (when not too large)
+// P in c for the backward; with c nil (no backward) it keeps nothing.
 func forwardCached[F Float](c *probCache, y, q, k, v []F, d attnDims, rope *ropeTable) {
+	n := d.b * d.t * d.w()
 	if c == nil {
-		attentionForward(y, q, k, v, d, rope, nil)
+		qr, kr := getScratch[F](n), getScratch[F](n)
+		attentionForward(y, q, k, v, qr, kr, d, rope, nil)
+		putScratch(qr)
+		putScratch(kr)
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.filled = false
-	n := d.b * d.h * d.t * d.t
-	if n > maxCachedProbs {
+	var p []F
+	if np := d.b * d.h * d.t * d.t; np <= maxCachedProbs {
+		p = cached[F](&c.p, np)
+	} else {
 		c.p = nil
-		attentionForward(y, q, k, v, d, rope, nil)
-		return
 	}
-	p, ok := c.p.([]F)
-	if !ok || len(p) != n {
-		p = make([]F, n)
-		c.p = p
-	}
-	attentionForward(y, q, k, v, d, rope, p)
+	attentionForward(y, q, k, v, cached[F](&c.qr, n), cached[F](&c.kr, n), d, rope, p)
 	c.q, c.k, c.filled = &q[0], &k[0], true
 }
 
-// takeProbs returns the cached P when the last forward ran on these q and k
-// and no backward has used it since, else nil. Using it once guards against
-// a backward run after the inputs were rewritten in place without a forward.
-func takeProbs[F Float](c *probCache, q, k []F) []F {
-	if c == nil {
-		return nil
+// backwardCached runs the backward with the forward's q', k' and P when
+// the last forward ran on these q and k and no backward has used them
+// since; otherwise it rotates q and k again and recomputes P (flash-style,
+// the same bits). Using the cache once guards against a backward run after
+// the inputs were rewritten in place without a forward.
+func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDims, rope *ropeTable) {
+	if c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		qr, ok := c.qr.([]F)
+		if ok && c.filled && c.q == any(&q[0]) && c.k == any(&k[0]) {
+			c.filled = false
+			p, _ := c.p.([]F)
+			attentionBackwardKernel(dq, dk, dv, q, k, v, dy, qr, c.kr.([]F), true, d, rope, p)
+			return
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.p.([]F)
-	if !ok || !c.filled || c.q != any(&q[0]) || c.k != any(&k[0]) {
-		return nil
-	}
-	c.filled = false
-	return p
+	n := d.b * d.t * d.w()
+	qr, kr := getScratch[F](n), getScratch[F](n)
+	attentionBackwardKernel(dq, dk, dv, q, k, v, dy, qr, kr, false, d, rope, nil)
+	putScratch(qr)
+	putScratch(kr)
 }
 
 // ---------------------------------------------------------------------------
 // Kernels. Every (b, h) pair is independent: parallel.For hands contiguous
 // ranges of pairs to the workers, each with its own scratch, and every pair
 // writes only its own columns of its own rows, so results do not depend on
-// goroutine timing. Within a pair the T rows are processed in blocks of
-// attnBlock query rows against only the keys 0..end of the block, which skips
-// most of the masked upper triangle while keeping every product a GEMM.
+// goroutine timing. A pair's rows stay where they are in the [B·T, W]
+// matrices (y, q', k', v, dy, dq, dk, dv): the products read and write
+// them with leading dimension W, so no head is copied out or back. (The
+// copies, and rotating q and k a second time in the backward, were a fifth
+// of the op's time at dh = 32: docs/BENCHMARKS.md, round 15.) Within a pair
+// the T rows are processed in blocks of attnBlock query rows against only
+// the keys 0..end of the block, which skips most of the masked upper
+// triangle while keeping every product a GEMM.
 
 const attnBlock = 64
 
-// headScratch is one worker's contiguous copies of a head: q', k' (rotated),
-// v, out/dy, and the T×T probabilities (and their gradient).
+// headScratch is one worker's T×T probabilities (and their gradient).
 type headScratch[F Float] struct {
-	q, k, v, o, dq, dk, dv []F // [T, dh]
-	p, dp                  []F // [T, T]; only the causal blocks are valid
-	pOwn                   []F // p's own buffer when P is not cached
+	p, dp []F // [T, T]; only the causal blocks are valid
+	pOwn  []F // p's own buffer when P is not cached
 }
 
 func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
-	td, tt := d.t*d.dh, d.t*d.t
-	s := &headScratch[F]{q: make([]F, td), k: make([]F, td), v: make([]F, td), o: make([]F, td)}
+	tt := d.t * d.t
+	s := &headScratch[F]{}
 	if ownP {
 		s.pOwn = make([]F, tt)
 	}
 	if backward {
-		s.dq, s.dk, s.dv, s.dp = make([]F, td), make([]F, td), make([]F, td), make([]F, tt)
+		s.dp = make([]F, tt)
 	}
 	return s
 }
 
-// gatherRotated copies head h of sequence b from x ([B·T, W]) into dst
-// ([T, dh]) and rotates each row by its position.
-func gatherRotated[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
+// headOffset is where head h of sequence b starts in a [B·T, W] matrix.
+func (d attnDims) headOffset(b, h int) int { return b*d.t*d.w() + h*d.dh }
+
+// rotateHead writes head h of sequence b of x ([B·T, W]), each row rotated
+// by its position, into the same place of dst.
+func rotateHead[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
 	w, half := d.w(), rope.half
 	cos, sin := ropeAll[F](rope)
-	for t := 0; t < d.t; t++ {
-		off := (b*d.t+t)*w + h*d.dh
-		rotate(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
+	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+w {
+		rotate(dst[off:off+d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
 	}
 }
 
-// gather copies head h of sequence b from x into dst ([T, dh]).
-func gather[F Float](dst, x []F, b, h int, d attnDims) {
-	w := d.w()
-	for t := 0; t < d.t; t++ {
-		off := (b*d.t+t)*w + h*d.dh
-		copy(dst[t*d.dh:(t+1)*d.dh], x[off:off+d.dh])
-	}
-}
-
-// scatter copies src ([T, dh]) into head h of sequence b of x.
-func scatter[F Float](x, src []F, b, h int, d attnDims) {
-	w := d.w()
-	for t := 0; t < d.t; t++ {
-		off := (b*d.t+t)*w + h*d.dh
-		copy(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh])
-	}
-}
-
-// scatterUnrotated writes the RoPE backward of src ([T, dh]) into head h of
-// sequence b of x.
-func scatterUnrotated[F Float](x, src []F, b, h int, d attnDims, rope *ropeTable) {
+// unrotateHead applies the RoPE backward to head h of sequence b of x in
+// place.
+func unrotateHead[F Float](x []F, b, h int, d attnDims, rope *ropeTable) {
 	w, half := d.w(), rope.half
 	cos, sin := ropeAll[F](rope)
-	for t := 0; t < d.t; t++ {
-		off := (b*d.t+t)*w + h*d.dh
-		unrotate(x[off:off+d.dh], src[t*d.dh:(t+1)*d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
+	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+w {
+		unrotate(x[off:off+d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
+	}
+}
+
+// clearHead zeroes head h of sequence b of x.
+func clearHead[F Float](x []F, b, h int, d attnDims) {
+	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+d.w() {
+		clear(x[off : off+d.dh])
 	}
 }
 
@@ -335,12 +347,13 @@ func blocks(t int, fn func(r0, r1 int)) {
 	}
 }
 
-// probabilities fills s.p with the causal softmax of q'k'ᵀ·scale from s.q and
-// s.k. Row i of block [r0, r1) is valid in columns 0..r1−1 (zero beyond i).
-func probabilities[F Float](s *headScratch[F], d attnDims) {
-	T, dh := d.t, d.dh
+// probabilities fills s.p with the causal softmax of q'k'ᵀ·scale, for qr
+// and kr one head's q' and k' (row stride W). Row i of block [r0, r1) is
+// valid in columns 0..r1−1 (zero beyond i).
+func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
+	T, dh, W := d.t, d.dh, d.w()
 	blocks(T, func(r0, r1 int) {
-		blas.Gemm(false, true, r1-r0, r1, dh, F(d.scale), s.q[r0*dh:], dh, s.k, dh, 0, s.p[r0*T:], T)
+		blas.Gemm(false, true, r1-r0, r1, dh, F(d.scale), qr[r0*W:], W, kr, W, 0, s.p[r0*T:], T)
 	})
 	if p, ok := any(s.p).([]float32); ok {
 		causalSoftmax32(p, T)
@@ -481,26 +494,26 @@ func exp32(x float32) float32 {
 	return p * math.Float32frombits(uint32(ni+127)<<23)
 }
 
-// attentionForward writes the output to y. When probs is not nil it receives
-// each head's P ([B·H, T, T]); otherwise a scratch buffer is used.
-func attentionForward[F Float](y, q, k, v []F, d attnDims, rope *ropeTable, probs []F) {
-	T, dh := d.t, d.dh
+// attentionForward writes the output to y and each head's q' and k' to qr
+// and kr ([B·T, W]). When probs is not nil it receives each head's P
+// ([B·H, T, T]); otherwise a scratch buffer is used.
+func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTable, probs []F) {
+	T, dh, W := d.t, d.dh, d.w()
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, false, probs == nil)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
+			o := d.headOffset(b, h)
 			s.p = s.pOwn
 			if probs != nil {
 				s.p = probs[bh*T*T : (bh+1)*T*T]
 			}
-			gatherRotated(s.q, q, b, h, d, rope)
-			gatherRotated(s.k, k, b, h, d, rope)
-			gather(s.v, v, b, h, d)
-			probabilities(s, d)
+			rotateHead(qr, q, b, h, d, rope)
+			rotateHead(kr, k, b, h, d, rope)
+			probabilities(s, qr[o:], kr[o:], d)
 			blocks(T, func(r0, r1 int) {
-				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, s.v, dh, 0, s.o[r0*dh:], dh)
+				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, v[o:], W, 0, y[o+r0*W:], W)
 			})
-			scatter(y, s.o, b, h, d)
 		}
 	})
 }
@@ -508,31 +521,34 @@ func attentionForward[F Float](y, q, k, v []F, d attnDims, rope *ropeTable, prob
 // attentionBackwardKernel: with O = P·V, P = softmax(S), S = q'k'ᵀ·scale,
 // dV = Pᵀ·dO, dP = dO·Vᵀ, dS_ij = P_ij (dP_ij − Σ_l P_il dP_il),
 // dq' = scale·dS·k', dk' = scale·dSᵀ·q', and dq, dk are dq', dk' rotated
-// back. Sums over query blocks are added in block order. probs is the
+// back. Sums over query blocks are added in block order. qr and kr hold
+// q' and k' when rotated is set, else they are filled here; probs is the
 // forward's P ([B·H, T, T]) or nil to recompute it.
-func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, rope *ropeTable, probs []F) {
-	T, dh := d.t, d.dh
+func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotated bool, d attnDims, rope *ropeTable, probs []F) {
+	T, dh, W := d.t, d.dh, d.w()
 	sc := F(d.scale)
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, true, probs == nil)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
-			gatherRotated(s.q, q, b, h, d, rope)
-			gatherRotated(s.k, k, b, h, d, rope)
-			gather(s.v, v, b, h, d)
-			gather(s.o, dy, b, h, d) // s.o holds dO here
+			o := d.headOffset(b, h)
+			if !rotated {
+				rotateHead(qr, q, b, h, d, rope)
+				rotateHead(kr, k, b, h, d, rope)
+			}
 			if probs != nil {
 				s.p = probs[bh*T*T : (bh+1)*T*T]
 			} else {
 				s.p = s.pOwn
-				probabilities(s, d)
+				probabilities(s, qr[o:], kr[o:], d)
 			}
-			clear(s.dv)
-			clear(s.dk)
+			clearHead(dv, b, h, d)
+			clearHead(dk, b, h, d)
 			blocks(T, func(r0, r1 int) {
 				m := r1 - r0
-				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, s.o[r0*dh:], dh, 1, s.dv, dh)
-				blas.Gemm(false, true, m, r1, dh, 1, s.o[r0*dh:], dh, s.v, dh, 0, s.dp[r0*T:], T)
+				dO := dy[o+r0*W:]
+				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, dO, W, 1, dv[o:], W)
+				blas.Gemm(false, true, m, r1, dh, 1, dO, W, v[o:], W, 0, s.dp[r0*T:], T)
 				for i0 := r0; i0 < r1; i0 += 4 {
 					n := min(4, r1-i0)
 					dots := rowDotsCausal(s.p, s.dp, i0, n, T)
@@ -542,12 +558,11 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy []F, d attnDims, r
 						clear(s.dp[i*T+i+1 : i*T+r1])
 					}
 				}
-				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, s.k, dh, 0, s.dq[r0*dh:], dh)
-				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, s.q[r0*dh:], dh, 1, s.dk, dh)
+				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, kr[o:], W, 0, dq[o+r0*W:], W)
+				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, qr[o+r0*W:], W, 1, dk[o:], W)
 			})
-			scatterUnrotated(dq, s.dq, b, h, d, rope)
-			scatterUnrotated(dk, s.dk, b, h, d, rope)
-			scatter(dv, s.dv, b, h, d)
+			unrotateHead(dq, b, h, d, rope)
+			unrotateHead(dk, b, h, d, rope)
 		}
 	})
 }
