@@ -113,41 +113,17 @@ func (op *rmsNormBackward) Do(vs ...G.Value) (G.Value, error) {
 // keeps reductions in the same order on any number of cores.
 const rowBlock = 64
 
-func rmsInv[F Float](x []F, eps float64) float64 {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
-	}
-	return rmsFromSquares(ss, len(x), eps)
-}
-
-// rmsFromSquares is rmsInv's result from its sum of squares.
+// rmsFromSquares is 1/sqrt(ss/d + eps), a row's rms⁻¹ from its sum of
+// squares (rowSquares).
 func rmsFromSquares(ss float64, d int, eps float64) float64 {
 	return 1 / math.Sqrt(ss/float64(d)+eps)
 }
 
 func rmsNormForward[F Float](y, x, w []F, n, d int, eps float64) {
 	parallel.For(n, 16, func(lo, hi int) {
-		i := lo
-		// Four rows' sums of squares at once: independent sums, each in
-		// its own order (rmsInv's bits), overlapping their additions.
-		for ; i+4 <= hi; i += 4 {
-			x0, x1, x2, x3 := x[i*d:(i+1)*d], x[(i+1)*d:(i+2)*d], x[(i+2)*d:(i+3)*d], x[(i+3)*d:(i+4)*d]
-			x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
-			var s0, s1, s2, s3 float64
-			for j, v := range x0 {
-				s0 += float64(v) * float64(v)
-				s1 += float64(x1[j]) * float64(x1[j])
-				s2 += float64(x2[j]) * float64(x2[j])
-				s3 += float64(x3[j]) * float64(x3[j])
-			}
-			for r, ss := range [4]float64{s0, s1, s2, s3} {
-				rmsScale(y[(i+r)*d:(i+r+1)*d], w, x[(i+r)*d:(i+r+1)*d], F(rmsFromSquares(ss, d, eps)))
-			}
-		}
-		for ; i < hi; i++ {
-			xr, yr := x[i*d:(i+1)*d], y[i*d:(i+1)*d]
-			rmsScale(yr, w, xr, F(rmsInv(xr, eps)))
+		for i := lo; i < hi; i++ {
+			xr := x[i*d : (i+1)*d]
+			rmsScale(y[i*d:(i+1)*d], w, xr, F(rmsFromSquares(rowSquares(xr), d, eps)))
 		}
 	})
 }
@@ -161,17 +137,10 @@ func rmsNormBackwardKernel[F Float](dx, dw, x, w, dy []F, n, d int, eps float64)
 		for b := blo; b < bhi; b++ {
 			pw := partial[b*d : (b+1)*d]
 			for i := b * rowBlock; i < min(n, (b+1)*rowBlock); i++ {
-				xr, gr, dxr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d]
-				// rmsInv's sum of squares and the dot product in one loop:
-				// two independent sums, each in its own order.
-				var ss, dot float64
-				for j, v := range xr {
-					ss += float64(v) * float64(v)
-					dot += float64(w[j]) * float64(gr[j]) * float64(v)
-				}
+				xr, gr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d]
+				ss, dot := rowSquaresDot(xr, gr, w)
 				r := rmsFromSquares(ss, d, eps)
-				c := F(r * r * r * dot / float64(d))
-				rmsGrad(dxr, pw, w, gr, xr, F(r), c)
+				rmsGrad(dx[i*d:(i+1)*d], pw, w, gr, xr, F(r), F(r*r*r*dot/float64(d)))
 			}
 		}
 	})

@@ -307,3 +307,42 @@ func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
 		}
 	}
 }
+
+// rowSquares returns Σ x_j² in float64. With vector kernels the terms of
+// the first len(x) &^ 7 elements go to eight lanes by j mod 8, reduced as
+// ((c0 + c2) + (c1 + c3)) with c_l = lane l + lane l+4 (rowSquaresLanes
+// writes it out); the rest follow one at a time. Every RMSNorm pass takes
+// a row's sum from here or rowSquaresDot, so forward and backward agree
+// bit for bit.
+func rowSquares[F Float](x []F) float64 {
+	var ss float64
+	i := 0
+	if d, ok := any(x).([]float32); ok {
+		if i = vecLen(len(x)); i > 0 {
+			ss = rowSquares32x8(&d[0], i)
+		}
+	}
+	for _, v := range x[i:] {
+		ss += float64(v) * float64(v)
+	}
+	return ss
+}
+
+// rowSquaresDot returns rowSquares(x) and Σ w_j·g_j·x_j, summed the same
+// way, for RMSNorm's backward.
+func rowSquaresDot[F Float](x, g, w []F) (ss, dot float64) {
+	n := len(x)
+	g, w = g[:n], w[:n]
+	i := 0
+	if d, ok := any(x).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			ss, dot = rowSquaresDot32x8(&d[0], &any(g).([]float32)[0], &any(w).([]float32)[0], i)
+		}
+	}
+	for j := i; j < n; j++ {
+		v := float64(x[j])
+		ss += v * v
+		dot += float64(w[j]) * float64(g[j]) * v
+	}
+	return ss, dot
+}

@@ -408,3 +408,81 @@ sgrRow:
 sgrDone:
 	VZEROUPPER
 	RET
+
+// SQSUMS reduces the float64 lane sums Y0 (lanes 0-3) and Y1 (lanes 4-7)
+// to one sum in X0: c_l = Y0_l + Y1_l, then (c0 + c2) + (c1 + c3).
+#define SQSUMS \
+	VADDPD Y1, Y0, Y0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPD X1, X0, X0 \
+	VPERMILPD $1, X0, X1 \
+	VADDSD X1, X0, X0
+
+// func rowSquares32x8(x *float32, n int) float64
+// Σ x_j² in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
+TEXT ·rowSquares32x8(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+rsqLoop:
+	CMPQ AX, CX
+	JGE rsqDone
+	VCVTPS2PD (SI)(AX*4), Y4
+	VCVTPS2PD 16(SI)(AX*4), Y5
+	VMULPD Y4, Y4, Y4
+	VMULPD Y5, Y5, Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	ADDQ $8, AX
+	JMP rsqLoop
+rsqDone:
+	SQSUMS
+	VMOVSD X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
+// rowSquares32x8's sum, and Σ (w_j·dy_j)·x_j in float64 with the same
+// lanes and reduction.
+TEXT ·rowSquaresDot32x8(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), DX
+	MOVQ w+16(FP), R8
+	MOVQ n+24(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	XORQ AX, AX
+rsdLoop:
+	CMPQ AX, CX
+	JGE rsdDone
+	VCVTPS2PD (SI)(AX*4), Y4
+	VCVTPS2PD 16(SI)(AX*4), Y5
+	VMULPD Y4, Y4, Y6
+	VMULPD Y5, Y5, Y7
+	VADDPD Y6, Y0, Y0
+	VADDPD Y7, Y1, Y1
+	VCVTPS2PD (R8)(AX*4), Y8
+	VCVTPS2PD 16(R8)(AX*4), Y9
+	VCVTPS2PD (DX)(AX*4), Y10
+	VCVTPS2PD 16(DX)(AX*4), Y11
+	VMULPD Y10, Y8, Y8
+	VMULPD Y11, Y9, Y9
+	VMULPD Y4, Y8, Y8
+	VMULPD Y5, Y9, Y9
+	VADDPD Y8, Y2, Y2
+	VADDPD Y9, Y3, Y3
+	ADDQ $8, AX
+	JMP rsdLoop
+rsdDone:
+	SQSUMS
+	VMOVSD X0, ss+32(FP)
+	VMOVAPD Y2, Y0
+	VMOVAPD Y3, Y1
+	SQSUMS
+	VMOVSD X0, dot+40(FP)
+	VZEROUPPER
+	RET

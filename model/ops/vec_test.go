@@ -214,6 +214,56 @@ func TestRowDotsMatchSequentialSums(t *testing.T) {
 	}
 }
 
+// rowSquaresLanes is rowSquares and rowSquaresDot written out: eight lane
+// sums over the first n &^ 7 terms, c_l = lane l + lane l+4, then
+// (c0 + c2) + (c1 + c3), then the rest one at a time.
+func rowSquaresLanes(x, g, w []float32) (ss, dot float64) {
+	reduce := func(l [8]float64) float64 {
+		var c [4]float64
+		for i := range c {
+			c[i] = l[i] + l[i+4]
+		}
+		return (c[0] + c[2]) + (c[1] + c[3])
+	}
+	var sl, dl [8]float64
+	n := len(x) &^ 7
+	for j := 0; j < n; j++ {
+		v := float64(x[j])
+		sl[j%8] += v * v
+		dl[j%8] += float64(w[j]) * float64(g[j]) * v
+	}
+	ss, dot = reduce(sl), reduce(dl)
+	for j := n; j < len(x); j++ {
+		v := float64(x[j])
+		ss += v * v
+		dot += float64(w[j]) * float64(g[j]) * v
+	}
+	return ss, dot
+}
+
+// The vector row sums of RMSNorm give rowSquaresLanes' bits at every
+// length, and rowSquares gives rowSquaresDot's first sum.
+func TestRowSquaresMatchLanes(t *testing.T) {
+	if !vexpOK {
+		t.Skip("no vector kernels on this machine")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{1, 7, 8, 9, 16, 23, 64, 128, 344} {
+		x, g, w := make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], g[i], w[i] = float32(r.NormFloat64()*1e3), float32(r.NormFloat64()*1e-3), float32(r.NormFloat64())
+		}
+		wantSS, wantDot := rowSquaresLanes(x, g, w)
+		ss, dot := rowSquaresDot(x, g, w)
+		if math.Float64bits(ss) != math.Float64bits(wantSS) || math.Float64bits(dot) != math.Float64bits(wantDot) {
+			t.Errorf("n=%d: rowSquaresDot = %v, %v; lanes written out %v, %v", n, ss, dot, wantSS, wantDot)
+		}
+		if got := rowSquares(x); math.Float64bits(got) != math.Float64bits(wantSS) {
+			t.Errorf("n=%d: rowSquares = %v, lanes written out %v", n, got, wantSS)
+		}
+	}
+}
+
 func TestDisjoint(t *testing.T) {
 	buf := make([]float32, 32)
 	for _, c := range []struct {
