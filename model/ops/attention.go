@@ -314,22 +314,42 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 func (d attnDims) headOffset(b, h int) int { return b*d.t*d.w() + h*d.dh }
 
 // rotateHead writes head h of sequence b of x ([B·T, W]), each row rotated
-// by its position, into the same place of dst.
+// by its position, into the same place of dst (which may be x).
 func rotateHead[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
-	w, half := d.w(), rope.half
-	cos, sin := ropeAll[F](rope)
-	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+w {
-		rotate(dst[off:off+d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
-	}
+	rotateRows(dst, x, d.headOffset(b, h), d, rope, false)
 }
 
 // unrotateHead applies the RoPE backward to head h of sequence b of x in
 // place.
 func unrotateHead[F Float](x []F, b, h int, d attnDims, rope *ropeTable) {
+	rotateRows(x, x, d.headOffset(b, h), d, rope, true)
+}
+
+// rotateRows applies rotate (or unrotate) to the T rows of one head from
+// x[off:] to dst[off:], row stride W. float32 heads go to one kernel call
+// for all rows (rotateRows32x8): a call per row took 1.7 ns per float at
+// dh = 32, mostly the calls (docs/BENCHMARKS.md, round 15).
+func rotateRows[F Float](dst, x []F, off int, d attnDims, rope *ropeTable, back bool) {
 	w, half := d.w(), rope.half
 	cos, sin := ropeAll[F](rope)
-	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+w {
-		unrotate(x[off:off+d.dh], x[off:off+d.dh], cos[t*half:(t+1)*half], sin[t*half:(t+1)*half])
+	if d32, ok := any(dst).([]float32); ok && vexpOK && half%8 == 0 && half > 0 {
+		end := off + (d.t-1)*w + d.dh
+		x32, c32, s32 := any(x).([]float32), any(cos).([]float32), any(sin).([]float32)
+		_, _, _, _ = d32[end-1], x32[end-1], c32[d.t*half-1], s32[d.t*half-1]
+		if back {
+			unrotateRows32x8(&d32[off], &x32[off], &c32[0], &s32[0], d.t, w, half)
+		} else {
+			rotateRows32x8(&d32[off], &x32[off], &c32[0], &s32[0], d.t, w, half)
+		}
+		return
+	}
+	for t := 0; t < d.t; t, off = t+1, off+w {
+		c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
+		if back {
+			unrotate(dst[off:off+d.dh], x[off:off+d.dh], c, s)
+		} else {
+			rotate(dst[off:off+d.dh], x[off:off+d.dh], c, s)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package ops
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -464,6 +465,44 @@ func TestRowDotsCausalMatchesOneRowAtATime(t *testing.T) {
 				}
 				if math.Float64bits(got[k]) != math.Float64bits(want) {
 					t.Fatalf("rows %d+%d, row %d: %v, one row at a time %v", i0, n, i, got[k], want)
+				}
+			}
+		}
+	}
+}
+
+// rotateHead and unrotateHead (one kernel call for a head's rows) give
+// rotate's and unrotate's bits row by row, and touch no other column.
+func TestRotateHeadMatchesRowByRow(t *testing.T) {
+	for _, dh := range []int{2, 16, 32, 48} {
+		d := attnDims{b: 2, t: 9, h: 3, dh: dh}
+		rope := newRopeTable(d.t, dh, 10000)
+		r := rand.New(rand.NewPCG(3, uint64(dh)))
+		x := make([]float32, d.b*d.t*d.w())
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		cos, sin := ropeAll[float32](rope)
+		for _, back := range []bool{false, true} {
+			got, want := slices.Clone(x), slices.Clone(x)
+			b, h := 1, 2
+			if back {
+				unrotateHead(got, b, h, d, rope)
+			} else {
+				rotateHead(got, x, b, h, d, rope)
+			}
+			for tt := range d.t {
+				off := d.headOffset(b, h) + tt*d.w()
+				c, s := cos[tt*rope.half:(tt+1)*rope.half], sin[tt*rope.half:(tt+1)*rope.half]
+				if back {
+					unrotate(want[off:off+dh], x[off:off+dh], c, s)
+				} else {
+					rotate(want[off:off+dh], x[off:off+dh], c, s)
+				}
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("dh=%d back=%v: element %d = %v, row by row %v", dh, back, i, got[i], want[i])
 				}
 			}
 		}

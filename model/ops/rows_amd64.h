@@ -1,4 +1,4 @@
-// Row walks of SwiGLU's elementwise steps (vec_amd64.s, vexp_amd64.s),
+// Row walks of vec_amd64.s and vexp_amd64.s: SwiGLU's elementwise steps
 // over rows rows of width w ≥ 8: row i of an [rows, w] matrix at i·w, its
 // gate and up parts of an [rows, 2w] matrix at 2i·w and (2i+1)·w. A width
 // that is not a multiple of 8 ends with the row's last eight floats
@@ -40,3 +40,56 @@ loop: \
 	JMP loop \
 tail: \
 	ROWTAIL(STEP, done)
+
+// The RoPE kernels' argument loads and row walk (vec_amd64.s). They name
+// their arguments, so they live here, where vet does not read them as
+// part of the function defined above them.
+
+// ROTARGS loads a one-vector kernel's (dst, src, cos, sin, half) and
+// points R9 and R10 at the second halves.
+#define ROTARGS \
+	MOVQ dst+0(FP), DI \
+	MOVQ src+8(FP), SI \
+	MOVQ cos+16(FP), DX \
+	MOVQ sin+24(FP), R8 \
+	MOVQ half+32(FP), CX \
+	LEAQ (SI)(CX*4), R9 \
+	LEAQ (DI)(CX*4), R10
+
+// ROTROWS(STEP, row, loop, next, done) walks rows rows of a matrix with
+// row stride R11 bytes, a head of 2·half floats at DI and SI in each, the
+// cos and sin rows (half floats, R12 bytes) advancing one per row; STEP on
+// every eight floats of each half.
+#define ROTROWS(STEP, row, loop, next, done) \
+	MOVQ dst+0(FP), DI \
+	MOVQ src+8(FP), SI \
+	MOVQ cos+16(FP), DX \
+	MOVQ sin+24(FP), R8 \
+	MOVQ rows+32(FP), BX \
+	MOVQ stride+40(FP), R11 \
+	SHLQ $2, R11 \
+	MOVQ half+48(FP), CX \
+	MOVQ CX, R12 \
+	SHLQ $2, R12 \
+	TESTQ BX, BX \
+	JEQ done \
+row: \
+	LEAQ (SI)(R12*1), R9 \
+	LEAQ (DI)(R12*1), R10 \
+	XORQ AX, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE next \
+	STEP \
+	ADDQ $8, AX \
+	JMP loop \
+next: \
+	ADDQ R11, DI \
+	ADDQ R11, SI \
+	ADDQ R12, DX \
+	ADDQ R12, R8 \
+	DECQ BX \
+	JNZ row \
+done: \
+	VZEROUPPER \
+	RET

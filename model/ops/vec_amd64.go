@@ -58,3 +58,9 @@ func rowSquares32x8(x *float32, n int) float64
 
 //go:noescape
 func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
+
+//go:noescape
+func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
+
+//go:noescape
+func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)

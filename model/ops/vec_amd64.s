@@ -131,32 +131,46 @@ sgDone:
 	VZEROUPPER
 	RET
 
+// ROTY rotates floats AX..AX+7 of a head's halves: x1 at SI, x2 at R9,
+// cos at DX, sin at R8; x1·c − x2·s to DI and x2·c + x1·s to R10.
+#define ROTY \
+	VMOVUPS (SI)(AX*4), Y0 \
+	VMOVUPS (R9)(AX*4), Y1 \
+	VMOVUPS (DX)(AX*4), Y2 \
+	VMOVUPS (R8)(AX*4), Y3 \
+	VMULPS Y2, Y0, Y4 \
+	VMULPS Y3, Y1, Y5 \
+	VSUBPS Y5, Y4, Y4 \
+	VMULPS Y2, Y1, Y5 \
+	VMULPS Y3, Y0, Y6 \
+	VADDPS Y6, Y5, Y5 \
+	VMOVUPS Y4, (DI)(AX*4) \
+	VMOVUPS Y5, (R10)(AX*4)
+
+// UNROTY is ROTY's transpose: g1·c + g2·s to DI, g2·c − g1·s to R10.
+#define UNROTY \
+	VMOVUPS (SI)(AX*4), Y0 \
+	VMOVUPS (R9)(AX*4), Y1 \
+	VMOVUPS (DX)(AX*4), Y2 \
+	VMOVUPS (R8)(AX*4), Y3 \
+	VMULPS Y2, Y0, Y4 \
+	VMULPS Y3, Y1, Y5 \
+	VADDPS Y5, Y4, Y4 \
+	VMULPS Y2, Y1, Y5 \
+	VMULPS Y3, Y0, Y6 \
+	VSUBPS Y6, Y5, Y5 \
+	VMOVUPS Y4, (DI)(AX*4) \
+	VMOVUPS Y5, (R10)(AX*4)
+
 // func rotate32x8(dst, src, cos, sin *float32, half int)
 // dst[j] = x1·c − x2·s, dst[j+half] = x2·c + x1·s; dst may be src.
 TEXT ·rotate32x8(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ cos+16(FP), DX
-	MOVQ sin+24(FP), R8
-	MOVQ half+32(FP), CX
-	LEAQ (SI)(CX*4), R9 // src + half
-	LEAQ (DI)(CX*4), R10 // dst + half
+	ROTARGS
 	XORQ AX, AX
 rotLoop:
 	CMPQ AX, CX
 	JGE rotDone
-	VMOVUPS (SI)(AX*4), Y0 // x1
-	VMOVUPS (R9)(AX*4), Y1 // x2
-	VMOVUPS (DX)(AX*4), Y2 // c
-	VMOVUPS (R8)(AX*4), Y3 // s
-	VMULPS Y2, Y0, Y4
-	VMULPS Y3, Y1, Y5
-	VSUBPS Y5, Y4, Y4
-	VMULPS Y2, Y1, Y5
-	VMULPS Y3, Y0, Y6
-	VADDPS Y6, Y5, Y5
-	VMOVUPS Y4, (DI)(AX*4)
-	VMOVUPS Y5, (R10)(AX*4)
+	ROTY
 	ADDQ $8, AX
 	JMP rotLoop
 rotDone:
@@ -166,34 +180,28 @@ rotDone:
 // func unrotate32x8(dst, src, cos, sin *float32, half int)
 // dst[j] = g1·c + g2·s, dst[j+half] = g2·c − g1·s; dst may be src.
 TEXT ·unrotate32x8(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ cos+16(FP), DX
-	MOVQ sin+24(FP), R8
-	MOVQ half+32(FP), CX
-	LEAQ (SI)(CX*4), R9
-	LEAQ (DI)(CX*4), R10
+	ROTARGS
 	XORQ AX, AX
 unrotLoop:
 	CMPQ AX, CX
 	JGE unrotDone
-	VMOVUPS (SI)(AX*4), Y0 // g1
-	VMOVUPS (R9)(AX*4), Y1 // g2
-	VMOVUPS (DX)(AX*4), Y2 // c
-	VMOVUPS (R8)(AX*4), Y3 // s
-	VMULPS Y2, Y0, Y4
-	VMULPS Y3, Y1, Y5
-	VADDPS Y5, Y4, Y4
-	VMULPS Y2, Y1, Y5
-	VMULPS Y3, Y0, Y6
-	VSUBPS Y6, Y5, Y5
-	VMOVUPS Y4, (DI)(AX*4)
-	VMOVUPS Y5, (R10)(AX*4)
+	UNROTY
 	ADDQ $8, AX
 	JMP unrotLoop
 unrotDone:
 	VZEROUPPER
 	RET
+
+// func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
+// rotate32x8 on rows rows stride floats apart, cos and sin advancing a
+// row of half floats each (one head of a sequence, position by position).
+TEXT ·rotateRows32x8(SB), NOSPLIT, $0-56
+	ROTROWS(ROTY, rotrRow, rotrLoop, rotrNext, rotrDone)
+
+// func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
+// unrotate32x8 on rows as rotateRows32x8 walks them.
+TEXT ·unrotateRows32x8(SB), NOSPLIT, $0-56
+	ROTROWS(UNROTY, unrotrRow, unrotrLoop, unrotrNext, unrotrDone)
 
 // func shift32x8(x *float32, c float32, n int)
 // x = x − c

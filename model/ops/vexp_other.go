@@ -66,3 +66,9 @@ func rowSquares32x8(x *float32, n int) float64 { panic("ops: no vector kernels o
 func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64) {
 	panic("ops: no vector kernels on this platform")
 }
+func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
+	panic("ops: no vector kernels on this platform")
+}
+func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
+	panic("ops: no vector kernels on this platform")
+}
