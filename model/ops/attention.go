@@ -387,40 +387,12 @@ func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 
 // causalSoftmax32 applies softmaxRow32 to row i's first i+1 scores of
 // p [T, T] for every i, clearing the rest of the row up to its block's
-// end, which serves as the row's room first. Four rows' float64 sums run
-// at once, each still in its own order: the same bits as one row at a
-// time, without each row's additions waiting on one another.
+// end, which serves as the row's room first.
 func causalSoftmax32(p []float32, T int) {
-	for i0 := 0; i0 < T; i0 += 4 {
-		n := min(4, T-i0)
-		var rows [4][]float32
-		var ends [4]int
-		for r := range n {
-			i := i0 + r
-			ends[r] = i*T + min(T, (i/attnBlock+1)*attnBlock)
-			rows[r] = p[i*T : i*T+i+1]
-			expShifted32(rows[r], p[i*T:ends[r]])
-		}
-		var sums [4]float64
-		j := 0
-		if n == 4 {
-			a0, a1, a2, a3 := rows[0], rows[1][:len(rows[0])], rows[2][:len(rows[0])], rows[3][:len(rows[0])]
-			var s0, s1, s2, s3 float64
-			for k, v := range a0 {
-				s0 += float64(v)
-				s1 += float64(a1[k])
-				s2 += float64(a2[k])
-				s3 += float64(a3[k])
-			}
-			sums, j = [4]float64{s0, s1, s2, s3}, len(a0)
-		}
-		for r := range n {
-			for _, v := range rows[r][j:] {
-				sums[r] += float64(v)
-			}
-			scaleBy(rows[r], float32(1/sums[r]))
-			clear(p[(i0+r)*T+i0+r+1 : ends[r]])
-		}
+	for i := 0; i < T; i++ {
+		end := i*T + min(T, (i/attnBlock+1)*attnBlock)
+		softmaxRow32(p[i*T:i*T+i+1], p[i*T:end])
+		clear(p[i*T+i+1 : end])
 	}
 }
 
@@ -457,13 +429,12 @@ func softmaxRow64(x []float64) {
 	}
 }
 
+// softmaxRow32's sum is rowSum's eight float64 lanes: a scalar chain of
+// float64 additions took as long as the exponentials (docs/BENCHMARKS.md,
+// round 15).
 func softmaxRow32(x, room []float32) {
 	expShifted32(x, room)
-	var sum float64
-	for _, e := range x {
-		sum += float64(e)
-	}
-	scaleBy(x, float32(1/sum))
+	scaleBy(x, float32(1/rowSum(x)))
 }
 
 // expShifted32 sets x = exp32(x − max x), running over room (see

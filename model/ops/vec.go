@@ -308,6 +308,20 @@ func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
 	}
 }
 
+// rowSum returns Σ x_j in float64, summed as rowSquares sums its squares:
+// eight lanes over the first len(x) &^ 7 elements, then the rest.
+func rowSum(x []float32) float64 {
+	var sum float64
+	i := 0
+	if i = vecLen(len(x)); i > 0 {
+		sum = rowSum32x8(&x[0], i)
+	}
+	for _, v := range x[i:] {
+		sum += float64(v)
+	}
+	return sum
+}
+
 // rowSquares returns Σ x_j² in float64. With vector kernels the terms of
 // the first len(x) &^ 7 elements go to eight lanes by j mod 8, reduced as
 // ((c0 + c2) + (c1 + c3)) with c_l = lane l + lane l+4 (rowSquaresLanes

@@ -64,3 +64,6 @@ func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
 
 //go:noescape
 func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
+
+//go:noescape
+func rowSum32x8(x *float32, n int) float64

@@ -451,6 +451,29 @@ rsqDone:
 	VZEROUPPER
 	RET
 
+// func rowSum32x8(x *float32, n int) float64
+// Σ x_j in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
+TEXT ·rowSum32x8(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+rsumLoop:
+	CMPQ AX, CX
+	JGE rsumDone
+	VCVTPS2PD (SI)(AX*4), Y4
+	VCVTPS2PD 16(SI)(AX*4), Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	ADDQ $8, AX
+	JMP rsumLoop
+rsumDone:
+	SQSUMS
+	VMOVSD X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
 // func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
 // rowSquares32x8's sum, and Σ (w_j·dy_j)·x_j in float64 with the same
 // lanes and reduction.

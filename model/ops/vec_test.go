@@ -214,39 +214,44 @@ func TestRowDotsMatchSequentialSums(t *testing.T) {
 	}
 }
 
-// rowSquaresLanes is rowSquares and rowSquaresDot written out: eight lane
-// sums over the first n &^ 7 terms, c_l = lane l + lane l+4, then
-// (c0 + c2) + (c1 + c3), then the rest one at a time.
-func rowSquaresLanes(x, g, w []float32) (ss, dot float64) {
-	reduce := func(l [8]float64) float64 {
-		var c [4]float64
-		for i := range c {
-			c[i] = l[i] + l[i+4]
-		}
-		return (c[0] + c[2]) + (c[1] + c[3])
+// laneSum is rowSum's order written out: with vector kernels, eight lane
+// sums over the first len(terms) &^ 7 terms (lane j mod 8), c_l = lane l +
+// lane l+4, then (c0 + c2) + (c1 + c3), then the rest one at a time;
+// without them, one at a time throughout.
+func laneSum(terms []float64) float64 {
+	var l [8]float64
+	n := vecLen(len(terms))
+	for j, v := range terms[:n] {
+		l[j%8] += v
 	}
-	var sl, dl [8]float64
-	n := len(x) &^ 7
-	for j := 0; j < n; j++ {
-		v := float64(x[j])
-		sl[j%8] += v * v
-		dl[j%8] += float64(w[j]) * float64(g[j]) * v
+	var c [4]float64
+	for i := range c {
+		c[i] = l[i] + l[i+4]
 	}
-	ss, dot = reduce(sl), reduce(dl)
-	for j := n; j < len(x); j++ {
-		v := float64(x[j])
-		ss += v * v
-		dot += float64(w[j]) * float64(g[j]) * v
+	sum := (c[0] + c[2]) + (c[1] + c[3])
+	if n == 0 {
+		sum = 0
 	}
-	return ss, dot
+	for _, v := range terms[n:] {
+		sum += v
+	}
+	return sum
 }
 
-// The vector row sums of RMSNorm give rowSquaresLanes' bits at every
-// length, and rowSquares gives rowSquaresDot's first sum.
-func TestRowSquaresMatchLanes(t *testing.T) {
-	if !vexpOK {
-		t.Skip("no vector kernels on this machine")
+// rowSquaresLanes is rowSquares and rowSquaresDot written out (laneSum's
+// order).
+func rowSquaresLanes(x, g, w []float32) (ss, dot float64) {
+	sq, dt := make([]float64, len(x)), make([]float64, len(x))
+	for j := range x {
+		v := float64(x[j])
+		sq[j], dt[j] = v*v, float64(w[j])*float64(g[j])*v
 	}
+	return laneSum(sq), laneSum(dt)
+}
+
+// The vector row sums (RMSNorm's, the attention softmax's) give laneSum's
+// bits at every length, and rowSquares gives rowSquaresDot's first sum.
+func TestRowSquaresMatchLanes(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{1, 7, 8, 9, 16, 23, 64, 128, 344} {
 		x, g, w := make([]float32, n), make([]float32, n), make([]float32, n)
@@ -260,6 +265,16 @@ func TestRowSquaresMatchLanes(t *testing.T) {
 		}
 		if got := rowSquares(x); math.Float64bits(got) != math.Float64bits(wantSS) {
 			t.Errorf("n=%d: rowSquares = %v, lanes written out %v", n, got, wantSS)
+		}
+		// Terms of float32 size sum exactly in float64 in any order unless
+		// their exponents spread wider than float64's precision.
+		terms := make([]float64, n)
+		for j := range x {
+			x[j] = float32(r.NormFloat64() * math.Ldexp(1, r.IntN(80)-40))
+			terms[j] = float64(x[j])
+		}
+		if got, want := rowSum(x), laneSum(terms); math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("n=%d: rowSum = %v, lanes written out %v", n, got, want)
 		}
 	}
 }
@@ -355,10 +370,11 @@ func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
 		for i := range want {
 			want[i] = exp32(want[i] - m)
 		}
-		var sum float64
-		for _, e := range want {
-			sum += float64(e)
+		terms := make([]float64, len(want))
+		for i, e := range want {
+			terms[i] = float64(e)
 		}
+		sum := laneSum(terms)
 		for i := range want {
 			want[i] *= float32(1 / sum)
 		}

@@ -72,3 +72,4 @@ func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
 func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
 	panic("ops: no vector kernels on this platform")
 }
+func rowSum32x8(x *float32, n int) float64 { panic("ops: no vector kernels on this platform") }
