@@ -540,14 +540,10 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 				dO := dy[o+r0*W:]
 				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, dO, W, 1, dv[o:], W)
 				blas.Gemm(false, true, m, r1, dh, 1, dO, W, v[o:], W, 0, s.dp[r0*T:], T)
-				for i0 := r0; i0 < r1; i0 += 4 {
-					n := min(4, r1-i0)
-					dots := rowDotsCausal(s.p, s.dp, i0, n, T)
-					for r := range n {
-						i := i0 + r
-						dsoftmax(s.dp[i*T:i*T+i+1], s.p[i*T:i*T+i+1], F(dots[r]))
-						clear(s.dp[i*T+i+1 : i*T+r1])
-					}
+				for i := r0; i < r1; i++ {
+					dot := rowDot(s.p[i*T:i*T+i+1], s.dp[i*T:])
+					dsoftmax(s.dp[i*T:i*T+i+1], s.p[i*T:i*T+i+1], F(dot))
+					clear(s.dp[i*T+i+1 : i*T+r1])
 				}
 				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, kr[o:], W, 0, dq[o+r0*W:], W)
 				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, qr[o+r0*W:], W, 1, dk[o:], W)
@@ -556,30 +552,6 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 			unrotateHead(dk, b, h, d, rope)
 		}
 	})
-}
-
-// rowDotsCausal returns Σ_j p[i,j]·g[i,j] over j ≤ i, in float64, for the n
-// ≤ 4 rows i0..i0+n−1 of the [T, T] matrices p and g, each summed in j
-// order (the bits of one row at a time): a group of four adds its rows'
-// first i0+1 terms side by side (dots4), then each row's rest.
-func rowDotsCausal[F Float](p, g []F, i0, n, T int) (dots [4]float64) {
-	j := 0
-	if n == 4 {
-		j = i0 + 1
-		var pr, gr [4][]F
-		for r := range 4 {
-			pr[r], gr[r] = p[(i0+r)*T:(i0+r)*T+j], g[(i0+r)*T:(i0+r)*T+j]
-		}
-		dots = dots4(pr, gr)
-	}
-	for r := range n {
-		i := i0 + r
-		pr, gr := p[i*T:i*T+i+1], g[i*T:i*T+i+1]
-		for k := j; k <= i; k++ {
-			dots[r] += float64(pr[k]) * float64(gr[k])
-		}
-	}
-	return dots
 }
 
 // AttendOne computes one decoding step of causal attention for incremental

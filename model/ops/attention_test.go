@@ -445,32 +445,6 @@ func TestAttentionCachedProbs(t *testing.T) {
 	}
 }
 
-// rowDotsCausal gives each row's one-at-a-time sum, bit for bit, for every
-// group of up to four rows of a causal [T, T] pair.
-func TestRowDotsCausalMatchesOneRowAtATime(t *testing.T) {
-	const T = 37
-	r := rand.New(rand.NewPCG(8, 9))
-	p, g := make([]float32, T*T), make([]float32, T*T)
-	for i := range p {
-		p[i], g[i] = float32(r.Float64()), float32(r.NormFloat64())
-	}
-	for i0 := 0; i0 < T; i0++ {
-		for n := 1; n <= min(4, T-i0); n++ {
-			got := rowDotsCausal(p, g, i0, n, T)
-			for k := range n {
-				i := i0 + k
-				var want float64
-				for j := 0; j <= i; j++ {
-					want += float64(p[i*T+j]) * float64(g[i*T+j])
-				}
-				if math.Float64bits(got[k]) != math.Float64bits(want) {
-					t.Fatalf("rows %d+%d, row %d: %v, one row at a time %v", i0, n, i, got[k], want)
-				}
-			}
-		}
-	}
-}
-
 // rotateHead and unrotateHead (one kernel call for a head's rows) give
 // rotate's and unrotate's bits row by row, and touch no other column.
 func TestRotateHeadMatchesRowByRow(t *testing.T) {

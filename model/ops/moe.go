@@ -597,44 +597,12 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	})
 }
 
-// rowDots sets out[slots[i]] = Σ_j a_i[j]·b_i[j] for the rows a_i, b_i
-// (width w) of a and b, in float64, each sum adding its terms in j order.
-// Four rows run at once: their sums are independent, so their additions
-// overlap instead of each waiting on the one before, and every sum is
-// still formed in the same order (the same bits as one row at a time).
+// rowDots sets out[slots[i]] = rowDot(a_i, b_i) for the rows a_i, b_i
+// (width w) of a and b.
 func rowDots[F Float](out []float64, slots []int32, a, b []F, w int) {
-	rows := len(slots)
-	i := 0
-	for ; i+4 <= rows; i += 4 {
-		s := dots4([4][]F{a[i*w : (i+1)*w], a[(i+1)*w : (i+2)*w], a[(i+2)*w : (i+3)*w], a[(i+3)*w : (i+4)*w]},
-			[4][]F{b[i*w : (i+1)*w], b[(i+1)*w : (i+2)*w], b[(i+2)*w : (i+3)*w], b[(i+3)*w : (i+4)*w]})
-		out[slots[i]], out[slots[i+1]], out[slots[i+2]], out[slots[i+3]] = s[0], s[1], s[2], s[3]
+	for i, sl := range slots {
+		out[sl] = rowDot(a[i*w:(i+1)*w], b[i*w:(i+1)*w])
 	}
-	for ; i < rows; i++ {
-		var s float64
-		ar, br := a[i*w:(i+1)*w], b[i*w:(i+1)*w]
-		for j := range ar {
-			s += float64(ar[j]) * float64(br[j])
-		}
-		out[slots[i]] = s
-	}
-}
-
-// dots4 returns the float64 dot products a[r]·b[r] of four row pairs of
-// one length, each summed in index order: four additions in flight instead
-// of one row's chain waiting on itself, and the bits of one row at a time
-// (rowDots, rowDotsCausal).
-func dots4[F Float](a, b [4][]F) [4]float64 {
-	a0, a1, a2, a3 := a[0], a[1][:len(a[0])], a[2][:len(a[0])], a[3][:len(a[0])]
-	b0, b1, b2, b3 := b[0][:len(a0)], b[1][:len(a0)], b[2][:len(a0)], b[3][:len(a0)]
-	var s0, s1, s2, s3 float64
-	for j := range a0 {
-		s0 += float64(a0[j]) * float64(b0[j])
-		s1 += float64(a1[j]) * float64(b1[j])
-		s2 += float64(a2[j]) * float64(b2[j])
-		s3 += float64(a3[j]) * float64(b3[j])
-	}
-	return [4]float64{s0, s1, s2, s3}
 }
 
 // smallExpert reports whether an expert's [w, d] weight matrices are small

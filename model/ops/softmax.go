@@ -212,32 +212,15 @@ func maxOfRow[F Float](x []F) F {
 	return m
 }
 
-// softmaxBackwardRows sets dx = s ⊙ (dy − Σ_j dy_j s_j) row by row. Four
-// rows' dot products run at once (dots4: four float64 sums in flight, each
-// in index order, the bits of one row at a time); the rest is dsoftmax's
-// eight lanes.
+// softmaxBackwardRows sets dx = s ⊙ (dy − Σ_j dy_j s_j) row by row, the
+// dot product in rowDot's lanes and the rest in dsoftmax's.
 func softmaxBackwardRows[F Float](dx, s, dy []F, n, e int) {
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
-		row := func(i int) []F { return s[i*e : (i+1)*e] }
-		grad := func(i int) []F { return dy[i*e : (i+1)*e] }
-		finish := func(i int, dot float64) {
-			dr := dx[i*e : (i+1)*e]
-			copy(dr, grad(i))
-			dsoftmax(dr, row(i), F(dot))
-		}
-		i := lo
-		for ; i+4 <= hi; i += 4 {
-			d := dots4([4][]F{grad(i), grad(i + 1), grad(i + 2), grad(i + 3)}, [4][]F{row(i), row(i + 1), row(i + 2), row(i + 3)})
-			for r, dot := range d {
-				finish(i+r, dot)
-			}
-		}
-		for ; i < hi; i++ {
-			var dot float64
-			for j, g := range grad(i) {
-				dot += float64(g) * float64(row(i)[j])
-			}
-			finish(i, dot)
+		for i := lo; i < hi; i++ {
+			g, dr := dy[i*e:(i+1)*e], dx[i*e:(i+1)*e]
+			dot := rowDot(g, s[i*e:(i+1)*e])
+			copy(dr, g)
+			dsoftmax(dr, s[i*e:(i+1)*e], F(dot))
 		}
 	})
 }

@@ -322,6 +322,24 @@ func rowSum(x []float32) float64 {
 	return sum
 }
 
+// rowDot returns Σ a_j·b_j in float64 (len(b) ≥ len(a)): float32 rows as
+// rowSum sums, other rows one term at a time.
+func rowDot[F Float](a, b []F) float64 {
+	n := len(a)
+	b = b[:n]
+	var sum float64
+	i := 0
+	if a32, ok := any(a).([]float32); ok {
+		if i = vecLen(n); i > 0 {
+			sum = rowDot32x8(&a32[0], &any(b).([]float32)[0], i)
+		}
+	}
+	for j := i; j < n; j++ {
+		sum += float64(a[j]) * float64(b[j])
+	}
+	return sum
+}
+
 // rowSquares returns Σ x_j² in float64. With vector kernels the terms of
 // the first len(x) &^ 7 elements go to eight lanes by j mod 8, reduced as
 // ((c0 + c2) + (c1 + c3)) with c_l = lane l + lane l+4 (rowSquaresLanes

@@ -67,3 +67,6 @@ func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
 
 //go:noescape
 func rowSum32x8(x *float32, n int) float64
+
+//go:noescape
+func rowDot32x8(a, b *float32, n int) float64

@@ -474,6 +474,35 @@ rsumDone:
 	VZEROUPPER
 	RET
 
+// func rowDot32x8(a, b *float32, n int) float64
+// Σ a_j·b_j in float64 (each product exact) over eight lanes, reduced by
+// SQSUMS.
+TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DX
+	MOVQ n+16(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+rdotLoop:
+	CMPQ AX, CX
+	JGE rdotDone
+	VCVTPS2PD (SI)(AX*4), Y4
+	VCVTPS2PD 16(SI)(AX*4), Y5
+	VCVTPS2PD (DX)(AX*4), Y6
+	VCVTPS2PD 16(DX)(AX*4), Y7
+	VMULPD Y6, Y4, Y4
+	VMULPD Y7, Y5, Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	ADDQ $8, AX
+	JMP rdotLoop
+rdotDone:
+	SQSUMS
+	VMOVSD X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
 // func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
 // rowSquares32x8's sum, and Σ (w_j·dy_j)·x_j in float64 with the same
 // lanes and reduction.

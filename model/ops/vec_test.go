@@ -184,13 +184,12 @@ func TestVectorKernelsMatchScalarBits(t *testing.T) {
 	}
 }
 
-// rowDots, four rows at a time, gives each row's sequential float64 sum
-// bit for bit, whatever the row count's remainder by four, and writes
-// each sum at its row's slot.
-func TestRowDotsMatchSequentialSums(t *testing.T) {
+// rowDots gives each row rowDot's sum (laneSum's order), whatever the
+// row count, and writes each sum at its row's slot.
+func TestRowDotsMatchLanes(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, rows := range []int{0, 1, 3, 4, 5, 9, 16} {
-		for _, w := range []int{1, 7, 86} {
+		for _, w := range []int{1, 7, 8, 86, 129} {
 			a, b := make([]float32, rows*w), make([]float32, rows*w)
 			for i := range a {
 				a[i], b[i] = float32(r.NormFloat64()*1e3), float32(r.NormFloat64()*1e-3)
@@ -202,12 +201,12 @@ func TestRowDotsMatchSequentialSums(t *testing.T) {
 			got := make([]float64, rows)
 			rowDots(got, slots, a, b, w)
 			for i := 0; i < rows; i++ {
-				var want float64
-				for j := 0; j < w; j++ {
-					want += float64(a[i*w+j]) * float64(b[i*w+j])
+				terms := make([]float64, w)
+				for j := range terms {
+					terms[j] = float64(a[i*w+j]) * float64(b[i*w+j])
 				}
-				if math.Float64bits(got[slots[i]]) != math.Float64bits(want) {
-					t.Fatalf("rows=%d w=%d: row %d sums to %v, sequentially %v", rows, w, i, got[slots[i]], want)
+				if want := laneSum(terms); math.Float64bits(got[slots[i]]) != math.Float64bits(want) {
+					t.Fatalf("rows=%d w=%d: row %d sums to %v, laneSum %v", rows, w, i, got[slots[i]], want)
 				}
 			}
 		}
