@@ -72,5 +72,5 @@ func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
 func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
 	panic("ops: no vector kernels on this platform")
 }
-func rowSum32x8(x *float32, n int) float64 { panic("ops: no vector kernels on this platform") }
+func rowSum32x8(x *float32, n int) float64    { panic("ops: no vector kernels on this platform") }
 func rowDot32x8(a, b *float32, n int) float64 { panic("ops: no vector kernels on this platform") }
