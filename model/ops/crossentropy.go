@@ -287,16 +287,13 @@ func nllRow[F Float](row []F, t int) float64 {
 }
 
 // expShiftedSum32 overwrites r with exp32(r − m) for its maximum m and
-// returns m, the value r[t] had and the exponentials' float64 sum in index
-// order.
+// returns m, the value r[t] had and the exponentials' float64 sum (rowSum:
+// the scalar chain of additions took as long as the exponentials).
 func expShiftedSum32(r []float32, t int) (m, zt float32, s float64) {
 	m, zt = maxForShift(r), r[t]
 	shift(r, m)
 	exp32s(r, r)
-	for _, e := range r {
-		s += float64(e)
-	}
-	return m, zt, s
+	return m, zt, rowSum(r)
 }
 
 // nllGradRow returns −log softmax(row)[t] (nllRow's arithmetic) and
@@ -306,10 +303,7 @@ func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	switch r := any(row).(type) {
 	case []float32:
 		m, zt, s := expShiftedSum32(r, t)
-		k := float32(scale / s)
-		for j := range r {
-			r[j] *= k
-		}
+		scaleBy(r, float32(scale/s))
 		r[t] -= float32(scale)
 		return float64(m) + math.Log(s) - float64(zt)
 	case []float64:
