@@ -159,9 +159,15 @@ func TestAttentionGradient(t *testing.T) {
 }
 
 // TestAttentionFloat32 checks the float32 forward and backward against float64
-// on the same inputs.
+// on the same inputs, with heads of width 8 (scalar RoPE) and 32 (the
+// vector kernels' rows).
 func TestAttentionFloat32(t *testing.T) {
-	c := attnCase{"f32", 2, 80, 2, 8, 10000, 1}
+	for _, dh := range []int{8, 32} {
+		testAttentionFloat32(t, attnCase{"f32", 2, 80, 2, dh, 10000, 1})
+	}
+}
+
+func testAttentionFloat32(t *testing.T, c attnCase) {
 	q, k, v := attnInputs(3, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(4, 4)), 1, c.b*c.t, c.h*c.dh)
 	y64 := widen(runForward(t, c, q, k, v))
