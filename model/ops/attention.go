@@ -429,9 +429,7 @@ func softmaxRow64(x []float64) {
 	}
 }
 
-// softmaxRow32's sum is rowSum's eight float64 lanes: a scalar chain of
-// float64 additions took as long as the exponentials (docs/BENCHMARKS.md,
-// round 15).
+// softmaxRow32 sums the exponentials with rowSum.
 func softmaxRow32(x, room []float32) {
 	expShifted32(x, room)
 	scaleBy(x, float32(1/rowSum(x)))

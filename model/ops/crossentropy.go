@@ -287,8 +287,8 @@ func nllRow[F Float](row []F, t int) float64 {
 }
 
 // expShiftedSum32 overwrites r with exp32(r − m) for its maximum m and
-// returns m, the value r[t] had and the exponentials' float64 sum (rowSum:
-// the scalar chain of additions took as long as the exponentials).
+// returns m, the value r[t] had and the exponentials' float64 sum
+// (rowSum).
 func expShiftedSum32(r []float32, t int) (m, zt float32, s float64) {
 	m, zt = maxForShift(r), r[t]
 	shift(r, m)

@@ -308,8 +308,16 @@ func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
 	}
 }
 
-// rowSum returns Σ x_j in float64, summed as rowSquares sums its squares:
-// eight lanes over the first len(x) &^ 7 elements, then the rest.
+// Row sums in float64 (rowSum, rowDot, rowSquares, rowSquaresDot): with
+// vector kernels the terms of the first len(x) &^ 7 elements go to eight
+// lanes by index mod 8, reduced as (c0 + c2) + (c1 + c3) with c_l = lane l
+// + lane l+4, and the rest follow one at a time (laneSum in vec_test.go
+// writes the order out); without them, one at a time throughout. A chain
+// of scalar float64 additions took as long as the exponentials of a
+// softmax row, and most of RMSNorm's backward (docs/BENCHMARKS.md, round
+// 15).
+
+// rowSum returns Σ x_j.
 func rowSum(x []float32) float64 {
 	var sum float64
 	i := 0
@@ -322,8 +330,8 @@ func rowSum(x []float32) float64 {
 	return sum
 }
 
-// rowDot returns Σ a_j·b_j in float64 (len(b) ≥ len(a)): float32 rows as
-// rowSum sums, other rows one term at a time.
+// rowDot returns Σ a_j·b_j (len(b) ≥ len(a)), each product exact in
+// float64.
 func rowDot[F Float](a, b []F) float64 {
 	n := len(a)
 	b = b[:n]
@@ -340,28 +348,12 @@ func rowDot[F Float](a, b []F) float64 {
 	return sum
 }
 
-// rowSquares returns Σ x_j² in float64. With vector kernels the terms of
-// the first len(x) &^ 7 elements go to eight lanes by j mod 8, reduced as
-// ((c0 + c2) + (c1 + c3)) with c_l = lane l + lane l+4 (rowSquaresLanes
-// writes it out); the rest follow one at a time. Every RMSNorm pass takes
-// a row's sum from here or rowSquaresDot, so forward and backward agree
-// bit for bit.
-func rowSquares[F Float](x []F) float64 {
-	var ss float64
-	i := 0
-	if d, ok := any(x).([]float32); ok {
-		if i = vecLen(len(x)); i > 0 {
-			ss = rowSquares32x8(&d[0], i)
-		}
-	}
-	for _, v := range x[i:] {
-		ss += float64(v) * float64(v)
-	}
-	return ss
-}
+// rowSquares returns Σ x_j². Every RMSNorm pass takes a row's sum from
+// here or rowSquaresDot, so forward and backward agree bit for bit.
+func rowSquares[F Float](x []F) float64 { return rowDot(x, x) }
 
-// rowSquaresDot returns rowSquares(x) and Σ w_j·g_j·x_j, summed the same
-// way, for RMSNorm's backward.
+// rowSquaresDot returns rowSquares(x) and Σ w_j·g_j·x_j in one pass, for
+// RMSNorm's backward.
 func rowSquaresDot[F Float](x, g, w []F) (ss, dot float64) {
 	n := len(x)
 	g, w = g[:n], w[:n]

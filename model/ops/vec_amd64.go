@@ -54,9 +54,6 @@ func mul3Rows32x8(h, gu, s *float32, rows, w int)
 func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int)
 
 //go:noescape
-func rowSquares32x8(x *float32, n int) float64
-
-//go:noescape
 func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
 
 //go:noescape

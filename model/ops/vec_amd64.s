@@ -131,36 +131,28 @@ sgDone:
 	VZEROUPPER
 	RET
 
-// ROTY rotates floats AX..AX+7 of a head's halves: x1 at SI, x2 at R9,
-// cos at DX, sin at R8; x1·c − x2·s to DI and x2·c + x1·s to R10.
-#define ROTY \
+// ROTSTEP(FIRST, SECOND) on floats AX..AX+7 of a head's halves, x1 at SI,
+// x2 at R9, cos at DX, sin at R8: FIRST(x1·c, x2·s) to DI and
+// SECOND(x2·c, x1·s) to R10.
+#define ROTSTEP(FIRST, SECOND) \
 	VMOVUPS (SI)(AX*4), Y0 \
 	VMOVUPS (R9)(AX*4), Y1 \
 	VMOVUPS (DX)(AX*4), Y2 \
 	VMOVUPS (R8)(AX*4), Y3 \
 	VMULPS Y2, Y0, Y4 \
 	VMULPS Y3, Y1, Y5 \
-	VSUBPS Y5, Y4, Y4 \
+	FIRST Y5, Y4, Y4 \
 	VMULPS Y2, Y1, Y5 \
 	VMULPS Y3, Y0, Y6 \
-	VADDPS Y6, Y5, Y5 \
+	SECOND Y6, Y5, Y5 \
 	VMOVUPS Y4, (DI)(AX*4) \
 	VMOVUPS Y5, (R10)(AX*4)
 
-// UNROTY is ROTY's transpose: g1·c + g2·s to DI, g2·c − g1·s to R10.
-#define UNROTY \
-	VMOVUPS (SI)(AX*4), Y0 \
-	VMOVUPS (R9)(AX*4), Y1 \
-	VMOVUPS (DX)(AX*4), Y2 \
-	VMOVUPS (R8)(AX*4), Y3 \
-	VMULPS Y2, Y0, Y4 \
-	VMULPS Y3, Y1, Y5 \
-	VADDPS Y5, Y4, Y4 \
-	VMULPS Y2, Y1, Y5 \
-	VMULPS Y3, Y0, Y6 \
-	VSUBPS Y6, Y5, Y5 \
-	VMOVUPS Y4, (DI)(AX*4) \
-	VMOVUPS Y5, (R10)(AX*4)
+// ROTY rotates: x1·c − x2·s and x2·c + x1·s.
+#define ROTY ROTSTEP(VSUBPS, VADDPS)
+
+// UNROTY is its transpose: g1·c + g2·s and g2·c − g1·s.
+#define UNROTY ROTSTEP(VADDPS, VSUBPS)
 
 // func rotate32x8(dst, src, cos, sin *float32, half int)
 // dst[j] = x1·c − x2·s, dst[j+half] = x2·c + x1·s; dst may be src.
@@ -426,86 +418,64 @@ sgrDone:
 	VPERMILPD $1, X0, X1 \
 	VADDSD X1, X0, X0
 
-// func rowSquares32x8(x *float32, n int) float64
-// Σ x_j² in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
-TEXT ·rowSquares32x8(SB), NOSPLIT, $0-24
-	MOVQ x+0(FP), SI
-	MOVQ n+8(FP), CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-rsqLoop:
-	CMPQ AX, CX
-	JGE rsqDone
-	VCVTPS2PD (SI)(AX*4), Y4
-	VCVTPS2PD 16(SI)(AX*4), Y5
-	VMULPD Y4, Y4, Y4
-	VMULPD Y5, Y5, Y5
-	VADDPD Y4, Y0, Y0
-	VADDPD Y5, Y1, Y1
-	ADDQ $8, AX
-	JMP rsqLoop
-rsqDone:
+// LANESUMS(TERMS, loop, done) sums float64 terms over eight lanes: for AX
+// = 0, 8, … below CX, TERMS leaves the terms of floats AX..AX+7 in Y4
+// (lanes 0-3) and Y5 (lanes 4-7), added to Y0 and Y1; SQSUMS then reduces
+// them into X0.
+#define LANESUMS(TERMS, loop, done) \
+	VXORPD Y0, Y0, Y0 \
+	VXORPD Y1, Y1, Y1 \
+	XORQ AX, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE done \
+	TERMS \
+	VADDPD Y4, Y0, Y0 \
+	VADDPD Y5, Y1, Y1 \
+	ADDQ $8, AX \
+	JMP loop \
+done: \
 	SQSUMS
-	VMOVSD X0, ret+16(FP)
-	VZEROUPPER
-	RET
+
+// SUMTERMS: the floats at SI, widened.
+#define SUMTERMS \
+	VCVTPS2PD (SI)(AX*4), Y4 \
+	VCVTPS2PD 16(SI)(AX*4), Y5
+
+// DOTTERMS: the products of the floats at SI and DX, widened first (so
+// each product is exact).
+#define DOTTERMS \
+	VCVTPS2PD (SI)(AX*4), Y4 \
+	VCVTPS2PD 16(SI)(AX*4), Y5 \
+	VCVTPS2PD (DX)(AX*4), Y6 \
+	VCVTPS2PD 16(DX)(AX*4), Y7 \
+	VMULPD Y6, Y4, Y4 \
+	VMULPD Y7, Y5, Y5
 
 // func rowSum32x8(x *float32, n int) float64
 // Σ x_j in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
 TEXT ·rowSum32x8(SB), NOSPLIT, $0-24
 	MOVQ x+0(FP), SI
 	MOVQ n+8(FP), CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-rsumLoop:
-	CMPQ AX, CX
-	JGE rsumDone
-	VCVTPS2PD (SI)(AX*4), Y4
-	VCVTPS2PD 16(SI)(AX*4), Y5
-	VADDPD Y4, Y0, Y0
-	VADDPD Y5, Y1, Y1
-	ADDQ $8, AX
-	JMP rsumLoop
-rsumDone:
-	SQSUMS
+	LANESUMS(SUMTERMS, rsumLoop, rsumDone)
 	VMOVSD X0, ret+16(FP)
 	VZEROUPPER
 	RET
 
 // func rowDot32x8(a, b *float32, n int) float64
-// Σ a_j·b_j in float64 (each product exact) over eight lanes, reduced by
-// SQSUMS.
+// Σ a_j·b_j in float64 over eight lanes, reduced by SQSUMS.
 TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DX
 	MOVQ n+16(FP), CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-rdotLoop:
-	CMPQ AX, CX
-	JGE rdotDone
-	VCVTPS2PD (SI)(AX*4), Y4
-	VCVTPS2PD 16(SI)(AX*4), Y5
-	VCVTPS2PD (DX)(AX*4), Y6
-	VCVTPS2PD 16(DX)(AX*4), Y7
-	VMULPD Y6, Y4, Y4
-	VMULPD Y7, Y5, Y5
-	VADDPD Y4, Y0, Y0
-	VADDPD Y5, Y1, Y1
-	ADDQ $8, AX
-	JMP rdotLoop
-rdotDone:
-	SQSUMS
+	LANESUMS(DOTTERMS, rdotLoop, rdotDone)
 	VMOVSD X0, ret+24(FP)
 	VZEROUPPER
 	RET
 
 // func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
-// rowSquares32x8's sum, and Σ (w_j·dy_j)·x_j in float64 with the same
-// lanes and reduction.
+// rowDot32x8(x, x, n), and Σ (w_j·dy_j)·x_j in float64 with the same
+// lanes and reduction, in one pass.
 TEXT ·rowSquaresDot32x8(SB), NOSPLIT, $0-48
 	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), DX

@@ -250,7 +250,7 @@ func rowSquaresLanes(x, g, w []float32) (ss, dot float64) {
 
 // The vector row sums (RMSNorm's, the attention softmax's) give laneSum's
 // bits at every length, and rowSquares gives rowSquaresDot's first sum.
-func TestRowSquaresMatchLanes(t *testing.T) {
+func TestRowSumsMatchLanes(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{1, 7, 8, 9, 16, 23, 64, 128, 344} {
 		x, g, w := make([]float32, n), make([]float32, n), make([]float32, n)

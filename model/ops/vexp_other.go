@@ -62,7 +62,6 @@ func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int) {
 	panic("ops: no vector kernels on this platform")
 }
 
-func rowSquares32x8(x *float32, n int) float64 { panic("ops: no vector kernels on this platform") }
 func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64) {
 	panic("ops: no vector kernels on this platform")
 }
