@@ -194,12 +194,11 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	for l := 0; l < c.Layers; l++ {
 		pre := fmt.Sprintf("model.layers.%d.", l)
 		// Attention block: h + o_proj(Attention(RMSNorm(h))), DESIGN.md §1.
-		a := must(ops.RMSNorm(h, w(pre+"input_layernorm.weight"), c.NormEps))        // [N, d]
-		q := must(ops.Linear(a, w(pre+"self_attn.q_proj.weight")))                   // [N, d] = [N, H·dh]
-		kk := must(ops.Linear(a, w(pre+"self_attn.k_proj.weight")))                  // [N, d]
-		v := must(ops.Linear(a, w(pre+"self_attn.v_proj.weight")))                   // [N, d]
-		o := must(ops.Attention(q, kk, v, opt.Batch, opt.Seq, c.Heads, c.RopeTheta)) // [N, d]: RoPE, causal softmax per sequence and head
-		h = must(ops.Add(h, must(ops.Linear(o, w(pre+"self_attn.o_proj.weight")))))  // [N, d]
+		a := must(ops.RMSNorm(h, w(pre+"input_layernorm.weight"), c.NormEps)) // [N, d]
+		// q, k, v [N, d] = [N, H·dh] each, side by side in one product: [N, 3d].
+		qkv := must(ops.LinearStacked(a, w(pre+"self_attn.q_proj.weight"), w(pre+"self_attn.k_proj.weight"), w(pre+"self_attn.v_proj.weight")))
+		o := must(ops.AttentionPacked(qkv, opt.Batch, opt.Seq, c.Heads, c.RopeTheta)) // [N, d]: RoPE, causal softmax per sequence and head
+		h = must(ops.Add(h, must(ops.Linear(o, w(pre+"self_attn.o_proj.weight")))))   // [N, d]
 		// FFN block: h + FFN(RMSNorm(h)), a dense SwiGLU or an MoE layer.
 		u := must(ops.RMSNorm(h, w(pre+"post_attention_layernorm.weight"), c.NormEps)) // [N, d]
 		var f *G.Node

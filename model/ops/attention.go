@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/chewxy/hm"
@@ -15,7 +16,7 @@ import (
 
 // Shape legend: B batch, T sequence length, H heads, dh head width, W = H·dh.
 // q, k, v and the output are [B·T, W]: row b·T+t, head h in columns
-// h·dh..(h+1)·dh.
+// h·dh..(h+1)·dh. A packed input is [B·T, 3W], each row [q | k | v].
 
 // Attention returns causal multi-head attention with RoPE (DESIGN.md §1):
 // per sequence b and head h, q' = RoPE(q), k' = RoPE(k) at positions
@@ -23,30 +24,82 @@ import (
 // output P·v, laid out [B·T, W] like the inputs. q, k and v are the outputs
 // of separate projections; dh = W/heads must be even.
 func Attention(q, k, v *G.Node, batch, seq, heads int, theta float64) (*G.Node, error) {
+	return attention(G.Nodes{q, k, v}, batch, seq, heads, theta)
+}
+
+// AttentionPacked is Attention with q, k and v side by side in one
+// [B·T, 3W] input, as LinearStacked makes them; its gradient comes back in
+// the same layout, so the projection's backward takes it as it is.
+func AttentionPacked(qkv *G.Node, batch, seq, heads int, theta float64) (*G.Node, error) {
+	return attention(G.Nodes{qkv}, batch, seq, heads, theta)
+}
+
+func attention(in G.Nodes, batch, seq, heads int, theta float64) (*G.Node, error) {
 	if batch < 1 || seq < 1 || heads < 1 {
 		return nil, fmt.Errorf("attention: batch %d, seq %d, heads %d: want all ≥ 1", batch, seq, heads)
 	}
 	if !(theta > 0) || math.IsInf(theta, 1) {
 		return nil, fmt.Errorf("attention: rope theta %g: want a finite value > 0", theta)
 	}
-	qs := q.Shape()
-	if qs.Dims() != 2 || qs[1]%heads != 0 {
-		return nil, fmt.Errorf("attention: q %v: want [B·T, W] with heads %d dividing W", qs, heads)
+	qs, packed := in[0].Shape(), len(in) == 1
+	w := 0
+	if qs.Dims() == 2 {
+		w = qs[1]
 	}
-	op := newAttentionOp(batch, seq, heads, qs[1]/heads, theta)
-	if _, err := op.InferShape(q.Shape(), k.Shape(), v.Shape()); err != nil {
+	if packed {
+		if w%3 != 0 {
+			return nil, fmt.Errorf("attention: packed input %v: want [B·T, 3W]", qs)
+		}
+		w /= 3
+	}
+	if w == 0 || w%heads != 0 {
+		return nil, fmt.Errorf("attention: input %v: want [B·T, W] (or [B·T, 3W] packed) with heads %d dividing W", qs, heads)
+	}
+	op := newAttentionOp(batch, seq, heads, w/heads, theta)
+	if packed {
+		op.packOp()
+	}
+	shapes := make([]G.DimSizer, len(in))
+	for i, n := range in {
+		shapes[i] = n.Shape()
+	}
+	if _, err := op.InferShape(shapes...); err != nil {
 		return nil, err
 	}
-	return G.ApplyOp(op, q, k, v)
+	return G.ApplyOp(op, in...)
 }
 
 // attnDims are the sizes every attention kernel needs.
 type attnDims struct {
 	b, t, h, dh int
 	scale       float64 // 1/sqrt(dh)
+	// packed: q, k, v are one [B·T, 3W] input (and dq, dk, dv one
+	// gradient of that layout) instead of three [B·T, W] ones.
+	packed bool
 }
 
 func (d attnDims) w() int { return d.h * d.dh }
+
+// ld is the row stride of q, k, v and of dq, dk, dv: W, or 3W packed.
+func (d attnDims) ld() int {
+	if d.packed {
+		return 3 * d.w()
+	}
+	return d.w()
+}
+
+// at is where head h of sequence b starts in a matrix of row stride ld.
+func (d attnDims) at(b, h, ld int) int { return b*d.t*ld + h*d.dh }
+
+// qkvOf returns the q, k and v of the op's inputs x (three tensors, or
+// one packed: then views of it at columns 0, W and 2W).
+func qkvOf[F Float](x []*tensor.Dense, d attnDims) (q, k, v []F) {
+	if d.packed {
+		p := slice[F](x[0])
+		return p, p[d.w():], p[2*d.w():]
+	}
+	return slice[F](x[0]), slice[F](x[1]), slice[F](x[2])
+}
 
 type attentionOp struct {
 	base
@@ -71,17 +124,30 @@ func newAttentionOp(batch, seq, heads, dh int, theta float64) *attentionOp {
 	}
 }
 
-func (op *attentionOp) Type() hm.Type { return fnType(2, 2, 2, 2) }
+// packOp turns op into the packed form: one [B·T, 3W] input.
+func (op *attentionOp) packOp() {
+	op.packed, op.arity, op.key = true, 1, op.key+",packed"
+}
 
-// checkShapes validates q, k, v against the op's sizes.
+func (op *attentionOp) Type() hm.Type { return fnType(slices.Repeat([]int{2}, op.arity+1)...) }
+
+// checkShapes validates the inputs (q, k, v, or the packed one) against
+// the op's sizes.
 func (d attnDims) checkShapes(name string, s []tensor.Shape) error {
-	want := tensor.Shape{d.b * d.t, d.w()}
 	if d.dh%2 != 0 || d.dh < 2 {
 		return fmt.Errorf("%s: head width %d must be even", name, d.dh)
 	}
-	for i, n := range []string{"q", "k", "v"} {
+	names := []string{"q", "k", "v"}
+	if d.packed {
+		names = []string{"qkv"}
+	}
+	if len(s) < len(names) {
+		return fmt.Errorf("%s: %d inputs, want %d", name, len(s), len(names))
+	}
+	want := tensor.Shape{d.b * d.t, d.ld()}
+	for i, n := range names {
 		if !s[i].Eq(want) {
-			return fmt.Errorf("%s: %s %v: want [B·T, H·dh] = %v (B=%d, T=%d, H=%d, dh=%d)", name, n, s[i], want, d.b, d.t, d.h, d.dh)
+			return fmt.Errorf("%s: %s %v: want %v (B=%d, T=%d, H=%d, dh=%d)", name, n, s[i], want, d.b, d.t, d.h, d.dh)
 		}
 	}
 	return nil
@@ -92,30 +158,43 @@ func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(s) != 3 {
-		return nil, fmt.Errorf("attention: %d inputs, want 3", len(s))
+	if len(s) != op.arity {
+		return nil, fmt.Errorf("attention: %d inputs, want %d", len(s), op.arity)
 	}
 	if err := op.checkShapes("attention", s); err != nil {
 		return nil, err
 	}
-	return s[0].Clone(), nil
+	return tensor.Shape{op.b * op.t, op.w()}, nil
+}
+
+// attentionInputs converts the values and checks their shapes and dtypes.
+func (d attnDims) attentionInputs(name string, vs []G.Value) ([]*tensor.Dense, error) {
+	in, err := inputs(name, vs)
+	if err != nil {
+		return nil, err
+	}
+	shapes := make([]tensor.Shape, len(in))
+	for i, t := range in {
+		shapes[i] = t.Shape()
+		if t.Dtype() != in[0].Dtype() {
+			return nil, fmt.Errorf("%s: input dtypes %v and %v differ", name, in[0].Dtype(), t.Dtype())
+		}
+	}
+	if err := d.checkShapes(name, shapes); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
 		defer record(op.name, startClock())
 	}
-	in, err := inputs(op.name, vs)
+	in, err := op.attentionInputs("attention", vs)
 	if err != nil {
 		return nil, err
 	}
-	if err := op.checkShapes("attention", []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape()}); err != nil {
-		return nil, err
-	}
 	dt := in[0].Dtype()
-	if in[1].Dtype() != dt || in[2].Dtype() != dt {
-		return nil, fmt.Errorf("attention: dtypes %v, %v, %v differ", dt, in[1].Dtype(), in[2].Dtype())
-	}
 	y := op.outputOver(dt, op.b*op.t, op.w())
 	c := op.probs
 	if !op.differentiated {
@@ -123,16 +202,18 @@ func (op *attentionOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	switch dt {
 	case tensor.Float32:
-		forwardCached(c, slice[float32](y), slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), op.attnDims, op.rope)
+		q, k, v := qkvOf[float32](in, op.attnDims)
+		forwardCached(c, slice[float32](y), q, k, v, op.attnDims, op.rope)
 	case tensor.Float64:
-		forwardCached(c, slice[float64](y), slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), op.attnDims, op.rope)
+		q, k, v := qkvOf[float64](in, op.attnDims)
+		forwardCached(c, slice[float64](y), q, k, v, op.attnDims, op.rope)
 	default:
 		return nil, fmt.Errorf("attention: dtype %v", dt)
 	}
 	return y, nil
 }
 
-func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+func (op *attentionOp) DiffWRT(int) []bool { return slices.Repeat([]bool{true}, op.arity) }
 
 // SymDiff: the backward needs P. The forward keeps it in op.probs (B·H·T²
 // elements, 8 MB at B=8, T=256, H=4 in float32, reused every step) and the
@@ -145,11 +226,13 @@ func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 // what shapes above maxCachedProbs use.
 func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	op.differentiated = true
-	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: 4, key: op.key}, attnDims: op.attnDims, rope: op.rope, probs: op.probs}
-	return packedGrads(bwd, G.Nodes{in[0], in[1], in[2], grad}, in, []bool{true, true, true})
+	bwd := &attentionBackward{base: base{name: "AttentionBackward", arity: op.arity + 1, key: op.key}, attnDims: op.attnDims, rope: op.rope, probs: op.probs}
+	return packedGrads(bwd, append(slices.Clone(in), grad), in, op.DiffWRT(0))
 }
 
-// attentionBackward packs [dq | dk | dv] (each B·T·W) from (q, k, v, dy).
+// attentionBackward packs [dq | dk | dv] (each B·T·W) from (q, k, v, dy),
+// or, packed, the gradient of qkv ([B·T, 3W], rows [dq | dk | dv]) from
+// (qkv, dy).
 type attentionBackward struct {
 	base
 	attnDims
@@ -157,7 +240,9 @@ type attentionBackward struct {
 	probs *probCache // may be nil: always recompute
 }
 
-func (op *attentionBackward) Type() hm.Type { return fnType(2, 2, 2, 2, 1) }
+func (op *attentionBackward) Type() hm.Type {
+	return fnType(append(slices.Repeat([]int{2}, op.arity), 1)...)
+}
 
 func (op *attentionBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	s, err := shapesOf(ds)
@@ -167,37 +252,46 @@ func (op *attentionBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) 
 	if err := op.checkShapes("attention backward", s); err != nil {
 		return nil, err
 	}
-	return tensor.Shape{3 * s[0].TotalSize()}, nil
+	return tensor.Shape{3 * op.b * op.t * op.w()}, nil
 }
 
 func (op *attentionBackward) Do(vs ...G.Value) (G.Value, error) {
 	if profiling.Load() {
 		defer record(op.name, startClock())
 	}
-	in, err := inputs(op.name, vs)
+	in, err := op.attentionInputs("attention backward", vs)
 	if err != nil {
 		return nil, err
 	}
-	shapes := []tensor.Shape{in[0].Shape(), in[1].Shape(), in[2].Shape()}
-	if err := op.checkShapes("attention backward", shapes); err != nil {
-		return nil, err
-	}
-	if !in[3].Shape().Eq(shapes[0]) {
-		return nil, fmt.Errorf("attention backward: dy %v, want %v", in[3].Shape(), shapes[0])
+	dy := in[len(in)-1]
+	if want := (tensor.Shape{op.b * op.t, op.w()}); !dy.Shape().Eq(want) {
+		return nil, fmt.Errorf("attention backward: dy %v, want %v", dy.Shape(), want)
 	}
 	n := op.b * op.t * op.w()
 	p := op.outputOver(in[0].Dtype(), 3*n)
 	switch in[0].Dtype() {
 	case tensor.Float32:
-		pk := slice[float32](p)
-		backwardCached(op.probs, pk[:n], pk[n:2*n], pk[2*n:], slice[float32](in[0]), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), op.attnDims, op.rope)
+		q, k, v := qkvOf[float32](in, op.attnDims)
+		dq, dk, dv := gradsOf(slice[float32](p), op.attnDims)
+		backwardCached(op.probs, dq, dk, dv, q, k, v, slice[float32](dy), op.attnDims, op.rope)
 	case tensor.Float64:
-		pk := slice[float64](p)
-		backwardCached(op.probs, pk[:n], pk[n:2*n], pk[2*n:], slice[float64](in[0]), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), op.attnDims, op.rope)
+		q, k, v := qkvOf[float64](in, op.attnDims)
+		dq, dk, dv := gradsOf(slice[float64](p), op.attnDims)
+		backwardCached(op.probs, dq, dk, dv, q, k, v, slice[float64](dy), op.attnDims, op.rope)
 	default:
 		return nil, fmt.Errorf("attention backward: dtype %v", in[0].Dtype())
 	}
 	return p, nil
+}
+
+// gradsOf returns dq, dk and dv in the packed output p: three [B·T, W]
+// blocks, or, packed, columns 0, W and 2W of one [B·T, 3W] matrix.
+func gradsOf[F Float](p []F, d attnDims) (dq, dk, dv []F) {
+	if d.packed {
+		return p, p[d.w():], p[2*d.w():]
+	}
+	n := d.b * d.t * d.w()
+	return p[:n], p[n : 2*n], p[2*n:]
 }
 
 // probCache holds what the last forward leaves for the backward: the
@@ -282,12 +376,13 @@ func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDi
 // ranges of pairs to the workers, each with its own scratch, and every pair
 // writes only its own columns of its own rows, so results do not depend on
 // goroutine timing. A pair's rows stay where they are in the [B·T, W]
-// matrices (y, q', k', v, dy, dq, dk, dv): the products read and write
-// them with leading dimension W, so no head is copied out or back. (The
-// copies, and rotating q and k a second time in the backward, were a fifth
-// of the op's time at dh = 32: docs/BENCHMARKS.md, round 15.) Within a pair
-// the T rows are processed in blocks of attnBlock query rows against only
-// the keys 0..end of the block, which skips most of the masked upper
+// matrices (y, q', k', dy) and in q, k, v, dq, dk, dv (row stride ld): the
+// products read and write them with those leading dimensions, so no head
+// is copied out or back. (The copies, and rotating q and k a second time
+// in the backward, were a fifth of the op's time at dh = 32:
+// docs/BENCHMARKS.md, round 15.) Within a pair the T rows are processed in
+// blocks of attnBlock query rows against only the keys 0..end of the
+// block, which skips most of the masked upper
 // triangle while keeping every product a GEMM.
 
 const attnBlock = 64
@@ -310,52 +405,51 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 	return s
 }
 
-// headOffset is where head h of sequence b starts in a [B·T, W] matrix.
-func (d attnDims) headOffset(b, h int) int { return b*d.t*d.w() + h*d.dh }
-
-// rotateHead writes head h of sequence b of x ([B·T, W]), each row rotated
-// by its position, into the same place of dst (which may be x).
+// rotateHead writes head h of sequence b of x (q or k, row stride ld),
+// each row rotated by its position, into dst ([B·T, W]).
 func rotateHead[F Float](dst, x []F, b, h int, d attnDims, rope *ropeTable) {
-	rotateRows(dst, x, d.headOffset(b, h), d, rope, false)
+	rotateRows(dst[d.at(b, h, d.w()):], d.w(), x[d.at(b, h, d.ld()):], d.ld(), d, rope, false)
 }
 
-// unrotateHead applies the RoPE backward to head h of sequence b of x in
-// place.
+// unrotateHead applies the RoPE backward to head h of sequence b of x (dq
+// or dk, row stride ld) in place.
 func unrotateHead[F Float](x []F, b, h int, d attnDims, rope *ropeTable) {
-	rotateRows(x, x, d.headOffset(b, h), d, rope, true)
+	x = x[d.at(b, h, d.ld()):]
+	rotateRows(x, d.ld(), x, d.ld(), d, rope, true)
 }
 
-// rotateRows applies rotate (or unrotate) to the T rows of one head from
-// x[off:] to dst[off:], row stride W. float32 heads go to one kernel call
-// for all rows (rotateRows32x8): a call per row took 1.7 ns per float at
-// dh = 32, mostly the calls (docs/BENCHMARKS.md, round 15).
-func rotateRows[F Float](dst, x []F, off int, d attnDims, rope *ropeTable, back bool) {
-	w, half := d.w(), rope.half
+// rotateRows applies rotate (or unrotate) to the T rows of one head, from
+// x (row stride xld) to dst (row stride dld), each starting at the head's
+// first element. float32 heads go to one kernel call for all rows
+// (rotateRows32x8): a call per row took 1.7 ns per float at dh = 32,
+// mostly the calls (docs/BENCHMARKS.md, round 15).
+func rotateRows[F Float](dst []F, dld int, x []F, xld int, d attnDims, rope *ropeTable, back bool) {
+	half := rope.half
 	cos, sin := ropeAll[F](rope)
 	if d32, ok := any(dst).([]float32); ok && vexpOK && half%8 == 0 && half > 0 {
-		end := off + (d.t-1)*w + d.dh
 		x32, c32, s32 := any(x).([]float32), any(cos).([]float32), any(sin).([]float32)
-		_, _, _, _ = d32[end-1], x32[end-1], c32[d.t*half-1], s32[d.t*half-1]
+		_, _, _, _ = d32[(d.t-1)*dld+d.dh-1], x32[(d.t-1)*xld+d.dh-1], c32[d.t*half-1], s32[d.t*half-1]
 		if back {
-			unrotateRows32x8(&d32[off], &x32[off], &c32[0], &s32[0], d.t, w, half)
+			unrotateRows32x8(&d32[0], &x32[0], &c32[0], &s32[0], d.t, dld, xld, half)
 		} else {
-			rotateRows32x8(&d32[off], &x32[off], &c32[0], &s32[0], d.t, w, half)
+			rotateRows32x8(&d32[0], &x32[0], &c32[0], &s32[0], d.t, dld, xld, half)
 		}
 		return
 	}
-	for t := 0; t < d.t; t, off = t+1, off+w {
+	for t := 0; t < d.t; t++ {
 		c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
+		dr, xr := dst[t*dld:t*dld+d.dh], x[t*xld:t*xld+d.dh]
 		if back {
-			unrotate(dst[off:off+d.dh], x[off:off+d.dh], c, s)
+			unrotate(dr, xr, c, s)
 		} else {
-			rotate(dst[off:off+d.dh], x[off:off+d.dh], c, s)
+			rotate(dr, xr, c, s)
 		}
 	}
 }
 
-// clearHead zeroes head h of sequence b of x.
+// clearHead zeroes head h of sequence b of x (dk or dv, row stride ld).
 func clearHead[F Float](x []F, b, h int, d attnDims) {
-	for t, off := 0, d.headOffset(b, h); t < d.t; t, off = t+1, off+d.w() {
+	for t, off := 0, d.at(b, h, d.ld()); t < d.t; t, off = t+1, off+d.ld() {
 		clear(x[off : off+d.dh])
 	}
 }
@@ -487,12 +581,12 @@ func exp32(x float32) float32 {
 // and kr ([B·T, W]). When probs is not nil it receives each head's P
 // ([B·H, T, T]); otherwise a scratch buffer is used.
 func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTable, probs []F) {
-	T, dh, W := d.t, d.dh, d.w()
+	T, dh, W, ld := d.t, d.dh, d.w(), d.ld()
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, false, probs == nil)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
-			o := d.headOffset(b, h)
+			o, oi := d.at(b, h, W), d.at(b, h, ld) // in y, qr, kr; in q, k, v
 			s.p = s.pOwn
 			if probs != nil {
 				s.p = probs[bh*T*T : (bh+1)*T*T]
@@ -501,7 +595,7 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 			rotateHead(kr, k, b, h, d, rope)
 			probabilities(s, qr[o:], kr[o:], d)
 			blocks(T, func(r0, r1 int) {
-				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, v[o:], W, 0, y[o+r0*W:], W)
+				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, v[oi:], ld, 0, y[o+r0*W:], W)
 			})
 		}
 	})
@@ -514,13 +608,13 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 // q' and k' when rotated is set, else they are filled here; probs is the
 // forward's P ([B·H, T, T]) or nil to recompute it.
 func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotated bool, d attnDims, rope *ropeTable, probs []F) {
-	T, dh, W := d.t, d.dh, d.w()
+	T, dh, W, ld := d.t, d.dh, d.w(), d.ld()
 	sc := F(d.scale)
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, true, probs == nil)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
-			o := d.headOffset(b, h)
+			o, oi := d.at(b, h, W), d.at(b, h, ld) // in qr, kr, dy; in v, dq, dk, dv
 			if !rotated {
 				rotateHead(qr, q, b, h, d, rope)
 				rotateHead(kr, k, b, h, d, rope)
@@ -536,15 +630,15 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 			blocks(T, func(r0, r1 int) {
 				m := r1 - r0
 				dO := dy[o+r0*W:]
-				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, dO, W, 1, dv[o:], W)
-				blas.Gemm(false, true, m, r1, dh, 1, dO, W, v[o:], W, 0, s.dp[r0*T:], T)
+				blas.Gemm(true, false, r1, dh, m, 1, s.p[r0*T:], T, dO, W, 1, dv[oi:], ld)
+				blas.Gemm(false, true, m, r1, dh, 1, dO, W, v[oi:], ld, 0, s.dp[r0*T:], T)
 				for i := r0; i < r1; i++ {
 					dot := rowDot(s.p[i*T:i*T+i+1], s.dp[i*T:])
 					dsoftmax(s.dp[i*T:i*T+i+1], s.p[i*T:i*T+i+1], F(dot))
 					clear(s.dp[i*T+i+1 : i*T+r1])
 				}
-				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, kr[o:], W, 0, dq[o+r0*W:], W)
-				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, qr[o+r0*W:], W, 1, dk[o:], W)
+				blas.Gemm(false, false, m, dh, r1, sc, s.dp[r0*T:], T, kr[o:], W, 0, dq[oi+r0*ld:], ld)
+				blas.Gemm(true, false, r1, dh, m, sc, s.dp[r0*T:], T, qr[o+r0*W:], W, 1, dk[oi:], ld)
 			})
 			unrotateHead(dq, b, h, d, rope)
 			unrotateHead(dk, b, h, d, rope)

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -472,7 +473,7 @@ func TestRotateHeadMatchesRowByRow(t *testing.T) {
 				rotateHead(got, x, b, h, d, rope)
 			}
 			for tt := range d.t {
-				off := d.headOffset(b, h) + tt*d.w()
+				off := d.at(b, h, d.w()) + tt*d.w()
 				c, s := cos[tt*rope.half:(tt+1)*rope.half], sin[tt*rope.half:(tt+1)*rope.half]
 				if back {
 					unrotate(want[off:off+dh], x[off:off+dh], c, s)
@@ -487,4 +488,72 @@ func TestRotateHeadMatchesRowByRow(t *testing.T) {
 			}
 		}
 	}
+}
+
+// packQKV lays q, k, v ([N, W] each) side by side: [N, 3W].
+func packQKV[F Float](q, k, v []F, n, w int) []F {
+	out := make([]F, 0, 3*n*w)
+	for r := range n {
+		out = append(append(append(out, q[r*w:(r+1)*w]...), k[r*w:(r+1)*w]...), v[r*w:(r+1)*w]...)
+	}
+	return out
+}
+
+// The packed form gives the separate form's output and gradients bit for
+// bit, its gradient in the packed layout, with the forward's cache and
+// without (recomputed P), in float32 (both RoPE paths) and float64.
+func TestAttentionPackedMatchesSeparate(t *testing.T) {
+	for _, dh := range []int{8, 32} {
+		c := attnCase{"packed", 2, 70, 2, dh, 10000, 1}
+		n, w := c.b*c.t, c.h*c.dh
+		q, k, v := attnInputs(31, c)
+		dy := gradcheck.Rand(rand.New(rand.NewPCG(32, 32)), 1, n, w)
+		for _, f32 := range []bool{false, true} {
+			qq, kk, vv, gg := q, k, v, dy
+			if f32 {
+				qq, kk, vv, gg = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
+			}
+			wq, wk, wv := widen(qq), widen(kk), widen(vv)
+			packed := tensor.New(tensor.WithShape(n, 3*w), tensor.WithBacking(packQKV(wq, wk, wv, n, w)))
+			if f32 {
+				packed = toDtype(packed, tensor.Float32)
+			}
+			want := widen(runForward(t, c, qq, kk, vv))
+			wantG := runBackward(t, c, qq, kk, vv, gg)
+			g := widen(wantG)
+			wantPacked := packQKV(g[:n*w], g[n*w:2*n*w], g[2*n*w:], n, w)
+			for _, cached := range []bool{true, false} {
+				op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+				op.packOp()
+				bwd := backwardOf(op)
+				bwd.arity = 2
+				y, err := op.Do(packed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !cached {
+					op.probs.filled = false
+				}
+				got, err := bwd.Do(packed, gg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := fmt.Sprintf("dh=%d f32=%v cached=%v", dh, f32, cached)
+				if err := (tol.Tol{}).CheckSlice(name+" output", widen(y.(*tensor.Dense)), want); err != nil {
+					t.Error(err)
+				}
+				if err := (tol.Tol{}).CheckSlice(name+" gradient", widen(got.(*tensor.Dense)), wantPacked); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+}
+
+func TestAttentionPackedGradient(t *testing.T) {
+	c := attnCase{"packed", 1, 66, 1, 2, 100, 1}
+	qkv := gradcheck.Rand(rand.New(rand.NewPCG(33, 7)), 1, c.b*c.t, 3*c.h*c.dh)
+	gradcheck.Check(t, 5, []gradcheck.Input{{Name: "qkv", Value: qkv, Diff: true}}, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		return AttentionPacked(in[0], c.b, c.t, c.h, c.theta)
+	}, gradcheck.Default)
 }

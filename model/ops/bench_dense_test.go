@@ -97,7 +97,7 @@ func newDenseBench(name string, sh benchShape, backward bool) denseBench {
 	case "Linear": // an attention projection, d → d
 		x, w, dy := benchRand(r, 1, sh.n, sh.d), benchRand(r, 0.06, sh.d, sh.d), benchRand(r, 1, sh.n, sh.d)
 		return denseBench{
-			fwd: newLinearOp(), bwd: &linearBackward{base{name: "LinearBackward", arity: 3}},
+			fwd: newLinearOp(1), bwd: &linearBackward{base{name: "LinearBackward", arity: 3, key: "weights=1"}},
 			fwdIn: []G.Value{x, w}, bwdIn: []G.Value{x, w, dy},
 			fwdWork: 2 * n * d * d, bwdWork: 4 * n * d * d, unit: "GFLOP/s",
 		}

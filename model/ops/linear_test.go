@@ -127,6 +127,55 @@ func TestLinearForward(t *testing.T) {
 	}
 }
 
+func buildLinearStacked(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+	return LinearStacked(in[0], in[1:]...)
+}
+
+// stackedInputs are x [5, 6] and three weights of 4, 3 and 2 rows.
+func stackedInputs(seed uint64) []gradcheck.Input {
+	r := rand.New(rand.NewPCG(seed, 4))
+	return []gradcheck.Input{
+		{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true},
+		{Name: "w1", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
+		{Name: "w2", Value: gradcheck.Rand(r, 1, 3, 6), Diff: true},
+		{Name: "w3", Value: gradcheck.Rand(r, 1, 2, 6), Diff: true},
+	}
+}
+
+func TestLinearStackedGradient(t *testing.T) {
+	gradcheck.Check(t, 12, stackedInputs(1), buildLinearStacked, gradcheck.Default)
+}
+
+func TestLinearStackedFloat32(t *testing.T) {
+	checkOpFloat32(t, stackedInputs(2), buildLinearStacked)
+}
+
+// A stacked product's rows are the three separate products side by side,
+// and its gradients theirs: x's the sum of the three.
+func TestLinearStackedMatchesSeparate(t *testing.T) {
+	ins := stackedInputs(3)
+	got, gotG := runOpGraph(t, tensor.Float64, ins, buildLinearStacked)
+	want, wantG := runOpGraph(t, tensor.Float64, ins, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		var parts []*G.Node
+		for _, w := range in[1:] {
+			y, err := Linear(in[0], w)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, y)
+		}
+		return G.Concat(1, parts...)
+	})
+	if err := tol.Float64.CheckSlice("y", got, want); err != nil {
+		t.Error(err)
+	}
+	for _, in := range ins {
+		if err := tol.Float64.CheckSlice("d/d"+in.Name, gotG[in.Name], wantG[in.Name]); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func TestLinearShapeError(t *testing.T) {
 	g := G.NewGraph()
 	x := G.NewMatrix(g, tensor.Float64, G.WithShape(5, 6), G.WithName("x"))

@@ -56,19 +56,21 @@ tail: \
 	LEAQ (SI)(CX*4), R9 \
 	LEAQ (DI)(CX*4), R10
 
-// ROTROWS(STEP, row, loop, next, done) walks rows rows of a matrix with
-// row stride R11 bytes, a head of 2·half floats at DI and SI in each, the
-// cos and sin rows (half floats, R12 bytes) advancing one per row; STEP on
-// every eight floats of each half.
+// ROTROWS(STEP, row, loop, next, done) walks rows rows of a head of
+// 2·half floats, written at DI with row stride R11 bytes and read at SI
+// with row stride R13 bytes, the cos and sin rows (half floats, R12 bytes)
+// advancing one per row; STEP on every eight floats of each half.
 #define ROTROWS(STEP, row, loop, next, done) \
 	MOVQ dst+0(FP), DI \
 	MOVQ src+8(FP), SI \
 	MOVQ cos+16(FP), DX \
 	MOVQ sin+24(FP), R8 \
 	MOVQ rows+32(FP), BX \
-	MOVQ stride+40(FP), R11 \
+	MOVQ dstStride+40(FP), R11 \
 	SHLQ $2, R11 \
-	MOVQ half+48(FP), CX \
+	MOVQ srcStride+48(FP), R13 \
+	SHLQ $2, R13 \
+	MOVQ half+56(FP), CX \
 	MOVQ CX, R12 \
 	SHLQ $2, R12 \
 	TESTQ BX, BX \
@@ -85,7 +87,7 @@ loop: \
 	JMP loop \
 next: \
 	ADDQ R11, DI \
-	ADDQ R11, SI \
+	ADDQ R13, SI \
 	ADDQ R12, DX \
 	ADDQ R12, R8 \
 	DECQ BX \

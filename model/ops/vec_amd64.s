@@ -184,15 +184,16 @@ unrotDone:
 	VZEROUPPER
 	RET
 
-// func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
-// rotate32x8 on rows rows stride floats apart, cos and sin advancing a
-// row of half floats each (one head of a sequence, position by position).
-TEXT ·rotateRows32x8(SB), NOSPLIT, $0-56
+// func rotateRows32x8(dst, src, cos, sin *float32, rows, dstStride, srcStride, half int)
+// rotate32x8 on rows rows (dstStride and srcStride floats apart), cos and
+// sin advancing a row of half floats each (one head of a sequence,
+// position by position).
+TEXT ·rotateRows32x8(SB), NOSPLIT, $0-64
 	ROTROWS(ROTY, rotrRow, rotrLoop, rotrNext, rotrDone)
 
-// func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int)
+// func unrotateRows32x8(dst, src, cos, sin *float32, rows, dstStride, srcStride, half int)
 // unrotate32x8 on rows as rotateRows32x8 walks them.
-TEXT ·unrotateRows32x8(SB), NOSPLIT, $0-56
+TEXT ·unrotateRows32x8(SB), NOSPLIT, $0-64
 	ROTROWS(UNROTY, unrotrRow, unrotrLoop, unrotrNext, unrotrDone)
 
 // func shift32x8(x *float32, c float32, n int)

@@ -65,10 +65,10 @@ func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int) {
 func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64) {
 	panic("ops: no vector kernels on this platform")
 }
-func rotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
+func rotateRows32x8(dst, src, cos, sin *float32, rows, dstStride, srcStride, half int) {
 	panic("ops: no vector kernels on this platform")
 }
-func unrotateRows32x8(dst, src, cos, sin *float32, rows, stride, half int) {
+func unrotateRows32x8(dst, src, cos, sin *float32, rows, dstStride, srcStride, half int) {
 	panic("ops: no vector kernels on this platform")
 }
 func rowSum32x8(x *float32, n int) float64    { panic("ops: no vector kernels on this platform") }
