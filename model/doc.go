@@ -13,6 +13,7 @@
 //	h = Embed(ids)                                    [N, D], N = B·T
 //	for each layer:
 //	    h = h + Wo·Attention(RoPE(Wq·norm(h)), RoPE(Wk·norm(h)), Wv·norm(h))
+//	                                                  (q, k, v: one stacked product)
 //	    h = h + FFN(norm(h))                          dense SwiGLU or MoE
 //	loss = CE(lm_head·norm(h), targets)               fused, never all N×V logits at once
 //

@@ -3,8 +3,9 @@
 //
 //	RMSNorm   y = w ⊙ x / rms(x)                         x [N, D], w [D]
 //	Linear    y = x·wᵀ                                   w [out, in] (PyTorch layout)
+//	          (LinearStacked: x·[w1; w2; …]ᵀ, outputs side by side: the q, k, v projections)
 //	SwiGLU    y = (silu(x·wgᵀ) ⊙ x·wuᵀ)·wdᵀ               dense FFN and merged shared experts
-//	Attention causal multi-head attention with RoPE       q, k, v [B·T, H·dh]
+//	Attention causal multi-head attention with RoPE       q, k, v [B·T, H·dh], or packed [B·T, 3·H·dh]
 //	Softmax   row softmax, max-subtracted                 router probabilities
 //	MoE       top-k routed experts, one GEMM per expert   u [N, D], probs [N, E], experts [E, W, D]
 //	HashMoE   fixed token-id → expert table, gate 1
