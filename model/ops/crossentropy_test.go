@@ -9,6 +9,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/gradcheck"
 	"github.com/moetrain/moetrain/internal/tol"
 )
@@ -302,6 +303,38 @@ func TestCECacheInGraph(t *testing.T) {
 		}
 		if hits := l.Op().(*ceOp).cache.hits; hits != step {
 			t.Fatalf("after step %d: %d cache hits, want %d", step, hits, step)
+		}
+	}
+}
+
+// The evaluation rows (ceRows: for a small head, chunks on the workers,
+// serial products against a transposed copy of w) give the training
+// kernel's loss terms bit for bit, so an evaluation loss equals the
+// training loss.
+func TestCEEvalMatchesTraining(t *testing.T) {
+	blas.Init()
+	// The last head (717 KB) takes the path for heads too large for L2.
+	for _, sh := range [][3]int{{2048, 128, 258}, {37, 128, 258}, {300, 128, 258}, {300, 128, 1400}} {
+		n, d, v := sh[0], sh[1], sh[2]
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w := make([]float32, n*d), make([]float32, v*d)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		for i := range w {
+			w[i] = float32(r.NormFloat64() * 0.1)
+		}
+		tg := make([]int, n)
+		for i := range tg {
+			tg[i] = r.IntN(v)
+		}
+		a, b := make([]float64, n), make([]float64, n)
+		ceRows(a, x, w, tg, n, d, v)
+		ceGradKernel(b, make([]float32, n*d), make([]float32, v*d), x, w, tg, n, d, v, 1)
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("n=%d: row %d: evaluation %v, training %v", n, i, a[i], b[i])
+			}
 		}
 	}
 }
