@@ -71,26 +71,18 @@ func (op *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	y := op.outputOver(x.Dtype(), n, m)
 	switch x.Dtype() {
 	case tensor.Float32:
-		mulStackedTransposed(slice[float32](y), slice[float32](x), slices32(in[1:]), n, k)
+		mulStackedTransposed(slice[float32](y), slice[float32](x), slicesOf[float32](in[1:]), n, k)
 	case tensor.Float64:
-		mulStackedTransposed(slice[float64](y), slice[float64](x), slices64(in[1:]), n, k)
+		mulStackedTransposed(slice[float64](y), slice[float64](x), slicesOf[float64](in[1:]), n, k)
 	}
 	return y, nil
 }
 
-// slices32 and slices64 are the backing slices of weight tensors.
-func slices32(ts []*tensor.Dense) [][]float32 {
-	out := make([][]float32, len(ts))
+// slicesOf returns the backing slices of ts.
+func slicesOf[F Float](ts []*tensor.Dense) [][]F {
+	out := make([][]F, len(ts))
 	for i, t := range ts {
-		out[i] = slice[float32](t)
-	}
-	return out
-}
-
-func slices64(ts []*tensor.Dense) [][]float64 {
-	out := make([][]float64, len(ts))
-	for i, t := range ts {
-		out[i] = slice[float64](t)
+		out[i] = slice[F](t)
 	}
 	return out
 }
@@ -167,9 +159,9 @@ func (op *linearBackward) Do(vs ...G.Value) (G.Value, error) {
 	p := op.outputOver(x.Dtype(), n*k+m*k)
 	switch x.Dtype() {
 	case tensor.Float32:
-		linearBackwardKernel(slice[float32](p), slice[float32](x), slices32(ws), slice[float32](dy), n, k, m)
+		linearBackwardKernel(slice[float32](p), slice[float32](x), slicesOf[float32](ws), slice[float32](dy), n, k, m)
 	case tensor.Float64:
-		linearBackwardKernel(slice[float64](p), slice[float64](x), slices64(ws), slice[float64](dy), n, k, m)
+		linearBackwardKernel(slice[float64](p), slice[float64](x), slicesOf[float64](ws), slice[float64](dy), n, k, m)
 	}
 	return p, nil
 }
