@@ -217,7 +217,7 @@ func TestTokenLogProbsFloat32(t *testing.T) {
 }
 
 func TestLogitsRows(t *testing.T) {
-	ins := linearInputs(8) // x [5, 6], w [4, 6]
+	ins := linearInputs(8, 4) // x [5, 6], w [4, 6]
 	want, _ := runOpGraph(t, tensor.Float64, ins, buildLinear)
 	got := make([]float64, 5*4)
 	LogitsRows(got, ins[0].Value.Data().([]float64), ins[1].Value.Data().([]float64), 5, 6, 4)

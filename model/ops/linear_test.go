@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -90,30 +91,41 @@ func checkOpFloat32(t *testing.T, ins []gradcheck.Input, build gradcheck.Builder
 	}
 }
 
-func buildLinear(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1]) }
+func buildLinear(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+	return LinearStacked(in[0], in[1:]...)
+}
 
-func linearInputs(seed uint64) []gradcheck.Input {
+// linearInputs are x [5, 6] and weights w1, w2, … of the given row counts.
+func linearInputs(seed uint64, rows ...int) []gradcheck.Input {
 	r := rand.New(rand.NewPCG(seed, 3))
-	return []gradcheck.Input{
-		{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true},
-		{Name: "w", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
+	ins := []gradcheck.Input{{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true}}
+	for i, m := range rows {
+		ins = append(ins, gradcheck.Input{Name: fmt.Sprintf("w%d", i+1), Value: gradcheck.Rand(r, 1, m, 6), Diff: true})
+	}
+	return ins
+}
+
+// weightSets are Linear's one weight and LinearStacked's three.
+var weightSets = [][]int{{4}, {4, 3, 2}}
+
+func TestLinearGradient(t *testing.T) {
+	for i, rows := range weightSets {
+		gradcheck.Check(t, uint64(11+i), linearInputs(1, rows...), buildLinear, gradcheck.Default)
 	}
 }
 
-func TestLinearGradient(t *testing.T) {
-	gradcheck.Check(t, 11, linearInputs(1), buildLinear, gradcheck.Default)
-}
-
 func TestLinearFloat32(t *testing.T) {
-	checkOpFloat32(t, linearInputs(2), buildLinear)
+	for _, rows := range weightSets {
+		checkOpFloat32(t, linearInputs(2, rows...), buildLinear)
+	}
 }
 
 // TestLinearForward checks y = x·wᵀ against a direct triple loop, so a
 // transpose mix-up that the gradient check would pass consistently still shows.
 func TestLinearForward(t *testing.T) {
-	ins := linearInputs(3)
+	ins := linearInputs(3, 4)
 	x, w := ins[0].Value.Data().([]float64), ins[1].Value.Data().([]float64)
-	got, _ := runOpGraph(t, tensor.Float64, ins, buildLinear)
+	got, _ := runOpGraph(t, tensor.Float64, ins, func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) { return Linear(in[0], in[1]) })
 	want := make([]float64, 5*4)
 	for i := 0; i < 5; i++ {
 		for o := 0; o < 4; o++ {
@@ -127,34 +139,11 @@ func TestLinearForward(t *testing.T) {
 	}
 }
 
-func buildLinearStacked(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
-	return LinearStacked(in[0], in[1:]...)
-}
-
-// stackedInputs are x [5, 6] and three weights of 4, 3 and 2 rows.
-func stackedInputs(seed uint64) []gradcheck.Input {
-	r := rand.New(rand.NewPCG(seed, 4))
-	return []gradcheck.Input{
-		{Name: "x", Value: gradcheck.Rand(r, 1, 5, 6), Diff: true},
-		{Name: "w1", Value: gradcheck.Rand(r, 1, 4, 6), Diff: true},
-		{Name: "w2", Value: gradcheck.Rand(r, 1, 3, 6), Diff: true},
-		{Name: "w3", Value: gradcheck.Rand(r, 1, 2, 6), Diff: true},
-	}
-}
-
-func TestLinearStackedGradient(t *testing.T) {
-	gradcheck.Check(t, 12, stackedInputs(1), buildLinearStacked, gradcheck.Default)
-}
-
-func TestLinearStackedFloat32(t *testing.T) {
-	checkOpFloat32(t, stackedInputs(2), buildLinearStacked)
-}
-
 // A stacked product's rows are the three separate products side by side,
 // and its gradients theirs: x's the sum of the three.
 func TestLinearStackedMatchesSeparate(t *testing.T) {
-	ins := stackedInputs(3)
-	got, gotG := runOpGraph(t, tensor.Float64, ins, buildLinearStacked)
+	ins := linearInputs(4, weightSets[1]...)
+	got, gotG := runOpGraph(t, tensor.Float64, ins, buildLinear)
 	want, wantG := runOpGraph(t, tensor.Float64, ins, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
 		var parts []*G.Node
 		for _, w := range in[1:] {
