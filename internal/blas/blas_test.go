@@ -547,6 +547,9 @@ var sciShapes = []benchShape{
 	{"regime_expert_gu_228x64x86", false, true, 228, 86, 64},
 	{"regime_linear_2048x64x64", false, true, 2048, 64, 64},
 	{"attention_64x32x128", false, true, 64, 128, 32},
+	{"router_2048x128x63", false, false, 2048, 63, 128},
+	{"router_padded_2048x128x64", false, false, 2048, 64, 128},
+	{"gshard_router_2048x128x16", false, false, 2048, 16, 128},
 }
 
 // BenchmarkGemmSci times the science shapes as the MoE layer runs its

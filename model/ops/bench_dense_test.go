@@ -288,3 +288,47 @@ func BenchmarkSwiGLUEvalBlocks(b *testing.B) {
 		b.ReportMetric(unblocked/blocked, "speedup")
 	})
 }
+
+// BenchmarkLinearStacked times the attention's q, k and v projections at
+// each shape as one stacked product and as three, forward and backward,
+// alternated in one process (medians, ms).
+func BenchmarkLinearStacked(b *testing.B) {
+	benchBLAS(b)
+	forShapes(b, func(b *testing.B, sh benchShape) {
+		r := rand.New(rand.NewPCG(25, 26))
+		n, d := sh.n, sh.d
+		x := benchRand(r, 1, n, d).Data().([]float32)
+		ws := [][]float32{benchRand(r, 0.06, d, d).Data().([]float32), benchRand(r, 0.06, d, d).Data().([]float32), benchRand(r, 0.06, d, d).Data().([]float32)}
+		y, dy := make([]float32, 3*n*d), benchRand(r, 1, n, 3*d).Data().([]float32)
+		packed := make([]float32, n*d+3*d*d)
+		parts := make([]float32, n*d+d*d)
+		paths := []func(){
+			func() { mulStackedTransposed(y, x, ws, n, d) },
+			func() {
+				for i, w := range ws {
+					mulTransposed(y[i*n*d:(i+1)*n*d], x, w, n, d, d)
+				}
+			},
+			func() { linearBackwardKernel(packed, x, ws, dy, n, d, 3*d) },
+			func() {
+				for i, w := range ws {
+					linearBackwardKernel(parts, x, [][]float32{w}, dy[i*n*d:(i+1)*n*d], n, d, d)
+				}
+			},
+		}
+		times := make([][]float64, len(paths))
+		for _, p := range paths {
+			p() // warm up
+		}
+		for b.Loop() {
+			for i, p := range paths {
+				t0 := time.Now()
+				p()
+				times[i] = append(times[i], time.Since(t0).Seconds())
+			}
+		}
+		for i, name := range []string{"stacked-fwd-ms", "three-fwd-ms", "stacked-bwd-ms", "three-bwd-ms"} {
+			b.ReportMetric(stats.Median(times[i])*1e3, name)
+		}
+	})
+}
