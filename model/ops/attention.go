@@ -481,13 +481,52 @@ func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 
 // causalSoftmax32 applies softmaxRow32 to row i's first i+1 scores of
 // p [T, T] for every i, clearing the rest of the row up to its block's
-// end, which serves as the row's room first.
+// end, which serves as the row's room first. Rows of eight or more with
+// room to whole vectors and no NaN call softmaxRow32's kernels directly,
+// in its order (the same bits): the wrappers' checks and conversions, six
+// calls a row, were a third of the softmax's time (docs/BENCHMARKS.md,
+// round 15).
 func causalSoftmax32(p []float32, T int) {
 	for i := 0; i < T; i++ {
-		end := i*T + min(T, (i/attnBlock+1)*attnBlock)
-		softmaxRow32(p[i*T:i*T+i+1], p[i*T:end])
-		clear(p[i*T+i+1 : end])
+		n, end := i+1, min(T, (i/attnBlock+1)*attnBlock)
+		row := p[i*T : i*T+end]
+		if !vexpOK || n < 8 || !softmaxRowKernels(row, n) {
+			softmaxRow32(row[:n], row)
+		}
+		clear(row[n:])
 	}
+}
+
+// softmaxRowKernels is softmaxRow32(row[:n], row) as its kernel calls,
+// for n ≥ 8 with vector kernels: maxForShift, expShifted32's shift and
+// exponentials over room[:w], rowSum, scaleBy. It returns false, having
+// written nothing, when the row has too little room or holds a NaN.
+func softmaxRowKernels(row []float32, n int) bool {
+	w, nv := (n+7)&^7, n&^7
+	if w > len(row) {
+		return false
+	}
+	m, nan := max32x8(&row[0], nv)
+	if nan {
+		return false
+	}
+	for _, v := range row[nv:n] {
+		if v > m {
+			m = v
+		}
+	}
+	shift32x8(&row[0], m, w)
+	exp32x8(&row[0], &row[0], w)
+	sum := rowSum32x8(&row[0], nv)
+	for _, v := range row[nv:n] {
+		sum += float64(v)
+	}
+	a := float32(1 / sum)
+	scale32x8(&row[0], a, nv)
+	for j := nv; j < n; j++ {
+		row[j] *= a
+	}
+	return true
 }
 
 // softmaxRow replaces x with softmax(x), subtracting the row max first and

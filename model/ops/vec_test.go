@@ -329,6 +329,9 @@ func TestCausalSoftmaxMatchesRows(t *testing.T) {
 		for i := range p {
 			p[i] = float32(r.NormFloat64() * 3)
 		}
+		if T >= 67 { // a NaN row and a row with −∞ take the other paths
+			p[20*T+5], p[66*T+3] = float32(math.NaN()), float32(math.Inf(-1))
+		}
 		want := append([]float32(nil), p...)
 		for i := 0; i < T; i++ {
 			softmaxRow32(want[i*T:i*T+i+1], want[i*T:i*T+i+1])
