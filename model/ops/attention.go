@@ -310,7 +310,8 @@ type probCache struct {
 // B=16, H=8, T=512); larger shapes (long paper-size sequences) recompute P
 // rather than hold B·H·T² per layer. The rotated q' and k' are always kept:
 // they are the size of q and k.
-const maxCachedProbs = 1 << 25
+// (A variable so that a test can send small shapes down that path.)
+var maxCachedProbs = 1 << 25
 
 // cached returns *slot as a []F of length n, making a new one when it is
 // not.

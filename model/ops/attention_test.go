@@ -557,3 +557,35 @@ func TestAttentionPackedGradient(t *testing.T) {
 		return AttentionPacked(in[0], c.b, c.t, c.h, c.theta)
 	}, gradcheck.Default)
 }
+
+// Above maxCachedProbs the forward keeps q' and k' but not P, and the
+// backward recomputes P from them: the same bits as with P cached, packed
+// or not.
+func TestAttentionWithoutCachedProbs(t *testing.T) {
+	c := attnCase{"nop", 2, 70, 2, 32, 10000, 1}
+	q, k, v := attnInputs(35, c)
+	dy := gradcheck.Rand(rand.New(rand.NewPCG(36, 36)), 1, c.b*c.t, c.h*c.dh)
+	q, k, v, dy = toDtype(q, tensor.Float32), toDtype(k, tensor.Float32), toDtype(v, tensor.Float32), toDtype(dy, tensor.Float32)
+	run := func() []float64 {
+		op := newAttentionOp(c.b, c.t, c.h, c.dh, c.theta)
+		bwd := backwardOf(op)
+		y, err := op.Do(q, k, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := bwd.Do(q, k, v, dy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op.probs.p != nil && maxCachedProbs == 0 {
+			t.Error("P was cached above maxCachedProbs")
+		}
+		return append(widen(y.(*tensor.Dense)), widen(g.(*tensor.Dense))...)
+	}
+	want := run()
+	defer func(m int) { maxCachedProbs = m }(maxCachedProbs)
+	maxCachedProbs = 0
+	if err := (tol.Tol{}).CheckSlice("without cached P", run(), want); err != nil {
+		t.Error(err)
+	}
+}
