@@ -483,41 +483,61 @@ func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 // causalSoftmax32 applies softmaxRow32 to row i's first i+1 scores of
 // p [T, T] for every i, clearing the rest of the row up to its block's
 // end, which serves as the row's room first. Rows of eight or more with
-// room to whole vectors and no NaN call softmaxRow32's kernels directly,
-// in its order (the same bits): the wrappers' checks and conversions, six
-// calls a row, were a third of the softmax's time (docs/BENCHMARKS.md,
-// round 15).
+// room to whole vectors and no NaN run softmaxRow32's kernels in its
+// order (the same bits) without its wrappers, and a block's shifts and
+// exponentials in one call (shiftExpRows32x8): the wrappers' checks, six
+// calls a row, were a third of the softmax's time, and the exponential
+// kernel reloaded its constants for every row of ~64 floats
+// (docs/BENCHMARKS.md, round 15). Other rows take softmaxRow32.
 func causalSoftmax32(p []float32, T int) {
-	for i := 0; i < T; i++ {
-		n, end := i+1, min(T, (i/attnBlock+1)*attnBlock)
-		row := p[i*T : i*T+end]
-		if !vexpOK || n < 8 || !softmaxRowKernels(row, n) {
-			softmaxRow32(row[:n], row)
+	var ms [attnBlock]float32
+	var ws [attnBlock]int // 0: the row takes softmaxRow32
+	for r0 := 0; r0 < T; r0 += attnBlock {
+		r1 := min(T, r0+attnBlock) // the block's rows, and where their room ends
+		for i := r0; i < r1; i++ {
+			ms[i-r0], ws[i-r0] = rowShift(p[i*T:i*T+r1], i+1)
 		}
-		clear(row[n:])
+		if vexpOK {
+			shiftExpRows32x8(&p[r0*T], &ms[0], &ws[0], r1-r0, T)
+		}
+		for i := r0; i < r1; i++ {
+			row, n := p[i*T:i*T+r1], i+1
+			if ws[i-r0] == 0 {
+				softmaxRow32(row[:n], row)
+			} else {
+				normalizeRow(row, n)
+			}
+			clear(row[n:])
+		}
 	}
 }
 
-// softmaxRowKernels is softmaxRow32(row[:n], row) as its kernel calls,
-// for n ≥ 8 with vector kernels: maxForShift, expShifted32's shift and
-// exponentials over room[:w], rowSum, scaleBy. It returns false, having
-// written nothing, when the row has too little room or holds a NaN.
-func softmaxRowKernels(row []float32, n int) bool {
+// rowShift returns what softmaxRow32(row[:n], row) shifts the row by
+// (maxForShift) and over how many floats it exponentiates (n rounded up
+// to whole vectors), or w = 0 when the row needs softmaxRow32 itself:
+// without vector kernels, under eight floats, without the room, or with a
+// NaN.
+func rowShift(row []float32, n int) (m float32, w int) {
 	w, nv := (n+7)&^7, n&^7
-	if w > len(row) {
-		return false
+	if !vexpOK || n < 8 || w > len(row) {
+		return 0, 0
 	}
 	m, nan := max32x8(&row[0], nv)
 	if nan {
-		return false
+		return 0, 0
 	}
 	for _, v := range row[nv:n] {
 		if v > m {
 			m = v
 		}
 	}
-	shift32x8(&row[0], m, w)
-	exp32x8(&row[0], &row[0], w)
+	return m, w
+}
+
+// normalizeRow divides the exponentials row[:n] by their sum, as
+// softmaxRow32 does after them (rowSum, scaleBy).
+func normalizeRow(row []float32, n int) {
+	nv := n &^ 7
 	sum := rowSum32x8(&row[0], nv)
 	for _, v := range row[nv:n] {
 		sum += float64(v)
@@ -527,7 +547,6 @@ func softmaxRowKernels(row []float32, n int) bool {
 	for j := nv; j < n; j++ {
 		row[j] *= a
 	}
-	return true
 }
 
 // softmaxRow replaces x with softmax(x), subtracting the row max first and

@@ -321,8 +321,17 @@ func TestSoftmaxRowRoomKeepsBits(t *testing.T) {
 
 // causalSoftmax32 gives every causal row softmaxRow32's bits and clears
 // the rest of each row to its block's end, for T with and without
-// remainders of four and of the block.
+// remainders of eight and of the block, a NaN row and a −∞ row, on eight
+// and (where the CPU has them) sixteen lanes.
 func TestCausalSoftmaxMatchesRows(t *testing.T) {
+	defer func(v bool) { vexp512 = v }(vexp512)
+	for _, wide := range []bool{false, vexp512} { // both lane widths where the CPU has AVX-512
+		vexp512 = wide
+		testCausalSoftmaxMatchesRows(t)
+	}
+}
+
+func testCausalSoftmaxMatchesRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	for _, T := range []int{1, 3, 4, 7, 64, 67, 128, 130} {
 		p := make([]float32, T*T)

@@ -42,3 +42,6 @@ func siluGate32x8(h, s, gate, up *float32, n int)
 //
 //go:noescape
 func siluGateRows32x8(h, s, gu *float32, rows, w int)
+
+//go:noescape
+func shiftExpRows32x8(p, m *float32, w *int, rows, stride int)

@@ -323,3 +323,57 @@ rowTail:
 rowsDone:
 	VZEROUPPER
 	RET
+
+// func shiftExpRows32x8(p, m *float32, w *int, rows, stride int)
+// Row r of rows rows (stride floats apart from p) becomes exp32(x − m[r])
+// over its first w[r] floats (a multiple of 8; 0 skips the row): shift32x8
+// then exp32x8 on each row, the same operations on the same lanes (sixteen
+// where the CPU has AVX-512, as exp32x8), in one call with the constants
+// loaded once. Z31 holds the row's m on sixteen lanes.
+TEXT ·shiftExpRows32x8(SB), NOSPLIT, $0-40
+	MOVQ p+0(FP), SI
+	MOVQ m+8(FP), BX
+	MOVQ w+16(FP), DX
+	MOVQ rows+24(FP), R10
+	MOVQ stride+32(FP), R11
+	SHLQ $2, R11
+	LOADCONSTS
+	CMPB ·vexp512(SB), $0
+	JEQ serStart
+	LOADCONSTSZ
+serStart:
+	TESTQ R10, R10
+	JEQ serDone
+serRow:
+	MOVQ (DX), CX
+	XORQ AX, AX
+	CMPB ·vexp512(SB), $0
+	JEQ serLoop
+	VBROADCASTSS (BX), Z31
+serZ:
+	ZLOOPHEAD(serLoop)
+	VMOVUPS (SI)(AX*4), Z0
+	VSUBPS Z31, Z0, Z0
+	EXP32Z
+	VMOVUPS Z3, (SI)(AX*4)
+	ADDQ $16, AX
+	JMP serZ
+serLoop:
+	CMPQ AX, CX
+	JGE serNext
+	VMOVUPS (SI)(AX*4), Y0
+	VBROADCASTSS (BX), Y1
+	VSUBPS Y1, Y0, Y0
+	EXP32
+	VMOVUPS Y3, (SI)(AX*4)
+	ADDQ $8, AX
+	JMP serLoop
+serNext:
+	ADDQ R11, SI
+	ADDQ $4, BX
+	ADDQ $8, DX
+	DECQ R10
+	JNZ serRow
+serDone:
+	VZEROUPPER
+	RET
