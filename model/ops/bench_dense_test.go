@@ -271,18 +271,8 @@ func BenchmarkSwiGLUEvalBlocks(b *testing.B) {
 			func() { swigluEval(y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
 			func() { swigluForward(cache, y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
 		}
-		times := make([][]float64, len(paths))
-		for _, p := range paths {
-			p() // warm up
-		}
-		for b.Loop() {
-			for i, p := range paths {
-				t0 := time.Now()
-				p()
-				times[i] = append(times[i], time.Since(t0).Seconds())
-			}
-		}
-		blocked, unblocked := stats.Median(times[0]), stats.Median(times[1])
+		med := alternatedMedians(b, paths)
+		blocked, unblocked := med[0], med[1]
 		b.ReportMetric(blocked*1e3, "blocked-ms")
 		b.ReportMetric(unblocked*1e3, "unblocked-ms")
 		b.ReportMetric(unblocked/blocked, "speedup")
@@ -316,19 +306,31 @@ func BenchmarkLinearStacked(b *testing.B) {
 				}
 			},
 		}
-		times := make([][]float64, len(paths))
-		for _, p := range paths {
-			p() // warm up
-		}
-		for b.Loop() {
-			for i, p := range paths {
-				t0 := time.Now()
-				p()
-				times[i] = append(times[i], time.Since(t0).Seconds())
-			}
-		}
+		med := alternatedMedians(b, paths)
 		for i, name := range []string{"stacked-fwd-ms", "three-fwd-ms", "stacked-bwd-ms", "three-bwd-ms"} {
-			b.ReportMetric(stats.Median(times[i])*1e3, name)
+			b.ReportMetric(med[i]*1e3, name)
 		}
 	})
+}
+
+// alternatedMedians runs each path once to warm up, then all of them in
+// turn every iteration of b, and returns each one's median time in
+// seconds: load that drifts slows every path alike.
+func alternatedMedians(b *testing.B, paths []func()) []float64 {
+	times := make([][]float64, len(paths))
+	for _, p := range paths {
+		p()
+	}
+	for b.Loop() {
+		for i, p := range paths {
+			t0 := time.Now()
+			p()
+			times[i] = append(times[i], time.Since(t0).Seconds())
+		}
+	}
+	med := make([]float64, len(paths))
+	for i, t := range times {
+		med[i] = stats.Median(t)
+	}
+	return med
 }
