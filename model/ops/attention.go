@@ -309,20 +309,9 @@ type probCache struct {
 // maxCachedProbs caps P's cache at 2²⁵ elements (128 MB in float32, e.g.
 // B=16, H=8, T=512); larger shapes (long paper-size sequences) recompute P
 // rather than hold B·H·T² per layer. The rotated q' and k' are always kept:
-// they are the size of q and k.
-// (A variable so that a test can send small shapes down that path.)
+// they are the size of q and k. A variable, so that a test can send small
+// shapes down that path.
 var maxCachedProbs = 1 << 25
-
-// cached returns *slot as a []F of length n, making a new one when it is
-// not.
-func cached[F Float](slot *any, n int) []F {
-	s, ok := (*slot).([]F)
-	if !ok || len(s) != n {
-		s = make([]F, n)
-		*slot = s
-	}
-	return s
-}
 
 // forwardCached runs the forward, keeping q', k' and (when not too large)
 // P in c for the backward; with c nil (no backward) it keeps nothing.
@@ -340,11 +329,14 @@ func forwardCached[F Float](c *probCache, y, q, k, v []F, d attnDims, rope *rope
 	c.filled = false
 	var p []F
 	if np := d.b * d.h * d.t * d.t; np <= maxCachedProbs {
-		p = cached[F](&c.p, np)
+		p = buffer[F](c.p, np)
+		c.p = p
 	} else {
-		c.p = nil
+		c.p = nil // no slice at all, not a nil one: P is not kept
 	}
-	attentionForward(y, q, k, v, cached[F](&c.qr, n), cached[F](&c.kr, n), d, rope, p)
+	qr, kr := buffer[F](c.qr, n), buffer[F](c.kr, n)
+	attentionForward(y, q, k, v, qr, kr, d, rope, p)
+	c.qr, c.kr = qr, kr
 	c.q, c.k, c.filled = &q[0], &k[0], true
 }
 
@@ -379,12 +371,12 @@ func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDi
 // goroutine timing. A pair's rows stay where they are in the [B·T, W]
 // matrices (y, q', k', dy) and in q, k, v, dq, dk, dv (row stride ld): the
 // products read and write them with those leading dimensions, so no head
-// is copied out or back. (The copies, and rotating q and k a second time
-// in the backward, were a fifth of the op's time at dh = 32:
+// is copied out or back. (Dropping the copies, and the backward's second
+// rotation of q and k, made the op about a tenth faster at dh = 32:
 // docs/BENCHMARKS.md, round 15.) Within a pair the T rows are processed in
 // blocks of attnBlock query rows against only the keys 0..end of the
-// block, which skips most of the masked upper
-// triangle while keeping every product a GEMM.
+// block, which skips most of the masked upper triangle while keeping every
+// product a GEMM.
 
 const attnBlock = 64
 
@@ -422,8 +414,8 @@ func unrotateHead[F Float](x []F, b, h int, d attnDims, rope *ropeTable) {
 // rotateRows applies rotate (or unrotate) to the T rows of one head, from
 // x (row stride xld) to dst (row stride dld), each starting at the head's
 // first element. float32 heads go to one kernel call for all rows
-// (rotateRows32x8): a call per row took 1.7 ns per float at dh = 32,
-// mostly the calls (docs/BENCHMARKS.md, round 15).
+// (rotateRows32x8) instead of one call per row of dh floats
+// (docs/BENCHMARKS.md, round 15).
 func rotateRows[F Float](dst []F, dld int, x []F, xld int, d attnDims, rope *ropeTable, back bool) {
 	half := rope.half
 	cos, sin := ropeAll[F](rope)
@@ -505,7 +497,7 @@ func causalSoftmax32(p []float32, T int) {
 			if ws[i-r0] == 0 {
 				softmaxRow32(row[:n], row)
 			} else {
-				normalizeRow(row, n)
+				normalizeRow(row[:n])
 			}
 			clear(row[n:])
 		}
@@ -518,36 +510,19 @@ func causalSoftmax32(p []float32, T int) {
 // without vector kernels, under eight floats, without the room, or with a
 // NaN.
 func rowShift(row []float32, n int) (m float32, w int) {
-	w, nv := (n+7)&^7, n&^7
-	if !vexpOK || n < 8 || w > len(row) {
+	if w = (n + 7) &^ 7; w > len(row) {
 		return 0, 0
 	}
-	m, nan := max32x8(&row[0], nv)
-	if nan {
+	m, ok := vectorMax32(row[:n])
+	if !ok {
 		return 0, 0
-	}
-	for _, v := range row[nv:n] {
-		if v > m {
-			m = v
-		}
 	}
 	return m, w
 }
 
-// normalizeRow divides the exponentials row[:n] by their sum, as
-// softmaxRow32 does after them (rowSum, scaleBy).
-func normalizeRow(row []float32, n int) {
-	nv := n &^ 7
-	sum := rowSum32x8(&row[0], nv)
-	for _, v := range row[nv:n] {
-		sum += float64(v)
-	}
-	a := float32(1 / sum)
-	scale32x8(&row[0], a, nv)
-	for j := nv; j < n; j++ {
-		row[j] *= a
-	}
-}
+// normalizeRow divides the exponentials x by their float64 sum (rowSum):
+// softmaxRow32's last step.
+func normalizeRow(x []float32) { scale32(x, float32(1/rowSum(x))) }
 
 // softmaxRow replaces x with softmax(x), subtracting the row max first and
 // summing in float64, so scores of any size stay finite. float32 rows use
@@ -582,10 +557,9 @@ func softmaxRow64(x []float64) {
 	}
 }
 
-// softmaxRow32 sums the exponentials with rowSum.
 func softmaxRow32(x, room []float32) {
 	expShifted32(x, room)
-	scaleBy(x, float32(1/rowSum(x)))
+	normalizeRow(x)
 }
 
 // expShifted32 sets x = exp32(x − max x), running over room (see

@@ -414,8 +414,8 @@ func TestAttentionCachedProbs(t *testing.T) {
 		if _, err := op.Do(qq, kk, vv); err != nil {
 			t.Fatal(err)
 		}
-		if op.probs.filled || op.probs.p != nil {
-			t.Errorf("f32=%v: a forward-only op kept P", f32)
+		if op.probs.filled || op.probs.p != nil || op.probs.qr != nil {
+			t.Errorf("f32=%v: a forward-only op kept P or q'", f32)
 		}
 		bwd := backwardOf(op)
 		if _, err := op.Do(qq, kk, vv); err != nil {

@@ -254,7 +254,7 @@ func BenchmarkCrossEntropyForwardBackward(b *testing.B)  { benchmarkDense(b, "Cr
 // on the same inputs at both shapes: in row blocks (swigluEval, what an
 // evaluation graph runs where swigluBlocked) and unblocked (swigluForward,
 // the training forward). It reports each one's median and the speed-up.
-// The bench shape's FFN is above swigluEvalWeightBytes and an evaluation
+// The bench shape's FFN is above evalBlockWeightBytes and an evaluation
 // graph leaves it unblocked; it is timed in blocks anyway, to show why.
 //
 //	go test ./model/ops -run '^$' -bench SwiGLUEvalBlocks -benchtime 200x

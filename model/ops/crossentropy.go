@@ -250,7 +250,7 @@ func scalarArg(op string, v G.Value) (float64, error) {
 // ceRows sets nll[i] = logsumexp(logits_i) − logits_i[targets[i]] with
 // logits = x·wᵀ, at most ceChunk rows at a time. targets must be in range.
 // Rows are independent here (no weight gradient is summed over them).
-// When w is small enough to stay in L2 (the bound swigluEval uses), the
+// When w is small enough to stay in L2 (evalBlockWeightBytes), the
 // workers take whole chunks from a shared queue, each its own serial
 // product, against an untransposed copy of w as mulTransposed reads, and
 // its own rows: one parallel region for the pass instead of two per chunk
@@ -259,7 +259,7 @@ func scalarArg(op string, v G.Value) (float64, error) {
 // chunk, and keeps the chunks in turn with each product split.
 func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 	var z F
-	if d*v*int(unsafe.Sizeof(z)) > swigluEvalWeightBytes {
+	if d*v*int(unsafe.Sizeof(z)) > evalBlockWeightBytes {
 		logits := make([]F, min(ceChunk, n)*v)
 		for c0 := 0; c0 < n; c0 += ceChunk {
 			c := min(ceChunk, n-c0)
@@ -300,8 +300,9 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 func nllRow[F Float](row []F, t int) float64 {
 	switch r := any(row).(type) {
 	case []float32:
-		m, zt, s := expShiftedSum32(r, t)
-		return float64(m) + math.Log(s) - float64(zt)
+		zt := r[t]
+		lse, _ := expLogSumExp32(r)
+		return lse - float64(zt)
 	case []float64:
 		m, zt := maxOfRow(r), r[t]
 		var s float64
@@ -315,14 +316,16 @@ func nllRow[F Float](row []F, t int) float64 {
 	panic("ops: nllRow of a non-float row")
 }
 
-// expShiftedSum32 overwrites r with exp32(r − m) for its maximum m and
-// returns m, the value r[t] had and the exponentials' float64 sum
-// (rowSum).
-func expShiftedSum32(r []float32, t int) (m, zt float32, s float64) {
-	m, zt = maxForShift(r), r[t]
+// expLogSumExp32 overwrites r with exp32(r − m) for its maximum m and
+// returns log Σ_j e^{r_j} = m + log s and s, the exponentials' float64
+// sum (rowSum): the float32 arithmetic of the cross-entropy and the
+// router z-loss.
+func expLogSumExp32(r []float32) (lse, s float64) {
+	m := maxForShift(r)
 	shift(r, m)
 	exp32s(r, r)
-	return m, zt, rowSum(r)
+	s = rowSum(r)
+	return float64(m) + math.Log(s), s
 }
 
 // nllGradRow returns −log softmax(row)[t] (nllRow's arithmetic) and
@@ -331,10 +334,11 @@ func expShiftedSum32(r []float32, t int) (m, zt float32, s float64) {
 func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	switch r := any(row).(type) {
 	case []float32:
-		m, zt, s := expShiftedSum32(r, t)
-		scaleBy(r, float32(scale/s))
+		zt := r[t]
+		lse, s := expLogSumExp32(r)
+		scale32(r, float32(scale/s))
 		r[t] -= float32(scale)
-		return float64(m) + math.Log(s) - float64(zt)
+		return lse - float64(zt)
 	case []float64:
 		m, zt := maxOfRow(r), r[t]
 		var s float64

@@ -162,7 +162,7 @@ func (op *zLossOp) Do(vs ...G.Value) (G.Value, error) {
 
 // rowLogSumExp returns log Σ_i exp x_{t,i} of every row, shifted by the
 // row's max so that nothing overflows. float32 rows exponentiate a copy
-// with exp32, eight lanes at a time (expShiftedSum32, the cross-entropy's
+// with exp32, eight lanes at a time (expLogSumExp32, the cross-entropy's
 // arithmetic); math.Exp took about 0.85 ms a layer for the science
 // router's 2048 × 63 logits (docs/BENCHMARKS.md, round 14).
 func rowLogSumExp[F Float](x []F, n, e int) []float64 {
@@ -173,8 +173,7 @@ func rowLogSumExp[F Float](x []F, n, e int) []float64 {
 			switch row := any(x[t*e : (t+1)*e]).(type) {
 			case []float32:
 				buf = append(buf[:0], row...)
-				m, _, s := expShiftedSum32(buf, 0)
-				out[t] = float64(m) + math.Log(s)
+				out[t], _ = expLogSumExp32(buf)
 			case []float64:
 				m := maxOfRow(row)
 				var s float64
@@ -245,9 +244,8 @@ func zLossGrad[F Float](dx, x []F, n, e int, c float64) {
 			for t := lo; t < hi; t++ {
 				row := d32[t*e : (t+1)*e]
 				copy(row, x32[t*e:(t+1)*e])
-				m, _, s := expShiftedSum32(row, 0)
-				lse := float64(m) + math.Log(s)
-				scaleBy(row, float32(c*lse/s))
+				lse, s := expLogSumExp32(row)
+				scale32(row, float32(c*lse/s))
 			}
 		})
 		return

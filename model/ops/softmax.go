@@ -154,31 +154,19 @@ func RowSoftmax[F Float](y, x []F) {
 	}
 }
 
-// rowSoftmax32 is RowSoftmax of a float32 row, computed in y:
-//
-//	e_j = exp32(x_j − max x),  s = Σ_j e_j (float64, four partial sums:
-//	j ≡ 0, 1, 2, 3 mod 4, added as (s0 + s1) + (s2 + s3)),
-//	y_j = e_j · float32(1/s)
-//
-// The exponentials were the router softmax's cost in float64 (math.Exp's
-// bits, four lanes): 2048 rows of 63 took 0.29 ms, 0.15 ms so
-// (BenchmarkSoftmaxForward/sci, docs/BENCHMARKS.md round 14). Every step
-// is exp32's, shift's and scaleBy's float32 arithmetic, vector or scalar
-// alike, so the result does not depend on the path. The four partial sums
-// keep the additions from each waiting on the last.
+// rowSoftmax32 is RowSoftmax of a float32 row: the attention's row
+// softmax (softmaxRow32: exp32 of the shifted row, the float64 sum in
+// rowSum's lanes) on a copy in y. The exponentials were the router
+// softmax's cost in float64 (math.Exp's bits, four lanes): 2048 rows of 63
+// took 0.29 ms, 0.15 ms in float32 (BenchmarkSoftmaxForward/sci,
+// docs/BENCHMARKS.md round 14).
 func rowSoftmax32(y, x []float32) {
 	if len(x) == 0 {
 		return
 	}
 	y = y[:len(x)]
 	copy(y, x)
-	shift(y, maxForShift(x))
-	exp32s(y, y)
-	var s [4]float64
-	for j, v := range y {
-		s[j&3] += float64(v)
-	}
-	scaleBy(y, float32(1/((s[0]+s[1])+(s[2]+s[3]))))
+	softmaxRow32(y, y)
 }
 
 // maxForShift is maxOfRow for a row about to be shifted by its maximum
@@ -187,18 +175,33 @@ func rowSoftmax32(y, x []float32) {
 // of a zero difference, and exp of either zero is 1: the softmax is the
 // same bits.
 func maxForShift[F Float](x []F) F {
-	if f, ok := any(x).([]float32); ok && vexpOK && len(f) >= 8 {
-		n := len(f) &^ 7
-		if m, nan := max32x8(&f[0], n); !nan {
-			for _, v := range f[n:] {
-				if v > m {
-					m = v
-				}
-			}
+	if f, ok := any(x).([]float32); ok {
+		if m, ok := vectorMax32(f); ok {
 			return F(m)
 		}
 	}
 	return maxOfRow(x)
+}
+
+// vectorMax32 is maxForShift's vector path: the largest of x's floats
+// (max32x8 on whole vectors, then the rest), with ok false, and nothing
+// computed, without vector kernels, for fewer than eight floats or when
+// the vectors hold a NaN.
+func vectorMax32(x []float32) (m float32, ok bool) {
+	n := len(x) &^ 7
+	if !vexpOK || n == 0 {
+		return 0, false
+	}
+	m, nan := max32x8(&x[0], n)
+	if nan {
+		return 0, false
+	}
+	for _, v := range x[n:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m, true
 }
 
 // maxOfRow returns the largest element of a non-empty row.

@@ -212,17 +212,18 @@ func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
 // (docs/BENCHMARKS.md, round 11).
 const swigluEvalRows = 32
 
-// swigluEvalWeightBytes bounds the weights for which swigluEval pays: each
-// block reads all of wg, wu and wd, so they must stay in L2 from one block
-// to the next (1 MiB per core on the machines measured). Larger FFNs, such
-// as the d = 256, f = 1024 bench models' 3 MiB, were slower in blocks and
-// take the unblocked path.
-const swigluEvalWeightBytes = 640 << 10
+// evalBlockWeightBytes bounds the weights an evaluation pass reads whole
+// for every block of rows (swigluEval's wg, wu and wd; ceRows's LM head):
+// they must stay in L2 from one block to the next (1 MiB per core on the
+// machines measured). Larger ones, such as the d = 256, f = 1024 bench
+// FFN's 3 MiB and its 8 MiB head, were slower in blocks and take the
+// unblocked paths.
+const evalBlockWeightBytes = 640 << 10
 
 // swigluBlocked reports whether an evaluation pass of an [f, d] SwiGLU of
 // dtype dt runs in blocks (swigluEval).
 func swigluBlocked(dt tensor.Dtype, d, f int) bool {
-	return 3*f*d*int(dt.Size()) <= swigluEvalWeightBytes
+	return 3*f*d*int(dt.Size()) <= evalBlockWeightBytes
 }
 
 // swigluEval computes y for an op whose forward no backward reads (an

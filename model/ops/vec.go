@@ -108,14 +108,22 @@ func addTo[F Float](y, x []F) {
 
 // scaleBy sets x *= a.
 func scaleBy[F Float](x []F, a F) {
-	n := len(x)
-	i := 0
 	if d, ok := any(x).([]float32); ok {
-		if i = vecLen(n); i > 0 {
-			scale32x8(&d[0], float32(a), i)
-		}
+		scale32(d, float32(a))
+		return
 	}
-	for ; i < n; i++ {
+	for i := range x {
+		x[i] *= a
+	}
+}
+
+// scale32 is scaleBy for a float32 row, eight lanes at a time.
+func scale32(x []float32, a float32) {
+	i := vecLen(len(x))
+	if i > 0 {
+		scale32x8(&x[0], a, i)
+	}
+	for ; i < len(x); i++ {
 		x[i] *= a
 	}
 }
@@ -314,8 +322,8 @@ func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
 // + lane l+4, and the rest follow one at a time (laneSum in vec_test.go
 // writes the order out); without them, one at a time throughout. A chain
 // of scalar float64 additions took as long as the exponentials of a
-// softmax row, and most of RMSNorm's backward (docs/BENCHMARKS.md, round
-// 15).
+// softmax row, and RMSNorm's forward and backward ran 1.8× slower with
+// them (docs/BENCHMARKS.md, round 15).
 
 // rowSum returns Σ x_j.
 func rowSum(x []float32) float64 {

@@ -82,16 +82,17 @@ func TestRowSoftmaxMatchesScalar(t *testing.T) {
 	}
 }
 
-// rowSoftmax32Scalar is rowSoftmax32's formula one element at a time.
+// rowSoftmax32Scalar is rowSoftmax32's formula one element at a time,
+// the sum in laneSum's order.
 func rowSoftmax32Scalar(x []float32) []float32 {
 	m := maxOfRow(x)
 	y := make([]float32, len(x))
-	var s [4]float64
+	terms := make([]float64, len(x))
 	for j, v := range x {
 		y[j] = exp32(v - m)
-		s[j%4] += float64(y[j])
+		terms[j] = float64(y[j])
 	}
-	inv := float32(1 / ((s[0] + s[1]) + (s[2] + s[3])))
+	inv := float32(1 / laneSum(terms))
 	for j := range y {
 		y[j] *= inv
 	}
