@@ -81,11 +81,22 @@ func (op *addOp) SymDiff(_ G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 // addGrain is the number of elements below which a sum stays on one core.
 const addGrain = 1 << 14
 
+// addKernel sets dst = a + b through addTo's vector kernel (x + y and
+// y + x are the same float, so which operand dst already holds does not
+// matter): a Go loop's scalar adds took 73 µs per science-size residual,
+// eight a forward pass (docs/BENCHMARKS.md, round 16).
 func addKernel[F Float](dst, a, b []F) {
 	parallel.For(len(dst), addGrain, func(lo, hi int) {
 		d, x, y := dst[lo:hi], a[lo:hi], b[lo:hi]
-		for i := range d {
-			d[i] = x[i] + y[i]
+		switch {
+		case len(d) == 0:
+		case &d[0] == &y[0]:
+			addTo(d, x)
+		default:
+			if &d[0] != &x[0] {
+				copy(d, x)
+			}
+			addTo(d, y)
 		}
 	})
 }

@@ -1,7 +1,9 @@
 package ops
 
 import (
+	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -61,5 +63,38 @@ func TestAddShapeError(t *testing.T) {
 	b := G.NewMatrix(g, tensor.Float64, G.WithShape(6, 5), G.WithName("b"))
 	if _, err := Add(a, b); err == nil {
 		t.Error("Add accepted shapes [5 6] and [6 5]")
+	}
+}
+
+// TestAddKernelOperands checks addKernel's float32 sums bit for bit against
+// a + b, for a separate output and for an output that is a or b, at
+// lengths that leave vector tails and span several worker chunks.
+func TestAddKernelOperands(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 5))
+	for _, n := range []int{1, 7, 8, 29, 3*addGrain + 17} {
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = a[i] + b[i]
+		}
+		for _, out := range []string{"separate", "a", "b"} {
+			x, y := slices.Clone(a), slices.Clone(b)
+			dst := make([]float32, n)
+			switch out {
+			case "a":
+				dst = x
+			case "b":
+				dst = y
+			}
+			addKernel(dst, x, y)
+			for i := range want {
+				if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d, output %s: [%d] = %g, want %g", n, out, i, dst[i], want[i])
+				}
+			}
+		}
 	}
 }

@@ -475,49 +475,32 @@ func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 // causalSoftmax32 applies softmaxRow32 to row i's first i+1 scores of
 // p [T, T] for every i, clearing the rest of the row up to its block's
 // end, which serves as the row's room first. Rows of eight or more with
-// room to whole vectors and no NaN run softmaxRow32's kernels in its
-// order (the same bits) without its wrappers, and a block's shifts and
-// exponentials in one call (shiftExpRows32x8): the wrappers' checks, six
-// calls a row, were a third of the softmax's time, and the exponential
-// kernel reloaded its constants for every row of ~64 floats
-// (docs/BENCHMARKS.md, round 15). Other rows take softmaxRow32.
+// room to whole vectors go to causalRows32x8, one call per block in
+// softmaxRow32's order (the same bits): with softmaxRow32's wrappers, six
+// calls a row, and then one call per block for the exponentials, the
+// softmax was still ~30% of the attention forward (docs/BENCHMARKS.md,
+// rounds 15 and 16). Other rows, and rows with a NaN, take softmaxRow32.
 func causalSoftmax32(p []float32, T int) {
-	var ms [attnBlock]float32
-	var ws [attnBlock]int // 0: the row takes softmaxRow32
+	var nan [attnBlock]bool
 	for r0 := 0; r0 < T; r0 += attnBlock {
 		r1 := min(T, r0+attnBlock) // the block's rows, and where their room ends
-		for i := r0; i < r1; i++ {
-			ms[i-r0], ws[i-r0] = rowShift(p[i*T:i*T+r1], i+1)
-		}
+		// Rows [lo, hi) have i+1 ≥ 8 and (i+1+7)&^7 ≤ r1.
+		lo, hi := r0, r0
 		if vexpOK {
-			shiftExpRows32x8(&p[r0*T], &ms[0], &ws[0], r1-r0, T)
+			lo, hi = max(r0, 7), r1&^7
+			if hi > lo {
+				causalRows32x8(&p[lo*T], &nan[0], hi-lo, T, lo+1, r1)
+			}
 		}
 		for i := r0; i < r1; i++ {
-			row, n := p[i*T:i*T+r1], i+1
-			if ws[i-r0] == 0 {
-				softmaxRow32(row[:n], row)
-			} else {
-				normalizeRow(row[:n])
+			if i >= lo && i < hi && !nan[i-lo] {
+				continue
 			}
+			row, n := p[i*T:i*T+r1], i+1
+			softmaxRow32(row[:n], row)
 			clear(row[n:])
 		}
 	}
-}
-
-// rowShift returns what softmaxRow32(row[:n], row) shifts the row by
-// (maxForShift) and over how many floats it exponentiates (n rounded up
-// to whole vectors), or w = 0 when the row needs softmaxRow32 itself:
-// without vector kernels, under eight floats, without the room, or with a
-// NaN.
-func rowShift(row []float32, n int) (m float32, w int) {
-	if w = (n + 7) &^ 7; w > len(row) {
-		return 0, 0
-	}
-	m, ok := vectorMax32(row[:n])
-	if !ok {
-		return 0, 0
-	}
-	return m, w
 }
 
 // normalizeRow divides the exponentials x by their float64 sum (rowSum):

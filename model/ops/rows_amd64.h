@@ -95,3 +95,13 @@ next: \
 done: \
 	VZEROUPPER \
 	RET
+
+// SQSUMS reduces the float64 lane sums Y0 (lanes 0-3) and Y1 (lanes 4-7)
+// to one sum in X0: c_l = Y0_l + Y1_l, then (c0 + c2) + (c1 + c3).
+// (vec_amd64.s's LANESUMS and vexp_amd64.s's causal rows.)
+#define SQSUMS \
+	VADDPD Y1, Y0, Y0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPD X1, X0, X0 \
+	VPERMILPD $1, X0, X1 \
+	VADDSD X1, X0, X0

@@ -410,15 +410,6 @@ sgrDone:
 	VZEROUPPER
 	RET
 
-// SQSUMS reduces the float64 lane sums Y0 (lanes 0-3) and Y1 (lanes 4-7)
-// to one sum in X0: c_l = Y0_l + Y1_l, then (c0 + c2) + (c1 + c3).
-#define SQSUMS \
-	VADDPD Y1, Y0, Y0 \
-	VEXTRACTF128 $1, Y0, X1 \
-	VADDPD X1, X0, X0 \
-	VPERMILPD $1, X0, X1 \
-	VADDSD X1, X0, X0
-
 // LANESUMS(TERMS, loop, done) sums float64 terms over eight lanes: for AX
 // = 0, 8, … below CX, TERMS leaves the terms of floats AX..AX+7 in Y4
 // (lanes 0-3) and Y5 (lanes 4-7), added to Y0 and Y1; SQSUMS then reduces

@@ -338,8 +338,13 @@ func testCausalSoftmaxMatchesRows(t *testing.T) {
 		for i := range p {
 			p[i] = float32(r.NormFloat64() * 3)
 		}
-		if T >= 67 { // a NaN row and a row with −∞ take the other paths
+		if T >= 67 {
+			// A NaN in a row's whole vectors sends it to softmaxRow32; one
+			// in its last partial vector, or in its room past the diagonal,
+			// stays in the block kernel; −∞ and zeros of both signs.
 			p[20*T+5], p[66*T+3] = float32(math.NaN()), float32(math.Inf(-1))
+			p[30*T+28], p[40*T+50] = float32(math.NaN()), float32(math.NaN())
+			p[50*T+2], p[50*T+9] = 0, float32(math.Copysign(0, -1))
 		}
 		want := append([]float32(nil), p...)
 		for i := 0; i < T; i++ {

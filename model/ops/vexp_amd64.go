@@ -43,5 +43,8 @@ func siluGate32x8(h, s, gate, up *float32, n int)
 //go:noescape
 func siluGateRows32x8(h, s, gu *float32, rows, w int)
 
+// causalRows32x8 is softmaxRow32 and the clearing after it on the rows
+// of a causal score block (causalSoftmax32), in one call.
+//
 //go:noescape
-func shiftExpRows32x8(p, m *float32, w *int, rows, stride int)
+func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int)

@@ -324,56 +324,174 @@ rowsDone:
 	VZEROUPPER
 	RET
 
-// func shiftExpRows32x8(p, m *float32, w *int, rows, stride int)
-// Row r of rows rows (stride floats apart from p) becomes exp32(x − m[r])
-// over its first w[r] floats (a multiple of 8; 0 skips the row): shift32x8
-// then exp32x8 on each row, the same operations on the same lanes (sixteen
-// where the CPU has AVX-512, as exp32x8), in one call with the constants
-// loaded once. Z31 holds the row's m on sixteen lanes.
-TEXT ·shiftExpRows32x8(SB), NOSPLIT, $0-40
-	MOVQ p+0(FP), SI
-	MOVQ m+8(FP), BX
-	MOVQ w+16(FP), DX
-	MOVQ rows+24(FP), R10
-	MOVQ stride+32(FP), R11
+// func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int)
+// softmaxRow32(row[:k], row[:end]) then clear(row[k:end]) on rows rows
+// of a causal score block (stride floats apart from p), row r with k = n+r
+// valid floats (n ≥ 8; (k+7)&^7 ≤ end): the float32 operations of
+// softmaxRow32's kernels in their order, so the same bits, in one call per
+// block rather than six per row. Per row: the max as max32x8 on whole
+// vectors, then `if v > m` over the rest; x − m and exp32 on whole vectors
+// up to k rounded up (sixteen lanes where the CPU has AVX-512, as
+// exp32x8; Z31 or Y12 holds m); the float64 sum as rowSum32x8 (LANESUMS'
+// lanes, SQSUMS) then the rest in order; the floats times float32(1/sum).
+// A row whose whole vectors hold a NaN is left as it is, with nan[r] set,
+// for softmaxRow32's own path; nan[r] is cleared otherwise.
+TEXT ·causalRows32x8(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), DI
+	MOVQ nan+8(FP), BX
+	MOVQ rows+16(FP), R10
+	MOVQ stride+24(FP), R11
 	SHLQ $2, R11
+	MOVQ n+32(FP), R13
+	MOVQ end+40(FP), R12
 	LOADCONSTS
 	CMPB ·vexp512(SB), $0
-	JEQ serStart
+	JEQ crStart
 	LOADCONSTSZ
-serStart:
+crStart:
 	TESTQ R10, R10
-	JEQ serDone
-serRow:
-	MOVQ (DX), CX
+	JEQ crDone
+crRow:
+	// The max, and whether the whole vectors hold a NaN (max32x8).
+	MOVQ R13, CX
+	ANDQ $-8, CX
+	VMOVUPS (DI), Y0
+	VCMPPS $3, Y0, Y0, Y1
+	MOVQ $8, AX
+crMax:
+	CMPQ AX, CX
+	JGE crMaxReduce
+	VMOVUPS (DI)(AX*4), Y2
+	VCMPPS $3, Y2, Y2, Y3
+	VORPS Y3, Y1, Y1
+	VMAXPS Y2, Y0, Y0
+	ADDQ $8, AX
+	JMP crMax
+crMaxReduce:
+	VMOVMSKPS Y1, DX
+	TESTL DX, DX
+	JNE crNaN
+	MOVB $0, (BX)
+	VEXTRACTF128 $1, Y0, X2
+	VMAXPS X2, X0, X0
+	VPERMILPS $0x4E, X0, X2
+	VMAXPS X2, X0, X0
+	VPERMILPS $0xB1, X0, X2
+	VMAXPS X2, X0, X0
+crMaxTail:
+	CMPQ AX, R13
+	JGE crShift
+	VMOVSS (DI)(AX*4), X2
+	VMAXSS X0, X2, X0 // (v > m) ? v : m
+	INCQ AX
+	JMP crMaxTail
+crShift:
+	// exp32(x − m) over k rounded up to whole vectors.
+	MOVQ R13, CX
+	ADDQ $7, CX
+	ANDQ $-8, CX
 	XORQ AX, AX
+	VBROADCASTSS X0, Y12
 	CMPB ·vexp512(SB), $0
-	JEQ serLoop
-	VBROADCASTSS (BX), Z31
-serZ:
-	ZLOOPHEAD(serLoop)
-	VMOVUPS (SI)(AX*4), Z0
+	JEQ crExpY
+	VBROADCASTSS X0, Z31
+crExpZ:
+	ZLOOPHEAD(crExpY)
+	VMOVUPS (DI)(AX*4), Z0
 	VSUBPS Z31, Z0, Z0
 	EXP32Z
-	VMOVUPS Z3, (SI)(AX*4)
+	VMOVUPS Z3, (DI)(AX*4)
 	ADDQ $16, AX
-	JMP serZ
-serLoop:
+	JMP crExpZ
+crExpY:
 	CMPQ AX, CX
-	JGE serNext
-	VMOVUPS (SI)(AX*4), Y0
-	VBROADCASTSS (BX), Y1
-	VSUBPS Y1, Y0, Y0
+	JGE crSum
+	VMOVUPS (DI)(AX*4), Y0
+	VSUBPS Y12, Y0, Y0
 	EXP32
-	VMOVUPS Y3, (SI)(AX*4)
+	VMOVUPS Y3, (DI)(AX*4)
 	ADDQ $8, AX
-	JMP serLoop
-serNext:
-	ADDQ R11, SI
-	ADDQ $4, BX
-	ADDQ $8, DX
+	JMP crExpY
+crSum:
+	// Σ in float64: eight lanes over the whole vectors, then the rest.
+	MOVQ R13, CX
+	ANDQ $-8, CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+crSumLoop:
+	CMPQ AX, CX
+	JGE crSumReduce
+	VCVTPS2PD (DI)(AX*4), Y2
+	VCVTPS2PD 16(DI)(AX*4), Y3
+	VADDPD Y2, Y0, Y0
+	VADDPD Y3, Y1, Y1
+	ADDQ $8, AX
+	JMP crSumLoop
+crSumReduce:
+	SQSUMS
+crSumTail:
+	CMPQ AX, R13
+	JGE crScale
+	VCVTSS2SD (DI)(AX*4), X2, X2
+	VADDSD X2, X0, X0
+	INCQ AX
+	JMP crSumTail
+crScale:
+	// x·float32(1/sum) over the k floats.
+	MOVQ $0x3FF0000000000000, DX
+	MOVQ DX, X1
+	VDIVSD X0, X1, X1
+	VCVTSD2SS X1, X1, X1
+	VBROADCASTSS X1, Y1
+	XORQ AX, AX
+crScaleLoop:
+	CMPQ AX, CX
+	JGE crScaleTail
+	VMULPS (DI)(AX*4), Y1, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP crScaleLoop
+crScaleTail:
+	CMPQ AX, R13
+	JGE crClear
+	VMULSS (DI)(AX*4), X1, X0
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP crScaleTail
+crClear:
+	// Zeros from k to end: single floats to a whole vector, vectors, the
+	// rest.
+	VXORPS Y0, Y0, Y0
+crClearHead:
+	CMPQ AX, R12
+	JGE crNext
+	TESTQ $7, AX
+	JEQ crClearVec
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP crClearHead
+crClearVec:
+	LEAQ 8(AX), DX
+	CMPQ DX, R12
+	JG crClearTail
+	VMOVUPS Y0, (DI)(AX*4)
+	MOVQ DX, AX
+	JMP crClearVec
+crClearTail:
+	CMPQ AX, R12
+	JGE crNext
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP crClearTail
+crNaN:
+	MOVB $1, (BX)
+crNext:
+	ADDQ R11, DI
+	INCQ R13
+	INCQ BX
 	DECQ R10
-	JNZ serRow
-serDone:
+	JNZ crRow
+crDone:
 	VZEROUPPER
 	RET
