@@ -281,14 +281,14 @@ func sumRows[F Float](y, o []F, offs []int, gates []F) {
 }
 
 // transposeInto writes the transpose of src ([rows, cols], row-major) into
-// dst with row stride ldd: dst[c·ldd + r] = src[r·cols + c]. Groups of four
-// source rows go to the workers (transposeGrain elements at least per
-// chunk): a forward pass transposes every weight it multiplies by, and an
-// evaluation SwiGLU's three transposes took 126-200 µs of its ~3 ms on one
-// core, 86-113 µs on two (docs/BENCHMARKS.md, round 12).
+// dst with row stride ldd: dst[c·ldd + r] = src[r·cols + c]. Groups of
+// eight source rows go to the workers (transposeGrain elements at least
+// per chunk): a forward pass transposes every weight it multiplies by, and
+// an evaluation SwiGLU's three transposes took 126-200 µs of its ~3 ms on
+// one core, 86-113 µs on two (docs/BENCHMARKS.md, round 12).
 func transposeInto[F Float](dst []F, ldd int, src []F, rows, cols int) {
-	parallel.For((rows+3)/4, max(1, transposeGrain/(4*cols)), func(lo, hi int) {
-		transposeRows(dst, ldd, src, 4*lo, min(rows, 4*hi), cols)
+	parallel.For((rows+7)/8, max(1, transposeGrain/(8*cols)), func(lo, hi int) {
+		transposeRows(dst, ldd, src, 8*lo, min(rows, 8*hi), cols)
 	})
 }
 
@@ -296,22 +296,43 @@ func transposeInto[F Float](dst []F, ldd int, src []F, rows, cols int) {
 // another worker: about 3 µs of copying, the cost of handing a chunk over.
 const transposeGrain = 8 << 10
 
-// transposeRows is transposeInto for source rows r0..r1−1. It takes four
-// rows at a time, so each visit to a destination row writes four adjacent
-// elements instead of one (twice as fast as one row at a time).
+// transposeRows is transposeInto for source rows r0..r1−1. float32 blocks
+// of 8×8 go through transpose8x8Blocks (a register transpose: the scalar
+// loop below ran at ~1 ns a float, 2% of a science forward pass, round
+// 16); the rest, and float64, take the loop.
 func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
+	rb, cb := 0, 0 // rows r0..r0+rb−1, columns 0..cb−1 done by the kernel
+	if d, ok := any(dst).([]float32); ok && vexpOK {
+		if rb, cb = (r1-r0)&^7, cols&^7; rb > 0 && cb > 0 {
+			s := any(src).([]float32)
+			_ = s[(r0+rb-1)*cols+cb-1] // bounds: the last float read
+			_ = d[(cb-1)*ldd+r0+rb-1]  // and the last written
+			transpose8x8Blocks(&d[r0], ldd, &s[r0*cols], cols, rb, cb)
+		} else {
+			rb, cb = 0, 0
+		}
+	}
+	transposeBlock(dst, ldd, src, r0, r0+rb, cb, cols, cols)
+	transposeBlock(dst, ldd, src, r0+rb, r1, 0, cols, cols)
+}
+
+// transposeBlock transposes source rows r0..r1−1, columns c0..c1−1 (row
+// stride cols), four rows at a time, so each visit to a destination row
+// writes four adjacent elements instead of one (twice as fast as one row
+// at a time).
+func transposeBlock[F Float](dst []F, ldd int, src []F, r0, r1, c0, c1, cols int) {
 	r := r0
 	for ; r+4 <= r1; r += 4 {
 		s := src[r*cols : (r+4)*cols]
 		s0, s1, s2, s3 := s[:cols], s[cols:2*cols], s[2*cols:3*cols], s[3*cols:4*cols]
-		for c := range s0 {
+		for c := c0; c < c1; c++ {
 			d := dst[c*ldd+r : c*ldd+r+4]
 			d[0], d[1], d[2], d[3] = s0[c], s1[c], s2[c], s3[c]
 		}
 	}
 	for ; r < r1; r++ {
-		for c, v := range src[r*cols : (r+1)*cols] {
-			dst[c*ldd+r] = v
+		for c := c0; c < c1; c++ {
+			dst[c*ldd+r] = src[r*cols+c]
 		}
 	}
 }

@@ -67,3 +67,9 @@ func rowSum32x8(x *float32, n int) float64
 
 //go:noescape
 func rowDot32x8(a, b *float32, n int) float64
+
+// transpose8x8Blocks is transposeRows for rows and cols multiples of 8,
+// source row stride lds (transposeRows).
+//
+//go:noescape
+func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols int)

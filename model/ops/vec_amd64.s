@@ -508,3 +508,87 @@ rsdDone:
 	VMOVSD X0, dot+40(FP)
 	VZEROUPPER
 	RET
+
+// func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols int)
+// dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols (both multiples
+// of 8), an 8×8 block at a time: eight rows loaded, transposed in
+// registers (unpack, shuffle, lane permute), stored as eight rows.
+TEXT ·transpose8x8Blocks(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R9
+	SHLQ $2, R9
+	MOVQ rows+32(FP), R10
+	MOVQ cols+40(FP), R11
+	XORQ R12, R12
+trRows:
+	CMPQ R12, R10
+	JGE trDone
+	MOVQ R12, AX
+	IMULQ R9, AX
+	ADDQ SI, AX // source rows r..r+7
+	LEAQ (DI)(R12*4), BX // their place in every destination row
+	XORQ R13, R13
+trCols:
+	CMPQ R13, R11
+	JGE trNext
+	LEAQ (AX)(R13*4), CX
+	VMOVUPS (CX), Y0
+	VMOVUPS (CX)(R9*1), Y1
+	LEAQ (CX)(R9*2), DX
+	VMOVUPS (DX), Y2
+	VMOVUPS (DX)(R9*1), Y3
+	LEAQ (DX)(R9*2), DX
+	VMOVUPS (DX), Y4
+	VMOVUPS (DX)(R9*1), Y5
+	LEAQ (DX)(R9*2), DX
+	VMOVUPS (DX), Y6
+	VMOVUPS (DX)(R9*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0 // columns 0 | 4 of rows 0-3
+	VSHUFPS $0xEE, Y10, Y8, Y1 // 1 | 5
+	VSHUFPS $0x44, Y11, Y9, Y2 // 2 | 6
+	VSHUFPS $0xEE, Y11, Y9, Y3 // 3 | 7
+	VSHUFPS $0x44, Y14, Y12, Y4 // the same of rows 4-7
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	MOVQ R13, DX
+	IMULQ R8, DX
+	ADDQ BX, DX
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, (DX)(R8*1)
+	LEAQ (DX)(R8*2), DX
+	VMOVUPS Y10, (DX)
+	VMOVUPS Y11, (DX)(R8*1)
+	LEAQ (DX)(R8*2), DX
+	VMOVUPS Y12, (DX)
+	VMOVUPS Y13, (DX)(R8*1)
+	LEAQ (DX)(R8*2), DX
+	VMOVUPS Y14, (DX)
+	VMOVUPS Y15, (DX)(R8*1)
+	ADDQ $8, R13
+	JMP trCols
+trNext:
+	ADDQ $8, R12
+	JMP trRows
+trDone:
+	VZEROUPPER
+	RET

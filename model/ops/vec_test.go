@@ -413,11 +413,11 @@ func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
 }
 
 // TestTransposeInto: every element lands at its transposed place for row
-// counts on and off the four-row step, and a destination wider than the
+// and column counts on and off the 8×8 blocks and the four-row step, and a destination wider than the
 // source's row count keeps its other columns (stackedTransposed writes
 // two transposes side by side into one [d, 2f] buffer).
 func TestTransposeInto(t *testing.T) {
-	for _, c := range []struct{ rows, cols, ldd int }{{1, 1, 1}, {3, 5, 3}, {4, 4, 4}, {7, 3, 9}, {86, 128, 172}, {344, 128, 344}} {
+	for _, c := range []struct{ rows, cols, ldd int }{{1, 1, 1}, {3, 5, 3}, {4, 4, 4}, {7, 3, 9}, {8, 8, 8}, {19, 21, 25}, {16, 9, 16}, {86, 128, 172}, {344, 128, 344}, {258, 128, 258}} {
 		src := make([]float32, c.rows*c.cols)
 		for i := range src {
 			src[i] = float32(i + 1)

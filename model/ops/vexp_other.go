@@ -76,3 +76,6 @@ func rowDot32x8(a, b *float32, n int) float64 { panic("ops: no vector kernels on
 func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int) {
 	panic("ops: no vector kernels on this platform")
 }
+func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols int) {
+	panic("ops: no vector kernels on this platform")
+}
