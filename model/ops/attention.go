@@ -384,6 +384,7 @@ const attnBlock = 64
 type headScratch[F Float] struct {
 	p, dp []F // [T, T]; only the causal blocks are valid
 	pOwn  []F // p's own buffer when P is not cached
+	kt    []F // [dh, T]: the head's k' transposed, for fusedAttention
 }
 
 func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
@@ -391,6 +392,9 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 	s := &headScratch[F]{}
 	if ownP {
 		s.pOwn = make([]F, tt)
+	}
+	if fusedAttention[F](d) {
+		s.kt = make([]F, d.dh*d.t)
 	}
 	if backward {
 		s.dp = make([]F, tt)
@@ -454,11 +458,34 @@ func blocks(t int, fn func(r0, r1 int)) {
 	}
 }
 
+// fusedAttention reports whether a head's forward products (the scores
+// and P·V) run on attn_amd64.s's causal kernels instead of per-block
+// GEMMs: float32 on AVX-512, with dh and T multiples of 16 (so every
+// block's rows end on a kernel chunk). The GEMMs compute whole blocks,
+// the diagonal ones half masked: at T = 128 in blocks of 64, 12,288
+// scores a head where the causal triangle has 8,256; the kernels compute
+// 8-row tiles up to the diagonal, 9,216 (docs/BENCHMARKS.md, round 16).
+func fusedAttention[F Float](d attnDims) bool {
+	var z F
+	_, f32 := any(z).(float32)
+	return f32 && vexp512 && d.dh%16 == 0 && d.t%16 == 0
+}
+
 // probabilities fills s.p with the causal softmax of q'k'ᵀ·scale, for qr
 // and kr one head's q' and k' (row stride W). Row i of block [r0, r1) is
 // valid in columns 0..r1−1 (zero beyond i).
 func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 	T, dh, W := d.t, d.dh, d.w()
+	if s.kt != nil {
+		q32, k32, kt, p := any(qr).([]float32), any(kr).([]float32), any(s.kt).([]float32), any(s.p).([]float32)
+		_, _, _ = q32[(T-1)*W+dh-1], k32[(T-1)*W+dh-1], p[T*T-1] // bounds of what the kernels read and write
+		transpose8x8Blocks(&kt[0], T, &k32[0], W, T, dh)
+		blocks(T, func(r0, r1 int) {
+			causalScores32(&p[r0*T], T, &q32[r0*W], W, &kt[0], T, r1-r0, r0, dh, float32(d.scale))
+		})
+		causalSoftmax32(p, T)
+		return
+	}
 	blocks(T, func(r0, r1 int) {
 		blas.Gemm(false, true, r1-r0, r1, dh, F(d.scale), qr[r0*W:], W, kr, W, 0, s.p[r0*T:], T)
 	})
@@ -610,6 +637,14 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 			rotateHead(qr, q, b, h, d, rope)
 			rotateHead(kr, k, b, h, d, rope)
 			probabilities(s, qr[o:], kr[o:], d)
+			if s.kt != nil {
+				y32, p, v32 := any(y[o:]).([]float32), any(s.p).([]float32), any(v[oi:]).([]float32)
+				_, _ = y32[(T-1)*W+dh-1], v32[(T-1)*ld+dh-1]
+				blocks(T, func(r0, r1 int) {
+					causalPV32(&y32[r0*W], W, &p[r0*T], T, &v32[0], ld, r1-r0, r0, dh)
+				})
+				continue
+			}
 			blocks(T, func(r0, r1 int) {
 				blas.Gemm(false, false, r1-r0, dh, r1, 1, s.p[r0*T:], T, v[oi:], ld, 0, y[o+r0*W:], W)
 			})

@@ -166,6 +166,11 @@ func TestAttentionFloat32(t *testing.T) {
 	for _, dh := range []int{8, 32} {
 		testAttentionFloat32(t, attnCase{"f32", 2, 80, 2, dh, 10000, 1})
 	}
+	// The fused kernels' shapes (fusedAttention): heads of one, two and
+	// four column chunks, one block and two.
+	for _, c := range []attnCase{{"f32-16", 1, 48, 3, 16, 10000, 1}, {"f32-64", 2, 128, 2, 64, 10000, 1}, {"f32-32", 1, 128, 2, 32, 500, 1}} {
+		testAttentionFloat32(t, c)
+	}
 }
 
 func testAttentionFloat32(t *testing.T, c attnCase) {
@@ -188,30 +193,45 @@ func testAttentionFloat32(t *testing.T, c attnCase) {
 
 // TestAttentionCausal changes the tokens after position t0 of one sequence:
 // outputs up to t0 (and the other sequence) must not move, and the output
-// just after t0 must.
+// just after t0 must. The float32 case runs the fused kernels where the
+// CPU has them (fusedAttention), with t0 inside an 8-row tile whose scores
+// are computed past the diagonal.
 func TestAttentionCausal(t *testing.T) {
-	c := attnCase{"causal", 2, 70, 2, 4, 10000, 1}
-	const t0 = 40
-	q, k, v := attnInputs(5, c)
-	y0 := widen(runForward(t, c, q, k, v))
-	w := c.h * c.dh
-	r := rand.New(rand.NewPCG(6, 6))
-	for _, x := range []*tensor.Dense{q, k, v} {
-		d := x.Data().([]float64)
-		for i := (t0 + 1) * w; i < c.t*w; i++ { // sequence 0, rows t0+1..T-1
-			d[i] = 3 * (2*r.Float64() - 1)
+	for _, tc := range []struct {
+		c  attnCase
+		t0 int
+		dt tensor.Dtype
+	}{
+		{attnCase{"causal", 2, 70, 2, 4, 10000, 1}, 40, tensor.Float64},
+		{attnCase{"causal-f32", 2, 128, 2, 32, 10000, 1}, 43, tensor.Float32},
+	} {
+		c, t0 := tc.c, tc.t0
+		q, k, v := attnInputs(5, c)
+		q, k, v = toDtype(q, tc.dt), toDtype(k, tc.dt), toDtype(v, tc.dt)
+		y0 := widen(runForward(t, c, q, k, v))
+		w := c.h * c.dh
+		r := rand.New(rand.NewPCG(6, 6))
+		for _, x := range []*tensor.Dense{q, k, v} {
+			for i := (t0 + 1) * w; i < c.t*w; i++ { // sequence 0, rows t0+1..T-1
+				switch d := x.Data().(type) {
+				case []float64:
+					d[i] = 3 * (2*r.Float64() - 1)
+				case []float32:
+					d[i] = float32(3 * (2*r.Float64() - 1))
+				}
+			}
 		}
-	}
-	y1 := widen(runForward(t, c, q, k, v))
-	exact := tol.Tol{}
-	if err := exact.CheckSlice("seq 0 up to t0", y1[:(t0+1)*w], y0[:(t0+1)*w]); err != nil {
-		t.Error(err)
-	}
-	if err := exact.CheckSlice("seq 1", y1[c.t*w:], y0[c.t*w:]); err != nil {
-		t.Error(err)
-	}
-	if exact.CheckSlice("seq 0 at t0+1", y1[(t0+1)*w:(t0+2)*w], y0[(t0+1)*w:(t0+2)*w]) == nil {
-		t.Error("output at t0+1 did not change when its own token changed")
+		y1 := widen(runForward(t, c, q, k, v))
+		exact := tol.Tol{}
+		if err := exact.CheckSlice(c.name+": seq 0 up to t0", y1[:(t0+1)*w], y0[:(t0+1)*w]); err != nil {
+			t.Error(err)
+		}
+		if err := exact.CheckSlice(c.name+": seq 1", y1[c.t*w:], y0[c.t*w:]); err != nil {
+			t.Error(err)
+		}
+		if exact.CheckSlice("seq 0 at t0+1", y1[(t0+1)*w:(t0+2)*w], y0[(t0+1)*w:(t0+2)*w]) == nil {
+			t.Errorf("%s: output at t0+1 did not change when its own token changed", c.name)
+		}
 	}
 }
 

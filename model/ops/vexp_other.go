@@ -79,3 +79,9 @@ func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int) {
 func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols int) {
 	panic("ops: no vector kernels on this platform")
 }
+func causalScores32(s *float32, lds int, q *float32, ldq int, kt *float32, ldk int, rows, i0, dh int, scale float32) {
+	panic("ops: no vector kernels on this platform")
+}
+func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int) {
+	panic("ops: no vector kernels on this platform")
+}
