@@ -641,7 +641,7 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 				y32, p, v32 := any(y[o:]).([]float32), any(s.p).([]float32), any(v[oi:]).([]float32)
 				_, _ = y32[(T-1)*W+dh-1], v32[(T-1)*ld+dh-1]
 				blocks(T, func(r0, r1 int) {
-					causalPV32(&y32[r0*W], W, &p[r0*T], T, &v32[0], ld, r1-r0, r0, dh)
+					causalPV32(&y32[r0*W], W, &p[r0*T], T, &v32[0], ld, r1-r0, r0, dh, 1)
 				})
 				continue
 			}
@@ -676,6 +676,13 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 				s.p = s.pOwn
 				probabilities(s, qr[o:], kr[o:], d)
 			}
+			if s.kt != nil {
+				f32 := func(x []F) []float32 { return any(x).([]float32) }
+				headBackward32(any(s).(*headScratch[float32]), f32(dq[oi:]), f32(dk[oi:]), f32(dv[oi:]), f32(qr[o:]), f32(kr[o:]), f32(v[oi:]), f32(dy[o:]), d, float32(sc))
+				unrotateHead(dq, b, h, d, rope)
+				unrotateHead(dk, b, h, d, rope)
+				continue
+			}
 			clearHead(dv, b, h, d)
 			clearHead(dk, b, h, d)
 			blocks(T, func(r0, r1 int) {
@@ -695,6 +702,34 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 			unrotateHead(dk, b, h, d, rope)
 		}
 	})
+}
+
+// headBackward32 is attentionBackwardKernel's head on the fused kernels
+// (fusedAttention), over the whole head at once rather than in blocks:
+// dP = dO·Vᵀ in causal tiles (causalScores32 against v transposed, in
+// s.kt: P is already formed), dS row by row as the blocked path forms it,
+// dq' = scale·dS·k' (causalPV32), and dk' = scale·dSᵀ·q', dV = Pᵀ·dO
+// (causalPTB32), written rather than summed over blocks, so dk and dv
+// need no clearing first. Each slice starts at the head's first element
+// (dq, dk, dv, v with row stride ld; q', k', dy with W). Kernels read
+// P and dS up to each row's 8-row tile end past its diagonal, which the
+// softmax and the loop below leave zero.
+func headBackward32(s *headScratch[float32], dq, dk, dv, qr, kr, v, dy []float32, d attnDims, sc float32) {
+	T, dh, W, ld := d.t, d.dh, d.w(), d.ld()
+	p, dp, vt := s.p, s.dp, s.kt
+	last, lastIn := (T-1)*ld+dh-1, (T-1)*W+dh-1
+	_, _, _, _, _, _, _, _ = dq[last], dk[last], dv[last], v[last], qr[lastIn], kr[lastIn], dy[lastIn], dp[T*T-1]
+	_ = p[T*T-1]
+	transpose8x8Blocks(&vt[0], T, &v[0], ld, T, dh)
+	causalScores32(&dp[0], T, &dy[0], W, &vt[0], T, T, 0, dh, 1)
+	for i := 0; i < T; i++ {
+		row, pr := dp[i*T:i*T+i+1], p[i*T:i*T+i+1]
+		dsoftmax(row, pr, float32(rowDot(pr, row)))
+		clear(dp[i*T+i+1 : i*T+i&^7+8])
+	}
+	causalPV32(&dq[0], ld, &dp[0], T, &kr[0], W, T, 0, dh, sc)
+	causalPTB32(&dk[0], ld, &dp[0], T, &qr[0], W, T, dh, sc)
+	causalPTB32(&dv[0], ld, &p[0], T, &dy[0], W, T, dh, 1)
 }
 
 // AttendOne computes one decoding step of causal attention for incremental

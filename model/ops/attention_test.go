@@ -421,7 +421,14 @@ func TestAttentionDeterministic(t *testing.T) {
 // the forward's cached P as with a recomputed one, and that the cache is used
 // only once: after q is rewritten in place, a second backward must recompute.
 func TestAttentionCachedProbs(t *testing.T) {
-	c := attnCase{"cache", 2, 70, 2, 8, 10000, 1}
+	// The second case's float32 heads take the fused kernels where the CPU
+	// has them (fusedAttention).
+	for _, c := range []attnCase{{"cache", 2, 70, 2, 8, 10000, 1}, {"cache-fused", 2, 64, 2, 16, 10000, 1}} {
+		testAttentionCachedProbs(t, c)
+	}
+}
+
+func testAttentionCachedProbs(t *testing.T, c attnCase) {
 	q, k, v := attnInputs(15, c)
 	dy := gradcheck.Rand(rand.New(rand.NewPCG(16, 16)), 1, c.b*c.t, c.h*c.dh)
 	for _, f32 := range []bool{false, true} {

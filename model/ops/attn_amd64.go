@@ -10,8 +10,14 @@ package ops
 //go:noescape
 func causalScores32(s *float32, lds int, q *float32, ldq int, kt *float32, ldk int, rows, i0, dh int, scale float32)
 
-// causalPV32 sets one head's output rows i0..i0+rows−1 to P·V over their
-// causal keys (attention.go, fusedAttention).
+// causalPV32 sets one head's output rows i0..i0+rows−1 to scale·P·V
+// over their causal keys (attention.go, fusedAttention).
 //
 //go:noescape
-func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int)
+func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int, scale float32)
+
+// causalPTB32 sets o = scale·Pᵀ·B for one head's causal P (the
+// backward's dV and dk', attention.go).
+//
+//go:noescape
+func causalPTB32(o *float32, ldo int, p *float32, ldp int, b *float32, ldb int, t, dh int, scale float32)

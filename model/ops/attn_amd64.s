@@ -46,6 +46,17 @@
 	VMOVUPS Z6, (DX) \
 	VMOVUPS Z7, (DX)(R8*1)
 
+// SCALETILE: Z0-Z7 times Z31.
+#define SCALETILE \
+	VMULPS Z31, Z0, Z0 \
+	VMULPS Z31, Z1, Z1 \
+	VMULPS Z31, Z2, Z2 \
+	VMULPS Z31, Z3, Z3 \
+	VMULPS Z31, Z4, Z4 \
+	VMULPS Z31, Z5, Z5 \
+	VMULPS Z31, Z6, Z6 \
+	VMULPS Z31, Z7, Z7
+
 // SETROWS(base): CX = base, AX = base + 4·R9, R14 = 3·R9.
 #define SETROWS(base) \
 	MOVQ base, CX \
@@ -91,14 +102,7 @@ csTerm:
 	ADDQ $4, AX
 	DECQ R12
 	JNZ csTerm
-	VMULPS Z31, Z0, Z0
-	VMULPS Z31, Z1, Z1
-	VMULPS Z31, Z2, Z2
-	VMULPS Z31, Z3, Z3
-	VMULPS Z31, Z4, Z4
-	VMULPS Z31, Z5, Z5
-	VMULPS Z31, Z6, Z6
-	VMULPS Z31, Z7, Z7
+	SCALETILE
 	LEAQ (DI)(BX*4), DX
 	STORETILE
 	ADDQ $16, BX
@@ -115,12 +119,12 @@ csDone:
 	VZEROUPPER
 	RET
 
-// func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int)
-// o[i, c] = Σ_j p[i, j]·v[j, c] for rows i of tiles of eight (rows a
+// func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int, scale float32)
+// o[i, c] = scale·Σ_j p[i, j]·v[j, c] for rows i of tiles of eight (rows a
 // multiple of 8; row 0 is query i0), c < dh (a multiple of 16), over the
 // keys j below i0' + 8, i0' the tile's first query (p is zero past each
 // row's own query).
-TEXT ·causalPV32(SB), NOSPLIT, $0-72
+TEXT ·causalPV32(SB), NOSPLIT, $0-76
 	MOVQ o+0(FP), DI
 	MOVQ ldo+8(FP), R8
 	SHLQ $2, R8
@@ -131,6 +135,7 @@ TEXT ·causalPV32(SB), NOSPLIT, $0-72
 	MOVQ ldv+40(FP), R11
 	SHLQ $2, R11
 	MOVQ i0+56(FP), R13
+	VBROADCASTSS scale+72(FP), Z31
 	CMPQ rows+48(FP), $0
 	JEQ pvDone
 pvTile:
@@ -150,6 +155,7 @@ pvTerm:
 	ADDQ $4, AX
 	DECQ R12
 	JNZ pvTerm
+	SCALETILE
 	LEAQ (DI)(BX*4), DX
 	STORETILE
 	ADDQ $16, BX
@@ -163,5 +169,70 @@ pvNextTile:
 	MOVQ R12, rows+48(FP)
 	JNZ pvTile
 pvDone:
+	VZEROUPPER
+	RET
+
+// func causalPTB32(o *float32, ldo int, p *float32, ldp int, b *float32, ldb int, t, dh int, scale float32)
+// o[j, c] = scale·Σ_i p[i, j]·b[i, c], the product pᵀ·b of a causal p
+// ([t, t], zero past each row's diagonal up to its 8-row tile's end), for
+// rows j in tiles of eight (t a multiple of 8), c < dh (a multiple of
+// 16), over rows i from the tile's first j0 (above it p[i, j] is 0): the
+// eight accumulators take p[i, j0..j0+7], consecutive floats of row i.
+TEXT ·causalPTB32(SB), NOSPLIT, $0-68
+	MOVQ o+0(FP), DI
+	MOVQ ldo+8(FP), R8
+	SHLQ $2, R8
+	MOVQ p+16(FP), SI
+	MOVQ ldp+24(FP), R9
+	SHLQ $2, R9
+	MOVQ b+32(FP), R10
+	MOVQ ldb+40(FP), R11
+	SHLQ $2, R11
+	VBROADCASTSS scale+64(FP), Z31
+	XORQ R13, R13 // j0
+ptTile:
+	CMPQ R13, t+48(FP)
+	JGE ptDone
+	XORQ BX, BX // the column slab, in floats
+ptSlab:
+	CMPQ BX, dh+56(FP)
+	JGE ptNextTile
+	ZEROTILE
+	MOVQ R13, CX
+	IMULQ R9, CX
+	ADDQ SI, CX
+	LEAQ (CX)(R13*4), CX // p[j0, j0]
+	MOVQ R13, DX
+	IMULQ R11, DX
+	ADDQ R10, DX
+	LEAQ (DX)(BX*4), DX // b[j0, slab]
+	MOVQ t+48(FP), R12
+	SUBQ R13, R12 // rows i = j0..t−1
+ptTerm:
+	VMOVUPS (DX), Z8
+	VFMADD231PS.BCST 0(CX), Z8, Z0
+	VFMADD231PS.BCST 4(CX), Z8, Z1
+	VFMADD231PS.BCST 8(CX), Z8, Z2
+	VFMADD231PS.BCST 12(CX), Z8, Z3
+	VFMADD231PS.BCST 16(CX), Z8, Z4
+	VFMADD231PS.BCST 20(CX), Z8, Z5
+	VFMADD231PS.BCST 24(CX), Z8, Z6
+	VFMADD231PS.BCST 28(CX), Z8, Z7
+	ADDQ R11, DX
+	ADDQ R9, CX
+	DECQ R12
+	JNZ ptTerm
+	SCALETILE
+	MOVQ R13, DX
+	IMULQ R8, DX
+	ADDQ DI, DX
+	LEAQ (DX)(BX*4), DX // o[j0, slab]
+	STORETILE
+	ADDQ $16, BX
+	JMP ptSlab
+ptNextTile:
+	ADDQ $8, R13
+	JMP ptTile
+ptDone:
 	VZEROUPPER
 	RET

@@ -82,6 +82,9 @@ func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols
 func causalScores32(s *float32, lds int, q *float32, ldq int, kt *float32, ldk int, rows, i0, dh int, scale float32) {
 	panic("ops: no vector kernels on this platform")
 }
-func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int) {
+func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, rows, i0, dh int, scale float32) {
+	panic("ops: no vector kernels on this platform")
+}
+func causalPTB32(o *float32, ldo int, p *float32, ldp int, b *float32, ldb int, t, dh int, scale float32) {
 	panic("ops: no vector kernels on this platform")
 }
