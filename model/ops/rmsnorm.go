@@ -119,8 +119,24 @@ func rmsFromSquares(ss float64, d int, eps float64) float64 {
 	return 1 / math.Sqrt(ss/float64(d)+eps)
 }
 
+// rmsRows32 reports whether float32 rows of width d go to the row
+// kernels (rmsForwardRows32x8, rmsBackRows32x8): the same operations in
+// the same order as the per-row calls, one call per chunk of rows instead
+// of two per row (the calls' wrappers were a third of the op at d = 128,
+// docs/BENCHMARKS.md round 16).
+func rmsRows32[F Float](d int) bool {
+	var z F
+	_, f32 := any(z).(float32)
+	return f32 && vexpOK && d%8 == 0 && d > 0
+}
+
 func rmsNormForward[F Float](y, x, w []F, n, d int, eps float64) {
 	parallel.For(n, 16, func(lo, hi int) {
+		if rmsRows32[F](d) {
+			y32, x32, w32 := any(y[lo*d:hi*d]).([]float32), any(x[lo*d:hi*d]).([]float32), any(w[:d]).([]float32)
+			rmsForwardRows32x8(&y32[0], &w32[0], &x32[0], hi-lo, d, eps)
+			return
+		}
 		for i := lo; i < hi; i++ {
 			xr := x[i*d : (i+1)*d]
 			rmsScale(y[i*d:(i+1)*d], w, xr, F(rmsFromSquares(rowSquares(xr), d, eps)))
@@ -136,6 +152,12 @@ func rmsNormBackwardKernel[F Float](dx, dw, x, w, dy []F, n, d int, eps float64)
 	parallel.For(blocks, 1, func(blo, bhi int) {
 		for b := blo; b < bhi; b++ {
 			pw := partial[b*d : (b+1)*d]
+			if lo, hi := b*rowBlock, min(n, (b+1)*rowBlock); rmsRows32[F](d) {
+				f32 := func(s []F) []float32 { return any(s).([]float32) }
+				dx32, x32, dy32 := f32(dx[lo*d:hi*d]), f32(x[lo*d:hi*d]), f32(dy[lo*d:hi*d])
+				rmsBackRows32x8(&dx32[0], &f32(pw)[0], &f32(w[:d])[0], &dy32[0], &x32[0], hi-lo, d, eps)
+				continue
+			}
 			for i := b * rowBlock; i < min(n, (b+1)*rowBlock); i++ {
 				xr, gr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d]
 				ss, dot := rowSquaresDot(xr, gr, w)

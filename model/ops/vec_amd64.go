@@ -73,3 +73,15 @@ func rowDot32x8(a, b *float32, n int) float64
 //
 //go:noescape
 func transpose8x8Blocks(dst *float32, ldd int, src *float32, lds int, rows, cols int)
+
+// rmsForwardRows32x8 is rmsNormForward on rows rows of width d (a
+// multiple of 8): rowSquares, rmsFromSquares and rmsScale per row.
+//
+//go:noescape
+func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64)
+
+// rmsBackRows32x8 is rmsNormBackwardKernel's loop body on rows rows of
+// width d (a multiple of 8), adding into the block's pw.
+//
+//go:noescape
+func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64)

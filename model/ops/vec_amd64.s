@@ -592,3 +592,156 @@ trNext:
 trDone:
 	VZEROUPPER
 	RET
+
+// RMSINV(ss): X12 = 1/sqrt(ss/d + eps) in float64 (rmsFromSquares's
+// operations in its order), for d in X14 and eps in X15. Clobbers BX, X13.
+#define RMSINV(ss) \
+	VDIVSD X14, ss, X12 \
+	VADDSD X15, X12, X12 \
+	VSQRTSD X12, X12, X12 \
+	MOVQ $0x3FF0000000000000, BX \
+	MOVQ BX, X13 \
+	VDIVSD X12, X13, X12
+
+// func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64)
+// rmsNormForward's rows (d a multiple of 8, row stride d): r = F(rmsInv)
+// from rowDot32x8(x, x)'s lanes and reduction, y = w·(x·r) (rmsScale32x8),
+// one call for all rows instead of two per row.
+TEXT ·rmsForwardRows32x8(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ x+16(FP), R12
+	MOVQ rows+24(FP), R10
+	MOVQ d+32(FP), CX
+	MOVQ CX, R11
+	SHLQ $2, R11
+	CVTSQ2SD CX, X14
+	MOVSD eps+40(FP), X15
+	TESTQ R10, R10
+	JEQ rfDone
+rfRow:
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+rfSum:
+	CMPQ AX, CX
+	JGE rfScale
+	VCVTPS2PD (R12)(AX*4), Y4
+	VCVTPS2PD 16(R12)(AX*4), Y5
+	VMULPD Y4, Y4, Y4
+	VMULPD Y5, Y5, Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	ADDQ $8, AX
+	JMP rfSum
+rfScale:
+	SQSUMS
+	RMSINV(X0)
+	VCVTSD2SS X12, X12, X12
+	VBROADCASTSS X12, Y12
+	XORQ AX, AX
+rfLoop:
+	CMPQ AX, CX
+	JGE rfNext
+	VMULPS (R12)(AX*4), Y12, Y0
+	VMULPS (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP rfLoop
+rfNext:
+	ADDQ R11, DI
+	ADDQ R11, R12
+	DECQ R10
+	JNZ rfRow
+rfDone:
+	VZEROUPPER
+	RET
+
+// func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64)
+// rmsNormBackwardKernel's rows (d a multiple of 8, row stride d), all
+// adding into one block's partial dw, pw: ss and dot with
+// rowSquaresDot32x8's lanes and reductions, r = rmsFromSquares(ss),
+// c = F(r·r·r·dot/d), then rmsGrad32x8's dx and pw; one call for all
+// rows instead of two per row.
+TEXT ·rmsBackRows32x8(SB), NOSPLIT, $0-64
+	MOVQ dx+0(FP), DI
+	MOVQ pw+8(FP), R9
+	MOVQ w+16(FP), SI
+	MOVQ dy+24(FP), DX
+	MOVQ x+32(FP), R12
+	MOVQ rows+40(FP), R10
+	MOVQ d+48(FP), CX
+	MOVQ CX, R11
+	SHLQ $2, R11
+	CVTSQ2SD CX, X14
+	MOVSD eps+56(FP), X15
+	TESTQ R10, R10
+	JEQ rbDone
+rbRow:
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	XORQ AX, AX
+rbSum:
+	CMPQ AX, CX
+	JGE rbGrad
+	VCVTPS2PD (R12)(AX*4), Y4
+	VCVTPS2PD 16(R12)(AX*4), Y5
+	VMULPD Y4, Y4, Y6
+	VMULPD Y5, Y5, Y7
+	VADDPD Y6, Y0, Y0
+	VADDPD Y7, Y1, Y1
+	VCVTPS2PD (SI)(AX*4), Y8
+	VCVTPS2PD 16(SI)(AX*4), Y9
+	VCVTPS2PD (DX)(AX*4), Y10
+	VCVTPS2PD 16(DX)(AX*4), Y11
+	VMULPD Y10, Y8, Y8
+	VMULPD Y11, Y9, Y9
+	VMULPD Y4, Y8, Y8
+	VMULPD Y5, Y9, Y9
+	VADDPD Y8, Y2, Y2
+	VADDPD Y9, Y3, Y3
+	ADDQ $8, AX
+	JMP rbSum
+rbGrad:
+	SQSUMS
+	VMOVAPD X0, X6 // ss
+	VMOVAPD Y2, Y0
+	VMOVAPD Y3, Y1
+	SQSUMS // dot in X0
+	RMSINV(X6)
+	VMULSD X12, X12, X13
+	VMULSD X12, X13, X13
+	VMULSD X0, X13, X13
+	VDIVSD X14, X13, X13 // r·r·r·dot/d
+	VCVTSD2SS X12, X12, X12
+	VCVTSD2SS X13, X13, X13
+	VBROADCASTSS X12, Y12 // r
+	VBROADCASTSS X13, Y13 // c
+	XORQ AX, AX
+rbLoop:
+	CMPQ AX, CX
+	JGE rbNext
+	VMOVUPS (DX)(AX*4), Y1 // dy
+	VMOVUPS (R12)(AX*4), Y2 // x
+	VMULPS (SI)(AX*4), Y12, Y0 // r·w
+	VMULPS Y1, Y0, Y0 // ·dy
+	VMULPS Y13, Y2, Y3 // x·c
+	VSUBPS Y3, Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	VMULPS Y2, Y1, Y4 // dy·x
+	VMULPS Y12, Y4, Y4 // ·r
+	VADDPS (R9)(AX*4), Y4, Y4
+	VMOVUPS Y4, (R9)(AX*4)
+	ADDQ $8, AX
+	JMP rbLoop
+rbNext:
+	ADDQ R11, DI
+	ADDQ R11, DX
+	ADDQ R11, R12
+	DECQ R10
+	JNZ rbRow
+rbDone:
+	VZEROUPPER
+	RET

@@ -88,3 +88,9 @@ func causalPV32(o *float32, ldo int, p *float32, ldp int, v *float32, ldv int, r
 func causalPTB32(o *float32, ldo int, p *float32, ldp int, b *float32, ldb int, t, dh int, scale float32) {
 	panic("ops: no vector kernels on this platform")
 }
+func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64) {
+	panic("ops: no vector kernels on this platform")
+}
+func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64) {
+	panic("ops: no vector kernels on this platform")
+}
