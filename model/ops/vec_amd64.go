@@ -85,3 +85,9 @@ func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64)
 //
 //go:noescape
 func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64)
+
+// causalDsoftmaxRows32x8 is the per-row softmax backward of
+// headBackward32 (dsoftmax, rowDot, clear) on all t rows of a head.
+//
+//go:noescape
+func causalDsoftmaxRows32x8(dp, p *float32, t int)

@@ -745,3 +745,93 @@ rbNext:
 rbDone:
 	VZEROUPPER
 	RET
+
+// func causalDsoftmaxRows32x8(dp, p *float32, t int)
+// The softmax backward on the t rows of a causal head (row stride t): row
+// i, with k = i+1, gets dp = p·(dp − c) over its first k floats, c =
+// F(rowDot(p, dp)) (rowDot32x8's lanes and reduction, then the rest in
+// order), and zeros from k to its 8-row tile's end ((i&^7) + 8), as
+// attention.go's headBackward32 formed it with dsoftmax, rowDot and clear
+// per row.
+TEXT ·causalDsoftmaxRows32x8(SB), NOSPLIT, $0-24
+	MOVQ dp+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ t+16(FP), R10
+	MOVQ R10, R11
+	SHLQ $2, R11 // row stride in bytes
+	XORQ R12, R12 // i
+	TESTQ R10, R10
+	JEQ cdDone
+cdRow:
+	LEAQ 1(R12), R13 // k
+	MOVQ R13, CX
+	ANDQ $-8, CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+cdDot:
+	CMPQ AX, CX
+	JGE cdDotReduce
+	VCVTPS2PD (SI)(AX*4), Y4
+	VCVTPS2PD 16(SI)(AX*4), Y5
+	VCVTPS2PD (DI)(AX*4), Y6
+	VCVTPS2PD 16(DI)(AX*4), Y7
+	VMULPD Y6, Y4, Y4
+	VMULPD Y7, Y5, Y5
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	ADDQ $8, AX
+	JMP cdDot
+cdDotReduce:
+	SQSUMS
+cdDotTail:
+	CMPQ AX, R13
+	JGE cdScale
+	VCVTSS2SD (SI)(AX*4), X2, X2
+	VCVTSS2SD (DI)(AX*4), X3, X3
+	VMULSD X3, X2, X2
+	VADDSD X2, X0, X0
+	INCQ AX
+	JMP cdDotTail
+cdScale:
+	VCVTSD2SS X0, X0, X0
+	VBROADCASTSS X0, Y1
+	XORQ AX, AX
+cdVec:
+	CMPQ AX, CX
+	JGE cdTail
+	VMOVUPS (DI)(AX*4), Y0
+	VSUBPS Y1, Y0, Y0
+	VMULPS (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP cdVec
+cdTail:
+	CMPQ AX, R13
+	JGE cdClear
+	VMOVSS (DI)(AX*4), X0
+	VSUBSS X1, X0, X0
+	VMULSS (SI)(AX*4), X0, X0
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP cdTail
+cdClear:
+	MOVQ R12, DX
+	ANDQ $-8, DX
+	ADDQ $8, DX // the tile's end
+	VXORPS X0, X0, X0
+cdClearLoop:
+	CMPQ AX, DX
+	JGE cdNext
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP cdClearLoop
+cdNext:
+	ADDQ R11, DI
+	ADDQ R11, SI
+	INCQ R12
+	CMPQ R12, R10
+	JLT cdRow
+cdDone:
+	VZEROUPPER
+	RET

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -469,6 +470,35 @@ func TestRowWalksMatchRowByRow(t *testing.T) {
 							w, i, rows, k, h[i*w+k], dgu[2*i*w+k], dgu[(2*i+1)*w+k], wantH[k], wantDG[k], wantDU[k])
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestCausalDsoftmaxRowsMatchesRows: causalDsoftmaxRows32x8 gives the
+// bits of dsoftmax(rowDot) and clear row by row, leaves every float past
+// each row's 8-row tile end alone, and handles rows under eight floats
+// (scalar only) and partial vectors.
+func TestCausalDsoftmaxRowsMatchesRows(t *testing.T) {
+	if !vexpOK {
+		t.Skip("no vector kernels here")
+	}
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, T := range []int{8, 16, 40, 128} {
+		p, dp := make([]float32, T*T), make([]float32, T*T)
+		for i := range p {
+			p[i], dp[i] = float32(r.Float64()), float32(r.NormFloat64())
+		}
+		want := slices.Clone(dp)
+		for i := 0; i < T; i++ {
+			row, pr := want[i*T:i*T+i+1], p[i*T:i*T+i+1]
+			dsoftmax(row, pr, float32(rowDot(pr, row)))
+			clear(want[i*T+i+1 : i*T+i&^7+8])
+		}
+		causalDsoftmaxRows32x8(&dp[0], &p[0], T)
+		for i := range want {
+			if !sameBits(dp[i], want[i]) {
+				t.Fatalf("T=%d: element (%d, %d) = %g, row by row %g", T, i/T, i%T, dp[i], want[i])
 			}
 		}
 	}

@@ -94,3 +94,4 @@ func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64) {
 func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64) {
 	panic("ops: no vector kernels on this platform")
 }
+func causalDsoftmaxRows32x8(dp, p *float32, t int) { panic("ops: no vector kernels on this platform") }
