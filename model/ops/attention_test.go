@@ -166,9 +166,9 @@ func TestAttentionFloat32(t *testing.T) {
 	for _, dh := range []int{8, 32} {
 		testAttentionFloat32(t, attnCase{"f32", 2, 80, 2, dh, 10000, 1})
 	}
-	// The fused kernels' shapes (fusedAttention): heads of one, two and
-	// four column chunks, one block and two.
-	for _, c := range []attnCase{{"f32-16", 1, 48, 3, 16, 10000, 1}, {"f32-64", 2, 128, 2, 64, 10000, 1}, {"f32-32", 1, 128, 2, 32, 500, 1}} {
+	// The fused kernels' shapes (fusedAttention): heads of one to four
+	// column chunks, one block and two.
+	for _, c := range []attnCase{{"f32-16", 1, 48, 3, 16, 10000, 1}, {"f32-64", 2, 128, 2, 64, 10000, 1}, {"f32-32", 1, 128, 2, 32, 500, 1}, {"f32-48", 1, 32, 2, 48, 10000, 1}} {
 		testAttentionFloat32(t, c)
 	}
 }
