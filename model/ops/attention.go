@@ -376,7 +376,9 @@ func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDi
 // docs/BENCHMARKS.md, round 15.) Within a pair the T rows are processed in
 // blocks of attnBlock query rows against only the keys 0..end of the
 // block, which skips most of the masked upper triangle while keeping every
-// product a GEMM.
+// product a GEMM. Where fusedAttention holds (float32 on AVX-512), the
+// products are attn_amd64.s's causal 8-row tiles instead, which skip
+// nearly all of it; the blocks then only bound each softmax row's room.
 
 const attnBlock = 64
 
