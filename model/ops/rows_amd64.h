@@ -105,3 +105,30 @@ done: \
 	VADDPD X1, X0, X0 \
 	VPERMILPD $1, X0, X1 \
 	VADDSD X1, X0, X0
+
+// MAXNAN(P, loop, done): over the CX floats at P (a multiple of 8, at
+// least 8), Y0 = the lane maxima and Y1 = the lanes that met a NaN (all
+// ones); AX = CX after. (max32x8 and vexp_amd64.s's causal rows.)
+#define MAXNAN(P, loop, done) \
+	VMOVUPS (P), Y0 \
+	VCMPPS $3, Y0, Y0, Y1 \
+	MOVQ $8, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE done \
+	VMOVUPS (P)(AX*4), Y2 \
+	VCMPPS $3, Y2, Y2, Y3 \
+	VORPS Y3, Y1, Y1 \
+	VMAXPS Y2, Y0, Y0 \
+	ADDQ $8, AX \
+	JMP loop \
+done:
+
+// MAXREDUCE: X0 = the largest of Y0's lanes. Clobbers X2.
+#define MAXREDUCE \
+	VEXTRACTF128 $1, Y0, X2 \
+	VMAXPS X2, X0, X0 \
+	VPERMILPS $0x4E, X0, X2 \
+	VMAXPS X2, X0, X0 \
+	VPERMILPS $0xB1, X0, X2 \
+	VMAXPS X2, X0, X0

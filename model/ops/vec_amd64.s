@@ -257,6 +257,30 @@ rsDone:
 	VZEROUPPER
 	RET
 
+// RMSGRAD(X, R, C, loop, done): for the CX floats (AX from 0 in steps of
+// 8) of dx at DI, pw at R9, w at SI, dy at DX and x at X, with r and c
+// broadcast in R and C: dx = (r·w)·dy − x·c, pw = pw + (dy·x)·r.
+// Clobbers Y0-Y4.
+#define RMSGRAD(X, R, C, loop, done) \
+	XORQ AX, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE done \
+	VMOVUPS (DX)(AX*4), Y1 \
+	VMOVUPS (X)(AX*4), Y2 \
+	VMULPS (SI)(AX*4), R, Y0 \
+	VMULPS Y1, Y0, Y0 \
+	VMULPS C, Y2, Y3 \
+	VSUBPS Y3, Y0, Y0 \
+	VMOVUPS Y0, (DI)(AX*4) \
+	VMULPS Y2, Y1, Y4 \
+	VMULPS R, Y4, Y4 \
+	VADDPS (R9)(AX*4), Y4, Y4 \
+	VMOVUPS Y4, (R9)(AX*4) \
+	ADDQ $8, AX \
+	JMP loop \
+done:
+
 // func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)
 // dx = (r·w)·dy − x·c, pw = pw + (dy·x)·r
 TEXT ·rmsGrad32x8(SB), NOSPLIT, $0-56
@@ -268,24 +292,7 @@ TEXT ·rmsGrad32x8(SB), NOSPLIT, $0-56
 	VBROADCASTSS r+40(FP), Y6
 	VBROADCASTSS c+44(FP), Y7
 	MOVQ n+48(FP), CX
-	XORQ AX, AX
-rgLoop:
-	CMPQ AX, CX
-	JGE rgDone
-	VMOVUPS (DX)(AX*4), Y1 // dy
-	VMOVUPS (R8)(AX*4), Y2 // x
-	VMULPS (SI)(AX*4), Y6, Y0 // r·w
-	VMULPS Y1, Y0, Y0 // ·dy
-	VMULPS Y7, Y2, Y3 // x·c
-	VSUBPS Y3, Y0, Y0
-	VMOVUPS Y0, (DI)(AX*4)
-	VMULPS Y2, Y1, Y4 // dy·x
-	VMULPS Y6, Y4, Y4 // ·r
-	VADDPS (R9)(AX*4), Y4, Y4
-	VMOVUPS Y4, (R9)(AX*4)
-	ADDQ $8, AX
-	JMP rgLoop
-rgDone:
+	RMSGRAD(R8, Y6, Y7, rgLoop, rgDone)
 	VZEROUPPER
 	RET
 
@@ -329,25 +336,8 @@ sumDone:
 TEXT ·max32x8(SB), NOSPLIT, $0-21
 	MOVQ x+0(FP), SI
 	MOVQ n+8(FP), CX
-	VMOVUPS (SI), Y0
-	VCMPPS $3, Y0, Y0, Y1
-	MOVQ $8, AX
-maxLoop:
-	CMPQ AX, CX
-	JGE maxReduce
-	VMOVUPS (SI)(AX*4), Y2
-	VCMPPS $3, Y2, Y2, Y3
-	VORPS Y3, Y1, Y1
-	VMAXPS Y2, Y0, Y0
-	ADDQ $8, AX
-	JMP maxLoop
-maxReduce:
-	VEXTRACTF128 $1, Y0, X2
-	VMAXPS X2, X0, X0
-	VPERMILPS $0x4E, X0, X2
-	VMAXPS X2, X0, X0
-	VPERMILPS $0xB1, X0, X2
-	VMAXPS X2, X0, X0
+	MAXNAN(SI, maxLoop, maxReduce)
+	MAXREDUCE
 	VMOVSS X0, m+16(FP)
 	VMOVMSKPS Y1, AX
 	TESTL AX, AX
@@ -465,6 +455,39 @@ TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 	VZEROUPPER
 	RET
 
+// SQDOTSUMS(X, W, DY, loop, done): over the CX floats at X, W, DY (AX
+// from 0 in steps of 8), the float64 lane sums of x·x in Y0 (lanes 0-3)
+// and Y1 (4-7), and of (w·dy)·x in Y2 and Y3, each product exact.
+// Clobbers Y4-Y11.
+#define SQDOTSUMS(X, W, DY, loop, done) \
+	VXORPD Y0, Y0, Y0 \
+	VXORPD Y1, Y1, Y1 \
+	VXORPD Y2, Y2, Y2 \
+	VXORPD Y3, Y3, Y3 \
+	XORQ AX, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE done \
+	VCVTPS2PD (X)(AX*4), Y4 \
+	VCVTPS2PD 16(X)(AX*4), Y5 \
+	VMULPD Y4, Y4, Y6 \
+	VMULPD Y5, Y5, Y7 \
+	VADDPD Y6, Y0, Y0 \
+	VADDPD Y7, Y1, Y1 \
+	VCVTPS2PD (W)(AX*4), Y8 \
+	VCVTPS2PD 16(W)(AX*4), Y9 \
+	VCVTPS2PD (DY)(AX*4), Y10 \
+	VCVTPS2PD 16(DY)(AX*4), Y11 \
+	VMULPD Y10, Y8, Y8 \
+	VMULPD Y11, Y9, Y9 \
+	VMULPD Y4, Y8, Y8 \
+	VMULPD Y5, Y9, Y9 \
+	VADDPD Y8, Y2, Y2 \
+	VADDPD Y9, Y3, Y3 \
+	ADDQ $8, AX \
+	JMP loop \
+done:
+
 // func rowSquaresDot32x8(x, dy, w *float32, n int) (ss, dot float64)
 // rowDot32x8(x, x, n), and Σ (w_j·dy_j)·x_j in float64 with the same
 // lanes and reduction, in one pass.
@@ -473,33 +496,7 @@ TEXT ·rowSquaresDot32x8(SB), NOSPLIT, $0-48
 	MOVQ dy+8(FP), DX
 	MOVQ w+16(FP), R8
 	MOVQ n+24(FP), CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
-	XORQ AX, AX
-rsdLoop:
-	CMPQ AX, CX
-	JGE rsdDone
-	VCVTPS2PD (SI)(AX*4), Y4
-	VCVTPS2PD 16(SI)(AX*4), Y5
-	VMULPD Y4, Y4, Y6
-	VMULPD Y5, Y5, Y7
-	VADDPD Y6, Y0, Y0
-	VADDPD Y7, Y1, Y1
-	VCVTPS2PD (R8)(AX*4), Y8
-	VCVTPS2PD 16(R8)(AX*4), Y9
-	VCVTPS2PD (DX)(AX*4), Y10
-	VCVTPS2PD 16(DX)(AX*4), Y11
-	VMULPD Y10, Y8, Y8
-	VMULPD Y11, Y9, Y9
-	VMULPD Y4, Y8, Y8
-	VMULPD Y5, Y9, Y9
-	VADDPD Y8, Y2, Y2
-	VADDPD Y9, Y3, Y3
-	ADDQ $8, AX
-	JMP rsdLoop
-rsdDone:
+	SQDOTSUMS(SI, R8, DX, rsdLoop, rsdDone)
 	SQSUMS
 	VMOVSD X0, ss+32(FP)
 	VMOVAPD Y2, Y0
@@ -603,6 +600,14 @@ trDone:
 	MOVQ BX, X13 \
 	VDIVSD X12, X13, X12
 
+// SQUARETERMS: the squares of the floats at R12, widened first (DOTTERMS
+// of x with itself).
+#define SQUARETERMS \
+	VCVTPS2PD (R12)(AX*4), Y4 \
+	VCVTPS2PD 16(R12)(AX*4), Y5 \
+	VMULPD Y4, Y4, Y4 \
+	VMULPD Y5, Y5, Y5
+
 // func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64)
 // rmsNormForward's rows (d a multiple of 8, row stride d): r = F(rmsInv)
 // from rowDot32x8(x, x)'s lanes and reduction, y = w·(x·r) (rmsScale32x8),
@@ -620,22 +625,7 @@ TEXT ·rmsForwardRows32x8(SB), NOSPLIT, $0-48
 	TESTQ R10, R10
 	JEQ rfDone
 rfRow:
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-rfSum:
-	CMPQ AX, CX
-	JGE rfScale
-	VCVTPS2PD (R12)(AX*4), Y4
-	VCVTPS2PD 16(R12)(AX*4), Y5
-	VMULPD Y4, Y4, Y4
-	VMULPD Y5, Y5, Y5
-	VADDPD Y4, Y0, Y0
-	VADDPD Y5, Y1, Y1
-	ADDQ $8, AX
-	JMP rfSum
-rfScale:
-	SQSUMS
+	LANESUMS(SQUARETERMS, rfSum, rfScale)
 	RMSINV(X0)
 	VCVTSD2SS X12, X12, X12
 	VBROADCASTSS X12, Y12
@@ -678,33 +668,7 @@ TEXT ·rmsBackRows32x8(SB), NOSPLIT, $0-64
 	TESTQ R10, R10
 	JEQ rbDone
 rbRow:
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
-	XORQ AX, AX
-rbSum:
-	CMPQ AX, CX
-	JGE rbGrad
-	VCVTPS2PD (R12)(AX*4), Y4
-	VCVTPS2PD 16(R12)(AX*4), Y5
-	VMULPD Y4, Y4, Y6
-	VMULPD Y5, Y5, Y7
-	VADDPD Y6, Y0, Y0
-	VADDPD Y7, Y1, Y1
-	VCVTPS2PD (SI)(AX*4), Y8
-	VCVTPS2PD 16(SI)(AX*4), Y9
-	VCVTPS2PD (DX)(AX*4), Y10
-	VCVTPS2PD 16(DX)(AX*4), Y11
-	VMULPD Y10, Y8, Y8
-	VMULPD Y11, Y9, Y9
-	VMULPD Y4, Y8, Y8
-	VMULPD Y5, Y9, Y9
-	VADDPD Y8, Y2, Y2
-	VADDPD Y9, Y3, Y3
-	ADDQ $8, AX
-	JMP rbSum
-rbGrad:
+	SQDOTSUMS(R12, SI, DX, rbSum, rbGrad)
 	SQSUMS
 	VMOVAPD X0, X6 // ss
 	VMOVAPD Y2, Y0
@@ -719,24 +683,7 @@ rbGrad:
 	VCVTSD2SS X13, X13, X13
 	VBROADCASTSS X12, Y12 // r
 	VBROADCASTSS X13, Y13 // c
-	XORQ AX, AX
-rbLoop:
-	CMPQ AX, CX
-	JGE rbNext
-	VMOVUPS (DX)(AX*4), Y1 // dy
-	VMOVUPS (R12)(AX*4), Y2 // x
-	VMULPS (SI)(AX*4), Y12, Y0 // r·w
-	VMULPS Y1, Y0, Y0 // ·dy
-	VMULPS Y13, Y2, Y3 // x·c
-	VSUBPS Y3, Y0, Y0
-	VMOVUPS Y0, (DI)(AX*4)
-	VMULPS Y2, Y1, Y4 // dy·x
-	VMULPS Y12, Y4, Y4 // ·r
-	VADDPS (R9)(AX*4), Y4, Y4
-	VMOVUPS Y4, (R9)(AX*4)
-	ADDQ $8, AX
-	JMP rbLoop
-rbNext:
+	RMSGRAD(R12, Y12, Y13, rbLoop, rbNext)
 	ADDQ R11, DI
 	ADDQ R11, DX
 	ADDQ R11, R12

@@ -355,29 +355,12 @@ crRow:
 	// The max, and whether the whole vectors hold a NaN (max32x8).
 	MOVQ R13, CX
 	ANDQ $-8, CX
-	VMOVUPS (DI), Y0
-	VCMPPS $3, Y0, Y0, Y1
-	MOVQ $8, AX
-crMax:
-	CMPQ AX, CX
-	JGE crMaxReduce
-	VMOVUPS (DI)(AX*4), Y2
-	VCMPPS $3, Y2, Y2, Y3
-	VORPS Y3, Y1, Y1
-	VMAXPS Y2, Y0, Y0
-	ADDQ $8, AX
-	JMP crMax
-crMaxReduce:
+	MAXNAN(DI, crMax, crMaxReduce)
 	VMOVMSKPS Y1, DX
 	TESTL DX, DX
 	JNE crNaN
 	MOVB $0, (BX)
-	VEXTRACTF128 $1, Y0, X2
-	VMAXPS X2, X0, X0
-	VPERMILPS $0x4E, X0, X2
-	VMAXPS X2, X0, X0
-	VPERMILPS $0xB1, X0, X2
-	VMAXPS X2, X0, X0
+	MAXREDUCE
 crMaxTail:
 	CMPQ AX, R13
 	JGE crShift
