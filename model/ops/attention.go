@@ -382,7 +382,9 @@ func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDi
 
 const attnBlock = 64
 
-// headScratch is one worker's T×T probabilities (and their gradient).
+// headScratch is one worker's T×T probabilities (and their gradient),
+// from the activations pool (release returns them): every float a kernel
+// reads is written first, so pooled memory needs no clearing.
 type headScratch[F Float] struct {
 	p, dp []F // [T, T]; only the causal blocks are valid
 	pOwn  []F // p's own buffer when P is not cached
@@ -393,15 +395,24 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 	tt := d.t * d.t
 	s := &headScratch[F]{}
 	if ownP {
-		s.pOwn = make([]F, tt)
+		s.pOwn = getScratch[F](tt)
 	}
 	if fusedAttention[F](d) {
-		s.kt = make([]F, d.dh*d.t)
+		s.kt = getScratch[F](d.dh * d.t)
 	}
 	if backward {
-		s.dp = make([]F, tt)
+		s.dp = getScratch[F](tt)
 	}
 	return s
+}
+
+// release returns s's buffers to the pool.
+func (s *headScratch[F]) release() {
+	for _, b := range [][]F{s.pOwn, s.kt, s.dp} {
+		if b != nil {
+			putScratch(b)
+		}
+	}
 }
 
 // rotateHead writes head h of sequence b of x (q or k, row stride ld),
@@ -629,6 +640,7 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 	T, dh, W, ld := d.t, d.dh, d.w(), d.ld()
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, false, probs == nil)
+		defer s.release()
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
 			o, oi := d.at(b, h, W), d.at(b, h, ld) // in y, qr, kr; in q, k, v
@@ -665,6 +677,7 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 	sc := F(d.scale)
 	parallel.For(d.b*d.h, 1, func(lo, hi int) {
 		s := newHeadScratch[F](d, true, probs == nil)
+		defer s.release()
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/d.h, bh%d.h
 			o, oi := d.at(b, h, W), d.at(b, h, ld) // in qr, kr, dy; in v, dq, dk, dv
