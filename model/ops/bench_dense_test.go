@@ -268,7 +268,7 @@ func BenchmarkSwiGLUEvalBlocks(b *testing.B) {
 		y := make([]float32, sh.n*sh.d)
 		cache := &swigluCache{}
 		paths := []func(){
-			func() { swigluEval(y, x, wg, wu, wd, sh.n, sh.d, sh.f, nil, nil, nil) },
+			func() { swigluEval(y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
 			func() { swigluForward(cache, y, x, wg, wu, wd, sh.n, sh.d, sh.f) },
 		}
 		med := alternatedMedians(b, paths)

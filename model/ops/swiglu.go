@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -113,7 +112,7 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 	x := in[0]
 	n, d, f := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
 	y := op.outputOver(x.Dtype(), n, d)
-	blocks := !op.differentiated && swigluBlocked(int(x.Dtype().Size()), d, f)
+	blocks := !op.differentiated && swigluBlocked(x.Dtype(), d, f)
 	switch x.Dtype() {
 	case tensor.Float32:
 		swigluOpForward(op.cache, blocks, slice[float32](y), in, n, d, f)
@@ -129,7 +128,7 @@ func (op *swigluOp) Do(vs ...G.Value) (G.Value, error) {
 func swigluOpForward[F Float](c *swigluCache, blocks bool, y []F, in []*tensor.Dense, n, d, f int) {
 	x, wg, wu, wd := slice[F](in[0]), slice[F](in[1]), slice[F](in[2]), slice[F](in[3])
 	if blocks {
-		swigluEval(y, x, wg, wu, wd, n, d, f, nil, nil, nil)
+		swigluEval(y, x, wg, wu, wd, n, d, f)
 		return
 	}
 	swigluForward(c, y, x, wg, wu, wd, n, d, f)
@@ -200,13 +199,8 @@ func buffer[F Float](old any, size int) []F {
 // for the backward.
 func swigluForward[F Float](c *swigluCache, y, x, wg, wu, wd []F, n, d, f int) {
 	gu, h, s := buffer[F](c.gu, 2*n*f), buffer[F](c.h, n*f), buffer[F](c.s, n*f)
-	var z F
-	if swigluBlocked(int(unsafe.Sizeof(z)), d, f) {
-		swigluEval(y, x, wg, wu, wd, n, d, f, gu, h, s)
-	} else {
-		swigluHidden(gu, h, s, x, wg, wu, n, d, f)
-		mulTransposed(y, h, wd, n, d, f)
-	}
+	swigluHidden(gu, h, s, x, wg, wu, n, d, f)
+	mulTransposed(y, h, wd, n, d, f)
 	*c = swigluCache{valid: true, x: x, wg: wg, wu: wu, gu: gu, h: h, s: s, hits: c.hits}
 }
 
@@ -226,10 +220,10 @@ const swigluEvalRows = 32
 // unblocked paths.
 const evalBlockWeightBytes = 640 << 10
 
-// swigluBlocked reports whether an [f, d] SwiGLU with elements of
-// elemBytes runs in blocks (swigluEval).
-func swigluBlocked(elemBytes, d, f int) bool {
-	return 3*f*d*elemBytes <= evalBlockWeightBytes
+// swigluBlocked reports whether an evaluation pass of an [f, d] SwiGLU of
+// dtype dt runs in blocks (swigluEval).
+func swigluBlocked(dt tensor.Dtype, d, f int) bool {
+	return 3*f*d*int(dt.Size()) <= evalBlockWeightBytes
 }
 
 // swigluEval computes y for an op whose forward no backward reads (an
@@ -242,18 +236,12 @@ func swigluBlocked(elemBytes, d, f int) bool {
 // split products and the activation) also leaves fewer points where a core
 // waits for the other. Both products read their weights untransposed,
 // from copies made once per call (stackedTransposed, as mulTransposed).
-//
-// With keptGU, keptH and keptS ([N, 2f], [N, f], [N, f]) a training
-// forward runs the same blocks and leaves each block's [g | u], h and
-// sigmoids there for the backward (swigluForward): still written out, but
-// read back by the activation and the down product while in cache.
-func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int, keptGU, keptH, keptS []F) {
+func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
 	wt := poolGet[F](&stacks, 3*f*d)
 	defer poolPut(&stacks, wt)
 	wgu, wdt := stackedTransposed(wt[:2*f*d], wg, wu, f, d), wt[2*f*d:]
 	transposeInto(wdt, d, wd, d, f)
 	rows := swigluEvalRows
-	kept := keptGU != nil
 	parallel.Drain((n+rows-1)/rows, func(take func() (int, bool)) {
 		buf := poolGet[F](&stacks, rows*3*f+f) // [gu | h | one row of s]
 		defer poolPut(&stacks, buf)
@@ -261,14 +249,8 @@ func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int, keptGU, keptH, keptS
 		for b, ok := take(); ok; b, ok = take() {
 			lo, hi := b*rows, min(n, (b+1)*rows)
 			m := hi - lo
-			if kept {
-				gu, h = keptGU[2*lo*f:2*hi*f], keptH[lo*f:hi*f]
-			}
 			blas.MatMulSerial(false, false, m, 2*f, d, x[lo*d:hi*d], wgu, gu[:2*m*f], false)
 			for i := 0; i < m; i++ {
-				if kept {
-					s = keptS[(lo+i)*f : (lo+i+1)*f]
-				}
 				siluGate(h[i*f:(i+1)*f], s, gu[2*i*f:(2*i+1)*f], gu[(2*i+1)*f:(2*i+2)*f])
 			}
 			blas.MatMulSerial(false, false, m, d, f, h[:m*f], wdt, y[lo*d:hi*d], false)

@@ -139,12 +139,11 @@ func TestSwiGLUCacheInGraph(t *testing.T) {
 }
 
 // TestSwiGLUEvalMatchesTraining: an op without a backward (an evaluation
-// graph) runs in row blocks (swigluEval), as the differentiated op's
-// forward does at these sizes, and must give its output bit for bit, keep
-// nothing for a backward, and leave a backward that is handed its inputs
-// anyway to recompute (unblocked: within a few ulp of the gradients from
-// the kept blocks). Row counts that are not a multiple of the block, and
-// the science shape, are covered.
+// graph) runs in row blocks (swigluEval) and must give the differentiated
+// op's output (within a few ulp: the blocks' products sum in another
+// order), keep nothing for a backward, and leave a backward that is handed
+// its inputs anyway to recompute. Row counts that are not a multiple of
+// the block, and the science shape, are covered.
 func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 	for _, c := range []struct{ n, d, f int }{{1, 6, 4}, {100, 16, 12}, {2048, 128, 344}} {
 		for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
@@ -153,7 +152,7 @@ func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 				toDtype(gradcheck.Rand(r, 1, c.n, c.d), dt), toDtype(gradcheck.Rand(r, 0.3, c.f, c.d), dt),
 				toDtype(gradcheck.Rand(r, 0.3, c.f, c.d), dt), toDtype(gradcheck.Rand(r, 0.3, c.d, c.f), dt),
 			}
-			if !swigluBlocked(int(dt.Size()), c.d, c.f) {
+			if !swigluBlocked(dt, c.d, c.f) {
 				continue
 			}
 			train := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}, differentiated: true}
@@ -173,7 +172,7 @@ func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 			if dt == tensor.Float32 {
 				tl = tol.Tol{Abs: 1e-5, Rel: 1e-5} // y is of order 1 here
 			}
-			if err := (tol.Tol{}).CheckSlice(fmt.Sprintf("%v n=%d d=%d f=%d", dt, c.n, c.d, c.f), widen(got.Data()), widen(want.Data())); err != nil {
+			if err := tl.CheckSlice(fmt.Sprintf("%v n=%d d=%d f=%d", dt, c.n, c.d, c.f), widen(got.Data()), widen(want.Data())); err != nil {
 				t.Error(err)
 			}
 			if eval.cache.valid || eval.cache.gu != nil {
@@ -199,7 +198,7 @@ func TestSwiGLUEvalMatchesTraining(t *testing.T) {
 			}
 		}
 	}
-	if swigluBlocked(4, 256, 1024) {
+	if swigluBlocked(tensor.Float32, 256, 1024) {
 		t.Error("the bench models' FFN (d = 256, f = 1024) would run in blocks")
 	}
 }
