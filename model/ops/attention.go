@@ -724,7 +724,7 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 // dP = dO·Vᵀ in causal tiles (causalScores32 against v transposed, in
 // s.kt: P is already formed), dS row by row as the blocked path forms it
 // (dsoftmax with rowDot, then zeros up to the row's tile end, all rows in
-// one call: causalDsoftmaxRows32x8),
+// one call: dsoftmaxRows32x8),
 // dq' = scale·dS·k' (causalPV32), and dk' = scale·dSᵀ·q', dV = Pᵀ·dO
 // (causalPTB32), written rather than summed over blocks, so dk and dv
 // need no clearing first. Each slice starts at the head's first element
@@ -739,7 +739,7 @@ func headBackward32(s *headScratch[float32], dq, dk, dv, qr, kr, v, dy []float32
 	_ = p[T*T-1]
 	transpose8x8Blocks(&vt[0], T, &v[0], ld, T, dh)
 	causalScores32(&dp[0], T, &dy[0], W, &vt[0], T, T, 0, dh, 1)
-	causalDsoftmaxRows32x8(&dp[0], &p[0], T)
+	dsoftmaxRows32x8(&dp[0], &p[0], T, T, 1, true)
 	causalPV32(&dq[0], ld, &dp[0], T, &kr[0], W, T, 0, dh, sc)
 	causalPTB32(&dk[0], ld, &dp[0], T, &qr[0], W, T, dh, sc)
 	causalPTB32(&dv[0], ld, &p[0], T, &dy[0], W, T, dh, 1)

@@ -108,6 +108,20 @@ func softmaxRows[F Float](y, x []F, n, e int) {
 		return
 	}
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
+		if y32, ok := any(y).([]float32); ok && vexpOK && e >= 8 {
+			// One call for the chunk's rows (softmaxRows32x8, the same
+			// bits): RowSoftmax's eight calls a router row of 63 floats
+			// were most of the op (docs/BENCHMARKS.md, round 16).
+			x32, nan := any(x).([]float32), make([]bool, hi-lo)
+			_, _ = y32[hi*e-1], x32[hi*e-1]
+			softmaxRows32x8(&y32[lo*e], &x32[lo*e], &nan[0], hi-lo, e)
+			for i := lo; i < hi; i++ {
+				if nan[i-lo] {
+					RowSoftmax(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
+				}
+			}
+			return
+		}
 		for i := lo; i < hi; i++ {
 			RowSoftmax(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
 		}
@@ -219,6 +233,14 @@ func maxOfRow[F Float](x []F) F {
 // dot product in rowDot's lanes and the rest in dsoftmax's.
 func softmaxBackwardRows[F Float](dx, s, dy []F, n, e int) {
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
+		if dx32, ok := any(dx).([]float32); ok && vexpOK && e > 0 {
+			// The rows below in one call (dsoftmaxRows32x8, the same bits).
+			copy(dx[lo*e:hi*e], dy[lo*e:hi*e])
+			s32 := any(s).([]float32)
+			_, _ = dx32[hi*e-1], s32[hi*e-1]
+			dsoftmaxRows32x8(&dx32[lo*e], &s32[lo*e], hi-lo, e, e, false)
+			return
+		}
 		for i := lo; i < hi; i++ {
 			g, dr := dy[i*e:(i+1)*e], dx[i*e:(i+1)*e]
 			dot := rowDot(g, s[i*e:(i+1)*e])

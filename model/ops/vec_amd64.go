@@ -86,8 +86,9 @@ func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64)
 //go:noescape
 func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64)
 
-// causalDsoftmaxRows32x8 is the per-row softmax backward of
-// headBackward32 (dsoftmax, rowDot, clear) on all t rows of a head.
+// dsoftmaxRows32x8 is dsoftmax with rowDot on rows rows in place: a
+// causal head's (headBackward32) or the router softmax's
+// (softmaxBackwardRows).
 //
 //go:noescape
-func causalDsoftmaxRows32x8(dp, p *float32, t int)
+func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool)

@@ -693,24 +693,29 @@ rbDone:
 	VZEROUPPER
 	RET
 
-// func causalDsoftmaxRows32x8(dp, p *float32, t int)
-// The softmax backward on the t rows of a causal head (row stride t): row
-// i, with k = i+1, gets dp = p·(dp − c) over its first k floats, c =
+// func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool)
+// The softmax backward on rows rows (row stride stride floats), in place:
+// row i gets dp = p·(dp − c) over its first k_i floats, c =
 // F(rowDot(p, dp)) (rowDot32x8's lanes and reduction, then the rest in
-// order), and zeros from k to its 8-row tile's end ((i&^7) + 8), as
-// attention.go's headBackward32 formed it with dsoftmax, rowDot and clear
-// per row.
-TEXT ·causalDsoftmaxRows32x8(SB), NOSPLIT, $0-24
+// order), as dsoftmax with rowDot form it row by row. Without causal,
+// k_i = k (the router softmax's rows); with causal, k_i = i+1 and the row
+// is cleared from k_i to its 8-row tile's end ((i&^7) + 8): a causal
+// head's rows, as attention.go's headBackward32 needs them.
+TEXT ·dsoftmaxRows32x8(SB), NOSPLIT, $0-41
 	MOVQ dp+0(FP), DI
 	MOVQ p+8(FP), SI
-	MOVQ t+16(FP), R10
-	MOVQ R10, R11
+	MOVQ rows+16(FP), R10
+	MOVQ stride+24(FP), R11
 	SHLQ $2, R11 // row stride in bytes
+	MOVQ k+32(FP), R13
+	MOVBQZX causal+40(FP), R8
 	XORQ R12, R12 // i
 	TESTQ R10, R10
 	JEQ cdDone
+	TESTQ R8, R8
+	JEQ cdRow
+	MOVQ $1, R13
 cdRow:
-	LEAQ 1(R12), R13 // k
 	MOVQ R13, CX
 	ANDQ $-8, CX
 	VXORPD Y0, Y0, Y0
@@ -763,16 +768,20 @@ cdTail:
 	INCQ AX
 	JMP cdTail
 cdClear:
+	TESTQ R8, R8
+	JEQ cdNext
 	MOVQ R12, DX
 	ANDQ $-8, DX
 	ADDQ $8, DX // the tile's end
 	VXORPS X0, X0, X0
 cdClearLoop:
 	CMPQ AX, DX
-	JGE cdNext
+	JGE cdCausalNext
 	VMOVSS X0, (DI)(AX*4)
 	INCQ AX
 	JMP cdClearLoop
+cdCausalNext:
+	INCQ R13
 cdNext:
 	ADDQ R11, DI
 	ADDQ R11, SI

@@ -475,7 +475,7 @@ func TestRowWalksMatchRowByRow(t *testing.T) {
 	}
 }
 
-// TestCausalDsoftmaxRowsMatchesRows: causalDsoftmaxRows32x8 gives the
+// TestCausalDsoftmaxRowsMatchesRows: dsoftmaxRows32x8 (causal) gives the
 // bits of dsoftmax(rowDot) and clear row by row, leaves every float past
 // each row's 8-row tile end alone, and handles rows under eight floats
 // (scalar only) and partial vectors.
@@ -495,10 +495,63 @@ func TestCausalDsoftmaxRowsMatchesRows(t *testing.T) {
 			dsoftmax(row, pr, float32(rowDot(pr, row)))
 			clear(want[i*T+i+1 : i*T+i&^7+8])
 		}
-		causalDsoftmaxRows32x8(&dp[0], &p[0], T)
+		dsoftmaxRows32x8(&dp[0], &p[0], T, T, 1, true)
 		for i := range want {
 			if !sameBits(dp[i], want[i]) {
 				t.Fatalf("T=%d: element (%d, %d) = %g, row by row %g", T, i/T, i%T, dp[i], want[i])
+			}
+		}
+	}
+}
+
+// TestSoftmaxRowsMatchesRowSoftmax: the router's softmaxRows (one kernel
+// call per chunk of rows) gives RowSoftmax's bits row by row, the
+// decoder's path, and its backward those of the per-row calls, on both lane widths, at widths with and without a
+// partial last vector, with a NaN in a row's whole vectors (RowSoftmax's
+// own path), a NaN in its partial vector, −∞, and zeros of both signs.
+func TestSoftmaxRowsMatchesRowSoftmax(t *testing.T) {
+	defer func(v bool) { vexp512 = v }(vexp512)
+	for _, wide := range []bool{false, vexp512} {
+		vexp512 = wide
+		r := rand.New(rand.NewPCG(25, 26))
+		for _, e := range []int{3, 8, 16, 63, 64, 100} {
+			const n = 37
+			x := make([]float32, n*e)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 4)
+			}
+			x[2*e+1], x[5*e+e-1], x[7*e] = float32(math.NaN()), float32(math.NaN()), float32(math.Inf(-1))
+			x[9*e], x[9*e+e/2] = 0, float32(math.Copysign(0, -1))
+			want := make([]float32, n*e)
+			for i := range n {
+				RowSoftmax(want[i*e:(i+1)*e], x[i*e:(i+1)*e])
+			}
+			got := make([]float32, n*e)
+			softmaxRows(got, x, n, e)
+			for i := range want {
+				if !sameBits(got[i], want[i]) {
+					t.Fatalf("wide=%v e=%d: element (%d, %d) = %g, RowSoftmax %g", wide, e, i/e, i%e, got[i], want[i])
+				}
+			}
+			// The backward: one kernel call per chunk against rowDot,
+			// copy and dsoftmax row by row.
+			dy := make([]float32, n*e)
+			for i := range dy {
+				dy[i] = float32(r.NormFloat64())
+			}
+			wantDx := make([]float32, n*e)
+			for i := range n {
+				g, s, dr := dy[i*e:(i+1)*e], want[i*e:(i+1)*e], wantDx[i*e:(i+1)*e]
+				dot := rowDot(g, s)
+				copy(dr, g)
+				dsoftmax(dr, s, float32(dot))
+			}
+			gotDx := make([]float32, n*e)
+			softmaxBackwardRows(gotDx, want, dy, n, e)
+			for i := range wantDx {
+				if !sameBits(gotDx[i], wantDx[i]) {
+					t.Fatalf("wide=%v e=%d: dx (%d, %d) = %g, row by row %g", wide, e, i/e, i%e, gotDx[i], wantDx[i])
+				}
 			}
 		}
 	}

@@ -48,3 +48,9 @@ func siluGateRows32x8(h, s, gu *float32, rows, w int)
 //
 //go:noescape
 func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int)
+
+// softmaxRows32x8 is rowSoftmax32 on rows rows of e ≥ 8 floats from x
+// into a separate y, in one call (softmaxRows).
+//
+//go:noescape
+func softmaxRows32x8(y, x *float32, nan *bool, rows, e int)

@@ -478,3 +478,129 @@ crNext:
 crDone:
 	VZEROUPPER
 	RET
+
+// func softmaxRows32x8(y, x *float32, nan *bool, rows, e int)
+// rowSoftmax32 on rows rows of e ≥ 8 floats (row stride e) from x into y
+// (which must not overlap x), with its bits: the max as max32x8 on whole
+// vectors and `if v > m` over the rest; y = exp32(x − m) on sixteen or
+// eight lanes, the last partial vector as the last eight floats again
+// (read from x, so the same values); the float64 sum in rowSum32x8's
+// lanes and reduction, then the rest; y times float32(1/sum). A row whose
+// whole vectors hold a NaN is skipped with nan[r] set, for rowSoftmax32's
+// own path; nan[r] is cleared otherwise.
+TEXT ·softmaxRows32x8(SB), NOSPLIT, $0-40
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nan+16(FP), BX
+	MOVQ rows+24(FP), R10
+	MOVQ e+32(FP), R13
+	MOVQ R13, R11
+	SHLQ $2, R11
+	LOADCONSTS
+	CMPB ·vexp512(SB), $0
+	JEQ srStart
+	LOADCONSTSZ
+srStart:
+	TESTQ R10, R10
+	JEQ srDone
+srRow:
+	MOVQ R13, CX
+	ANDQ $-8, CX
+	MAXNAN(SI, srMax, srMaxDone)
+	VMOVMSKPS Y1, DX
+	TESTL DX, DX
+	JNE srNaN
+	MOVB $0, (BX)
+	MAXREDUCE
+srMaxTail:
+	CMPQ AX, R13
+	JGE srShift
+	VMOVSS (SI)(AX*4), X2
+	VMAXSS X0, X2, X0 // (v > m) ? v : m
+	INCQ AX
+	JMP srMaxTail
+srShift:
+	XORQ AX, AX
+	VBROADCASTSS X0, Y12
+	CMPB ·vexp512(SB), $0
+	JEQ srExpY
+	VBROADCASTSS X0, Z31
+srExpZ:
+	ZLOOPHEAD(srExpY)
+	VMOVUPS (SI)(AX*4), Z0
+	VSUBPS Z31, Z0, Z0
+	EXP32Z
+	VMOVUPS Z3, (DI)(AX*4)
+	ADDQ $16, AX
+	JMP srExpZ
+srExpY:
+	CMPQ AX, CX
+	JGE srExpTail
+	VMOVUPS (SI)(AX*4), Y0
+	VSUBPS Y12, Y0, Y0
+	EXP32
+	VMOVUPS Y3, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP srExpY
+srExpTail:
+	CMPQ CX, R13
+	JEQ srSum
+	LEAQ -8(R13), AX
+	VMOVUPS (SI)(AX*4), Y0
+	VSUBPS Y12, Y0, Y0
+	EXP32
+	VMOVUPS Y3, (DI)(AX*4)
+srSum:
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ AX, AX
+srSumLoop:
+	CMPQ AX, CX
+	JGE srSumReduce
+	VCVTPS2PD (DI)(AX*4), Y2
+	VCVTPS2PD 16(DI)(AX*4), Y3
+	VADDPD Y2, Y0, Y0
+	VADDPD Y3, Y1, Y1
+	ADDQ $8, AX
+	JMP srSumLoop
+srSumReduce:
+	SQSUMS
+srSumTail:
+	CMPQ AX, R13
+	JGE srScale
+	VCVTSS2SD (DI)(AX*4), X2, X2
+	VADDSD X2, X0, X0
+	INCQ AX
+	JMP srSumTail
+srScale:
+	MOVQ $0x3FF0000000000000, DX
+	MOVQ DX, X1
+	VDIVSD X0, X1, X1
+	VCVTSD2SS X1, X1, X1
+	VBROADCASTSS X1, Y1
+	XORQ AX, AX
+srScaleLoop:
+	CMPQ AX, CX
+	JGE srScaleTail
+	VMULPS (DI)(AX*4), Y1, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP srScaleLoop
+srScaleTail:
+	CMPQ AX, R13
+	JGE srNext
+	VMULSS (DI)(AX*4), X1, X0
+	VMOVSS X0, (DI)(AX*4)
+	INCQ AX
+	JMP srScaleTail
+srNaN:
+	MOVB $1, (BX)
+srNext:
+	ADDQ R11, SI
+	ADDQ R11, DI
+	INCQ BX
+	DECQ R10
+	JNZ srRow
+srDone:
+	VZEROUPPER
+	RET

@@ -94,4 +94,9 @@ func rmsForwardRows32x8(y, w, x *float32, rows, d int, eps float64) {
 func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64) {
 	panic("ops: no vector kernels on this platform")
 }
-func causalDsoftmaxRows32x8(dp, p *float32, t int) { panic("ops: no vector kernels on this platform") }
+func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool) {
+	panic("ops: no vector kernels on this platform")
+}
+func softmaxRows32x8(y, x *float32, nan *bool, rows, e int) {
+	panic("ops: no vector kernels on this platform")
+}
