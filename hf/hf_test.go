@@ -231,7 +231,7 @@ func TestRoundTrip(t *testing.T) {
 			if !strings.Contains(log.String(), "resumed from") || sum.Tokens != c.Train.Tokens {
 				t.Errorf("train did not continue the import (tokens %d):\n%s", sum.Tokens, log.String())
 			}
-			if strings.Contains(log.String(), "warning: the checkpoint was written with BLAS") {
+			if strings.Contains(log.String(), "warning: the checkpoint was written with kernels") {
 				t.Errorf("continuing an import warned about a kernel change:\n%s", log.String())
 			}
 			ms, err := rundir.ReadMetrics(filepath.Join(run2, "metrics.jsonl"))

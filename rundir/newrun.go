@@ -13,6 +13,7 @@ import (
 	"github.com/moetrain/moetrain/internal/atomicfile"
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
 )
 
 // ErrRunExists is wrapped by NewRun when its directory already holds a run.
@@ -33,7 +34,7 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	// Record this machine's kernel, as the trainer does, so that continuing the
 	// run does not warn about a kernel change that never happened.
 	if info, err := blas.Init(); err == nil {
-		st.Kernel, st.Threads = info.Kernel, runtime.GOMAXPROCS(0)
+		st.Kernel, st.Threads = ops.BitsKernel(info.Kernel), runtime.GOMAXPROCS(0)
 	}
 	state, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

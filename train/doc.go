@@ -17,6 +17,7 @@
 // rate the schedule gives for the tokens trained after the
 // step. Checkpoints are written only at step boundaries, so the saved state
 // (weights, AdamW moments and step, data cursor, token count) is the whole
-// state: with the same BLAS kernel and thread count, a resumed run produces
-// the same bytes as an uninterrupted one.
+// state: with the same kernels (the BLAS kernel and the attention path,
+// ops.BitsKernel) and thread count, a resumed run produces the same bytes
+// as an uninterrupted one.
 package train

@@ -24,6 +24,7 @@ import (
 	"github.com/moetrain/moetrain/internal/runlock"
 	"github.com/moetrain/moetrain/internal/units"
 	"github.com/moetrain/moetrain/model"
+	"github.com/moetrain/moetrain/model/ops"
 	"github.com/moetrain/moetrain/optim"
 	"github.com/moetrain/moetrain/rundir"
 	"github.com/moetrain/moetrain/tasks"
@@ -295,7 +296,7 @@ func (t *trainer) setup() error {
 	if err := blas.SetBF16Products(c.Train.BF16Products()); err != nil {
 		return fmt.Errorf("train.products: %w", err)
 	}
-	t.kernel = info.Kernel
+	t.kernel = ops.BitsKernel(info.Kernel)
 	t.logf("moetrain: run %s", t.opt.RunDir)
 	t.logf("BLAS: %s", info)
 	if blas.BF16Products() {
@@ -472,7 +473,7 @@ func (t *trainer) resume() (*optim.State, string, error) {
 		return nil, dir, err
 	}
 	if st.Kernel != t.kernel || st.Threads != runtime.GOMAXPROCS(0) {
-		t.logf("warning: the checkpoint was written with BLAS %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
+		t.logf("warning: the checkpoint was written with kernels %q and %d threads, this process has %q and %d: the run continues, but no longer bit for bit as an uninterrupted run would",
 			st.Kernel, st.Threads, t.kernel, runtime.GOMAXPROCS(0))
 	}
 	st.Config, st.Kernel, st.Threads = t.cfg, t.kernel, runtime.GOMAXPROCS(0)

@@ -471,6 +471,19 @@ func blocks(t int, fn func(r0, r1 int)) {
 	}
 }
 
+// BitsKernel names what decides a float32 step's bits on this machine:
+// the BLAS kernel (blasKernel, blas.Info.Kernel) and, where the CPU has
+// AVX-512, the causal attention tiles (fusedAttention), whose sums run in
+// another order than the GEMM blocks other CPUs use. Runs record it, and a
+// run resumed where it differs warns that it continues, but not bit for
+// bit.
+func BitsKernel(blasKernel string) string {
+	if vexp512 {
+		return blasKernel + "; attention: AVX-512 tiles"
+	}
+	return blasKernel
+}
+
 // fusedAttention reports whether a head's forward products (the scores
 // and P·V) run on attn_amd64.s's causal kernels instead of per-block
 // GEMMs: float32 on AVX-512, with dh and T multiples of 16 (so every

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -644,5 +645,22 @@ func TestAttentionPooledScratch(t *testing.T) {
 		if err := exact.CheckSlice(c.name+": backward", g1, g0); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestBitsKernelNamesAttentionPath: a run records the attention path with
+// its BLAS kernel, so a resume on a CPU that takes the other path (whose
+// sums run in another order) is told it no longer continues bit for bit.
+func TestBitsKernelNamesAttentionPath(t *testing.T) {
+	defer func(v bool) { vexp512 = v }(vexp512)
+	vexp512 = false
+	without := BitsKernel("oneDNN 2.6.3 avx2")
+	vexp512 = true
+	with := BitsKernel("oneDNN 2.6.3 avx2")
+	if without == with {
+		t.Errorf("BitsKernel gives %q with and without the AVX-512 attention tiles", with)
+	}
+	if !strings.HasPrefix(with, "oneDNN 2.6.3 avx2") || !strings.HasPrefix(without, "oneDNN 2.6.3 avx2") {
+		t.Errorf("BitsKernel dropped the BLAS kernel: %q, %q", with, without)
 	}
 }

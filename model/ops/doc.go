@@ -17,7 +17,10 @@
 //
 // Every op works in float32 (training) and float64 (finite-difference
 // checks in internal/gradcheck); kernels are generic over Float. Matrices are
-// row-major, and every matrix product goes through internal/blas. A gorgonia
+// row-major, and every matrix product goes through internal/blas, except
+// attention's causal products where the CPU has AVX-512: attn_amd64.s's
+// 8-row tiles stop at the diagonal, where GEMMs of whole blocks computed the
+// masked half of each diagonal block (fusedAttention). A gorgonia
 // op has one output, so a backward pass that yields several input gradients
 // returns them packed in one flat tensor, which zero-copy gradView nodes
 // slice apart (packedGrads in op.go).
@@ -44,7 +47,7 @@
 // Row loops run on internal/parallel; every reduction (weight gradients,
 // scatter-adds, balance-loss sums) is done in a fixed order over fixed-size
 // blocks, so results are bit-identical for any worker count given the same
-// BLAS kernel.
+// BLAS kernel and attention path (BitsKernel names both; runs record it).
 //
 // # Shape legend
 //
