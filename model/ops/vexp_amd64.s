@@ -324,6 +324,110 @@ rowsDone:
 	VZEROUPPER
 	RET
 
+// The softmax row steps of causalRows32x8 and softmaxRows32x8, in
+// softmaxRow32's operations and order. A row has R13 = k floats; DI is
+// where its softmax goes; BX its NaN flag; the constants of LOADCONSTS
+// (and LOADCONSTSZ where vexp512) are loaded.
+
+// ROWMAX(P, loop, reduce, tail, done, nan): X0 and Y12 = the max of the k
+// floats at P (max32x8 on the CX = k&^7 ≥ 8 of whole vectors, then `if v >
+// m` over the rest), the flag cleared; or, when the whole vectors hold a
+// NaN, a jump to nan (which sets the flag).
+#define ROWMAX(P, loop, reduce, tail, done, nan) \
+	MAXNAN(P, loop, reduce) \
+	VMOVMSKPS Y1, DX \
+	TESTL DX, DX \
+	JNE nan \
+	MOVB $0, (BX) \
+	MAXREDUCE \
+tail: \
+	CMPQ AX, R13 \
+	JGE done \
+	VMOVSS (P)(AX*4), X2 \
+	VMAXSS X0, X2, X0 \
+	INCQ AX \
+	JMP tail \
+done: \
+	VBROADCASTSS X0, Y12
+
+// EXPROW(SRC, loopz, loopy, done): DI = exp32(SRC − m) over the first CX
+// floats (a multiple of 8), sixteen lanes at a time where vexp512 (Z31 =
+// m), then eight (Y12 = m).
+#define EXPROW(SRC, loopz, loopy, done) \
+	XORQ AX, AX \
+	CMPB ·vexp512(SB), $0 \
+	JEQ loopy \
+	VBROADCASTSS X12, Z31 \
+loopz: \
+	ZLOOPHEAD(loopy) \
+	VMOVUPS (SRC)(AX*4), Z0 \
+	VSUBPS Z31, Z0, Z0 \
+	EXP32Z \
+	VMOVUPS Z3, (DI)(AX*4) \
+	ADDQ $16, AX \
+	JMP loopz \
+loopy: \
+	CMPQ AX, CX \
+	JGE done \
+	VMOVUPS (SRC)(AX*4), Y0 \
+	VSUBPS Y12, Y0, Y0 \
+	EXP32 \
+	VMOVUPS Y3, (DI)(AX*4) \
+	ADDQ $8, AX \
+	JMP loopy \
+done:
+
+// NORMROW(sum, reduce, sumtail, scale, loop, tail, done): the k
+// exponentials at DI times float32(1/s), s their float64 sum in
+// rowSum32x8's lanes and reduction over CX = k&^7, then the rest in
+// order. AX = k after.
+#define NORMROW(sum, reduce, sumtail, scale, loop, tail, done) \
+	MOVQ R13, CX \
+	ANDQ $-8, CX \
+	VXORPD Y0, Y0, Y0 \
+	VXORPD Y1, Y1, Y1 \
+	XORQ AX, AX \
+sum: \
+	CMPQ AX, CX \
+	JGE reduce \
+	VCVTPS2PD (DI)(AX*4), Y2 \
+	VCVTPS2PD 16(DI)(AX*4), Y3 \
+	VADDPD Y2, Y0, Y0 \
+	VADDPD Y3, Y1, Y1 \
+	ADDQ $8, AX \
+	JMP sum \
+reduce: \
+	SQSUMS \
+sumtail: \
+	CMPQ AX, R13 \
+	JGE scale \
+	VCVTSS2SD (DI)(AX*4), X2, X2 \
+	VADDSD X2, X0, X0 \
+	INCQ AX \
+	JMP sumtail \
+scale: \
+	MOVQ $0x3FF0000000000000, DX \
+	MOVQ DX, X1 \
+	VDIVSD X0, X1, X1 \
+	VCVTSD2SS X1, X1, X1 \
+	VBROADCASTSS X1, Y1 \
+	XORQ AX, AX \
+loop: \
+	CMPQ AX, CX \
+	JGE tail \
+	VMULPS (DI)(AX*4), Y1, Y0 \
+	VMOVUPS Y0, (DI)(AX*4) \
+	ADDQ $8, AX \
+	JMP loop \
+tail: \
+	CMPQ AX, R13 \
+	JGE done \
+	VMULSS (DI)(AX*4), X1, X0 \
+	VMOVSS X0, (DI)(AX*4) \
+	INCQ AX \
+	JMP tail \
+done:
+
 // func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int)
 // softmaxRow32(row[:k], row[:end]) then clear(row[k:end]) on rows rows
 // of a causal score block (stride floats apart from p), row r with k = n+r
@@ -352,97 +456,15 @@ crStart:
 	TESTQ R10, R10
 	JEQ crDone
 crRow:
-	// The max, and whether the whole vectors hold a NaN (max32x8).
 	MOVQ R13, CX
 	ANDQ $-8, CX
-	MAXNAN(DI, crMax, crMaxReduce)
-	VMOVMSKPS Y1, DX
-	TESTL DX, DX
-	JNE crNaN
-	MOVB $0, (BX)
-	MAXREDUCE
-crMaxTail:
-	CMPQ AX, R13
-	JGE crShift
-	VMOVSS (DI)(AX*4), X2
-	VMAXSS X0, X2, X0 // (v > m) ? v : m
-	INCQ AX
-	JMP crMaxTail
-crShift:
-	// exp32(x − m) over k rounded up to whole vectors.
+	ROWMAX(DI, crMax, crMaxReduce, crMaxTail, crShift, crNaN)
+	// exp32(x − m) in place over k rounded up to whole vectors (the room).
 	MOVQ R13, CX
 	ADDQ $7, CX
 	ANDQ $-8, CX
-	XORQ AX, AX
-	VBROADCASTSS X0, Y12
-	CMPB ·vexp512(SB), $0
-	JEQ crExpY
-	VBROADCASTSS X0, Z31
-crExpZ:
-	ZLOOPHEAD(crExpY)
-	VMOVUPS (DI)(AX*4), Z0
-	VSUBPS Z31, Z0, Z0
-	EXP32Z
-	VMOVUPS Z3, (DI)(AX*4)
-	ADDQ $16, AX
-	JMP crExpZ
-crExpY:
-	CMPQ AX, CX
-	JGE crSum
-	VMOVUPS (DI)(AX*4), Y0
-	VSUBPS Y12, Y0, Y0
-	EXP32
-	VMOVUPS Y3, (DI)(AX*4)
-	ADDQ $8, AX
-	JMP crExpY
-crSum:
-	// Σ in float64: eight lanes over the whole vectors, then the rest.
-	MOVQ R13, CX
-	ANDQ $-8, CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-crSumLoop:
-	CMPQ AX, CX
-	JGE crSumReduce
-	VCVTPS2PD (DI)(AX*4), Y2
-	VCVTPS2PD 16(DI)(AX*4), Y3
-	VADDPD Y2, Y0, Y0
-	VADDPD Y3, Y1, Y1
-	ADDQ $8, AX
-	JMP crSumLoop
-crSumReduce:
-	SQSUMS
-crSumTail:
-	CMPQ AX, R13
-	JGE crScale
-	VCVTSS2SD (DI)(AX*4), X2, X2
-	VADDSD X2, X0, X0
-	INCQ AX
-	JMP crSumTail
-crScale:
-	// x·float32(1/sum) over the k floats.
-	MOVQ $0x3FF0000000000000, DX
-	MOVQ DX, X1
-	VDIVSD X0, X1, X1
-	VCVTSD2SS X1, X1, X1
-	VBROADCASTSS X1, Y1
-	XORQ AX, AX
-crScaleLoop:
-	CMPQ AX, CX
-	JGE crScaleTail
-	VMULPS (DI)(AX*4), Y1, Y0
-	VMOVUPS Y0, (DI)(AX*4)
-	ADDQ $8, AX
-	JMP crScaleLoop
-crScaleTail:
-	CMPQ AX, R13
-	JGE crClear
-	VMULSS (DI)(AX*4), X1, X0
-	VMOVSS X0, (DI)(AX*4)
-	INCQ AX
-	JMP crScaleTail
-crClear:
+	EXPROW(DI, crExpZ, crExpY, crSum)
+	NORMROW(crSumLoop, crSumReduce, crSumTail, crScale, crScaleLoop, crScaleTail, crClear)
 	// Zeros from k to end: single floats to a whole vector, vectors, the
 	// rest.
 	VXORPS Y0, Y0, Y0
@@ -506,43 +528,9 @@ srStart:
 srRow:
 	MOVQ R13, CX
 	ANDQ $-8, CX
-	MAXNAN(SI, srMax, srMaxDone)
-	VMOVMSKPS Y1, DX
-	TESTL DX, DX
-	JNE srNaN
-	MOVB $0, (BX)
-	MAXREDUCE
-srMaxTail:
-	CMPQ AX, R13
-	JGE srShift
-	VMOVSS (SI)(AX*4), X2
-	VMAXSS X0, X2, X0 // (v > m) ? v : m
-	INCQ AX
-	JMP srMaxTail
-srShift:
-	XORQ AX, AX
-	VBROADCASTSS X0, Y12
-	CMPB ·vexp512(SB), $0
-	JEQ srExpY
-	VBROADCASTSS X0, Z31
-srExpZ:
-	ZLOOPHEAD(srExpY)
-	VMOVUPS (SI)(AX*4), Z0
-	VSUBPS Z31, Z0, Z0
-	EXP32Z
-	VMOVUPS Z3, (DI)(AX*4)
-	ADDQ $16, AX
-	JMP srExpZ
-srExpY:
-	CMPQ AX, CX
-	JGE srExpTail
-	VMOVUPS (SI)(AX*4), Y0
-	VSUBPS Y12, Y0, Y0
-	EXP32
-	VMOVUPS Y3, (DI)(AX*4)
-	ADDQ $8, AX
-	JMP srExpY
-srExpTail:
+	ROWMAX(SI, srMax, srMaxReduce, srMaxTail, srShift, srNaN)
+	EXPROW(SI, srExpZ, srExpY, srExpTail)
+	// The partial last vector: the last eight floats again, from x.
 	CMPQ CX, R13
 	JEQ srSum
 	LEAQ -8(R13), AX
@@ -551,48 +539,8 @@ srExpTail:
 	EXP32
 	VMOVUPS Y3, (DI)(AX*4)
 srSum:
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-srSumLoop:
-	CMPQ AX, CX
-	JGE srSumReduce
-	VCVTPS2PD (DI)(AX*4), Y2
-	VCVTPS2PD 16(DI)(AX*4), Y3
-	VADDPD Y2, Y0, Y0
-	VADDPD Y3, Y1, Y1
-	ADDQ $8, AX
-	JMP srSumLoop
-srSumReduce:
-	SQSUMS
-srSumTail:
-	CMPQ AX, R13
-	JGE srScale
-	VCVTSS2SD (DI)(AX*4), X2, X2
-	VADDSD X2, X0, X0
-	INCQ AX
-	JMP srSumTail
-srScale:
-	MOVQ $0x3FF0000000000000, DX
-	MOVQ DX, X1
-	VDIVSD X0, X1, X1
-	VCVTSD2SS X1, X1, X1
-	VBROADCASTSS X1, Y1
-	XORQ AX, AX
-srScaleLoop:
-	CMPQ AX, CX
-	JGE srScaleTail
-	VMULPS (DI)(AX*4), Y1, Y0
-	VMOVUPS Y0, (DI)(AX*4)
-	ADDQ $8, AX
-	JMP srScaleLoop
-srScaleTail:
-	CMPQ AX, R13
-	JGE srNext
-	VMULSS (DI)(AX*4), X1, X0
-	VMOVSS X0, (DI)(AX*4)
-	INCQ AX
-	JMP srScaleTail
+	NORMROW(srSumLoop, srSumReduce, srSumTail, srScale, srScaleLoop, srScaleTail, srRowDone)
+	JMP srNext
 srNaN:
 	MOVB $1, (BX)
 srNext:
