@@ -377,8 +377,9 @@ func backwardCached[F Float](c *probCache, dq, dk, dv, q, k, v, dy []F, d attnDi
 // blocks of attnBlock query rows against only the keys 0..end of the
 // block, which skips most of the masked upper triangle while keeping every
 // product a GEMM. Where fusedAttention holds (float32 on AVX-512), the
-// products are attn_amd64.s's causal 8-row tiles instead, which skip
-// nearly all of it; the blocks then only bound each softmax row's room.
+// products are attn_amd64.s's causal 8-row tiles over the whole head
+// instead, which skip nearly all of it; the blocks then only bound each
+// softmax row's room.
 
 const attnBlock = 64
 
@@ -388,7 +389,7 @@ const attnBlock = 64
 type headScratch[F Float] struct {
 	p, dp []F // [T, T]; only the causal blocks are valid
 	pOwn  []F // p's own buffer when P is not cached
-	kt    []F // [dh, T]: the head's k' transposed, for fusedAttention
+	tr    []F // [dh, T]: for fusedAttention, the head's k' transposed (forward), then v (backward)
 }
 
 func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
@@ -398,7 +399,7 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 		s.pOwn = getScratch[F](tt)
 	}
 	if fusedAttention[F](d) {
-		s.kt = getScratch[F](d.dh * d.t)
+		s.tr = getScratch[F](d.dh * d.t)
 	}
 	if backward {
 		s.dp = getScratch[F](tt)
@@ -408,7 +409,7 @@ func newHeadScratch[F Float](d attnDims, backward, ownP bool) *headScratch[F] {
 
 // release returns s's buffers to the pool.
 func (s *headScratch[F]) release() {
-	for _, b := range [][]F{s.pOwn, s.kt, s.dp} {
+	for _, b := range [][]F{s.pOwn, s.tr, s.dp} {
 		if b != nil {
 			putScratch(b)
 		}
@@ -502,13 +503,11 @@ func fusedAttention[F Float](d attnDims) bool {
 // valid in columns 0..r1−1 (zero beyond i).
 func probabilities[F Float](s *headScratch[F], qr, kr []F, d attnDims) {
 	T, dh, W := d.t, d.dh, d.w()
-	if s.kt != nil {
-		q32, k32, kt, p := any(qr).([]float32), any(kr).([]float32), any(s.kt).([]float32), any(s.p).([]float32)
+	if s.tr != nil {
+		q32, k32, kt, p := any(qr).([]float32), any(kr).([]float32), any(s.tr).([]float32), any(s.p).([]float32)
 		_, _, _ = q32[(T-1)*W+dh-1], k32[(T-1)*W+dh-1], p[T*T-1] // bounds of what the kernels read and write
 		transpose8x8Blocks(&kt[0], T, &k32[0], W, T, dh)
-		blocks(T, func(r0, r1 int) {
-			causalScores32(&p[r0*T], T, &q32[r0*W], W, &kt[0], T, r1-r0, r0, dh, float32(d.scale))
-		})
+		causalScores32(&p[0], T, &q32[0], W, &kt[0], T, T, 0, dh, float32(d.scale))
 		causalSoftmax32(p, T)
 		return
 	}
@@ -664,12 +663,10 @@ func attentionForward[F Float](y, q, k, v, qr, kr []F, d attnDims, rope *ropeTab
 			rotateHead(qr, q, b, h, d, rope)
 			rotateHead(kr, k, b, h, d, rope)
 			probabilities(s, qr[o:], kr[o:], d)
-			if s.kt != nil {
+			if s.tr != nil {
 				y32, p, v32 := any(y[o:]).([]float32), any(s.p).([]float32), any(v[oi:]).([]float32)
 				_, _ = y32[(T-1)*W+dh-1], v32[(T-1)*ld+dh-1]
-				blocks(T, func(r0, r1 int) {
-					causalPV32(&y32[r0*W], W, &p[r0*T], T, &v32[0], ld, r1-r0, r0, dh, 1)
-				})
+				causalPV32(&y32[0], W, &p[0], T, &v32[0], ld, T, 0, dh, 1)
 				continue
 			}
 			blocks(T, func(r0, r1 int) {
@@ -704,7 +701,7 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 				s.p = s.pOwn
 				probabilities(s, qr[o:], kr[o:], d)
 			}
-			if s.kt != nil {
+			if s.tr != nil {
 				f32 := func(x []F) []float32 { return any(x).([]float32) }
 				headBackward32(any(s).(*headScratch[float32]), f32(dq[oi:]), f32(dk[oi:]), f32(dv[oi:]), f32(qr[o:]), f32(kr[o:]), f32(v[oi:]), f32(dy[o:]), d, float32(sc))
 				unrotateHead(dq, b, h, d, rope)
@@ -735,21 +732,20 @@ func attentionBackwardKernel[F Float](dq, dk, dv, q, k, v, dy, qr, kr []F, rotat
 // headBackward32 is attentionBackwardKernel's head on the fused kernels
 // (fusedAttention), over the whole head at once rather than in blocks:
 // dP = dO·Vᵀ in causal tiles (causalScores32 against v transposed, in
-// s.kt: P is already formed), dS row by row as the blocked path forms it
+// s.tr: P is already formed), dS row by row as the blocked path forms it
 // (dsoftmax with rowDot, then zeros up to the row's tile end, all rows in
-// one call: dsoftmaxRows32x8),
-// dq' = scale·dS·k' (causalPV32), and dk' = scale·dSᵀ·q', dV = Pᵀ·dO
-// (causalPTB32), written rather than summed over blocks, so dk and dv
-// need no clearing first. Each slice starts at the head's first element
-// (dq, dk, dv, v with row stride ld; q', k', dy with W). Kernels read
-// P and dS up to each row's 8-row tile end past its diagonal, which the
-// softmax and the loop below leave zero.
+// one call: dsoftmaxRows32x8), dq' = scale·dS·k' (causalPV32), and
+// dk' = scale·dSᵀ·q', dV = Pᵀ·dO (causalPTB32), written rather than
+// summed over blocks, so dk and dv need no clearing first. Each slice
+// starts at the head's first element (dq, dk, dv, v with row stride ld;
+// q', k', dy with W). Kernels read P and dS up to each row's 8-row tile
+// end past its diagonal, which the softmax and dsoftmaxRows32x8 leave
+// zero.
 func headBackward32(s *headScratch[float32], dq, dk, dv, qr, kr, v, dy []float32, d attnDims, sc float32) {
 	T, dh, W, ld := d.t, d.dh, d.w(), d.ld()
-	p, dp, vt := s.p, s.dp, s.kt
+	p, dp, vt := s.p, s.dp, s.tr
 	last, lastIn := (T-1)*ld+dh-1, (T-1)*W+dh-1
-	_, _, _, _, _, _, _, _ = dq[last], dk[last], dv[last], v[last], qr[lastIn], kr[lastIn], dy[lastIn], dp[T*T-1]
-	_ = p[T*T-1]
+	_, _, _, _, _, _, _, _, _ = dq[last], dk[last], dv[last], v[last], qr[lastIn], kr[lastIn], dy[lastIn], dp[T*T-1], p[T*T-1]
 	transpose8x8Blocks(&vt[0], T, &v[0], ld, T, dh)
 	causalScores32(&dp[0], T, &dy[0], W, &vt[0], T, T, 0, dh, 1)
 	dsoftmaxRows32x8(&dp[0], &p[0], T, T, 1, true)

@@ -664,3 +664,47 @@ func TestBitsKernelNamesAttentionPath(t *testing.T) {
 		t.Errorf("BitsKernel dropped the BLAS kernel: %q, %q", with, without)
 	}
 }
+
+// BenchmarkAttentionKernels times each causal kernel of attn_amd64.s alone
+// on one head (T = 128, dh = 32, every operand in L1) on the calling
+// goroutine, reporting its rate on the FLOPs it does: where it stands
+// against the core's FMA rate. Run with e.g.
+//
+//	go test ./model/ops -run '^$' -bench AttentionKernels -benchtime 20000x
+func BenchmarkAttentionKernels(b *testing.B) {
+	if !fusedAttention[float32](attnDims{t: 128, dh: 32}) {
+		b.Skip("no AVX-512 kernels here")
+	}
+	const T, dh = 128, 32
+	p, m := make([]float32, T*T), make([]float32, T*dh)
+	out := make([]float32, T*dh)
+	for i := range p {
+		p[i] = 0.001
+	}
+	for i := range m {
+		m[i] = 0.5
+	}
+	tiles := 0 // Σ over 8-row tiles of their first query + 8 (keys or, rounded up to 16, columns)
+	scoreCols, ptRows := 0, 0
+	for i0 := 0; i0 < T; i0 += 8 {
+		tiles += i0 + 8
+		scoreCols += (i0 + 8 + 15) &^ 15
+		ptRows += T - i0
+	}
+	for _, c := range []struct {
+		name  string
+		flops int
+		run   func()
+	}{
+		{"scores", 2 * 8 * scoreCols * dh, func() { causalScores32(&p[0], T, &m[0], dh, &m[0], T, T, 0, dh, 1) }},
+		{"pv", 2 * 8 * tiles * dh, func() { causalPV32(&out[0], dh, &p[0], T, &m[0], dh, T, 0, dh, 1) }},
+		{"ptb", 2 * 8 * ptRows * dh, func() { causalPTB32(&out[0], dh, &p[0], T, &m[0], dh, T, dh, 1) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				c.run()
+			}
+			b.ReportMetric(float64(c.flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

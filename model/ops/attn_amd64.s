@@ -63,6 +63,27 @@
 	LEAQ (R9)(R9*2), R14 \
 	LEAQ (CX)(R9*4), AX
 
+// STORECHUNK(next): the tile's sixteen columns at BX, scaled, to the
+// eight output rows at DI, and on to the next chunk.
+#define STORECHUNK(next) \
+	SCALETILE \
+	LEAQ (DI)(BX*4), DX \
+	STORETILE \
+	ADDQ $16, BX \
+	JMP next
+
+// NEXTTILE(tile): DI, SI and R13 on by eight rows, and back to tile while
+// rows+48(FP), counted down by eight, is not zero (both kernels keep
+// their row count there: every register is taken).
+#define NEXTTILE(tile) \
+	LEAQ (DI)(R8*8), DI \
+	LEAQ (SI)(R9*8), SI \
+	ADDQ $8, R13 \
+	MOVQ rows+48(FP), R12 \
+	SUBQ $8, R12 \
+	MOVQ R12, rows+48(FP) \
+	JNZ tile
+
 // func causalScores32(s *float32, lds int, q *float32, ldq int, kt *float32, ldk int, rows, i0, dh int, scale float32)
 // s[i, j] = scale·Σ_d q[i, d]·kt[d, j] for rows i of tiles of eight
 // (rows a multiple of 8; row 0 is query i0) and columns j below
@@ -102,19 +123,9 @@ csTerm:
 	ADDQ $4, AX
 	DECQ R12
 	JNZ csTerm
-	SCALETILE
-	LEAQ (DI)(BX*4), DX
-	STORETILE
-	ADDQ $16, BX
-	JMP csChunk
+	STORECHUNK(csChunk)
 csNextTile:
-	LEAQ (DI)(R8*8), DI
-	LEAQ (SI)(R9*8), SI
-	ADDQ $8, R13
-	MOVQ rows+48(FP), R12
-	SUBQ $8, R12
-	MOVQ R12, rows+48(FP)
-	JNZ csTile
+	NEXTTILE(csTile)
 csDone:
 	VZEROUPPER
 	RET
@@ -155,19 +166,9 @@ pvTerm:
 	ADDQ $4, AX
 	DECQ R12
 	JNZ pvTerm
-	SCALETILE
-	LEAQ (DI)(BX*4), DX
-	STORETILE
-	ADDQ $16, BX
-	JMP pvSlab
+	STORECHUNK(pvSlab)
 pvNextTile:
-	LEAQ (DI)(R8*8), DI
-	LEAQ (SI)(R9*8), SI
-	ADDQ $8, R13
-	MOVQ rows+48(FP), R12
-	SUBQ $8, R12
-	MOVQ R12, rows+48(FP)
-	JNZ pvTile
+	NEXTTILE(pvTile)
 pvDone:
 	VZEROUPPER
 	RET

@@ -109,15 +109,19 @@ func softmaxRows[F Float](y, x []F, n, e int) {
 	}
 	parallel.For(n, denseRowsGrain(e), func(lo, hi int) {
 		if y32, ok := any(y).([]float32); ok && vexpOK && e >= 8 {
-			// One call for the chunk's rows (softmaxRows32x8, the same
-			// bits): RowSoftmax's eight calls a router row of 63 floats
-			// were most of the op (docs/BENCHMARKS.md, round 16).
-			x32, nan := any(x).([]float32), make([]bool, hi-lo)
+			// One call per 64 rows (softmaxRows32x8, the same bits):
+			// RowSoftmax's eight calls a router row of 63 floats were most
+			// of the op (docs/BENCHMARKS.md, round 16).
+			x32 := any(x).([]float32)
 			_, _ = y32[hi*e-1], x32[hi*e-1]
-			softmaxRows32x8(&y32[lo*e], &x32[lo*e], &nan[0], hi-lo, e)
-			for i := lo; i < hi; i++ {
-				if nan[i-lo] {
-					RowSoftmax(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
+			var nan [64]bool
+			for r0 := lo; r0 < hi; r0 += len(nan) {
+				r1 := min(hi, r0+len(nan))
+				softmaxRows32x8(&y32[r0*e], &x32[r0*e], &nan[0], r1-r0, e)
+				for i := r0; i < r1; i++ {
+					if nan[i-r0] {
+						RowSoftmax(y[i*e:(i+1)*e], x[i*e:(i+1)*e])
+					}
 				}
 			}
 			return

@@ -301,16 +301,14 @@ const transposeGrain = 8 << 10
 // loop below ran at ~1 ns a float, 2% of a science forward pass, round
 // 16); the rest, and float64, take the loop.
 func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
-	rb, cb := 0, 0 // rows r0..r0+rb−1, columns 0..cb−1 done by the kernel
-	if d, ok := any(dst).([]float32); ok && vexpOK {
-		if rb, cb = (r1-r0)&^7, cols&^7; rb > 0 && cb > 0 {
-			s := any(src).([]float32)
-			_ = s[(r0+rb-1)*cols+cb-1] // bounds: the last float read
-			_ = d[(cb-1)*ldd+r0+rb-1]  // and the last written
-			transpose8x8Blocks(&d[r0], ldd, &s[r0*cols], cols, rb, cb)
-		} else {
-			rb, cb = 0, 0
-		}
+	rb, cb := (r1-r0)&^7, cols&^7 // rows r0..r0+rb−1, columns 0..cb−1 go to the kernel
+	if d, ok := any(dst).([]float32); ok && vexpOK && rb > 0 && cb > 0 {
+		s := any(src).([]float32)
+		_ = s[(r0+rb-1)*cols+cb-1] // bounds: the last float read
+		_ = d[(cb-1)*ldd+r0+rb-1]  // and the last written
+		transpose8x8Blocks(&d[r0], ldd, &s[r0*cols], cols, rb, cb)
+	} else {
+		rb, cb = 0, 0
 	}
 	transposeBlock(dst, ldd, src, r0, r0+rb, cb, cols, cols)
 	transposeBlock(dst, ldd, src, r0+rb, r1, 0, cols, cols)

@@ -442,6 +442,27 @@ func TestTransposeInto(t *testing.T) {
 	}
 }
 
+// BenchmarkTransposeInto times transposeInto on hot weights of the
+// science model's forward products (the SwiGLU gate and up weights into
+// the stacked copy, its down weight, the q, k, v weights), reporting ns a
+// float. Run with e.g.
+//
+//	go test ./model/ops -run '^$' -bench TransposeInto -benchtime 3000x
+func BenchmarkTransposeInto(b *testing.B) {
+	for _, c := range []struct {
+		name            string
+		rows, cols, ldd int
+	}{{"gate_344x128", 344, 128, 688}, {"down_128x344", 128, 344, 128}, {"qkv_384x128", 384, 128, 384}} {
+		src, dst := make([]float32, c.rows*c.cols), make([]float32, c.cols*c.ldd)
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				transposeInto(dst, c.ldd, src, c.rows, c.cols)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*c.rows*c.cols), "ns/float")
+		})
+	}
+}
+
 // hiddenRows and swigluGradRows give the bits of mul3 and swigluGrad row
 // by row, at widths that end in a whole 8-block, a partial block (the
 // expert widths 86 and 43) and under eight (scalar rows).
@@ -515,13 +536,14 @@ func TestSoftmaxRowsMatchesRowSoftmax(t *testing.T) {
 		vexp512 = wide
 		r := rand.New(rand.NewPCG(25, 26))
 		for _, e := range []int{3, 8, 16, 63, 64, 100} {
-			const n = 37
+			const n = 150 // past softmaxRows' 64-row groups
 			x := make([]float32, n*e)
 			for i := range x {
 				x[i] = float32(r.NormFloat64() * 4)
 			}
 			x[2*e+1], x[5*e+e-1], x[7*e] = float32(math.NaN()), float32(math.NaN()), float32(math.Inf(-1))
 			x[9*e], x[9*e+e/2] = 0, float32(math.Copysign(0, -1))
+			x[100*e+2] = float32(math.NaN())
 			want := make([]float32, n*e)
 			for i := range n {
 				RowSoftmax(want[i*e:(i+1)*e], x[i*e:(i+1)*e])
