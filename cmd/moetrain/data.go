@@ -10,6 +10,8 @@ func init() {
 	dataCmd := &cobra.Command{
 		Use:   "data",
 		Short: "Look into prepared datasets",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
 	var sample int
 	inspect := &cobra.Command{

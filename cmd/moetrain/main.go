@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -36,6 +37,28 @@ var rootCmd = &cobra.Command{
 	Short:         "Train and compare DeepSeekMoE language models and their baselines",
 	SilenceUsage:  true,
 	SilenceErrors: true,
+	Args:          cobra.ArbitraryArgs,
+	RunE:          groupRun,
+}
+
+// groupRun runs a command that only groups subcommands (moetrain, data,
+// tasks): without arguments it prints the command's help; with one that
+// names no subcommand it fails with a usage error (exit 2). Left to
+// cobra, the root's error was a run-time failure (exit 1) and a group's
+// stray argument printed the help and exited 0, as if the mistyped
+// command had run.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return usagef("%s", msg)
 }
 
 func init() {

@@ -125,6 +125,9 @@ func TestExitCodes(t *testing.T) {
 		{"bad --set", []string{"params", tinyYAML(t, 2), "--set", "model.heads=x"}, 2, "model.heads"},
 		{"missing dataset", []string{"train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--set", "data.path=/nonexistent"}, 1, "/nonexistent"},
 		{"no args", []string{"params"}, 2, "accepts 1 arg"},
+		{"unknown command", []string{"trian", "x.yaml"}, 2, `unknown command "trian" for "moetrain" (did you mean train?)`},
+		{"unknown subcommand", []string{"data", "inspcet"}, 2, `unknown command "inspcet" for "moetrain data" (did you mean inspect?)`},
+		{"stray argument to a group", []string{"tasks", "/some/dir"}, 2, `unknown command "/some/dir" for "moetrain tasks"`},
 		// Token dropping and expert choice are single-rank routings: refused at
 		// launch, before any rank trains, naming both keys.
 		{"capacity under expert parallelism", []string{"train", tinyYAML(t, 2), "--run-dir", t.TempDir(), "--set", "model.ffn=gshard", "--set", "model.shared_experts=0",

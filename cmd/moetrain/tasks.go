@@ -18,6 +18,8 @@ func init() {
 	group := &cobra.Command{
 		Use:   "tasks",
 		Short: "Manage evaluation tasks",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
 	build := &cobra.Command{
 		Use:   "build DATASET_DIR",
