@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/moetrain/moetrain/data/tokenizer"
 	"github.com/moetrain/moetrain/internal/atomicfile"
@@ -106,12 +107,23 @@ var (
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
+// ErrNotDataset is what LoadManifest's error matches (errors.Is) when dir
+// holds no manifest at all, a path given by mistake, as against a damaged
+// dataset.
+var ErrNotDataset = errors.New("not a dataset directory")
+
+// notDatasetError is an ErrNotDataset with its own message.
+type notDatasetError struct{ msg string }
+
+func (e notDatasetError) Error() string        { return e.msg }
+func (e notDatasetError) Is(target error) bool { return target == ErrNotDataset }
+
 // LoadManifest reads and validates DIR/manifest.json.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("load manifest: %s does not exist; is %s a dataset directory made by 'moetrain prepare'?", path, dir)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, notDatasetError{fmt.Sprintf("load manifest: %s does not exist; is %s a dataset directory made by 'moetrain prepare'?", path, dir)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)

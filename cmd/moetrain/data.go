@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/moetrain/moetrain/data"
@@ -23,6 +25,9 @@ func init() {
 				return usagef("--sample %d is negative", sample)
 			}
 			rep, err := data.Inspect(args[0], sample)
+			if errors.Is(err, data.ErrNotDataset) {
+				return asUsage(err)
+			}
 			if err != nil {
 				return err
 			}

@@ -127,6 +127,7 @@ func TestExitCodes(t *testing.T) {
 		{"no args", []string{"params"}, 2, "accepts 1 arg"},
 		{"unknown command", []string{"trian", "x.yaml"}, 2, `unknown command "trian" for "moetrain" (did you mean train?)`},
 		{"unknown subcommand", []string{"data", "inspcet"}, 2, `unknown command "inspcet" for "moetrain data" (did you mean inspect?)`},
+		{"not a dataset", []string{"data", "inspect", t.TempDir()}, 2, "a dataset directory made by 'moetrain prepare'?"},
 		{"stray argument to a group", []string{"tasks", "/some/dir"}, 2, `unknown command "/some/dir" for "moetrain tasks"`},
 		// Token dropping and expert choice are single-rank routings: refused at
 		// launch, before any rank trains, naming both keys.
