@@ -34,7 +34,7 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	// Record this machine's kernel, as the trainer does, so that continuing the
 	// run does not warn about a kernel change that never happened.
 	if info, err := blas.Init(); err == nil {
-		st.Kernel, st.Threads = ops.BitsKernel(info.Kernel), runtime.GOMAXPROCS(0)
+		st.Kernel, st.Threads = ops.BitsKernel(info.Kernel, cfg.Model.FFN != configs.FFNDense), runtime.GOMAXPROCS(0)
 	}
 	state, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

@@ -474,15 +474,20 @@ func blocks(t int, fn func(r0, r1 int)) {
 
 // BitsKernel names what decides a float32 step's bits on this machine:
 // the BLAS kernel (blasKernel, blas.Info.Kernel) and, where the CPU has
-// AVX-512, the causal attention tiles (fusedAttention), whose sums run in
-// another order than the GEMM blocks other CPUs use. Runs record it, and a
-// run resumed where it differs warns that it continues, but not bit for
-// bit.
-func BitsKernel(blasKernel string) string {
+// AVX-512, the causal attention tiles (fusedAttention) and, for a model
+// with routed experts, the tiles of their gate and up products
+// (rowsProducts), whose sums run in another order than the library's.
+// Runs record it, and a run resumed where it differs warns that it
+// continues, but not bit for bit.
+func BitsKernel(blasKernel string, routed bool) string {
+	s := blasKernel
 	if vexp512 {
-		return blasKernel + "; attention: AVX-512 tiles"
+		s += "; attention: AVX-512 tiles"
 	}
-	return blasKernel
+	if routed && rowsProducts {
+		s += "; expert rows: AVX-512 tiles"
+	}
+	return s
 }
 
 // fusedAttention reports whether a head's forward products (the scores

@@ -652,16 +652,26 @@ func TestAttentionPooledScratch(t *testing.T) {
 // its BLAS kernel, so a resume on a CPU that takes the other path (whose
 // sums run in another order) is told it no longer continues bit for bit.
 func TestBitsKernelNamesAttentionPath(t *testing.T) {
-	defer func(v bool) { vexp512 = v }(vexp512)
+	defer func(v, r bool) { vexp512, rowsProducts = v, r }(vexp512, rowsProducts)
+	rowsProducts = false
 	vexp512 = false
-	without := BitsKernel("oneDNN 2.6.3 avx2")
+	without := BitsKernel("oneDNN 2.6.3 avx2", true)
 	vexp512 = true
-	with := BitsKernel("oneDNN 2.6.3 avx2")
+	with := BitsKernel("oneDNN 2.6.3 avx2", true)
 	if without == with {
 		t.Errorf("BitsKernel gives %q with and without the AVX-512 attention tiles", with)
 	}
 	if !strings.HasPrefix(with, "oneDNN 2.6.3 avx2") || !strings.HasPrefix(without, "oneDNN 2.6.3 avx2") {
 		t.Errorf("BitsKernel dropped the BLAS kernel: %q, %q", with, without)
+	}
+	// The expert products' tiles, for models with routed experts only: a
+	// dense run's bits do not depend on them.
+	rowsProducts = true
+	if moe := BitsKernel("oneDNN 2.6.3 avx2", true); moe == with {
+		t.Errorf("BitsKernel gives %q with and without the expert rows' tiles", moe)
+	}
+	if dense := BitsKernel("oneDNN 2.6.3 avx2", false); dense != with {
+		t.Errorf("BitsKernel of a dense model = %q with the expert rows' tiles, %q without", dense, with)
 	}
 }
 

@@ -47,7 +47,8 @@
 // Row loops run on internal/parallel; every reduction (weight gradients,
 // scatter-adds, balance-loss sums) is done in a fixed order over fixed-size
 // blocks, so results are bit-identical for any worker count given the same
-// BLAS kernel and attention path (BitsKernel names both; runs record it).
+// BLAS kernel and the paths that take AVX-512 tiles instead (BitsKernel
+// names them; runs record it).
 //
 // # Shape legend
 //

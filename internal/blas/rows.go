@@ -1,0 +1,80 @@
+package blas
+
+import (
+	"fmt"
+	"sync"
+)
+
+// RowsOK reports whether RowsMatMul runs here (float32 on AVX-512 F and
+// VL); elsewhere callers gather the rows and call MatMul.
+func RowsOK() bool { return rowTiles }
+
+// RowsMatMul sets C (m×n, packed) to A'·B, where row i of A' is
+// a[offs[i]:offs[i]+k] and B is k×n (packed): a product whose left rows
+// lie anywhere in a, such as an expert's token rows in a layer's input,
+// read where they are instead of gathered into a copy first. It runs on
+// the calling goroutine (as MatMulSerial), in register tiles of eight rows
+// by 32, 16 and a masked last chunk of columns, at most 8 of them on
+// eight-lane registers (on Zen 4 a sixteen-lane FMA costs two eight-lane
+// ones, so 86 columns cost 88 lanes, not 96); a last tile of fewer than
+// eight rows repeats its last row and is written through scratch. Every
+// element is one running FMA sum over p = 0..k−1 in order, so the result
+// depends on nothing but the operands. It panics where !RowsOK() and on
+// operands too short for the shapes.
+func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
+	if !rowTiles {
+		panic("blas: RowsMatMul without AVX-512")
+	}
+	if len(offs) < m || len(b) < k*n || len(c) < m*n || k < 1 {
+		panic(fmt.Sprintf("blas: RowsMatMul(%d, %d, %d) with %d offsets, len(b) %d, len(c) %d", m, n, k, len(offs), len(b), len(c)))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	for _, o := range offs[:m] {
+		if o < 0 || o+k > len(a) {
+			panic(fmt.Sprintf("blas: RowsMatMul row at %d of %d floats, k %d", o, len(a), k))
+		}
+	}
+	full := m &^ 7
+	for i := 0; i < full; i += 8 {
+		rowsTiles(c[i*n:], n, a, offs[i:i+8], b, k)
+	}
+	if full == m {
+		return
+	}
+	var last [8]int
+	for i := range last {
+		last[i] = offs[min(full+i, m-1)]
+	}
+	p := tileScratch.Get().(*[]float32)
+	if cap(*p) < 8*n {
+		*p = make([]float32, 8*n)
+	}
+	scratch := (*p)[:8*n]
+	rowsTiles(scratch, n, a, last[:], b, k)
+	copy(c[full*n:m*n], scratch)
+	tileScratch.Put(p)
+}
+
+// tileScratch holds the eight-row C of a last partial tile.
+var tileScratch = sync.Pool{New: func() any { return new([]float32) }}
+
+// rowsTiles sets eight rows of C (row stride ldc) over all n columns.
+func rowsTiles(c []float32, ldc int, a []float32, offs []int, b []float32, k int) {
+	n := ldc
+	j := 0
+	for ; j+32 <= n; j += 32 {
+		rowsTile32(&c[j], ldc, &a[0], &offs[0], &b[j], n, k)
+	}
+	if j+16 <= n {
+		rowsTile16(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, 0xffff)
+		j += 16
+	}
+	switch r := n - j; {
+	case r > 8:
+		rowsTile16(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
+	case r > 0:
+		rowsTile8(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
+	}
+}

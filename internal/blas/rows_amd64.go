@@ -1,0 +1,22 @@
+//go:build !purego
+
+package blas
+
+import "golang.org/x/sys/cpu"
+
+// rowTiles is whether rows_amd64.s's tiles run here: AVX-512 F for the
+// sixteen-lane tiles and masks, VL for the eight-lane ones.
+var rowTiles = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
+
+// rowsTile32, rowsTile16 and rowsTile8 set eight rows of C over 32, 16
+// (or mask's) and at most 8 (mask's) columns: row r is the product of
+// a[offs[r]:offs[r]+k] and B (k rows, ldb apart).
+//
+//go:noescape
+func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int)
+
+//go:noescape
+func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
+
+//go:noescape
+func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)

@@ -1,0 +1,189 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Register tiles of rowsMatMul (rows.go) on AVX-512: eight rows of C by
+// 32, 16 or 8 columns, summed over the whole of k in one pass (a running
+// FMA per element, p = 0..k−1 in order). Row r of A is wherever its
+// offset puts it: AX, BX, CX, DX, R9, R13, R14, R15 point at the eight
+// rows, R10 is the term's byte offset in them. B's row p is at SI (on by
+// R11 bytes a term), C's row r at DI + r·R8.
+
+// ROWARGS loads the shared arguments and the eight row pointers.
+#define ROWARGS \
+	MOVQ c+0(FP), DI \
+	MOVQ ldc+8(FP), R8 \
+	SHLQ $2, R8 \
+	MOVQ b+32(FP), SI \
+	MOVQ ldb+40(FP), R11 \
+	SHLQ $2, R11 \
+	MOVQ k+48(FP), R12 \
+	MOVQ a+16(FP), R10 \
+	MOVQ offs+24(FP), R15 \
+	MOVQ 0(R15), AX \
+	LEAQ (R10)(AX*4), AX \
+	MOVQ 8(R15), BX \
+	LEAQ (R10)(BX*4), BX \
+	MOVQ 16(R15), CX \
+	LEAQ (R10)(CX*4), CX \
+	MOVQ 24(R15), DX \
+	LEAQ (R10)(DX*4), DX \
+	MOVQ 32(R15), R9 \
+	LEAQ (R10)(R9*4), R9 \
+	MOVQ 40(R15), R13 \
+	LEAQ (R10)(R13*4), R13 \
+	MOVQ 48(R15), R14 \
+	LEAQ (R10)(R14*4), R14 \
+	MOVQ 56(R15), R15 \
+	LEAQ (R10)(R15*4), R15 \
+	XORQ R10, R10
+
+// NEXTTERM: the next term of every row and the next row of B.
+#define NEXTTERM \
+	ADDQ $4, R10 \
+	ADDQ R11, SI \
+	DECQ R12
+
+// FMA2(row, bc, acc0, acc1): row's term times both chunks of B (Z16, Z17).
+#define FMA2(row, bc, acc0, acc1) \
+	VBROADCASTSS (row)(R10*1), bc \
+	VFMADD231PS bc, Z16, acc0 \
+	VFMADD231PS bc, Z17, acc1
+
+// FMA1(b, acc0, …, acc7): the eight rows' terms times one chunk of B.
+#define FMA1(b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VFMADD231PS.BCST (AX)(R10*1), b, acc0 \
+	VFMADD231PS.BCST (BX)(R10*1), b, acc1 \
+	VFMADD231PS.BCST (CX)(R10*1), b, acc2 \
+	VFMADD231PS.BCST (DX)(R10*1), b, acc3 \
+	VFMADD231PS.BCST (R9)(R10*1), b, acc4 \
+	VFMADD231PS.BCST (R13)(R10*1), b, acc5 \
+	VFMADD231PS.BCST (R14)(R10*1), b, acc6 \
+	VFMADD231PS.BCST (R15)(R10*1), b, acc7
+
+// STORE1(acc0, …, acc7): the accumulators to C's eight rows under K1.
+#define STORE1(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VMOVUPS acc0, K1, (DI) \
+	VMOVUPS acc1, K1, (DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS acc2, K1, (DI) \
+	VMOVUPS acc3, K1, (DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS acc4, K1, (DI) \
+	VMOVUPS acc5, K1, (DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS acc6, K1, (DI) \
+	VMOVUPS acc7, K1, (DI)(R8*1)
+
+// func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int)
+TEXT ·rowsTile32(SB), NOSPLIT, $0-56
+	ROWARGS
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	TESTQ R12, R12
+	JEQ r32Store
+r32Term:
+	VMOVUPS (SI), Z16
+	VMOVUPS 64(SI), Z17
+	FMA2(AX, Z24, Z0, Z1)
+	FMA2(BX, Z25, Z2, Z3)
+	FMA2(CX, Z26, Z4, Z5)
+	FMA2(DX, Z27, Z6, Z7)
+	FMA2(R9, Z28, Z8, Z9)
+	FMA2(R13, Z29, Z10, Z11)
+	FMA2(R14, Z30, Z12, Z13)
+	FMA2(R15, Z31, Z14, Z15)
+	NEXTTERM
+	JNZ r32Term
+r32Store:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, (DI)(R8*1)
+	VMOVUPS Z3, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, (DI)(R8*1)
+	VMOVUPS Z7, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z8, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z10, (DI)(R8*1)
+	VMOVUPS Z11, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z12, (DI)
+	VMOVUPS Z13, 64(DI)
+	VMOVUPS Z14, (DI)(R8*1)
+	VMOVUPS Z15, 64(DI)(R8*1)
+	VZEROUPPER
+	RET
+
+// func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
+// The columns of a sixteen-column chunk that mask selects (the first ones).
+TEXT ·rowsTile16(SB), NOSPLIT, $0-58
+	ROWARGS
+	MOVWQZX mask+56(FP), R10
+	KMOVW R10, K1
+	XORQ R10, R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	TESTQ R12, R12
+	JEQ r16Store
+r16Term:
+	VMOVUPS.Z (SI), K1, Z16
+	FMA1(Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	NEXTTERM
+	JNZ r16Term
+r16Store:
+	STORE1(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	VZEROUPPER
+	RET
+
+// func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
+// rowsTile16 on eight-lane registers for a last chunk of at most eight
+// columns: on CPUs that split sixteen-lane FMAs in two (Zen 4) half
+// their cost, so 86 columns cost 88 lanes instead of 96.
+TEXT ·rowsTile8(SB), NOSPLIT, $0-58
+	ROWARGS
+	MOVWQZX mask+56(FP), R10
+	KMOVW R10, K1
+	XORQ R10, R10
+	VPXORD Y0, Y0, Y0
+	VPXORD Y1, Y1, Y1
+	VPXORD Y2, Y2, Y2
+	VPXORD Y3, Y3, Y3
+	VPXORD Y4, Y4, Y4
+	VPXORD Y5, Y5, Y5
+	VPXORD Y6, Y6, Y6
+	VPXORD Y7, Y7, Y7
+	TESTQ R12, R12
+	JEQ r8Store
+r8Term:
+	VMOVUPS.Z (SI), K1, Y16
+	FMA1(Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+	NEXTTERM
+	JNZ r8Term
+r8Store:
+	STORE1(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+	VZEROUPPER
+	RET

@@ -1,0 +1,17 @@
+//go:build !amd64 || purego
+
+package blas
+
+const rowTiles = false
+
+func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int) {
+	panic("blas: no row tiles here")
+}
+
+func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16) {
+	panic("blas: no row tiles here")
+}
+
+func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16) {
+	panic("blas: no row tiles here")
+}

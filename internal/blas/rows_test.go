@@ -1,0 +1,93 @@
+package blas
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestRowsMatMul checks RowsMatMul against a float64 product of the rows
+// its offsets name, at shapes that reach every tile: row counts with and
+// without a partial last tile, columns in 32-, 16- and masked chunks (the
+// last on eight or sixteen lanes), one term and many; rows anywhere in a,
+// repeated and out of order. Each element must be within a float32 sum's
+// error of the float64 value, and C's rows past m must be untouched.
+func TestRowsMatMul(t *testing.T) {
+	if !RowsOK() {
+		t.Skip("no AVX-512 here: RowsMatMul is not used")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, s := range [][3]int{
+		{8, 32, 1}, {8, 16, 5}, {16, 48, 7}, {3, 86, 128}, {228, 172, 128}, {13, 7, 9},
+		{9, 8, 3}, {7, 9, 2}, {1, 1, 1}, {20, 344, 64}, {64, 63, 128}, {5, 100, 33},
+	} {
+		m, n, k := s[0], s[1], s[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(t *testing.T) {
+			rows := m + 5
+			a := make([]float32, rows*k+3)
+			for i := range a {
+				a[i] = float32(r.NormFloat64())
+			}
+			offs := make([]int, m)
+			for i := range offs {
+				offs[i] = r.IntN(rows)*k + r.IntN(4) // any row, not only row starts
+			}
+			b := make([]float32, k*n)
+			for i := range b {
+				b[i] = float32(r.NormFloat64())
+			}
+			c := make([]float32, (m+1)*n)
+			for i := range c {
+				c[i] = -7
+			}
+			RowsMatMul(m, n, k, a, offs, b, c)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					var want, mag float64
+					for p := 0; p < k; p++ {
+						v := float64(a[offs[i]+p]) * float64(b[p*n+j])
+						want += v
+						mag += math.Abs(v)
+					}
+					if got := float64(c[i*n+j]); math.Abs(got-want) > 1e-6*float64(k)*mag+1e-30 {
+						t.Fatalf("c[%d, %d] = %v, want %v", i, j, got, want)
+					}
+				}
+			}
+			for j := 0; j < n; j++ {
+				if c[m*n+j] != -7 {
+					t.Fatalf("row %d (past m) written at column %d", m, j)
+				}
+			}
+		})
+	}
+}
+
+// TestRowsMatMulChecksOperands: too short an operand or an offset past a
+// panics instead of reading or writing out of bounds.
+func TestRowsMatMulChecksOperands(t *testing.T) {
+	if !RowsOK() {
+		t.Skip("no AVX-512 here: RowsMatMul is not used")
+	}
+	a, b, c := make([]float32, 40), make([]float32, 4*8), make([]float32, 8*8)
+	for _, tc := range []struct {
+		name string
+		offs []int
+		c    []float32
+	}{
+		{"offset past a", []int{0, 8, 16, 24, 32, 36, 0, 0}, c},
+		{"negative offset", []int{0, -1, 0, 0, 0, 0, 0, 0}, c},
+		{"short c", []int{0, 0, 0, 0, 0, 0, 0, 0}, c[:63]},
+		{"few offsets", []int{0, 0, 0}, c},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			RowsMatMul(8, 8, 5, a, tc.offs, b, tc.c)
+		})
+	}
+}
