@@ -78,3 +78,49 @@ func rowsTiles(c []float32, ldc int, a []float32, offs []int, b []float32, k int
 		rowsTile8(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
 	}
 }
+
+// OuterSum sets C (m×n, packed) to Σ_p A_p ⊗ B_p over p < len(aoffs),
+// with A_p = a[aoffs[p]:aoffs[p]+m] and B_p = b[boffs[p]:boffs[p]+n]:
+// the product AᵀB of two matrices whose rows lie anywhere, such as a
+// weight gradient summed over an expert's slots with their token rows
+// read where they are. It runs as RowsMatMul does (AVX-512 tiles of
+// eight rows of C, the sum over p in order); a last partial tile of rows
+// is computed as the eight rows ending at m, the rows it shares with the
+// tile before getting the same values again. m must be at least 8; it
+// panics where !RowsOK() and on operands too short for the shapes.
+func OuterSum(m, n int, a []float32, aoffs []int, b []float32, boffs []int, c []float32) {
+	if !rowTiles {
+		panic("blas: OuterSum without AVX-512")
+	}
+	k := len(aoffs)
+	if m < 8 || n < 1 || len(boffs) != k || len(c) < m*n {
+		panic(fmt.Sprintf("blas: OuterSum(%d, %d) with %d and %d offsets, len(c) %d", m, n, k, len(boffs), len(c)))
+	}
+	for p := range k {
+		if aoffs[p] < 0 || aoffs[p]+m > len(a) || boffs[p] < 0 || boffs[p]+n > len(b) {
+			panic(fmt.Sprintf("blas: OuterSum term %d at %d of %d and %d of %d floats", p, aoffs[p], len(a), boffs[p], len(b)))
+		}
+	}
+	var ao, bo *int
+	if k > 0 {
+		ao, bo = &aoffs[0], &boffs[0]
+	}
+	for i0 := 0; i0 < m; i0 += 8 {
+		i := min(i0, m-8)
+		ci, ai := c[i*n:], &a[i]
+		j := 0
+		for ; j+32 <= n; j += 32 {
+			tnTile32(&ci[j], n, ai, ao, &b[j], bo, k)
+		}
+		if j+16 <= n {
+			tnTile16(&ci[j], n, ai, ao, &b[j], bo, k, 0xffff)
+			j += 16
+		}
+		switch r := n - j; {
+		case r > 8:
+			tnTile16(&ci[j], n, ai, ao, &b[j], bo, k, uint16(1)<<r-1)
+		case r > 0:
+			tnTile8(&ci[j], n, ai, ao, &b[j], bo, k, uint16(1)<<r-1)
+		}
+	}
+}

@@ -20,3 +20,16 @@ func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int,
 
 //go:noescape
 func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
+
+// tnTile32, tnTile16 and tnTile8 set eight rows of C over 32, 16 (or
+// mask's) and at most 8 (mask's) columns to Σ_p A_p ⊗ B_p, A_p at
+// a[aoffs[p]:], B_p at b[boffs[p]:].
+//
+//go:noescape
+func tnTile32(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int)
+
+//go:noescape
+func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+
+//go:noescape
+func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)

@@ -75,6 +75,48 @@
 	VMOVUPS acc6, K1, (DI) \
 	VMOVUPS acc7, K1, (DI)(R8*1)
 
+// Tiles of OuterSum (rows.go): C[i, j] = Σ_p A_p[i]·B_p[j] for eight rows i and
+// 32, 16 or at most 8 columns j, where A_p = a + aoffs[p] and B_p = b +
+// boffs[p] (both bases already on at the tile's first row and column):
+// outer products of rows that lie anywhere. R9, R11 are the bases, R10,
+// R13 the offset tables, R14 the term p, CX the term count; AX and BX
+// point at A_p and B_p.
+
+#define TNARGS \
+	MOVQ c+0(FP), DI \
+	MOVQ ldc+8(FP), R8 \
+	SHLQ $2, R8 \
+	MOVQ a+16(FP), R9 \
+	MOVQ aoffs+24(FP), R10 \
+	MOVQ b+32(FP), R11 \
+	MOVQ boffs+40(FP), R13 \
+	MOVQ k+48(FP), CX \
+	XORQ R14, R14
+
+// TNTERM: AX, BX at term p's rows of A and B.
+#define TNTERM \
+	MOVQ (R10)(R14*8), AX \
+	LEAQ (R9)(AX*4), AX \
+	MOVQ (R13)(R14*8), BX \
+	LEAQ (R11)(BX*4), BX
+
+// TNFMA2(off, bc, acc0, acc1): A_p's element at byte off times both chunks.
+#define TNFMA2(off, bc, acc0, acc1) \
+	VBROADCASTSS off(AX), bc \
+	VFMADD231PS bc, Z16, acc0 \
+	VFMADD231PS bc, Z17, acc1
+
+// TNFMA1(b, acc0, …, acc7): A_p's eight elements times one chunk.
+#define TNFMA1(b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VFMADD231PS.BCST 0(AX), b, acc0 \
+	VFMADD231PS.BCST 4(AX), b, acc1 \
+	VFMADD231PS.BCST 8(AX), b, acc2 \
+	VFMADD231PS.BCST 12(AX), b, acc3 \
+	VFMADD231PS.BCST 16(AX), b, acc4 \
+	VFMADD231PS.BCST 20(AX), b, acc5 \
+	VFMADD231PS.BCST 24(AX), b, acc6 \
+	VFMADD231PS.BCST 28(AX), b, acc7
+
 // func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int)
 TEXT ·rowsTile32(SB), NOSPLIT, $0-56
 	ROWARGS
@@ -184,6 +226,119 @@ r8Term:
 	NEXTTERM
 	JNZ r8Term
 r8Store:
+	STORE1(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+	VZEROUPPER
+	RET
+
+// func tnTile32(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int)
+TEXT ·tnTile32(SB), NOSPLIT, $0-56
+	TNARGS
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	TESTQ CX, CX
+	JEQ tn32Store
+tn32Term:
+	TNTERM
+	VMOVUPS (BX), Z16
+	VMOVUPS 64(BX), Z17
+	TNFMA2(0, Z24, Z0, Z1)
+	TNFMA2(4, Z25, Z2, Z3)
+	TNFMA2(8, Z26, Z4, Z5)
+	TNFMA2(12, Z27, Z6, Z7)
+	TNFMA2(16, Z28, Z8, Z9)
+	TNFMA2(20, Z29, Z10, Z11)
+	TNFMA2(24, Z30, Z12, Z13)
+	TNFMA2(28, Z31, Z14, Z15)
+	INCQ R14
+	CMPQ R14, CX
+	JLT tn32Term
+tn32Store:
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, (DI)(R8*1)
+	VMOVUPS Z3, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, (DI)(R8*1)
+	VMOVUPS Z7, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z8, (DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z10, (DI)(R8*1)
+	VMOVUPS Z11, 64(DI)(R8*1)
+	LEAQ (DI)(R8*2), DI
+	VMOVUPS Z12, (DI)
+	VMOVUPS Z13, 64(DI)
+	VMOVUPS Z14, (DI)(R8*1)
+	VMOVUPS Z15, 64(DI)(R8*1)
+	VZEROUPPER
+	RET
+
+// func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+TEXT ·tnTile16(SB), NOSPLIT, $0-58
+	TNARGS
+	MOVWQZX mask+56(FP), AX
+	KMOVW AX, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	TESTQ CX, CX
+	JEQ tn16Store
+tn16Term:
+	TNTERM
+	VMOVUPS.Z (BX), K1, Z16
+	TNFMA1(Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	INCQ R14
+	CMPQ R14, CX
+	JLT tn16Term
+tn16Store:
+	STORE1(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	VZEROUPPER
+	RET
+
+// func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+TEXT ·tnTile8(SB), NOSPLIT, $0-58
+	TNARGS
+	MOVWQZX mask+56(FP), AX
+	KMOVW AX, K1
+	VPXORD Y0, Y0, Y0
+	VPXORD Y1, Y1, Y1
+	VPXORD Y2, Y2, Y2
+	VPXORD Y3, Y3, Y3
+	VPXORD Y4, Y4, Y4
+	VPXORD Y5, Y5, Y5
+	VPXORD Y6, Y6, Y6
+	VPXORD Y7, Y7, Y7
+	TESTQ CX, CX
+	JEQ tn8Store
+tn8Term:
+	TNTERM
+	VMOVUPS.Z (BX), K1, Y16
+	TNFMA1(Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+	INCQ R14
+	CMPQ R14, CX
+	JLT tn8Term
+tn8Store:
 	STORE1(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 	VZEROUPPER
 	RET

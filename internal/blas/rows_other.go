@@ -15,3 +15,15 @@ func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int,
 func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16) {
 	panic("blas: no row tiles here")
 }
+
+func tnTile32(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int) {
+	panic("blas: no row tiles here")
+}
+
+func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16) {
+	panic("blas: no row tiles here")
+}
+
+func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16) {
+	panic("blas: no row tiles here")
+}

@@ -91,3 +91,85 @@ func TestRowsMatMulChecksOperands(t *testing.T) {
 		})
 	}
 }
+
+// TestOuterSum checks OuterSum against float64 sums of the outer products
+// its offsets name, at row counts with and without a last partial tile
+// (computed over the rows before it again), every column chunk, no term
+// and many, rows anywhere, repeated, out of order.
+func TestOuterSum(t *testing.T) {
+	if !RowsOK() {
+		t.Skip("no AVX-512 here: OuterSum is not used")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range [][3]int{
+		{8, 32, 1}, {8, 16, 5}, {16, 48, 7}, {128, 86, 228}, {172, 128, 228}, {13, 7, 9},
+		{9, 8, 3}, {86, 9, 2}, {8, 1, 0}, {20, 344, 64}, {10, 100, 33},
+	} {
+		m, n, k := s[0], s[1], s[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(t *testing.T) {
+			a, b := make([]float32, 40*m+3), make([]float32, 40*n+3)
+			for i := range a {
+				a[i] = float32(r.NormFloat64())
+			}
+			for i := range b {
+				b[i] = float32(r.NormFloat64())
+			}
+			aoffs, boffs := make([]int, k), make([]int, k)
+			for p := range k {
+				aoffs[p], boffs[p] = r.IntN(40)*m+r.IntN(4), r.IntN(40)*n+r.IntN(4)
+			}
+			c := make([]float32, (m+1)*n)
+			for i := range c {
+				c[i] = -7
+			}
+			OuterSum(m, n, a, aoffs, b, boffs, c)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					var want, mag float64
+					for p := range k {
+						v := float64(a[aoffs[p]+i]) * float64(b[boffs[p]+j])
+						want += v
+						mag += math.Abs(v)
+					}
+					if got := float64(c[i*n+j]); math.Abs(got-want) > 1e-6*float64(k)*mag+1e-30 {
+						t.Fatalf("c[%d, %d] = %v, want %v", i, j, got, want)
+					}
+				}
+			}
+			for j := 0; j < n; j++ {
+				if c[m*n+j] != -7 {
+					t.Fatalf("row %d (past m) written at column %d", m, j)
+				}
+			}
+		})
+	}
+}
+
+// TestOuterSumChecksOperands: an offset that would read past a or b, or
+// too few rows, panics instead.
+func TestOuterSumChecksOperands(t *testing.T) {
+	if !RowsOK() {
+		t.Skip("no AVX-512 here: OuterSum is not used")
+	}
+	a, b, c := make([]float32, 40), make([]float32, 40), make([]float32, 64)
+	for _, tc := range []struct {
+		name         string
+		m            int
+		aoffs, boffs []int
+	}{
+		{"A row past a", 8, []int{0, 33}, []int{0, 0}},
+		{"B row past b", 8, []int{0, 0}, []int{33, 0}},
+		{"negative offset", 8, []int{-1}, []int{0}},
+		{"offset counts differ", 8, []int{0, 0}, []int{0}},
+		{"fewer than 8 rows", 7, []int{0}, []int{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			OuterSum(tc.m, 8, a, tc.aoffs, b, tc.boffs, c)
+		})
+	}
+}

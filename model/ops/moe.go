@@ -550,6 +550,12 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
+		if ob32, ok := any(ob).([]float32); ok && rowsProducts && w >= 8 && d >= 8 && serialExpert(c, s, w, d) {
+			expertBackwardRows(ob32, dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
+				any(a).(*expertAct[float32]), &r, e, lo, hi, any(u).([]float32), any(dy).([]float32),
+				any(wg).([]float32), any(wu).([]float32), any(wd).([]float32), d, w)
+			return
+		}
 		buf := poolGet[F](&stacks, 4*c*w+2*w*d+c*d)
 		defer poolPut(&stacks, buf)
 		dyg := ob[lo*d : hi*d]
@@ -600,6 +606,50 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			sumRows(du[t*d:(t+1)*d], ob, offs, ones[:len(offs)])
 		}
 	})
+}
+
+// expertBackwardRows is one expert's visit of expertsBackward on
+// blas.RowsMatMul and blas.OuterSum, which read the slots' rows of dy and
+// u where they lie: nothing is gathered, and the weight gradients are
+// written in place. The gate scales H's rows instead of dy's:
+//
+//	D = dy·Wd_e (rows of dy by token), dgate_s = D_s·H_s,
+//	dWd_e = Σ_s dy_t ⊗ (g·H_s), dH = g·D,
+//	dWg_e = Σ_s dG_s ⊗ x_t, dWu_e = Σ_s dU_s ⊗ x_t (rows of u by token),
+//	dx = [dG | dU]·[Wg_e; Wu_e] into the slots' rows of ob.
+func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, a *expertAct[float32], r *Routing, e, lo, hi int, u, dy, wg, wu, wd []float32, d, w int) {
+	c := hi - lo
+	buf := poolGet[float32](&stacks, 4*c*w)
+	defer poolPut(&stacks, buf)
+	h, dd, dgu := buf[:c*w], buf[c*w:2*c*w], buf[2*c*w:4*c*w]
+	po := rowOffsets.Get().(*[]int)
+	defer rowOffsets.Put(po)
+	if cap(*po) < 4*c {
+		*po = make([]int, 4*c)
+	}
+	// Offsets: each slot's token row of u and dy; its row of H; its dG
+	// and dU parts of [dG | dU].
+	offs, hoffs, goffs, uoffs := (*po)[:c], (*po)[c:2*c], (*po)[2*c:3*c], (*po)[3*c:4*c]
+	for i, sl := range r.Slots[lo:hi] {
+		offs[i], hoffs[i], goffs[i], uoffs[i] = int(sl)/r.K*d, i*w, 2*i*w, (2*i+1)*w
+	}
+	a.hidden(h, lo, hi, w)
+	blas.RowsMatMul(c, w, d, dy, offs, wd[e*d*w:(e+1)*d*w], dd)
+	if dgate != nil {
+		rowDots(dgate, r.Slots[lo:hi], h, dd, w)
+	}
+	for i, sl := range r.Slots[lo:hi] {
+		g := float32(r.Gates[sl])
+		scaleBy(h[i*w:(i+1)*w], g)
+		scaleBy(dd[i*w:(i+1)*w], g)
+	}
+	blas.OuterSum(d, w, dy, offs, h, hoffs, dwd[e*d*w:(e+1)*d*w])
+	swigluGradRows(dgu, dd, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], c, w)
+	blas.OuterSum(w, d, dgu, goffs, u, offs, dwg[e*w*d:(e+1)*w*d])
+	blas.OuterSum(w, d, dgu, uoffs, u, offs, dwu[e*w*d:(e+1)*w*d])
+	wgu := stackedExpert(wg, wu, e, w, d)
+	blas.MatMulSerial(false, false, c, d, 2*w, dgu, wgu, ob[lo*d:hi*d], false)
+	poolPut(&stacks, wgu)
 }
 
 // rowDots sets out[slots[i]] = rowDot(a_i, b_i) for the rows a_i, b_i
