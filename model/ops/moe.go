@@ -472,7 +472,13 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// hardware prefetches worse than the copy's. 63 DeepSeekMoE-sized
 		// experts' products ran 2-9% faster so (BenchmarkColdExpertWeights),
 		// sci-moe's forward passes 3-4% (docs/BENCHMARKS.md, round 13). The
-		// backward's products read wd_e untransposed and did not gain.
+		// backward's products read wd_e untransposed and did not gain. On
+		// the rows tiles the copy is transposed, the tiles' right operand
+		// (round 17).
+		if h32, ok := any(h).([]float32); ok && rowsProducts && serialExpert(n, s, w, d) {
+			downRows(any(o[lo*d:hi*d]).([]float32), h32, any(wde).([]float32), any(wd).([]float32), e, n, d, w)
+			return
+		}
 		copy(wde, wd[e*d*w:(e+1)*d*w])
 		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wde, o[lo*d:hi*d], false)
 	})
@@ -890,6 +896,20 @@ func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d
 	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
 	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
 	poolPut(&stacks, wt)
+	*po = offs
+	rowOffsets.Put(po)
+}
+
+// downRows is the forward's down product o = h·Wd_eᵀ through
+// blas.RowsMatMul, against Wd_e transposed into wt ([W, D]).
+func downRows(o, h, wt, wd []float32, e, n, d, w int) {
+	transposeRows(wt, d, wd[e*d*w:(e+1)*d*w], 0, d, w)
+	po := rowOffsets.Get().(*[]int)
+	offs := (*po)[:0]
+	for i := range n {
+		offs = append(offs, i*w)
+	}
+	blas.RowsMatMul(n, d, w, h, offs, wt, o)
 	*po = offs
 	rowOffsets.Put(po)
 }
