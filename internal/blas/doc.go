@@ -1,8 +1,9 @@
 // Package blas is moetrain's matrix-multiply entry point. Every GEMM in the
-// model goes through Gemm, which dispatches float32 products to the active
-// single-precision kernel (oneDNN or OpenBLAS loaded at run time, or gonum's
-// pure-Go code as the fallback) and float64 products to gonum (used by
-// gradient checks, where speed does not matter).
+// model but the routed experts' row tiles (below) goes through Gemm, which
+// dispatches float32 products to the active single-precision kernel (oneDNN
+// or OpenBLAS loaded at run time, or gonum's pure-Go code as the fallback)
+// and float64 products to gonum (used by gradient checks, where speed does
+// not matter).
 //
 // All matrices are row-major. Gemm computes
 //
@@ -56,6 +57,22 @@
 // making expert-sized products 13-27% of their throughput.
 // SetDirectCalls(false) restores cgocall. Other platforms call through
 // purego.
+//
+// # Row tiles: products of rows that lie anywhere
+//
+// RowsMatMul and OuterSum are moetrain's own float32 kernels, AVX-512
+// register tiles (rows_amd64.s; RowsOK says whether the CPU has them)
+// for the routed experts' products: RowsMatMul multiplies rows found by
+// offset (an expert's token rows in the layer's input or in dy) by a
+// packed matrix, OuterSum sums outer products of rows found by offset (an
+// expert's weight gradients over its slots), so nothing is gathered into
+// a copy first. A last chunk of at most eight columns runs on eight-lane
+// registers, half the cost of sixteen lanes on Zen 4 (86 columns cost 88
+// lanes, not 96). Each element is one running FMA sum in term order, on
+// the calling goroutine. With their operands in cache they match oneDNN
+// or beat it at column tails; reading operands that are not, they lost
+// to it (docs/BENCHMARKS.md, round 17), so the model uses them only
+// where they spare a gather.
 //
 // # bfloat16 products
 //
