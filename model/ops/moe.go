@@ -342,11 +342,12 @@ func sameDtype(name string, in []*tensor.Dense) error {
 // [Wg_e; Wu_e] (as SwiGLU does), so each slot's two pre-activations sit
 // side by side, and the backward forms dx with one product over k = 2W:
 // 6 GEMM calls per expert per forward+backward instead of 9, which pays
-// for the many small products of fine-grained experts. The gathered inputs
-// are not kept: the backward gathers an expert's rows of u again, from the
-// [N, D] input (in cache) into a buffer of the expert's own size, rather
-// than holding and reading back an [S, D] copy, K times the input, from
-// memory.
+// for the many small products of fine-grained experts. The inputs are not
+// kept per slot: on the row tiles (rowsProducts) the products read an
+// expert's rows of u where they lie, in the forward and the backward;
+// elsewhere the backward gathers them again, from the [N, D] input (in
+// cache) into a buffer of the expert's own size, rather than holding and
+// reading back an [S, D] copy, K times the input, from memory.
 type expertAct[F Float] struct {
 	gu []F // [S, 2W]: row p is [Wg·x_p | Wu·x_p], gate and up pre-activations
 	sg []F // [S, W] sigmoid of the gate pre-activations
@@ -545,6 +546,7 @@ func sigmoids[F Float](s, g []F) {
 // Weight gradients are one GEMM per expert over its tokens, written once:
 // [dWg_e; dWu_e] = [dG | dU]ᵀ·x as one product into scratch, then copied to
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
+// On the row tiles an expert's visit is expertBackwardRows instead.
 func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
 	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
