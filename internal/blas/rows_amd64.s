@@ -61,6 +61,58 @@
 	VFMADD231PS.BCST (R14)(R10*1), b, acc6 \
 	VFMADD231PS.BCST (R15)(R10*1), b, acc7
 
+// ZERO16: the 32-column tile's accumulators Z0-Z15 to zero.
+#define ZERO16 \
+	VPXORD Z0, Z0, Z0 \
+	VPXORD Z1, Z1, Z1 \
+	VPXORD Z2, Z2, Z2 \
+	VPXORD Z3, Z3, Z3 \
+	VPXORD Z4, Z4, Z4 \
+	VPXORD Z5, Z5, Z5 \
+	VPXORD Z6, Z6, Z6 \
+	VPXORD Z7, Z7, Z7 \
+	VPXORD Z8, Z8, Z8 \
+	VPXORD Z9, Z9, Z9 \
+	VPXORD Z10, Z10, Z10 \
+	VPXORD Z11, Z11, Z11 \
+	VPXORD Z12, Z12, Z12 \
+	VPXORD Z13, Z13, Z13 \
+	VPXORD Z14, Z14, Z14 \
+	VPXORD Z15, Z15, Z15
+
+// ZERO8(acc0, …, acc7): a one-chunk tile's accumulators to zero.
+#define ZERO8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VPXORD acc0, acc0, acc0 \
+	VPXORD acc1, acc1, acc1 \
+	VPXORD acc2, acc2, acc2 \
+	VPXORD acc3, acc3, acc3 \
+	VPXORD acc4, acc4, acc4 \
+	VPXORD acc5, acc5, acc5 \
+	VPXORD acc6, acc6, acc6 \
+	VPXORD acc7, acc7, acc7
+
+// STORE32: the 32-column tile (row r in Z2r, Z2r+1) to C's eight rows.
+#define STORE32 \
+	VMOVUPS Z0, (DI) \
+	VMOVUPS Z1, 64(DI) \
+	VMOVUPS Z2, (DI)(R8*1) \
+	VMOVUPS Z3, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z4, (DI) \
+	VMOVUPS Z5, 64(DI) \
+	VMOVUPS Z6, (DI)(R8*1) \
+	VMOVUPS Z7, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z8, (DI) \
+	VMOVUPS Z9, 64(DI) \
+	VMOVUPS Z10, (DI)(R8*1) \
+	VMOVUPS Z11, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z12, (DI) \
+	VMOVUPS Z13, 64(DI) \
+	VMOVUPS Z14, (DI)(R8*1) \
+	VMOVUPS Z15, 64(DI)(R8*1)
+
 // STORE1(acc0, …, acc7): the accumulators to C's eight rows under K1.
 #define STORE1(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
 	VMOVUPS acc0, K1, (DI) \
@@ -117,25 +169,52 @@
 	VFMADD231PS.BCST 24(AX), b, acc6 \
 	VFMADD231PS.BCST 28(AX), b, acc7
 
+// ROWSMASKED(term, store, b, acc0, …, acc7): the body of rowsTile16 and
+// rowsTile8, one masked chunk (mask in K1) on sixteen- or eight-lane
+// registers.
+#define ROWSMASKED(term, store, b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	ROWARGS \
+	MOVWQZX mask+56(FP), R10 \
+	KMOVW R10, K1 \
+	XORQ R10, R10 \
+	ZERO8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	TESTQ R12, R12 \
+	JEQ store \
+term: \
+	VMOVUPS.Z (SI), K1, b \
+	FMA1(b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	NEXTTERM \
+	JNZ term \
+store: \
+	STORE1(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VZEROUPPER \
+	RET
+
+// TNMASKED(term, store, b, acc0, …, acc7): the body of tnTile16 and
+// tnTile8, as ROWSMASKED.
+#define TNMASKED(term, store, b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	TNARGS \
+	MOVWQZX mask+56(FP), AX \
+	KMOVW AX, K1 \
+	ZERO8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	TESTQ CX, CX \
+	JEQ store \
+term: \
+	TNTERM \
+	VMOVUPS.Z (BX), K1, b \
+	TNFMA1(b, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	INCQ R14 \
+	CMPQ R14, CX \
+	JLT term \
+store: \
+	STORE1(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
+	VZEROUPPER \
+	RET
+
 // func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int)
 TEXT ·rowsTile32(SB), NOSPLIT, $0-56
 	ROWARGS
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
+	ZERO16
 	TESTQ R12, R12
 	JEQ r32Store
 r32Term:
@@ -152,103 +231,26 @@ r32Term:
 	NEXTTERM
 	JNZ r32Term
 r32Store:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, (DI)(R8*1)
-	VMOVUPS Z3, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, (DI)(R8*1)
-	VMOVUPS Z7, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, (DI)(R8*1)
-	VMOVUPS Z11, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, (DI)(R8*1)
-	VMOVUPS Z15, 64(DI)(R8*1)
+	STORE32
 	VZEROUPPER
 	RET
 
 // func rowsTile16(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
 // The columns of a sixteen-column chunk that mask selects (the first ones).
 TEXT ·rowsTile16(SB), NOSPLIT, $0-58
-	ROWARGS
-	MOVWQZX mask+56(FP), R10
-	KMOVW R10, K1
-	XORQ R10, R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	TESTQ R12, R12
-	JEQ r16Store
-r16Term:
-	VMOVUPS.Z (SI), K1, Z16
-	FMA1(Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	NEXTTERM
-	JNZ r16Term
-r16Store:
-	STORE1(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	VZEROUPPER
-	RET
+	ROWSMASKED(r16Term, r16Store, Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 
 // func rowsTile8(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int, mask uint16)
 // rowsTile16 on eight-lane registers for a last chunk of at most eight
 // columns: on CPUs that split sixteen-lane FMAs in two (Zen 4) half
 // their cost, so 86 columns cost 88 lanes instead of 96.
 TEXT ·rowsTile8(SB), NOSPLIT, $0-58
-	ROWARGS
-	MOVWQZX mask+56(FP), R10
-	KMOVW R10, K1
-	XORQ R10, R10
-	VPXORD Y0, Y0, Y0
-	VPXORD Y1, Y1, Y1
-	VPXORD Y2, Y2, Y2
-	VPXORD Y3, Y3, Y3
-	VPXORD Y4, Y4, Y4
-	VPXORD Y5, Y5, Y5
-	VPXORD Y6, Y6, Y6
-	VPXORD Y7, Y7, Y7
-	TESTQ R12, R12
-	JEQ r8Store
-r8Term:
-	VMOVUPS.Z (SI), K1, Y16
-	FMA1(Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
-	NEXTTERM
-	JNZ r8Term
-r8Store:
-	STORE1(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
-	VZEROUPPER
-	RET
+	ROWSMASKED(r8Term, r8Store, Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 
 // func tnTile32(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int)
 TEXT ·tnTile32(SB), NOSPLIT, $0-56
 	TNARGS
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
+	ZERO16
 	TESTQ CX, CX
 	JEQ tn32Store
 tn32Term:
@@ -267,78 +269,14 @@ tn32Term:
 	CMPQ R14, CX
 	JLT tn32Term
 tn32Store:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, (DI)(R8*1)
-	VMOVUPS Z3, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, (DI)(R8*1)
-	VMOVUPS Z7, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, (DI)(R8*1)
-	VMOVUPS Z11, 64(DI)(R8*1)
-	LEAQ (DI)(R8*2), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, (DI)(R8*1)
-	VMOVUPS Z15, 64(DI)(R8*1)
+	STORE32
 	VZEROUPPER
 	RET
 
 // func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
 TEXT ·tnTile16(SB), NOSPLIT, $0-58
-	TNARGS
-	MOVWQZX mask+56(FP), AX
-	KMOVW AX, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	TESTQ CX, CX
-	JEQ tn16Store
-tn16Term:
-	TNTERM
-	VMOVUPS.Z (BX), K1, Z16
-	TNFMA1(Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	INCQ R14
-	CMPQ R14, CX
-	JLT tn16Term
-tn16Store:
-	STORE1(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	VZEROUPPER
-	RET
+	TNMASKED(tn16Term, tn16Store, Z16, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 
 // func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
 TEXT ·tnTile8(SB), NOSPLIT, $0-58
-	TNARGS
-	MOVWQZX mask+56(FP), AX
-	KMOVW AX, K1
-	VPXORD Y0, Y0, Y0
-	VPXORD Y1, Y1, Y1
-	VPXORD Y2, Y2, Y2
-	VPXORD Y3, Y3, Y3
-	VPXORD Y4, Y4, Y4
-	VPXORD Y5, Y5, Y5
-	VPXORD Y6, Y6, Y6
-	VPXORD Y7, Y7, Y7
-	TESTQ CX, CX
-	JEQ tn8Store
-tn8Term:
-	TNTERM
-	VMOVUPS.Z (BX), K1, Y16
-	TNFMA1(Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
-	INCQ R14
-	CMPQ R14, CX
-	JLT tn8Term
-tn8Store:
-	STORE1(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
-	VZEROUPPER
-	RET
+	TNMASKED(tn8Term, tn8Store, Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)

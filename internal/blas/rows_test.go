@@ -42,24 +42,7 @@ func TestRowsMatMul(t *testing.T) {
 				c[i] = -7
 			}
 			RowsMatMul(m, n, k, a, offs, b, c)
-			for i := 0; i < m; i++ {
-				for j := 0; j < n; j++ {
-					var want, mag float64
-					for p := 0; p < k; p++ {
-						v := float64(a[offs[i]+p]) * float64(b[p*n+j])
-						want += v
-						mag += math.Abs(v)
-					}
-					if got := float64(c[i*n+j]); math.Abs(got-want) > 1e-6*float64(k)*mag+1e-30 {
-						t.Fatalf("c[%d, %d] = %v, want %v", i, j, got, want)
-					}
-				}
-			}
-			for j := 0; j < n; j++ {
-				if c[m*n+j] != -7 {
-					t.Fatalf("row %d (past m) written at column %d", m, j)
-				}
-			}
+			checkTerms(t, m, n, k, c, func(i, j, p int) float64 { return float64(a[offs[i]+p]) * float64(b[p*n+j]) })
 		})
 	}
 }
@@ -123,24 +106,7 @@ func TestOuterSum(t *testing.T) {
 				c[i] = -7
 			}
 			OuterSum(m, n, a, aoffs, b, boffs, c)
-			for i := 0; i < m; i++ {
-				for j := 0; j < n; j++ {
-					var want, mag float64
-					for p := range k {
-						v := float64(a[aoffs[p]+i]) * float64(b[boffs[p]+j])
-						want += v
-						mag += math.Abs(v)
-					}
-					if got := float64(c[i*n+j]); math.Abs(got-want) > 1e-6*float64(k)*mag+1e-30 {
-						t.Fatalf("c[%d, %d] = %v, want %v", i, j, got, want)
-					}
-				}
-			}
-			for j := 0; j < n; j++ {
-				if c[m*n+j] != -7 {
-					t.Fatalf("row %d (past m) written at column %d", m, j)
-				}
-			}
+			checkTerms(t, m, n, k, c, func(i, j, p int) float64 { return float64(a[aoffs[p]+i]) * float64(b[boffs[p]+j]) })
 		})
 	}
 }
@@ -171,5 +137,30 @@ func TestOuterSumChecksOperands(t *testing.T) {
 			}()
 			OuterSum(tc.m, 8, a, tc.aoffs, b, tc.boffs, c)
 		})
+	}
+}
+
+// checkTerms checks each c[i, j] (i < m, j < n; row stride n) against the
+// float64 sum of term(i, j, p) over p < k, within a float32 sum's error,
+// and that row m of c still holds the -7 the tests fill it with.
+func checkTerms(t *testing.T, m, n, k int, c []float32, term func(i, j, p int) float64) {
+	t.Helper()
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var want, mag float64
+			for p := range k {
+				v := term(i, j, p)
+				want += v
+				mag += math.Abs(v)
+			}
+			if got := float64(c[i*n+j]); math.Abs(got-want) > 1e-6*float64(k)*mag+1e-30 {
+				t.Fatalf("c[%d, %d] = %v, want %v", i, j, got, want)
+			}
+		}
+	}
+	for j := 0; j < n; j++ {
+		if c[m*n+j] != -7 {
+			t.Fatalf("row %d (past m) written at column %d", m, j)
+		}
 	}
 }

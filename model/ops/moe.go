@@ -877,11 +877,13 @@ func poolPut[F Float](sp *scratchPool, s []F) {
 	sp.of(f32).Put(&s)
 }
 
-// rowsProducts sends the gate and up products of small experts (those
-// forEachExpert deals to the workers whole) to blas.RowsMatMul, which
-// reads each slot's input row where it lies in the layer's input instead
-// of gathering the expert's rows first: DeepSeekMoE gathers 3.5 times
-// GShard's rows. On where blas.RowsOK.
+// rowsProducts sends the products of small experts (those whose products
+// run on the worker that took them, serialExpert) to blas.RowsMatMul and
+// blas.OuterSum, which read each slot's row of the layer's input or of dy
+// where it lies instead of gathering the expert's rows first (DeepSeekMoE
+// gathers 3.5 times GShard's rows, three times a step): projectRows,
+// downRows and expertBackwardRows. On where blas.RowsOK; tests turn it off
+// to run the gathering path on the same CPU.
 var rowsProducts = blas.RowsOK()
 
 // projectRows is project through blas.RowsMatMul: the slots' rows of u
@@ -916,5 +918,5 @@ func downRows(o, h, wt, wd []float32, e, n, d, w int) {
 	rowOffsets.Put(po)
 }
 
-// rowOffsets holds projectRows' row offsets, one slice per worker.
+// rowOffsets holds the row tiles' offset tables between visits.
 var rowOffsets = sync.Pool{New: func() any { return new([]int) }}
