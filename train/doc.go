@@ -17,7 +17,7 @@
 // rate the schedule gives for the tokens trained after the
 // step. Checkpoints are written only at step boundaries, so the saved state
 // (weights, AdamW moments and step, data cursor, token count) is the whole
-// state: with the same kernels (the BLAS kernel and the attention path,
+// state: with the same kernels (the BLAS kernel and the AVX-512 tile paths,
 // ops.BitsKernel) and thread count, a resumed run produces the same bytes
 // as an uninterrupted one.
 package train
