@@ -475,8 +475,9 @@ func blocks(t int, fn func(r0, r1 int)) {
 // BitsKernel names what decides a float32 step's bits on this machine:
 // the BLAS kernel (blasKernel, blas.Info.Kernel) and, where the CPU has
 // AVX-512, the causal attention tiles (fusedAttention) and, for a model
-// with routed experts, the tiles of their gate and up products
-// (rowsProducts), whose sums run in another order than the library's.
+// with routed experts, the row tiles of their products (rowTiles, so
+// under float32 products only), whose sums run in another order than the
+// library's.
 // Runs record it, and a run resumed where it differs warns that it
 // continues, but not bit for bit.
 func BitsKernel(blasKernel string, routed bool) string {
@@ -484,7 +485,7 @@ func BitsKernel(blasKernel string, routed bool) string {
 	if vexp512 {
 		s += "; attention: AVX-512 tiles"
 	}
-	if routed && rowsProducts {
+	if routed && rowTiles() {
 		s += "; expert rows: AVX-512 tiles"
 	}
 	return s

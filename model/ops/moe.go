@@ -389,7 +389,7 @@ func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 // into x [c, D] for one product against the stacked [Wg_e; Wu_e].
 func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
-	if u32, ok := any(u).([]float32); ok && rowsProducts && serialExpert(c, r.N*r.K, w, d) {
+	if u32, ok := any(u).([]float32); ok && rowTiles() && serialExpert(c, r.N*r.K, w, d) {
 		projectRows(any(gu).([]float32), r, e, lo, hi, u32, any(wg).([]float32), any(wu).([]float32), d, w)
 		return
 	}
@@ -476,7 +476,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// backward's products read wd_e untransposed and did not gain. On
 		// the rows tiles the copy is transposed, the tiles' right operand
 		// (round 17).
-		if h32, ok := any(h).([]float32); ok && rowsProducts && serialExpert(n, s, w, d) {
+		if h32, ok := any(h).([]float32); ok && rowTiles() && serialExpert(n, s, w, d) {
 			downRows(any(o[lo*d:hi*d]).([]float32), h32, any(wde).([]float32), any(wd).([]float32), e, n, d, w)
 			return
 		}
@@ -558,7 +558,7 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
-		if ob32, ok := any(ob).([]float32); ok && rowsProducts && w >= 8 && d >= 8 && serialExpert(c, s, w, d) {
+		if ob32, ok := any(ob).([]float32); ok && rowTiles() && w >= 8 && d >= 8 && serialExpert(c, s, w, d) {
 			expertBackwardRows(ob32, dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
 				any(a).(*expertAct[float32]), &r, e, lo, hi, any(u).([]float32), any(dy).([]float32),
 				any(wg).([]float32), any(wu).([]float32), any(wd).([]float32), d, w)
@@ -885,6 +885,12 @@ func poolPut[F Float](sp *scratchPool, s []F) {
 // downRows and expertBackwardRows. On where blas.RowsOK; tests turn it off
 // to run the gathering path on the same CPU.
 var rowsProducts = blas.RowsOK()
+
+// rowTiles reports whether the experts' products take the row tiles now:
+// rowsProducts, unless train.products is bf16, which rounds every
+// product's operands to bfloat16 for oneDNN's GEMM; the tiles multiply in
+// float32, so under bf16 the experts keep the library's path.
+func rowTiles() bool { return rowsProducts && !blas.BF16Products() }
 
 // projectRows is project through blas.RowsMatMul: the slots' rows of u
 // by their offsets, against [Wg_e; Wu_e] transposed ([D, 2W], the

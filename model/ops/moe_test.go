@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -655,4 +656,43 @@ func rerunMatchesNewOp(t *testing.T, newOps func() (doer, doer), first, second [
 		t.Errorf("backward run second differs from a new op's")
 	}
 	return wantG
+}
+
+// TestMoEBF16ProductsSkipRowTiles: with bfloat16 products on, the experts'
+// products go through the library's bfloat16 GEMM as every other product
+// does, not through the float32 row tiles: the op gives the same bits
+// with the tiles allowed as with them off.
+func TestMoEBF16ProductsSkipRowTiles(t *testing.T) {
+	if !blas.RowsOK() {
+		t.Skip("no row tiles on this CPU")
+	}
+	if _, err := blas.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	defer blas.SetBF16Products(false)
+	defer func(r bool) { rowsProducts = r }(rowsProducts)
+	c := moeCase{"k=3", 50, 16, 8, 12, 3, false}
+	var ins []*tensor.Dense
+	for _, v := range c.inputs(41) {
+		ins = append(ins, toDtype(v, tensor.Float32))
+	}
+	var ys [2][]float64
+	var gs [2][][]float64
+	for i, rows := range []bool{false, true} {
+		rowsProducts = rows
+		ys[i], gs[i] = runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+	}
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Error("bf16 products: the output differs with the row tiles allowed")
+	}
+	for i := range gs[0] {
+		if !slices.Equal(gs[0][i], gs[1][i]) {
+			t.Errorf("bf16 products: gradient %d differs with the row tiles allowed", i)
+		}
+	}
 }
