@@ -389,8 +389,8 @@ func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 // into x [c, D] for one product against the stacked [Wg_e; Wu_e].
 func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
-	if u32, ok := any(u).([]float32); ok && rowTiles() && serialExpert(c, r.N*r.K, w, d) {
-		projectRows(any(gu).([]float32), r, e, lo, hi, u32, any(wg).([]float32), any(wu).([]float32), d, w)
+	if expertTiles[F](c, r.N*r.K, w, d) {
+		projectRows(any(gu).([]float32), r, e, lo, hi, any(u).([]float32), any(wg).([]float32), any(wu).([]float32), d, w)
 		return
 	}
 	gatherRows(x, r, lo, hi, u, d)
@@ -408,8 +408,11 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	}
 	a.grow(r.Kept(), w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
-		x := poolGet[F](&stacks, (hi-lo)*d)
-		defer poolPut(&stacks, x)
+		var x []F // gathered inputs, where the products do not read them in place
+		if !expertTiles[F](hi-lo, r.N*r.K, w, d) {
+			x = poolGet[F](&stacks, (hi-lo)*d)
+			defer poolPut(&stacks, x)
+		}
 		project(x, a.gu[2*lo*w:2*hi*w], &r, e, lo, hi, u, wg, wu, d, w)
 		for p := lo; p < hi; p++ {
 			sigmoids(a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w])
@@ -450,20 +453,25 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
-		// One pooled buffer per visit: [h | x | wd_e | gu | sg] (gu and sg
-		// only without keep).
-		size := n*w + n*d + d*w
+		// One pooled buffer per visit: [h | x | wd_e | gu | sg] (x only
+		// where the inputs are gathered, gu and sg only without keep).
+		tiles := expertTiles[F](n, s, w, d)
+		nx := n * d
+		if tiles {
+			nx = 0
+		}
+		size := n*w + nx + d*w
 		if !keep {
 			size += 3 * n * w
 		}
 		buf := poolGet[F](&stacks, size)
 		defer poolPut(&stacks, buf)
-		h, x, wde := buf[:n*w], buf[n*w:n*w+n*d], buf[n*w+n*d:n*w+n*d+d*w]
+		h, x, wde := buf[:n*w], buf[n*w:n*w+nx], buf[n*w+nx:n*w+nx+d*w]
 		var gu, sg []F
 		if keep {
 			gu, sg = a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w]
 		} else {
-			gu, sg = buf[n*w+n*d+d*w:n*w+n*d+d*w+2*n*w], buf[n*w+n*d+d*w+2*n*w:size]
+			gu, sg = buf[n*w+nx+d*w:n*w+nx+d*w+2*n*w], buf[n*w+nx+d*w+2*n*w:size]
 		}
 		project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
 		siluGateRows(h, sg, gu, n, w)
@@ -476,8 +484,8 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// backward's products read wd_e untransposed and did not gain. On
 		// the rows tiles the copy is transposed, the tiles' right operand
 		// (round 17).
-		if h32, ok := any(h).([]float32); ok && rowTiles() && serialExpert(n, s, w, d) {
-			downRows(any(o[lo*d:hi*d]).([]float32), h32, any(wde).([]float32), any(wd).([]float32), e, n, d, w)
+		if tiles {
+			downRows(any(o[lo*d:hi*d]).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), e, n, d, w)
 			return
 		}
 		copy(wde, wd[e*d*w:(e+1)*d*w])
@@ -558,8 +566,8 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
-		if ob32, ok := any(ob).([]float32); ok && rowTiles() && w >= 8 && d >= 8 && serialExpert(c, s, w, d) {
-			expertBackwardRows(ob32, dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
+		if w >= 8 && d >= 8 && expertTiles[F](c, s, w, d) {
+			expertBackwardRows(any(ob).([]float32), dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
 				any(a).(*expertAct[float32]), &r, e, lo, hi, any(u).([]float32), any(dy).([]float32),
 				any(wg).([]float32), any(wu).([]float32), any(wd).([]float32), d, w)
 			return
@@ -885,6 +893,16 @@ func poolPut[F Float](sp *scratchPool, s []F) {
 // downRows and expertBackwardRows. On where blas.RowsOK; tests turn it off
 // to run the gathering path on the same CPU.
 var rowsProducts = blas.RowsOK()
+
+// expertTiles reports whether an expert with c of the s slots and [w, d]
+// weight matrices runs its products on the row tiles (the float32
+// products of a serial expert, rowTiles); its inputs are then never
+// gathered.
+func expertTiles[F Float](c, s, w, d int) bool {
+	var z F
+	_, f32 := any(z).(float32)
+	return f32 && rowTiles() && serialExpert(c, s, w, d)
+}
 
 // rowTiles reports whether the experts' products take the row tiles now:
 // rowsProducts, unless train.products is bf16, which rounds every
