@@ -343,7 +343,7 @@ func sameDtype(name string, in []*tensor.Dense) error {
 // side by side, and the backward forms dx with one product over k = 2W:
 // 6 GEMM calls per expert per forward+backward instead of 9, which pays
 // for the many small products of fine-grained experts. The inputs are not
-// kept per slot: on the row tiles (rowsProducts) the products read an
+// kept per slot: on the row tiles (expertTiles) the products read an
 // expert's rows of u where they lie, in the forward and the backward;
 // elsewhere the backward gathers them again, from the [N, D] input (in
 // cache) into a buffer of the expert's own size, rather than holding and
@@ -384,9 +384,9 @@ func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 }
 
 // project forms the gate and up pre-activations of expert e's tokens
-// (slots lo..hi−1) in gu [c, 2W]: through projectRows where the product
-// runs on one worker and rowsProducts is on, else by gathering the tokens
-// into x [c, D] for one product against the stacked [Wg_e; Wu_e].
+// (slots lo..hi−1) in gu [c, 2W]: through projectRows where expertTiles
+// (x is then unused), else by gathering the tokens into x [c, D] for one
+// product against the stacked [Wg_e; Wu_e].
 func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
 	if expertTiles[F](c, r.N*r.K, w, d) {
