@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -161,6 +162,63 @@ func checkTerms(t *testing.T, m, n, k int, c []float32, term func(i, j, p int) f
 	for j := 0; j < n; j++ {
 		if c[m*n+j] != -7 {
 			t.Fatalf("row %d (past m) written at column %d", m, j)
+		}
+	}
+}
+
+// BenchmarkRowTiles times the row tiles at the science models' expert
+// shapes on one goroutine, reporting GFLOP/s: an expert's products as
+// the routed layer runs them (DeepSeekMoE: 228 slots, width 86; GShard:
+// 256 slots, width 344; d = 128), the left rows of RowsMatMul and the
+// rows of OuterSum scattered over a 2048-row input as token rows are.
+// Operands stay in cache between runs, so these are the kernels' own
+// rates (a step's are lower; docs/BENCHMARKS.md, round 17). Run with e.g.
+//
+//	go test ./internal/blas -run '^$' -bench RowTiles -benchtime 300x
+func BenchmarkRowTiles(b *testing.B) {
+	if !RowsOK() {
+		b.Skip("no AVX-512 here")
+	}
+	const n, d = 2048, 128
+	r := rand.New(rand.NewPCG(9, 10))
+	input := make([]float32, n*d)
+	for i := range input {
+		input[i] = float32(r.NormFloat64())
+	}
+	for _, m := range []struct {
+		name string
+		c, w int
+	}{{"deepseekmoe", 228, 86}, {"gshard", 256, 344}} {
+		tokens := make([]int, m.c) // the expert's token rows, ascending
+		for i, t := range r.Perm(n)[:m.c] {
+			tokens[i] = t
+		}
+		slices.Sort(tokens)
+		offs, rowsW, rows2W := make([]int, m.c), make([]int, m.c), make([]int, m.c)
+		for i, t := range tokens {
+			offs[i], rowsW[i], rows2W[i] = t*d, i*m.w, 2*i*m.w
+		}
+		big := func(k int) []float32 { return lcg(uint64(k), k) }
+		wt, wdt, wd := big(d*2*m.w), big(m.w*d), big(d*m.w)
+		gu, h, out, dd := make([]float32, m.c*2*m.w), big(m.c*m.w), make([]float32, m.c*d), make([]float32, m.c*m.w)
+		dw := make([]float32, 2*m.w*d)
+		for _, p := range []struct {
+			name  string
+			flops int
+			run   func()
+		}{
+			{"gate_up", 2 * m.c * 2 * m.w * d, func() { RowsMatMul(m.c, 2*m.w, d, input, offs, wt, gu) }},
+			{"down", 2 * m.c * d * m.w, func() { RowsMatMul(m.c, d, m.w, h, rowsW, wdt, out) }},
+			{"dy_wd", 2 * m.c * m.w * d, func() { RowsMatMul(m.c, m.w, d, input, offs, wd, dd) }},
+			{"dwd", 2 * d * m.w * m.c, func() { OuterSum(d, m.w, input, offs, h, rowsW, dw) }},
+			{"dwg", 2 * m.w * d * m.c, func() { OuterSum(m.w, d, gu, rows2W, input, offs, dw) }},
+		} {
+			b.Run(m.name+"/"+p.name, func(b *testing.B) {
+				for b.Loop() {
+					p.run()
+				}
+				b.ReportMetric(float64(p.flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
 		}
 	}
 }
