@@ -33,3 +33,9 @@ func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *in
 
 //go:noescape
 func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+
+// tnTile24 is OuterSum's tile of a last chunk of 17 to 24 columns:
+// sixteen, then mask's on eight lanes.
+//
+//go:noescape
+func tnTile24(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)

@@ -169,6 +169,36 @@
 	VFMADD231PS.BCST 24(AX), b, acc6 \
 	VFMADD231PS.BCST 28(AX), b, acc7
 
+// FMA24(zbc, ybc, zacc, yacc): one row's broadcast term (zbc, its low
+// half ybc) times the full sixteen-column chunk (Z16) and the masked
+// eight-column one (Y17).
+#define FMA24(zbc, ybc, zacc, yacc) \
+	VFMADD231PS zbc, Z16, zacc \
+	VFMADD231PS ybc, Y17, yacc
+
+// STORE24: rows r in Zr (sixteen columns) and Y(8+r) (the eight under
+// K1) to C's eight rows.
+#define STORE24 \
+	VMOVUPS Z0, (DI) \
+	VMOVUPS Y8, K1, 64(DI) \
+	VMOVUPS Z1, (DI)(R8*1) \
+	VMOVUPS Y9, K1, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z2, (DI) \
+	VMOVUPS Y10, K1, 64(DI) \
+	VMOVUPS Z3, (DI)(R8*1) \
+	VMOVUPS Y11, K1, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z4, (DI) \
+	VMOVUPS Y12, K1, 64(DI) \
+	VMOVUPS Z5, (DI)(R8*1) \
+	VMOVUPS Y13, K1, 64(DI)(R8*1) \
+	LEAQ (DI)(R8*2), DI \
+	VMOVUPS Z6, (DI) \
+	VMOVUPS Y14, K1, 64(DI) \
+	VMOVUPS Z7, (DI)(R8*1) \
+	VMOVUPS Y15, K1, 64(DI)(R8*1)
+
 // ROWSMASKED(term, store, b, acc0, …, acc7): the body of rowsTile16 and
 // rowsTile8, one masked chunk (mask in K1) on sixteen- or eight-lane
 // registers.
@@ -280,3 +310,42 @@ TEXT ·tnTile16(SB), NOSPLIT, $0-58
 // func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
 TEXT ·tnTile8(SB), NOSPLIT, $0-58
 	TNMASKED(tn8Term, tn8Store, Y16, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+
+// func tnTile24(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+// A last chunk of 17 to 24 columns: sixteen on sixteen lanes and the rest
+// (mask's) on eight, each of A_p's eight terms broadcast once for both,
+// where a sixteen-column tile and an eight-column one would each load it.
+TEXT ·tnTile24(SB), NOSPLIT, $0-58
+	TNARGS
+	MOVWQZX mask+56(FP), AX
+	KMOVW AX, K1
+	ZERO16
+	TESTQ CX, CX
+	JEQ tn24Store
+tn24Term:
+	TNTERM
+	VMOVUPS (BX), Z16
+	VMOVUPS.Z 64(BX), K1, Y17
+	VBROADCASTSS 0(AX), Z24
+	FMA24(Z24, Y24, Z0, Y8)
+	VBROADCASTSS 4(AX), Z25
+	FMA24(Z25, Y25, Z1, Y9)
+	VBROADCASTSS 8(AX), Z26
+	FMA24(Z26, Y26, Z2, Y10)
+	VBROADCASTSS 12(AX), Z27
+	FMA24(Z27, Y27, Z3, Y11)
+	VBROADCASTSS 16(AX), Z28
+	FMA24(Z28, Y28, Z4, Y12)
+	VBROADCASTSS 20(AX), Z29
+	FMA24(Z29, Y29, Z5, Y13)
+	VBROADCASTSS 24(AX), Z30
+	FMA24(Z30, Y30, Z6, Y14)
+	VBROADCASTSS 28(AX), Z31
+	FMA24(Z31, Y31, Z7, Y15)
+	INCQ R14
+	CMPQ R14, CX
+	JLT tn24Term
+tn24Store:
+	STORE24
+	VZEROUPPER
+	RET

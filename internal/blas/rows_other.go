@@ -27,3 +27,7 @@ func tnTile16(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *in
 func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16) {
 	panic("blas: no row tiles here")
 }
+
+func tnTile24(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16) {
+	panic("blas: no row tiles here")
+}
