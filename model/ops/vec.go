@@ -299,19 +299,30 @@ const transposeGrain = 8 << 10
 // transposeRows is transposeInto for source rows r0..r1−1. float32 blocks
 // of 8×8 go through transpose8x8Blocks (a register transpose: the scalar
 // loop below ran at ~1 ns a float, 2% of a science forward pass, round
-// 16); the rest, and float64, take the loop.
+// 16); with at least eight rows and columns, so do the last rows and
+// columns, as the eight ending at r1 and at cols (the blocks overlap the
+// ones before, writing the same values again): an expert of width 86
+// otherwise left six rows or columns of each weight to the loop. The
+// rest, and float64, take the loop.
 func transposeRows[F Float](dst []F, ldd int, src []F, r0, r1, cols int) {
 	rb, cb := (r1-r0)&^7, cols&^7 // rows r0..r0+rb−1, columns 0..cb−1 go to the kernel
 	if d, ok := any(dst).([]float32); ok && vexpOK && rb > 0 && cb > 0 {
 		s := any(src).([]float32)
-		_ = s[(r0+rb-1)*cols+cb-1] // bounds: the last float read
-		_ = d[(cb-1)*ldd+r0+rb-1]  // and the last written
+		_ = s[(r1-1)*cols+cols-1] // bounds: the last float read
+		_ = d[(cols-1)*ldd+r1-1]  // and the last written
 		transpose8x8Blocks(&d[r0], ldd, &s[r0*cols], cols, rb, cb)
-	} else {
-		rb, cb = 0, 0
+		if cb < cols { // the last eight columns of rows r0..r0+rb−1
+			transpose8x8Blocks(&d[(cols-8)*ldd+r0], ldd, &s[r0*cols+cols-8], cols, rb, 8)
+		}
+		if r0+rb < r1 { // the last eight rows, every column
+			transpose8x8Blocks(&d[r1-8], ldd, &s[(r1-8)*cols], cols, 8, cb)
+			if cb < cols {
+				transpose8x8Blocks(&d[(cols-8)*ldd+r1-8], ldd, &s[(r1-8)*cols+cols-8], cols, 8, 8)
+			}
+		}
+		return
 	}
-	transposeBlock(dst, ldd, src, r0, r0+rb, cb, cols, cols)
-	transposeBlock(dst, ldd, src, r0+rb, r1, 0, cols, cols)
+	transposeBlock(dst, ldd, src, r0, r1, 0, cols, cols)
 }
 
 // transposeBlock transposes source rows r0..r1−1, columns c0..c1−1 (row

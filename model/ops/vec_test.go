@@ -442,17 +442,51 @@ func TestTransposeInto(t *testing.T) {
 	}
 }
 
+// TestTransposeRowsTails: transposeRows on row ranges that do not start
+// at zero and shapes whose last rows or columns are not a whole 8×8 block
+// (taken as the eight ending there, over blocks already written), against
+// the element-wise transpose; rows outside the range stay untouched.
+func TestTransposeRowsTails(t *testing.T) {
+	for _, c := range []struct{ r0, r1, cols, ldd int }{
+		{0, 86, 128, 172}, {0, 128, 86, 128}, {8, 86, 128, 90}, {3, 14, 12, 20}, {0, 8, 15, 8}, {0, 15, 8, 15}, {5, 12, 9, 16}, {0, 7, 30, 7},
+	} {
+		src := make([]float32, c.r1*c.cols)
+		for i := range src {
+			src[i] = float32(i + 1)
+		}
+		dst := make([]float32, c.cols*c.ldd)
+		for i := range dst {
+			dst[i] = -1
+		}
+		transposeRows(dst, c.ldd, src, c.r0, c.r1, c.cols)
+		for col := range c.cols {
+			for r := range c.ldd {
+				want := float32(-1)
+				if r >= c.r0 && r < c.r1 {
+					want = src[r*c.cols+col]
+				}
+				if got := dst[col*c.ldd+r]; got != want {
+					t.Fatalf("rows %d..%d of %d columns into stride %d: dst[%d][%d] = %v, want %v", c.r0, c.r1, c.cols, c.ldd, col, r, got, want)
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkTransposeInto times transposeInto on hot weights of the
 // science model's forward products (the SwiGLU gate and up weights into
-// the stacked copy, its down weight, the q, k, v weights), reporting ns a
-// float. Run with e.g.
+// the stacked copy, its down weight, the q, k, v weights, a fine-grained
+// expert's gate and down weights), reporting ns a float. Run with e.g.
 //
 //	go test ./model/ops -run '^$' -bench TransposeInto -benchtime 3000x
 func BenchmarkTransposeInto(b *testing.B) {
 	for _, c := range []struct {
 		name            string
 		rows, cols, ldd int
-	}{{"gate_344x128", 344, 128, 688}, {"down_128x344", 128, 344, 128}, {"qkv_384x128", 384, 128, 384}} {
+	}{{"gate_344x128", 344, 128, 688}, {"down_128x344", 128, 344, 128}, {"qkv_384x128", 384, 128, 384},
+		// A DeepSeekMoE expert's gate weight into the stacked transposed
+		// copy and its down weight (width 86: a last partial block).
+		{"expert_gate_86x128", 86, 128, 172}, {"expert_down_128x86", 128, 86, 128}} {
 		src, dst := make([]float32, c.rows*c.cols), make([]float32, c.cols*c.ldd)
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
