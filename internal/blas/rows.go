@@ -60,22 +60,21 @@ func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
 // tileScratch holds the eight-row C of a last partial tile.
 var tileScratch = sync.Pool{New: func() any { return new([]float32) }}
 
-// rowsTiles sets eight rows of C (row stride ldc) over all n columns.
-func rowsTiles(c []float32, ldc int, a []float32, offs []int, b []float32, k int) {
-	n := ldc
+// rowsTiles sets eight packed rows of C (n columns) over all n columns.
+func rowsTiles(c []float32, n int, a []float32, offs []int, b []float32, k int) {
 	j := 0
 	for ; j+32 <= n; j += 32 {
-		rowsTile32(&c[j], ldc, &a[0], &offs[0], &b[j], n, k)
+		rowsTile32(&c[j], n, &a[0], &offs[0], &b[j], n, k)
 	}
 	if j+16 <= n {
-		rowsTile16(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, 0xffff)
+		rowsTile16(&c[j], n, &a[0], &offs[0], &b[j], n, k, 0xffff)
 		j += 16
 	}
 	switch r := n - j; {
 	case r > 8:
-		rowsTile16(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
+		rowsTile16(&c[j], n, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
 	case r > 0:
-		rowsTile8(&c[j], ldc, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
+		rowsTile8(&c[j], n, &a[0], &offs[0], &b[j], n, k, uint16(1)<<r-1)
 	}
 }
 

@@ -9,6 +9,12 @@
 // rows, R10 is the term's byte offset in them. B's row p is at SI (on by
 // R11 bytes a term), C's row r at DI + r·R8.
 
+// ROWPTR(off, reg): reg = a + offs[off/8] floats (R10 = a, R15 = offs;
+// the last use overwrites R15 itself).
+#define ROWPTR(off, reg) \
+	MOVQ off(R15), reg \
+	LEAQ (R10)(reg*4), reg
+
 // ROWARGS loads the shared arguments and the eight row pointers.
 #define ROWARGS \
 	MOVQ c+0(FP), DI \
@@ -20,22 +26,14 @@
 	MOVQ k+48(FP), R12 \
 	MOVQ a+16(FP), R10 \
 	MOVQ offs+24(FP), R15 \
-	MOVQ 0(R15), AX \
-	LEAQ (R10)(AX*4), AX \
-	MOVQ 8(R15), BX \
-	LEAQ (R10)(BX*4), BX \
-	MOVQ 16(R15), CX \
-	LEAQ (R10)(CX*4), CX \
-	MOVQ 24(R15), DX \
-	LEAQ (R10)(DX*4), DX \
-	MOVQ 32(R15), R9 \
-	LEAQ (R10)(R9*4), R9 \
-	MOVQ 40(R15), R13 \
-	LEAQ (R10)(R13*4), R13 \
-	MOVQ 48(R15), R14 \
-	LEAQ (R10)(R14*4), R14 \
-	MOVQ 56(R15), R15 \
-	LEAQ (R10)(R15*4), R15 \
+	ROWPTR(0, AX) \
+	ROWPTR(8, BX) \
+	ROWPTR(16, CX) \
+	ROWPTR(24, DX) \
+	ROWPTR(32, R9) \
+	ROWPTR(40, R13) \
+	ROWPTR(48, R14) \
+	ROWPTR(56, R15) \
 	XORQ R10, R10
 
 // NEXTTERM: the next term of every row and the next row of B.
@@ -63,22 +61,8 @@
 
 // ZERO16: the 32-column tile's accumulators Z0-Z15 to zero.
 #define ZERO16 \
-	VPXORD Z0, Z0, Z0 \
-	VPXORD Z1, Z1, Z1 \
-	VPXORD Z2, Z2, Z2 \
-	VPXORD Z3, Z3, Z3 \
-	VPXORD Z4, Z4, Z4 \
-	VPXORD Z5, Z5, Z5 \
-	VPXORD Z6, Z6, Z6 \
-	VPXORD Z7, Z7, Z7 \
-	VPXORD Z8, Z8, Z8 \
-	VPXORD Z9, Z9, Z9 \
-	VPXORD Z10, Z10, Z10 \
-	VPXORD Z11, Z11, Z11 \
-	VPXORD Z12, Z12, Z12 \
-	VPXORD Z13, Z13, Z13 \
-	VPXORD Z14, Z14, Z14 \
-	VPXORD Z15, Z15, Z15
+	ZERO8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7) \
+	ZERO8(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)
 
 // ZERO8(acc0, …, acc7): a one-chunk tile's accumulators to zero.
 #define ZERO8(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) \
@@ -169,10 +153,11 @@
 	VFMADD231PS.BCST 24(AX), b, acc6 \
 	VFMADD231PS.BCST 28(AX), b, acc7
 
-// FMA24(zbc, ybc, zacc, yacc): one row's broadcast term (zbc, its low
-// half ybc) times the full sixteen-column chunk (Z16) and the masked
-// eight-column one (Y17).
-#define FMA24(zbc, ybc, zacc, yacc) \
+// FMA24(off, zbc, ybc, zacc, yacc): A_p's element at byte off, broadcast
+// into zbc (its low half ybc), times the full sixteen-column chunk (Z16)
+// and the masked eight-column one (Y17).
+#define FMA24(off, zbc, ybc, zacc, yacc) \
+	VBROADCASTSS off(AX), zbc \
 	VFMADD231PS zbc, Z16, zacc \
 	VFMADD231PS ybc, Y17, yacc
 
@@ -326,22 +311,14 @@ tn24Term:
 	TNTERM
 	VMOVUPS (BX), Z16
 	VMOVUPS.Z 64(BX), K1, Y17
-	VBROADCASTSS 0(AX), Z24
-	FMA24(Z24, Y24, Z0, Y8)
-	VBROADCASTSS 4(AX), Z25
-	FMA24(Z25, Y25, Z1, Y9)
-	VBROADCASTSS 8(AX), Z26
-	FMA24(Z26, Y26, Z2, Y10)
-	VBROADCASTSS 12(AX), Z27
-	FMA24(Z27, Y27, Z3, Y11)
-	VBROADCASTSS 16(AX), Z28
-	FMA24(Z28, Y28, Z4, Y12)
-	VBROADCASTSS 20(AX), Z29
-	FMA24(Z29, Y29, Z5, Y13)
-	VBROADCASTSS 24(AX), Z30
-	FMA24(Z30, Y30, Z6, Y14)
-	VBROADCASTSS 28(AX), Z31
-	FMA24(Z31, Y31, Z7, Y15)
+	FMA24(0, Z24, Y24, Z0, Y8)
+	FMA24(4, Z25, Y25, Z1, Y9)
+	FMA24(8, Z26, Y26, Z2, Y10)
+	FMA24(12, Z27, Y27, Z3, Y11)
+	FMA24(16, Z28, Y28, Z4, Y12)
+	FMA24(20, Z29, Y29, Z5, Y13)
+	FMA24(24, Z30, Y30, Z6, Y14)
+	FMA24(28, Z31, Y31, Z7, Y15)
 	INCQ R14
 	CMPQ R14, CX
 	JLT tn24Term

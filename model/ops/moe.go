@@ -384,12 +384,13 @@ func gatherRows[F Float](x []F, r *Routing, lo, hi int, u []F, d int) {
 }
 
 // project forms the gate and up pre-activations of expert e's tokens
-// (slots lo..hi−1) in gu [c, 2W]: through projectRows where expertTiles
-// (x is then unused), else by gathering the tokens into x [c, D] for one
-// product against the stacked [Wg_e; Wu_e].
-func project[F Float](x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
+// (slots lo..hi−1) in gu [c, 2W]: through projectRows on the row tiles
+// (tiles, the caller's expertTiles; x is then unused), else by gathering
+// the tokens into x [c, D] for one product against the stacked
+// [Wg_e; Wu_e].
+func project[F Float](tiles bool, x, gu []F, r *Routing, e, lo, hi int, u, wg, wu []F, d, w int) {
 	c := hi - lo
-	if expertTiles[F](c, r.N*r.K, w, d) {
+	if tiles {
 		projectRows(any(gu).([]float32), r, e, lo, hi, any(u).([]float32), any(wg).([]float32), any(wu).([]float32), d, w)
 		return
 	}
@@ -408,12 +409,13 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 	}
 	a.grow(r.Kept(), w)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
+		tiles := expertTiles[F](hi-lo, r.N*r.K, w, d)
 		var x []F // gathered inputs, where the products do not read them in place
-		if !expertTiles[F](hi-lo, r.N*r.K, w, d) {
+		if !tiles {
 			x = poolGet[F](&stacks, (hi-lo)*d)
 			defer poolPut(&stacks, x)
 		}
-		project(x, a.gu[2*lo*w:2*hi*w], &r, e, lo, hi, u, wg, wu, d, w)
+		project(tiles, x, a.gu[2*lo*w:2*hi*w], &r, e, lo, hi, u, wg, wu, d, w)
 		for p := lo; p < hi; p++ {
 			sigmoids(a.sg[p*w:(p+1)*w], a.gu[2*p*w:(2*p+1)*w])
 		}
@@ -473,7 +475,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		} else {
 			gu, sg = buf[n*w+nx+d*w:n*w+nx+d*w+2*n*w], buf[n*w+nx+d*w+2*n*w:size]
 		}
-		project(x, gu, &r, e, lo, hi, u, wg, wu, d, w)
+		project(tiles, x, gu, &r, e, lo, hi, u, wg, wu, d, w)
 		siluGateRows(h, sg, gu, n, w)
 		// The down product reads wd_e from a copy, as the projections read
 		// their stacked copy: in a step an expert's weights come cold from
@@ -638,14 +640,11 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	buf := poolGet[float32](&stacks, 4*c*w)
 	defer poolPut(&stacks, buf)
 	h, dd, dgu := buf[:c*w], buf[c*w:2*c*w], buf[2*c*w:4*c*w]
-	po := rowOffsets.Get().(*[]int)
+	po, all := getOffsets(4 * c)
 	defer rowOffsets.Put(po)
-	if cap(*po) < 4*c {
-		*po = make([]int, 4*c)
-	}
 	// Offsets: each slot's token row of u and dy; its row of H; its dG
 	// and dU parts of [dG | dU].
-	offs, hoffs, goffs, uoffs := (*po)[:c], (*po)[c:2*c], (*po)[2*c:3*c], (*po)[3*c:4*c]
+	offs, hoffs, goffs, uoffs := all[:c], all[c:2*c], all[2*c:3*c], all[3*c:4*c]
 	for i, sl := range r.Slots[lo:hi] {
 		offs[i], hoffs[i], goffs[i], uoffs[i] = int(sl)/r.K*d, i*w, 2*i*w, (2*i+1)*w
 	}
@@ -914,33 +913,39 @@ func rowTiles() bool { return rowsProducts && !blas.BF16Products() }
 // by their offsets, against [Wg_e; Wu_e] transposed ([D, 2W], the
 // product's right operand as the tiles read it) into a pooled buffer.
 func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
-	po := rowOffsets.Get().(*[]int)
-	offs := (*po)[:0]
-	for _, sl := range r.Slots[lo:hi] {
-		offs = append(offs, int(sl)/r.K*d)
+	po, offs := getOffsets(hi - lo)
+	defer rowOffsets.Put(po)
+	for i, sl := range r.Slots[lo:hi] {
+		offs[i] = int(sl) / r.K * d
 	}
 	wt := poolGet[float32](&stacks, 2*w*d)
 	transposeRows(wt, 2*w, wg[e*w*d:(e+1)*w*d], 0, w, d)
 	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
 	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
 	poolPut(&stacks, wt)
-	*po = offs
-	rowOffsets.Put(po)
 }
 
 // downRows is the forward's down product o = h·Wd_eᵀ through
 // blas.RowsMatMul, against Wd_e transposed into wt ([W, D]).
 func downRows(o, h, wt, wd []float32, e, n, d, w int) {
 	transposeRows(wt, d, wd[e*d*w:(e+1)*d*w], 0, d, w)
-	po := rowOffsets.Get().(*[]int)
-	offs := (*po)[:0]
-	for i := range n {
-		offs = append(offs, i*w)
+	po, offs := getOffsets(n)
+	defer rowOffsets.Put(po)
+	for i := range offs {
+		offs[i] = i * w
 	}
 	blas.RowsMatMul(n, d, w, h, offs, wt, o)
-	*po = offs
-	rowOffsets.Put(po)
 }
 
 // rowOffsets holds the row tiles' offset tables between visits.
 var rowOffsets = sync.Pool{New: func() any { return new([]int) }}
+
+// getOffsets returns a pooled offset table of n entries (to fill) and
+// its handle, which goes back with rowOffsets.Put.
+func getOffsets(n int) (*[]int, []int) {
+	po := rowOffsets.Get().(*[]int)
+	if cap(*po) < n {
+		*po = make([]int, n)
+	}
+	return po, (*po)[:n]
+}

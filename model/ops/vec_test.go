@@ -419,55 +419,43 @@ func TestSoftmaxWithVectorMaxMatchesScalar(t *testing.T) {
 // two transposes side by side into one [d, 2f] buffer).
 func TestTransposeInto(t *testing.T) {
 	for _, c := range []struct{ rows, cols, ldd int }{{1, 1, 1}, {3, 5, 3}, {4, 4, 4}, {7, 3, 9}, {8, 8, 8}, {19, 21, 25}, {16, 9, 16}, {86, 128, 172}, {344, 128, 344}, {258, 128, 258}} {
-		src := make([]float32, c.rows*c.cols)
-		for i := range src {
-			src[i] = float32(i + 1)
-		}
-		dst := make([]float32, c.cols*c.ldd)
-		for i := range dst {
-			dst[i] = -1
-		}
-		transposeInto(dst, c.ldd, src, c.rows, c.cols)
-		for col := range c.cols {
-			for r := range c.ldd {
-				want := float32(-1)
-				if r < c.rows {
-					want = src[r*c.cols+col]
-				}
-				if got := dst[col*c.ldd+r]; got != want {
-					t.Fatalf("%d×%d into stride %d: dst[%d][%d] = %v, want %v", c.rows, c.cols, c.ldd, col, r, got, want)
-				}
-			}
-		}
+		checkTranspose(t, 0, c.rows, c.cols, c.ldd, func(dst, src []float32) { transposeInto(dst, c.ldd, src, c.rows, c.cols) })
 	}
 }
 
 // TestTransposeRowsTails: transposeRows on row ranges that do not start
 // at zero and shapes whose last rows or columns are not a whole 8×8 block
-// (taken as the eight ending there, over blocks already written), against
-// the element-wise transpose; rows outside the range stay untouched.
+// (taken as the eight ending there, over blocks already written).
 func TestTransposeRowsTails(t *testing.T) {
 	for _, c := range []struct{ r0, r1, cols, ldd int }{
 		{0, 86, 128, 172}, {0, 128, 86, 128}, {8, 86, 128, 90}, {3, 14, 12, 20}, {0, 8, 15, 8}, {0, 15, 8, 15}, {5, 12, 9, 16}, {0, 7, 30, 7},
 	} {
-		src := make([]float32, c.r1*c.cols)
-		for i := range src {
-			src[i] = float32(i + 1)
-		}
-		dst := make([]float32, c.cols*c.ldd)
-		for i := range dst {
-			dst[i] = -1
-		}
-		transposeRows(dst, c.ldd, src, c.r0, c.r1, c.cols)
-		for col := range c.cols {
-			for r := range c.ldd {
-				want := float32(-1)
-				if r >= c.r0 && r < c.r1 {
-					want = src[r*c.cols+col]
-				}
-				if got := dst[col*c.ldd+r]; got != want {
-					t.Fatalf("rows %d..%d of %d columns into stride %d: dst[%d][%d] = %v, want %v", c.r0, c.r1, c.cols, c.ldd, col, r, got, want)
-				}
+		checkTranspose(t, c.r0, c.r1, c.cols, c.ldd, func(dst, src []float32) { transposeRows(dst, c.ldd, src, c.r0, c.r1, c.cols) })
+	}
+}
+
+// checkTranspose runs transpose on a source of r1 rows of cols distinct
+// values and a destination of cols rows of stride ldd filled with -1, and
+// wants rows r0..r1−1 transposed and every other element untouched.
+func checkTranspose(t *testing.T, r0, r1, cols, ldd int, transpose func(dst, src []float32)) {
+	t.Helper()
+	src := make([]float32, r1*cols)
+	for i := range src {
+		src[i] = float32(i + 1)
+	}
+	dst := make([]float32, cols*ldd)
+	for i := range dst {
+		dst[i] = -1
+	}
+	transpose(dst, src)
+	for col := range cols {
+		for r := range ldd {
+			want := float32(-1)
+			if r >= r0 && r < r1 {
+				want = src[r*cols+col]
+			}
+			if got := dst[col*ldd+r]; got != want {
+				t.Fatalf("rows %d..%d of %d columns into stride %d: dst[%d][%d] = %v, want %v", r0, r1, cols, ldd, col, r, got, want)
 			}
 		}
 	}
