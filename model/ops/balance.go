@@ -125,6 +125,7 @@ type countCache struct {
 	counts      []float64
 	probs, bias any // first-element pointers
 	filled      bool
+	idx         []int32 // topKCounts' selection buffer
 }
 
 // firstAddr is the identity of a []float32 or []float64: its first
@@ -208,7 +209,10 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 	c.filled = false
 	counts := make([]float64, segs*e)
 	n, k := segs*segLen, op.k
-	idx := make([]int32, n*k)
+	// The selection's buffer is the op's own, reused: a fresh [N·K] one
+	// cost page faults every step.
+	c.idx = grow(c.idx, n*k)
+	idx := c.idx
 	switch p := probs.(type) {
 	case []float32:
 		b, _ := bias.([]float32)

@@ -36,6 +36,7 @@ type benchShape struct {
 var benchShapes = []benchShape{
 	{name: "bench", n: 2048, d: 256, f: 1024, v: 8192, e: 63, b: 8, t: 256, h: 4},
 	{name: "sci", n: 2048, d: 128, f: 344, v: 258, e: 63, b: 16, t: 128, h: 4},
+	{name: "shared", n: 2048, d: 128, f: 86, v: 258, e: 63, b: 16, t: 128, h: 4},
 }
 
 // forShapes runs fn as one sub-benchmark per shape.
@@ -102,7 +103,8 @@ func newDenseBench(name string, sh benchShape, backward bool) denseBench {
 			fwdWork: 2 * n * d * d, bwdWork: 4 * n * d * d, unit: "GFLOP/s",
 		}
 	case "SwiGLU": // the dense FFN
-		op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}}
+		// differentiated as in a training graph: the forward keeps what the backward reads
+		op := &swigluOp{base: base{name: "SwiGLU", arity: 4}, cache: &swigluCache{}, differentiated: backward}
 		x := benchRand(r, 1, sh.n, sh.d)
 		wg, wu, wd := benchRand(r, 0.06, sh.f, sh.d), benchRand(r, 0.06, sh.f, sh.d), benchRand(r, 0.03, sh.d, sh.f)
 		dy := benchRand(r, 1, sh.n, sh.d)

@@ -260,7 +260,8 @@ func scalarArg(op string, v G.Value) (float64, error) {
 func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 	var z F
 	if d*v*int(unsafe.Sizeof(z)) > evalBlockWeightBytes {
-		logits := make([]F, min(ceChunk, n)*v)
+		logits := poolGet[F](&ceLogits, min(ceChunk, n)*v) // written whole by each chunk's product
+	defer poolPut(&ceLogits, logits)
 		for c0 := 0; c0 < n; c0 += ceChunk {
 			c := min(ceChunk, n-c0)
 			lg := logits[:c*v]
@@ -357,13 +358,18 @@ func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	panic("ops: nllGradRow of a non-float row")
 }
 
+// ceLogits holds ceGradKernel's chunk of logits: pooled, since a fresh
+// buffer every step costs a page fault every 4 KB.
+var ceLogits scratchPool
+
 // ceGradKernel: with p = softmax(logits) per row,
 // dlogits = scale·(p − onehot(target)), dx = dlogits·w and
 // dw = Σ_chunks dlogitsᵀ·x_chunk; nll (nil to skip) receives each row's
 // loss term as in ceRows. dx rows are written once per chunk; dw is
 // accumulated in chunk order by GEMMs, so the sum order is fixed.
 func ceGradKernel[F Float](nll []float64, dx, dw, x, w []F, targets []int, n, d, v int, scale float64) {
-	logits := make([]F, min(ceChunk, n)*v)
+	logits := poolGet[F](&ceLogits, min(ceChunk, n)*v) // written whole by each chunk's product
+	defer poolPut(&ceLogits, logits)
 	for c0 := 0; c0 < n; c0 += ceChunk {
 		c := min(ceChunk, n-c0)
 		lg := logits[:c*v]

@@ -153,6 +153,9 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
 	op.rec.store(&r)
+	if !op.differentiated {
+		r.release() // the cache kept none of it (an evaluation graph)
+	}
 	return y, nil
 }
 
@@ -246,7 +249,11 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	}
 	clear(g[1]) // g[0], du, expertsBackward writes whole
 	clearIdleExperts(g[2], g[3], g[4], r, w, d)
-	dgate := make([]float64, n*r.K)
+	// Pooled, not made: a fresh [N·K] buffer a layer cost page faults
+	// every step. Zeroed, since dropped slots get no dgate from experts.
+	dgate := poolGet[float64](&activations, n*r.K)
+	defer poolPut(&activations, dgate)
+	clear(dgate)
 	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
 }
@@ -803,13 +810,15 @@ func idOf(t *tensor.Dense) inputID {
 	return inputID{t.Uintptr(), t.DataSize()}
 }
 
-// take invalidates the cache and returns its activation buffers for reuse.
+// take invalidates the cache and returns its activation buffers for reuse;
+// its routing's slices go to newRouting.
 func (c *expertCache) take() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.valid = false
 	a := c.act
 	c.act = nil
+	c.route.release()
 	return a
 }
 
@@ -841,9 +850,9 @@ func (c *expertCache) load(in []*tensor.Dense) (Routing, any) {
 }
 
 // grow returns s resized to n, reallocating only when it is too small.
-func grow[F Float](s []F, n int) []F {
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]F, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }

@@ -304,11 +304,14 @@ func TestTopKVectorMatchesList(t *testing.T) {
 	}
 }
 
+// TestRoute checks routings against the scores, each made after the last
+// was released: a routing over a released one's slices (newRouting) must
+// be as good as one over fresh slices.
 func TestRoute(t *testing.T) {
 	const n, e, k = 40, 7, 3
 	r := rand.New(rand.NewPCG(4, 4))
-	probs := separatedProbs(r, n, e).Data().([]float64)
-	for _, renorm := range []bool{false, true} {
+	for _, renorm := range []bool{false, true, false, true} {
+		probs := separatedProbs(r, n, e).Data().([]float64)
 		rt := Route(probs, n, e, k, renorm)
 		total := 0
 		for x := 0; x < e; x++ {
@@ -345,6 +348,10 @@ func TestRoute(t *testing.T) {
 			if renorm && !tol.Float64.Close(sum, 1) {
 				t.Fatalf("token %d: renormalised gates sum to %g, want 1", tok, sum)
 			}
+		}
+		rt.release()
+		if rt.Experts != nil || rt.Offsets != nil {
+			t.Fatal("a released routing still holds its slices")
 		}
 	}
 }

@@ -144,11 +144,16 @@ func rmsNormForward[F Float](y, x, w []F, n, d int, eps float64) {
 	})
 }
 
+// rmsPartials holds rmsNormBackwardKernel's per-block weight gradients.
+var rmsPartials scratchPool
+
 // rmsNormBackwardKernel: with r = rms⁻¹ and y = w⊙x·r,
 // dw_j = Σ_n dy_nj x_nj r_n, dx_nj = r_n w_j dy_nj − x_nj r_n³/D · Σ_k w_k dy_nk x_nk.
 func rmsNormBackwardKernel[F Float](dx, dw, x, w, dy []F, n, d int, eps float64) {
 	blocks := (n + rowBlock - 1) / rowBlock
-	partial := make([]F, blocks*d)
+	partial := poolGet[F](&rmsPartials, blocks*d) // pooled: a fresh one each call cost page faults
+	defer poolPut(&rmsPartials, partial)
+	clear(partial) // the kernels add into it
 	parallel.For(blocks, 1, func(blo, bhi int) {
 		for b := blo; b < bhi; b++ {
 			pw := partial[b*d : (b+1)*d]

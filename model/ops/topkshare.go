@@ -1,9 +1,10 @@
 package ops
 
 import (
+	"bytes"
 	"fmt"
-	"slices"
 	"sync"
+	"unsafe"
 
 	G "gorgonia.org/gorgonia"
 
@@ -74,22 +75,37 @@ func topKRows[F Float](s *SharedTopK, idx []int32, scores, bias []F, n, e, k int
 }
 
 // shareTake copies the shared selection into idx if it was made with k from
-// scores and bias equal to these (compared as values: -0 and +0 select
-// alike; a NaN never matches, so it reselects).
+// scores and bias with the same bits as these. A selection is a function of
+// its inputs' bits, so equal bits give the same choice, NaNs included; a
+// −0 where the copy has +0 only costs a selection. The bytes are compared
+// as memory (bytes.Equal's vector loop): slices.Equal's float comparisons,
+// one at a time, took 0.08 ms a layer at 2048 × 63 scores.
 func shareTake[F Float](s *SharedTopK, idx []int32, scores, bias []F, k int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	have, ok := s.scores.([]F)
-	if !ok || s.k != k || len(s.idx) != len(idx) || !slices.Equal(have, scores) {
+	if !ok || s.k != k || len(s.idx) != len(idx) || !equalBits(have, scores) {
 		return false
 	}
 	hb, _ := s.bias.([]F)
-	if (hb == nil) != (bias == nil) || !slices.Equal(hb, bias) {
+	if (hb == nil) != (bias == nil) || !equalBits(hb, bias) {
 		return false
 	}
 	copy(idx, s.idx)
 	s.hits++
 	return true
+}
+
+// equalBits reports whether a and b hold the same bits.
+func equalBits[F Float](a, b []F) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 {
+		return true
+	}
+	size := len(a) * int(unsafe.Sizeof(a[0]))
+	return bytes.Equal(unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), size), unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), size))
 }
 
 // sharePublish keeps idx as the selection from scores and bias.

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -59,6 +60,20 @@ func TestSharedTopKTakesOnlyEqualScores(t *testing.T) {
 	if s.hits != 3 {
 		t.Fatal("float64 scores took a float32 selection")
 	}
+	// Bits decide, since a selection is a function of its scores' bits: a
+	// NaN matches the same NaN, and −0 is not +0 (a fresh selection, which
+	// chooses the same).
+	nan := slices.Clone(scores)
+	nan[3] = float32(math.NaN())
+	check("a NaN", nan, nil, k, 3)
+	check("the same NaN", slices.Clone(nan), nil, k, 4)
+	zero := slices.Clone(scores)
+	zero[4] = 0
+	check("a zero", zero, nil, k, 4)
+	negZero := slices.Clone(zero)
+	negZero[4] = float32(math.Copysign(0, -1))
+	check("minus zero", negZero, nil, k, 4)
+	check("minus zero again", slices.Clone(negZero), nil, k, 5)
 }
 
 // In a graph, an MoE op and a balance loss sharing their selection give
