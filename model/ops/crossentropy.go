@@ -261,7 +261,7 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 	var z F
 	if d*v*int(unsafe.Sizeof(z)) > evalBlockWeightBytes {
 		logits := poolGet[F](&ceLogits, min(ceChunk, n)*v) // written whole by each chunk's product
-	defer poolPut(&ceLogits, logits)
+		defer poolPut(&ceLogits, logits)
 		for c0 := 0; c0 < n; c0 += ceChunk {
 			c := min(ceChunk, n-c0)
 			lg := logits[:c*v]
