@@ -358,7 +358,7 @@ func nllGradRow[F Float](row []F, t int, scale float64) float64 {
 	panic("ops: nllGradRow of a non-float row")
 }
 
-// ceLogits holds ceGradKernel's chunk of logits: pooled, since a fresh
+// ceLogits holds the chunk of logits of ceRows and ceGradKernel: pooled, since a fresh
 // buffer every step costs a page fault every 4 KB.
 var ceLogits scratchPool
 
