@@ -207,6 +207,12 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 			// gate, up [f, d]; down [d, f] → f [N, d]
 			f = must(ops.SwiGLU(u, w(pre+"mlp.gate_proj.weight"), w(pre+"mlp.up_proj.weight"), w(pre+"mlp.down_proj.weight")))
 		default:
+			var shared *G.Node // [N, d], nil without shared experts
+			if c.SharedExperts > 0 {
+				// Ks shared experts as one SwiGLU: gate, up [Ks·w, d]; down [d, Ks·w].
+				shared = must(ops.SwiGLU(u, w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")))
+			}
+			plus := shared // what the routed op adds the shared output to, if it can (then nil)
 			// Routed experts, stacked: gate, up [E, w, d]; down [E, d, w].
 			eg, eu, ed := w(pre+"mlp.experts.*.gate_proj.weight"), w(pre+"mlp.experts.*.up_proj.weight"), w(pre+"mlp.experts.*.down_proj.weight")
 			rec := &ops.RouteRecord{KeepGates: opt.KeepGates}
@@ -263,7 +269,9 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				if ep {
 					f = must(ops.MoEExpertParallelGated(u, routed, eg, eu, ed, bias, gating, opt.ExpertComm, rec))
 				} else {
-					f = must(ops.MoEGated(u, routed, eg, eu, ed, bias, gating, rec))
+					// The shared experts' output is where each token's sum starts.
+					f = must(ops.MoEGatedPlus(u, routed, eg, eu, ed, bias, shared, gating, rec))
+					plus = nil
 					selecting = append(selecting, f)
 				}
 				auxiliary := opt.Backward || opt.Training
@@ -292,10 +300,8 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					}
 				}
 			}
-			if c.SharedExperts > 0 {
-				// Ks shared experts as one SwiGLU: gate, up [Ks·w, d]; down [d, Ks·w].
-				s := must(ops.SwiGLU(u, w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")))
-				f = must(ops.Add(f, s))
+			if plus != nil {
+				f = must(ops.Add(f, plus))
 			}
 		}
 		h = must(ops.Add(h, f)) // [N, d]

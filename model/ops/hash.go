@@ -102,9 +102,9 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	y := op.outputOver(u.Dtype(), n, d) // expertsForward writes every row
 	switch u.Dtype() {
 	case tensor.Float32:
-		expertsForward(op.cache, true, in, r, slice[float32](y), d, w)
+		expertsForward(op.cache, true, in, r, slice[float32](y), nil, d, w)
 	case tensor.Float64:
-		expertsForward(op.cache, true, in, r, slice[float64](y), d, w)
+		expertsForward(op.cache, true, in, r, slice[float64](y), nil, d, w)
 	}
 	op.rec.store(&r)
 	return y, nil

@@ -46,6 +46,16 @@ func MoEWithRecord(u, probs, wg, wu, wd *G.Node, k int, renorm bool, rec *RouteR
 // differentiated: auxiliary-loss-free balancing moves it outside the graph.
 // probs may be any non-negative scores (softmax or sigmoid).
 func MoEGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
+	return MoEGatedPlus(u, probs, wg, wu, wd, bias, nil, g, rec)
+}
+
+// MoEGatedPlus is MoEGated whose output is plus ([N, D]; nil for none)
+// plus the routed experts' sum: a DeepSeekMoE layer's shared experts. Each
+// token's row starts from plus's before its experts' outputs are added, in
+// the pass that sums them anyway, instead of in an Add over the layer's
+// output after it (4 passes over [N, D] a step at the science shape).
+// plus's gradient is dy itself.
+func MoEGatedPlus(u, probs, wg, wu, wd, bias, plus *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
 	if g.K < 1 {
 		return nil, fmt.Errorf("MoE: k = %d, want >= 1", g.K)
 	}
@@ -56,11 +66,16 @@ func MoEGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, rec *RouteRecord) (*
 		rec:    rec,
 		cache:  &expertCache{},
 	}
-	if bias == nil {
-		return G.ApplyOp(op, u, probs, wg, wu, wd)
+	in := G.Nodes{u, probs, wg, wu, wd}
+	if bias != nil {
+		op.arity, op.bias, op.key = op.arity+1, true, op.key+",bias"
+		in = append(in, bias)
 	}
-	op.arity, op.bias, op.key = 6, true, op.key+",bias"
-	return G.ApplyOp(op, u, probs, wg, wu, wd, bias)
+	if plus != nil {
+		op.arity, op.plus, op.key = op.arity+1, true, op.key+",plus"
+		in = append(in, plus)
+	}
+	return G.ApplyOp(op, in...)
 }
 
 type moeOp struct {
@@ -68,6 +83,7 @@ type moeOp struct {
 	k      int
 	gating Gating
 	bias   bool // a sixth input: the selection bias [E]
+	plus   bool // a last input [N, D] the output starts from (MoEGatedPlus)
 	rec    *RouteRecord
 	share  *SharedTopK // see ShareTopK; nil: select alone
 	// differentiated is set when SymDiff built a backward for this op. An
@@ -79,10 +95,14 @@ type moeOp struct {
 }
 
 func (op *moeOp) Type() hm.Type {
+	dims := []int{2, 2, 3, 3, 3}
 	if op.bias {
-		return fnType(2, 2, 3, 3, 3, 1, 2)
+		dims = append(dims, 1)
 	}
-	return fnType(2, 2, 3, 3, 3, 2)
+	if op.plus {
+		dims = append(dims, 2)
+	}
+	return fnType(append(dims, 2)...)
 }
 
 func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -103,7 +123,18 @@ func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if op.bias && (s[5].Dims() != 1 || s[5][0] != e) {
 		return nil, fmt.Errorf("MoE: bias %v with %d experts: want [%d]", s[5], e, e)
 	}
+	if p := s[len(s)-1]; op.plus && !p.Eq(u) {
+		return nil, fmt.Errorf("MoE: plus %v with u %v: want the same shape", p, u)
+	}
 	return u.Clone(), nil
+}
+
+// plusOf returns the plus input (the last) as []F, or nil.
+func plusOf[F Float](in []*tensor.Dense, has bool) []F {
+	if !has {
+		return nil
+	}
+	return slice[F](in[len(in)-1])
 }
 
 // biasOf returns the selection bias input (the sixth) as []F, or nil.
@@ -145,10 +176,10 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	switch u.Dtype() {
 	case tensor.Float32:
 		r = routeShared(op.share, slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), d, w)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), plusOf[float32](in, op.plus), d, w)
 	case tensor.Float64:
 		r = routeShared(op.share, slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), d, w)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), plusOf[float64](in, op.plus), d, w)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
@@ -159,7 +190,12 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	return y, nil
 }
 
-func (op *moeOp) DiffWRT(int) []bool { return moeDiff(op.bias) }
+func (op *moeOp) DiffWRT(int) []bool {
+	if op.plus {
+		return append(moeDiff(op.bias), true)
+	}
+	return moeDiff(op.bias)
+}
 
 // moeDiff is which inputs of an MoE op take gradients: all but the bias.
 func moeDiff(bias bool) []bool {
@@ -177,7 +213,14 @@ func (op *moeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		bwd.arity, bwd.bias = 7, true
 		children = append(children, in[5])
 	}
-	return packedGrads(bwd, children, in, moeDiff(op.bias))
+	if !op.plus {
+		return packedGrads(bwd, children, in, moeDiff(op.bias))
+	}
+	grads, err := packedGrads(bwd, children, in[:len(in)-1], moeDiff(op.bias))
+	if err != nil {
+		return nil, err
+	}
+	return append(grads, grad), nil // d(plus + ·)/d plus is the identity
 }
 
 // moeBackward packs [du (N·D) | dprobs (N·E) | dwg | dwu | dwd] from
@@ -431,7 +474,8 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 }
 
 // expertsForward computes y (token-major [N, D], every row written: a
-// token whose slots were all dropped gets zeros) and, when keep is set,
+// token whose slots were all dropped gets zeros, or its row of plus when
+// plus is not nil, which every row starts from) and, when keep is set,
 // leaves the activations in the op's cache for the backward pass. in are
 // the op's inputs (the cache's key); u, wg, wu, wd are found by position:
 // MoE passes (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
@@ -441,7 +485,7 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 // by the next expert; without keep (an evaluation graph) so do its
 // pre-activations and sigmoids, instead of [S, ·] buffers written out for
 // a backward that never comes. The values, and y, are the same.
-func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, d, w int) {
+func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y, plus []F, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
 	// Buffers hold the kept slots' rows only: sized for an expert-choice
@@ -514,7 +558,12 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 				}
 				offs, gates = append(offs, p*d), append(gates, F(r.Gates[sl]))
 			}
-			clear(y[t*d : (t+1)*d]) // here, not by the op: the row is then in cache for the sum
+			// Here, not by the op: the row is then in cache for the sum.
+			if plus != nil {
+				copy(y[t*d:(t+1)*d], plus[t*d:(t+1)*d])
+			} else {
+				clear(y[t*d : (t+1)*d])
+			}
 			sumRows(y[t*d:(t+1)*d], o, offs, gates)
 		}
 	})

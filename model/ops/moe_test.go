@@ -412,6 +412,58 @@ func TestMoEGradient(t *testing.T) {
 	}
 }
 
+// TestMoEGatedPlus: the op with a plus input gives plus plus what it gives
+// without (rows summed in another order: to rounding), with and without a
+// selection bias before it, its gradient checks by finite differences
+// (plus's is the output's), and its float32 run matches float64.
+func TestMoEGatedPlus(t *testing.T) {
+	c := moeCase{"k=3", 7, 4, 6, 3, 3, false}
+	for _, withBias := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(61, 62))
+		names := []string{"u", "probs", "wg", "wu", "wd"}
+		var ins []gradcheck.Input
+		for j, v := range c.inputs(60) {
+			ins = append(ins, gradcheck.Input{Name: names[j], Value: v, Diff: true})
+		}
+		if withBias {
+			bias := make([]float64, c.e)
+			for i := range bias {
+				bias[i] = 0.01 * r.NormFloat64()
+			}
+			ins = append(ins, gradcheck.Input{Name: "bias", Value: tensor.New(tensor.WithShape(c.e), tensor.WithBacking(bias))})
+		}
+		ins = append(ins, gradcheck.Input{Name: "plus", Value: gradcheck.Rand(r, 1, c.n, c.d), Diff: true})
+		g := Gating{K: c.k}
+		build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			var bias *G.Node
+			if withBias {
+				bias = in[5]
+			}
+			return MoEGatedPlus(in[0], in[1], in[2], in[3], in[4], bias, in[len(in)-1], g, nil)
+		}
+		got, _ := runOpGraph(t, tensor.Float64, ins, build)
+		alone, _ := runOpGraph(t, tensor.Float64, ins[:len(ins)-1], func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			var bias *G.Node
+			if withBias {
+				bias = in[5]
+			}
+			return MoEGated(in[0], in[1], in[2], in[3], in[4], bias, g, nil)
+		})
+		want := slices.Clone(alone)
+		for i, v := range ins[len(ins)-1].Value.Data().([]float64) {
+			want[i] += v
+		}
+		if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("y", got, want); err != nil {
+			t.Errorf("bias %t: %v", withBias, err)
+		}
+		grads := gradcheck.Check(t, 63, ins, build, gradcheck.Default)
+		if len(grads["plus"]) != c.n*c.d {
+			t.Errorf("bias %t: plus got %d gradient values, want %d", withBias, len(grads["plus"]), c.n*c.d)
+		}
+		checkOpFloat32(t, ins, build)
+	}
+}
+
 // TestMoEFloat32MatchesFloat64 runs the float32 op on both ways of
 // forming the gate and up products (gathered rows through the library;
 // rows read in place through blas.RowsMatMul, where the CPU has it)
