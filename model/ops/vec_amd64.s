@@ -296,9 +296,18 @@ TEXT ·rmsGrad32x8(SB), NOSPLIT, $0-56
 	VZEROUPPER
 	RET
 
+// SUMTERM(off, acc): acc = gate (Y8) times the row's eight floats at byte
+// off of DX, plus acc: one step of axpy32x8, the same operations.
+#define SUMTERM(off, acc) \
+	VMULPS off(DX), Y8, Y9 \
+	VADDPS acc, Y9, acc
+
 // func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)
 // y = (…((y + gates[0]·o[offs[0]:]) + gates[1]·o[offs[1]:]) …) over k rows
-// of o, j in order: axpy32x8 k times, with y held in a register.
+// of o, j in order: axpy32x8 k times, with y held in registers. Columns
+// go 64 at a time, eight sums side by side, then eight at a time: with one
+// sum the adds waited on each other (a k-long chain per eight columns),
+// which kept a token's seven rows of 128 from the memory's pace.
 TEXT ·sumRows32x8(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), DI
 	MOVQ o+8(FP), SI
@@ -307,6 +316,48 @@ TEXT ·sumRows32x8(SB), NOSPLIT, $0-48
 	MOVQ k+32(FP), R10
 	MOVQ n+40(FP), CX
 	XORQ AX, AX
+sumBlock:
+	LEAQ 64(AX), R11
+	CMPQ R11, CX
+	JGT sumCol
+	LEAQ (DI)(AX*4), R11
+	VMOVUPS (R11), Y0
+	VMOVUPS 32(R11), Y1
+	VMOVUPS 64(R11), Y2
+	VMOVUPS 96(R11), Y3
+	VMOVUPS 128(R11), Y4
+	VMOVUPS 160(R11), Y5
+	VMOVUPS 192(R11), Y6
+	VMOVUPS 224(R11), Y7
+	XORQ BX, BX
+sumBlockRow:
+	CMPQ BX, R10
+	JGE sumBlockStore
+	MOVQ (R8)(BX*8), DX
+	ADDQ AX, DX
+	LEAQ (SI)(DX*4), DX
+	VBROADCASTSS (R9)(BX*4), Y8
+	SUMTERM(0, Y0)
+	SUMTERM(32, Y1)
+	SUMTERM(64, Y2)
+	SUMTERM(96, Y3)
+	SUMTERM(128, Y4)
+	SUMTERM(160, Y5)
+	SUMTERM(192, Y6)
+	SUMTERM(224, Y7)
+	INCQ BX
+	JMP sumBlockRow
+sumBlockStore:
+	VMOVUPS Y0, (R11)
+	VMOVUPS Y1, 32(R11)
+	VMOVUPS Y2, 64(R11)
+	VMOVUPS Y3, 96(R11)
+	VMOVUPS Y4, 128(R11)
+	VMOVUPS Y5, 160(R11)
+	VMOVUPS Y6, 192(R11)
+	VMOVUPS Y7, 224(R11)
+	ADDQ $64, AX
+	JMP sumBlock
 sumCol:
 	CMPQ AX, CX
 	JGE sumDone
