@@ -242,6 +242,7 @@ func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
 	wgu, wdt := stackedTransposed(wt[:2*f*d], wg, wu, f, d), wt[2*f*d:]
 	transposeInto(wdt, d, wd, d, f)
 	rows := swigluEvalRows
+	mm := evalMatMul[F](rows, d, f)
 	parallel.Drain((n+rows-1)/rows, func(take func() (int, bool)) {
 		buf := poolGet[F](&stacks, rows*3*f+f) // [gu | h | one row of s]
 		defer poolPut(&stacks, buf)
@@ -249,13 +250,40 @@ func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
 		for b, ok := take(); ok; b, ok = take() {
 			lo, hi := b*rows, min(n, (b+1)*rows)
 			m := hi - lo
-			blas.MatMulSerial(false, false, m, 2*f, d, x[lo*d:hi*d], wgu, gu[:2*m*f], false)
+			mm(m, 2*f, d, x[lo*d:hi*d], wgu, gu[:2*m*f])
 			for i := 0; i < m; i++ {
 				siluGate(h[i*f:(i+1)*f], s, gu[2*i*f:(2*i+1)*f], gu[(2*i+1)*f:(2*i+2)*f])
 			}
-			blas.MatMulSerial(false, false, m, d, f, h[:m*f], wdt, y[lo*d:hi*d], false)
+			mm(m, d, f, h[:m*f], wdt, y[lo*d:hi*d])
 		}
 	})
+}
+
+// evalMatMul returns swigluEval's product C = A·B of packed operands, m
+// of at most rows rows, k = d or f: on the row tiles (blas.RowsMatMul,
+// rows at fixed offsets) where the experts take them (rowTiles), else
+// the library's serial GEMM. With the block's operands in cache the
+// tiles ran 116 GFLOP/s at both of the science FFN's shapes (32 × 128 →
+// 688 and 32 × 344 → 128) where oneDNN ran 91-94 (docs/BENCHMARKS.md,
+// round 18).
+func evalMatMul[F Float](rows, d, f int) func(m, n, k int, a, b, c []F) {
+	var z F
+	if _, f32 := any(z).(float32); f32 && rowTiles() {
+		// Row i of A at i·k, k = d (x) or f (h): tables shared by the
+		// workers, read only.
+		offD, offF := make([]int, rows), make([]int, rows)
+		for i := range rows {
+			offD[i], offF[i] = i*d, i*f
+		}
+		return func(m, n, k int, a, b, c []F) {
+			offs := offD
+			if k != d {
+				offs = offF
+			}
+			blas.RowsMatMul(m, n, k, any(a).([]float32), offs, any(b).([]float32), any(c).([]float32))
+		}
+	}
+	return func(m, n, k int, a, b, c []F) { blas.MatMulSerial(false, false, m, n, k, a, b, c, false) }
 }
 
 // stackedTransposed writes [wgᵀ | wuᵀ] ([d, 2f]) into wt and returns it:
