@@ -91,6 +91,33 @@ func TestGlobalNormIgnoresWorkerCount(t *testing.T) {
 	}
 }
 
+// TestGlobalNormBlocks: the norm is the square root of the blocks' sums
+// of squares, parameter by parameter and block by block in order, frozen
+// parameters left out and empty ones adding nothing, whatever the worker
+// count (its chunks start inside parameters, at empty ones, at frozen ones).
+func TestGlobalNormBlocks(t *testing.T) {
+	ps := randomParams(rand.New(rand.NewPCG(7, 7)), 0, 3*normBlock+7, 5, 0, 2*normBlock, 11, normBlock, 0)
+	fillGrads(rand.New(rand.NewPCG(8, 8)), ps)
+	ps[2].Frozen, ps[5].Frozen = true, true
+	var sum float64
+	for _, p := range ps {
+		if p.Frozen {
+			continue
+		}
+		for lo := 0; lo < len(p.Grad); lo += normBlock {
+			sum += sumSquares(p.Grad[lo:min(lo+normBlock, len(p.Grad))])
+		}
+	}
+	want := math.Sqrt(sum)
+	defer func(w int) { parallel.Workers = w }(parallel.Workers)
+	for _, w := range []int{1, 2, 3, 5, 8} {
+		parallel.Workers = w
+		if got := GlobalNorm(ps); math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("%d workers: norm %.17g, want %.17g", w, got, want)
+		}
+	}
+}
+
 // sumSquares gives the bits of its scalar loop (written out here), with the
 // vector runs or without, at lengths with and without a tail.
 func TestSumSquaresMatchesScalarBits(t *testing.T) {

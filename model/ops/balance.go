@@ -114,6 +114,7 @@ type balanceOp struct {
 	// counted hands the forward's top-k counts to the backward of the same
 	// run, which would otherwise route every token again.
 	counted countCache
+	weights []float64 // groupWeights' result, reused
 	share   *SharedTopK // see ShareTopK; nil: select alone
 }
 
@@ -125,7 +126,11 @@ type countCache struct {
 	counts      []float64
 	probs, bias any // first-element pointers
 	filled      bool
-	idx         []int32 // topKCounts' selection buffer
+	// topKCounts' own buffers, reused run after run (fresh ones cost page
+	// faults every step): the selection, the integer counts of a segment,
+	// the counts it returns.
+	idx, cnt []int32
+	work     []float64
 }
 
 // firstAddr is the identity of a []float32 or []float64: its first
@@ -182,7 +187,8 @@ func (op *balanceOp) groupWeights(probs, bias any, e int, backward bool) []float
 	// f[i] = count[i]·E/(fTokens·k); f'_g = mean of f over the group; each
 	// segment's loss is α·Σ_g f'_g·P'_g scaled by 1/segs, and P'_g is
 	// Σ_{i∈g} Σ_t probs/segLen.
-	c := make([]float64, segs*ng)
+	op.weights = grow(op.weights, segs*ng) // written whole below
+	c := op.weights
 	for sg := 0; sg < segs; sg++ {
 		for g := 0; g < ng; g++ {
 			var fsum float64
@@ -204,10 +210,12 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 	defer c.mu.Unlock()
 	if backward && c.filled && c.probs == firstAddr(probs) && c.bias == firstAddr(bias) && len(c.counts) == segs*e {
 		c.filled = false
-		return append([]float64(nil), c.counts...)
+		c.work = append(c.work[:0], c.counts...)
+		return c.work
 	}
 	c.filled = false
-	counts := make([]float64, segs*e)
+	c.work = grow(c.work, segs*e) // written whole below
+	counts := c.work
 	n, k := segs*segLen, op.k
 	// The selection's buffer is the op's own, reused: a fresh [N·K] one
 	// cost page faults every step.
@@ -224,7 +232,8 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 	// Counted in integers segment by segment: float64 increments, with a
 	// division per token for its segment, took 0.08 ms a layer at 2048
 	// tokens × 7 choices.
-	cnt := make([]int32, e)
+	c.cnt = grow(c.cnt, e)
+	cnt := c.cnt
 	for sg := range segs {
 		clear(cnt)
 		for _, x := range idx[sg*segLen*k : (sg+1)*segLen*k] {
