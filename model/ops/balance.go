@@ -114,7 +114,7 @@ type balanceOp struct {
 	// counted hands the forward's top-k counts to the backward of the same
 	// run, which would otherwise route every token again.
 	counted countCache
-	weights []float64 // groupWeights' result, reused
+	weights []float64   // groupWeights' result, reused
 	share   *SharedTopK // see ShareTopK; nil: select alone
 }
 
