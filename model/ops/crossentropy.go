@@ -278,6 +278,7 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 	wt := poolGet[F](&stacks, d*v)
 	defer poolPut(&stacks, wt)
 	transposeInto(wt, v, w, v, d)
+	mm := blockMatMul[F](rows, d)
 	parallel.Drain((n+rows-1)/rows, func(take func() (int, bool)) {
 		logits := poolGet[F](&stacks, rows*v)
 		defer poolPut(&stacks, logits)
@@ -285,7 +286,7 @@ func ceRows[F Float](nll []float64, x, w []F, targets []int, n, d, v int) {
 			c0 := ch * rows
 			c := min(rows, n-c0)
 			lg := logits[:c*v]
-			blas.MatMulSerial(false, false, c, v, d, x[c0*d:(c0+c)*d], wt, lg, false)
+			mm(c, v, d, x[c0*d:(c0+c)*d], wt, lg)
 			for i := range c {
 				nll[c0+i] = nllRow(lg[i*v:(i+1)*v], targets[c0+i])
 			}

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -242,7 +243,7 @@ func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
 	wgu, wdt := stackedTransposed(wt[:2*f*d], wg, wu, f, d), wt[2*f*d:]
 	transposeInto(wdt, d, wd, d, f)
 	rows := swigluEvalRows
-	mm := evalMatMul[F](rows, d, f)
+	mm := blockMatMul[F](rows, d, f)
 	parallel.Drain((n+rows-1)/rows, func(take func() (int, bool)) {
 		buf := poolGet[F](&stacks, rows*3*f+f) // [gu | h | one row of s]
 		defer poolPut(&stacks, buf)
@@ -259,28 +260,27 @@ func swigluEval[F Float](y, x, wg, wu, wd []F, n, d, f int) {
 	})
 }
 
-// evalMatMul returns swigluEval's product C = A·B of packed operands, m
-// of at most rows rows, k = d or f: on the row tiles (blas.RowsMatMul,
-// rows at fixed offsets) where the experts take them (rowTiles), else
-// the library's serial GEMM. With the block's operands in cache the
-// tiles ran 116 GFLOP/s at both of the science FFN's shapes (32 × 128 →
-// 688 and 32 × 344 → 128) where oneDNN ran 91-94 (docs/BENCHMARKS.md,
-// round 18).
-func evalMatMul[F Float](rows, d, f int) func(m, n, k int, a, b, c []F) {
+// blockMatMul returns a product C = A·B of packed operands for blocks of
+// at most rows rows, k one of ks: on the row tiles (blas.RowsMatMul, rows
+// at fixed offsets) where the experts take them (rowTiles), else the
+// library's serial GEMM. The evaluation passes' row blocks use it
+// (swigluEval, ceRows): with a block's operands in cache the tiles ran
+// 116 GFLOP/s at the science FFN's two shapes (32 × 128 → 688 and
+// 32 × 344 → 128) where oneDNN ran 91-94 (docs/BENCHMARKS.md, round 18).
+func blockMatMul[F Float](rows int, ks ...int) func(m, n, k int, a, b, c []F) {
 	var z F
 	if _, f32 := any(z).(float32); f32 && rowTiles() {
-		// Row i of A at i·k, k = d (x) or f (h): tables shared by the
-		// workers, read only.
-		offD, offF := make([]int, rows), make([]int, rows)
-		for i := range rows {
-			offD[i], offF[i] = i*d, i*f
+		// Row i of A at i·k: a table per k, shared by the workers (read
+		// only).
+		offs := make([][]int, len(ks))
+		for j, k := range ks {
+			offs[j] = make([]int, rows)
+			for i := range rows {
+				offs[j][i] = i * k
+			}
 		}
 		return func(m, n, k int, a, b, c []F) {
-			offs := offD
-			if k != d {
-				offs = offF
-			}
-			blas.RowsMatMul(m, n, k, any(a).([]float32), offs, any(b).([]float32), any(c).([]float32))
+			blas.RowsMatMul(m, n, k, any(a).([]float32), offs[slices.Index(ks, k)], any(b).([]float32), any(c).([]float32))
 		}
 	}
 	return func(m, n, k int, a, b, c []F) { blas.MatMulSerial(false, false, m, n, k, a, b, c, false) }
