@@ -1,14 +1,17 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/gradcheck"
 	"github.com/moetrain/moetrain/internal/tol"
 )
@@ -230,5 +233,53 @@ func TestSwiGLUShapeError(t *testing.T) {
 	}
 	if _, err := SwiGLU(m("x", 5, 6), m("wg", 4, 6), m("wu", 4, 6), m("wd", 4, 6)); err == nil {
 		t.Error("SwiGLU accepted wd [4 6] for d=6, f=4")
+	}
+}
+
+// TestEvalBlocksBF16ProductsSkipRowTiles: with bfloat16 products on, the
+// evaluation passes' row blocks (swigluEval, ceRows) take the library's
+// bfloat16 GEMM as every other product does, not the float32 row tiles:
+// the same bits with the tiles allowed as with them off.
+func TestEvalBlocksBF16ProductsSkipRowTiles(t *testing.T) {
+	if !blas.RowsOK() {
+		t.Skip("no row tiles on this CPU")
+	}
+	if _, err := blas.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	defer blas.SetBF16Products(false)
+	defer func(r bool) { rowsProducts = r }(rowsProducts)
+	const n, d, f, v = 100, 16, 12, 40
+	r := rand.New(rand.NewPCG(12, 13))
+	rnd := func(scale float64, k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(scale * r.NormFloat64())
+		}
+		return x
+	}
+	x, wg, wu, wd, head := rnd(1, n*d), rnd(0.3, f*d), rnd(0.3, f*d), rnd(0.3, d*f), rnd(0.3, v*d)
+	targets := make([]int, n)
+	for i := range targets {
+		targets[i] = r.IntN(v)
+	}
+	var ys [2][]float32
+	var nlls [2][]float64
+	for i, rows := range []bool{false, true} {
+		rowsProducts = rows
+		ys[i], nlls[i] = make([]float32, n*d), make([]float64, n)
+		swigluEval(ys[i], x, wg, wu, wd, n, d, f)
+		ceRows(nlls[i], x, head, targets, n, d, v)
+	}
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Error("bf16 products: swigluEval differs with the row tiles allowed")
+	}
+	if !slices.Equal(nlls[0], nlls[1]) {
+		t.Error("bf16 products: ceRows differs with the row tiles allowed")
 	}
 }
