@@ -1,6 +1,13 @@
 package ops
 
-import "gorgonia.org/tensor"
+import (
+	"errors"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/moetrain/moetrain/internal/blas"
+)
 
 // Helpers shared by this package's tests.
 
@@ -44,4 +51,25 @@ func widen(data any) []float64 {
 // intTensor returns an Int vector holding a copy of ids.
 func intTensor(ids ...int) *tensor.Dense {
 	return tensor.New(tensor.WithShape(len(ids)), tensor.WithBacking(append([]int(nil), ids...)))
+}
+
+// bf16WithRowTiles skips t where the CPU has no row tiles or no bfloat16
+// products, else turns bfloat16 products on until t ends, leaving the
+// test to switch rowsProducts (restored at the end too).
+func bf16WithRowTiles(t *testing.T) {
+	t.Helper()
+	if !blas.RowsOK() {
+		t.Skip("no row tiles on this CPU")
+	}
+	if _, err := blas.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blas.SetBF16Products(false) })
+	r := rowsProducts
+	t.Cleanup(func() { rowsProducts = r })
 }

@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -722,19 +721,7 @@ func rerunMatchesNewOp(t *testing.T, newOps func() (doer, doer), first, second [
 // does, not through the float32 row tiles: the op gives the same bits
 // with the tiles allowed as with them off.
 func TestMoEBF16ProductsSkipRowTiles(t *testing.T) {
-	if !blas.RowsOK() {
-		t.Skip("no row tiles on this CPU")
-	}
-	if _, err := blas.Init(); err != nil {
-		t.Fatal(err)
-	}
-	if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
-		t.Skip(err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	defer blas.SetBF16Products(false)
-	defer func(r bool) { rowsProducts = r }(rowsProducts)
+	bf16WithRowTiles(t)
 	c := moeCase{"k=3", 50, 16, 8, 12, 3, false}
 	var ins []*tensor.Dense
 	for _, v := range c.inputs(41) {

@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -11,7 +10,6 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/gradcheck"
 	"github.com/moetrain/moetrain/internal/tol"
 )
@@ -241,19 +239,7 @@ func TestSwiGLUShapeError(t *testing.T) {
 // bfloat16 GEMM as every other product does, not the float32 row tiles:
 // the same bits with the tiles allowed as with them off.
 func TestEvalBlocksBF16ProductsSkipRowTiles(t *testing.T) {
-	if !blas.RowsOK() {
-		t.Skip("no row tiles on this CPU")
-	}
-	if _, err := blas.Init(); err != nil {
-		t.Fatal(err)
-	}
-	if err := blas.SetBF16Products(true); errors.Is(err, blas.ErrNoBF16) {
-		t.Skip(err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	defer blas.SetBF16Products(false)
-	defer func(r bool) { rowsProducts = r }(rowsProducts)
+	bf16WithRowTiles(t)
 	const n, d, f, v = 100, 16, 12, 40
 	r := rand.New(rand.NewPCG(12, 13))
 	rnd := func(scale float64, k int) []float32 {
