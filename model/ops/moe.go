@@ -706,14 +706,7 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	}
 	a.hidden(h, lo, hi, w)
 	blas.RowsMatMul(c, w, d, dy, offs, wd[e*d*w:(e+1)*d*w], dd)
-	if dgate != nil {
-		rowDots(dgate, r.Slots[lo:hi], h, dd, w)
-	}
-	for i, sl := range r.Slots[lo:hi] {
-		g := float32(r.Gates[sl])
-		scaleBy(h[i*w:(i+1)*w], g)
-		scaleBy(dd[i*w:(i+1)*w], g)
-	}
+	gateRows(dgate, r.Slots[lo:hi], r.Gates, h, dd, w)
 	blas.OuterSum(d, w, dy, offs, h, hoffs, dwd[e*d*w:(e+1)*d*w])
 	swigluGradRows(dgu, dd, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], c, w)
 	blas.OuterSum(w, d, dgu, goffs, u, offs, dwg[e*w*d:(e+1)*w*d])
@@ -721,6 +714,32 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	wgu := stackedExpert(wg, wu, e, w, d)
 	blas.MatMulSerial(false, false, c, d, 2*w, dgu, wgu, ob[lo*d:hi*d], false)
 	poolPut(&stacks, wgu)
+}
+
+// gateRows sets dgate[slots[i]] = rowDot(h_i, dd_i) (dgate nil: skipped)
+// and then scales h_i and dd_i by the slot's gate, float32(gates[slot]),
+// for the rows h_i, dd_i (width w) of h and dd: the backward's per-slot
+// work before its weight gradients. With the vector kernels and a dgate,
+// one pass over the rows (gateRows32x8, the same bits); the three calls a
+// slot it replaces took 40 ns a slot at w = 86, 2 ms of CPU a science
+// DeepSeekMoE step (docs/BENCHMARKS.md, round 18).
+func gateRows(dgate []float64, slots []int32, gates []float64, h, dd []float32, w int) {
+	if dgate != nil && vexpOK && len(slots) > 0 && w > 0 {
+		_, _ = h[len(slots)*w-1], dd[len(slots)*w-1] // the kernel reads and writes these whole
+		for _, sl := range slots {
+			_, _ = dgate[sl], gates[sl]
+		}
+		gateRows32x8(&dgate[0], &slots[0], &gates[0], &h[0], &dd[0], len(slots), w)
+		return
+	}
+	if dgate != nil {
+		rowDots(dgate, slots, h, dd, w)
+	}
+	for i, sl := range slots {
+		g := float32(gates[sl])
+		scale32(h[i*w:(i+1)*w], g)
+		scale32(dd[i*w:(i+1)*w], g)
+	}
 }
 
 // rowDots sets out[slots[i]] = rowDot(a_i, b_i) for the rows a_i, b_i

@@ -68,6 +68,9 @@ func rowSum32x8(x *float32, n int) float64
 //go:noescape
 func rowDot32x8(a, b *float32, n int) float64
 
+//go:noescape
+func gateRows32x8(dgate *float64, slots *int32, gates *float64, h, dd *float32, rows, w int)
+
 // transpose8x8Blocks is transposeRows for rows and cols multiples of 8,
 // source row stride lds (transposeRows).
 //

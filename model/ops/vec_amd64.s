@@ -506,6 +506,70 @@ TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 	VZEROUPPER
 	RET
 
+// func gateRows32x8(dgate *float64, slots *int32, gates *float64, h, dd *float32, rows, w int)
+// For each of rows rows i (h's and dd's rows at i·w floats), with s =
+// slots[i]: dgate[s] = Σ_j h_j·dd_j as rowDot gives it (the eight-lane
+// float64 sums of the first w&^7 terms, reduced by SQSUMS, then the rest
+// in order), then h's and dd's rows times float32(gates[s]) as scale32
+// does: one pass a row where the backward made three calls.
+TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
+	MOVQ dgate+0(FP), R10
+	MOVQ slots+8(FP), R8
+	MOVQ gates+16(FP), R9
+	MOVQ h+24(FP), SI
+	MOVQ dd+32(FP), DX
+	MOVQ rows+40(FP), R11
+	MOVQ w+48(FP), R12
+	MOVQ R12, CX
+	ANDQ $-8, CX
+	TESTQ R11, R11
+	JEQ grDone
+grRow:
+	LANESUMS(DOTTERMS, grDot, grDotDone)
+	MOVQ CX, AX
+grTail:
+	CMPQ AX, R12
+	JGE grStore
+	VCVTSS2SD (SI)(AX*4), X4, X4
+	VCVTSS2SD (DX)(AX*4), X5, X5
+	VMULSD X5, X4, X4
+	VADDSD X4, X0, X0
+	INCQ AX
+	JMP grTail
+grStore:
+	MOVLQSX (R8), BX
+	VMOVSD X0, (R10)(BX*8)
+	VCVTSD2SS (R9)(BX*8), X2, X2
+	VBROADCASTSS X2, Y2
+	XORQ AX, AX
+grScale:
+	CMPQ AX, CX
+	JGE grScaleTail
+	VMULPS (SI)(AX*4), Y2, Y3
+	VMOVUPS Y3, (SI)(AX*4)
+	VMULPS (DX)(AX*4), Y2, Y3
+	VMOVUPS Y3, (DX)(AX*4)
+	ADDQ $8, AX
+	JMP grScale
+grScaleTail:
+	CMPQ AX, R12
+	JGE grNext
+	VMULSS (SI)(AX*4), X2, X3
+	VMOVSS X3, (SI)(AX*4)
+	VMULSS (DX)(AX*4), X2, X3
+	VMOVSS X3, (DX)(AX*4)
+	INCQ AX
+	JMP grScaleTail
+grNext:
+	LEAQ (SI)(R12*4), SI
+	LEAQ (DX)(R12*4), DX
+	ADDQ $4, R8
+	DECQ R11
+	JNE grRow
+grDone:
+	VZEROUPPER
+	RET
+
 // SQDOTSUMS(X, W, DY, loop, done): over the CX floats at X, W, DY (AX
 // from 0 in steps of 8), the float64 lane sums of x·x in Y0 (lanes 0-3)
 // and Y1 (4-7), and of (w·dy)·x in Y2 and Y3, each product exact.

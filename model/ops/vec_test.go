@@ -600,3 +600,51 @@ func TestSoftmaxRowsMatchesRowSoftmax(t *testing.T) {
 		}
 	}
 }
+
+// TestGateRowsMatchRowByRow: gateRows's one pass (gateRows32x8) gives the
+// bits of rowDot and scale32 row by row, NaN, infinities and subnormals
+// among the inputs, at widths with and without a scalar tail, slots out
+// of order; without a dgate it only scales.
+func TestGateRowsMatchRowByRow(t *testing.T) {
+	if !vexpOK {
+		t.Skip("no vector kernels on this CPU")
+	}
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, w := range []int{1, 7, 8, 9, 86, 128} {
+		const rows, k = 6, 3
+		h, dd := vecInputs(r, rows*w), vecInputs(r, rows*w)
+		slots := make([]int32, rows)
+		for i, p := range r.Perm(rows * k)[:rows] {
+			slots[i] = int32(p)
+		}
+		gates := make([]float64, rows*k)
+		for i := range gates {
+			gates[i] = float64(vecInputs(r, 1)[0])
+		}
+		wantH, wantD, want := slices.Clone(h), slices.Clone(dd), make([]float64, rows*k)
+		for i, sl := range slots {
+			want[sl] = rowDot(wantH[i*w:(i+1)*w], wantD[i*w:(i+1)*w])
+			g := float32(gates[sl])
+			scale32(wantH[i*w:(i+1)*w], g)
+			scale32(wantD[i*w:(i+1)*w], g)
+		}
+		got := make([]float64, rows*k)
+		gotH, gotD := slices.Clone(h), slices.Clone(dd)
+		gateRows(got, slots, gates, gotH, gotD, w)
+		for i := range want {
+			if math.Float64bits(got[i]) != math.Float64bits(want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+				t.Fatalf("w=%d: dgate[%d] = %g, row by row %g", w, i, got[i], want[i])
+			}
+		}
+		for i := range wantH {
+			if !sameBits(gotH[i], wantH[i]) || !sameBits(gotD[i], wantD[i]) {
+				t.Fatalf("w=%d: element %d scaled to %g, %g; row by row %g, %g", w, i, gotH[i], gotD[i], wantH[i], wantD[i])
+			}
+		}
+		onlyH, onlyD := slices.Clone(h), slices.Clone(dd)
+		gateRows(nil, slots, gates, onlyH, onlyD, w)
+		if !slices.EqualFunc(onlyH, wantH, sameBits) || !slices.EqualFunc(onlyD, wantD, sameBits) {
+			t.Fatalf("w=%d: without a dgate the rows are not scaled as with one", w)
+		}
+	}
+}

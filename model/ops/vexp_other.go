@@ -73,6 +73,9 @@ func unrotateRows32x8(dst, src, cos, sin *float32, rows, dstStride, srcStride, h
 }
 func rowSum32x8(x *float32, n int) float64    { panic("ops: no vector kernels on this platform") }
 func rowDot32x8(a, b *float32, n int) float64 { panic("ops: no vector kernels on this platform") }
+func gateRows32x8(dgate *float64, slots *int32, gates *float64, h, dd *float32, rows, w int) {
+	panic("ops: no vector kernels on this platform")
+}
 func causalRows32x8(p *float32, nan *bool, rows, stride, n, end int) {
 	panic("ops: no vector kernels on this platform")
 }
