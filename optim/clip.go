@@ -17,7 +17,7 @@ const normBlock = 1 << 13
 // each parameter, then the block sums in parameter order.
 func GlobalNorm(params []Param) float64 {
 	// start[i] is parameter i's first block (a table of parameters, not
-	// of blocks: one entry a block came to 72 KB a step at the science
+	// of blocks: one entry a block came to 74 KB a step at the science
 	// shape, fresh memory the step paid page faults for).
 	start := make([]int, len(params)+1)
 	for i, p := range params {

@@ -210,8 +210,7 @@ func (op *balanceOp) topKCounts(probs, bias any, e, segs, segLen int, backward b
 	defer c.mu.Unlock()
 	if backward && c.filled && c.probs == firstAddr(probs) && c.bias == firstAddr(bias) && len(c.counts) == segs*e {
 		c.filled = false
-		c.work = append(c.work[:0], c.counts...)
-		return c.work
+		return c.counts // spent now: the caller may write over it
 	}
 	c.filled = false
 	c.work = grow(c.work, segs*e) // written whole below

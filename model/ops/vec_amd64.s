@@ -475,15 +475,32 @@ done: \
 	VCVTPS2PD (SI)(AX*4), Y4 \
 	VCVTPS2PD 16(SI)(AX*4), Y5
 
-// DOTTERMS: the products of the floats at SI and DX, widened first (so
-// each product is exact).
-#define DOTTERMS \
-	VCVTPS2PD (SI)(AX*4), Y4 \
-	VCVTPS2PD 16(SI)(AX*4), Y5 \
-	VCVTPS2PD (DX)(AX*4), Y6 \
-	VCVTPS2PD 16(DX)(AX*4), Y7 \
+// DOTTERMSOF(A, B): the products of the floats at A and B, widened first
+// (so each product is exact). Clobbers Y6, Y7.
+#define DOTTERMSOF(A, B) \
+	VCVTPS2PD (A)(AX*4), Y4 \
+	VCVTPS2PD 16(A)(AX*4), Y5 \
+	VCVTPS2PD (B)(AX*4), Y6 \
+	VCVTPS2PD 16(B)(AX*4), Y7 \
 	VMULPD Y6, Y4, Y4 \
 	VMULPD Y7, Y5, Y5
+
+// DOTTERMS: DOTTERMSOF the floats at SI and DX (rowDot32x8's operands).
+#define DOTTERMS DOTTERMSOF(SI, DX)
+
+// DOTTAIL(A, B, END, loop, done): after LANESUMS of a dot product, the
+// rest of it in order, X0 += float64(A[j])·float64(B[j]) for j = AX …
+// END−1 (rowDot's Go loop). Clobbers X4, X5.
+#define DOTTAIL(A, B, END, loop, done) \
+loop: \
+	CMPQ AX, END \
+	JGE done \
+	VCVTSS2SD (A)(AX*4), X4, X4 \
+	VCVTSS2SD (B)(AX*4), X5, X5 \
+	VMULSD X5, X4, X4 \
+	VADDSD X4, X0, X0 \
+	INCQ AX \
+	JMP loop
 
 // func rowSum32x8(x *float32, n int) float64
 // Σ x_j in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
@@ -527,15 +544,7 @@ TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 grRow:
 	LANESUMS(DOTTERMS, grDot, grDotDone)
 	MOVQ CX, AX
-grTail:
-	CMPQ AX, R12
-	JGE grStore
-	VCVTSS2SD (SI)(AX*4), X4, X4
-	VCVTSS2SD (DX)(AX*4), X5, X5
-	VMULSD X5, X4, X4
-	VADDSD X4, X0, X0
-	INCQ AX
-	JMP grTail
+	DOTTAIL(SI, DX, R12, grTail, grStore)
 grStore:
 	MOVLQSX (R8), BX
 	VMOVSD X0, (R10)(BX*8)
@@ -808,6 +817,9 @@ rbDone:
 	VZEROUPPER
 	RET
 
+// PDPTERMS: DOTTERMSOF p and dp (dsoftmaxRows32x8's rowDot).
+#define PDPTERMS DOTTERMSOF(SI, DI)
+
 // func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool)
 // The softmax backward on rows rows (row stride stride floats), in place:
 // row i gets dp = p·(dp − c) over its first k_i floats, c =
@@ -833,33 +845,8 @@ TEXT ·dsoftmaxRows32x8(SB), NOSPLIT, $0-41
 cdRow:
 	MOVQ R13, CX
 	ANDQ $-8, CX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	XORQ AX, AX
-cdDot:
-	CMPQ AX, CX
-	JGE cdDotReduce
-	VCVTPS2PD (SI)(AX*4), Y4
-	VCVTPS2PD 16(SI)(AX*4), Y5
-	VCVTPS2PD (DI)(AX*4), Y6
-	VCVTPS2PD 16(DI)(AX*4), Y7
-	VMULPD Y6, Y4, Y4
-	VMULPD Y7, Y5, Y5
-	VADDPD Y4, Y0, Y0
-	VADDPD Y5, Y1, Y1
-	ADDQ $8, AX
-	JMP cdDot
-cdDotReduce:
-	SQSUMS
-cdDotTail:
-	CMPQ AX, R13
-	JGE cdScale
-	VCVTSS2SD (SI)(AX*4), X2, X2
-	VCVTSS2SD (DI)(AX*4), X3, X3
-	VMULSD X3, X2, X2
-	VADDSD X2, X0, X0
-	INCQ AX
-	JMP cdDotTail
+	LANESUMS(PDPTERMS, cdDot, cdDotReduce)
+	DOTTAIL(SI, DI, R13, cdDotTail, cdScale)
 cdScale:
 	VCVTSD2SS X0, X0, X0
 	VBROADCASTSS X0, Y1
