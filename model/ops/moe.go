@@ -644,9 +644,8 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 			rowDots(dgate, r.Slots[lo:hi], h, dd, w)
 		}
 		for p := lo; p < hi; p++ {
-			sl := int(r.Slots[p])
 			i := p - lo
-			gt := F(r.Gates[sl])
+			gt := F(r.PosGates[p])
 			scaleBy(dyg[i*d:(i+1)*d], gt)
 			scaleBy(dd[i*w:(i+1)*w], gt)
 		}
@@ -706,7 +705,7 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	}
 	a.hidden(h, lo, hi, w)
 	blas.RowsMatMul(c, w, d, dy, offs, wd[e*d*w:(e+1)*d*w], dd)
-	gateRows(dgate, r.Slots[lo:hi], r.Gates, h, dd, w)
+	gateRows(dgate, r.Slots[lo:hi], r.PosGates[lo:hi], h, dd, w)
 	blas.OuterSum(d, w, dy, offs, h, hoffs, dwd[e*d*w:(e+1)*d*w])
 	swigluGradRows(dgu, dd, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], c, w)
 	blas.OuterSum(w, d, dgu, goffs, u, offs, dwg[e*w*d:(e+1)*w*d])
@@ -717,17 +716,18 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 }
 
 // gateRows sets dgate[slots[i]] = rowDot(h_i, dd_i) (dgate nil: skipped)
-// and then scales h_i and dd_i by the slot's gate, float32(gates[slot]),
-// for the rows h_i, dd_i (width w) of h and dd: the backward's per-slot
-// work before its weight gradients. With the vector kernels and a dgate,
+// and then scales h_i and dd_i by the row's gate, float32(gates[i]), for
+// the rows h_i, dd_i (width w) of h and dd: the backward's per-slot work
+// before its weight gradients, on an expert's rows with their gates in
+// the same order (Routing.PosGates). With the vector kernels and a dgate,
 // one pass over the rows (gateRows32x8, the same bits); the three calls a
 // slot it replaces took 40 ns a slot at w = 86, 2 ms of CPU a science
 // DeepSeekMoE step (docs/BENCHMARKS.md, round 18).
 func gateRows(dgate []float64, slots []int32, gates []float64, h, dd []float32, w int) {
 	if dgate != nil && vexpOK && len(slots) > 0 && w > 0 {
-		_, _ = h[len(slots)*w-1], dd[len(slots)*w-1] // the kernel reads and writes these whole
+		_, _, _ = h[len(slots)*w-1], dd[len(slots)*w-1], gates[len(slots)-1] // the kernel reads and writes these whole
 		for _, sl := range slots {
-			_, _ = dgate[sl], gates[sl]
+			_ = dgate[sl]
 		}
 		gateRows32x8(&dgate[0], &slots[0], &gates[0], &h[0], &dd[0], len(slots), w)
 		return
@@ -735,8 +735,8 @@ func gateRows(dgate []float64, slots []int32, gates []float64, h, dd []float32, 
 	if dgate != nil {
 		rowDots(dgate, slots, h, dd, w)
 	}
-	for i, sl := range slots {
-		g := float32(gates[sl])
+	for i := range slots {
+		g := float32(gates[i])
 		scale32(h[i*w:(i+1)*w], g)
 		scale32(dd[i*w:(i+1)*w], g)
 	}

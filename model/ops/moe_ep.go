@@ -364,11 +364,12 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	dyr := growBuf(&st.bufs[4], m*d) // bufs[2] still holds the forward's received rows
 	local := st.local
-	local.Gates = make([]float64, m)
+	local.Gates, local.PosGates = make([]float64, m), make([]float64, m)
 	for i := 0; i < m; i++ {
 		copy(dyr[i*d:(i+1)*d], recv[i*(d+1):i*(d+1)+d])
 		local.Gates[i] = float64(recv[i*(d+1)+d])
 	}
+	local.gatherGates()
 	dx := make([]float32, m*d)
 	dgate := make([]float64, m)
 	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w)

@@ -326,6 +326,9 @@ func TestRoute(t *testing.T) {
 				if rt.Pos[s] != rt.Offsets[x]+int32(i) {
 					t.Fatalf("Pos[%d] = %d, want %d", s, rt.Pos[s], rt.Offsets[x]+int32(i))
 				}
+				if p := rt.Offsets[x] + int32(i); rt.PosGates[p] != rt.Gates[s] {
+					t.Fatalf("PosGates[%d] = %g, slot %d's gate %g", p, rt.PosGates[p], s, rt.Gates[s])
+				}
 			}
 		}
 		if total != n*k || slices.Max(rt.Loads()) == n*k {

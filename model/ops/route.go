@@ -123,6 +123,13 @@ type Routing struct {
 	// ascending token order (a counting sort of Experts).
 	Slots   []int32
 	Offsets []int32
+	// PosGates[p] is Gates[Slots[p]]: the gates in expert-major order, so
+	// the backward reads an expert's gates in a row instead of one cache
+	// line a slot all over Gates, mostly evicted since the forward (0.6
+	// ms of CPU a science DeepSeekMoE step in stalls; docs/BENCHMARKS.md,
+	// round 19). group fills it; whoever changes Gates after calls
+	// gatherGates.
+	PosGates []float64
 	// Pos is the inverse of Slots: slot s sits at position Pos[s] of the
 	// expert-major order, where the kernels keep that slot's rows; −1 for a
 	// dropped slot.
@@ -365,6 +372,7 @@ func (r *Routing) groupExpertChoice(per int) {
 				}
 				r.Slots[p] = int32(s)
 				r.Pos[s] = p
+				r.PosGates[p] = r.Gates[s]
 				p++
 			}
 		}
@@ -391,9 +399,10 @@ func fixedRouting(experts []int32, e int) Routing {
 func newRouting(n, e, k int) Routing {
 	r := Routing{N: n, E: e, K: k}
 	if old, ok := routings.Get().(*Routing); ok {
-		r.Experts, r.Gates, r.Slots, r.Offsets, r.Pos = old.Experts, old.Gates, old.Slots, old.Offsets, old.Pos
+		r.Experts, r.Gates, r.Slots, r.Offsets, r.Pos, r.PosGates = old.Experts, old.Gates, old.Slots, old.Offsets, old.Pos, old.PosGates
 	}
 	r.Experts, r.Gates, r.Slots, r.Pos = grow(r.Experts, n*k), grow(r.Gates, n*k), grow(r.Slots, n*k), grow(r.Pos, n*k)
+	r.PosGates = grow(r.PosGates, n*k)
 	r.Offsets = grow(r.Offsets, e+1)
 	clear(r.Offsets)
 	return r
@@ -410,12 +419,12 @@ func (r *Routing) release() {
 	if r.Experts == nil {
 		return
 	}
-	routings.Put(&Routing{Experts: r.Experts, Gates: r.Gates, Slots: r.Slots, Offsets: r.Offsets, Pos: r.Pos})
+	routings.Put(&Routing{Experts: r.Experts, Gates: r.Gates, Slots: r.Slots, Offsets: r.Offsets, Pos: r.Pos, PosGates: r.PosGates})
 	*r = Routing{}
 }
 
-// group fills Slots, Offsets and Pos from Experts by a stable counting
-// sort, leaving out dropped slots (Pos −1).
+// group fills Slots, Offsets, Pos and PosGates from Experts by a stable
+// counting sort, leaving out dropped slots (Pos −1).
 func (r *Routing) group() {
 	for s, x := range r.Experts {
 		if r.Dropped == nil || !r.Dropped[s] {
@@ -436,6 +445,15 @@ func (r *Routing) group() {
 		next[x]++
 		r.Slots[p] = int32(s)
 		r.Pos[s] = p
+		r.PosGates[p] = r.Gates[s]
+	}
+}
+
+// gatherGates sets PosGates from Gates: for a routing whose gates
+// changed after group.
+func (r *Routing) gatherGates() {
+	for p, s := range r.Slots[:r.Kept()] {
+		r.PosGates[p] = r.Gates[s]
 	}
 }
 

@@ -201,6 +201,9 @@ func TestRouteCapacity(t *testing.T) {
 		if d != (r.Pos[s] < 0) {
 			t.Errorf("slot %d: Pos %d, dropped %v", s, r.Pos[s], d)
 		}
+		if !d && r.PosGates[r.Pos[s]] != r.Gates[s] {
+			t.Errorf("slot %d: PosGates[%d] = %g, its gate %g", s, r.Pos[s], r.PosGates[r.Pos[s]], r.Gates[s])
+		}
 	}
 	if r.Load(0) != 2 || r.Load(1) != 3 {
 		t.Errorf("computed loads %d, %d, want 2, 3", r.Load(0), r.Load(1))
@@ -336,9 +339,9 @@ func TestExpertChoiceGroupMatchesGroup(t *testing.T) {
 		}
 		got := RouteGated(scores, nil, c.n, c.e, Gating{K: 1, ExpertChoice: true, Capacity: c.capacity, Seq: c.seq})
 		want := got
-		want.Offsets, want.Slots, want.Pos = make([]int32, c.e+1), make([]int32, len(got.Slots)), make([]int32, len(got.Pos))
+		want.Offsets, want.Slots, want.Pos, want.PosGates = make([]int32, c.e+1), make([]int32, len(got.Slots)), make([]int32, len(got.Pos)), make([]float64, len(got.PosGates))
 		want.group()
-		if !slices.Equal(got.Offsets, want.Offsets) || !slices.Equal(got.Slots, want.Slots) || !slices.Equal(got.Pos, want.Pos) {
+		if !slices.Equal(got.Offsets, want.Offsets) || !slices.Equal(got.Slots, want.Slots) || !slices.Equal(got.Pos, want.Pos) || !slices.Equal(got.PosGates[:got.Kept()], want.PosGates[:want.Kept()]) {
 			t.Errorf("n=%d e=%d seq=%d c=%d: offsets %v slots %v pos %v, group gives %v %v %v",
 				c.n, c.e, c.seq, c.capacity, got.Offsets, got.Slots, got.Pos, want.Offsets, want.Slots, want.Pos)
 		}

@@ -527,7 +527,7 @@ TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 // For each of rows rows i (h's and dd's rows at i·w floats), with s =
 // slots[i]: dgate[s] = Σ_j h_j·dd_j as rowDot gives it (the eight-lane
 // float64 sums of the first w&^7 terms, reduced by SQSUMS, then the rest
-// in order), then h's and dd's rows times float32(gates[s]) as scale32
+// in order), then h's and dd's rows times float32(gates[i]) as scale32
 // does: one pass a row where the backward made three calls.
 TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 	MOVQ dgate+0(FP), R10
@@ -548,7 +548,7 @@ grRow:
 grStore:
 	MOVLQSX (R8), BX
 	VMOVSD X0, (R10)(BX*8)
-	VCVTSD2SS (R9)(BX*8), X2, X2
+	VCVTSD2SS (R9), X2, X2
 	VBROADCASTSS X2, Y2
 	XORQ AX, AX
 grScale:
@@ -573,6 +573,7 @@ grNext:
 	LEAQ (SI)(R12*4), SI
 	LEAQ (DX)(R12*4), DX
 	ADDQ $4, R8
+	ADDQ $8, R9
 	DECQ R11
 	JNE grRow
 grDone:

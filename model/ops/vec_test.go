@@ -604,7 +604,8 @@ func TestSoftmaxRowsMatchesRowSoftmax(t *testing.T) {
 // TestGateRowsMatchRowByRow: gateRows's one pass (gateRows32x8) gives the
 // bits of rowDot and scale32 row by row, NaN, infinities and subnormals
 // among the inputs, at widths with and without a scalar tail, slots out
-// of order; without a dgate it only scales.
+// of order, each row scaled by its own gate; without a dgate it only
+// scales.
 func TestGateRowsMatchRowByRow(t *testing.T) {
 	if !vexpOK {
 		t.Skip("no vector kernels on this CPU")
@@ -617,14 +618,14 @@ func TestGateRowsMatchRowByRow(t *testing.T) {
 		for i, p := range r.Perm(rows * k)[:rows] {
 			slots[i] = int32(p)
 		}
-		gates := make([]float64, rows*k)
+		gates := make([]float64, rows) // row i's gate
 		for i := range gates {
 			gates[i] = float64(vecInputs(r, 1)[0])
 		}
 		wantH, wantD, want := slices.Clone(h), slices.Clone(dd), make([]float64, rows*k)
 		for i, sl := range slots {
 			want[sl] = rowDot(wantH[i*w:(i+1)*w], wantD[i*w:(i+1)*w])
-			g := float32(gates[sl])
+			g := float32(gates[i])
 			scale32(wantH[i*w:(i+1)*w], g)
 			scale32(wantD[i*w:(i+1)*w], g)
 		}
