@@ -65,10 +65,10 @@ func topKList[F Float](idx []int32, row []F, k int) {
 type topKVals[F Float] [16]F
 
 // topKSmall is TopK for k ≤ 16. A float32 row of at most 64 values goes
-// to topK32x64 where the CPU has AVX-512 (k rounds of a vector maximum, no
-// branch on the data: a router row of 63 experts costs the same however
-// its values fall); others, and rows holding NaN or −Inf, to
-// topKSmallList.
+// to topK32x64 where the CPU has AVX-512 (a round of a vector maximum per
+// distinct value chosen, k at most: a router row of 63 experts costs about
+// the same however its values fall); others, and rows holding NaN or
+// −Inf, to topKSmallList.
 func topKSmall[F Float](idx []int32, row []F, k int) {
 	if f, ok := any(row).([]float32); ok && topK512 && len(f) <= 64 && topK32x64(&idx[0], &f[0], len(f), k) {
 		return

@@ -11,9 +11,10 @@ GLOBL topKNegInf<>(SB), RODATA|NOPTR, $4
 //
 // The k (1..16) largest of n (1..64) float32 values, AVX-512 F: the row
 // sits in Z0..Z3 (lanes past n hold -Inf); each round finds the largest
-// value (a tree of VMAXPS, then across lanes), takes the lowest lane equal
-// to it and sets that lane to -Inf. So values come out in descending
-// order, equal values in ascending index: topKSmall's order. A row holding
+// value (a tree of VMAXPS, then across lanes), sets every lane equal to it
+// to -Inf and writes their indices, lowest first, while k lasts. So values
+// come out in descending order, equal values in ascending index:
+// topKSmall's order. A row holding
 // NaN or -Inf returns false at once (idx unwritten): there a knocked-out
 // lane could tie with a real value, and NaN has its own rule.
 TEXT ·topK32x64(SB), NOSPLIT, $0-33
@@ -83,43 +84,45 @@ topKRound:
 	VPERMILPS  $0xb1, Z4, Z5
 	VMAXPS     Z5, Z4, Z4
 
-	// R8 = the lanes equal to it (+0 and -0 are equal, as for >); R9 the
-	// lowest.
-	VCMPPS $0, Z4, Z0, K1
-	VCMPPS $0, Z4, Z1, K2
-	VCMPPS $0, Z4, Z2, K3
-	VCMPPS $0, Z4, Z3, K4
-	KMOVW  K1, R8
-	KMOVW  K2, R9
-	KMOVW  K3, R10
-	KMOVW  K4, R11
-	SHLQ   $16, R9
-	SHLQ   $32, R10
-	SHLQ   $48, R11
-	ORQ    R9, R8
-	ORQ    R10, R8
-	ORQ    R11, R8
-	BSFQ   R8, R9
-	MOVL   R9, (DI)
-	ADDQ   $4, DI
-
-	// Knock the chosen lane out.
-	XORQ    R10, R10
-	BTSQ    R9, R10
-	KMOVW   R10, K1
+	// K1..K4 = the lanes equal to it (+0 and -0 are equal, as for >),
+	// knocked out together: the next round's maximum waits only for these
+	// compares, not for the index below (one lane a round, through a
+	// mask in a general register and back, made a round about twice as
+	// long).
+	VCMPPS  $0, Z4, Z0, K1
+	VCMPPS  $0, Z4, Z1, K2
+	VCMPPS  $0, Z4, Z2, K3
+	VCMPPS  $0, Z4, Z3, K4
 	VMOVAPS Z31, K1, Z0
-	SHRQ    $16, R10
-	KMOVW   R10, K2
 	VMOVAPS Z31, K2, Z1
-	SHRQ    $16, R10
-	KMOVW   R10, K3
 	VMOVAPS Z31, K3, Z2
-	SHRQ    $16, R10
-	KMOVW   R10, K4
 	VMOVAPS Z31, K4, Z3
 
+	// R8 = those lanes as one mask; each goes out lowest first, as many
+	// as are still wanted: tied values in ascending index, as topKSmall.
+	KMOVW K1, R8
+	KMOVW K2, R9
+	KMOVW K3, R10
+	KMOVW K4, R11
+	SHLQ  $16, R9
+	SHLQ  $32, R10
+	SHLQ  $48, R11
+	ORQ   R9, R8
+	ORQ   R10, R8
+	ORQ   R11, R8
+
+topKEmit:
+	BSFQ R8, R9
+	MOVL R9, (DI)
+	ADDQ $4, DI
 	DECQ DX
-	JNZ  topKRound
+	JZ   topKDone
+	LEAQ -1(R8), R10
+	ANDQ R10, R8
+	JNZ  topKEmit
+	JMP  topKRound
+
+topKDone:
 	MOVB $1, ok+32(FP)
 	VZEROUPPER
 	RET
