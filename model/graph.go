@@ -207,12 +207,12 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 			// gate, up [f, d]; down [d, f] → f [N, d]
 			f = must(ops.SwiGLU(u, w(pre+"mlp.gate_proj.weight"), w(pre+"mlp.up_proj.weight"), w(pre+"mlp.down_proj.weight")))
 		default:
-			var shared *G.Node // [N, d], nil without shared experts
+			// Ks shared experts as one SwiGLU: gate, up [Ks·w, d]; down [d, Ks·w].
+			var sg, su, sd *G.Node // nil without shared experts
 			if c.SharedExperts > 0 {
-				// Ks shared experts as one SwiGLU: gate, up [Ks·w, d]; down [d, Ks·w].
-				shared = must(ops.SwiGLU(u, w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")))
+				sg, su, sd = w(pre+"mlp.shared_experts.gate_proj.weight"), w(pre+"mlp.shared_experts.up_proj.weight"), w(pre+"mlp.shared_experts.down_proj.weight")
 			}
-			plus := shared // what the routed op adds the shared output to, if it can (then nil)
+			sharedApart := sg != nil // the shared experts still to add, where the routed op does not take them
 			// Routed experts, stacked: gate, up [E, w, d]; down [E, d, w].
 			eg, eu, ed := w(pre+"mlp.experts.*.gate_proj.weight"), w(pre+"mlp.experts.*.up_proj.weight"), w(pre+"mlp.experts.*.down_proj.weight")
 			rec := &ops.RouteRecord{KeepGates: opt.KeepGates}
@@ -269,9 +269,10 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 				if ep {
 					f = must(ops.MoEExpertParallelGated(u, routed, eg, eu, ed, bias, gating, opt.ExpertComm, rec))
 				} else {
-					// The shared experts' output is where each token's sum starts.
-					f = must(ops.MoEGatedPlus(u, routed, eg, eu, ed, bias, shared, gating, rec))
-					plus = nil
+					// The shared experts run in the routed op: their output
+					// is where each token's sum starts (DESIGN.md §2.4).
+					f = must(ops.MoEGatedShared(u, routed, eg, eu, ed, bias, sg, su, sd, gating, rec))
+					sharedApart = false
 					selecting = append(selecting, f)
 				}
 				auxiliary := opt.Backward || opt.Training
@@ -300,8 +301,8 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 					}
 				}
 			}
-			if plus != nil {
-				f = must(ops.Add(f, plus))
+			if sharedApart {
+				f = must(ops.Add(f, must(ops.SwiGLU(u, sg, su, sd)))) // [N, d]
 			}
 		}
 		h = must(ops.Add(h, f)) // [N, d]

@@ -102,9 +102,9 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	y := op.outputOver(u.Dtype(), n, d) // expertsForward writes every row
 	switch u.Dtype() {
 	case tensor.Float32:
-		expertsForward(op.cache, true, in, r, slice[float32](y), nil, d, w)
+		expertsForward(op.cache, true, in, r, slice[float32](y), false, d, w)
 	case tensor.Float64:
-		expertsForward(op.cache, true, in, r, slice[float64](y), nil, d, w)
+		expertsForward(op.cache, true, in, r, slice[float64](y), false, d, w)
 	}
 	op.rec.store(&r)
 	return y, nil
@@ -199,6 +199,6 @@ func hashBackwardTyped[F Float](op *hashBackward, in []*tensor.Dense, dy []F, g 
 		panic(fmt.Sprintf("ops: HashMoE cache holds %T", act))
 	}
 	clearIdleExperts(g[1], g[2], g[3], r, w, d)
-	expertsBackward(g[0], nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
+	expertsBackward(g[0], false, nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
 	return nil
 }

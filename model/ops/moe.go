@@ -46,18 +46,24 @@ func MoEWithRecord(u, probs, wg, wu, wd *G.Node, k int, renorm bool, rec *RouteR
 // differentiated: auxiliary-loss-free balancing moves it outside the graph.
 // probs may be any non-negative scores (softmax or sigmoid).
 func MoEGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
-	return MoEGatedPlus(u, probs, wg, wu, wd, bias, nil, g, rec)
+	return MoEGatedShared(u, probs, wg, wu, wd, bias, nil, nil, nil, g, rec)
 }
 
-// MoEGatedPlus is MoEGated whose output is plus ([N, D]; nil for none)
-// plus the routed experts' sum: a DeepSeekMoE layer's shared experts. Each
-// token's row starts from plus's before its experts' outputs are added, in
-// the pass that sums them anyway, instead of in an Add over the layer's
-// output after it (4 passes over [N, D] a step at the science shape).
-// plus's gradient is dy itself.
-func MoEGatedPlus(u, probs, wg, wu, wd, bias, plus *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
+// MoEGatedShared is MoEGated plus a DeepSeekMoE layer's shared experts,
+// merged into one SwiGLU (sg and su [Fs, D], sd [D, Fs]; all nil for
+// none), in the same op: each token's row starts from the shared experts'
+// output (SwiGLU's kernels) and adds its routed experts' gated outputs in
+// the pass that sums them anyway, and in the backward the shared experts'
+// dx is where each token's du starts. As a SwiGLU op beside it, the
+// shared output crossed memory once more and u's gradient took one more
+// addition over [N, D] a layer (0.3 ms of a science step's 4; the
+// step's phases in docs/BENCHMARKS.md, round 19).
+func MoEGatedShared(u, probs, wg, wu, wd, bias, sg, su, sd *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
 	if g.K < 1 {
 		return nil, fmt.Errorf("MoE: k = %d, want >= 1", g.K)
+	}
+	if (sg == nil) != (su == nil) || (sg == nil) != (sd == nil) {
+		return nil, fmt.Errorf("MoE: shared experts need gate, up and down weights, or none")
 	}
 	op := &moeOp{
 		base:   base{name: "MoE", arity: 5, key: g.key()},
@@ -71,9 +77,9 @@ func MoEGatedPlus(u, probs, wg, wu, wd, bias, plus *G.Node, g Gating, rec *Route
 		op.arity, op.bias, op.key = op.arity+1, true, op.key+",bias"
 		in = append(in, bias)
 	}
-	if plus != nil {
-		op.arity, op.plus, op.key = op.arity+1, true, op.key+",plus"
-		in = append(in, plus)
+	if sg != nil {
+		op.arity, op.shared, op.key = op.arity+3, &swigluCache{}, op.key+",shared"
+		in = append(in, sg, su, sd)
 	}
 	return G.ApplyOp(op, in...)
 }
@@ -83,7 +89,10 @@ type moeOp struct {
 	k      int
 	gating Gating
 	bias   bool // a sixth input: the selection bias [E]
-	plus   bool // a last input [N, D] the output starts from (MoEGatedPlus)
+	// shared, when not nil, marks three last inputs, the shared experts'
+	// gate, up and down weights (MoEGatedShared), and carries their
+	// forward's hidden matrices to the backward.
+	shared *swigluCache
 	rec    *RouteRecord
 	share  *SharedTopK // see ShareTopK; nil: select alone
 	// differentiated is set when SymDiff built a backward for this op. An
@@ -99,8 +108,8 @@ func (op *moeOp) Type() hm.Type {
 	if op.bias {
 		dims = append(dims, 1)
 	}
-	if op.plus {
-		dims = append(dims, 2)
+	if op.shared != nil {
+		dims = append(dims, 2, 2, 2)
 	}
 	return fnType(append(dims, 2)...)
 }
@@ -123,18 +132,32 @@ func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if op.bias && (s[5].Dims() != 1 || s[5][0] != e) {
 		return nil, fmt.Errorf("MoE: bias %v with %d experts: want [%d]", s[5], e, e)
 	}
-	if p := s[len(s)-1]; op.plus && !p.Eq(u) {
-		return nil, fmt.Errorf("MoE: plus %v with u %v: want the same shape", p, u)
+	if op.shared != nil {
+		if err := swigluShapes(append([]tensor.Shape{u}, s[len(s)-3:]...)); err != nil {
+			return nil, fmt.Errorf("MoE shared experts: %w", err)
+		}
 	}
 	return u.Clone(), nil
 }
 
-// plusOf returns the plus input (the last) as []F, or nil.
-func plusOf[F Float](in []*tensor.Dense, has bool) []F {
-	if !has {
-		return nil
+// sharedInputs returns (x, wg, wu, wd) of the shared experts' SwiGLU from
+// an MoE op's inputs (u first, the shared weights last).
+func sharedInputs(in []*tensor.Dense) []*tensor.Dense {
+	return []*tensor.Dense{in[0], in[len(in)-3], in[len(in)-2], in[len(in)-1]}
+}
+
+// sharedForward sets y to the shared experts' output when op has them
+// (the rows the routed experts' sum starts from) and reports whether it
+// did: in blocks that keep nothing in an evaluation graph, as the SwiGLU
+// op does.
+func sharedForward[F Float](op *moeOp, y []F, in []*tensor.Dense, n, d int) bool {
+	if op.shared == nil {
+		return false
 	}
-	return slice[F](in[len(in)-1])
+	sh := sharedInputs(in)
+	f := sh[1].Shape()[0]
+	swigluOpForward(op.shared, !op.differentiated && swigluBlocked(in[0].Dtype(), d, f), y, sh, n, d, f)
+	return true
 }
 
 // biasOf returns the selection bias input (the sixth) as []F, or nil.
@@ -176,10 +199,12 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	switch u.Dtype() {
 	case tensor.Float32:
 		r = routeShared(op.share, slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), plusOf[float32](in, op.plus), d, w)
+		start := sharedForward(op, slice[float32](y), in, n, d)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), start, d, w)
 	case tensor.Float64:
 		r = routeShared(op.share, slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), plusOf[float64](in, op.plus), d, w)
+		start := sharedForward(op, slice[float64](y), in, n, d)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), start, d, w)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
@@ -190,54 +215,55 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 	return y, nil
 }
 
-func (op *moeOp) DiffWRT(int) []bool {
-	if op.plus {
-		return append(moeDiff(op.bias), true)
-	}
-	return moeDiff(op.bias)
-}
+func (op *moeOp) DiffWRT(int) []bool { return moeDiff(op.bias, op.shared != nil) }
 
 // moeDiff is which inputs of an MoE op take gradients: all but the bias.
-func moeDiff(bias bool) []bool {
+func moeDiff(bias, shared bool) []bool {
+	diff := []bool{true, true, true, true, true}
 	if bias {
-		return []bool{true, true, true, true, true, false}
+		diff = append(diff, false)
 	}
-	return []bool{true, true, true, true, true}
+	if shared {
+		diff = append(diff, true, true, true)
+	}
+	return diff
 }
 
 func (op *moeOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	op.differentiated = true
-	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, gating: op.gating, cache: op.cache}
+	bwd := &moeBackward{base: base{name: "MoEBackward", arity: 6, key: op.key}, k: op.k, gating: op.gating, cache: op.cache, shared: op.shared}
 	children := G.Nodes{in[0], in[1], in[2], in[3], in[4], grad}
 	if op.bias {
-		bwd.arity, bwd.bias = 7, true
+		bwd.arity, bwd.bias = bwd.arity+1, true
 		children = append(children, in[5])
 	}
-	if !op.plus {
-		return packedGrads(bwd, children, in, moeDiff(op.bias))
+	if op.shared != nil {
+		bwd.arity = bwd.arity + 3
+		children = append(children, in[len(in)-3:]...)
 	}
-	grads, err := packedGrads(bwd, children, in[:len(in)-1], moeDiff(op.bias))
-	if err != nil {
-		return nil, err
-	}
-	return append(grads, grad), nil // d(plus + ·)/d plus is the identity
+	return packedGrads(bwd, children, in, moeDiff(op.bias, op.shared != nil))
 }
 
-// moeBackward packs [du (N·D) | dprobs (N·E) | dwg | dwu | dwd] from
-// (u, probs, wg, wu, wd, dy[, bias]).
+// moeBackward packs [du (N·D) | dprobs (N·E) | dwg | dwu | dwd[ | dsg |
+// dsu | dsd]] from (u, probs, wg, wu, wd, dy[, bias][, sg, su, sd]).
 type moeBackward struct {
 	base
 	k      int
 	gating Gating
 	bias   bool
 	cache  *expertCache
+	shared *swigluCache // the forward's, when the op has shared experts
 }
 
 func (op *moeBackward) Type() hm.Type {
+	dims := []int{2, 2, 3, 3, 3, 2}
 	if op.bias {
-		return fnType(2, 2, 3, 3, 3, 2, 1, 1)
+		dims = append(dims, 1)
 	}
-	return fnType(2, 2, 3, 3, 3, 2, 1)
+	if op.shared != nil {
+		dims = append(dims, 2, 2, 2)
+	}
+	return fnType(append(dims, 1)...)
 }
 
 func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
@@ -245,7 +271,11 @@ func (op *moeBackward) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tensor.Shape{packedSize(s[:5], []bool{true, true, true, true, true})}, nil
+	n := packedSize(s[:5], []bool{true, true, true, true, true})
+	if op.shared != nil {
+		n += packedSize(s[len(s)-3:], []bool{true, true, true})
+	}
+	return tensor.Shape{n}, nil
 }
 
 func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
@@ -263,23 +293,41 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[2].Shape()[0], in[2].Shape()[1]
 	sizes := []int{n * d, n * e, e * w * d, e * w * d, e * d * w}
+	if op.shared != nil {
+		f := in[len(in)-3].Shape()[0]
+		sizes = append(sizes, 2*f*d, d*f) // [dsg; dsu] as one piece (SwiGLU's layout), dsd
+	}
 	// Not zeroed here: moeBackwardTyped zeroes what its kernels do not
 	// overwrite (du and dprobs, which they add to or write sparsely, and the
 	// weight gradients of experts without tokens), instead of clearing the
 	// three [E, ·, ·] weight gradients that are then written over.
-	p := op.outputOver(u.Dtype(), sizes[0]+sizes[1]+sizes[2]+sizes[3]+sizes[4])
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	p := op.outputOver(u.Dtype(), total)
 	switch u.Dtype() {
 	case tensor.Float32:
-		moeBackwardTyped(op, in[:5], backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in, backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
 	case tensor.Float64:
-		moeBackwardTyped(op, in[:5], backwardBias[float64](in, op.bias), slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in, backwardBias[float64](in, op.bias), slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
 	default:
 		return nil, fmt.Errorf("MoEBackward: dtype %v", u.Dtype())
 	}
 	return p, nil
 }
 
+// moeBackwardTyped fills the gradients g (sizes as moeBackward packs
+// them) from the backward op's inputs in.
 func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs, dy []F, g [][]F, n, e, d, w int) {
+	if op.shared != nil {
+		// du starts as the shared experts' dx; expertsBackward adds the
+		// routed experts' to it.
+		sh := in[len(in)-3:]
+		f := sh[0].Shape()[0]
+		swigluBackwardKernel(op.shared, g[0], g[5], g[6], slice[F](in[0]), slice[F](sh[0]), slice[F](sh[1]), slice[F](sh[2]), dy, n, d, f)
+	}
+	in = in[:5]
 	r, act := op.cache.load(in)
 	if act == nil {
 		// No forward pass of these inputs to reuse: route and recompute.
@@ -297,7 +345,7 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	dgate := poolGet[float64](&activations, n*r.K)
 	defer poolPut(&activations, dgate)
 	clear(dgate)
-	expertsBackward(g[0], dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
+	expertsBackward(g[0], op.shared != nil, dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
 	gateBackward(g[1], dgate, probs, r, op.gating)
 }
 
@@ -474,8 +522,9 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 }
 
 // expertsForward computes y (token-major [N, D], every row written: a
-// token whose slots were all dropped gets zeros, or its row of plus when
-// plus is not nil, which every row starts from) and, when keep is set,
+// token whose slots were all dropped gets zeros, or, when start is set,
+// keeps the row y holds, which every row then starts from: the shared
+// experts' output) and, when keep is set,
 // leaves the activations in the op's cache for the backward pass. in are
 // the op's inputs (the cache's key); u, wg, wu, wd are found by position:
 // MoE passes (u, probs, wg, wu, wd), HashMoE (u, ids, table, wg, wu, wd).
@@ -485,7 +534,7 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 // by the next expert; without keep (an evaluation graph) so do its
 // pre-activations and sigmoids, instead of [S, ·] buffers written out for
 // a backward that never comes. The values, and y, are the same.
-func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y, plus []F, d, w int) {
+func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, start bool, d, w int) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
 	// Buffers hold the kept slots' rows only: sized for an expert-choice
@@ -559,9 +608,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 				offs, gates = append(offs, p*d), append(gates, F(r.Gates[sl]))
 			}
 			// Here, not by the op: the row is then in cache for the sum.
-			if plus != nil {
-				copy(y[t*d:(t+1)*d], plus[t*d:(t+1)*d])
-			} else {
+			if !start {
 				clear(y[t*d : (t+1)*d])
 			}
 			sumRows(y[t*d:(t+1)*d], o, offs, gates)
@@ -597,7 +644,8 @@ func sigmoids[F Float](s, g []F) {
 	}
 }
 
-// expertsBackward computes du (every row written), the per-slot gate
+// expertsBackward computes du (every row written; with start, added to
+// the row du holds, the shared experts' dx), the per-slot gate
 // gradients dgate (nil to skip: Hash layers have no router) and the expert
 // weight gradients, from
 // dy, the forward activations a and the forward's input u (the token-major
@@ -613,7 +661,7 @@ func sigmoids[F Float](s, g []F) {
 // [dWg_e; dWu_e] = [dG | dU]ᵀ·x as one product into scratch, then copied to
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
 // On the row tiles an expert's visit is expertBackwardRows instead.
-func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
+func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
 	s, k := r.N*r.K, r.K
 	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
 	// the sum below reads after every expert is done. The rest is one
@@ -675,7 +723,9 @@ func expertsBackward[F Float](du []F, dgate []float64, dwg, dwu, dwd []F, a *exp
 					offs = append(offs, p*d)
 				}
 			}
-			clear(du[t*d : (t+1)*d])
+			if !start {
+				clear(du[t*d : (t+1)*d])
+			}
 			sumRows(du[t*d:(t+1)*d], ob, offs, ones[:len(offs)])
 		}
 	})

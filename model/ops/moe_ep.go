@@ -127,7 +127,7 @@ func (op *moeEPOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return u.Clone(), nil
 }
 
-func (op *moeEPOp) DiffWRT(int) []bool { return moeDiff(op.bias) }
+func (op *moeEPOp) DiffWRT(int) []bool { return moeDiff(op.bias, false) }
 
 func (op *moeEPOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	bwd := &moeEPBackward{base: base{name: "MoEExpertParallelBackward", arity: 6, key: op.key}, fwd: op}
@@ -136,7 +136,7 @@ func (op *moeEPOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		bwd.arity = 7
 		children = append(children, in[5])
 	}
-	return packedGrads(bwd, children, in, moeDiff(op.bias))
+	return packedGrads(bwd, children, in, moeDiff(op.bias, false))
 }
 
 func (op *moeEPOp) Do(vs ...G.Value) (G.Value, error) {
@@ -372,7 +372,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	local.gatherGates()
 	dx := make([]float32, m*d)
 	dgate := make([]float64, m)
-	expertsBackward(dx, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w)
+	expertsBackward(dx, false, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w)
 
 	// (dx, dgate) back in the order received.
 	back := growBuf(&st.bufs[3], m*(d+1))

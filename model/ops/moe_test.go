@@ -414,12 +414,15 @@ func TestMoEGradient(t *testing.T) {
 	}
 }
 
-// TestMoEGatedPlus: the op with a plus input gives plus plus what it gives
-// without (rows summed in another order: to rounding), with and without a
-// selection bias before it, its gradient checks by finite differences
-// (plus's is the output's), and its float32 run matches float64.
-func TestMoEGatedPlus(t *testing.T) {
+// TestMoEGatedShared: the op with shared experts gives, and passes back,
+// what a SwiGLU beside it added to the op without them gives (rows and
+// u's gradient summed in another order: to rounding), with and without a
+// selection bias, in a training graph and an evaluation one (the shared
+// forward in blocks); its gradient checks by finite differences, and its
+// float32 run matches float64.
+func TestMoEGatedShared(t *testing.T) {
 	c := moeCase{"k=3", 7, 4, 6, 3, 3, false}
+	const fs = 5 // the shared experts' merged width
 	for _, withBias := range []bool{false, true} {
 		r := rand.New(rand.NewPCG(61, 62))
 		names := []string{"u", "probs", "wg", "wu", "wd"}
@@ -434,35 +437,78 @@ func TestMoEGatedPlus(t *testing.T) {
 			}
 			ins = append(ins, gradcheck.Input{Name: "bias", Value: tensor.New(tensor.WithShape(c.e), tensor.WithBacking(bias))})
 		}
-		ins = append(ins, gradcheck.Input{Name: "plus", Value: gradcheck.Rand(r, 1, c.n, c.d), Diff: true})
+		ins = append(ins,
+			gradcheck.Input{Name: "sg", Value: gradcheck.Rand(r, 0.5, fs, c.d), Diff: true},
+			gradcheck.Input{Name: "su", Value: gradcheck.Rand(r, 0.5, fs, c.d), Diff: true},
+			gradcheck.Input{Name: "sd", Value: gradcheck.Rand(r, 0.5, c.d, fs), Diff: true})
 		g := Gating{K: c.k}
+		bias := func(in []*G.Node) *G.Node {
+			if withBias {
+				return in[5]
+			}
+			return nil
+		}
 		build := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
-			var bias *G.Node
-			if withBias {
-				bias = in[5]
-			}
-			return MoEGatedPlus(in[0], in[1], in[2], in[3], in[4], bias, in[len(in)-1], g, nil)
+			n := len(in)
+			return MoEGatedShared(in[0], in[1], in[2], in[3], in[4], bias(in), in[n-3], in[n-2], in[n-1], g, nil)
 		}
-		got, _ := runOpGraph(t, tensor.Float64, ins, build)
-		alone, _ := runOpGraph(t, tensor.Float64, ins[:len(ins)-1], func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
-			var bias *G.Node
-			if withBias {
-				bias = in[5]
+		beside := func(_ *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+			n := len(in)
+			routed, err := MoEGated(in[0], in[1], in[2], in[3], in[4], bias(in), g, nil)
+			if err != nil {
+				return nil, err
 			}
-			return MoEGated(in[0], in[1], in[2], in[3], in[4], bias, g, nil)
-		})
-		want := slices.Clone(alone)
-		for i, v := range ins[len(ins)-1].Value.Data().([]float64) {
-			want[i] += v
+			shared, err := SwiGLU(in[0], in[n-3], in[n-2], in[n-1])
+			if err != nil {
+				return nil, err
+			}
+			return Add(routed, shared)
 		}
-		if err := (tol.Tol{Abs: 1e-12, Rel: 1e-12}).CheckSlice("y", got, want); err != nil {
+		got, gotG := runOpGraph(t, tensor.Float64, ins, build)
+		want, wantG := runOpGraph(t, tensor.Float64, ins, beside)
+		close := tol.Tol{Abs: 1e-12, Rel: 1e-12}
+		if err := close.CheckSlice("y", got, want); err != nil {
 			t.Errorf("bias %t: %v", withBias, err)
 		}
-		grads := gradcheck.Check(t, 63, ins, build, gradcheck.Default)
-		if len(grads["plus"]) != c.n*c.d {
-			t.Errorf("bias %t: plus got %d gradient values, want %d", withBias, len(grads["plus"]), c.n*c.d)
+		for name, w := range wantG {
+			if err := close.CheckSlice("d/d"+name, gotG[name], w); err != nil {
+				t.Errorf("bias %t: %v", withBias, err)
+			}
 		}
+		// Without gradients the graph is an evaluation one: no backward,
+		// the shared forward in blocks that keep nothing.
+		var eval []gradcheck.Input
+		for _, in := range ins {
+			in.Diff = false
+			eval = append(eval, in)
+		}
+		y, _ := runOpGraph(t, tensor.Float64, eval, build)
+		if err := close.CheckSlice("evaluation y", y, got); err != nil {
+			t.Errorf("bias %t: %v", withBias, err)
+		}
+		gradcheck.Check(t, 63, ins, build, gradcheck.Default)
 		checkOpFloat32(t, ins, build)
+	}
+}
+
+// TestMoEGatedSharedRejects: shared experts need all three weights, of
+// shapes that fit u.
+func TestMoEGatedSharedRejects(t *testing.T) {
+	g := G.NewGraph()
+	mk := func(name string, shape ...int) *G.Node {
+		return G.NewTensor(g, tensor.Float64, len(shape), G.WithShape(shape...), G.WithName(name))
+	}
+	u, probs := mk("u", 7, 4), mk("probs", 7, 6)
+	wg, wu, wd := mk("wg", 6, 3, 4), mk("wu", 6, 3, 4), mk("wd", 6, 4, 3)
+	sg, su, sd := mk("sg", 5, 4), mk("su", 5, 4), mk("sd", 4, 5)
+	if _, err := MoEGatedShared(u, probs, wg, wu, wd, nil, sg, su, nil, Gating{K: 2}, nil); err == nil {
+		t.Error("accepted shared experts without a down weight")
+	}
+	if _, err := MoEGatedShared(u, probs, wg, wu, wd, nil, sg, su, mk("sd3", 3, 5), Gating{K: 2}, nil); err == nil {
+		t.Error("accepted a shared down weight [3, 5] for d = 4")
+	}
+	if _, err := MoEGatedShared(u, probs, wg, wu, wd, nil, sg, su, sd, Gating{K: 2}, nil); err != nil {
+		t.Errorf("rejected fitting shared experts: %v", err)
 	}
 }
 

@@ -176,11 +176,18 @@ func (op *swigluBackward) Do(vs ...G.Value) (G.Value, error) {
 	p := op.outputOver(x.Dtype(), n*d+3*f*d)
 	switch x.Dtype() {
 	case tensor.Float32:
-		swigluBackwardKernel(op.cache, slice[float32](p), slice[float32](x), slice[float32](in[1]), slice[float32](in[2]), slice[float32](in[3]), slice[float32](in[4]), n, d, f)
+		swigluOpBackward(op.cache, slice[float32](p), in, n, d, f)
 	case tensor.Float64:
-		swigluBackwardKernel(op.cache, slice[float64](p), slice[float64](x), slice[float64](in[1]), slice[float64](in[2]), slice[float64](in[3]), slice[float64](in[4]), n, d, f)
+		swigluOpBackward(op.cache, slice[float64](p), in, n, d, f)
 	}
 	return p, nil
+}
+
+// swigluOpBackward runs swigluBackwardKernel on (x, wg, wu, wd, dy) in
+// and packs [dx | dwg | dwu | dwd] into packed.
+func swigluOpBackward[F Float](c *swigluCache, packed []F, in []*tensor.Dense, n, d, f int) {
+	swigluBackwardKernel(c, packed[:n*d], packed[n*d:n*d+2*f*d], packed[n*d+2*f*d:],
+		slice[F](in[0]), slice[F](in[1]), slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), n, d, f)
 }
 
 // sameBacking reports whether a and b are the same slice of the same array.
@@ -364,9 +371,9 @@ func siluGate64(h, s, g, u []float64) {
 //	dwd = dyᵀ·h, dh = dy·wd, dg = dh⊙u⊙silu'(g), du = dh⊙silu(g),
 //	dx = [dg | du]·[wg; wu], [dwg; dwu] = [dg | du]ᵀ·x.
 //
-// Every reduction is one GEMM, so the result does not depend on the worker
-// count.
-func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F, n, d, f int) {
+// into dx ([n, d]), dwgu ([dwg; dwu], [2f, d]) and dwd ([d, f]). Every
+// reduction is one GEMM, so the result does not depend on the worker count.
+func swigluBackwardKernel[F Float](c *swigluCache, dx, dwgu, dwd, x, wg, wu, wd, dy []F, n, d, f int) {
 	var gu, h, s []F
 	if cgu, ok := c.gu.([]F); ok && c.valid && len(cgu) == 2*n*f &&
 		sameBacking(c.x.([]F), x) && sameBacking(c.wg.([]F), wg) && sameBacking(c.wu.([]F), wu) {
@@ -379,7 +386,6 @@ func swigluBackwardKernel[F Float](c *swigluCache, packed, x, wg, wu, wd, dy []F
 	// The buffers are overwritten below: no later backward may trust them.
 	c.valid, c.x, c.wg, c.wu = false, nil, nil, nil
 
-	dx, dwgu, dwd := packed[:n*d], packed[n*d:n*d+2*f*d], packed[n*d+2*f*d:]
 	blas.MatMul(true, false, d, f, n, dy, h, dwd, false)
 	dh := h // h is dead once dwd is formed
 	blas.MatMul(false, false, n, f, d, dy, wd, dh, false)
