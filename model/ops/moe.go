@@ -56,8 +56,8 @@ func MoEGated(u, probs, wg, wu, wd, bias *G.Node, g Gating, rec *RouteRecord) (*
 // the pass that sums them anyway, and in the backward the shared experts'
 // dx is where each token's du starts. As a SwiGLU op beside it, the
 // shared output crossed memory once more and u's gradient took one more
-// addition over [N, D] a layer (0.3 ms of a science step's 4; the
-// step's phases in docs/BENCHMARKS.md, round 19).
+// addition over [N, D] a layer (about 0.3 ms of a science step's
+// additions; docs/BENCHMARKS.md, round 19).
 func MoEGatedShared(u, probs, wg, wu, wd, bias, sg, su, sd *G.Node, g Gating, rec *RouteRecord) (*G.Node, error) {
 	if g.K < 1 {
 		return nil, fmt.Errorf("MoE: k = %d, want >= 1", g.K)
@@ -302,8 +302,8 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 	// weight gradients of experts without tokens), instead of clearing the
 	// three [E, ·, ·] weight gradients that are then written over.
 	total := 0
-	for _, n := range sizes {
-		total += n
+	for _, size := range sizes {
+		total += size
 	}
 	p := op.outputOver(u.Dtype(), total)
 	switch u.Dtype() {
