@@ -489,6 +489,20 @@ func TestMoEGatedShared(t *testing.T) {
 		gradcheck.Check(t, 63, ins, build, gradcheck.Default)
 		checkOpFloat32(t, ins, build)
 	}
+	// An evaluation op (no backward built) keeps no shared activations.
+	r := rand.New(rand.NewPCG(64, 65))
+	vals := []G.Value{}
+	for _, v := range c.inputs(60) {
+		vals = append(vals, v)
+	}
+	vals = append(vals, gradcheck.Rand(r, 0.5, fs, c.d), gradcheck.Rand(r, 0.5, fs, c.d), gradcheck.Rand(r, 0.5, c.d, fs))
+	op := &moeOp{base: base{name: "MoE", arity: 8}, k: c.k, gating: Gating{K: c.k}, cache: &expertCache{}, shared: &swigluCache{}}
+	if _, err := op.Do(vals...); err != nil {
+		t.Fatal(err)
+	}
+	if op.shared.valid || op.shared.gu != nil {
+		t.Error("an evaluation op kept its shared experts' activations")
+	}
 }
 
 // TestMoEGatedSharedRejects: shared experts need all three weights, of
