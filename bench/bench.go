@@ -47,9 +47,12 @@ type Options struct {
 	Seed    uint64 // random tokens; 0 means 1
 }
 
-// OpTime is the time one kind of op spent in Do during the breakdown step.
+// OpTime is the time one kind of op spent in Do during the breakdown step,
+// or, with Part set, one stretch of its Do (ops.PartSep), already counted
+// in the op's own row, which it follows.
 type OpTime struct {
 	Op      string  `json:"op"`
+	Part    string  `json:"part,omitempty"`
 	Calls   int     `json:"calls"`
 	Seconds float64 `json:"seconds"`
 	Share   float64 `json:"share"` // of the breakdown step's wall time
@@ -364,14 +367,22 @@ func profiled(fn func() error) (Profiled, error) {
 // breakdown turns the ops profile into rows sorted by time, adding the
 // remainder so the rows add up to the whole: for a training step (ph not
 // nil) the optimizer phases and gorgonia's own gradient sums and dispatch,
-// for a forward pass the dispatch.
+// for a forward pass the dispatch. An op's parts follow its row, longest
+// first, and count in no sum.
 func breakdown(p map[string]ops.OpStat, step float64, ph *Phases) []OpTime {
 	var out []OpTime
 	var sum float64
+	parts := map[string][]OpTime{}
 	for name, st := range p {
 		sec := st.Time.Seconds()
+		row := OpTime{Op: name, Calls: st.Calls, Seconds: sec, Share: sec / step, CPUSeconds: st.CPU.Seconds()}
+		if op, part, ok := strings.Cut(name, ops.PartSep); ok {
+			row.Op, row.Part = op, part
+			parts[op] = append(parts[op], row)
+			continue
+		}
 		sum += sec
-		out = append(out, OpTime{Op: name, Calls: st.Calls, Seconds: sec, CPUSeconds: st.CPU.Seconds()})
+		out = append(out, row)
 	}
 	if ph != nil {
 		out = append(out,
@@ -385,8 +396,17 @@ func breakdown(p map[string]ops.OpStat, step float64, ph *Phases) []OpTime {
 	for i := range out {
 		out[i].Share = out[i].Seconds / step
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
-	return out
+	longest := func(rows []OpTime) {
+		sort.Slice(rows, func(i, j int) bool { return rows[i].Seconds > rows[j].Seconds })
+	}
+	longest(out)
+	var withParts []OpTime
+	for _, row := range out {
+		withParts = append(withParts, row)
+		longest(parts[row.Op])
+		withParts = append(withParts, parts[row.Op]...)
+	}
+	return withParts
 }
 
 func medianPhases(ps []Phases) Phases {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,8 +83,14 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			// step's; the helpers' share is a share.
 			var sum, cpu float64
 			for _, o := range r.Ops {
-				sum += o.Seconds
-				cpu += o.CPUSeconds
+				if o.Part == "" {
+					sum += o.Seconds
+					cpu += o.CPUSeconds
+				}
+			}
+			checkParts(t, r.Ops)
+			if ffn == configs.FFNDeepSeekMoE && !seenPart(r.Ops, "MoE", "k-way sum") {
+				t.Errorf("breakdown lacks the MoE op's k-way sum: %+v", r.Ops)
 			}
 			st := r.OpsStep
 			if sum > st.WallS+1e-9 || sum < 0.5*st.WallS || cpu <= 0 || cpu > st.CPUS*1.05+0.01 {
@@ -97,8 +104,11 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			sum = 0
 			for _, o := range r.ForwardOps {
 				fseen[o.Op] = true
-				sum += o.Seconds
+				if o.Part == "" {
+					sum += o.Seconds
+				}
 			}
+			checkParts(t, r.ForwardOps)
 			if !fseen["Attention"] || !fseen["LMHeadCrossEntropy"] || fseen["AttentionBackward"] || fseen["(adamw)"] {
 				t.Errorf("forward breakdown: %+v", r.ForwardOps)
 			}
@@ -107,6 +117,36 @@ func TestRunReportsConsistentFigures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkParts: every part row follows its op's row (or another part of
+// it), and an op's parts take no more than the op.
+func checkParts(t *testing.T, rows []OpTime) {
+	t.Helper()
+	var op OpTime
+	var parts float64
+	for i, o := range rows {
+		if o.Part == "" {
+			op, parts = o, 0
+			continue
+		}
+		if i == 0 || o.Op != op.Op {
+			t.Errorf("part %s/%s does not follow its op: %+v", o.Op, o.Part, rows)
+		}
+		if parts += o.Seconds; parts > op.Seconds*(1+1e-9) {
+			t.Errorf("the parts of %s take %g s of its %g: %+v", op.Op, parts, op.Seconds, rows)
+		}
+	}
+}
+
+// seenPart reports whether rows hold op's part.
+func seenPart(rows []OpTime, op, part string) bool {
+	for _, o := range rows {
+		if o.Op == op && o.Part == part {
+			return true
+		}
+	}
+	return false
 }
 
 func TestStepsChangeWeights(t *testing.T) {
@@ -296,8 +336,10 @@ func stepRatioOps(b *testing.B, steppers [2]*Stepper) {
 	}
 	var sum [2]time.Duration
 	for k := range perOp {
-		for _, t := range perOp[k] {
-			sum[k] += t
+		for name, t := range perOp[k] {
+			if !strings.Contains(name, ops.PartSep) { // parts are in their op's time
+				sum[k] += t
+			}
 		}
 	}
 	b.Logf("%-36s DeepSeekMoE %7.2f  GShard %7.2f  difference %+7.2f", "(outside ops: optimizer, dispatch)", ms(wall[0]-sum[0]), ms(wall[1]-sum[1]), ms(wall[0]-sum[0]-wall[1]+sum[1]))

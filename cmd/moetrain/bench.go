@@ -144,7 +144,11 @@ func printOps(w io.Writer, rows []bench.OpTime) {
 		if o.CPUSeconds > 0 && o.Seconds > 0 {
 			cores = fmt.Sprintf("%.2f", o.CPUSeconds/o.Seconds)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%s\t\n", o.Op, o.Calls, o.Seconds*1e3, 100*o.Share, cores)
+		name := o.Op
+		if o.Part != "" {
+			name = o.Op + " · " + o.Part // a stretch of the op above, already in its time
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f%%\t%s\t\n", name, o.Calls, o.Seconds*1e3, 100*o.Share, cores)
 	}
 	tw.Flush()
 }

@@ -95,16 +95,18 @@ func (op *hashOp) Do(vs ...G.Value) (G.Value, error) {
 	u := in[0]
 	n, d := u.Shape()[0], u.Shape()[1]
 	e, w := in[3].Shape()[0], in[3].Shape()[1]
+	pt := startPhases(op.name)
 	r, err := hashRouting(in[1], in[2], e)
 	if err != nil {
 		return nil, err
 	}
+	pt.mark("routing")
 	y := op.outputOver(u.Dtype(), n, d) // expertsForward writes every row
 	switch u.Dtype() {
 	case tensor.Float32:
-		expertsForward(op.cache, true, in, r, slice[float32](y), false, d, w)
+		expertsForward(op.cache, true, in, r, slice[float32](y), false, d, w, pt)
 	case tensor.Float64:
-		expertsForward(op.cache, true, in, r, slice[float64](y), false, d, w)
+		expertsForward(op.cache, true, in, r, slice[float64](y), false, d, w, pt)
 	}
 	op.rec.store(&r)
 	return y, nil
@@ -199,6 +201,6 @@ func hashBackwardTyped[F Float](op *hashBackward, in []*tensor.Dense, dy []F, g 
 		panic(fmt.Sprintf("ops: HashMoE cache holds %T", act))
 	}
 	clearIdleExperts(g[1], g[2], g[3], r, w, d)
-	expertsBackward(g[0], false, nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w)
+	expertsBackward(g[0], false, nil, g[1], g[2], g[3], a, r, slice[F](in[0]), dy, slice[F](in[3]), slice[F](in[4]), slice[F](in[5]), d, w, startPhases(op.name))
 	return nil
 }

@@ -150,13 +150,14 @@ func sharedInputs(in []*tensor.Dense) []*tensor.Dense {
 // (the rows the routed experts' sum starts from) and reports whether it
 // did: in blocks that keep nothing in an evaluation graph, as the SwiGLU
 // op does.
-func sharedForward[F Float](op *moeOp, y []F, in []*tensor.Dense, n, d int) bool {
+func sharedForward[F Float](op *moeOp, y []F, in []*tensor.Dense, n, d int, pt *phaseTimer) bool {
 	if op.shared == nil {
 		return false
 	}
 	sh := sharedInputs(in)
 	f := sh[1].Shape()[0]
 	swigluOpForward(op.shared, !op.differentiated && swigluBlocked(in[0].Dtype(), d, f), y, sh, n, d, f)
+	pt.mark("shared experts")
 	return true
 }
 
@@ -196,15 +197,18 @@ func (op *moeOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	var r Routing
+	pt := startPhases(op.name)
 	switch u.Dtype() {
 	case tensor.Float32:
 		r = routeShared(op.share, slice[float32](probs), biasOf[float32](in, op.bias), n, e, op.gating)
-		start := sharedForward(op, slice[float32](y), in, n, d)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), start, d, w)
+		pt.mark("routing")
+		start := sharedForward(op, slice[float32](y), in, n, d, pt)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float32](y), start, d, w, pt)
 	case tensor.Float64:
 		r = routeShared(op.share, slice[float64](probs), biasOf[float64](in, op.bias), n, e, op.gating)
-		start := sharedForward(op, slice[float64](y), in, n, d)
-		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), start, d, w)
+		pt.mark("routing")
+		start := sharedForward(op, slice[float64](y), in, n, d, pt)
+		expertsForward(op.cache, op.differentiated, in[:5], r, slice[float64](y), start, d, w, pt)
 	default:
 		return nil, fmt.Errorf("MoE: dtype %v", u.Dtype())
 	}
@@ -306,11 +310,12 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 		total += size
 	}
 	p := op.outputOver(u.Dtype(), total)
+	pt := startPhases(op.name)
 	switch u.Dtype() {
 	case tensor.Float32:
-		moeBackwardTyped(op, in, backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in, backwardBias[float32](in, op.bias), slice[float32](probs), slice[float32](dy), split(slice[float32](p), sizes), n, e, d, w, pt)
 	case tensor.Float64:
-		moeBackwardTyped(op, in, backwardBias[float64](in, op.bias), slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w)
+		moeBackwardTyped(op, in, backwardBias[float64](in, op.bias), slice[float64](probs), slice[float64](dy), split(slice[float64](p), sizes), n, e, d, w, pt)
 	default:
 		return nil, fmt.Errorf("MoEBackward: dtype %v", u.Dtype())
 	}
@@ -318,14 +323,15 @@ func (op *moeBackward) Do(vs ...G.Value) (G.Value, error) {
 }
 
 // moeBackwardTyped fills the gradients g (sizes as moeBackward packs
-// them) from the backward op's inputs in.
-func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs, dy []F, g [][]F, n, e, d, w int) {
+// them) from the backward op's inputs in, marking its parts on pt.
+func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs, dy []F, g [][]F, n, e, d, w int, pt *phaseTimer) {
 	if op.shared != nil {
 		// du starts as the shared experts' dx; expertsBackward adds the
 		// routed experts' to it.
 		sh := in[len(in)-3:]
 		f := sh[0].Shape()[0]
 		swigluBackwardKernel(op.shared, g[0], g[5], g[6], slice[F](in[0]), slice[F](sh[0]), slice[F](sh[1]), slice[F](sh[2]), dy, n, d, f)
+		pt.mark("shared experts")
 	}
 	in = in[:5]
 	r, act := op.cache.load(in)
@@ -345,8 +351,9 @@ func moeBackwardTyped[F Float](op *moeBackward, in []*tensor.Dense, bias, probs,
 	dgate := poolGet[float64](&activations, n*r.K)
 	defer poolPut(&activations, dgate)
 	clear(dgate)
-	expertsBackward(g[0], op.shared != nil, dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w)
+	expertsBackward(g[0], op.shared != nil, dgate, g[2], g[3], g[4], a, r, slice[F](in[0]), dy, slice[F](in[2]), slice[F](in[3]), slice[F](in[4]), d, w, pt)
 	gateBackward(g[1], dgate, probs, r, op.gating)
+	pt.mark("gate gradients")
 }
 
 // clearIdleExperts zeroes the weight gradients of the experts r sends no
@@ -533,8 +540,9 @@ func expertsActivations[F Float](a *expertAct[F], r Routing, u, wg, wu []F, d, w
 // expert's gathered inputs always live in scratch of its own size, reused
 // by the next expert; without keep (an evaluation graph) so do its
 // pre-activations and sigmoids, instead of [S, ·] buffers written out for
-// a backward that never comes. The values, and y, are the same.
-func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, start bool, d, w int) {
+// a backward that never comes. The values, and y, are the same. pt (nil
+// for none) gets the parts "routed experts" and "k-way sum".
+func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Routing, y []F, start bool, d, w int, pt *phaseTimer) {
 	nw := len(in)
 	u, wg, wu, wd := slice[F](in[0]), slice[F](in[nw-3]), slice[F](in[nw-2]), slice[F](in[nw-1])
 	// Buffers hold the kept slots' rows only: sized for an expert-choice
@@ -593,6 +601,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		copy(wde, wd[e*d*w:(e+1)*d*w])
 		expertMatMul[F](n, s, w, d)(false, true, n, d, w, h, wde, o[lo*d:hi*d], false)
 	})
+	pt.mark("routed experts")
 	// Sum each token's k expert outputs in slot order: a fixed order, so the
 	// result does not depend on how experts were spread over workers.
 	parallel.For(r.N, 64, func(lo, hi int) {
@@ -614,6 +623,7 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 			sumRows(y[t*d:(t+1)*d], o, offs, gates)
 		}
 	})
+	pt.mark("k-way sum")
 	if keep {
 		c.store(in, r, a)
 	}
@@ -660,8 +670,9 @@ func sigmoids[F Float](s, g []F) {
 // Weight gradients are one GEMM per expert over its tokens, written once:
 // [dWg_e; dWu_e] = [dG | dU]ᵀ·x as one product into scratch, then copied to
 // the two gradients; dx = [dG | dU]·[Wg_e; Wu_e] is one product as well.
-// On the row tiles an expert's visit is expertBackwardRows instead.
-func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int) {
+// On the row tiles an expert's visit is expertBackwardRows instead. pt
+// (nil for none) gets the parts "routed experts" and "k-way sum".
+func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int, pt *phaseTimer) {
 	s, k := r.N*r.K, r.K
 	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
 	// the sum below reads after every expert is done. The rest is one
@@ -711,6 +722,7 @@ func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd
 		mm(false, false, c, d, 2*w, dgu, wgu, dyg, false)
 		poolPut(&stacks, wgu)
 	})
+	pt.mark("routed experts")
 	parallel.For(r.N, 64, func(lo, hi int) {
 		offs, ones := make([]int, 0, k), make([]F, k)
 		for j := range ones {
@@ -729,6 +741,7 @@ func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd
 			sumRows(du[t*d:(t+1)*d], ob, offs, ones[:len(offs)])
 		}
 	})
+	pt.mark("k-way sum")
 }
 
 // expertBackwardRows is one expert's visit of expertsBackward on

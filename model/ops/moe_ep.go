@@ -372,7 +372,7 @@ func (op *moeEPBackward) Do(vs ...G.Value) (G.Value, error) {
 	local.gatherGates()
 	dx := make([]float32, m*d)
 	dgate := make([]float64, m)
-	expertsBackward(dx, false, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w)
+	expertsBackward(dx, false, dgate, g[2], g[3], g[4], st.act, local, st.bufs[2][:m*d], dyr, wg, wu, wd, d, w, nil)
 
 	// (dx, dgate) back in the order received.
 	back := growBuf(&st.bufs[3], m*(d+1))

@@ -71,3 +71,33 @@ func record(name string, c opClock) {
 	profStats[name] = s
 	profMu.Unlock()
 }
+
+// PartSep joins an op's name and the name of one of its parts in
+// Profile's keys ("MoE/k-way sum"): the time the op spent in one stretch
+// of its Do, already counted in the op's own time.
+const PartSep = "/"
+
+// phaseTimer records the stretches of an op's Do as its parts while
+// profiling is on; a nil *phaseTimer records nothing.
+type phaseTimer struct {
+	op string
+	c  opClock
+}
+
+// startPhases returns a timer for op's parts, or nil when profiling is off.
+func startPhases(op string) *phaseTimer {
+	if !profiling.Load() {
+		return nil
+	}
+	return &phaseTimer{op: op, c: startClock()}
+}
+
+// mark records the time since the timer started or last marked as part,
+// and starts the next stretch.
+func (p *phaseTimer) mark(part string) {
+	if p == nil {
+		return
+	}
+	record(p.op+PartSep+part, p.c)
+	p.c = startClock()
+}
