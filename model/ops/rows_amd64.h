@@ -99,12 +99,16 @@ done: \
 // SQSUMS reduces the float64 lane sums Y0 (lanes 0-3) and Y1 (lanes 4-7)
 // to one sum in X0: c_l = Y0_l + Y1_l, then (c0 + c2) + (c1 + c3).
 // (vec_amd64.s's LANESUMS and vexp_amd64.s's causal rows.)
-#define SQSUMS \
-	VADDPD Y1, Y0, Y0 \
-	VEXTRACTF128 $1, Y0, X1 \
-	VADDPD X1, X0, X0 \
-	VPERMILPD $1, X0, X1 \
-	VADDSD X1, X0, X0
+#define SQSUMS SQSUMSOF(Y0, Y1, X0, X1)
+
+// SQSUMSOF(lo, hi, xlo, xhi): SQSUMS of the lane sums in lo and hi (xlo,
+// xhi their low halves) into xlo.
+#define SQSUMSOF(lo, hi, xlo, xhi) \
+	VADDPD hi, lo, lo \
+	VEXTRACTF128 $1, lo, xhi \
+	VADDPD xhi, xlo, xlo \
+	VPERMILPD $1, xlo, xhi \
+	VADDSD xhi, xlo, xlo
 
 // MAXNAN(P, loop, done): over the CX floats at P (a multiple of 8, at
 // least 8), Y0 = the lane maxima and Y1 = the lanes that met a NaN (all

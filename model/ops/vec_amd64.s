@@ -477,13 +477,17 @@ done: \
 
 // DOTTERMSOF(A, B): the products of the floats at A and B, widened first
 // (so each product is exact). Clobbers Y6, Y7.
-#define DOTTERMSOF(A, B) \
-	VCVTPS2PD (A)(AX*4), Y4 \
-	VCVTPS2PD 16(A)(AX*4), Y5 \
-	VCVTPS2PD (B)(AX*4), Y6 \
-	VCVTPS2PD 16(B)(AX*4), Y7 \
-	VMULPD Y6, Y4, Y4 \
-	VMULPD Y7, Y5, Y5
+#define DOTTERMSOF(A, B) DOTTERMSIN(A, B, Y4, Y5, Y6, Y7)
+
+// DOTTERMSIN(A, B, p0, p1, t0, t1): DOTTERMSOF's products of lanes 0-3 in
+// p0 and 4-7 in p1, through t0 and t1.
+#define DOTTERMSIN(A, B, p0, p1, t0, t1) \
+	VCVTPS2PD (A)(AX*4), p0 \
+	VCVTPS2PD 16(A)(AX*4), p1 \
+	VCVTPS2PD (B)(AX*4), t0 \
+	VCVTPS2PD 16(B)(AX*4), t1 \
+	VMULPD t0, p0, p0 \
+	VMULPD t1, p1, p1
 
 // DOTTERMS: DOTTERMSOF the floats at SI and DX (rowDot32x8's operands).
 #define DOTTERMS DOTTERMSOF(SI, DX)
@@ -495,12 +499,27 @@ done: \
 loop: \
 	CMPQ AX, END \
 	JGE done \
-	VCVTSS2SD (A)(AX*4), X4, X4 \
-	VCVTSS2SD (B)(AX*4), X5, X5 \
-	VMULSD X5, X4, X4 \
-	VADDSD X4, X0, X0 \
+	TAILTERM(A, B, X4, X5, X0) \
 	INCQ AX \
 	JMP loop
+
+// TAILTERM(A, B, ta, tb, acc): acc += float64(A[AX])·float64(B[AX]),
+// through ta and tb (DOTTAIL's step).
+#define TAILTERM(A, B, ta, tb, acc) \
+	VCVTSS2SD (A)(AX*4), ta, ta \
+	VCVTSS2SD (B)(AX*4), tb, tb \
+	VMULSD tb, ta, ta \
+	VADDSD ta, acc, acc
+
+// SCALE8(P, G, T) and SCALE1(P, G, T): the eight floats, or the one, at
+// P + 4·AX times G (scale32's products), through T.
+#define SCALE8(P, G, T) \
+	VMULPS (P)(AX*4), G, T \
+	VMOVUPS T, (P)(AX*4)
+
+#define SCALE1(P, G, T) \
+	VMULSS (P)(AX*4), G, T \
+	VMOVSS T, (P)(AX*4)
 
 // func rowSum32x8(x *float32, n int) float64
 // Σ x_j in float64 over eight lanes (lane j mod 8), reduced by SQSUMS.
@@ -528,7 +547,11 @@ TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 // slots[i]: dgate[s] = Σ_j h_j·dd_j as rowDot gives it (the eight-lane
 // float64 sums of the first w&^7 terms, reduced by SQSUMS, then the rest
 // in order), then h's and dd's rows times float32(gates[i]) as scale32
-// does: one pass a row where the backward made three calls.
+// does: one pass a row where the backward made three calls. Rows go two
+// at a time (row B's h and dd at R13, R14), each with the operations of
+// one row alone: the float64 sums and their reductions wait on the
+// latency of adds, and two rows' chains side by side keep the cores'
+// adders busy.
 TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 	MOVQ dgate+0(FP), R10
 	MOVQ slots+8(FP), R8
@@ -539,6 +562,75 @@ TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 	MOVQ w+48(FP), R12
 	MOVQ R12, CX
 	ANDQ $-8, CX
+	MOVQ R12, R15
+	SHLQ $2, R15 // a row's bytes
+grPair:
+	CMPQ R11, $2
+	JLT grOne
+	LEAQ (SI)(R15*1), R13
+	LEAQ (DX)(R15*1), R14
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	XORQ AX, AX
+gpDot:
+	CMPQ AX, CX
+	JGE gpDotDone
+	DOTTERMSIN(SI, DX, Y4, Y5, Y6, Y7)
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	DOTTERMSIN(R13, R14, Y10, Y11, Y12, Y13)
+	VADDPD Y10, Y8, Y8
+	VADDPD Y11, Y9, Y9
+	ADDQ $8, AX
+	JMP gpDot
+gpDotDone:
+	SQSUMSOF(Y0, Y1, X0, X1)
+	SQSUMSOF(Y8, Y9, X8, X9)
+gpTail: // DOTTAIL for both rows
+	CMPQ AX, R12
+	JGE gpStore
+	TAILTERM(SI, DX, X4, X5, X0)
+	TAILTERM(R13, R14, X6, X7, X8)
+	INCQ AX
+	JMP gpTail
+gpStore:
+	MOVLQSX (R8), BX
+	VMOVSD X0, (R10)(BX*8)
+	MOVLQSX 4(R8), BX
+	VMOVSD X8, (R10)(BX*8)
+	VCVTSD2SS (R9), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTSD2SS 8(R9), X3, X3
+	VBROADCASTSS X3, Y3
+	XORQ AX, AX
+gpScale:
+	CMPQ AX, CX
+	JGE gpScaleTail
+	SCALE8(SI, Y2, Y4)
+	SCALE8(DX, Y2, Y5)
+	SCALE8(R13, Y3, Y6)
+	SCALE8(R14, Y3, Y7)
+	ADDQ $8, AX
+	JMP gpScale
+gpScaleTail:
+	CMPQ AX, R12
+	JGE gpNext
+	SCALE1(SI, X2, X4)
+	SCALE1(DX, X2, X5)
+	SCALE1(R13, X3, X6)
+	SCALE1(R14, X3, X7)
+	INCQ AX
+	JMP gpScaleTail
+gpNext:
+	LEAQ (R13)(R15*1), SI
+	LEAQ (R14)(R15*1), DX
+	ADDQ $8, R8
+	ADDQ $16, R9
+	SUBQ $2, R11
+	JMP grPair
+grOne:
 	TESTQ R11, R11
 	JEQ grDone
 grRow:
@@ -554,19 +646,15 @@ grStore:
 grScale:
 	CMPQ AX, CX
 	JGE grScaleTail
-	VMULPS (SI)(AX*4), Y2, Y3
-	VMOVUPS Y3, (SI)(AX*4)
-	VMULPS (DX)(AX*4), Y2, Y3
-	VMOVUPS Y3, (DX)(AX*4)
+	SCALE8(SI, Y2, Y3)
+	SCALE8(DX, Y2, Y3)
 	ADDQ $8, AX
 	JMP grScale
 grScaleTail:
 	CMPQ AX, R12
 	JGE grNext
-	VMULSS (SI)(AX*4), X2, X3
-	VMOVSS X3, (SI)(AX*4)
-	VMULSS (DX)(AX*4), X2, X3
-	VMOVSS X3, (DX)(AX*4)
+	SCALE1(SI, X2, X3)
+	SCALE1(DX, X2, X3)
 	INCQ AX
 	JMP grScaleTail
 grNext:

@@ -612,7 +612,7 @@ func TestGateRowsMatchRowByRow(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(31, 32))
 	for _, w := range []int{1, 7, 8, 9, 86, 128} {
-		const rows, k = 6, 3
+		const rows, k = 7, 3 // three pairs of rows and one alone
 		h, dd := vecInputs(r, rows*w), vecInputs(r, rows*w)
 		slots := make([]int32, rows)
 		for i, p := range r.Perm(rows * k)[:rows] {
