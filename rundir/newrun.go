@@ -32,12 +32,9 @@ func NewRun(dir string, cfg configs.Config, m *model.Model) (string, error) {
 	}
 	st := NewState(cfg)
 	// Record this machine's kernel, as the trainer does, so that continuing the
-	// run does not warn about a kernel change that never happened. The
-	// trainer turns bf16 products on, which keeps the experts off the row
-	// tiles (ops.BitsKernel); this process has them off.
+	// run does not warn about a kernel change that never happened.
 	if info, err := blas.Init(); err == nil {
-		routedTiles := cfg.Model.FFN != configs.FFNDense && !cfg.Train.BF16Products()
-		st.Kernel, st.Threads = ops.BitsKernel(info.Kernel, routedTiles), runtime.GOMAXPROCS(0)
+		st.Kernel, st.Threads = ops.BitsKernel(info.Kernel, cfg.Model.FFN != configs.FFNDense, cfg.Train.BF16Products()), runtime.GOMAXPROCS(0)
 	}
 	state, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

@@ -296,7 +296,7 @@ func (t *trainer) setup() error {
 	if err := blas.SetBF16Products(c.Train.BF16Products()); err != nil {
 		return fmt.Errorf("train.products: %w", err)
 	}
-	t.kernel = ops.BitsKernel(info.Kernel, c.Model.FFN != configs.FFNDense)
+	t.kernel = ops.BitsKernel(info.Kernel, c.Model.FFN != configs.FFNDense, c.Train.BF16Products())
 	t.logf("moetrain: run %s", t.opt.RunDir)
 	t.logf("BLAS: %s", info)
 	if blas.BF16Products() {

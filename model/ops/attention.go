@@ -475,17 +475,17 @@ func blocks(t int, fn func(r0, r1 int)) {
 // BitsKernel names what decides a float32 step's bits on this machine:
 // the BLAS kernel (blasKernel, blas.Info.Kernel) and, where the CPU has
 // AVX-512, the causal attention tiles (fusedAttention) and, for a model
-// with routed experts, the row tiles of their products (rowTiles, so
-// under float32 products only), whose sums run in another order than the
-// library's.
-// Runs record it, and a run resumed where it differs warns that it
-// continues, but not bit for bit.
-func BitsKernel(blasKernel string, routed bool) string {
+// with routed experts, the row tiles of their products (rowsProducts,
+// under float32 products only: bf16 is train.products' bfloat16 setting,
+// which keeps the experts on the library's path, rowTiles), whose sums
+// run in another order than the library's. Runs record it, and a run
+// resumed where it differs warns that it continues, but not bit for bit.
+func BitsKernel(blasKernel string, routed, bf16 bool) string {
 	s := blasKernel
 	if vexp512 {
 		s += "; attention: AVX-512 tiles"
 	}
-	if routed && rowTiles() {
+	if routed && rowsProducts && !bf16 {
 		s += "; expert rows: AVX-512 tiles"
 	}
 	return s

@@ -655,9 +655,9 @@ func TestBitsKernelNamesAttentionPath(t *testing.T) {
 	defer func(v, r bool) { vexp512, rowsProducts = v, r }(vexp512, rowsProducts)
 	rowsProducts = false
 	vexp512 = false
-	without := BitsKernel("oneDNN 2.6.3 avx2", true)
+	without := BitsKernel("oneDNN 2.6.3 avx2", true, false)
 	vexp512 = true
-	with := BitsKernel("oneDNN 2.6.3 avx2", true)
+	with := BitsKernel("oneDNN 2.6.3 avx2", true, false)
 	if without == with {
 		t.Errorf("BitsKernel gives %q with and without the AVX-512 attention tiles", with)
 	}
@@ -667,11 +667,16 @@ func TestBitsKernelNamesAttentionPath(t *testing.T) {
 	// The expert products' tiles, for models with routed experts only: a
 	// dense run's bits do not depend on them.
 	rowsProducts = true
-	if moe := BitsKernel("oneDNN 2.6.3 avx2", true); moe == with {
+	if moe := BitsKernel("oneDNN 2.6.3 avx2", true, false); moe == with {
 		t.Errorf("BitsKernel gives %q with and without the expert rows' tiles", moe)
 	}
-	if dense := BitsKernel("oneDNN 2.6.3 avx2", false); dense != with {
+	if dense := BitsKernel("oneDNN 2.6.3 avx2", false, false); dense != with {
 		t.Errorf("BitsKernel of a dense model = %q with the expert rows' tiles, %q without", dense, with)
+	}
+	// bfloat16 products keep the experts off the tiles, whatever the
+	// process's own setting: a run records what its training will use.
+	if bf16 := BitsKernel("oneDNN 2.6.3 avx2", true, true); bf16 != with {
+		t.Errorf("BitsKernel under bf16 products = %q, want the tiles left out as %q", bf16, with)
 	}
 }
 

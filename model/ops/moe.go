@@ -783,25 +783,29 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 // the rows h_i, dd_i (width w) of h and dd: the backward's per-slot work
 // before its weight gradients, on an expert's rows with their gates in
 // the same order (Routing.PosGates). With the vector kernels and a dgate,
-// one pass over the rows (gateRows32x8, the same bits); the three calls a
-// slot it replaces took 40 ns a slot at w = 86, 2 ms of CPU a science
-// DeepSeekMoE step (docs/BENCHMARKS.md, round 18).
+// one pass over pairs of rows (gateRows32x8, the same bits as the loop
+// below, which takes an odd last row); the three calls a slot it
+// replaces took 40 ns a slot at w = 86, 2 ms of CPU a science DeepSeekMoE
+// step (docs/BENCHMARKS.md, rounds 18 and 19).
 func gateRows(dgate []float64, slots []int32, gates []float64, h, dd []float32, w int) {
-	if dgate != nil && vexpOK && len(slots) > 0 && w > 0 {
-		_, _, _ = h[len(slots)*w-1], dd[len(slots)*w-1], gates[len(slots)-1] // the kernel reads and writes these whole
-		for _, sl := range slots {
-			_ = dgate[sl]
+	i := 0
+	if dgate != nil && vexpOK && w > 0 {
+		if i = len(slots) &^ 1; i > 0 {
+			_, _, _ = h[i*w-1], dd[i*w-1], gates[i-1] // the kernel reads and writes these whole
+			for _, sl := range slots[:i] {
+				_ = dgate[sl]
+			}
+			gateRows32x8(&dgate[0], &slots[0], &gates[0], &h[0], &dd[0], i, w)
 		}
-		gateRows32x8(&dgate[0], &slots[0], &gates[0], &h[0], &dd[0], len(slots), w)
-		return
 	}
-	if dgate != nil {
-		rowDots(dgate, slots, h, dd, w)
-	}
-	for i := range slots {
+	for ; i < len(slots); i++ {
+		hi, di := h[i*w:(i+1)*w], dd[i*w:(i+1)*w]
+		if dgate != nil {
+			dgate[slots[i]] = rowDot(hi, di)
+		}
 		g := float32(gates[i])
-		scale32(h[i*w:(i+1)*w], g)
-		scale32(dd[i*w:(i+1)*w], g)
+		scale32(hi, g)
+		scale32(di, g)
 	}
 }
 

@@ -125,10 +125,10 @@ type Routing struct {
 	Offsets []int32
 	// PosGates[p] is Gates[Slots[p]]: the gates in expert-major order, so
 	// the backward reads an expert's gates in a row instead of one cache
-	// line a slot all over Gates, mostly evicted since the forward (0.6
-	// ms of CPU a science DeepSeekMoE step in stalls; docs/BENCHMARKS.md,
-	// round 19). group fills it; whoever changes Gates after calls
-	// gatherGates.
+	// line a slot all over Gates, mostly evicted since the forward (the
+	// gate pass's CPU time in a science DeepSeekMoE step: median 2.8 →
+	// 2.0 ms; docs/BENCHMARKS.md, round 19). group fills it; whoever
+	// changes Gates after calls gatherGates.
 	PosGates []float64
 	// Pos is the inverse of Slots: slot s sits at position Pos[s] of the
 	// expert-major order, where the kernels keep that slot's rows; −1 for a

@@ -543,15 +543,16 @@ TEXT ·rowDot32x8(SB), NOSPLIT, $0-32
 	RET
 
 // func gateRows32x8(dgate *float64, slots *int32, gates *float64, h, dd *float32, rows, w int)
-// For each of rows rows i (h's and dd's rows at i·w floats), with s =
-// slots[i]: dgate[s] = Σ_j h_j·dd_j as rowDot gives it (the eight-lane
-// float64 sums of the first w&^7 terms, reduced by SQSUMS, then the rest
-// in order), then h's and dd's rows times float32(gates[i]) as scale32
-// does: one pass a row where the backward made three calls. Rows go two
-// at a time (row B's h and dd at R13, R14), each with the operations of
-// one row alone: the float64 sums and their reductions wait on the
-// latency of adds, and two rows' chains side by side keep the cores'
-// adders busy.
+// For each of rows rows i (an even count; h's and dd's rows at i·w
+// floats), with s = slots[i]: dgate[s] = Σ_j h_j·dd_j as rowDot gives it
+// (the eight-lane float64 sums of the first w&^7 terms, reduced by
+// SQSUMS, then the rest in order), then h's and dd's rows times
+// float32(gates[i]) as scale32 does: one pass a row where the backward
+// made three calls. Rows go two at a time (row B's h and dd at R13, R14),
+// each with the operations of one row alone: the float64 sums and their
+// reductions wait on the latency of adds, and two rows' chains side by
+// side keep the cores' adders busy. An odd last row is left alone
+// (gateRows takes it).
 TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 	MOVQ dgate+0(FP), R10
 	MOVQ slots+8(FP), R8
@@ -564,9 +565,9 @@ TEXT ·gateRows32x8(SB), NOSPLIT, $0-56
 	ANDQ $-8, CX
 	MOVQ R12, R15
 	SHLQ $2, R15 // a row's bytes
+	ANDQ $-2, R11 // whole pairs: an odd last row is left as it is
+	JEQ grDone
 grPair:
-	CMPQ R11, $2
-	JLT grOne
 	LEAQ (SI)(R15*1), R13
 	LEAQ (DX)(R15*1), R14
 	VXORPD Y0, Y0, Y0
@@ -629,41 +630,7 @@ gpNext:
 	ADDQ $8, R8
 	ADDQ $16, R9
 	SUBQ $2, R11
-	JMP grPair
-grOne:
-	TESTQ R11, R11
-	JEQ grDone
-grRow:
-	LANESUMS(DOTTERMS, grDot, grDotDone)
-	MOVQ CX, AX
-	DOTTAIL(SI, DX, R12, grTail, grStore)
-grStore:
-	MOVLQSX (R8), BX
-	VMOVSD X0, (R10)(BX*8)
-	VCVTSD2SS (R9), X2, X2
-	VBROADCASTSS X2, Y2
-	XORQ AX, AX
-grScale:
-	CMPQ AX, CX
-	JGE grScaleTail
-	SCALE8(SI, Y2, Y3)
-	SCALE8(DX, Y2, Y3)
-	ADDQ $8, AX
-	JMP grScale
-grScaleTail:
-	CMPQ AX, R12
-	JGE grNext
-	SCALE1(SI, X2, X3)
-	SCALE1(DX, X2, X3)
-	INCQ AX
-	JMP grScaleTail
-grNext:
-	LEAQ (SI)(R12*4), SI
-	LEAQ (DX)(R12*4), DX
-	ADDQ $4, R8
-	ADDQ $8, R9
-	DECQ R11
-	JNE grRow
+	JNE grPair
 grDone:
 	VZEROUPPER
 	RET
