@@ -314,11 +314,7 @@ func balanceLoss[F Float](op *balanceOp, probs []F, bias any, e int) float64 {
 				t1 := min(end, (seg+1)*segLen)
 				coef = expertCoefs(coef, c[seg*ng:(seg+1)*ng], e, op.gsize)
 				clear(col)
-				for t := t0; t < t1; t++ {
-					for i, v := range probs[t*e : (t+1)*e] {
-						col[i] += float64(v)
-					}
-				}
+				colSums(col, probs[t0*e:t1*e], t1-t0, e)
 				for i, v := range col {
 					sum += coef[i] * v
 				}

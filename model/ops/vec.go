@@ -355,6 +355,25 @@ func transposeBlock[F Float](dst []F, ldd int, src []F, r0, r1, c0, c1, cols int
 // softmax row, and RMSNorm's forward and backward ran 1.8× slower with
 // them (docs/BENCHMARKS.md, round 15).
 
+// colSums adds each column of x ([rows, e]) to col ([e]) in float64, row
+// by row: col[j] += float64(x[r·e+j]) for r = 0, 1, … in turn. float32
+// rows take colSums64x4 (the same bits): the balance loss's per-expert
+// sums over 2048 router rows of 63 took 0.13 ms of CPU a layer in the
+// loop, a scalar add, its load and its store per element
+// (docs/BENCHMARKS.md, round 20).
+func colSums[F Float](col []float64, x []F, rows, e int) {
+	col, x = col[:e], x[:rows*e]
+	if x32, ok := any(x).([]float32); ok && vexpOK && rows > 0 && e > 0 {
+		colSums64x4(&col[0], &x32[0], rows, e)
+		return
+	}
+	for r := range rows {
+		for j, v := range x[r*e : (r+1)*e] {
+			col[j] += float64(v)
+		}
+	}
+}
+
 // rowSum returns Σ x_j.
 func rowSum(x []float32) float64 {
 	var sum float64

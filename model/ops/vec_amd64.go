@@ -42,6 +42,9 @@ func rmsGrad32x8(dx, pw, w, dy, x *float32, r, c float32, n int)
 func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int)
 
 //go:noescape
+func colSums64x4(col *float64, x *float32, rows, e int)
+
+//go:noescape
 func max32x8(x *float32, n int) (m float32, nan bool)
 
 // mul3Rows32x8 and swigluGradRows32x8 walk rows of [g | u] (vec_amd64.s;

@@ -949,3 +949,45 @@ cdNext:
 cdDone:
 	VZEROUPPER
 	RET
+
+// func colSums64x4(col *float64, x *float32, rows, e int)
+// col[j] += float64(x[r·e + j]) for r = 0 … rows−1 in turn, j < e: per
+// column the adds of the Go loop, in row order (float64 addition is
+// commutative, so col + x and x + col are the same bits). Four columns a
+// vector with the sums in col itself (in L1: a column's next add waits
+// on its store, the other columns' adds run meanwhile), then the last
+// e mod 4 one at a time.
+TEXT ·colSums64x4(SB), NOSPLIT, $0-32
+	MOVQ col+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ rows+16(FP), R10
+	MOVQ e+24(FP), R13
+	MOVQ R13, CX
+	ANDQ $-4, CX
+	TESTQ R10, R10
+	JEQ csDone
+csRow:
+	XORQ AX, AX
+csVec:
+	CMPQ AX, CX
+	JGE csTail
+	VCVTPS2PD (SI)(AX*4), Y0
+	VADDPD (DI)(AX*8), Y0, Y0
+	VMOVUPD Y0, (DI)(AX*8)
+	ADDQ $4, AX
+	JMP csVec
+csTail:
+	CMPQ AX, R13
+	JGE csNext
+	VCVTSS2SD (SI)(AX*4), X1, X1
+	VADDSD (DI)(AX*8), X1, X1
+	VMOVSD X1, (DI)(AX*8)
+	INCQ AX
+	JMP csTail
+csNext:
+	LEAQ (SI)(R13*4), SI
+	DECQ R10
+	JNZ csRow
+csDone:
+	VZEROUPPER
+	RET

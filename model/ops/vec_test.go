@@ -279,6 +279,39 @@ func TestRowSumsMatchLanes(t *testing.T) {
 	}
 }
 
+// colSums gives the bits of the per-column loop in row order, on widths
+// with and without a partial last vector, with terms spread far enough
+// in size that another order would round differently, and leaves what
+// lies past col's e entries alone.
+func TestColSumsMatchLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, e := range []int{1, 3, 4, 5, 16, 63, 64, 65} {
+		for _, rows := range []int{1, 2, 37, 256} {
+			x := make([]float32, rows*e)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * math.Ldexp(1, r.IntN(100)-50))
+			}
+			col, want := make([]float64, e+1), make([]float64, e+1)
+			for j := range col {
+				col[j] = r.NormFloat64() * 1e10
+				want[j] = col[j]
+			}
+			for row := range rows {
+				for j := range e {
+					want[j] += float64(x[row*e+j])
+				}
+			}
+			colSums(col, x, rows, e)
+			for j := range col {
+				if math.Float64bits(col[j]) != math.Float64bits(want[j]) {
+					t.Errorf("e=%d rows=%d: col[%d] = %v, the loop's %v", e, rows, j, col[j], want[j])
+					break
+				}
+			}
+		}
+	}
+}
+
 func TestDisjoint(t *testing.T) {
 	buf := make([]float32, 32)
 	for _, c := range []struct {

@@ -48,6 +48,10 @@ func sumRows32x8(y, o *float32, offs *int, gates *float32, k, n int) {
 	panic("ops: no vector kernels on this platform")
 }
 
+func colSums64x4(col *float64, x *float32, rows, e int) {
+	panic("ops: no vector kernels on this platform")
+}
+
 func max32x8(x *float32, n int) (float32, bool) { panic("ops: no vector kernels on this platform") }
 
 // topK512 is false: TopK runs the scalar list.
