@@ -15,6 +15,7 @@ import (
 	"github.com/moetrain/moetrain/internal/blas"
 	"github.com/moetrain/moetrain/internal/cputime"
 	"github.com/moetrain/moetrain/internal/stats"
+	"github.com/moetrain/moetrain/model"
 	"github.com/moetrain/moetrain/model/ops"
 )
 
@@ -254,13 +255,15 @@ func BenchmarkStepGShard(b *testing.B)      { benchStep(b, "gshard-small") }
 func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
 
 // BenchmarkStepRatio alternates training steps of DeepSeekMoE and GShard
-// at the same activated size in one process, so load changes on a shared
-// machine hit both alike, and reports the median step of each (wall and
-// CPU time, the latter steadier under load), their ratios (the goal:
-// DeepSeekMoE ≤ 1.05× GShard), the ratio of the two models' fastest
-// steps and the median phases of the DeepSeekMoE step. Sub-benchmarks: "bench" is moe-small against gshard-small; "sci"
-// is sci-moe against the same model with GShard's 16 experts of width 344,
-// top-2 (the science GShard). Run with e.g.
+// in one process, so load changes on a shared machine hit both alike, and
+// reports the median step of each (wall and CPU time, the latter steadier
+// under load), their ratios (the goal: DeepSeekMoE ≤ 1.05× GShard at equal
+// activated size), the ratio of the two models' fastest steps and the
+// median phases of the DeepSeekMoE step. Sub-benchmarks: "bench" is
+// moe-small against gshard-small; "sci" is sci-moe against the same model
+// with GShard's 16 experts of width 344, top-2 (gshardSci: the same expert
+// parameters); "sci-activated" against GShard at sci-moe's activated size
+// (gshardSciActivated, width 352). Run with e.g.
 //
 //	go test ./bench -run '^$' -bench 'StepRatio$' -benchtime 8x
 //
@@ -268,6 +271,7 @@ func BenchmarkStepSwitch(b *testing.B)      { benchStep(b, "switch-small") }
 func BenchmarkStepRatio(b *testing.B) {
 	b.Run("bench", func(b *testing.B) { stepRatio(b, "moe-small", nil, "gshard-small", nil) })
 	b.Run("sci", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSci) })
+	b.Run("sci-activated", func(b *testing.B) { stepRatio(b, "sci-moe", nil, "sci-moe", gshardSciActivated) })
 }
 
 // BenchmarkStepRatioOps alternates DeepSeekMoE and GShard steps at equal
@@ -347,9 +351,49 @@ func stepRatioOps(b *testing.B, steppers [2]*Stepper) {
 	b.ReportMetric(ms(wall[1]), "gshard-ms")
 }
 
-// gshardSci turns configs/bench/sci-moe.yaml into its GShard twin at the
-// same activated size: 16 experts of width 344, top-2.
+// gshardSci turns configs/bench/sci-moe.yaml into its GShard twin with the
+// same expert parameters, total and activated: 16 experts of width 344,
+// top-2 (the paper's split, 4 × 86 = 344). Its router has 16 columns to
+// DeepSeekMoE's 63, so it has 1.7% fewer activated parameters in all
+// (DESIGN.md §7.1's count, routers included) and 1.6% fewer FLOPs a token.
 var gshardSci = []string{"model.ffn=gshard", "model.shared_experts=0", "model.routed_experts=16", "model.active_routed=2", "model.expert_width=344"}
+
+// gshardSciActivated is the GShard twin at sci-moe's activated size by
+// that count: experts of width 352 make up the routers' difference
+// (within 0.04%, TestGShardTwins).
+var gshardSciActivated = []string{"model.ffn=gshard", "model.shared_experts=0", "model.routed_experts=16", "model.active_routed=2", "model.expert_width=352"}
+
+// TestGShardTwins checks what the science GShard twins are said to be
+// against sci-moe, by DESIGN.md §7.1's count (model.Count): gshardSci has
+// the same expert parameters, total and activated, and fewer activated
+// parameters in all (the routers); gshardSciActivated has the same
+// activated parameters within 0.04%.
+func TestGShardTwins(t *testing.T) {
+	load := func(sets []string) configs.Model {
+		cfg, err := configs.Load("../configs/bench/sci-moe.yaml", sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Model
+	}
+	ds, gs, gsAct := load(nil), load(gshardSci), load(gshardSciActivated)
+	experts := func(m configs.Model) (total, active int) {
+		per := 3 * m.Hidden * m.ExpertWidth
+		return (m.SharedExperts + m.RoutedExperts) * per, (m.SharedExperts + m.ActiveRouted) * per
+	}
+	dsTotal, dsActive := experts(ds)
+	gsTotal, gsActive := experts(gs)
+	if dsTotal != gsTotal || dsActive != gsActive {
+		t.Errorf("expert parameters: DeepSeekMoE %d total, %d activated; gshardSci %d, %d", dsTotal, dsActive, gsTotal, gsActive)
+	}
+	a, g, ga := model.Count(ds).Activated, model.Count(gs).Activated, model.Count(gsAct).Activated
+	if g >= a {
+		t.Errorf("gshardSci has %d activated parameters, DeepSeekMoE %d: want fewer (its router is smaller)", g, a)
+	}
+	if d := math.Abs(float64(ga-a)) / float64(a); d > 0.0004 {
+		t.Errorf("gshardSciActivated has %d activated parameters, DeepSeekMoE %d: %.3f%% apart, want ≤ 0.04%%", ga, a, 100*d)
+	}
+}
 
 func stepRatio(b *testing.B, moeName string, moeSets []string, gsName string, gsSets []string) {
 	steppers := [2]*Stepper{benchStepper(b, moeName, moeSets), benchStepper(b, gsName, gsSets)}
