@@ -769,13 +769,32 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	a.hidden(h, lo, hi, w)
 	blas.RowsMatMul(c, w, d, dy, offs, wd[e*d*w:(e+1)*d*w], dd)
 	gateRows(dgate, r.Slots[lo:hi], r.PosGates[lo:hi], h, dd, w)
-	blas.OuterSum(d, w, dy, offs, h, hoffs, dwd[e*d*w:(e+1)*d*w])
+	downWeightGrad(dwd[e*d*w:(e+1)*d*w], dy, offs, h, hoffs, d, w)
 	swigluGradRows(dgu, dd, a.gu[2*lo*w:2*hi*w], a.sg[lo*w:hi*w], c, w)
 	blas.OuterSum(w, d, dgu, goffs, u, offs, dwg[e*w*d:(e+1)*w*d])
 	blas.OuterSum(w, d, dgu, uoffs, u, offs, dwu[e*w*d:(e+1)*w*d])
 	wgu := stackedExpert(wg, wu, e, w, d)
 	blas.MatMulSerial(false, false, c, d, 2*w, dgu, wgu, ob[lo*d:hi*d], false)
 	poolPut(&stacks, wgu)
+}
+
+// downWeightGrad sets dwd ([D, W]) to Σ_i dy_{offs[i]} ⊗ h_{hoffs[i]}
+// with blas.OuterSum. Where W is not a multiple of 32 and D is, it forms
+// the transpose Σ_i h ⊗ dy ([W, D]: whole 32-column tiles) into scratch
+// and transposes it into dwd: each element is the same chain of FMAs (a
+// product's two factors swapped), so the same bits. As [D, W] the last
+// W mod 32 columns take the narrower tiles: DeepSeekMoE's 86-wide experts
+// put 22 of every 86 columns on the 24-column tile (docs/BENCHMARKS.md,
+// round 20).
+func downWeightGrad(dwd, dy []float32, offs []int, h []float32, hoffs []int, d, w int) {
+	if d%32 != 0 || w%32 == 0 {
+		blas.OuterSum(d, w, dy, offs, h, hoffs, dwd)
+		return
+	}
+	t := poolGet[float32](&stacks, w*d)
+	blas.OuterSum(w, d, h, hoffs, dy, offs, t)
+	transposeRows(dwd, w, t, 0, w, d)
+	poolPut(&stacks, t)
 }
 
 // gateRows sets dgate[slots[i]] = rowDot(h_i, dd_i) (dgate nil: skipped)

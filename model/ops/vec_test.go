@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/moetrain/moetrain/internal/blas"
 )
 
 // vecInputs returns n float32 values: random ones of mixed scale with
@@ -679,6 +681,32 @@ func TestGateRowsMatchRowByRow(t *testing.T) {
 		gateRows(nil, slots, gates, onlyH, onlyD, w)
 		if !slices.EqualFunc(onlyH, wantH, sameBits) || !slices.EqualFunc(onlyD, wantD, sameBits) {
 			t.Fatalf("w=%d: without a dgate the rows are not scaled as with one", w)
+		}
+	}
+}
+
+// TestDownWeightGradMatchesOuterSum: downWeightGrad's transposed product
+// gives blas.OuterSum's bits as [D, W], on the widths it transposes (86,
+// 43: not multiples of 32) and those it leaves (344 at D = 100, 64), rows
+// repeated and out of order, NaN, infinities and subnormals among the
+// inputs.
+func TestDownWeightGradMatchesOuterSum(t *testing.T) {
+	if !blas.RowsOK() {
+		t.Skip("no row tiles on this CPU")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	for _, sh := range []struct{ d, w int }{{128, 86}, {64, 43}, {128, 64}, {100, 344}} {
+		const n, c = 40, 23
+		dy, h := vecInputs(r, n*sh.d), vecInputs(r, c*sh.w)
+		offs, hoffs := make([]int, c), make([]int, c)
+		for i := range offs {
+			offs[i], hoffs[i] = r.IntN(n)*sh.d, r.IntN(c)*sh.w
+		}
+		want, got := make([]float32, sh.d*sh.w), make([]float32, sh.d*sh.w)
+		blas.OuterSum(sh.d, sh.w, dy, offs, h, hoffs, want)
+		downWeightGrad(got, dy, offs, h, hoffs, sh.d, sh.w)
+		if !slices.EqualFunc(got, want, sameBits) {
+			t.Errorf("d=%d w=%d: downWeightGrad differs from OuterSum", sh.d, sh.w)
 		}
 	}
 }
