@@ -253,16 +253,24 @@ func BenchmarkTopK(b *testing.B) {
 		for i, v := range probs {
 			rows[i] = float32(v)
 		}
-		idx := make([]int32, s.k)
+		idx := make([]int32, 2048*s.k)
+		byRow := func(fn func(idx []int32, row []float32, k int)) func() {
+			return func() {
+				for t := 0; t < 2048; t++ {
+					fn(idx[t*s.k:(t+1)*s.k], rows[t*s.e:(t+1)*s.e], s.k)
+				}
+			}
+		}
 		for _, p := range []struct {
 			name string
-			fn   func(idx []int32, row []float32, k int)
-		}{{"small", topKSmall[float32]}, {"small-list", topKSmallList[float32]}, {"list", topKList[float32]}} {
+			fn   func()
+		}{
+			{"small", byRow(topKSmall[float32])}, {"small-list", byRow(topKSmallList[float32])}, {"list", byRow(topKList[float32])},
+			{"pairs", func() { topKPairs(idx, rows, 0, 2048, s.e, s.k) }},
+		} {
 			b.Run(s.name+"/"+p.name, func(b *testing.B) {
 				for b.Loop() {
-					for t := 0; t < 2048; t++ {
-						p.fn(idx, rows[t*s.e:(t+1)*s.e], s.k)
-					}
+					p.fn()
 				}
 			})
 		}

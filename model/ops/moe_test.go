@@ -303,6 +303,59 @@ func TestTopKVectorMatchesList(t *testing.T) {
 	}
 }
 
+// TestTopKPairsMatchRows: topK32x64x2 makes topK32x64's choices and
+// refusals on each of its two rows (ties, zeros of both signs, +Inf, and
+// NaN or -Inf in either row, both, or neither), and topKPairs, over odd
+// and even row counts, TopK's choices row by row.
+func TestTopKPairsMatchRows(t *testing.T) {
+	if !topK512 {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(10, 10))
+	special := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, float32(math.Inf(1)), 1}
+	bad := []float32{float32(math.NaN()), float32(math.Inf(-1))}
+	for it := 0; it < 30000; it++ {
+		e := 1 + r.IntN(64)
+		k := 1 + r.IntN(min(e, 16))
+		a, b := routerRow(r, e, special), routerRow(r, e, special)
+		if r.IntN(4) == 0 {
+			a[r.IntN(e)] = bad[r.IntN(2)]
+		}
+		if r.IntN(4) == 0 {
+			b[r.IntN(e)] = bad[r.IntN(2)]
+		}
+		wantA, wantB := make([]int32, k), make([]int32, k)
+		okA, okB := topK32x64(&wantA[0], &a[0], e, k), topK32x64(&wantB[0], &b[0], e, k)
+		gotA, gotB := make([]int32, k), make([]int32, k)
+		gA, gB := topK32x64x2(&gotA[0], &a[0], &gotB[0], &b[0], e, k)
+		if gA != okA || gB != okB {
+			t.Fatalf("rows %v, %v k=%d: took %t, %t; one at a time %t, %t", a, b, k, gA, gB, okA, okB)
+		}
+		if okA && !slices.Equal(gotA, wantA) || okB && !slices.Equal(gotB, wantB) {
+			t.Fatalf("rows %v, %v k=%d: %v, %v; one at a time %v, %v", a, b, k, gotA, gotB, wantA, wantB)
+		}
+	}
+	for _, n := range []int{1, 2, 5, 64} {
+		const e, k = 63, 7
+		scores := make([]float32, 0, n*e)
+		for range n {
+			scores = append(scores, routerRow(r, e, special)...)
+		}
+		scores[r.IntN(n*e)] = float32(math.NaN())
+		got, want := make([]int32, n*k), make([]int32, n*k)
+		lo := topKPairs(got, scores, 0, n, e, k)
+		if lo != n&^1 {
+			t.Fatalf("n=%d: topKPairs left rows from %d, want %d", n, lo, n&^1)
+		}
+		for i := range lo {
+			TopK(want[i*k:(i+1)*k], scores[i*e:(i+1)*e], k)
+		}
+		if !slices.Equal(got[:lo*k], want[:lo*k]) {
+			t.Fatalf("n=%d: topKPairs chose %v, TopK row by row %v", n, got[:lo*k], want[:lo*k])
+		}
+	}
+}
+
 // TestRoute checks routings against the scores, each made after the last
 // was released: a routing over a released one's slices (newRouting) must
 // be as good as one over fresh slices.

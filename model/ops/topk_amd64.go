@@ -14,3 +14,9 @@ var topK512 = cpu.X86.HasAVX512F
 //
 //go:noescape
 func topK32x64(idx *int32, row *float32, n, k int) (ok bool)
+
+// topK32x64x2 is topK32x64 on two rows of n values at once (their rounds
+// interleaved): the same indices and the same refusals as two calls.
+//
+//go:noescape
+func topK32x64x2(idxA *int32, rowA *float32, idxB *int32, rowB *float32, n, k int) (okA, okB bool)

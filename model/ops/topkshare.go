@@ -58,6 +58,9 @@ func topKRows[F Float](s *SharedTopK, idx []int32, scores, bias []F, n, e, k int
 		if bias != nil {
 			biased = make([]F, e)
 		}
+		if s32, ok := any(scores).([]float32); ok && bias == nil {
+			lo = topKPairs(idx, s32, lo, hi, e, k)
+		}
 		for t := lo; t < hi; t++ {
 			row, out := scores[t*e:(t+1)*e], idx[t*k:(t+1)*k]
 			if bias != nil {
@@ -72,6 +75,31 @@ func topKRows[F Float](s *SharedTopK, idx []int32, scores, bias []F, n, e, k int
 	if s != nil {
 		sharePublish(s, idx, scores, bias, k)
 	}
+}
+
+// topKPairs selects rows lo, lo+1, … of scores [·, e] two at a time
+// through topK32x64x2 (each pair's rounds interleaved: the same choices
+// as topK32x64 row by row, which waited on each round's latency; 2048
+// router rows of 63, k = 7, in docs/BENCHMARKS.md round 20), a row it
+// refuses (NaN or -Inf) through TopK, and returns the first row it left:
+// hi, or hi−1 for an odd count, or lo where the kernel does not apply.
+func topKPairs(idx []int32, scores []float32, lo, hi, e, k int) int {
+	if !topK512 || e > 64 || k > len(topKVals[float32]{}) || k < 1 || k > e {
+		return lo
+	}
+	t := lo
+	for ; t+2 <= hi; t += 2 {
+		a, b := idx[t*k:(t+1)*k], idx[(t+1)*k:(t+2)*k]
+		ra, rb := scores[t*e:(t+1)*e], scores[(t+1)*e:(t+2)*e]
+		okA, okB := topK32x64x2(&a[0], &ra[0], &b[0], &rb[0], e, k)
+		if !okA {
+			TopK(a, ra, k)
+		}
+		if !okB {
+			TopK(b, rb, k)
+		}
+	}
+	return t
 }
 
 // shareTake copies the shared selection into idx if it was made with k from

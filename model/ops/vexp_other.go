@@ -61,6 +61,10 @@ func topK32x64(idx *int32, row *float32, n, k int) bool {
 	panic("ops: no vector top-k on this platform")
 }
 
+func topK32x64x2(idxA *int32, rowA *float32, idxB *int32, rowB *float32, n, k int) (bool, bool) {
+	panic("ops: no vector top-k on this platform")
+}
+
 func mul3Rows32x8(h, gu, s *float32, rows, w int) { panic("ops: no vector kernels on this platform") }
 func swigluGradRows32x8(dgu, dh, gu, s *float32, rows, w int) {
 	panic("ops: no vector kernels on this platform")
