@@ -399,7 +399,7 @@ func (op *balanceBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	n, e := p.Shape()[0], p.Shape()[1]
-	out := op.output(p.Dtype(), n, e)
+	out := op.outputOver(p.Dtype(), n, e)
 	switch p.Dtype() {
 	case tensor.Float32:
 		balanceGrad(op.fwd, slice[float32](out), slice[float32](p), bias, e, dl)

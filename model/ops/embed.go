@@ -48,7 +48,7 @@ func (op *embedOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	n, d := len(ids), table.Shape()[1]
-	y := op.output(table.Dtype(), n, d)
+	y := op.outputOver(table.Dtype(), n, d)
 	switch table.Dtype() {
 	case tensor.Float32:
 		embedGather(slice[float32](y), slice[float32](table), ids, d)

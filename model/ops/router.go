@@ -45,7 +45,7 @@ func (op *sigmoidOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	x := in[0]
-	y := op.output(x.Dtype(), x.Shape()...)
+	y := op.outputOver(x.Dtype(), x.Shape()...)
 	switch x.Dtype() {
 	case tensor.Float32:
 		sigmoids(slice[float32](y), slice[float32](x))
@@ -83,7 +83,7 @@ func (op *sigmoidBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	s, dy := in[0], in[1]
-	dx := op.output(s.Dtype(), s.Shape()...)
+	dx := op.outputOver(s.Dtype(), s.Shape()...)
 	switch s.Dtype() {
 	case tensor.Float32:
 		sigmoidGrad(slice[float32](dx), slice[float32](s), slice[float32](dy))
@@ -220,7 +220,7 @@ func (op *zLossBackward) Do(vs ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
 	n, e := x.Shape()[0], x.Shape()[1]
-	dx := op.output(x.Dtype(), n, e)
+	dx := op.outputOver(x.Dtype(), n, e)
 	c := 2 * op.alpha * dl / float64(max(n, 1))
 	switch x.Dtype() {
 	case tensor.Float32:

@@ -46,7 +46,7 @@ func (op *softmaxOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	x := in[0]
 	n, e := x.Shape()[0], x.Shape()[1]
-	y := op.output(x.Dtype(), n, e)
+	y := op.outputOver(x.Dtype(), n, e)
 	switch x.Dtype() {
 	case tensor.Float32:
 		softmaxRows(slice[float32](y), slice[float32](x), n, e)
@@ -86,7 +86,7 @@ func (op *softmaxBackward) Do(vs ...G.Value) (G.Value, error) {
 	}
 	s, dy := in[0], in[1]
 	n, e := s.Shape()[0], s.Shape()[1]
-	dx := op.output(s.Dtype(), n, e)
+	dx := op.outputOver(s.Dtype(), n, e)
 	switch s.Dtype() {
 	case tensor.Float32:
 		softmaxBackwardRows(slice[float32](dx), slice[float32](s), slice[float32](dy), n, e)
