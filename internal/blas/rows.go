@@ -3,6 +3,7 @@ package blas
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 )
 
 // RowsOK reports whether RowsMatMul runs here (float32 on AVX-512 F and
@@ -55,6 +56,64 @@ func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
 	rowsTiles(scratch, n, a, last[:], b, k)
 	copy(c[full*n:m*n], scratch)
 	tileScratch.Put(p)
+}
+
+// RowsMatMulScattered is RowsMatMul with row i of C at c[coffs[i]:]
+// instead of packed, written with streaming stores, which bypass the
+// caches: for an output read back only after much other traffic, whose
+// rows a later pass reads in order although the product makes them in
+// another (an MoE layer's expert outputs, made expert by expert and summed
+// token by token). n must be a multiple of 32, c's rows 64-byte aligned
+// (Aligned64). The product's values are RowsMatMul's. It panics where
+// !RowsOK() and on misfit operands.
+func RowsMatMulScattered(m, n, k int, a []float32, offs []int, b, c []float32, coffs []int) {
+	if !rowTiles {
+		panic("blas: RowsMatMulScattered without AVX-512")
+	}
+	if n%32 != 0 || len(offs) < m || len(coffs) < m || len(b) < k*n || k < 1 {
+		panic(fmt.Sprintf("blas: RowsMatMulScattered(%d, %d, %d) with %d and %d offsets, len(b) %d", m, n, k, len(offs), len(coffs), len(b)))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	for i, o := range offs[:m] {
+		if o < 0 || o+k > len(a) {
+			panic(fmt.Sprintf("blas: RowsMatMulScattered row at %d of %d floats, k %d", o, len(a), k))
+		}
+		if co := coffs[i]; co < 0 || co+n > len(c) || !Aligned64(c[co:]) {
+			panic(fmt.Sprintf("blas: RowsMatMulScattered output row at %d of %d floats, n %d, not 64-byte aligned or outside c", co, len(c), n))
+		}
+	}
+	full := m &^ 7
+	for i := 0; i < full; i += 8 {
+		for j := 0; j < n; j += 32 {
+			rowsTile32NT(&c[j], &coffs[i], &a[0], &offs[i], &b[j], n, k)
+		}
+	}
+	storeFence()
+	if full == m {
+		return
+	}
+	var last [8]int
+	for i := range last {
+		last[i] = offs[min(full+i, m-1)]
+	}
+	p := tileScratch.Get().(*[]float32)
+	if cap(*p) < 8*n {
+		*p = make([]float32, 8*n)
+	}
+	scratch := (*p)[:8*n]
+	rowsTiles(scratch, n, a, last[:], b, k)
+	for i := full; i < m; i++ {
+		copy(c[coffs[i]:coffs[i]+n], scratch[(i-full)*n:])
+	}
+	tileScratch.Put(p)
+}
+
+// Aligned64 reports whether x's first element lies on a 64-byte boundary
+// (a cache line): so do rows of x a multiple of 16 floats on.
+func Aligned64(x []float32) bool {
+	return len(x) > 0 && uintptr(unsafe.Pointer(&x[0]))%64 == 0
 }
 
 // tileScratch holds the eight-row C of a last partial tile.

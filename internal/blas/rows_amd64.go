@@ -39,3 +39,13 @@ func tnTile8(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int
 //
 //go:noescape
 func tnTile24(c *float32, ldc int, a *float32, aoffs *int, b *float32, boffs *int, k int, mask uint16)
+
+// rowsTile32NT is rowsTile32 with row r of C at c + coffs[r] floats,
+// written with streaming stores (rows 64-byte aligned).
+//
+//go:noescape
+func rowsTile32NT(c *float32, coffs *int, a *float32, offs *int, b *float32, ldb int, k int)
+
+// storeFence orders the streaming stores before it before every later
+// store (SFENCE).
+func storeFence()

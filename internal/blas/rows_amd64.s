@@ -326,3 +326,50 @@ tn24Store:
 	STORE24
 	VZEROUPPER
 	RET
+
+// NTROW(off, acc0, acc1): row off/8 of the tile (accumulators acc0, acc1)
+// to C at c (DI) + coffs[off/8] floats (R8 = coffs) with streaming stores.
+#define NTROW(off, acc0, acc1) \
+	MOVQ off(R8), AX \
+	LEAQ (DI)(AX*4), AX \
+	VMOVNTPS acc0, (AX) \
+	VMOVNTPS acc1, 64(AX)
+
+// func rowsTile32NT(c *float32, coffs *int, a *float32, offs *int, b *float32, ldb int, k int)
+// rowsTile32 with C's eight rows wherever coffs puts them, each written
+// with streaming stores (64-byte aligned rows; the caller fences).
+TEXT ·rowsTile32NT(SB), NOSPLIT, $0-56
+	ROWARGS
+	ZERO16
+	TESTQ R12, R12
+	JEQ r32ntStore
+r32ntTerm:
+	VMOVUPS (SI), Z16
+	VMOVUPS 64(SI), Z17
+	FMA2(AX, Z24, Z0, Z1)
+	FMA2(BX, Z25, Z2, Z3)
+	FMA2(CX, Z26, Z4, Z5)
+	FMA2(DX, Z27, Z6, Z7)
+	FMA2(R9, Z28, Z8, Z9)
+	FMA2(R13, Z29, Z10, Z11)
+	FMA2(R14, Z30, Z12, Z13)
+	FMA2(R15, Z31, Z14, Z15)
+	NEXTTERM
+	JNZ r32ntTerm
+r32ntStore:
+	MOVQ coffs+8(FP), R8
+	NTROW(0, Z0, Z1)
+	NTROW(8, Z2, Z3)
+	NTROW(16, Z4, Z5)
+	NTROW(24, Z6, Z7)
+	NTROW(32, Z8, Z9)
+	NTROW(40, Z10, Z11)
+	NTROW(48, Z12, Z13)
+	NTROW(56, Z14, Z15)
+	VZEROUPPER
+	RET
+
+// func storeFence()
+TEXT ·storeFence(SB), NOSPLIT, $0-0
+	SFENCE
+	RET

@@ -48,6 +48,74 @@ func TestRowsMatMul(t *testing.T) {
 	}
 }
 
+// TestRowsMatMulScattered: RowsMatMulScattered writes RowsMatMul's rows,
+// bit for bit, where its row offsets put them (a permutation of
+// 64-byte-aligned rows, with a partial last tile and without), leaves the
+// rows it was not given alone, and refuses a row that is not 64-byte
+// aligned.
+func TestRowsMatMulScattered(t *testing.T) {
+	if !RowsOK() {
+		t.Skip("no AVX-512 here: RowsMatMulScattered is not used")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range [][3]int{{8, 32, 1}, {16, 128, 86}, {13, 64, 43}, {3, 128, 128}, {228, 128, 86}} {
+		m, n, k := s[0], s[1], s[2]
+		a := make([]float32, (m+3)*k)
+		for i := range a {
+			a[i] = float32(r.NormFloat64())
+		}
+		offs := make([]int, m)
+		for i := range offs {
+			offs[i] = r.IntN(m+3) * k
+		}
+		b := make([]float32, k*n)
+		for i := range b {
+			b[i] = float32(r.NormFloat64())
+		}
+		want := make([]float32, m*n)
+		RowsMatMul(m, n, k, a, offs, b, want)
+		rows := m + 4 // some rows of c get nothing
+		buf := make([]float32, rows*n+16)
+		c := buf
+		for !Aligned64(c) {
+			c = c[1:]
+		}
+		c = c[:rows*n]
+		for i := range c {
+			c[i] = -7
+		}
+		coffs := make([]int, m)
+		for i, row := range r.Perm(rows)[:m] {
+			coffs[i] = row * n
+		}
+		RowsMatMulScattered(m, n, k, a, offs, b, c, coffs)
+		got := make([]bool, rows)
+		for i, co := range coffs {
+			got[co/n] = true
+			for j := range n {
+				if math.Float32bits(c[co+j]) != math.Float32bits(want[i*n+j]) {
+					t.Fatalf("%dx%dx%d: row %d (at row %d of c), column %d: %v, RowsMatMul %v", m, n, k, i, co/n, j, c[co+j], want[i*n+j])
+				}
+			}
+		}
+		for row, g := range got {
+			if !g && slices.ContainsFunc(c[row*n:(row+1)*n], func(v float32) bool { return v != -7 }) {
+				t.Fatalf("%dx%dx%d: row %d of c written, no product row goes there", m, n, k, row)
+			}
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%dx%dx%d: an unaligned output row did not panic", m, n, k)
+				}
+			}()
+			bad := slices.Clone(coffs)
+			bad[m-1]++
+			RowsMatMulScattered(m, n, k, a, offs, b, c, bad)
+		}()
+	}
+}
+
 // TestRowsMatMulChecksOperands: too short an operand or an offset past a
 // panics instead of reading or writing out of bounds.
 func TestRowsMatMulChecksOperands(t *testing.T) {

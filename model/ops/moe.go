@@ -559,7 +559,17 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 	} else {
 		c.take() // a backward must not find an older forward's activations
 	}
+	// o holds the experts' outputs: by slot (token-major, [N·K, D]) where
+	// every expert's down product runs on the row tiles (slotRows), so
+	// that the sum below reads each token's rows in a row, else in the
+	// experts' order ([kept, D]).
+	bySlot := slotRows[F](&r, d, w)
 	o := getScratch[F](kept * d)
+	if bySlot {
+		putScratch(o)
+		o = getScratch[F](s * d)
+		bySlot = blas.Aligned64(any(o).([]float32))
+	}
 	defer putScratch(o)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
@@ -594,6 +604,10 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// backward's products read wd_e untransposed and did not gain. On
 		// the rows tiles the copy is transposed, the tiles' right operand
 		// (round 17).
+		if bySlot {
+			downRowsBySlot(any(o).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), r.Slots[lo:hi], e, d, w)
+			return
+		}
 		if tiles {
 			downRows(any(o[lo*d:hi*d]).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), e, n, d, w)
 			return
@@ -613,6 +627,9 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 				p := int(r.Pos[sl])
 				if p < 0 {
 					continue // dropped: the residual carries the token
+				}
+				if bySlot {
+					p = sl
 				}
 				offs, gates = append(offs, p*d), append(gates, F(r.Gates[sl]))
 			}
@@ -1099,6 +1116,53 @@ func downRows(o, h, wt, wd []float32, e, n, d, w int) {
 	}
 	blas.RowsMatMul(n, d, w, h, offs, wt, o)
 }
+
+// downRowsBySlot is downRows with each slot's output row at its slot's
+// place in o ([N·K, D]: row s for slot s), written by
+// blas.RowsMatMulScattered's streaming stores. The experts write their
+// rows in expert order and the k-way sum reads them token by token:
+// written into the cache, the rows were evicted before the sum came to
+// them, which then read them from memory seven scattered rows a token, its
+// misses' latency its bound (about 20 GB/s, against some 100 GB/s for a
+// read in order; docs/BENCHMARKS.md, round 20). Streamed out by slot, no
+// line is read for ownership before its write, and the sum reads o in
+// order.
+func downRowsBySlot(o, h, wt, wd []float32, slots []int32, e, d, w int) {
+	transposeRows(wt, d, wd[e*d*w:(e+1)*d*w], 0, d, w)
+	n := len(slots)
+	po, all := getOffsets(2 * n)
+	defer rowOffsets.Put(po)
+	offs, coffs := all[:n], all[n:]
+	for i, sl := range slots {
+		offs[i], coffs[i] = i*w, int(sl)*d
+	}
+	blas.RowsMatMulScattered(n, d, w, h, offs, wt, o, coffs)
+}
+
+// slotRows reports whether expertsForward keeps the experts' outputs by
+// slot (downRowsBySlot): float32 on the row tiles, D a multiple of 32
+// (the streaming tile's width), every expert with slots a serial one, and
+// outputs of at least slotRowsBytes.
+func slotRows[F Float](r *Routing, d, w int) bool {
+	if !slotOutputs || !expertTiles[F](1, r.N*r.K, w, d) || d%32 != 0 || r.N*r.K*d*4 < slotRowsBytes {
+		return false
+	}
+	for e := 0; e < r.E; e++ {
+		if !serialExpert(r.Load(e), r.N*r.K, w, d) {
+			return false
+		}
+	}
+	return true
+}
+
+// slotOutputs enables slotRows; off, for tests and benchmarks, the
+// outputs stay in the experts' order.
+var slotOutputs = true
+
+// slotRowsBytes is the least size of the experts' outputs streamed out by
+// slot: a core's L2. Smaller ones, written the usual way, may still be in
+// cache for the sum; streamed out, the sum would read them from memory.
+var slotRowsBytes = 1 << 20
 
 // rowOffsets holds the row tiles' offset tables between visits.
 var rowOffsets = sync.Pool{New: func() any { return new([]int) }}

@@ -630,6 +630,42 @@ func TestMoEDeterministicAcrossWorkers(t *testing.T) {
 	}
 }
 
+// TestMoESlotOutputsSameBits: the forward with the experts' outputs
+// streamed out by slot (downRowsBySlot, on the row tiles) gives the bits
+// of the one that keeps them in the experts' order, output and gradients,
+// with a partial last tile in some experts and dropped tokens none.
+func TestMoESlotOutputsSameBits(t *testing.T) {
+	if !rowTiles() {
+		t.Skip("no row tiles on this CPU")
+	}
+	defer func(on bool, b int) { slotOutputs, slotRowsBytes = on, b }(slotOutputs, slotRowsBytes)
+	slotRowsBytes = 0
+	c := moeCase{"k=3", 203, 64, 9, 24, 3, true}
+	ins := c.inputs(70)
+	for i, v := range ins {
+		ins[i] = toDtype(v, tensor.Float32)
+	}
+	r := newRouting(c.n, c.e, c.k)
+	if !slotRows[float32](&r, c.d, c.w) {
+		t.Fatal("slotRows refuses the case: the test would not reach downRowsBySlot")
+	}
+	var ys [][]float64
+	var gs [][][]float64
+	for _, on := range []bool{true, false} {
+		slotOutputs = on
+		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+		ys, gs = append(ys, y), append(gs, g)
+	}
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Error("outputs by slot and in the experts' order differ")
+	}
+	for i := range gs[0] {
+		if !slices.Equal(gs[0][i], gs[1][i]) {
+			t.Errorf("gradient %d differs between outputs by slot and in the experts' order", i)
+		}
+	}
+}
+
 // TestMoEBackwardRecomputes checks the cache key: a backward pass on inputs
 // other than the forward's (here copies at other addresses) recomputes the
 // routing and activations, and gets the same answer as the cached path.
