@@ -691,17 +691,25 @@ func sigmoids[F Float](s, g []F) {
 // (nil for none) gets the parts "routed experts" and "k-way sum".
 func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd []F, a *expertAct[F], r Routing, u, dy, wg, wu, wd []F, d, w int, pt *phaseTimer) {
 	s, k := r.N*r.K, r.K
-	// ob [kept slots, D] holds each slot's dy row, then its dx row, which
-	// the sum below reads after every expert is done. The rest is one
-	// expert's own: [h | dd | dgu | dw | x] in one pooled buffer per visit,
-	// reused by the next expert while it is still in cache, instead of
-	// [S, ·] buffers written out to memory.
+	// ob holds each slot's dy row, then its dx row, which the sum below
+	// reads after every expert is done: [kept, D] in the experts' order,
+	// or [N·K, D] by slot where the forward's outputs go by slot
+	// (slotRows), each dx row streamed to its slot's row from the row
+	// tiles. The rest is one expert's own: [h | dd | dgu | dw | x] in one
+	// pooled buffer per visit, reused by the next expert while it is still
+	// in cache, instead of [S, ·] buffers written out to memory.
+	bySlot := w >= 8 && slotRows[F](&r, d, w)
 	ob := getScratch[F](r.Kept() * d)
+	if bySlot {
+		putScratch(ob)
+		ob = getScratch[F](s * d)
+		bySlot = blas.Aligned64(any(ob).([]float32))
+	}
 	defer putScratch(ob)
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		if w >= 8 && d >= 8 && expertTiles[F](c, s, w, d) {
-			expertBackwardRows(any(ob).([]float32), dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
+			expertBackwardRows(any(ob).([]float32), bySlot, dgate, any(dwg).([]float32), any(dwu).([]float32), any(dwd).([]float32),
 				any(a).(*expertAct[float32]), &r, e, lo, hi, any(u).([]float32), any(dy).([]float32),
 				any(wg).([]float32), any(wu).([]float32), any(wd).([]float32), d, w)
 			return
@@ -749,6 +757,9 @@ func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd
 			offs = offs[:0]
 			for j := 0; j < k; j++ {
 				if p := int(r.Pos[t*k+j]); p >= 0 {
+					if bySlot {
+						p = t*k + j
+					}
 					offs = append(offs, p*d)
 				}
 			}
@@ -769,8 +780,10 @@ func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd
 //	D = dy·Wd_e (rows of dy by token), dgate_s = D_s·H_s,
 //	dWd_e = Σ_s dy_t ⊗ (g·H_s), dH = g·D,
 //	dWg_e = Σ_s dG_s ⊗ x_t, dWu_e = Σ_s dU_s ⊗ x_t (rows of u by token),
-//	dx = [dG | dU]·[Wg_e; Wu_e] into the slots' rows of ob.
-func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, a *expertAct[float32], r *Routing, e, lo, hi int, u, dy, wg, wu, wd []float32, d, w int) {
+//	dx = [dG | dU]·[Wg_e; Wu_e] into the slots' rows of ob: the expert's
+//	rows of ob by oneDNN's serial GEMM, or with bySlot the slots' own
+//	rows (ob by slot) by blas.RowsMatMulScattered.
+func expertBackwardRows(ob []float32, bySlot bool, dgate []float64, dwg, dwu, dwd []float32, a *expertAct[float32], r *Routing, e, lo, hi int, u, dy, wg, wu, wd []float32, d, w int) {
 	c := hi - lo
 	buf := poolGet[float32](&stacks, 4*c*w)
 	defer poolPut(&stacks, buf)
@@ -791,7 +804,16 @@ func expertBackwardRows(ob []float32, dgate []float64, dwg, dwu, dwd []float32, 
 	blas.OuterSum(w, d, dgu, goffs, u, offs, dwg[e*w*d:(e+1)*w*d])
 	blas.OuterSum(w, d, dgu, uoffs, u, offs, dwu[e*w*d:(e+1)*w*d])
 	wgu := stackedExpert(wg, wu, e, w, d)
-	blas.MatMulSerial(false, false, c, d, 2*w, dgu, wgu, ob[lo*d:hi*d], false)
+	if bySlot {
+		// [dG | dU]'s rows at 2W apart (uoffs's slots reused), each dx row
+		// streamed to its slot's row of ob.
+		for i, sl := range r.Slots[lo:hi] {
+			goffs[i], uoffs[i] = 2*i*w, int(sl)*d
+		}
+		blas.RowsMatMulScattered(c, d, 2*w, dgu, goffs, wgu, ob, uoffs)
+	} else {
+		blas.MatMulSerial(false, false, c, d, 2*w, dgu, wgu, ob[lo*d:hi*d], false)
+	}
 	poolPut(&stacks, wgu)
 }
 

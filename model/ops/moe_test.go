@@ -632,8 +632,9 @@ func TestMoEDeterministicAcrossWorkers(t *testing.T) {
 
 // TestMoESlotOutputsSameBits: the forward with the experts' outputs
 // streamed out by slot (downRowsBySlot, on the row tiles) gives the bits
-// of the one that keeps them in the experts' order, output and gradients,
-// with a partial last tile in some experts and dropped tokens none.
+// of the one that keeps them in the experts' order, with a partial last
+// tile in some experts; the gradients agree to float32 rounding (by slot,
+// the experts' dx rows come from the row tiles, not oneDNN's GEMM).
 func TestMoESlotOutputsSameBits(t *testing.T) {
 	if !rowTiles() {
 		t.Skip("no row tiles on this CPU")
@@ -660,8 +661,8 @@ func TestMoESlotOutputsSameBits(t *testing.T) {
 		t.Error("outputs by slot and in the experts' order differ")
 	}
 	for i := range gs[0] {
-		if !slices.Equal(gs[0][i], gs[1][i]) {
-			t.Errorf("gradient %d differs between outputs by slot and in the experts' order", i)
+		if err := tol.CheckScaled(fmt.Sprintf("gradient %d by slot", i), gs[0][i], gs[1][i], 1e-5); err != nil {
+			t.Error(err)
 		}
 	}
 }
