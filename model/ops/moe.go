@@ -805,10 +805,10 @@ func expertBackwardRows(ob []float32, bySlot bool, dgate []float64, dwg, dwu, dw
 	blas.OuterSum(w, d, dgu, uoffs, u, offs, dwu[e*w*d:(e+1)*w*d])
 	wgu := stackedExpert(wg, wu, e, w, d)
 	if bySlot {
-		// [dG | dU]'s rows at 2W apart (uoffs's slots reused), each dx row
-		// streamed to its slot's row of ob.
+		// [dG | dU]'s rows are goffs's; uoffs, spent, takes each dx row's
+		// place: its slot's row of ob.
 		for i, sl := range r.Slots[lo:hi] {
-			goffs[i], uoffs[i] = 2*i*w, int(sl)*d
+			uoffs[i] = int(sl) * d
 		}
 		blas.RowsMatMulScattered(c, d, 2*w, dgu, goffs, wgu, ob, uoffs)
 	} else {
