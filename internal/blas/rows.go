@@ -41,6 +41,13 @@ func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
 	for i := 0; i < full; i += 8 {
 		rowsTiles(c[i*n:], n, a, offs[i:i+8], b, k)
 	}
+	lastRows(full, m, n, k, a, offs, b, func(i int, row []float32) { copy(c[i*n:(i+1)*n], row) })
+}
+
+// lastRows computes rows full..m−1 (fewer than eight) of RowsMatMul's
+// product as one tile into pooled scratch, its last row repeated, and
+// hands each to put.
+func lastRows(full, m, n, k int, a []float32, offs []int, b []float32, put func(i int, row []float32)) {
 	if full == m {
 		return
 	}
@@ -54,7 +61,9 @@ func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
 	}
 	scratch := (*p)[:8*n]
 	rowsTiles(scratch, n, a, last[:], b, k)
-	copy(c[full*n:m*n], scratch)
+	for i := full; i < m; i++ {
+		put(i, scratch[(i-full)*n:(i-full+1)*n])
+	}
 	tileScratch.Put(p)
 }
 
@@ -91,23 +100,7 @@ func RowsMatMulScattered(m, n, k int, a []float32, offs []int, b, c []float32, c
 		}
 	}
 	storeFence()
-	if full == m {
-		return
-	}
-	var last [8]int
-	for i := range last {
-		last[i] = offs[min(full+i, m-1)]
-	}
-	p := tileScratch.Get().(*[]float32)
-	if cap(*p) < 8*n {
-		*p = make([]float32, 8*n)
-	}
-	scratch := (*p)[:8*n]
-	rowsTiles(scratch, n, a, last[:], b, k)
-	for i := full; i < m; i++ {
-		copy(c[coffs[i]:coffs[i]+n], scratch[(i-full)*n:])
-	}
-	tileScratch.Put(p)
+	lastRows(full, m, n, k, a, offs, b, func(i int, row []float32) { copy(c[coffs[i]:coffs[i]+n], row) })
 }
 
 // Aligned64 reports whether x's first element lies on a 64-byte boundary

@@ -226,25 +226,30 @@ store: \
 	VZEROUPPER \
 	RET
 
+// ROWS32(term, store): the 32-column tile's sums over k, row r in Z2r,
+// Z2r+1, then on to store.
+#define ROWS32(term, store) \
+	ROWARGS \
+	ZERO16 \
+	TESTQ R12, R12 \
+	JEQ store \
+term: \
+	VMOVUPS (SI), Z16 \
+	VMOVUPS 64(SI), Z17 \
+	FMA2(AX, Z24, Z0, Z1) \
+	FMA2(BX, Z25, Z2, Z3) \
+	FMA2(CX, Z26, Z4, Z5) \
+	FMA2(DX, Z27, Z6, Z7) \
+	FMA2(R9, Z28, Z8, Z9) \
+	FMA2(R13, Z29, Z10, Z11) \
+	FMA2(R14, Z30, Z12, Z13) \
+	FMA2(R15, Z31, Z14, Z15) \
+	NEXTTERM \
+	JNZ term
+
 // func rowsTile32(c *float32, ldc int, a *float32, offs *int, b *float32, ldb int, k int)
 TEXT ·rowsTile32(SB), NOSPLIT, $0-56
-	ROWARGS
-	ZERO16
-	TESTQ R12, R12
-	JEQ r32Store
-r32Term:
-	VMOVUPS (SI), Z16
-	VMOVUPS 64(SI), Z17
-	FMA2(AX, Z24, Z0, Z1)
-	FMA2(BX, Z25, Z2, Z3)
-	FMA2(CX, Z26, Z4, Z5)
-	FMA2(DX, Z27, Z6, Z7)
-	FMA2(R9, Z28, Z8, Z9)
-	FMA2(R13, Z29, Z10, Z11)
-	FMA2(R14, Z30, Z12, Z13)
-	FMA2(R15, Z31, Z14, Z15)
-	NEXTTERM
-	JNZ r32Term
+	ROWS32(r32Term, r32Store)
 r32Store:
 	STORE32
 	VZEROUPPER
@@ -339,23 +344,7 @@ tn24Store:
 // rowsTile32 with C's eight rows wherever coffs puts them, each written
 // with streaming stores (64-byte aligned rows; the caller fences).
 TEXT ·rowsTile32NT(SB), NOSPLIT, $0-56
-	ROWARGS
-	ZERO16
-	TESTQ R12, R12
-	JEQ r32ntStore
-r32ntTerm:
-	VMOVUPS (SI), Z16
-	VMOVUPS 64(SI), Z17
-	FMA2(AX, Z24, Z0, Z1)
-	FMA2(BX, Z25, Z2, Z3)
-	FMA2(CX, Z26, Z4, Z5)
-	FMA2(DX, Z27, Z6, Z7)
-	FMA2(R9, Z28, Z8, Z9)
-	FMA2(R13, Z29, Z10, Z11)
-	FMA2(R14, Z30, Z12, Z13)
-	FMA2(R15, Z31, Z14, Z15)
-	NEXTTERM
-	JNZ r32ntTerm
+	ROWS32(r32ntTerm, r32ntStore)
 r32ntStore:
 	MOVQ coffs+8(FP), R8
 	NTROW(0, Z0, Z1)
