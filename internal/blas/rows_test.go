@@ -238,9 +238,12 @@ func checkTerms(t *testing.T, m, n, k int, c []float32, term func(i, j, p int) f
 // shapes on one goroutine, reporting GFLOP/s: an expert's products as
 // the routed layer runs them (DeepSeekMoE: 228 slots, width 86; GShard:
 // 256 slots, width 344; d = 128), the left rows of RowsMatMul and the
-// rows of OuterSum scattered over a 2048-row input as token rows are.
-// Operands stay in cache between runs, so these are the kernels' own
-// rates (a step's are lower; docs/BENCHMARKS.md, round 17). Run with e.g.
+// rows of OuterSum scattered over a 2048-row input as token rows are;
+// down_by_slot is the down product streamed to its slots' rows
+// (RowsMatMulScattered: its output goes to memory, so it is not the
+// kernel's own rate). Operands stay in cache between runs, so the others
+// are the kernels' own rates (a step's are lower; docs/BENCHMARKS.md,
+// round 17). Run with e.g.
 //
 //	go test ./internal/blas -run '^$' -bench RowTiles -benchtime 300x
 func BenchmarkRowTiles(b *testing.B) {
@@ -270,6 +273,16 @@ func BenchmarkRowTiles(b *testing.B) {
 		wt, wdt, wd := big(d*2*m.w), big(m.w*d), big(d*m.w)
 		gu, h, out, dd := make([]float32, m.c*2*m.w), big(m.c*m.w), make([]float32, m.c*d), make([]float32, m.c*m.w)
 		dw := make([]float32, 2*m.w*d)
+		// The down product by slot: each row to its token's row of an
+		// [N·7, D] output, 64-byte aligned, as the forward streams them.
+		slotOut := make([]float32, n*7*d+16)
+		for !Aligned64(slotOut) {
+			slotOut = slotOut[1:]
+		}
+		slotRows := make([]int, m.c)
+		for i, t := range tokens {
+			slotRows[i] = (t*7 + i%7) * d
+		}
 		for _, p := range []struct {
 			name  string
 			flops int
@@ -277,6 +290,7 @@ func BenchmarkRowTiles(b *testing.B) {
 		}{
 			{"gate_up", 2 * m.c * 2 * m.w * d, func() { RowsMatMul(m.c, 2*m.w, d, input, offs, wt, gu) }},
 			{"down", 2 * m.c * d * m.w, func() { RowsMatMul(m.c, d, m.w, h, rowsW, wdt, out) }},
+			{"down_by_slot", 2 * m.c * d * m.w, func() { RowsMatMulScattered(m.c, d, m.w, h, rowsW, wdt, slotOut, slotRows) }},
 			{"dy_wd", 2 * m.c * m.w * d, func() { RowsMatMul(m.c, m.w, d, input, offs, wd, dd) }},
 			{"dwd", 2 * d * m.w * m.c, func() { OuterSum(d, m.w, input, offs, h, rowsW, dw) }},
 			{"dwg", 2 * m.w * d * m.c, func() { OuterSum(m.w, d, gu, rows2W, input, offs, dw) }},

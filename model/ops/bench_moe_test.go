@@ -276,3 +276,39 @@ func BenchmarkTopK(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDownWeightGrad times an expert's dWd (downWeightGrad: for
+// widths not a multiple of 32, the transpose on whole tiles, then
+// transposed) at the science shapes: DeepSeekMoE's 228 slots of width 86,
+// GShard's 256 of 344 and the regime models' 228 of 43 (d = 64), the
+// slots' dy rows scattered over 2048 tokens, in cache.
+func BenchmarkDownWeightGrad(b *testing.B) {
+	if !blas.RowsOK() {
+		b.Skip("no row tiles on this CPU")
+	}
+	for _, sh := range []struct {
+		name     string
+		c, d, w int
+	}{{"sci-deepseekmoe", 228, 128, 86}, {"sci-gshard", 256, 128, 344}, {"regime-deepseekmoe", 228, 64, 43}} {
+		const n = 2048
+		r := rand.New(rand.NewPCG(5, 6))
+		dy, h := make([]float32, n*sh.d), make([]float32, sh.c*sh.w)
+		for i := range dy {
+			dy[i] = float32(r.NormFloat64())
+		}
+		for i := range h {
+			h[i] = float32(r.NormFloat64())
+		}
+		offs, hoffs := make([]int, sh.c), make([]int, sh.c)
+		for i, t := range r.Perm(n)[:sh.c] {
+			offs[i], hoffs[i] = t*sh.d, i*sh.w
+		}
+		dwd := make([]float32, sh.d*sh.w)
+		b.Run(sh.name, func(b *testing.B) {
+			for b.Loop() {
+				downWeightGrad(dwd, dy, offs, h, hoffs, sh.d, sh.w)
+			}
+			b.ReportMetric(2*float64(sh.c*sh.d*sh.w)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
