@@ -287,7 +287,7 @@ func BenchmarkDownWeightGrad(b *testing.B) {
 		b.Skip("no row tiles on this CPU")
 	}
 	for _, sh := range []struct {
-		name     string
+		name    string
 		c, d, w int
 	}{{"sci-deepseekmoe", 228, 128, 86}, {"sci-gshard", 256, 128, 344}, {"regime-deepseekmoe", 228, 64, 43}} {
 		const n = 2048
