@@ -69,10 +69,10 @@ func lastRows(full, m, n, k int, a []float32, offs []int, b []float32, put func(
 
 // RowsMatMulScattered is RowsMatMul with row i of C at c[coffs[i]:]
 // instead of packed, written with streaming stores, which bypass the
-// caches: for an output read back only after much other traffic, whose
-// rows a later pass reads in order although the product makes them in
-// another (an MoE layer's expert outputs, made expert by expert and summed
-// token by token). n must be a multiple of 32, c's rows 64-byte aligned
+// caches and read no line before writing it: for an output read back only
+// after much other traffic, whose rows a later pass wants in another
+// order than the product makes them (an MoE layer's expert outputs, made
+// expert by expert and summed token by token). n must be a multiple of 32, c's rows 64-byte aligned
 // (Aligned64). The product's values are RowsMatMul's. It panics where
 // !RowsOK() and on misfit operands.
 func RowsMatMulScattered(m, n, k int, a []float32, offs []int, b, c []float32, coffs []int) {
