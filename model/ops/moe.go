@@ -593,8 +593,12 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		} else {
 			gu, sg = buf[n*w+nx+d*w:n*w+nx+d*w+2*n*w], buf[n*w+nx+d*w+2*n*w:size]
 		}
-		project(tiles, x, gu, &r, e, lo, hi, u, wg, wu, d, w)
-		siluGateRows(h, sg, gu, n, w)
+		if keep && tiles && streamedProjection(w, d) {
+			projectStreamed(any(gu).([]float32), any(h).([]float32), any(sg).([]float32), &r, e, lo, hi, any(u).([]float32), any(wg).([]float32), any(wu).([]float32), d, w)
+		} else {
+			project(tiles, x, gu, &r, e, lo, hi, u, wg, wu, d, w)
+			siluGateRows(h, sg, gu, n, w)
+		}
 		// The down product reads wd_e from a copy, as the projections read
 		// their stacked copy: in a step an expert's weights come cold from
 		// L3 or memory, and the product reads them transposed, a read the
@@ -1126,6 +1130,55 @@ func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d
 	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
 	poolPut(&stacks, wt)
 }
+
+// projectStreamed is project and the activation for a kept forward on
+// the row tiles, in blocks of streamRows rows: each block's [g | u] into
+// warm scratch, its h and sigmoids from there, then the block streamed
+// (streamCopy32) to the kept activations gu. Written in place by the
+// tiles, every line of the kept [S, 2W] (9.9 MB a layer at the science
+// DeepSeekMoE) is first read from memory for ownership, and an expert of
+// width 86 writes four times GShard's rows per FLOP; streamed, none is.
+// The values are project's and siluGateRows's. For DeepSeekMoE at the
+// science shape the routed forward ran ~1 ms a step faster; for GShard's
+// wider experts (352 × 128) slower, hence streamedProjection
+// (docs/BENCHMARKS.md, round 20).
+func projectStreamed(gu, h, sg []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
+	n := hi - lo
+	po, offs := getOffsets(n)
+	defer rowOffsets.Put(po)
+	for i, sl := range r.Slots[lo:hi] {
+		offs[i] = int(sl) / r.K * d
+	}
+	wt := poolGet[float32](&stacks, 2*w*d)
+	transposeRows(wt, 2*w, wg[e*w*d:(e+1)*w*d], 0, w, d)
+	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
+	tmp := poolGet[float32](&stacks, streamRows*2*w)
+	for b0 := 0; b0 < n; b0 += streamRows {
+		m := min(streamRows, n-b0)
+		blas.RowsMatMul(m, 2*w, d, u, offs[b0:], wt, tmp)
+		siluGateRows(h[b0*w:(b0+m)*w], sg[b0*w:(b0+m)*w], tmp[:2*m*w], m, w)
+		streamCopy32(&gu[2*b0*w], &tmp[0], 2*m*w)
+	}
+	poolPut(&stacks, tmp)
+	poolPut(&stacks, wt)
+}
+
+// streamRows is how many rows projectStreamed takes per block.
+const streamRows = 64
+
+// streamedProjection reports whether a kept forward's experts with [w, d]
+// weights take projectStreamed: where their stacked transposed gate and
+// up weights (2·w·d floats) take at most streamProjectionBytes, as
+// DeepSeekMoE's science experts' 88 KB do and GShard's 352 KB do not.
+func streamedProjection(w, d int) bool {
+	return streamProjections && 2*w*d*4 <= streamProjectionBytes
+}
+
+// streamProjectionBytes bounds streamedProjection; streamProjections turns
+// it off (tests and benchmarks).
+const streamProjectionBytes = 128 << 10
+
+var streamProjections = true
 
 // downRows is the forward's down product o = h·Wd_eᵀ through
 // blas.RowsMatMul, against Wd_e transposed into wt ([W, D]).

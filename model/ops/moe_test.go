@@ -667,6 +667,40 @@ func TestMoESlotOutputsSameBits(t *testing.T) {
 	}
 }
 
+// TestMoEStreamedProjectionSameBits: a kept forward whose gate and up
+// products go through projectStreamed (blocks of streamRows, streamed to
+// the kept activations; here with more rows than a block in some experts)
+// gives the bits of the direct products, output and gradients.
+func TestMoEStreamedProjectionSameBits(t *testing.T) {
+	if !rowTiles() {
+		t.Skip("no row tiles on this CPU")
+	}
+	defer func(on bool) { streamProjections = on }(streamProjections)
+	c := moeCase{"k=2", 300, 32, 4, 24, 2, true}
+	if !streamedProjection(c.w, c.d) {
+		t.Fatal("streamedProjection refuses the case: the test would not reach projectStreamed")
+	}
+	ins := c.inputs(80)
+	for i, v := range ins {
+		ins[i] = toDtype(v, tensor.Float32)
+	}
+	var ys [][]float64
+	var gs [][][]float64
+	for _, on := range []bool{true, false} {
+		streamProjections = on
+		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+		ys, gs = append(ys, y), append(gs, g)
+	}
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Error("outputs with the streamed projection and without differ")
+	}
+	for i := range gs[0] {
+		if !slices.Equal(gs[0][i], gs[1][i]) {
+			t.Errorf("gradient %d differs with the streamed projection", i)
+		}
+	}
+}
+
 // TestMoEBackwardRecomputes checks the cache key: a backward pass on inputs
 // other than the forward's (here copies at other addresses) recomputes the
 // routing and activations, and gets the same answer as the cached path.

@@ -98,3 +98,9 @@ func rmsBackRows32x8(dx, pw, w, dy, x *float32, rows, d int, eps float64)
 //
 //go:noescape
 func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool)
+
+// streamCopy32 copies n floats from src to dst, dst's whole cache lines
+// with streaming stores (AVX-512 F), and fences them.
+//
+//go:noescape
+func streamCopy32(dst, src *float32, n int)

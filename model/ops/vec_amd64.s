@@ -991,3 +991,46 @@ csNext:
 csDone:
 	VZEROUPPER
 	RET
+
+// func streamCopy32(dst, src *float32, n int)
+// dst[i] = src[i] for i < n: dst's whole 64-byte lines with streaming
+// stores (VMOVNTPS, AVX-512 F), the floats before the first and after the
+// last by plain moves; then SFENCE.
+TEXT ·streamCopy32(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+scHead:
+	TESTQ CX, CX
+	JEQ scDone
+	MOVQ DI, AX
+	ANDQ $63, AX
+	JEQ scBody
+	MOVL (SI), AX
+	MOVL AX, (DI)
+	ADDQ $4, SI
+	ADDQ $4, DI
+	DECQ CX
+	JMP scHead
+scBody:
+	CMPQ CX, $16
+	JLT scTail
+	VMOVUPS (SI), Z0
+	VMOVNTPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP scBody
+scTail:
+	TESTQ CX, CX
+	JEQ scDone
+	MOVL (SI), AX
+	MOVL AX, (DI)
+	ADDQ $4, SI
+	ADDQ $4, DI
+	DECQ CX
+	JMP scTail
+scDone:
+	SFENCE
+	VZEROUPPER
+	RET

@@ -710,3 +710,34 @@ func TestDownWeightGradMatchesOuterSum(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamCopy: streamCopy32 copies exactly n floats, from and to every
+// alignment, the lengths around a cache line's 16 floats, and touches
+// nothing past them.
+func TestStreamCopy(t *testing.T) {
+	if !vexp512 {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, n := range []int{0, 1, 15, 16, 17, 31, 33, 100, 344} {
+		for off := range 17 {
+			src := vecInputs(r, n+16)
+			dst := make([]float32, n+48)
+			for i := range dst {
+				dst[i] = -3
+			}
+			if n > 0 {
+				streamCopy32(&dst[off], &src[off%5], n)
+			}
+			for i, v := range dst {
+				want := float32(-3)
+				if i >= off && i < off+n {
+					want = src[off%5+i-off]
+				}
+				if !sameBits(v, want) {
+					t.Fatalf("n=%d offset %d: dst[%d] = %v, want %v", n, off, i, v, want)
+				}
+			}
+		}
+	}
+}

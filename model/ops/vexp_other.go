@@ -111,3 +111,5 @@ func dsoftmaxRows32x8(dp, p *float32, rows, stride, k int, causal bool) {
 func softmaxRows32x8(y, x *float32, nan *bool, rows, e int) {
 	panic("ops: no vector kernels on this platform")
 }
+
+func streamCopy32(dst, src *float32, n int) { panic("ops: no vector kernels on this platform") }
