@@ -1119,16 +1119,27 @@ func rowTiles() bool { return rowsProducts && !blas.BF16Products() }
 // by their offsets, against [Wg_e; Wu_e] transposed ([D, 2W], the
 // product's right operand as the tiles read it) into a pooled buffer.
 func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
+	offs, wt, done := projectionOperands(r, e, lo, hi, wg, wu, d, w)
+	defer done()
+	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
+}
+
+// projectionOperands returns the gate and up product's operands on the row
+// tiles for expert e's slots lo..hi−1: the offsets of their token rows in
+// u, and [Wg_e; Wu_e] transposed ([D, 2W]) into a pooled buffer; done
+// gives both back.
+func projectionOperands(r *Routing, e, lo, hi int, wg, wu []float32, d, w int) (offs []int, wt []float32, done func()) {
 	po, offs := getOffsets(hi - lo)
-	defer rowOffsets.Put(po)
 	for i, sl := range r.Slots[lo:hi] {
 		offs[i] = int(sl) / r.K * d
 	}
-	wt := poolGet[float32](&stacks, 2*w*d)
+	wt = poolGet[float32](&stacks, 2*w*d)
 	transposeRows(wt, 2*w, wg[e*w*d:(e+1)*w*d], 0, w, d)
 	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
-	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
-	poolPut(&stacks, wt)
+	return offs, wt, func() {
+		poolPut(&stacks, wt)
+		rowOffsets.Put(po)
+	}
 }
 
 // projectStreamed is project and the activation for a kept forward on
@@ -1144,14 +1155,8 @@ func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d
 // (docs/BENCHMARKS.md, round 20).
 func projectStreamed(gu, h, sg []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
 	n := hi - lo
-	po, offs := getOffsets(n)
-	defer rowOffsets.Put(po)
-	for i, sl := range r.Slots[lo:hi] {
-		offs[i] = int(sl) / r.K * d
-	}
-	wt := poolGet[float32](&stacks, 2*w*d)
-	transposeRows(wt, 2*w, wg[e*w*d:(e+1)*w*d], 0, w, d)
-	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
+	offs, wt, done := projectionOperands(r, e, lo, hi, wg, wu, d, w)
+	defer done()
 	tmp := poolGet[float32](&stacks, streamRows*2*w)
 	for b0 := 0; b0 < n; b0 += streamRows {
 		m := min(streamRows, n-b0)
@@ -1160,7 +1165,6 @@ func projectStreamed(gu, h, sg []float32, r *Routing, e, lo, hi int, u, wg, wu [
 		streamCopy32(&gu[2*b0*w], &tmp[0], 2*m*w)
 	}
 	poolPut(&stacks, tmp)
-	poolPut(&stacks, wt)
 }
 
 // streamRows is how many rows projectStreamed takes per block.
