@@ -1119,27 +1119,30 @@ func rowTiles() bool { return rowsProducts && !blas.BF16Products() }
 // by their offsets, against [Wg_e; Wu_e] transposed ([D, 2W], the
 // product's right operand as the tiles read it) into a pooled buffer.
 func projectRows(gu []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
-	offs, wt, done := projectionOperands(r, e, lo, hi, wg, wu, d, w)
-	defer done()
+	po, offs, wt := projectionOperands(r, e, lo, hi, wg, wu, d, w)
+	defer releaseProjection(po, wt)
 	blas.RowsMatMul(hi-lo, 2*w, d, u, offs, wt, gu)
 }
 
 // projectionOperands returns the gate and up product's operands on the row
 // tiles for expert e's slots lo..hi−1: the offsets of their token rows in
-// u, and [Wg_e; Wu_e] transposed ([D, 2W]) into a pooled buffer; done
-// gives both back.
-func projectionOperands(r *Routing, e, lo, hi int, wg, wu []float32, d, w int) (offs []int, wt []float32, done func()) {
-	po, offs := getOffsets(hi - lo)
+// u (a pooled table, po its handle), and [Wg_e; Wu_e] transposed ([D, 2W])
+// into a pooled buffer; releaseProjection gives both back.
+func projectionOperands(r *Routing, e, lo, hi int, wg, wu []float32, d, w int) (po *[]int, offs []int, wt []float32) {
+	po, offs = getOffsets(hi - lo)
 	for i, sl := range r.Slots[lo:hi] {
 		offs[i] = int(sl) / r.K * d
 	}
 	wt = poolGet[float32](&stacks, 2*w*d)
 	transposeRows(wt, 2*w, wg[e*w*d:(e+1)*w*d], 0, w, d)
 	transposeRows(wt[w:], 2*w, wu[e*w*d:(e+1)*w*d], 0, w, d)
-	return offs, wt, func() {
-		poolPut(&stacks, wt)
-		rowOffsets.Put(po)
-	}
+	return po, offs, wt
+}
+
+// releaseProjection gives projectionOperands' buffers back.
+func releaseProjection(po *[]int, wt []float32) {
+	poolPut(&stacks, wt)
+	rowOffsets.Put(po)
 }
 
 // projectStreamed is project and the activation for a kept forward on
@@ -1155,8 +1158,8 @@ func projectionOperands(r *Routing, e, lo, hi int, wg, wu []float32, d, w int) (
 // (docs/BENCHMARKS.md, round 20).
 func projectStreamed(gu, h, sg []float32, r *Routing, e, lo, hi int, u, wg, wu []float32, d, w int) {
 	n := hi - lo
-	offs, wt, done := projectionOperands(r, e, lo, hi, wg, wu, d, w)
-	defer done()
+	po, offs, wt := projectionOperands(r, e, lo, hi, wg, wu, d, w)
+	defer releaseProjection(po, wt)
 	tmp := poolGet[float32](&stacks, streamRows*2*w)
 	for b0 := 0; b0 < n; b0 += streamRows {
 		m := min(streamRows, n-b0)
