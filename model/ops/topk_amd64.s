@@ -7,140 +7,9 @@
 DATA topKNegInf<>+0(SB)/4, $0xff800000
 GLOBL topKNegInf<>(SB), RODATA|NOPTR, $4
 
-// func topK32x64(idx *int32, row *float32, n, k int) (ok bool)
-//
-// The k (1..16) largest of n (1..64) float32 values, AVX-512 F: the row
-// sits in Z0..Z3 (lanes past n hold -Inf); each round finds the largest
-// value (a tree of VMAXPS, then across lanes), sets every lane equal to it
-// to -Inf and writes their indices, lowest first, while k lasts. So values
-// come out in descending order, equal values in ascending index:
-// topKSmall's order. A row holding
-// NaN or -Inf returns false at once (idx unwritten): there a knocked-out
-// lane could tie with a real value, and NaN has its own rule.
-TEXT ·topK32x64(SB), NOSPLIT, $0-33
-	MOVQ idx+0(FP), DI
-	MOVQ row+8(FP), SI
-	MOVQ n+16(FP), CX
-	MOVQ k+24(FP), DX
-	// AX = the valid lanes: the low n bits.
-	MOVQ $-1, AX
-	CMPQ CX, $64
-	JGE  topKMask
-	MOVQ $1, AX
-	SHLQ CX, AX
-	DECQ AX
-
-topKMask:
-	VBROADCASTSS topKNegInf<>(SB), Z31
-	VMOVAPS      Z31, Z0
-	VMOVAPS      Z31, Z1
-	VMOVAPS      Z31, Z2
-	VMOVAPS      Z31, Z3
-	MOVQ         AX, R8
-	KMOVW        R8, K1
-	SHRQ         $16, R8
-	KMOVW        R8, K2
-	SHRQ         $16, R8
-	KMOVW        R8, K3
-	SHRQ         $16, R8
-	KMOVW        R8, K4
-
-	// Masked loads: lanes outside the row keep -Inf and are never read.
-	VMOVUPS (SI), K1, Z0
-	VMOVUPS 64(SI), K2, Z1
-	VMOVUPS 128(SI), K3, Z2
-	VMOVUPS 192(SI), K4, Z3
-
-	// NaN (unordered with itself) or -Inf among the valid lanes: refuse.
-	VCMPPS   $3, Z0, Z0, K5
-	VCMPPS   $0, Z31, Z0, K1, K6
-	KORW     K6, K5, K5
-	VCMPPS   $3, Z1, Z1, K6
-	KORW     K6, K5, K5
-	VCMPPS   $0, Z31, Z1, K2, K6
-	KORW     K6, K5, K5
-	VCMPPS   $3, Z2, Z2, K6
-	KORW     K6, K5, K5
-	VCMPPS   $0, Z31, Z2, K3, K6
-	KORW     K6, K5, K5
-	VCMPPS   $3, Z3, Z3, K6
-	KORW     K6, K5, K5
-	VCMPPS   $0, Z31, Z3, K4, K6
-	KORW     K6, K5, K5
-	KORTESTW K5, K5
-	JNZ      topKRefuse
-
-topKRound:
-	// Z4 = the largest value, in every lane.
-	VMAXPS     Z1, Z0, Z4
-	VMAXPS     Z3, Z2, Z5
-	VMAXPS     Z5, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z5
-	VMAXPS     Z5, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z5
-	VMAXPS     Z5, Z4, Z4
-	VPERMILPS  $0x4e, Z4, Z5
-	VMAXPS     Z5, Z4, Z4
-	VPERMILPS  $0xb1, Z4, Z5
-	VMAXPS     Z5, Z4, Z4
-
-	// K1..K4 = the lanes equal to it (+0 and -0 are equal, as for >),
-	// knocked out together: the next round's maximum waits only for these
-	// compares, not for the index below (one lane a round, through a
-	// mask in a general register and back, made a round about twice as
-	// long).
-	VCMPPS  $0, Z4, Z0, K1
-	VCMPPS  $0, Z4, Z1, K2
-	VCMPPS  $0, Z4, Z2, K3
-	VCMPPS  $0, Z4, Z3, K4
-	VMOVAPS Z31, K1, Z0
-	VMOVAPS Z31, K2, Z1
-	VMOVAPS Z31, K3, Z2
-	VMOVAPS Z31, K4, Z3
-
-	// R8 = those lanes as one mask; each goes out lowest first, as many
-	// as are still wanted: tied values in ascending index, as topKSmall.
-	KMOVW K1, R8
-	KMOVW K2, R9
-	KMOVW K3, R10
-	KMOVW K4, R11
-	SHLQ  $16, R9
-	SHLQ  $32, R10
-	SHLQ  $48, R11
-	ORQ   R9, R8
-	ORQ   R10, R8
-	ORQ   R11, R8
-
-topKEmit:
-	BSFQ R8, R9
-	MOVL R9, (DI)
-	ADDQ $4, DI
-	DECQ DX
-	JZ   topKDone
-	LEAQ -1(R8), R10
-	ANDQ R10, R8
-	JNZ  topKEmit
-	JMP  topKRound
-
-topKDone:
-	MOVB $1, ok+32(FP)
-	VZEROUPPER
-	RET
-
-topKRefuse:
-	MOVB $0, ok+32(FP)
-	VZEROUPPER
-	RET
-
-// Two rows at a time (topK32x64x2): each row's rounds are topK32x64's,
-// their operations interleaved so that one row's maximum tree runs while
-// the other's waits on its latency. Row A: Z0..Z3, temporaries Z4 Z5,
-// indices at DI, DX still wanted, lanes out in R8; row B: Z6..Z9, Z10
-// Z11, R12, R13, R9. K1..K4 serve each row's compares in turn.
-
-// TKLOAD(row, v0, v1, v2, v3, refuse): the row's valid lanes (K1..K4 from
-// AX, as topK32x64 sets them) into v0..v3 (the rest -Inf); NaN or -Inf
-// among them jumps to refuse.
+// TKLOAD(row, v0, v1, v2, v3, refuse): the row's valid lanes (AX, its
+// low n bits, into the masks K1..K4) into v0..v3 with the rest -Inf (Z31);
+// NaN or -Inf among them jumps to refuse.
 #define TKLOAD(row, v0, v1, v2, v3, refuse) \
 	MOVQ    AX, R10 \
 	KMOVW   R10, K1 \
@@ -176,10 +45,14 @@ topKRefuse:
 	KORTESTW K5, K5 \
 	JNZ      refuse
 
-// TKROUND(v0, v1, v2, v3, t0, t1, out): one round of topK32x64 on
-// v0..v3: the maximum into every lane of t0, the lanes equal to it
-// knocked out to -Inf, their mask (64 bits) into out. Clobbers t1, R10,
-// R11, K1..K4.
+// TKROUND(v0, v1, v2, v3, t0, t1, out): one round on the row in v0..v3:
+// the maximum into every lane of t0 (a tree of VMAXPS, then across
+// lanes), every lane equal to it knocked out to -Inf (+0 and -0 are
+// equal, as for >) with the compares' own masks, so that the next round's
+// maximum waits only for these compares, and their mask (64 bits) into
+// out for TKEMIT, off that path (one lane a round, through a mask in a
+// general register and back, made a round about twice as long).
+// Clobbers t1, R10, R11, K1..K4.
 #define TKROUND(v0, v1, v2, v3, t0, t1, out) \
 	VMAXPS     v1, v0, t0 \
 	VMAXPS     v3, v2, t1 \
@@ -212,7 +85,7 @@ topKRefuse:
 	ORQ        R11, out
 
 // TKEMIT(mask, idx, left, loop, done): the mask's lanes, lowest first, to
-// idx while left lasts.
+// idx while left lasts: tied values in ascending index, as topKSmall.
 #define TKEMIT(mask, idx, left, loop, done) \
 loop: \
 	TESTQ mask, mask \
@@ -227,6 +100,52 @@ loop: \
 	ANDQ  R11, mask \
 	JMP   loop \
 done:
+
+// func topK32x64(idx *int32, row *float32, n, k int) (ok bool)
+//
+// The k (1..16) largest of n (1..64) float32 values, AVX-512 F: the row
+// sits in Z0..Z3 (lanes past n hold -Inf); each round (TKROUND) finds the
+// largest value, sets every lane equal to it to -Inf and writes their
+// indices, lowest first, while k lasts (TKEMIT). So values come out in
+// descending order, equal values in ascending index: topKSmall's order. A
+// row holding NaN or -Inf returns false at once (idx unwritten): there a
+// knocked-out lane could tie with a real value, and NaN has its own rule.
+TEXT ·topK32x64(SB), NOSPLIT, $0-33
+	MOVQ idx+0(FP), DI
+	MOVQ row+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ k+24(FP), DX
+	// AX = the valid lanes: the low n bits.
+	MOVQ $-1, AX
+	CMPQ CX, $64
+	JGE  topKMask
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+
+topKMask:
+	VBROADCASTSS topKNegInf<>(SB), Z31
+	TKLOAD(SI, Z0, Z1, Z2, Z3, topKRefuse)
+
+topKRound:
+	TKROUND(Z0, Z1, Z2, Z3, Z4, Z5, R8)
+	TKEMIT(R8, DI, DX, topKEmit, topKEmitted)
+	TESTQ DX, DX
+	JNZ   topKRound
+	MOVB  $1, ok+32(FP)
+	VZEROUPPER
+	RET
+
+topKRefuse:
+	MOVB $0, ok+32(FP)
+	VZEROUPPER
+	RET
+
+// Two rows at a time (topK32x64x2): each row's rounds are topK32x64's,
+// their operations interleaved so that one row's maximum tree runs while
+// the other's waits on its latency. Row A: Z0..Z3, temporaries Z4 Z5,
+// indices at DI, DX still wanted, lanes out in R8; row B: Z6..Z9, Z10
+// Z11, R12, R13, R9. K1..K4 serve each row's compares in turn.
 
 // func topK32x64x2(idxA *int32, rowA *float32, idxB *int32, rowB *float32, n, k int) (okA, okB bool)
 //
