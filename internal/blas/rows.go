@@ -32,16 +32,22 @@ func RowsMatMul(m, n, k int, a []float32, offs []int, b, c []float32) {
 	if m == 0 || n == 0 {
 		return
 	}
-	for _, o := range offs[:m] {
-		if o < 0 || o+k > len(a) {
-			panic(fmt.Sprintf("blas: RowsMatMul row at %d of %d floats, k %d", o, len(a), k))
-		}
-	}
+	checkRows("RowsMatMul", offs[:m], k, len(a))
 	full := m &^ 7
 	for i := 0; i < full; i += 8 {
 		rowsTiles(c[i*n:], n, a, offs[i:i+8], b, k)
 	}
 	lastRows(full, m, n, k, a, offs, b, func(i int, row []float32) { copy(c[i*n:(i+1)*n], row) })
+}
+
+// checkRows panics unless every row offs names, k floats from its
+// offset, lies within the la floats of the left operand.
+func checkRows(name string, offs []int, k, la int) {
+	for _, o := range offs {
+		if o < 0 || o+k > la {
+			panic(fmt.Sprintf("blas: %s row at %d of %d floats, k %d", name, o, la, k))
+		}
+	}
 }
 
 // lastRows computes rows full..m−1 (fewer than eight) of RowsMatMul's
@@ -85,11 +91,9 @@ func RowsMatMulScattered(m, n, k int, a []float32, offs []int, b, c []float32, c
 	if m == 0 || n == 0 {
 		return
 	}
-	for i, o := range offs[:m] {
-		if o < 0 || o+k > len(a) {
-			panic(fmt.Sprintf("blas: RowsMatMulScattered row at %d of %d floats, k %d", o, len(a), k))
-		}
-		if co := coffs[i]; co < 0 || co+n > len(c) || !Aligned64(c[co:]) {
+	checkRows("RowsMatMulScattered", offs[:m], k, len(a))
+	for _, co := range coffs[:m] {
+		if co < 0 || co+n > len(c) || !Aligned64(c[co:]) {
 			panic(fmt.Sprintf("blas: RowsMatMulScattered output row at %d of %d floats, n %d, not 64-byte aligned or outside c", co, len(c), n))
 		}
 	}

@@ -564,13 +564,9 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 	// that the sum below reads each token's rows in a row, else in the
 	// experts' order ([kept, D]).
 	bySlot := slotRows[F](&r, d, w)
-	o := getScratch[F](kept * d)
-	if bySlot {
-		putScratch(o)
-		o = getScratch[F](s * d)
-		bySlot = blas.Aligned64(any(o).([]float32))
-	}
+	o := getScratch[F](outputRows(bySlot, s, kept) * d)
 	defer putScratch(o)
+	bySlot = bySlot && blas.Aligned64(any(o).([]float32))
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		n := hi - lo
 		// One pooled buffer per visit: [h | x | wd_e | gu | sg] (x only
@@ -609,11 +605,11 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// the rows tiles the copy is transposed, the tiles' right operand
 		// (round 17).
 		if bySlot {
-			downRowsBySlot(any(o).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), r.Slots[lo:hi], e, d, w)
+			downRows(any(o).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), r.Slots[lo:hi], e, n, d, w)
 			return
 		}
 		if tiles {
-			downRows(any(o[lo*d:hi*d]).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), e, n, d, w)
+			downRows(any(o[lo*d:hi*d]).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), nil, e, n, d, w)
 			return
 		}
 		copy(wde, wd[e*d*w:(e+1)*d*w])
@@ -703,13 +699,9 @@ func expertsBackward[F Float](du []F, start bool, dgate []float64, dwg, dwu, dwd
 	// pooled buffer per visit, reused by the next expert while it is still
 	// in cache, instead of [S, ·] buffers written out to memory.
 	bySlot := w >= 8 && slotRows[F](&r, d, w)
-	ob := getScratch[F](r.Kept() * d)
-	if bySlot {
-		putScratch(ob)
-		ob = getScratch[F](s * d)
-		bySlot = blas.Aligned64(any(ob).([]float32))
-	}
+	ob := getScratch[F](outputRows(bySlot, s, r.Kept()) * d)
 	defer putScratch(ob)
+	bySlot = bySlot && blas.Aligned64(any(ob).([]float32))
 	forEachExpert(&r, w, d, func(e, lo, hi int) {
 		c := hi - lo
 		if w >= 8 && d >= 8 && expertTiles[F](c, s, w, d) {
@@ -1187,42 +1179,37 @@ const streamProjectionBytes = 128 << 10
 
 var streamProjections = true
 
-// downRows is the forward's down product o = h·Wd_eᵀ through
-// blas.RowsMatMul, against Wd_e transposed into wt ([W, D]).
-func downRows(o, h, wt, wd []float32, e, n, d, w int) {
+// downRows is the forward's down product o = h·Wd_eᵀ through the row
+// tiles, against Wd_e transposed into wt ([W, D]): into o's first n rows
+// (blas.RowsMatMul), or, with slots, each slot's row at its slot's place
+// in o ([N·K, D]: row s for slot s) by blas.RowsMatMulScattered's
+// streaming stores. The outputs (7.3 MB a layer at the science shape)
+// leave the caches before the k-way sum reads them whichever way they are
+// written; written the usual way, each line was first read from memory
+// for ownership, and small experts write four times GShard's output rows
+// per FLOP. Streamed, no line is read before its write (the forward's and
+// the backward's routed parts ran 0.5-1 ms a step faster), and by slot the
+// sum reads a token's rows in a row (docs/BENCHMARKS.md, round 20).
+func downRows(o, h, wt, wd []float32, slots []int32, e, n, d, w int) {
 	transposeRows(wt, d, wd[e*d*w:(e+1)*d*w], 0, d, w)
-	po, offs := getOffsets(n)
-	defer rowOffsets.Put(po)
-	for i := range offs {
-		offs[i] = i * w
-	}
-	blas.RowsMatMul(n, d, w, h, offs, wt, o)
-}
-
-// downRowsBySlot is downRows with each slot's output row at its slot's
-// place in o ([N·K, D]: row s for slot s), written by
-// blas.RowsMatMulScattered's streaming stores. The outputs (7.3 MB a
-// layer at the science shape) leave the caches before the k-way sum
-// reads them whichever way they are written; written the usual way, each
-// line was first read from memory for ownership, and small experts write
-// four times GShard's output rows per FLOP. Streamed, no line is read
-// before its write (the forward's and the backward's routed parts ran
-// 0.5-1 ms a step faster), and by slot the sum reads a token's rows in a
-// row (docs/BENCHMARKS.md, round 20).
-func downRowsBySlot(o, h, wt, wd []float32, slots []int32, e, d, w int) {
-	transposeRows(wt, d, wd[e*d*w:(e+1)*d*w], 0, d, w)
-	n := len(slots)
 	po, all := getOffsets(2 * n)
 	defer rowOffsets.Put(po)
 	offs, coffs := all[:n], all[n:]
+	for i := range offs {
+		offs[i] = i * w
+	}
+	if slots == nil {
+		blas.RowsMatMul(n, d, w, h, offs, wt, o)
+		return
+	}
 	for i, sl := range slots {
-		offs[i], coffs[i] = i*w, int(sl)*d
+		coffs[i] = int(sl) * d
 	}
 	blas.RowsMatMulScattered(n, d, w, h, offs, wt, o, coffs)
 }
 
 // slotRows reports whether expertsForward keeps the experts' outputs by
-// slot (downRowsBySlot): float32 on the row tiles, D a multiple of 32
+// slot (downRows with slots): float32 on the row tiles, D a multiple of 32
 // (the streaming tile's width), every expert with slots a serial one, and
 // outputs of at least slotRowsBytes.
 func slotRows[F Float](r *Routing, d, w int) bool {
@@ -1235,6 +1222,15 @@ func slotRows[F Float](r *Routing, d, w int) bool {
 		}
 	}
 	return true
+}
+
+// outputRows is how many rows the experts' outputs take: every slot's by
+// slot, the kept slots' otherwise.
+func outputRows(bySlot bool, slots, kept int) int {
+	if bySlot {
+		return slots
+	}
+	return kept
 }
 
 // slotOutputs enables slotRows; off, for tests and benchmarks, the

@@ -631,7 +631,7 @@ func TestMoEDeterministicAcrossWorkers(t *testing.T) {
 }
 
 // TestMoESlotOutputsSameBits: the forward with the experts' outputs
-// streamed out by slot (downRowsBySlot, on the row tiles) gives the bits
+// streamed out by slot (downRows with slots, on the row tiles) gives the bits
 // of the one that keeps them in the experts' order, with a partial last
 // tile in some experts; the gradients agree to float32 rounding (by slot,
 // the experts' dx rows come from the row tiles, not oneDNN's GEMM).
@@ -648,7 +648,7 @@ func TestMoESlotOutputsSameBits(t *testing.T) {
 	}
 	r := newRouting(c.n, c.e, c.k)
 	if !slotRows[float32](&r, c.d, c.w) {
-		t.Fatal("slotRows refuses the case: the test would not reach downRowsBySlot")
+		t.Fatal("slotRows refuses the case: the test would not stream outputs by slot")
 	}
 	var ys [][]float64
 	var gs [][][]float64
