@@ -714,12 +714,17 @@ func BenchmarkAttentionKernels(b *testing.B) {
 		{"scores", 2 * 8 * scoreCols * dh, func() { causalScores32(&p[0], T, &m[0], dh, &m[0], T, T, 0, dh, 1) }},
 		{"pv", 2 * 8 * tiles * dh, func() { causalPV32(&out[0], dh, &p[0], T, &m[0], dh, T, 0, dh, 1) }},
 		{"ptb", 2 * 8 * ptRows * dh, func() { causalPTB32(&out[0], dh, &p[0], T, &m[0], dh, T, dh, 1) }},
+		// The causal softmax of a head's scores (no FLOP count: its rate is
+		// not an FMA rate); p's values stay probabilities from run to run.
+		{"softmax", 0, func() { causalSoftmax32(p, T) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				c.run()
 			}
-			b.ReportMetric(float64(c.flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if c.flops > 0 {
+				b.ReportMetric(float64(c.flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			}
 		})
 	}
 }

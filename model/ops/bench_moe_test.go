@@ -312,3 +312,33 @@ func BenchmarkDownWeightGrad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRoute routes the science batch's 2048 router rows of softmax
+// probabilities (top-k, gates, the counting sort into expert order) as
+// the MoE op does, and the counting sort (group) alone.
+func BenchmarkRoute(b *testing.B) {
+	for _, s := range []struct {
+		name string
+		e, k int
+	}{{"sci-deepseekmoe-63-k7", 63, 7}, {"sci-gshard-16-k2", 16, 2}} {
+		probs := widen(randomProbs(rand.New(rand.NewPCG(1, 2)), 2048, s.e))
+		rows := make([]float32, len(probs))
+		for i, v := range probs {
+			rows[i] = float32(v)
+		}
+		g := Gating{K: s.k}
+		b.Run(s.name+"/route", func(b *testing.B) {
+			for b.Loop() {
+				r := routeShared(nil, rows, nil, 2048, s.e, g)
+				r.release()
+			}
+		})
+		b.Run(s.name+"/group", func(b *testing.B) {
+			r := routeShared(nil, rows, nil, 2048, s.e, g)
+			for b.Loop() {
+				clear(r.Offsets)
+				r.group()
+			}
+		})
+	}
+}

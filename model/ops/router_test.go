@@ -327,6 +327,69 @@ func TestRouteExpertChoice(t *testing.T) {
 	}
 }
 
+// group, serial and in blocks (groupBlocks, 2 to 5 of them), sorts slots
+// as a stable sort by expert does: each expert's kept slots in slot order,
+// Pos their inverse (−1 for a dropped slot), PosGates their gates.
+func TestGroupIsStableSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 70))
+	for _, c := range []struct {
+		n, e, k int
+		drop    bool
+	}{{3, 4, 2, false}, {2048, 63, 7, false}, {2048, 16, 2, false}, {1000, 63, 7, true}, {999, 5, 3, true}} {
+		for nb := 1; nb <= 5; nb++ {
+			got := newRouting(c.n, c.e, c.k)
+			for s := range got.Experts {
+				// Skewed: half the slots on the first few experts.
+				got.Experts[s] = int32(r.IntN(c.e))
+				if r.IntN(2) == 0 {
+					got.Experts[s] = int32(r.IntN(min(3, c.e)))
+				}
+				got.Gates[s] = r.Float64()
+			}
+			if c.drop {
+				got.Dropped = make([]bool, len(got.Experts))
+				for s := range got.Dropped {
+					got.Dropped[s] = r.IntN(4) == 0
+				}
+			}
+			if nb == 1 {
+				got.group()
+			} else {
+				got.groupBlocks(nb)
+			}
+			var want []int32 // kept slots, stably sorted by expert
+			for s := range got.Experts {
+				if !c.drop || !got.Dropped[s] {
+					want = append(want, int32(s))
+				}
+			}
+			slices.SortStableFunc(want, func(a, b int32) int { return int(got.Experts[a] - got.Experts[b]) })
+			if !slices.Equal(got.Slots[:got.Kept()], want) {
+				t.Fatalf("n=%d e=%d k=%d drop=%v blocks=%d: slots %v, want %v", c.n, c.e, c.k, c.drop, nb, got.Slots[:min(20, got.Kept())], want[:min(20, len(want))])
+			}
+			for x := 0; x < c.e; x++ {
+				for _, sl := range got.Slots[got.Offsets[x]:got.Offsets[x+1]] {
+					if got.Experts[sl] != int32(x) {
+						t.Fatalf("n=%d e=%d blocks=%d: slot %d of expert %d in expert %d's run", c.n, c.e, nb, sl, got.Experts[sl], x)
+					}
+				}
+			}
+			for s := range got.Experts {
+				p := got.Pos[s]
+				if c.drop && got.Dropped[s] {
+					if p != -1 {
+						t.Fatalf("blocks=%d: dropped slot %d at %d, want -1", nb, s, p)
+					}
+					continue
+				}
+				if got.Slots[p] != int32(s) || got.PosGates[p] != got.Gates[s] {
+					t.Fatalf("blocks=%d: slot %d at %d holds slot %d, gate %g, want gate %g", nb, s, p, got.Slots[p], got.PosGates[p], got.Gates[s])
+				}
+			}
+		}
+	}
+}
+
 // An expert-choice routing's own grouping (each expert placing its slots
 // on the workers) gives group's offsets, slots and positions, at several
 // sequence counts, widths and capacities.
