@@ -488,7 +488,11 @@ func BenchmarkCallPathRatio(b *testing.B) {
 // (named by modes) and the speed-ups of the second mode (first mode's
 // median time over the second's).
 func alternateModes(b *testing.B, name string, modes [2]string, setMode func(second bool) error) {
-	steppers := [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}
+	alternateSteppers(b, [2]*Stepper{benchStepper(b, name, nil), benchStepper(b, name, nil)}, modes, setMode)
+}
+
+// alternateSteppers is alternateModes on two given copies of a model.
+func alternateSteppers(b *testing.B, steppers [2]*Stepper, modes [2]string, setMode func(second bool) error) {
 	var steps, passes [2][]float64
 	timed := func(second bool, fn func() error) float64 {
 		if err := setMode(second); err != nil {
@@ -518,4 +522,26 @@ func alternateModes(b *testing.B, name string, modes [2]string, setMode func(sec
 	b.ReportMetric(stats.Median(steps[1])*1e3, modes[1]+"-step-ms")
 	b.ReportMetric(stats.Median(steps[0])/stats.Median(steps[1]), "step-speedup")
 	b.ReportMetric(stats.Median(passes[0])/stats.Median(passes[1]), "forward-speedup")
+}
+
+// BenchmarkAddInPlaceRatio alternates training steps and forward passes of
+// two copies of each model, one whose residual sums write a buffer of
+// their own and one whose sums go over the branch they add
+// (model.SetAddsInPlace, set before each copy builds its graphs). Run
+// with e.g.
+//
+//	go test ./bench -run '^$' -bench AddInPlaceRatio -benchtime 20x
+func BenchmarkAddInPlaceRatio(b *testing.B) {
+	for _, name := range []string{"sci-dense", "sci-moe", "dense-small", "moe-small"} {
+		b.Run(name, func(b *testing.B) {
+			defer model.SetAddsInPlace(true)
+			model.SetAddsInPlace(false)
+			own := benchStepper(b, name, nil)
+			model.SetAddsInPlace(true)
+			alternateSteppers(b, [2]*Stepper{own, benchStepper(b, name, nil)}, [2]string{"own", "inplace"}, func(inPlace bool) error {
+				model.SetAddsInPlace(inPlace)
+				return nil
+			})
+		})
+	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -117,6 +118,7 @@ type Graph struct {
 	stepDropped, stepSlots []int
 	idsBuf                 []int
 	tgtBuf                 []int
+	inPlaceAdds            int // Add nodes summing over an input (ops.AddInPlace)
 }
 
 // Result is what one run of a graph produced.
@@ -125,6 +127,15 @@ type Result struct {
 	Balance []float64 // parallel to Graph.Balance (empty for an evaluation graph)
 	Total   float64   // Loss + Σ Balance
 }
+
+// addsApart, when set, keeps graphs built after it from summing residuals
+// in place (SetAddsInPlace).
+var addsApart atomic.Bool
+
+// SetAddsInPlace sets whether graphs built from now on write residual sums
+// over the branch they add (ops.AddInPlace; on by default), and returns
+// the previous setting: for comparisons of the two and for tests.
+func SetAddsInPlace(on bool) bool { return !addsApart.Swap(!on) }
 
 // Build constructs the graph. Construction errors (impossible shapes) are
 // returned as errors, never panics.
@@ -329,6 +340,15 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 		if _, err := G.Grad(gr.total, wrt...); err != nil {
 			return nil, fmt.Errorf("model: gradients: %w", err)
 		}
+	}
+	// Residual sums over the branch they add, where nothing else reads it
+	// (ops.AddInPlace); the nodes read after a run keep their values.
+	keep := append([]*G.Node{gr.lm, gr.total, gr.logits}, gr.probs...)
+	for _, b := range gr.Balance {
+		keep = append(keep, b.node)
+	}
+	if !addsApart.Load() {
+		gr.inPlaceAdds = ops.AddInPlace(g, keep...)
 	}
 	// The ops' engine: gorgonia's sums of a node's gradients run on every
 	// worker instead of one (ops.Engine).

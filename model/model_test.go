@@ -345,3 +345,80 @@ func TestEvaluationGraphHasNoBalanceLosses(t *testing.T) {
 		t.Errorf("eval loss %v total %v; training loss %v total %v: want equal losses, eval total = its loss, training total above", ev.Loss, ev.Total, tr.Loss, tr.Total)
 	}
 }
+
+// Residual sums written over the branch they add (ops.AddInPlace) change
+// no value a run reports: the loss, the total and every gradient of a
+// training graph, and the loss and logits of an evaluation graph, bit for
+// bit against graphs with the sums in buffers of their own, over two runs
+// on different tokens (the second finds the first's buffers).
+func TestAddsInPlaceChangeNothing(t *testing.T) {
+	defer SetAddsInPlace(true)
+	for _, kind := range allKinds {
+		c := tinyModel(kind)
+		m, err := New(c, tensor.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(9, 9))
+		batches := [][]int32{randomTokens(r, 2, 8, c.VocabSize), randomTokens(r, 2, 8, c.VocabSize)}
+		type outcome struct {
+			res    []Result
+			values [][]float32 // gradients, or the logits
+			adds   int
+		}
+		run := func(inPlace bool, opt GraphOptions) outcome {
+			SetAddsInPlace(inPlace)
+			g, err := m.Build(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			o := outcome{adds: g.inPlaceAdds}
+			for _, toks := range batches {
+				res, err := g.Run(toks)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.res = append(o.res, res)
+				if opt.Logits {
+					l, err := g.Logits()
+					if err != nil {
+						t.Fatal(err)
+					}
+					o.values = append(o.values, slices.Clone(l.Data().([]float32)))
+					continue
+				}
+				for i := range m.Layout {
+					gd, err := g.Grad(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if gd != nil {
+						o.values = append(o.values, slices.Clone(gd.Data().([]float32)))
+					}
+				}
+			}
+			return o
+		}
+		for name, opt := range map[string]GraphOptions{
+			"training":   {Batch: 2, Seq: 8, Backward: true, Training: true},
+			"evaluation": {Batch: 2, Seq: 8, Logits: true},
+		} {
+			own, in := run(false, opt), run(true, opt)
+			if in.adds == 0 || own.adds != 0 {
+				t.Fatalf("%s %s: %d sums in place (%d with the setting off), want some", kind, name, in.adds, own.adds)
+			}
+			if fmt.Sprint(own.res) != fmt.Sprint(in.res) {
+				t.Errorf("%s %s: results %v in place, %v apart", kind, name, in.res, own.res)
+			}
+			if len(own.values) != len(in.values) {
+				t.Fatalf("%s %s: %d value sets in place, %d apart", kind, name, len(in.values), len(own.values))
+			}
+			for i := range own.values {
+				if !slices.Equal(own.values[i], in.values[i]) {
+					t.Errorf("%s %s: value set %d differs in place", kind, name, i)
+				}
+			}
+		}
+	}
+}
