@@ -32,11 +32,13 @@
 // per machine). Expert products do not: a copy per expert visit, of
 // weights the optimizer left in L3, cost more than the products gained.
 //
-// Ops never modify their inputs. Some keep what their forward computed
-// (SwiGLU's projections, attention probabilities, MoE's gathered rows) in a
-// cache owned by the op, keyed by the addresses of the input arrays: the
-// backward uses it only when handed the same arrays, and recomputes
-// otherwise, so a cache can make a step faster but never wrong.
+// Ops never modify their inputs, but for an Add that AddInPlace marked:
+// it writes the sum over an input that only it reads (a residual branch,
+// written just before and still in cache). Some keep what their forward
+// computed (SwiGLU's projections, attention probabilities, MoE's gathered
+// rows) in a cache owned by the op, keyed by the addresses of the input
+// arrays: the backward uses it only when handed the same arrays, and
+// recomputes otherwise, so a cache can make a step faster but never wrong.
 //
 // Graphs of these ops run on Engine (give it to the tape machine): gorgonia's
 // default tensor engine with an Add that splits over the workers, for the
