@@ -239,20 +239,36 @@ func BenchmarkMoETrainAlternating(b *testing.B) {
 	})
 }
 
+// routerBench is a science layer's router output for the router
+// benchmarks: 2048 rows of e softmax probabilities, k chosen a row.
+type routerBench struct {
+	name string
+	e, k int
+	rows []float32
+}
+
+// routerBenches returns DeepSeekMoE's (63 experts, k = 7) and GShard's
+// (16, k = 2).
+func routerBenches() []routerBench {
+	var out []routerBench
+	for _, c := range []routerBench{{name: "sci-deepseekmoe-63-k7", e: 63, k: 7}, {name: "sci-gshard-16-k2", e: 16, k: 2}} {
+		probs := widen(randomProbs(rand.New(rand.NewPCG(1, 2)), 2048, c.e))
+		c.rows = make([]float32, len(probs))
+		for i, v := range probs {
+			c.rows[i] = float32(v)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // BenchmarkTopK selects the top k of 2048 router rows of softmax
 // probabilities (the science batch) with TopK's small-k path (the AVX-512
 // selection where the CPU has it), its scalar list and the general
 // insertion list.
 func BenchmarkTopK(b *testing.B) {
-	for _, s := range []struct {
-		name string
-		e, k int
-	}{{"sci-deepseekmoe-63-k7", 63, 7}, {"sci-gshard-16-k2", 16, 2}} {
-		probs := widen(randomProbs(rand.New(rand.NewPCG(1, 2)), 2048, s.e))
-		rows := make([]float32, len(probs))
-		for i, v := range probs {
-			rows[i] = float32(v)
-		}
+	for _, s := range routerBenches() {
+		rows := s.rows
 		idx := make([]int32, 2048*s.k)
 		byRow := func(fn func(idx []int32, row []float32, k int)) func() {
 			return func() {
@@ -317,16 +333,8 @@ func BenchmarkDownWeightGrad(b *testing.B) {
 // probabilities (top-k, gates, the counting sort into expert order) as
 // the MoE op does, and the counting sort (group) alone.
 func BenchmarkRoute(b *testing.B) {
-	for _, s := range []struct {
-		name string
-		e, k int
-	}{{"sci-deepseekmoe-63-k7", 63, 7}, {"sci-gshard-16-k2", 16, 2}} {
-		probs := widen(randomProbs(rand.New(rand.NewPCG(1, 2)), 2048, s.e))
-		rows := make([]float32, len(probs))
-		for i, v := range probs {
-			rows[i] = float32(v)
-		}
-		g := Gating{K: s.k}
+	for _, s := range routerBenches() {
+		rows, g := s.rows, Gating{K: s.k}
 		b.Run(s.name+"/route", func(b *testing.B) {
 			for b.Loop() {
 				r := routeShared(nil, rows, nil, 2048, s.e, g)
