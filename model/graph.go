@@ -343,11 +343,11 @@ func (m *Model) Build(opt GraphOptions) (gr *Graph, err error) {
 	}
 	// Residual sums over the branch they add, where nothing else reads it
 	// (ops.AddInPlace); the nodes read after a run keep their values.
-	keep := append([]*G.Node{gr.lm, gr.total, gr.logits}, gr.probs...)
-	for _, b := range gr.Balance {
-		keep = append(keep, b.node)
-	}
 	if !addsApart.Load() {
+		keep := append([]*G.Node{gr.lm, gr.total, gr.logits}, gr.probs...)
+		for _, b := range gr.Balance {
+			keep = append(keep, b.node)
+		}
 		gr.inPlaceAdds = ops.AddInPlace(g, keep...)
 	}
 	// The ops' engine: gorgonia's sums of a node's gradients run on every

@@ -63,7 +63,7 @@ func AddInPlace(g *G.ExprGraph, keep ...*G.Node) int {
 		in := children(g, n)
 		for _, i := range []int{1, 0} {
 			c := in[i]
-			if readers[c] != 1 || kept[c] || in[0] == in[1] || !ownsOutput(c.Op()) {
+			if readers[c] != 1 || kept[c] || !ownsOutput(c.Op()) {
 				continue
 			}
 			op.into = i

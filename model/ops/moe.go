@@ -604,12 +604,12 @@ func expertsForward[F Float](c *expertCache, keep bool, in []*tensor.Dense, r Ro
 		// backward's products read wd_e untransposed and did not gain. On
 		// the rows tiles the copy is transposed, the tiles' right operand
 		// (round 17).
-		if bySlot {
-			downRows(any(o).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), r.Slots[lo:hi], e, n, d, w)
-			return
-		}
-		if tiles {
-			downRows(any(o[lo*d:hi*d]).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), nil, e, n, d, w)
+		if bySlot || tiles {
+			dst, slots := o[lo*d:hi*d], []int32(nil) // the expert's rows, packed
+			if bySlot {
+				dst, slots = o, r.Slots[lo:hi] // each slot's own row
+			}
+			downRows(any(dst).([]float32), any(h).([]float32), any(wde).([]float32), any(wd).([]float32), slots, e, n, d, w)
 			return
 		}
 		copy(wde, wd[e*d*w:(e+1)*d*w])
@@ -1213,11 +1213,11 @@ func downRows(o, h, wt, wd []float32, slots []int32, e, n, d, w int) {
 // (the streaming tile's width), every expert with slots a serial one, and
 // outputs of at least slotRowsBytes.
 func slotRows[F Float](r *Routing, d, w int) bool {
-	if !slotOutputs || !expertTiles[F](1, r.N*r.K, w, d) || d%32 != 0 || r.N*r.K*d*4 < slotRowsBytes {
+	if !slotOutputs || d%32 != 0 || r.N*r.K*d*4 < slotRowsBytes {
 		return false
 	}
 	for e := 0; e < r.E; e++ {
-		if !serialExpert(r.Load(e), r.N*r.K, w, d) {
+		if !expertTiles[F](r.Load(e), r.N*r.K, w, d) {
 			return false
 		}
 	}

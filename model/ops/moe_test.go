@@ -111,6 +111,42 @@ var moeCases = []moeCase{
 	{"k=3 renorm", 5, 4, 6, 3, 3, true},
 }
 
+// inputs32 is c.inputs(seed) in float32.
+func (c moeCase) inputs32(seed uint64) []*tensor.Dense {
+	ins := c.inputs(seed)
+	for i, v := range ins {
+		ins[i] = toDtype(v, tensor.Float32)
+	}
+	return ins
+}
+
+// sameRunBits fails t unless runEachWay's two runs gave the same output and
+// gradients, bit for bit; how names the two ways.
+func sameRunBits(t *testing.T, how string, ys [][]float64, gs [][][]float64) {
+	t.Helper()
+	if !slices.Equal(ys[0], ys[1]) {
+		t.Errorf("outputs differ %s", how)
+	}
+	for i := range gs[0] {
+		if !slices.Equal(gs[0][i], gs[1][i]) {
+			t.Errorf("gradient %d differs %s", i, how)
+		}
+	}
+}
+
+// runEachWay runs c's MoE op forward and backward on ins once per
+// setting, set(setting) before each run, and returns each run's output
+// and gradients in the settings' order.
+func runEachWay[T any](t *testing.T, c moeCase, ins []*tensor.Dense, settings []T, set func(T)) (ys [][]float64, gs [][][]float64) {
+	t.Helper()
+	for _, v := range settings {
+		set(v)
+		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
+		ys, gs = append(ys, y), append(gs, g)
+	}
+	return ys, gs
+}
+
 // runOp builds the graph on copies of ins, runs it, and returns the output
 // and, when withGrads, the gradients of Σ weights ⊙ output (fixed random
 // weights) for every float input, all as float64.
@@ -586,11 +622,7 @@ func TestMoEGatedSharedRejects(t *testing.T) {
 func TestMoEFloat32MatchesFloat64(t *testing.T) {
 	defer func(r bool) { rowsProducts = r }(rowsProducts)
 	c := moeCase{"k=3", 50, 16, 8, 12, 3, false}
-	ins := c.inputs(40)
-	ins32 := make([]*tensor.Dense, len(ins))
-	for i, v := range ins {
-		ins32[i] = toDtype(v, tensor.Float32)
-	}
+	ins, ins32 := c.inputs(40), c.inputs32(40)
 	y64, g64 := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
 	for _, rows := range []bool{false, blas.RowsOK()} {
 		rowsProducts = rows
@@ -609,25 +641,8 @@ func TestMoEFloat32MatchesFloat64(t *testing.T) {
 func TestMoEDeterministicAcrossWorkers(t *testing.T) {
 	defer func(w int) { parallel.Workers = w }(parallel.Workers)
 	c := moeCase{"k=2 renorm", 300, 16, 8, 12, 2, true}
-	ins := c.inputs(50)
-	for i, v := range ins {
-		ins[i] = toDtype(v, tensor.Float32)
-	}
-	var ys [][]float64
-	var gs [][][]float64
-	for _, w := range []int{1, 4} {
-		parallel.Workers = w
-		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
-		ys, gs = append(ys, y), append(gs, g)
-	}
-	if !slices.Equal(ys[0], ys[1]) {
-		t.Error("float32 outputs differ between 1 and 4 workers")
-	}
-	for i := range gs[0] {
-		if !slices.Equal(gs[0][i], gs[1][i]) {
-			t.Errorf("gradient %d differs between 1 and 4 workers", i)
-		}
-	}
+	ys, gs := runEachWay(t, c, c.inputs32(50), []int{1, 4}, func(w int) { parallel.Workers = w })
+	sameRunBits(t, "between 1 and 4 workers", ys, gs)
 }
 
 // TestMoESlotOutputsSameBits: the forward with the experts' outputs
@@ -642,21 +657,12 @@ func TestMoESlotOutputsSameBits(t *testing.T) {
 	defer func(on bool, b int) { slotOutputs, slotRowsBytes = on, b }(slotOutputs, slotRowsBytes)
 	slotRowsBytes = 0
 	c := moeCase{"k=3", 203, 64, 9, 24, 3, true}
-	ins := c.inputs(70)
-	for i, v := range ins {
-		ins[i] = toDtype(v, tensor.Float32)
-	}
-	r := newRouting(c.n, c.e, c.k)
+	ins := c.inputs32(70)
+	r := Route(slice[float32](ins[1]), c.n, c.e, c.k, c.renorm) // the op's own routing
 	if !slotRows[float32](&r, c.d, c.w) {
 		t.Fatal("slotRows refuses the case: the test would not stream outputs by slot")
 	}
-	var ys [][]float64
-	var gs [][][]float64
-	for _, on := range []bool{true, false} {
-		slotOutputs = on
-		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
-		ys, gs = append(ys, y), append(gs, g)
-	}
+	ys, gs := runEachWay(t, c, ins, []bool{true, false}, func(on bool) { slotOutputs = on })
 	if !slices.Equal(ys[0], ys[1]) {
 		t.Error("outputs by slot and in the experts' order differ")
 	}
@@ -680,25 +686,8 @@ func TestMoEStreamedProjectionSameBits(t *testing.T) {
 	if !streamedProjection(c.w, c.d) {
 		t.Fatal("streamedProjection refuses the case: the test would not reach projectStreamed")
 	}
-	ins := c.inputs(80)
-	for i, v := range ins {
-		ins[i] = toDtype(v, tensor.Float32)
-	}
-	var ys [][]float64
-	var gs [][][]float64
-	for _, on := range []bool{true, false} {
-		streamProjections = on
-		y, g := runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
-		ys, gs = append(ys, y), append(gs, g)
-	}
-	if !slices.Equal(ys[0], ys[1]) {
-		t.Error("outputs with the streamed projection and without differ")
-	}
-	for i := range gs[0] {
-		if !slices.Equal(gs[0][i], gs[1][i]) {
-			t.Errorf("gradient %d differs with the streamed projection", i)
-		}
-	}
+	ys, gs := runEachWay(t, c, c.inputs32(80), []bool{true, false}, func(on bool) { streamProjections = on })
+	sameRunBits(t, "with the streamed projection and without", ys, gs)
 }
 
 // TestMoEBackwardRecomputes checks the cache key: a backward pass on inputs
@@ -910,22 +899,6 @@ func rerunMatchesNewOp(t *testing.T, newOps func() (doer, doer), first, second [
 func TestMoEBF16ProductsSkipRowTiles(t *testing.T) {
 	bf16WithRowTiles(t)
 	c := moeCase{"k=3", 50, 16, 8, 12, 3, false}
-	var ins []*tensor.Dense
-	for _, v := range c.inputs(41) {
-		ins = append(ins, toDtype(v, tensor.Float32))
-	}
-	var ys [2][]float64
-	var gs [2][][]float64
-	for i, rows := range []bool{false, true} {
-		rowsProducts = rows
-		ys[i], gs[i] = runOp(t, ins, true, buildMoE(c.k, c.renorm, nil))
-	}
-	if !slices.Equal(ys[0], ys[1]) {
-		t.Error("bf16 products: the output differs with the row tiles allowed")
-	}
-	for i := range gs[0] {
-		if !slices.Equal(gs[0][i], gs[1][i]) {
-			t.Errorf("bf16 products: gradient %d differs with the row tiles allowed", i)
-		}
-	}
+	ys, gs := runEachWay(t, c, c.inputs32(41), []bool{false, true}, func(rows bool) { rowsProducts = rows })
+	sameRunBits(t, "bf16 products, with the row tiles allowed and not", ys, gs)
 }

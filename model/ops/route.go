@@ -70,10 +70,16 @@ type topKVals[F Float] [16]F
 // the same however its values fall); others, and rows holding NaN or
 // −Inf, to topKSmallList.
 func topKSmall[F Float](idx []int32, row []F, k int) {
-	if f, ok := any(row).([]float32); ok && topK512 && len(f) <= 64 && topK32x64(&idx[0], &f[0], len(f), k) {
+	if f, ok := any(row).([]float32); ok && topKVector(len(f), k) && topK32x64(&idx[0], &f[0], len(f), k) {
 		return
 	}
 	topKSmallList(idx, row, k)
+}
+
+// topKVector reports whether topK32x64 (and topK32x64x2) take rows of e
+// values, k of them chosen: on AVX-512, e ≤ 64 and 1 ≤ k ≤ min(e, 16).
+func topKVector(e, k int) bool {
+	return topK512 && e <= 64 && k >= 1 && k <= min(e, len(topKVals[float32]{}))
 }
 
 // topKSmallList is topKList with the list's values kept beside its
@@ -394,8 +400,8 @@ func fixedRouting(experts []int32, e int) Routing {
 // its slices from routings a cache gave up (release) where there are some:
 // fresh slices of a layer's size (1.1 MB a step at the science
 // DeepSeekMoE's four layers) cost a page fault every 4 KB, which was
-// about 0.4 ms of its step. Offsets is zeroed (group counts into it); the
-// other slices are written whole by whoever routes.
+// about 0.4 ms of its step. Every slice is written whole by whoever
+// routes (group, groupExpertChoice).
 func newRouting(n, e, k int) Routing {
 	r := Routing{N: n, E: e, K: k}
 	if old, ok := routings.Get().(*Routing); ok {
@@ -404,7 +410,6 @@ func newRouting(n, e, k int) Routing {
 	r.Experts, r.Gates, r.Slots, r.Pos = grow(r.Experts, n*k), grow(r.Gates, n*k), grow(r.Slots, n*k), grow(r.Pos, n*k)
 	r.PosGates = grow(r.PosGates, n*k)
 	r.Offsets = grow(r.Offsets, e+1)
-	clear(r.Offsets)
 	return r
 }
 
@@ -424,21 +429,11 @@ func (r *Routing) release() {
 }
 
 // group fills Slots, Offsets, Pos and PosGates from Experts by a stable
-// counting sort, leaving out dropped slots (Pos −1). Above groupGrain
-// slots it sorts in parallel (groupBlocks); the result is the same.
+// counting sort, leaving out dropped slots (Pos −1): in parallel over
+// blocks of at least groupGrain slots (groupBlocks), with one block below
+// that.
 func (r *Routing) group() {
-	nb := min(parallel.Workers, len(r.Experts)/groupGrain)
-	if nb <= 1 {
-		r.countSlots(r.Offsets[1:], 0, len(r.Experts))
-		for i := 1; i <= r.E; i++ {
-			r.Offsets[i] += r.Offsets[i-1]
-		}
-		next := make([]int32, r.E)
-		copy(next, r.Offsets[:r.E])
-		r.placeSlots(next, 0, len(r.Experts))
-		return
-	}
-	r.groupBlocks(nb)
+	r.groupBlocks(max(1, min(parallel.Workers, len(r.Experts)/groupGrain)))
 }
 
 // groupGrain is the fewest slots a block of a parallel group sorts: the
@@ -450,8 +445,8 @@ const groupGrain = 2048
 // each block counts its slots per expert, a serial pass over experts then
 // blocks gives every block its first position in each expert's run, and
 // each block places its slots from there. Within an expert's run block b's
-// slots follow block b−1's, each block's in slot order: the serial sort's
-// order.
+// slots follow block b−1's, each block's in slot order: the order of a
+// serial sort, whatever nb (≥ 1). Every entry of Offsets is written.
 func (r *Routing) groupBlocks(nb int) {
 	s, e := len(r.Experts), r.E
 	size := (s + nb - 1) / nb

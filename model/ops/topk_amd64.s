@@ -7,6 +7,14 @@
 DATA topKNegInf<>+0(SB)/4, $0xff800000
 GLOBL topKNegInf<>(SB), RODATA|NOPTR, $4
 
+// TKBAD(v, valid): ORs into K5 v's NaN lanes and its lanes among valid
+// that hold -Inf. Clobbers K6.
+#define TKBAD(v, valid) \
+	VCMPPS $3, v, v, K6 \
+	KORW   K6, K5, K5 \
+	VCMPPS $0, Z31, v, valid, K6 \
+	KORW   K6, K5, K5
+
 // TKLOAD(row, v0, v1, v2, v3, refuse): the row's valid lanes (AX, its
 // low n bits, into the masks K1..K4) into v0..v3 with the rest -Inf (Z31);
 // NaN or -Inf among them jumps to refuse.
@@ -27,21 +35,11 @@ GLOBL topKNegInf<>(SB), RODATA|NOPTR, $4
 	VMOVUPS 64(row), K2, v1 \
 	VMOVUPS 128(row), K3, v2 \
 	VMOVUPS 192(row), K4, v3 \
-	VCMPPS   $3, v0, v0, K5 \
-	VCMPPS   $0, Z31, v0, K1, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $3, v1, v1, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $0, Z31, v1, K2, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $3, v2, v2, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $0, Z31, v2, K3, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $3, v3, v3, K6 \
-	KORW     K6, K5, K5 \
-	VCMPPS   $0, Z31, v3, K4, K6 \
-	KORW     K6, K5, K5 \
+	KXORW    K5, K5, K5 \
+	TKBAD(v0, K1) \
+	TKBAD(v1, K2) \
+	TKBAD(v2, K3) \
+	TKBAD(v3, K4) \
 	KORTESTW K5, K5 \
 	JNZ      refuse
 

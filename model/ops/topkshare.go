@@ -81,10 +81,11 @@ func topKRows[F Float](s *SharedTopK, idx []int32, scores, bias []F, n, e, k int
 // through topK32x64x2 (each pair's rounds interleaved: the same choices
 // as topK32x64 row by row, which waited on each round's latency; 2048
 // router rows of 63, k = 7, in docs/BENCHMARKS.md round 20), a row it
-// refuses (NaN or -Inf) through TopK, and returns the first row it left:
-// hi, or hi−1 for an odd count, or lo where the kernel does not apply.
+// refuses (NaN or -Inf) through topKSmallList (TopK's path for such a
+// row), and returns the first row it left: hi, or hi−1 for an odd count,
+// or lo where the kernel does not apply.
 func topKPairs(idx []int32, scores []float32, lo, hi, e, k int) int {
-	if !topK512 || e > 64 || k > len(topKVals[float32]{}) || k < 1 || k > e {
+	if !topKVector(e, k) {
 		return lo
 	}
 	t := lo
@@ -93,10 +94,10 @@ func topKPairs(idx []int32, scores []float32, lo, hi, e, k int) int {
 		ra, rb := scores[t*e:(t+1)*e], scores[(t+1)*e:(t+2)*e]
 		okA, okB := topK32x64x2(&a[0], &ra[0], &b[0], &rb[0], e, k)
 		if !okA {
-			TopK(a, ra, k)
+			topKSmallList(a, ra, k)
 		}
 		if !okB {
-			TopK(b, rb, k)
+			topKSmallList(b, rb, k)
 		}
 	}
 	return t
